@@ -1,0 +1,50 @@
+"""Exceptions of tycho, with the original's names and constructor signatures.
+
+All of them derive from :class:`TychoException` (in tycho-api 1.17.3 only
+ContextException did), so one ``except TychoException`` catches every tycho error.
+"""
+
+__all__ = ["TychoException", "StartException", "DeleteException", "ContextException", "ModifyException"]
+
+
+class TychoException(Exception):
+    """Base of every tycho error. ``details`` carries extra text (e.g. a server reason)."""
+
+    def __init__(self, message, details=""):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class StartException(TychoException):
+    """Starting a system failed; nothing of it was left on the cluster."""
+
+    def __init__(self, message, details=""):
+        Exception.__init__(self, message, details)
+        self.message = message
+        self.details = details
+
+
+class DeleteException(TychoException):
+    """Deleting a system failed."""
+
+    def __init__(self, message, details=""):
+        Exception.__init__(self, message, details)
+        self.message = message
+        self.details = details
+
+
+class ContextException(TychoException):
+    """The app registry could not be loaded or used."""
+
+    def __init__(self, message, details=""):
+        super().__init__(message, details)
+
+
+class ModifyException(TychoException):
+    """Modifying a system failed; no patch was half-applied."""
+
+    def __init__(self, message, details=""):
+        Exception.__init__(self, message, details)
+        self.message = message
+        self.details = details

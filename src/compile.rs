@@ -1,0 +1,127 @@
+//! Compilation: a start request → the Kubernetes objects of the system (Deployment,
+//! NetworkPolicy, Services), the same objects the executor creates, with no cluster.
+
+use crate::error::{Error, Result};
+use crate::model::{self, StartRequest, System};
+use minijinja::value::Value as MjValue;
+use serde_json::{json, Map, Value};
+
+/// Options of a compilation that a cluster would otherwise decide.
+#[derive(Debug, Clone, Default)]
+pub struct CompileOptions {
+    /// Render the Ambassador variant (ClusterIP Services with a Mapping annotation).
+    pub ambassador: bool,
+    /// Use this GUID instead of a fresh uuid4 hex.
+    pub identifier: Option<String>,
+    /// The Deployment's uid, for the Services' ownerReferences (omitted when None).
+    pub deployment_uid: Option<String>,
+}
+
+/// The compiled objects of a system.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    /// The system model the objects were rendered from.
+    pub system: System,
+    /// The Deployment.
+    pub deployment: Value,
+    /// The NetworkPolicy, when a service restricts its clients.
+    pub network_policy: Option<Value>,
+    /// One Service per container that has a `services` entry, in container order.
+    pub services: Vec<(String, Value)>,
+}
+
+impl Compiled {
+    /// All objects in creation order.
+    pub fn objects(&self) -> Vec<Value> {
+        let mut out = vec![self.deployment.clone()];
+        out.extend(self.network_policy.clone());
+        out.extend(self.services.iter().map(|s| s.1.clone()));
+        out
+    }
+}
+
+/// A fresh GUID: uuid4 as 32 hex digits.
+pub fn new_identifier() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Renders a compose string value with the settings, Jinja2 style.
+pub fn render_setting(source: &str, context: &Value) -> Result<String> {
+    crate::render::render_string(source, context).map_err(|e| Error::input(format!("compose templating failed: {e}")))
+}
+
+/// Parses a start request into a system model.
+pub fn parse_system(config: &Value, request: &Value, identifier: Option<String>) -> Result<System> {
+    let req = StartRequest::from_json(request)?;
+    model::parse(config, &req, identifier.unwrap_or_else(new_identifier), &render_setting)
+}
+
+/// Renders `template` with `system` (and `extra` context entries) into YAML documents.
+pub fn render_system(config: &Value, system: &System, template: &str, extra: &Map<String, Value>) -> Result<Vec<Value>> {
+    let mut ctx = extra.clone();
+    ctx.insert("system".into(), serde_json::to_value(system).map_err(|e| Error::template(e.to_string()))?);
+    let paths = crate::config::template_paths(config);
+    crate::render::render(&paths, template, MjValue::from(minijinja::value::Serde(&ctx)))
+}
+
+/// Wraps the rendered pod into the Deployment the executor creates.
+pub fn pod_to_deployment(system: &System, pod: Value) -> Result<Value> {
+    let mut pod = match pod {
+        Value::Object(m) => m,
+        other => return Err(Error::template(format!("pod.yaml must render a mapping, got {other}"))),
+    };
+    pod.shift_remove("apiVersion");
+    pod.shift_remove("kind");
+    if let Some(Value::Object(meta)) = pod.get_mut("metadata") {
+        meta.shift_remove("name");
+    }
+    Ok(json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": system.name,
+            "labels": {"tycho-guid": system.identifier, "executor": "tycho", "username": system.username},
+        },
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"tycho-guid": system.identifier, "username": system.username}},
+            "template": Value::Object(pod),
+        },
+    }))
+}
+
+/// Renders the objects of an already-parsed system (amb, volumes, env as the caller set them).
+pub fn compile_system(config: &Value, mut system: System, deployment_uid: Option<&str>) -> Result<Compiled> {
+    system.resolve_system_port();
+    let empty = Map::new();
+    let mut pods = render_system(config, &system, "pod.yaml", &empty)?;
+    if pods.len() != 1 {
+        return Err(Error::template(format!("pod.yaml must render exactly one document, got {}", pods.len())));
+    }
+    let deployment = pod_to_deployment(&system, pods.remove(0))?;
+    let network_policy = if system.requires_network_policy() {
+        render_system(config, &system, "policy/tycho-default-netpolicy.yaml", &empty)?.into_iter().next()
+    } else {
+        None
+    };
+    let mut services = Vec::new();
+    for container in &system.containers {
+        let Some(service) = system.services.get(&container.name) else { continue };
+        let mut extra = Map::new();
+        extra.insert("service".into(), serde_json::to_value(service).unwrap_or_default());
+        if let Some(uid) = deployment_uid {
+            extra.insert("create_deployment_api_response".into(), json!({"metadata": {"name": system.name, "uid": uid}}));
+        }
+        for doc in render_system(config, &system, "service.yaml", &extra)? {
+            services.push((container.name.clone(), doc));
+        }
+    }
+    Ok(Compiled { system, deployment, network_policy, services })
+}
+
+/// Compiles a start request into its objects.
+pub fn compile(config: &Value, request: &Value, options: &CompileOptions) -> Result<Compiled> {
+    let mut system = parse_system(config, request, options.identifier.clone())?;
+    system.amb = options.ambassador;
+    compile_system(config, system, options.deployment_uid.as_deref())
+}

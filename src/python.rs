@@ -1,0 +1,167 @@
+//! Python bindings (`tycho._native`): the core's entry points as functions taking and
+//! returning plain dicts and lists. Errors become `tycho.exceptions` classes; a Rust
+//! panic is caught and raised as `TychoException`, never as a crash.
+
+use crate::compile::{self, CompileOptions};
+use crate::error::{Error, ErrorKind};
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use serde_json::Value;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+fn exception_class(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::Start => "StartException",
+        ErrorKind::Delete => "DeleteException",
+        ErrorKind::Modify => "ModifyException",
+        ErrorKind::Context => "ContextException",
+        _ => "TychoException",
+    }
+}
+
+/// Converts a core error into the matching `tycho.exceptions` instance.
+pub(crate) fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
+    let class = exception_class(e.kind);
+    match py.import("tycho.exceptions").and_then(|m| m.getattr(class)).and_then(|c| c.call1((e.message.clone(),))) {
+        Ok(exc) => PyErr::from_value(exc),
+        Err(_) => PyRuntimeError::new_err(e.message),
+    }
+}
+
+/// Runs `f` without the GIL, catching panics.
+fn run<T: Send>(py: Python<'_>, f: impl FnOnce() -> crate::Result<T> + Send) -> PyResult<T> {
+    let out = py.detach(|| catch_unwind(AssertUnwindSafe(f)));
+    match out {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(to_pyerr(py, e)),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Err(to_pyerr(py, Error::new(ErrorKind::Input, format!("internal error in tycho core: {what}"))))
+        }
+    }
+}
+
+fn from_py(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Value> {
+    pythonize::depythonize::<Value>(obj).map_err(|e| to_pyerr(obj.py(), Error::input(format!("{what}: {e}"))))
+}
+
+fn to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
+    pythonize::pythonize(py, v).map_err(|e| PyRuntimeError::new_err(e.to_string()))
+}
+
+fn config_value(config: Option<&Bound<'_, PyAny>>) -> PyResult<Value> {
+    match config {
+        None => Ok(crate::config::default_config().clone()),
+        Some(c) if c.is_none() => Ok(crate::config::default_config().clone()),
+        Some(c) => {
+            // tycho.config.Config keeps its mapping in `.conf`.
+            let inner = if c.hasattr("conf")? && !c.is_instance_of::<PyDict>() { c.getattr("conf")? } else { c.clone() };
+            from_py(&inner, "config")
+        }
+    }
+}
+
+/// Compiles a start request into its Kubernetes objects (Deployment, NetworkPolicy, Services).
+#[pyfunction]
+#[pyo3(signature = (request, ambassador=false, identifier=None, deployment_uid=None, config=None))]
+fn compile_request<'py>(
+    py: Python<'py>,
+    request: &Bound<'py, PyAny>,
+    ambassador: bool,
+    identifier: Option<String>,
+    deployment_uid: Option<String>,
+    config: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let request = from_py(request, "request")?;
+    let config = config_value(config)?;
+    let options = CompileOptions { ambassador, identifier, deployment_uid };
+    let objects = run(py, || compile::compile(&config, &request, &options).map(|c| c.objects()))?;
+    to_py(py, &Value::Array(objects))
+}
+
+/// Parses a start request into the system model (a dict with the original's attribute names).
+#[pyfunction]
+#[pyo3(signature = (request, identifier=None, config=None))]
+fn parse_system<'py>(
+    py: Python<'py>,
+    request: &Bound<'py, PyAny>,
+    identifier: Option<String>,
+    config: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let request = from_py(request, "request")?;
+    let config = config_value(config)?;
+    let system = run(py, || {
+        let s = compile::parse_system(&config, &request, identifier)?;
+        serde_json::to_value(&s).map_err(|e| Error::input(e.to_string()))
+    })?;
+    to_py(py, &system)
+}
+
+/// Renders template `name` with `context` (a dict) and returns the YAML documents.
+#[pyfunction]
+#[pyo3(signature = (name, context, config=None))]
+fn render_template<'py>(
+    py: Python<'py>,
+    name: String,
+    context: &Bound<'py, PyAny>,
+    config: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let context = from_py(context, "context")?;
+    let config = config_value(config)?;
+    let docs = run(py, || {
+        let paths = crate::config::template_paths(&config);
+        crate::render::render(&paths, &name, minijinja::Value::from(minijinja::value::Serde(&context)))
+    })?;
+    to_py(py, &Value::Array(docs))
+}
+
+/// Renders template text with a context, printing values as Python does.
+#[pyfunction]
+fn render_string(py: Python<'_>, source: String, context: &Bound<'_, PyAny>) -> PyResult<String> {
+    let context = from_py(context, "context")?;
+    run(py, || crate::render::render_string(&source, &context))
+}
+
+/// Reads YAML text the way PyYAML's safe_load_all does.
+#[pyfunction]
+fn yaml_load_all<'py>(py: Python<'py>, text: String) -> PyResult<Bound<'py, PyAny>> {
+    let docs = run(py, || crate::yaml::load_all(&text))?;
+    to_py(py, &Value::Array(docs))
+}
+
+/// Writes documents as YAML.
+#[pyfunction]
+fn yaml_dump_all(py: Python<'_>, docs: &Bound<'_, PyAny>) -> PyResult<String> {
+    let docs = from_py(docs, "documents")?;
+    let list = match docs {
+        Value::Array(a) => a,
+        other => vec![other],
+    };
+    run(py, || Ok(crate::yaml::dump_all(&list)))
+}
+
+/// Runs the `tycho` command line with `argv` (program name first); returns the exit code.
+#[pyfunction]
+fn cli_main(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
+    run(py, || Ok(crate::cli::run(argv)))
+}
+
+/// The native core of the `tycho` package.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(compile_request, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_system, m)?)?;
+    m.add_function(wrap_pyfunction!(render_template, m)?)?;
+    m.add_function(wrap_pyfunction!(render_string, m)?)?;
+    m.add_function(wrap_pyfunction!(yaml_load_all, m)?)?;
+    m.add_function(wrap_pyfunction!(yaml_dump_all, m)?)?;
+    m.add_function(wrap_pyfunction!(cli_main, m)?)?;
+    m.add("DEFAULT_CONFIG", crate::config::DEFAULT_CONFIG)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
