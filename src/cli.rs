@@ -107,7 +107,7 @@ fn render(args: &RenderArgs) -> Result<String> {
         "services": services_from_compose(&system),
         "system": system,
     });
-    let options = CompileOptions { ambassador: args.ambassador, identifier: args.guid.clone(), deployment_uid: None };
+    let options = CompileOptions { ambassador: args.ambassador, identifier: args.guid.clone(), ..Default::default() };
     let compiled = compile(crate::config::default_config(), &request, &options)?;
     let objects = compiled.objects();
     Ok(match args.output {

@@ -15,6 +15,30 @@ pub struct CompileOptions {
     pub identifier: Option<String>,
     /// The Deployment's uid, for the Services' ownerReferences (omitted when None).
     pub deployment_uid: Option<String>,
+    /// Claims that do not exist on the cluster: their mounts are dropped (stdnfs exempt).
+    pub missing_claims: Vec<String>,
+    /// Decoded data of the app's `<app>-env` Secret, appended to every container's env.
+    pub secret_env: Vec<(String, String)>,
+}
+
+/// Applies what the cluster tells about a system before it is rendered: Ambassador,
+/// missing claims and the `<app>-env` Secret (values rendered with the container's env).
+pub fn apply_cluster_facts(system: &mut System, ambassador: bool, missing_claims: &[String], secret_env: &[(String, String)]) -> Result<()> {
+    system.amb = ambassador;
+    system.volumes.retain(|v| v.volume_name == "stdnfs" || !missing_claims.contains(&v.volume_name));
+    for container in &mut system.containers {
+        for (key, value) in secret_env {
+            let ctx: Map<String, Value> = container
+                .env
+                .iter()
+                .map(|pair| (pair[0].clone(), Value::String(pair.get(1).cloned().unwrap_or_default())))
+                .collect();
+            let rendered = crate::render::render_string(value, &Value::Object(ctx))
+                .map_err(|e| Error::input(format!("secret {}-env key {key}: {e}", system.system_name)))?;
+            container.env.push(vec![key.clone(), rendered]);
+        }
+    }
+    Ok(())
 }
 
 /// The compiled objects of a system.
@@ -122,6 +146,6 @@ pub fn compile_system(config: &Value, mut system: System, deployment_uid: Option
 /// Compiles a start request into its objects.
 pub fn compile(config: &Value, request: &Value, options: &CompileOptions) -> Result<Compiled> {
     let mut system = parse_system(config, request, options.identifier.clone())?;
-    system.amb = options.ambassador;
+    apply_cluster_facts(&mut system, options.ambassador, &options.missing_claims, &options.secret_env)?;
     compile_system(config, system, options.deployment_uid.as_deref())
 }

@@ -332,6 +332,8 @@ fn limits(service: &str, field: &str, v: Option<&Value>) -> Result<Limits> {
         Some(other) => return Err(Error::input(format!("service '{service}': deploy.resources.{field} must be a mapping, got {other}"))),
     };
     for (k, val) in map {
+        // An empty value means "not set" (the original skipped only an empty ephemeralStorage).
+        let val = if val.as_str() == Some("") { &Value::Null } else { val };
         match k.as_str() {
             "cpus" => out.cpus = val.clone(),
             "gpus" => out.gpus = val.clone(),

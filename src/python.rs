@@ -68,7 +68,8 @@ fn config_value(config: Option<&Bound<'_, PyAny>>) -> PyResult<Value> {
 
 /// Compiles a start request into its Kubernetes objects (Deployment, NetworkPolicy, Services).
 #[pyfunction]
-#[pyo3(signature = (request, ambassador=false, identifier=None, deployment_uid=None, config=None))]
+#[pyo3(signature = (request, ambassador=false, identifier=None, deployment_uid=None, config=None, missing_claims=None, secret_env=None))]
+#[allow(clippy::too_many_arguments)]
 fn compile_request<'py>(
     py: Python<'py>,
     request: &Bound<'py, PyAny>,
@@ -76,10 +77,18 @@ fn compile_request<'py>(
     identifier: Option<String>,
     deployment_uid: Option<String>,
     config: Option<&Bound<'py, PyAny>>,
+    missing_claims: Option<Vec<String>>,
+    secret_env: Option<Vec<(String, String)>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let request = from_py(request, "request")?;
     let config = config_value(config)?;
-    let options = CompileOptions { ambassador, identifier, deployment_uid };
+    let options = CompileOptions {
+        ambassador,
+        identifier,
+        deployment_uid,
+        missing_claims: missing_claims.unwrap_or_default(),
+        secret_env: secret_env.unwrap_or_default(),
+    };
     let objects = run(py, || compile::compile(&config, &request, &options).map(|c| c.objects()))?;
     to_py(py, &Value::Array(objects))
 }

@@ -1,0 +1,207 @@
+"""Differential tests: the original tycho-api 1.17.3 (installed from PyPI into its own
+virtualenv by tests/parity/orig_env.py) and ours compile the same start requests; the
+objects must be equal once GUIDs are normalised and the deliberate differences listed in
+COMPATIBILITY.md are applied. Each normalisation below names its COMPATIBILITY.md row.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+
+import pytest
+import yaml
+
+from cases import CASES
+from run_oracle import SWITCHES, original_objects
+
+from tycho import _native
+from tycho.exceptions import TychoException
+
+UID = "00000000-0000-4000-8000-000000000000"
+GUID = "0123456789abcdef0123456789abcdef"
+PROBE_TIMING = ("initialDelaySeconds", "periodSeconds", "failureThreshold")
+
+
+@pytest.fixture(scope="module")
+def originals():
+    return {r["name"]: r for r in original_objects(CASES)}
+
+
+def ours(case):
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k in SWITCHES}
+    os.environ.update(case.get("environ", {}))
+    try:
+        objects = _native.compile_request(
+            copy.deepcopy(case["request"]),
+            ambassador=case.get("ambassador", False),
+            identifier=GUID,
+            deployment_uid=UID,
+            missing_claims=list(case.get("missing_pvcs") or []),
+            secret_env=list((case.get("env_secret") or {}).items()),
+        )
+    finally:
+        for k in case.get("environ", {}):
+            os.environ.pop(k, None)
+        os.environ.update(saved)
+    return json.loads(json.dumps(objects).replace(GUID, "<GUID>"))
+
+
+def typed(v):
+    """Row 'values are strings': compare the YAML 1.1 reading of a string."""
+    if isinstance(v, str):
+        try:
+            return yaml.safe_load(v) if v else None
+        except yaml.YAMLError:
+            return v
+    return v
+
+
+def prune(v):
+    """Row 'null fields omitted': drop None, "" and containers left empty."""
+    if isinstance(v, dict):
+        out = {k: prune(x) for k, x in v.items()}
+        return {k: x for k, x in out.items() if x not in (None, "", {}, [])}
+    if isinstance(v, list):
+        return [prune(x) for x in v]
+    return v
+
+
+def containers_of(obj):
+    return obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []
+
+
+def normalise(obj, side):
+    obj = copy.deepcopy(obj)
+    kind = obj.get("kind")
+    meta = obj.setdefault("metadata", {})
+    if kind == "Deployment":
+        tmpl = obj["spec"]["template"]
+        # Row 'pod template': the original leaves apiVersion/kind/name of the Pod in it.
+        for key in ("apiVersion", "kind"):
+            tmpl.pop(key, None)
+        tmpl.get("metadata", {}).pop("name", None)
+        labels = tmpl.get("metadata", {}).get("labels", {})
+        # Row 'tycho-app-id label': null in the original, the app id in ours.
+        labels.pop("tycho-app-id", None)
+        for k in list(labels):
+            labels[k] = typed(labels[k])
+        for c in containers_of(obj):
+            env = c.get("env") or []
+            # Row 'extra_container_env': expanded into variables in ours.
+            expanded = []
+            for e in env:
+                if e.get("name") == "extra_container_env" and isinstance(e.get("value"), dict):
+                    expanded.extend({"name": k, "value": str(v)} for k, v in e["value"].items())
+                else:
+                    expanded.append(e)
+            c["env"] = [{"name": e.get("name"), "value": typed(e.get("value"))} for e in expanded]
+            # Row 'probe timing': the original puts these on the container.
+            if side == "ours":
+                for probe in ("livenessProbe", "readinessProbe"):
+                    for key in PROBE_TIMING:
+                        if key in (c.get(probe) or {}):
+                            c[key] = c[probe].pop(key)
+            # Row 'memory None': the original writes memory "None" when only cpus is set.
+            for part in ("limits", "requests"):
+                res = (c.get("resources") or {}).get(part) or {}
+                if res.get("memory") == "None":
+                    res.pop("memory")
+    if kind == "Service":
+        meta.pop("resourceversion", None)
+        obj.pop("resourceversion", None)  # Row 'Service resourceversion'.
+        labels = meta.get("labels", {})
+        # Row 'conn_string label': only kept when it is a valid label value.
+        if not re.fullmatch(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?", str(labels.get("conn_string") or "")):
+            labels.pop("conn_string")
+        for k in list(labels):
+            labels[k] = typed(labels[k])
+        ann = meta.get("annotations") or {}
+        if "getambassador.io/config" in ann:
+            docs = [d for d in yaml.safe_load_all(ann["getambassador.io/config"]) if d]
+            for d in docs:
+                # Row 'Mapping service port': the original writes ":None" when the first
+                # container is not named like the app.
+                if str(d.get("service", "")).endswith(":None"):
+                    d["service"] = "<port>"
+            ann["getambassador.io/config"] = docs
+    return prune(obj)
+
+
+def env_equal(o, u):
+    """Row 'env values with =': the original cuts a value at its second '='."""
+    return o == u or (isinstance(u, str) and o == typed(str(u).split("=")[0]))
+
+
+def assert_same(orig, mine, where):
+    if isinstance(orig, dict) and isinstance(mine, dict):
+        assert sorted(orig) == sorted(mine), f"{where}: keys differ: {sorted(orig)} vs {sorted(mine)}"
+        for k in orig:
+            assert_same(orig[k], mine[k], f"{where}.{k}")
+    elif isinstance(orig, list) and isinstance(mine, list):
+        assert len(orig) == len(mine), f"{where}: {len(orig)} vs {len(mine)} items:\n{orig}\n{mine}"
+        for i, (a, b) in enumerate(zip(orig, mine)):
+            if where.endswith(".env") and isinstance(a, dict) and a.get("name") == b.get("name"):
+                assert env_equal(a.get("value"), b.get("value")), f"{where}[{i}] {a} vs {b}"
+            else:
+                assert_same(a, b, f"{where}[{i}]")
+    elif where.endswith("getambassador.io/config[0].service") and orig == "<port>":
+        # Row 'Mapping service port': ours names the app container's first port.
+        assert re.fullmatch(r".+-<GUID>:\d+", mine), mine
+    else:
+        assert orig == mine, f"{where}: original {orig!r} vs ours {mine!r}"
+
+
+# Cases where ours deliberately differs from the original's output; each names its
+# COMPATIBILITY.md row and gets its own assertion below.
+REFUSED = {
+    "pvc-volume-no-mount-path": "volume",  # Row 'volume without mount path': refused.
+}
+HOST_IP_PORTS = "ports-multiple-and-host-ip"  # Row 'ports ip:host:container'.
+
+GOOD = [c for c in CASES if not c.get("expect_error") and c["name"] not in REFUSED and c["name"] != HOST_IP_PORTS]
+BAD = [c for c in CASES if c.get("expect_error")]
+
+
+def test_enough_cases():
+    assert len(GOOD) >= 25
+
+
+@pytest.mark.parametrize("case", GOOD, ids=[c["name"] for c in GOOD])
+def test_same_objects_as_original(case, originals):
+    orig = originals[case["name"]]
+    assert "objects" in orig, f"the original failed: {orig.get('error')}"
+    mine = ours(case)
+    theirs = [o for o in orig["objects"] if o.get("kind") != "__missing_template__"]
+    # Row 'NetworkPolicy template': the original's wheel lacks it; ours ships one.
+    mine_cmp = [o for o in mine if o["kind"] != "NetworkPolicy" or len(theirs) == len(orig["objects"])]
+    assert [o["kind"] for o in theirs] == [o["kind"] for o in mine_cmp]
+    for a, b in zip(theirs, mine_cmp):
+        assert_same(normalise(a, "original"), normalise(b, "ours"), f"{case['name']}:{a['kind']}")
+
+
+def _case(name):
+    return next(c for c in CASES if c["name"] == name)
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_refused_where_original_emitted_broken_objects(name):
+    with pytest.raises(TychoException) as err:
+        ours(_case(name))
+    assert REFUSED[name] in str(err.value)
+
+
+def test_host_ip_ports_use_the_container_port(originals):
+    case = _case(HOST_IP_PORTS)
+    orig = originals[HOST_IP_PORTS]["objects"]
+    mine = ours(case)
+    svc = next(o for o in mine if o["kind"] == "Service")
+    their_svc = next(o for o in orig if o["kind"] == "Service")
+    assert [p["port"] for p in svc["spec"]["ports"]] == [80, 443, 9000]
+    # The original took the host port of "127.0.0.1:8080:80".
+    assert [p["port"] for p in their_svc["spec"]["ports"]] == [8080, 443, 9000]
+    rest_mine = normalise(next(o for o in mine if o["kind"] == "Deployment"), "ours")
+    rest_orig = normalise(next(o for o in orig if o["kind"] == "Deployment"), "original")
+    assert_same(rest_orig, rest_mine, "deployment")
