@@ -83,10 +83,12 @@ pub fn services_from_compose(system: &Value) -> Map<String, Value> {
 
 fn default_name(file: &Path) -> String {
     let abs = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
-    abs.parent()
-        .and_then(|p| p.file_name())
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_else(|| "system".into())
+    let raw = abs.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    // A directory name becomes a valid system name: [a-z0-9-], at most 30 characters.
+    let cleaned: String = raw.chars().map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '-' }).collect();
+    let trimmed: String = cleaned.trim_matches('-').chars().take(30).collect();
+    let trimmed = trimmed.trim_end_matches('-').to_string();
+    if trimmed.is_empty() { "system".into() } else { trimmed }
 }
 
 fn render(args: &RenderArgs) -> Result<String> {

@@ -82,10 +82,16 @@ pub fn parse_system(config: &Value, request: &Value, identifier: Option<String>)
 
 /// Renders `template` with `system` (and `extra` context entries) into YAML documents.
 pub fn render_system(config: &Value, system: &System, template: &str, extra: &Map<String, Value>) -> Result<Vec<Value>> {
-    let mut ctx = extra.clone();
-    ctx.insert("system".into(), serde_json::to_value(system).map_err(|e| Error::template(e.to_string()))?);
+    render_with(config, &MjValue::from(minijinja::value::Serde(system)), template, extra)
+}
+
+/// Renders `template` with an already converted system value.
+fn render_with(config: &Value, system: &MjValue, template: &str, extra: &Map<String, Value>) -> Result<Vec<Value>> {
+    let mut ctx: std::collections::BTreeMap<String, MjValue> =
+        extra.iter().map(|(k, v)| (k.clone(), MjValue::from(minijinja::value::Serde(v)))).collect();
+    ctx.insert("system".into(), system.clone());
     let paths = crate::config::template_paths(config);
-    crate::render::render(&paths, template, MjValue::from(minijinja::value::Serde(&ctx)))
+    crate::render::render(&paths, template, MjValue::from(ctx))
 }
 
 /// Wraps the rendered pod into the Deployment the executor creates.
@@ -118,13 +124,14 @@ pub fn pod_to_deployment(system: &System, pod: Value) -> Result<Value> {
 pub fn compile_system(config: &Value, mut system: System, deployment_uid: Option<&str>) -> Result<Compiled> {
     system.resolve_system_port();
     let empty = Map::new();
-    let mut pods = render_system(config, &system, "pod.yaml", &empty)?;
+    let sys_value = MjValue::from(minijinja::value::Serde(&system));
+    let mut pods = render_with(config, &sys_value, "pod.yaml", &empty)?;
     if pods.len() != 1 {
         return Err(Error::template(format!("pod.yaml must render exactly one document, got {}", pods.len())));
     }
     let deployment = pod_to_deployment(&system, pods.remove(0))?;
     let network_policy = if system.requires_network_policy() {
-        render_system(config, &system, "policy/tycho-default-netpolicy.yaml", &empty)?.into_iter().next()
+        render_with(config, &sys_value, "policy/tycho-default-netpolicy.yaml", &empty)?.into_iter().next()
     } else {
         None
     };
@@ -136,7 +143,7 @@ pub fn compile_system(config: &Value, mut system: System, deployment_uid: Option
         if let Some(uid) = deployment_uid {
             extra.insert("create_deployment_api_response".into(), json!({"metadata": {"name": system.name, "uid": uid}}));
         }
-        for doc in render_system(config, &system, "service.yaml", &extra)? {
+        for doc in render_with(config, &sys_value, "service.yaml", &extra)? {
             services.push((container.name.clone(), doc));
         }
     }
