@@ -9,7 +9,11 @@ use std::path::{Path, PathBuf};
 
 /// Command line of `tycho`.
 #[derive(Parser, Debug)]
-#[command(name = "tycho", version, about = "Compile docker-compose systems into Kubernetes objects and run them")]
+#[command(
+    name = "tycho",
+    version,
+    about = "Compile docker-compose systems into Kubernetes objects and run them"
+)]
 pub struct Cli {
     /// Show details (debug logging, full errors).
     #[arg(short = 'd', long = "debug", global = true)]
@@ -68,12 +72,27 @@ pub fn parse_env(text: &str) -> Map<String, Value> {
 /// every service that has ports.
 pub fn services_from_compose(system: &Value) -> Map<String, Value> {
     let mut out = Map::new();
-    for (name, svc) in system.get("services").and_then(Value::as_object).into_iter().flatten() {
+    for (name, svc) in system
+        .get("services")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
         if let Some(ports) = svc.get("ports").and_then(Value::as_array) {
             if let Some(p) = ports.last() {
                 let text = crate::pyfmt::py_str(p);
-                let port = text.rsplit(':').next().unwrap_or(&text).split('/').next().unwrap_or("").to_string();
-                let port = port.parse::<u64>().map(Value::from).unwrap_or(Value::String(port));
+                let port = text
+                    .rsplit(':')
+                    .next()
+                    .unwrap_or(&text)
+                    .split('/')
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                let port = port
+                    .parse::<u64>()
+                    .map(Value::from)
+                    .unwrap_or(Value::String(port));
                 out.insert(name.clone(), json!({"port": port}));
             }
         }
@@ -83,24 +102,55 @@ pub fn services_from_compose(system: &Value) -> Map<String, Value> {
 
 fn default_name(file: &Path) -> String {
     let abs = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
-    let raw = abs.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let raw = abs
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
     // A directory name becomes a valid system name: [a-z0-9-], at most 30 characters.
-    let cleaned: String = raw.chars().map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '-' }).collect();
+    let cleaned: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
     let trimmed: String = cleaned.trim_matches('-').chars().take(30).collect();
     let trimmed = trimmed.trim_end_matches('-').to_string();
-    if trimmed.is_empty() { "system".into() } else { trimmed }
+    if trimmed.is_empty() {
+        "system".into()
+    } else {
+        trimmed
+    }
 }
 
 fn render(args: &RenderArgs) -> Result<String> {
-    let text = std::fs::read_to_string(&args.file).map_err(|e| Error::input(format!("cannot read {}: {e}", args.file.display())))?;
-    let system = crate::yaml::load(&text).map_err(|e| Error::input(format!("{}: {e}", args.file.display())))?;
-    let env_path = args.env_file.clone().unwrap_or_else(|| args.file.parent().unwrap_or(Path::new(".")).join(".env"));
+    let text = std::fs::read_to_string(&args.file)
+        .map_err(|e| Error::input(format!("cannot read {}: {e}", args.file.display())))?;
+    let system = crate::yaml::load(&text)
+        .map_err(|e| Error::input(format!("{}: {e}", args.file.display())))?;
+    let env_path = args
+        .env_file
+        .clone()
+        .unwrap_or_else(|| args.file.parent().unwrap_or(Path::new(".")).join(".env"));
     let settings = match std::fs::read_to_string(&env_path) {
         Ok(t) => parse_env(&t),
         Err(_) if args.env_file.is_none() => Map::new(),
-        Err(e) => return Err(Error::input(format!("cannot read settings {}: {e}", env_path.display()))),
+        Err(e) => {
+            return Err(Error::input(format!(
+                "cannot read settings {}: {e}",
+                env_path.display()
+            )))
+        }
     };
-    let name = args.name.clone().unwrap_or_else(|| default_name(&args.file)).replace(std::path::MAIN_SEPARATOR, "-");
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| default_name(&args.file))
+        .replace(std::path::MAIN_SEPARATOR, "-");
     let request = json!({
         "name": name,
         "principal": json!({"username": args.username}).to_string(),
@@ -109,7 +159,11 @@ fn render(args: &RenderArgs) -> Result<String> {
         "services": services_from_compose(&system),
         "system": system,
     });
-    let options = CompileOptions { ambassador: args.ambassador, identifier: args.guid.clone(), ..Default::default() };
+    let options = CompileOptions {
+        ambassador: args.ambassador,
+        identifier: args.guid.clone(),
+        ..Default::default()
+    };
     let compiled = compile(crate::config::default_config(), &request, &options)?;
     let objects = compiled.objects();
     Ok(match args.output {

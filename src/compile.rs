@@ -23,18 +23,32 @@ pub struct CompileOptions {
 
 /// Applies what the cluster tells about a system before it is rendered: Ambassador,
 /// missing claims and the `<app>-env` Secret (values rendered with the container's env).
-pub fn apply_cluster_facts(system: &mut System, ambassador: bool, missing_claims: &[String], secret_env: &[(String, String)]) -> Result<()> {
+pub fn apply_cluster_facts(
+    system: &mut System,
+    ambassador: bool,
+    missing_claims: &[String],
+    secret_env: &[(String, String)],
+) -> Result<()> {
     system.amb = ambassador;
-    system.volumes.retain(|v| v.volume_name == "stdnfs" || !missing_claims.contains(&v.volume_name));
+    system
+        .volumes
+        .retain(|v| v.volume_name == "stdnfs" || !missing_claims.contains(&v.volume_name));
     for container in &mut system.containers {
         for (key, value) in secret_env {
             let ctx: Map<String, Value> = container
                 .env
                 .iter()
-                .map(|pair| (pair[0].clone(), Value::String(pair.get(1).cloned().unwrap_or_default())))
+                .map(|pair| {
+                    (
+                        pair[0].clone(),
+                        Value::String(pair.get(1).cloned().unwrap_or_default()),
+                    )
+                })
                 .collect();
-            let rendered = crate::render::render_string(value, &Value::Object(ctx))
-                .map_err(|e| Error::input(format!("secret {}-env key {key}: {e}", system.system_name)))?;
+            let rendered =
+                crate::render::render_string(value, &Value::Object(ctx)).map_err(|e| {
+                    Error::input(format!("secret {}-env key {key}: {e}", system.system_name))
+                })?;
             container.env.push(vec![key.clone(), rendered]);
         }
     }
@@ -71,24 +85,47 @@ pub fn new_identifier() -> String {
 
 /// Renders a compose string value with the settings, Jinja2 style.
 pub fn render_setting(source: &str, context: &Value) -> Result<String> {
-    crate::render::render_string(source, context).map_err(|e| Error::input(format!("compose templating failed: {e}")))
+    crate::render::render_string(source, context)
+        .map_err(|e| Error::input(format!("compose templating failed: {e}")))
 }
 
 /// Parses a start request into a system model.
 pub fn parse_system(config: &Value, request: &Value, identifier: Option<String>) -> Result<System> {
     let req = StartRequest::from_json(request)?;
-    model::parse(config, &req, identifier.unwrap_or_else(new_identifier), &render_setting)
+    model::parse(
+        config,
+        &req,
+        identifier.unwrap_or_else(new_identifier),
+        &render_setting,
+    )
 }
 
 /// Renders `template` with `system` (and `extra` context entries) into YAML documents.
-pub fn render_system(config: &Value, system: &System, template: &str, extra: &Map<String, Value>) -> Result<Vec<Value>> {
-    render_with(config, &MjValue::from(minijinja::value::Serde(system)), template, extra)
+pub fn render_system(
+    config: &Value,
+    system: &System,
+    template: &str,
+    extra: &Map<String, Value>,
+) -> Result<Vec<Value>> {
+    render_with(
+        config,
+        &MjValue::from(minijinja::value::Serde(system)),
+        template,
+        extra,
+    )
 }
 
 /// Renders `template` with an already converted system value.
-fn render_with(config: &Value, system: &MjValue, template: &str, extra: &Map<String, Value>) -> Result<Vec<Value>> {
-    let mut ctx: std::collections::BTreeMap<String, MjValue> =
-        extra.iter().map(|(k, v)| (k.clone(), MjValue::from(minijinja::value::Serde(v)))).collect();
+fn render_with(
+    config: &Value,
+    system: &MjValue,
+    template: &str,
+    extra: &Map<String, Value>,
+) -> Result<Vec<Value>> {
+    let mut ctx: std::collections::BTreeMap<String, MjValue> = extra
+        .iter()
+        .map(|(k, v)| (k.clone(), MjValue::from(minijinja::value::Serde(v))))
+        .collect();
     ctx.insert("system".into(), system.clone());
     let paths = crate::config::template_paths(config);
     crate::render::render(&paths, template, MjValue::from(ctx))
@@ -98,7 +135,11 @@ fn render_with(config: &Value, system: &MjValue, template: &str, extra: &Map<Str
 pub fn pod_to_deployment(system: &System, pod: Value) -> Result<Value> {
     let mut pod = match pod {
         Value::Object(m) => m,
-        other => return Err(Error::template(format!("pod.yaml must render a mapping, got {other}"))),
+        other => {
+            return Err(Error::template(format!(
+                "pod.yaml must render a mapping, got {other}"
+            )))
+        }
     };
     pod.shift_remove("apiVersion");
     pod.shift_remove("kind");
@@ -121,38 +162,70 @@ pub fn pod_to_deployment(system: &System, pod: Value) -> Result<Value> {
 }
 
 /// Renders the objects of an already-parsed system (amb, volumes, env as the caller set them).
-pub fn compile_system(config: &Value, mut system: System, deployment_uid: Option<&str>) -> Result<Compiled> {
+pub fn compile_system(
+    config: &Value,
+    mut system: System,
+    deployment_uid: Option<&str>,
+) -> Result<Compiled> {
     system.resolve_system_port();
     let empty = Map::new();
     let sys_value = MjValue::from(minijinja::value::Serde(&system));
     let mut pods = render_with(config, &sys_value, "pod.yaml", &empty)?;
     if pods.len() != 1 {
-        return Err(Error::template(format!("pod.yaml must render exactly one document, got {}", pods.len())));
+        return Err(Error::template(format!(
+            "pod.yaml must render exactly one document, got {}",
+            pods.len()
+        )));
     }
     let deployment = pod_to_deployment(&system, pods.remove(0))?;
     let network_policy = if system.requires_network_policy() {
-        render_with(config, &sys_value, "policy/tycho-default-netpolicy.yaml", &empty)?.into_iter().next()
+        render_with(
+            config,
+            &sys_value,
+            "policy/tycho-default-netpolicy.yaml",
+            &empty,
+        )?
+        .into_iter()
+        .next()
     } else {
         None
     };
     let mut services = Vec::new();
     for container in &system.containers {
-        let Some(service) = system.services.get(&container.name) else { continue };
+        let Some(service) = system.services.get(&container.name) else {
+            continue;
+        };
         let mut extra = Map::new();
-        extra.insert("service".into(), serde_json::to_value(service).unwrap_or_default());
+        extra.insert(
+            "service".into(),
+            serde_json::to_value(service).unwrap_or_default(),
+        );
         if let Some(uid) = deployment_uid {
-            extra.insert("create_deployment_api_response".into(), json!({"metadata": {"name": system.name, "uid": uid}}));
+            extra.insert(
+                "create_deployment_api_response".into(),
+                json!({"metadata": {"name": system.name, "uid": uid}}),
+            );
         }
         for doc in render_with(config, &sys_value, "service.yaml", &extra)? {
             services.push((container.name.clone(), doc));
         }
     }
-    Ok(Compiled { system, deployment, network_policy, services })
+    Ok(Compiled {
+        system,
+        deployment,
+        network_policy,
+        services,
+    })
 }
 
 /// Compiles a start request into its objects.
 pub fn compile(config: &Value, request: &Value, options: &CompileOptions) -> Result<Compiled> {
     let mut system = parse_system(config, request, options.identifier.clone())?;
-    apply_cluster_facts(&mut system, options.ambassador, &options.missing_claims, &options.secret_env)?;
+    apply_cluster_facts(
+        &mut system,
+        options.ambassador,
+        &options.missing_claims,
+        &options.secret_env,
+    )?;
     compile_system(config, system, options.deployment_uid.as_deref())
 }

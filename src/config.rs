@@ -15,7 +15,8 @@ pub fn default_config() -> &'static Value {
 
 /// Loads a configuration file.
 pub fn load_file(path: &str) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::config(format!("cannot read config {path}: {e}")))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::config(format!("cannot read config {path}: {e}")))?;
     crate::yaml::load(&text).map_err(|e| Error::config(format!("config {path}: {e}")))
 }
 
@@ -28,6 +29,10 @@ pub fn lookup<'a>(config: &'a Value, keys: &[&str]) -> Option<&'a Value> {
 pub fn template_paths(config: &Value) -> Vec<String> {
     lookup(config, &["tycho", "templates", "paths"])
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|p| p.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }

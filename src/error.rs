@@ -37,7 +37,10 @@ pub struct Error {
 impl Error {
     /// Builds an error of `kind`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into() }
+        Error {
+            kind,
+            message: message.into(),
+        }
     }
     /// Invalid input (request, compose file, settings).
     pub fn input(message: impl Into<String>) -> Self {

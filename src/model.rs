@@ -236,44 +236,91 @@ pub struct StartRequest {
 impl StartRequest {
     /// Reads a request object, naming the field at fault on error.
     pub fn from_json(request: &Value) -> Result<Self> {
-        let obj = request.as_object().ok_or_else(|| Error::input("start request must be a JSON object"))?;
+        let obj = request
+            .as_object()
+            .ok_or_else(|| Error::input("start request must be a JSON object"))?;
         let name = match obj.get("name") {
             Some(Value::String(s)) => s.clone(),
-            Some(other) => return Err(Error::input(format!("request field 'name' must be a string, got {other}"))),
+            Some(other) => {
+                return Err(Error::input(format!(
+                    "request field 'name' must be a string, got {other}"
+                )))
+            }
             None => return Err(Error::input("request field 'name' is required")),
         };
         let principal = match obj.get("principal") {
             Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
                 Ok(Value::Object(m)) => m,
-                Ok(_) => return Err(Error::input("request field 'principal' must be a JSON object encoded as a string")),
-                Err(e) => return Err(Error::input(format!("request field 'principal' is not valid JSON: {e}"))),
+                Ok(_) => {
+                    return Err(Error::input(
+                        "request field 'principal' must be a JSON object encoded as a string",
+                    ))
+                }
+                Err(e) => {
+                    return Err(Error::input(format!(
+                        "request field 'principal' is not valid JSON: {e}"
+                    )))
+                }
             },
             Some(Value::Object(m)) => m.clone(),
-            Some(Value::Null) | None => return Err(Error::input("request field 'principal' is required (a JSON string with at least a username)")),
-            Some(other) => return Err(Error::input(format!("request field 'principal' must be a JSON string, got {other}"))),
+            Some(Value::Null) | None => return Err(Error::input(
+                "request field 'principal' is required (a JSON string with at least a username)",
+            )),
+            Some(other) => {
+                return Err(Error::input(format!(
+                    "request field 'principal' must be a JSON string, got {other}"
+                )))
+            }
         };
         let serviceaccount = match obj.get("serviceaccount") {
             None => Value::String("default".into()),
             Some(v @ (Value::String(_) | Value::Null)) => v.clone(),
-            Some(other) => return Err(Error::input(format!("request field 'serviceaccount' must be a string, got {other}"))),
+            Some(other) => {
+                return Err(Error::input(format!(
+                    "request field 'serviceaccount' must be a string, got {other}"
+                )))
+            }
         };
         let env = match obj.get("env") {
             None => Some(Map::new()),
             Some(Value::Null) => None,
             Some(Value::Object(m)) => Some(m.clone()),
-            Some(other) => return Err(Error::input(format!("request field 'env' must be an object of settings, got {other}"))),
+            Some(other) => {
+                return Err(Error::input(format!(
+                    "request field 'env' must be an object of settings, got {other}"
+                )))
+            }
         };
         let system = match obj.get("system") {
             Some(v @ Value::Object(_)) => v.clone(),
-            Some(other) => return Err(Error::input(format!("request field 'system' must be a compose document (object), got {other}"))),
-            None => return Err(Error::input("request field 'system' (the compose document) is required")),
+            Some(other) => {
+                return Err(Error::input(format!(
+                    "request field 'system' must be a compose document (object), got {other}"
+                )))
+            }
+            None => {
+                return Err(Error::input(
+                    "request field 'system' (the compose document) is required",
+                ))
+            }
         };
         let services = match obj.get("services") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(m)) => m.clone(),
-            Some(other) => return Err(Error::input(format!("request field 'services' must be an object, got {other}"))),
+            Some(other) => {
+                return Err(Error::input(format!(
+                    "request field 'services' must be an object, got {other}"
+                )))
+            }
         };
-        Ok(StartRequest { name, principal, serviceaccount, env, system, services })
+        Ok(StartRequest {
+            name,
+            principal,
+            serviceaccount,
+            env,
+            system,
+            services,
+        })
     }
 }
 
@@ -290,11 +337,20 @@ fn has_template_syntax(s: &str) -> bool {
 fn template_pass(v: &Value, context: &Value, render: &StringRenderer<'_>) -> Result<Value> {
     Ok(match v {
         Value::String(s) if has_template_syntax(s) => Value::String(render(s, context)?),
-        Value::Array(items) => Value::Array(items.iter().map(|i| template_pass(i, context, render)).collect::<Result<_>>()?),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|i| template_pass(i, context, render))
+                .collect::<Result<_>>()?,
+        ),
         Value::Object(map) => {
             let mut entries: Vec<(String, Value)> = Vec::with_capacity(map.len());
             for (k, item) in map {
-                let k = if has_template_syntax(k) { render(k, context)? } else { k.clone() };
+                let k = if has_template_syntax(k) {
+                    render(k, context)?
+                } else {
+                    k.clone()
+                };
                 entries.push((k, template_pass(item, context, render)?));
             }
             entries.sort_by(|a, b| a.0.cmp(&b.0));
@@ -306,7 +362,9 @@ fn template_pass(v: &Value, context: &Value, render: &StringRenderer<'_>) -> Res
 
 /// The container side of a compose port ("8888", "8080:8888", "127.0.0.1:80:8888/tcp").
 fn container_port(service: &str, field: &str, raw: &Value) -> Result<Value> {
-    let bad = || Error::input(format!("service '{service}': {field} entry {raw} is not a valid port (expected \"[host:]container\" with a port 1-65535)"));
+    let bad = || {
+        Error::input(format!("service '{service}': {field} entry {raw} is not a valid port (expected \"[host:]container\" with a port 1-65535)"))
+    };
     match raw {
         Value::Number(n) => match n.as_u64() {
             Some(p) if (1..=65535).contains(&p) => Ok(raw.clone()),
@@ -316,7 +374,9 @@ fn container_port(service: &str, field: &str, raw: &Value) -> Result<Value> {
             let last = s.rsplit(':').next().unwrap_or(s);
             let port = last.split_once('/').map(|(p, _)| p).unwrap_or(last);
             match port.parse::<u32>() {
-                Ok(p) if (1..=65535).contains(&p) && port.bytes().all(|c| c.is_ascii_digit()) => Ok(Value::String(port.to_string())),
+                Ok(p) if (1..=65535).contains(&p) && port.bytes().all(|c| c.is_ascii_digit()) => {
+                    Ok(Value::String(port.to_string()))
+                }
                 _ => Err(bad()),
             }
         }
@@ -329,11 +389,19 @@ fn limits(service: &str, field: &str, v: Option<&Value>) -> Result<Limits> {
     let map = match v {
         None | Some(Value::Null) => return Ok(out),
         Some(Value::Object(m)) => m,
-        Some(other) => return Err(Error::input(format!("service '{service}': deploy.resources.{field} must be a mapping, got {other}"))),
+        Some(other) => {
+            return Err(Error::input(format!(
+                "service '{service}': deploy.resources.{field} must be a mapping, got {other}"
+            )))
+        }
     };
     for (k, val) in map {
         // An empty value means "not set" (the original skipped only an empty ephemeralStorage).
-        let val = if val.as_str() == Some("") { &Value::Null } else { val };
+        let val = if val.as_str() == Some("") {
+            &Value::Null
+        } else {
+            val
+        };
         match k.as_str() {
             "cpus" => out.cpus = val.clone(),
             "gpus" => out.gpus = val.clone(),
@@ -346,13 +414,23 @@ fn limits(service: &str, field: &str, v: Option<&Value>) -> Result<Limits> {
             }
         }
     }
-    for (key, val) in [("cpus", &out.cpus), ("memory", &out.memory), ("ephemeralStorage", &out.ephemeralStorage)] {
+    for (key, val) in [
+        ("cpus", &out.cpus),
+        ("memory", &out.memory),
+        ("ephemeralStorage", &out.ephemeralStorage),
+    ] {
         if !val.is_null() && !names::is_quantity(&py_str(val)) {
             return Err(Error::input(format!("service '{service}': deploy.resources.{field}.{key} {val} is not a Kubernetes quantity")));
         }
     }
-    if !out.gpus.is_null() && out.gpus.as_u64().is_none() && py_str(&out.gpus).parse::<u64>().is_err() {
-        return Err(Error::input(format!("service '{service}': deploy.resources.{field}.gpus {} is not a whole number", out.gpus)));
+    if !out.gpus.is_null()
+        && out.gpus.as_u64().is_none()
+        && py_str(&out.gpus).parse::<u64>().is_err()
+    {
+        return Err(Error::input(format!(
+            "service '{service}': deploy.resources.{field}.gpus {} is not a whole number",
+            out.gpus
+        )));
     }
     Ok(out)
 }
@@ -362,7 +440,11 @@ fn probe(service: &str, field: &str, v: Option<&Value>) -> Result<Option<Probe>>
         None | Some(Value::Null) => return Ok(None),
         Some(Value::String(s)) if s == "none" => return Ok(None),
         Some(Value::Object(m)) => m,
-        Some(other) => return Err(Error::input(format!("service '{service}': ext.kube.{field} must be a mapping or \"none\", got {other}"))),
+        Some(other) => {
+            return Err(Error::input(format!(
+                "service '{service}': ext.kube.{field} must be a mapping or \"none\", got {other}"
+            )))
+        }
     };
     let mut p = Probe::default();
     let mut http = None;
@@ -383,15 +465,27 @@ fn probe(service: &str, field: &str, v: Option<&Value>) -> Result<Option<Probe>>
         }
     }
     if let Value::String(s) = &p.cmd {
-        p.cmd = Value::Array(s.split_whitespace().map(|a| Value::String(a.into())).collect());
+        p.cmd = Value::Array(
+            s.split_whitespace()
+                .map(|a| Value::String(a.into()))
+                .collect(),
+        );
     }
     if let Some(h) = http.filter(|h| !h.is_null()) {
-        let h = h.as_object().ok_or_else(|| Error::input(format!("service '{service}': ext.kube.{field}.httpGet must be a mapping")))?;
+        let h = h.as_object().ok_or_else(|| {
+            Error::input(format!(
+                "service '{service}': ext.kube.{field}.httpGet must be a mapping"
+            ))
+        })?;
         p.path = Some(h.get("path").cloned().unwrap_or(json!("/")));
         p.port = Some(h.get("port").cloned().unwrap_or(json!(80)));
         p.httpHeaders = Some(h.get("httpHeaders").cloned().unwrap_or(Value::Null));
     } else if let Some(t) = tcp.filter(|t| !t.is_null()) {
-        let t = t.as_object().ok_or_else(|| Error::input(format!("service '{service}': ext.kube.{field}.tcpSocket must be a mapping")))?;
+        let t = t.as_object().ok_or_else(|| {
+            Error::input(format!(
+                "service '{service}': ext.kube.{field}.tcpSocket must be a mapping"
+            ))
+        })?;
         p.port = Some(t.get("port").cloned().unwrap_or(Value::Null));
     }
     Ok(Some(p))
@@ -453,24 +547,52 @@ fn sc_str(sc: &Map<String, Value>, key: &str, env_key: &str) -> Value {
 
 /// Parses a start request into a [`System`], applying the compose templating pass with
 /// `render` (one string at a time).
-pub fn parse(config: &Value, req: &StartRequest, identifier: String, render: &StringRenderer<'_>) -> Result<System> {
+pub fn parse(
+    config: &Value,
+    req: &StartRequest,
+    identifier: String,
+    render: &StringRenderer<'_>,
+) -> Result<System> {
     let compose = &req.system;
     let registry_sc = match compose.get("security_context") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(m)) => m.clone(),
-        Some(other) => return Err(Error::input(format!("compose field 'security_context' must be a mapping, got {other}"))),
+        Some(other) => {
+            return Err(Error::input(format!(
+                "compose field 'security_context' must be a mapping, got {other}"
+            )))
+        }
     };
     let mut security_context = Map::new();
-    security_context.insert("run_as_user".into(), sc_str(&registry_sc, "runAsUser", "TYCHO_APP_RUN_AS_USER"));
-    security_context.insert("run_as_group".into(), sc_str(&registry_sc, "runAsGroup", "TYCHO_APP_RUN_AS_GROUP"));
-    security_context.insert("fs_group".into(), sc_str(&registry_sc, "fsGroup", "TYCHO_APP_FS_GROUP"));
+    security_context.insert(
+        "run_as_user".into(),
+        sc_str(&registry_sc, "runAsUser", "TYCHO_APP_RUN_AS_USER"),
+    );
+    security_context.insert(
+        "run_as_group".into(),
+        sc_str(&registry_sc, "runAsGroup", "TYCHO_APP_RUN_AS_GROUP"),
+    );
+    security_context.insert(
+        "fs_group".into(),
+        sc_str(&registry_sc, "fsGroup", "TYCHO_APP_FS_GROUP"),
+    );
     let mut init_security_context = Map::new();
-    init_security_context.insert("run_as_user".into(), sc_str(&registry_sc, "initRunAsUser", "INIT_SC_RUN_AS_USER"));
-    init_security_context.insert("run_as_group".into(), sc_str(&registry_sc, "initRunAsGroup", "INIT_SC_RUN_AS_GROUP"));
+    init_security_context.insert(
+        "run_as_user".into(),
+        sc_str(&registry_sc, "initRunAsUser", "INIT_SC_RUN_AS_USER"),
+    );
+    init_security_context.insert(
+        "run_as_group".into(),
+        sc_str(&registry_sc, "initRunAsGroup", "INIT_SC_RUN_AS_GROUP"),
+    );
 
     let username = match req.principal.get("username") {
         Some(Value::String(u)) if !u.is_empty() => u.clone(),
-        _ => return Err(Error::input("principal field 'username' is required and must be a non-empty string")),
+        _ => {
+            return Err(Error::input(
+                "principal field 'username' is required and must be a non-empty string",
+            ))
+        }
     };
     names::check_label_value("principal username", &username)?;
     if !names::is_dns_label(&req.name, 30) {
@@ -480,9 +602,13 @@ pub fn parse(config: &Value, req: &StartRequest, identifier: String, render: &St
         )));
     }
 
-    let services_in = compose.get("services").ok_or_else(|| Error::input("compose document has no 'services'"))?;
+    let services_in = compose
+        .get("services")
+        .ok_or_else(|| Error::input("compose document has no 'services'"))?;
     if !services_in.is_object() {
-        return Err(Error::input("compose field 'services' must be a mapping of service name to definition"));
+        return Err(Error::input(
+            "compose field 'services' must be a mapping of service name to definition",
+        ));
     }
     let mut compose = compose.clone();
     if let Some(env) = &req.env {
@@ -492,9 +618,18 @@ pub fn parse(config: &Value, req: &StartRequest, identifier: String, render: &St
         let mut system_port = None;
         for (cname, spec) in services_in.as_object().into_iter().flatten() {
             ctx.insert("system_name".into(), Value::String(cname.clone()));
-            if let Some(first) = spec.get("ports").and_then(Value::as_array).and_then(|p| p.first()) {
+            if let Some(first) = spec
+                .get("ports")
+                .and_then(Value::as_array)
+                .and_then(|p| p.first())
+            {
                 system_port = Some(match first {
-                    Value::String(s) => Value::String(s.split(':').nth(if s.contains(':') { 1 } else { 0 }).unwrap_or(s).to_string()),
+                    Value::String(s) => Value::String(
+                        s.split(':')
+                            .nth(if s.contains(':') { 1 } else { 0 })
+                            .unwrap_or(s)
+                            .to_string(),
+                    ),
                     other => other.clone(),
                 });
             }
@@ -503,9 +638,29 @@ pub fn parse(config: &Value, req: &StartRequest, identifier: String, render: &St
         let ctx = Value::Object(ctx);
         compose = template_pass(&compose, &ctx, render)?;
         // Settings (with the added keys) are what the registry env is rendered with.
-        return build(config, req, compose, Some(ctx), identifier, username, security_context, init_security_context, render);
+        return build(
+            config,
+            req,
+            compose,
+            Some(ctx),
+            identifier,
+            username,
+            security_context,
+            init_security_context,
+            render,
+        );
     }
-    build(config, req, compose, None, identifier, username, security_context, init_security_context, render)
+    build(
+        config,
+        req,
+        compose,
+        None,
+        identifier,
+        username,
+        security_context,
+        init_security_context,
+        render,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -520,15 +675,24 @@ fn build(
     init_security_context: Map<String, Value>,
     render: &StringRenderer<'_>,
 ) -> Result<System> {
-    let services = compose.get("services").and_then(Value::as_object).cloned().unwrap_or_default();
+    let services = compose
+        .get("services")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     if services.is_empty() {
         return Err(Error::input("compose document defines no services"));
     }
     let dev_phase_raw = env_or("DEV_PHASE", "prod");
-    let default_volumes: Vec<String> = crate::config::lookup(config, &["tycho", "compute", "system", "volumes"])
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
-        .unwrap_or_default();
+    let default_volumes: Vec<String> =
+        crate::config::lookup(config, &["tycho", "compute", "system", "volumes"])
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
     let replacements = [
         ("stdnfs_pvc", env_or("STDNFS_PVC", "stdnfs")),
         ("username", username.clone()),
@@ -564,7 +728,9 @@ fn build(
     let mut last_spec = &Value::Null;
     for (cname, spec) in &services {
         last_spec = spec;
-        let spec_map = spec.as_object().ok_or_else(|| Error::input(format!("service '{cname}': definition must be a mapping")))?;
+        let spec_map = spec.as_object().ok_or_else(|| {
+            Error::input(format!("service '{cname}': definition must be a mapping"))
+        })?;
         if !names::is_dns_label(cname, 63) {
             return Err(Error::input(format!(
                 "service '{cname}': the name must be lowercase letters, digits and '-' (it names a Kubernetes container)"
@@ -572,23 +738,49 @@ fn build(
         }
         let image = match spec_map.get("image") {
             Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
-            Some(other) => return Err(Error::input(format!("service '{cname}': field 'image' must be a non-empty string, got {other}"))),
-            None => return Err(Error::input(format!("service '{cname}': field 'image' is required"))),
+            Some(other) => {
+                return Err(Error::input(format!(
+                    "service '{cname}': field 'image' must be a non-empty string, got {other}"
+                )))
+            }
+            None => {
+                return Err(Error::input(format!(
+                    "service '{cname}': field 'image' is required"
+                )))
+            }
         };
         let command = match spec_map.get("entrypoint") {
             None => Value::Array(vec![]),
-            Some(Value::String(s)) => Value::Array(s.split_whitespace().map(|a| Value::String(a.into())).collect()),
-            Some(Value::Array(items)) => Value::Array(items.iter().map(|i| Value::String(py_str(i))).collect()),
+            Some(Value::String(s)) => Value::Array(
+                s.split_whitespace()
+                    .map(|a| Value::String(a.into()))
+                    .collect(),
+            ),
+            Some(Value::Array(items)) => {
+                Value::Array(items.iter().map(|i| Value::String(py_str(i))).collect())
+            }
             Some(Value::Null) => Value::Null,
-            Some(other) => return Err(Error::input(format!("service '{cname}': field 'entrypoint' must be a string or a list, got {other}"))),
+            Some(other) => {
+                return Err(Error::input(format!(
+                    "service '{cname}': field 'entrypoint' must be a string or a list, got {other}"
+                )))
+            }
         };
         let mut volumes: Vec<String> = match spec_map.get("volumes") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => items
                 .iter()
-                .map(|v| v.as_str().map(String::from).ok_or_else(|| Error::input(format!("service '{cname}': volume {v} must be a string"))))
+                .map(|v| {
+                    v.as_str().map(String::from).ok_or_else(|| {
+                        Error::input(format!("service '{cname}': volume {v} must be a string"))
+                    })
+                })
                 .collect::<Result<_>>()?,
-            Some(other) => return Err(Error::input(format!("service '{cname}': field 'volumes' must be a list, got {other}"))),
+            Some(other) => {
+                return Err(Error::input(format!(
+                    "service '{cname}': field 'volumes' must be a list, got {other}"
+                )))
+            }
         };
         if dev_phase_raw != "test" {
             for volume in &default_volumes {
@@ -596,10 +788,15 @@ fn build(
                 if split.len() < 3 {
                     break;
                 }
-                if create_home_dirs_volumes == "false" && (volume.contains("username") || split[1].contains("shared_dir")) {
+                if create_home_dirs_volumes == "false"
+                    && (volume.contains("username") || split[1].contains("shared_dir"))
+                {
                     continue;
                 }
-                if create_home_dirs_volumes == "true" && !split[1].contains("shared_dir") && !split[2].contains("subpath_dir") {
+                if create_home_dirs_volumes == "true"
+                    && !split[1].contains("shared_dir")
+                    && !split[2].contains("subpath_dir")
+                {
                     continue;
                 }
                 let mut v = volume.clone();
@@ -612,19 +809,34 @@ fn build(
         let list = |field: &str| -> Result<Vec<Port>> {
             match spec_map.get(field) {
                 None | Some(Value::Null) => Ok(Vec::new()),
-                Some(Value::Array(items)) => {
-                    items.iter().map(|p| Ok(Port { containerPort: container_port(cname, field, p)? })).collect()
-                }
-                Some(other) => Err(Error::input(format!("service '{cname}': field '{field}' must be a list, got {other}"))),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|p| {
+                        Ok(Port {
+                            containerPort: container_port(cname, field, p)?,
+                        })
+                    })
+                    .collect(),
+                Some(other) => Err(Error::input(format!(
+                    "service '{cname}': field '{field}' must be a list, got {other}"
+                ))),
             }
         };
         let ports = list("ports")?;
         let expose = list("expose")?;
-        let mut env_all = env_pairs(cname, spec_map.get("env").filter(|v| !is_empty(v)).or_else(|| spec_map.get("environment")))?;
+        let mut env_all = env_pairs(
+            cname,
+            spec_map
+                .get("env")
+                .filter(|v| !is_empty(v))
+                .or_else(|| spec_map.get("environment")),
+        )?;
         env_all.extend(registry_env.iter().cloned());
         for pair in &env_all {
             if pair[0].is_empty() {
-                return Err(Error::input(format!("service '{cname}': environment entry with an empty name")));
+                return Err(Error::input(format!(
+                    "service '{cname}': environment entry with an empty name"
+                )));
             }
         }
         let kube = spec_map.get("ext").and_then(|e| e.get("kube"));
@@ -634,15 +846,27 @@ fn build(
             image,
             identity: Value::Null,
             limits: limits(cname, "limits", resources.and_then(|r| r.get("limits")))?,
-            requests: limits(cname, "reservations", resources.and_then(|r| r.get("reservations")))?,
+            requests: limits(
+                cname,
+                "reservations",
+                resources.and_then(|r| r.get("reservations")),
+            )?,
             ports,
             expose,
             depends_on: spec_map.get("depends_on").cloned().unwrap_or(json!([])),
             command,
             env: env_all,
             volumes,
-            liveness_probe: probe(cname, "livenessProbe", kube.and_then(|k| k.get("livenessProbe")))?,
-            readiness_probe: probe(cname, "readinessProbe", kube.and_then(|k| k.get("readinessProbe")))?,
+            liveness_probe: probe(
+                cname,
+                "livenessProbe",
+                kube.and_then(|k| k.get("livenessProbe")),
+            )?,
+            readiness_probe: probe(
+                cname,
+                "readinessProbe",
+                kube.and_then(|k| k.get("readinessProbe")),
+            )?,
         });
     }
 
@@ -651,7 +875,11 @@ fn build(
         let def = match def {
             Value::Object(m) => m.clone(),
             Value::Null => Map::new(),
-            other => return Err(Error::input(format!("services.{sname} must be an object with port and clients, got {other}"))),
+            other => {
+                return Err(Error::input(format!(
+                    "services.{sname} must be an object with port and clients, got {other}"
+                )))
+            }
         };
         let clients = match def.get("clients") {
             None | Some(Value::Null) => Vec::new(),
@@ -670,7 +898,9 @@ fn build(
             Some(other) => return Err(Error::input(format!("services.{sname}.clients must be a list of CIDRs, got {other}"))),
         };
         if !containers.iter().any(|c| &c.name == sname) {
-            return Err(Error::input(format!("services.{sname} names no service of the compose document")));
+            return Err(Error::input(format!(
+                "services.{sname} names no service of the compose document"
+            )));
         }
         if sname.len() > 30 || !sname.as_bytes()[0].is_ascii_lowercase() {
             return Err(Error::input(format!(
@@ -679,7 +909,12 @@ fn build(
         }
         services_out.insert(
             sname.clone(),
-            Service { port: def.get("port").cloned().unwrap_or(Value::Null), clients, name: format!("{sname}-{identifier}"), name_noid: sname.clone() },
+            Service {
+                port: def.get("port").cloned().unwrap_or(Value::Null),
+                clients,
+                name: format!("{sname}-{identifier}"),
+                name_noid: sname.clone(),
+            },
         );
     }
 
@@ -688,20 +923,38 @@ fn build(
     for c in &containers {
         for spec in &c.volumes {
             let (claim, subpath, path, read_only) = parse_volume(&c.name, spec)?;
-            let pvc_name = if claims.contains(&claim) { None } else { Some(claim.clone()) };
+            let pvc_name = if claims.contains(&claim) {
+                None
+            } else {
+                Some(claim.clone())
+            };
             claims.push(claim.clone());
-            volumes_out.push(Volume { container_name: c.name.clone(), pvc_name, volume_name: claim, path: Some(path), subpath: Some(subpath), read_only });
+            volumes_out.push(Volume {
+                container_name: c.name.clone(),
+                pvc_name,
+                volume_name: claim,
+                path: Some(path),
+                subpath: Some(subpath),
+                read_only,
+            });
         }
     }
 
     let last = last_spec.as_object().cloned().unwrap_or_default();
-    let mut proxy_rewrite = last.get("proxy_rewrite").cloned().unwrap_or(json!({"target": null, "enabled": false}));
+    let mut proxy_rewrite = last
+        .get("proxy_rewrite")
+        .cloned()
+        .unwrap_or(json!({"target": null, "enabled": false}));
     if let Some(rule) = last.get("proxy_rewrite_rule").filter(|v| !v.is_null()) {
         match proxy_rewrite.as_object_mut() {
             Some(m) => {
                 m.insert("enabled".into(), rule.clone());
             }
-            None => return Err(Error::input("compose field 'proxy_rewrite' must be a mapping with enabled and target")),
+            None => {
+                return Err(Error::input(
+                    "compose field 'proxy_rewrite' must be a mapping with enabled and target",
+                ))
+            }
         }
     }
 
@@ -711,11 +964,22 @@ fn build(
         match extra {
             Value::Object(m) => {
                 for (k, v) in m {
-                    extra_env.push(vec![k, if v.is_null() { String::new() } else { py_str(&v) }]);
+                    extra_env.push(vec![
+                        k,
+                        if v.is_null() {
+                            String::new()
+                        } else {
+                            py_str(&v)
+                        },
+                    ]);
                 }
             }
             Value::Null => {}
-            other => return Err(Error::input(format!("principal field 'extra_container_env' must be an object, got {other}"))),
+            other => {
+                return Err(Error::input(format!(
+                    "principal field 'extra_container_env' must be an object, got {other}"
+                )))
+            }
         }
     }
     let security_context = match env("NFSRODS_UID").filter(|s| !s.is_empty()) {
@@ -726,7 +990,10 @@ fn build(
         }
         None => security_context,
     };
-    let defaults_sc = crate::config::lookup(config, &["tycho", "compute", "system", "defaults", "securityContext"]);
+    let defaults_sc = crate::config::lookup(
+        config,
+        &["tycho", "compute", "system", "defaults", "securityContext"],
+    );
     let irods_enabled = env("IROD_HOST").is_some();
     let name = format!("{}-{identifier}", req.name);
     Ok(System {
@@ -755,8 +1022,14 @@ fn build(
         parent_dir: env_or("PARENT_DIR", "home"),
         subpath_dir: env_or("SUBPATH_DIR", &username),
         shared_dir: env_or("SHARED_DIR", "shared"),
-        default_run_as_user: defaults_sc.and_then(|d| d.get("uid")).cloned().unwrap_or(json!("1000")),
-        default_run_as_group: defaults_sc.and_then(|d| d.get("gid")).cloned().unwrap_or(json!("1000")),
+        default_run_as_user: defaults_sc
+            .and_then(|d| d.get("uid"))
+            .cloned()
+            .unwrap_or(json!("1000")),
+        default_run_as_group: defaults_sc
+            .and_then(|d| d.get("gid"))
+            .cloned()
+            .unwrap_or(json!("1000")),
         security_context,
         init_security_context,
         init_image_repository: env_or("TYCHO_APP_INIT_IMAGE_REPOSITORY", "busybox"),
@@ -765,7 +1038,10 @@ fn build(
         init_memory: env_or("TYCHO_APP_INIT_MEMORY", "250Mi"),
         gpu_resource_name: env_or("TYCHO_APP_GPU_RESOURCE_NAME", "nvidia.com/gpu"),
         proxy_rewrite,
-        gitea_integration: last.get("gitea_integration").cloned().unwrap_or(json!(false)),
+        gitea_integration: last
+            .get("gitea_integration")
+            .cloned()
+            .unwrap_or(json!(false)),
         gitea_host: env_or("GITEA_HOST", " "),
         gitea_user: env_or("GITEA_USER", " "),
         gitea_service_name: env_or("GITEA_SERVICE_NAME", " "),
@@ -795,8 +1071,15 @@ impl System {
     /// The port the Ambassador mapping points at: the first port of the container named
     /// like the app, else the first port of any container.
     pub fn resolve_system_port(&mut self) {
-        let named = self.containers.iter().find(|c| c.name == self.system_name).and_then(|c| c.ports.first());
+        let named = self
+            .containers
+            .iter()
+            .find(|c| c.name == self.system_name)
+            .and_then(|c| c.ports.first());
         let any = self.containers.iter().find_map(|c| c.ports.first());
-        self.system_port = named.or(any).map(|p| p.containerPort.clone()).unwrap_or(Value::Null);
+        self.system_port = named
+            .or(any)
+            .map(|p| p.containerPort.clone())
+            .unwrap_or(Value::Null);
     }
 }

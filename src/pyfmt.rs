@@ -15,7 +15,11 @@ pub fn float_repr(f: f64) -> String {
         return if f > 0.0 { "inf".into() } else { "-inf".into() };
     }
     if f == 0.0 {
-        return if f.is_sign_negative() { "-0.0".into() } else { "0.0".into() };
+        return if f.is_sign_negative() {
+            "-0.0".into()
+        } else {
+            "0.0".into()
+        };
     }
     let sci = format!("{f:e}");
     let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
@@ -58,7 +62,11 @@ pub fn float_repr(f: f64) -> String {
 
 /// `repr(str)` as CPython prints it.
 pub fn str_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     let mut out = String::with_capacity(s.len() + 2);
     out.push(quote);
     for c in s.chars() {
@@ -71,8 +79,12 @@ pub fn str_repr(s: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c if (0x80..0xa0).contains(&(c as u32)) => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if (0x80..0xa0).contains(&(c as u32)) => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -141,13 +153,21 @@ pub fn mj_str(v: &minijinja::Value) -> String {
     match v.kind() {
         ValueKind::Undefined => String::new(),
         ValueKind::None => "None".into(),
-        ValueKind::Bool => if v.is_true() { "True".into() } else { "False".into() },
+        ValueKind::Bool => {
+            if v.is_true() {
+                "True".into()
+            } else {
+                "False".into()
+            }
+        }
         ValueKind::String => v.as_str().unwrap_or_default().to_string(),
         ValueKind::Number => {
             if v.is_integer() {
                 v.to_string()
             } else {
-                f64::try_from(v.clone()).map(float_repr).unwrap_or_else(|_| v.to_string())
+                f64::try_from(v.clone())
+                    .map(float_repr)
+                    .unwrap_or_else(|_| v.to_string())
             }
         }
         _ => match serde_json::to_value(v) {
@@ -183,7 +203,10 @@ mod tests {
     #[test]
     fn containers_print_like_python() {
         let v = json!({"a": [1, "it's", null, true, 0.5], "b": {"c": "x\ny"}});
-        assert_eq!(py_str(&v), r#"{'a': [1, "it's", None, True, 0.5], 'b': {'c': 'x\ny'}}"#);
+        assert_eq!(
+            py_str(&v),
+            r#"{'a': [1, "it's", None, True, 0.5], 'b': {'c': 'x\ny'}}"#
+        );
         assert_eq!(str_repr("a'b\"c"), r#"'a\'b"c'"#);
     }
 }

@@ -23,7 +23,11 @@ fn exception_class(kind: ErrorKind) -> &'static str {
 /// Converts a core error into the matching `tycho.exceptions` instance.
 pub(crate) fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
     let class = exception_class(e.kind);
-    match py.import("tycho.exceptions").and_then(|m| m.getattr(class)).and_then(|c| c.call1((e.message.clone(),))) {
+    match py
+        .import("tycho.exceptions")
+        .and_then(|m| m.getattr(class))
+        .and_then(|c| c.call1((e.message.clone(),)))
+    {
         Ok(exc) => PyErr::from_value(exc),
         Err(_) => PyRuntimeError::new_err(e.message),
     }
@@ -41,13 +45,20 @@ fn run<T: Send>(py: Python<'_>, f: impl FnOnce() -> crate::Result<T> + Send) -> 
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_default();
-            Err(to_pyerr(py, Error::new(ErrorKind::Input, format!("internal error in tycho core: {what}"))))
+            Err(to_pyerr(
+                py,
+                Error::new(
+                    ErrorKind::Input,
+                    format!("internal error in tycho core: {what}"),
+                ),
+            ))
         }
     }
 }
 
 fn from_py(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Value> {
-    pythonize::depythonize::<Value>(obj).map_err(|e| to_pyerr(obj.py(), Error::input(format!("{what}: {e}"))))
+    pythonize::depythonize::<Value>(obj)
+        .map_err(|e| to_pyerr(obj.py(), Error::input(format!("{what}: {e}"))))
 }
 
 fn to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
@@ -60,7 +71,11 @@ fn config_value(config: Option<&Bound<'_, PyAny>>) -> PyResult<Value> {
         Some(c) if c.is_none() => Ok(crate::config::default_config().clone()),
         Some(c) => {
             // tycho.config.Config keeps its mapping in `.conf`.
-            let inner = if c.hasattr("conf")? && !c.is_instance_of::<PyDict>() { c.getattr("conf")? } else { c.clone() };
+            let inner = if c.hasattr("conf")? && !c.is_instance_of::<PyDict>() {
+                c.getattr("conf")?
+            } else {
+                c.clone()
+            };
             from_py(&inner, "config")
         }
     }
@@ -89,7 +104,9 @@ fn compile_request<'py>(
         missing_claims: missing_claims.unwrap_or_default(),
         secret_env: secret_env.unwrap_or_default(),
     };
-    let objects = run(py, || compile::compile(&config, &request, &options).map(|c| c.objects()))?;
+    let objects = run(py, || {
+        compile::compile(&config, &request, &options).map(|c| c.objects())
+    })?;
     to_py(py, &Value::Array(objects))
 }
 
@@ -124,7 +141,11 @@ fn render_template<'py>(
     let config = config_value(config)?;
     let docs = run(py, || {
         let paths = crate::config::template_paths(&config);
-        crate::render::render(&paths, &name, minijinja::Value::from(minijinja::value::Serde(&context)))
+        crate::render::render(
+            &paths,
+            &name,
+            minijinja::Value::from(minijinja::value::Serde(&context)),
+        )
     })?;
     to_py(py, &Value::Array(docs))
 }

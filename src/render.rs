@@ -22,7 +22,10 @@ pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
     ("patch.yaml", include_str!("../templates/patch.yaml")),
     ("pvc.yaml", include_str!("../templates/pvc.yaml")),
     ("pv.yaml", include_str!("../templates/pv.yaml")),
-    ("policy/tycho-default-netpolicy.yaml", include_str!("../templates/policy/tycho-default-netpolicy.yaml")),
+    (
+        "policy/tycho-default-netpolicy.yaml",
+        include_str!("../templates/policy/tycho-default-netpolicy.yaml"),
+    ),
 ];
 
 fn q_filter(v: MjValue) -> String {
@@ -41,7 +44,10 @@ fn v_filter(v: MjValue) -> String {
 }
 
 fn now() -> String {
-    chrono::Utc::now().naive_utc().format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+    chrono::Utc::now()
+        .naive_utc()
+        .format("%Y-%m-%d %H:%M:%S%.6f")
+        .to_string()
 }
 
 /// A minijinja environment configured like the original's Jinja2 templates.
@@ -49,7 +55,8 @@ pub fn new_environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.set_formatter(|out, _state: &mut State, value| {
-        out.write_str(&mj_str(value)).map_err(minijinja::Error::from)
+        out.write_str(&mj_str(value))
+            .map_err(minijinja::Error::from)
     });
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_function("now", now);
@@ -57,7 +64,9 @@ pub fn new_environment() -> Environment<'static> {
     env.add_filter("q", q_filter);
     // `v`: the value typed as PyYAML would type it pasted bare, written safely.
     env.add_filter("v", v_filter);
-    env.add_test("valid_label", |v: MjValue| crate::names::is_label_value(&mj_str(&v)));
+    env.add_test("valid_label", |v: MjValue| {
+        crate::names::is_label_value(&mj_str(&v))
+    });
     env
 }
 
@@ -66,7 +75,8 @@ fn builtin_env() -> &'static Environment<'static> {
     ENV.get_or_init(|| {
         let mut env = new_environment();
         for (name, text) in BUILTIN_TEMPLATES {
-            env.add_template(name, text).expect("built-in template compiles");
+            env.add_template(name, text)
+                .expect("built-in template compiles");
         }
         env
     })
@@ -75,12 +85,16 @@ fn builtin_env() -> &'static Environment<'static> {
 type OverrideKey = (PathBuf, Option<SystemTime>);
 
 fn override_env() -> &'static RwLock<(Environment<'static>, HashMap<PathBuf, OverrideKey>)> {
-    static ENV: OnceLock<RwLock<(Environment<'static>, HashMap<PathBuf, OverrideKey>)>> = OnceLock::new();
+    static ENV: OnceLock<RwLock<(Environment<'static>, HashMap<PathBuf, OverrideKey>)>> =
+        OnceLock::new();
     ENV.get_or_init(|| RwLock::new((new_environment(), HashMap::new())))
 }
 
 fn find_override(paths: &[String], name: &str) -> Option<PathBuf> {
-    paths.iter().map(|p| PathBuf::from(p).join(name)).find(|p| p.is_file())
+    paths
+        .iter()
+        .map(|p| PathBuf::from(p).join(name))
+        .find(|p| p.is_file())
 }
 
 fn format_error(name: &str, e: &minijinja::Error) -> Error {
@@ -102,21 +116,36 @@ pub fn render_text(paths: &[String], name: &str, context: MjValue) -> Result<Str
         {
             let guard = override_env().read().unwrap_or_else(|p| p.into_inner());
             if guard.1.get(&path).map(|k| k.1) == Some(mtime) {
-                let tmpl = guard.0.get_template(&key).map_err(|e| format_error(name, &e))?;
+                let tmpl = guard
+                    .0
+                    .get_template(&key)
+                    .map_err(|e| format_error(name, &e))?;
                 return tmpl.render(context).map_err(|e| format_error(name, &e));
             }
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::template(format!("cannot read template {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            Error::template(format!("cannot read template {}: {e}", path.display()))
+        })?;
         let mut guard = override_env().write().unwrap_or_else(|p| p.into_inner());
-        guard.0.add_template_owned(key.clone(), text).map_err(|e| format_error(name, &e))?;
+        guard
+            .0
+            .add_template_owned(key.clone(), text)
+            .map_err(|e| format_error(name, &e))?;
         guard.1.insert(path.clone(), (path.clone(), mtime));
-        let tmpl = guard.0.get_template(&key).map_err(|e| format_error(name, &e))?;
+        let tmpl = guard
+            .0
+            .get_template(&key)
+            .map_err(|e| format_error(name, &e))?;
         return tmpl.render(context).map_err(|e| format_error(name, &e));
     }
     let tmpl = builtin_env().get_template(name).map_err(|_| {
         Error::template(format!(
             "no template {name:?} found in {paths:?} or among the built-in templates ({})",
-            BUILTIN_TEMPLATES.iter().map(|t| t.0).collect::<Vec<_>>().join(", ")
+            BUILTIN_TEMPLATES
+                .iter()
+                .map(|t| t.0)
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     })?;
     tmpl.render(context).map_err(|e| format_error(name, &e))
@@ -125,7 +154,8 @@ pub fn render_text(paths: &[String], name: &str, context: MjValue) -> Result<Str
 /// Renders template `name` and reads the output as YAML documents (null documents dropped).
 pub fn render(paths: &[String], name: &str, context: MjValue) -> Result<Vec<Value>> {
     let text = render_text(paths, name, context)?;
-    let docs = crate::yaml::load_all(&text).map_err(|e| Error::template(format!("template {name} produced invalid YAML: {e}")))?;
+    let docs = crate::yaml::load_all(&text)
+        .map_err(|e| Error::template(format!("template {name} produced invalid YAML: {e}")))?;
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
 }
 
@@ -133,8 +163,9 @@ pub fn render(paths: &[String], name: &str, context: MjValue) -> Result<Vec<Valu
 pub fn render_string(source: &str, context: &Value) -> Result<String> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     let env = ENV.get_or_init(new_environment);
-    env.render_str(source, MjValue::from(minijinja::value::Serde(context))).map_err(|e| {
-        let snippet: String = source.chars().take(60).collect();
-        format_error(&format!("{snippet:?}"), &e)
-    })
+    env.render_str(source, MjValue::from(minijinja::value::Serde(context)))
+        .map_err(|e| {
+            let snippet: String = source.chars().take(60).collect();
+            format_error(&format!("{snippet:?}"), &e)
+        })
 }

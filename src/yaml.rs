@@ -75,7 +75,11 @@ impl Builder {
                 self.push_value(v)
             }
             Event::Alias(id) => {
-                let v = self.anchors.get(&id).cloned().ok_or_else(|| format!("unknown alias {id}"))?;
+                let v = self
+                    .anchors
+                    .get(&id)
+                    .cloned()
+                    .ok_or_else(|| format!("unknown alias {id}"))?;
                 self.push_value(v)
             }
             Event::SequenceStart(anchor, _) => {
@@ -83,7 +87,8 @@ impl Builder {
                 Ok(())
             }
             Event::MappingStart(anchor, _) => {
-                self.stack.push(Frame::Map(Map::new(), None, anchor, Vec::new()));
+                self.stack
+                    .push(Frame::Map(Map::new(), None, anchor, Vec::new()));
                 Ok(())
             }
             Event::SequenceEnd => match self.stack.pop() {
@@ -125,7 +130,11 @@ impl Builder {
                     *key = Some(key_string(&v));
                     Ok(())
                 }
-                Some(k) if k == "<<" && !map.contains_key("<<") && matches!(v, Value::Object(_) | Value::Array(_)) => {
+                Some(k)
+                    if k == "<<"
+                        && !map.contains_key("<<")
+                        && matches!(v, Value::Object(_) | Value::Array(_)) =>
+                {
                     match v {
                         Value::Object(_) => merges.push(v),
                         Value::Array(items) => {
@@ -184,8 +193,12 @@ fn scalar_value(text: &str, style: ScalarStyle, tag: Option<&str>) -> Value {
 pub fn resolve_plain(text: &str) -> Value {
     match text {
         "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
-        "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => return Value::Bool(true),
-        "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => return Value::Bool(false),
+        "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => {
+            return Value::Bool(true)
+        }
+        "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => {
+            return Value::Bool(false)
+        }
         _ => {}
     }
     let first = text.as_bytes()[0];
@@ -226,16 +239,28 @@ fn parse_int(text: &str) -> Option<i64> {
         i64::from_str_radix(&clean, radix).ok().map(|v| v * sign)
     };
     if let Some(d) = body.strip_prefix("0b") {
-        return if all(d, |c| c == b'0' || c == b'1' || c == b'_') { radix_digits(d, 2) } else { None };
+        return if all(d, |c| c == b'0' || c == b'1' || c == b'_') {
+            radix_digits(d, 2)
+        } else {
+            None
+        };
     }
     if let Some(d) = body.strip_prefix("0x") {
-        return if all(d, |c| c.is_ascii_hexdigit() || c == b'_') { radix_digits(d, 16) } else { None };
+        return if all(d, |c| c.is_ascii_hexdigit() || c == b'_') {
+            radix_digits(d, 16)
+        } else {
+            None
+        };
     }
     if body == "0" {
         return Some(0);
     }
     if let Some(d) = body.strip_prefix('0') {
-        return if all(d, |c| (b'0'..=b'7').contains(&c) || c == b'_') { radix_digits(d, 8) } else { None };
+        return if all(d, |c| (b'0'..=b'7').contains(&c) || c == b'_') {
+            radix_digits(d, 8)
+        } else {
+            None
+        };
     }
     if body.contains(':') {
         // base 60: [1-9][0-9_]*(:[0-5]?[0-9])+
@@ -246,7 +271,11 @@ fn parse_int(text: &str) -> Option<i64> {
         }
         let mut value = radix_digits(head, 10)? * sign;
         for p in parts {
-            if p.is_empty() || p.len() > 2 || !all(p, |c| c.is_ascii_digit()) || (p.len() == 2 && p.as_bytes()[0] > b'5') {
+            if p.is_empty()
+                || p.len() > 2
+                || !all(p, |c| c.is_ascii_digit())
+                || (p.len() == 2 && p.as_bytes()[0] > b'5')
+            {
                 return None;
             }
             value = value * 60 + p.parse::<i64>().ok()?;
@@ -280,13 +309,21 @@ fn parse_float(text: &str) -> Option<f64> {
         }
         let mut value: f64 = head.replace('_', "").parse().ok()?;
         for p in parts {
-            if p.is_empty() || p.len() > 2 || !all(p, |c| c.is_ascii_digit()) || (p.len() == 2 && p.as_bytes()[0] > b'5') {
+            if p.is_empty()
+                || p.len() > 2
+                || !all(p, |c| c.is_ascii_digit())
+                || (p.len() == 2 && p.as_bytes()[0] > b'5')
+            {
                 return None;
             }
             value = value * 60.0 + p.parse::<f64>().ok()?;
         }
         let frac: String = frac.chars().filter(|c| *c != '_').collect();
-        let frac_v: f64 = if frac.is_empty() { 0.0 } else { format!("0.{frac}").parse().ok()? };
+        let frac_v: f64 = if frac.is_empty() {
+            0.0
+        } else {
+            format!("0.{frac}").parse().ok()?
+        };
         return Some(sign * (value + frac_v));
     }
     // [0-9][0-9_]*\.[0-9_]*([eE][-+][0-9]+)? | \.[0-9_]+([eE][-+][0-9]+)?
@@ -299,10 +336,13 @@ fn parse_float(text: &str) -> Option<f64> {
         if !all(fp, |c| c.is_ascii_digit() || c == b'_') {
             return None;
         }
-    } else if !(ip.as_bytes()[0].is_ascii_digit() && ip.bytes().all(|c| c.is_ascii_digit() || c == b'_'))
-        || !fp.bytes().all(|c| c.is_ascii_digit() || c == b'_')
-    {
-        return None;
+    } else {
+        let int_ok = ip.as_bytes()[0].is_ascii_digit()
+            && ip.bytes().all(|c| c.is_ascii_digit() || c == b'_');
+        let frac_ok = fp.bytes().all(|c| c.is_ascii_digit() || c == b'_');
+        if !int_ok || !frac_ok {
+            return None;
+        }
     }
     if let Some(e) = exponent {
         let digits = e.strip_prefix(['-', '+'])?;
@@ -311,7 +351,11 @@ fn parse_float(text: &str) -> Option<f64> {
         }
     }
     let clean: String = body.chars().filter(|c| *c != '_').collect();
-    let clean = if clean.starts_with('.') { format!("0{clean}") } else { clean };
+    let clean = if clean.starts_with('.') {
+        format!("0{clean}")
+    } else {
+        clean
+    };
     clean.parse::<f64>().ok().map(|v| v * sign)
 }
 
@@ -438,7 +482,8 @@ mod tests {
 
     #[test]
     fn multi_document_and_merge() {
-        let docs = load_all("---\nbase: &b {x: 1, y: 2}\nm:\n  <<: *b\n  y: 3\n---\n- 1\n").unwrap();
+        let docs =
+            load_all("---\nbase: &b {x: 1, y: 2}\nm:\n  <<: *b\n  y: 3\n---\n- 1\n").unwrap();
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[0]["m"], json!({"y": 3, "x": 1}));
         assert_eq!(docs[1], json!([1]));

@@ -13,10 +13,8 @@ import re
 
 import pytest
 import yaml
-
 from cases import CASES
 from run_oracle import SWITCHES, original_objects
-
 from tycho import _native
 from tycho.exceptions import TychoException
 

@@ -10,10 +10,8 @@ import os
 
 import kubernetes_validate
 import pytest
-
 from cases import CASES
 from run_oracle import SWITCHES
-
 from tycho import _native
 from tycho.exceptions import TychoException
 
