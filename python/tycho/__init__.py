@@ -2,6 +2,19 @@
 
 A Rust core (``tycho._native``) under the module layout of tycho-api 1.17.3.
 Importing tycho or any submodule touches no cluster, kubeconfig or network.
+
+Modules (as in tycho-api 1.17.3):
+
+* ``tycho.client`` — TychoClient, TychoClientFactory, TychoSystem, TychoStatus, TychoService, TychoApps
+* ``tycho.context`` — TychoContext, NullContext, ContextFactory, Principal (the app registry)
+* ``tycho.core`` — Tycho (parse, parse_modify, get_compute)
+* ``tycho.model`` — System, Container, Service, Volumes, Limits, Probe, HttpProbe, TcpProbe, ModifySystem
+* ``tycho.config`` — Config
+* ``tycho.exceptions`` — TychoException, StartException, DeleteException, ModifyException, ContextException
+* ``tycho.tycho_utils`` — TemplateUtils, NetworkUtils, Resource
+* ``tycho.actions`` — StartSystemResource, StatusSystemResource, DeleteSystemResource, ModifySystemResource
+* ``tycho.kube`` — KubernetesCompute (cluster operations need the native executor)
+* ``tycho.compute``, ``tycho.factory`` — Compute, ComputeFactory
 """
 
 from tycho._native import __version__

@@ -1,0 +1,593 @@
+"""The app registry: which apps a product offers, their specs, and launching them.
+
+:class:`TychoContext` loads ``app-registry.yaml`` and ``app-defaults.yaml`` from the
+package's ``conf/`` directory, or over HTTP from ``tycho_config_url``, and compiles the
+apps of one context (``product``):
+
+* contexts inherit apps through ``extends`` (recursively; later contexts and the
+  product's own apps replace whole app entries);
+* ``app-defaults.yaml`` is merged into every app, then the apps of each ``mixin``
+  context (of the product and of the contexts it extends) are merged over them —
+  dicts merge key by key, lists and scalars are replaced;
+* an app without ``spec`` gets ``<first repository url>/<app_id>/docker-compose.yaml``
+  (a relative repository URL is resolved against ``tycho_config_url``) and every app
+  gets ``icon`` beside its spec; ``$repository`` names in spec, icon and docs are
+  substituted;
+* top-level keys of the product context named like an app are merged into that app.
+
+Specs (docker-compose files) and ``.env`` settings are fetched with urllib (10 s
+timeout) through an in-memory cache that revalidates with ETag / Last-Modified after
+``TYCHO_REGISTRY_CACHE_SECONDS`` (default 60) seconds; when a revalidation cannot reach
+the server, the cached copy is used. Specs are rendered as templates with the
+registry's ``settings``. Failures raise :class:`tycho.exceptions.ContextException`
+naming the URL and the HTTP status.
+
+Tokens are never logged.
+"""
+
+import copy
+import json
+import logging
+import os
+import posixpath
+import threading
+import time
+import uuid
+from string import Template
+from urllib.parse import urljoin, urlsplit
+
+from tycho import _native
+from tycho.client import TychoClient, TychoClientFactory, TychoStatus, TychoSystem  # noqa: F401 - re-exported
+from tycho.exceptions import ContextException, StartException
+from tycho.tycho_utils import TemplateUtils
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Principal", "TychoContext", "NullContext", "ContextFactory", "RegistryHttpCache", "mixin_merge"]
+
+HTTP_TIMEOUT = 10.0
+
+
+def _merge(base, addition):
+    if isinstance(base, dict) and isinstance(addition, dict):
+        for key, value in addition.items():
+            base[key] = _merge(base[key], value) if key in base else value
+        return base
+    if isinstance(base, set) and isinstance(addition, set):
+        return base | addition
+    return addition
+
+
+class _MixinMerger:
+    """Deep merge used for app-defaults and mixins: ``mixin_merge(base, addition)`` (or
+    ``mixin_merge.merge(base, addition)``) merges ``addition`` into ``base`` in place and
+    returns the result. Dicts merge key by key (recursively), sets are united, and
+    everything else — lists, scalars, values of different types — is replaced by
+    ``addition``'s value."""
+
+    def merge(self, base, addition):
+        return _merge(base, addition)
+
+    __call__ = merge
+
+
+mixin_merge = _MixinMerger()
+
+
+class Principal:
+    """A system identity: a username and, optionally, OAuth tokens."""
+
+    def __init__(self, username, a_token=None, r_token=None):
+        self.username = username
+        self.access_token = a_token
+        self.refresh_token = r_token
+
+    def __repr__(self):
+        # Never show tokens.
+        return f"Principal(username={self.username!r})"
+
+
+# ---------------------------------------------------------------- HTTP with revalidation
+
+
+class _Response:
+    """What :meth:`RegistryHttpCache.get` returns (the subset of requests.Response used)."""
+
+    def __init__(self, url, status_code, text, headers=None, from_cache=False, revalidated=False):
+        self.url = url
+        self.status_code = status_code
+        self.text = text
+        self.headers = headers or {}
+        self.from_cache = from_cache
+        self.revalidated = revalidated
+
+    @property
+    def ok(self):
+        return self.status_code == 200
+
+    def __repr__(self):
+        return f"<Response {self.status_code} {self.url}{' (cached)' if self.from_cache else ''}>"
+
+
+class RegistryHttpCache:
+    """GETs text over HTTP(S) and keeps successful answers in memory.
+
+    A cached answer younger than ``max_age`` seconds is returned as is; an older one
+    is revalidated with If-None-Match / If-Modified-Since, and a 304 answer keeps the
+    cached body. If revalidation fails to reach the server, the cached body is used
+    (with a warning). Non-200 answers are returned, not cached.
+    """
+
+    def __init__(self, timeout=HTTP_TIMEOUT, max_age=None):
+        if max_age is None:
+            try:
+                max_age = float(os.environ.get("TYCHO_REGISTRY_CACHE_SECONDS", "60"))
+            except ValueError:
+                max_age = 60.0
+        self.timeout = timeout
+        self.max_age = max_age
+        self._entries = {}
+        self._lock = threading.Lock()
+        #: Counters, handy for tests and diagnostics.
+        self.stats = {"requests": 0, "not_modified": 0, "hits": 0}
+
+    def clear(self):
+        with self._lock:
+            self._entries.clear()
+
+    def get(self, url):
+        import urllib.error
+        import urllib.request
+
+        with self._lock:
+            entry = self._entries.get(url)
+        now = time.monotonic()
+        if entry is not None and now - entry["checked"] < self.max_age:
+            self.stats["hits"] += 1
+            return _Response(url, 200, entry["text"], entry["headers"], from_cache=True)
+        headers = {"Accept": "*/*", "User-Agent": "tycho-registry"}
+        if entry is not None:
+            if entry.get("etag"):
+                headers["If-None-Match"] = entry["etag"]
+            if entry.get("last_modified"):
+                headers["If-Modified-Since"] = entry["last_modified"]
+        request = urllib.request.Request(url, headers=headers)
+        self.stats["requests"] += 1
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # nosec B310 - registry URL
+                status = response.status
+                body = response.read()
+                reply_headers = dict(response.headers.items())
+                charset = response.headers.get_content_charset() or "utf-8"
+        except urllib.error.HTTPError as e:
+            if e.code == 304 and entry is not None:
+                self.stats["not_modified"] += 1
+                with self._lock:
+                    entry["checked"] = time.monotonic()
+                return _Response(url, 200, entry["text"], entry["headers"], from_cache=True, revalidated=True)
+            return _Response(url, e.code, "", dict(e.headers.items()) if e.headers else {})
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            reason = getattr(e, "reason", e)
+            if entry is not None:
+                logger.warning("cannot revalidate %s (%s); using the cached copy", url, reason)
+                return _Response(url, 200, entry["text"], entry["headers"], from_cache=True)
+            raise ContextException(f"cannot fetch {url}: {reason}") from e
+        text = body.decode(charset, errors="replace")
+        if status == 200:
+            with self._lock:
+                self._entries[url] = {
+                    "text": text,
+                    "headers": reply_headers,
+                    "etag": reply_headers.get("ETag") or reply_headers.get("Etag"),
+                    "last_modified": reply_headers.get("Last-Modified"),
+                    "checked": time.monotonic(),
+                }
+        return _Response(url, status, text, reply_headers)
+
+
+def _load_yaml_text(text, source):
+    try:
+        docs = _native.yaml_load_all(text)
+    except Exception as e:
+        raise ContextException(f"{source} is not valid YAML: {e}") from e
+    return docs[0] if docs else None
+
+
+def _is_absolute_url(url):
+    return bool(urlsplit(str(url)).scheme)
+
+
+def _safe_principal(principal_params):
+    return {k: v for k, v in principal_params.items() if k not in ("access_token", "refresh_token")}
+
+
+class TychoContext:
+    """Load, compile and use the app registry (see the module documentation)."""
+
+    def __init__(
+        self,
+        registry_config="app-registry.yaml",
+        app_defaults_config="app-defaults.yaml",
+        product="common",
+        tycho_config_url="",
+        stub=False,
+    ):
+        # Without a trailing "/" urljoin would drop the URL's last segment.
+        if tycho_config_url and not tycho_config_url.endswith("/"):
+            tycho_config_url += "/"
+        self.tycho_config_url = tycho_config_url or ""
+        self.stub = stub
+        logger.info(
+            "-- TychoContext.__init__: registry_config: %s | app_defaults_config: %s | product: %s | "
+            "tycho_config_url: %s | stub: %s",
+            registry_config,
+            app_defaults_config,
+            product,
+            self.tycho_config_url,
+            stub,
+        )
+        self.http_session = RegistryHttpCache()
+        self.registry = self._get_config(registry_config) or {}
+        self.app_defaults = self._get_config(app_defaults_config) or {}
+        self.log_dict(self.app_defaults, pre_dict_message="defaults = \n")
+        self.log_dict(self.registry, pre_dict_message="registry = \n")
+        self.client = TychoClient(url=os.environ.get("TYCHO_URL", "http://localhost:5000"))
+        self.product = product
+        self.apps = self._grok()
+
+    # ------------------------------------------------------------------ loading
+
+    def _fetch(self, url, what):
+        response = self.http_session.get(url)
+        if response.status_code != 200:
+            raise ContextException(f"failed to fetch {what} {url}: HTTP status {response.status_code}")
+        return response.text
+
+    def _get_config(self, file_name):
+        """The registry (or defaults) file: from conf/ in the package, or from tycho_config_url."""
+        if not self.tycho_config_url:
+            config_path = os.path.join(os.path.dirname(__file__), "conf", file_name)
+            try:
+                with open(config_path, "r") as stream:
+                    text = stream.read()
+            except OSError as e:
+                raise ContextException(f"cannot read registry file {config_path}: {e}") from e
+            return _load_yaml_text(text, config_path)
+        url = urljoin(self.tycho_config_url, file_name)
+        logger.debug("-- downloading %s", url)
+        return _load_yaml_text(self._fetch(url, "registry file"), url)
+
+    def log_dict(self, dict, pre_dict_message="", level=logging.DEBUG):
+        if logger.isEnabledFor(level):
+            logger.log(level, pre_dict_message + json.dumps(dict, sort_keys=True, indent=4, default=str))
+
+    # ------------------------------------------------------------------ compiling
+
+    def add_conf_impl(self, apps, context):
+        """Merge top-level entries of ``context`` named like an app into that app."""
+        for key, value in context.items():
+            if key in apps and isinstance(value, dict):
+                apps[key] = {**apps[key], **value}
+                self.add_conf_impl(apps, value)
+        return apps
+
+    def inherit(self, contexts, context, apps=None, _trail=()):
+        """Apps of ``context`` and, first, of every context it extends (recursively)."""
+        if apps is None:
+            apps = {}
+        for base in context.get("extends", []) or []:
+            if base not in contexts:
+                raise ContextException(f"context {base!r} extended by {_trail[-1] if _trail else self.product!r} "
+                                       "is not in the registry")
+            if base in _trail:
+                raise ContextException(f"contexts extend each other in a cycle: {' -> '.join(_trail + (base,))}")
+            self.inherit(contexts, contexts[base], apps, _trail + (base,))
+        apps.update(copy.deepcopy(context.get("apps", {}) or {}))
+        return apps
+
+    def mixin_defaults(self, apps):
+        """Merge app-defaults into every app."""
+        for app in apps:
+            apps[app] = mixin_merge(copy.deepcopy(apps[app]), copy.deepcopy(self.app_defaults))
+
+    def mixin(self, contexts, context, apps, _trail=()):
+        """Merge the apps of the ``mixin`` contexts (of ``context`` and those it extends) into ``apps``."""
+        for base in context.get("extends", []) or []:
+            if base in contexts and base not in _trail:
+                self.mixin(contexts, contexts[base], apps, _trail + (base,))
+        for mixer in context.get("mixin", []) or []:
+            mixer_apps = (contexts.get(mixer) or {}).get("apps") or {}
+            for app in apps:
+                if mixer_apps.get(app) is not None:
+                    logger.debug("mixing %s from %s", app, mixer)
+                    apps[app] = mixin_merge(copy.deepcopy(apps[app]), copy.deepcopy(mixer_apps[app]))
+        return apps
+
+    def _resolve_url(self, url):
+        if _is_absolute_url(url) or not self.tycho_config_url:
+            return url
+        return urljoin(self.tycho_config_url, url)
+
+    def _grok(self):
+        """Compile the registry for :attr:`product` (see the module documentation)."""
+        contexts = self.registry.get("contexts", {}) or {}
+        if self.product not in contexts:
+            raise ContextException(f"undefined product {self.product} not found in contexts.")
+        logger.info("-- load-context: id:%s", self.product)
+        context = contexts[self.product]
+        apps = self.inherit(contexts=contexts, context=context)
+        self.mixin_defaults(apps)
+        self.mixin(contexts, context, apps)
+        repository_map = {
+            key: str((value or {}).get("url", "")) for key, value in (self.registry.get("repositories", {}) or {}).items()
+        }
+        resolved_map = {key: self._resolve_url(url) for key, url in repository_map.items()}
+        for name, app in apps.items():
+            if "spec" not in app:
+                if not repository_map:
+                    raise ContextException(f"app {name} has no spec URL and the registry lists no repositories.")
+                repo_url = next(iter(repository_map.values()))
+                if not _is_absolute_url(repo_url):
+                    if not self.tycho_config_url:
+                        raise ContextException(
+                            f"app {name}: repository URL {repo_url!r} is relative but no tycho_config_url is set"
+                        )
+                    repo_url = urljoin(self.tycho_config_url, repo_url)
+                dockstore_branch = os.environ.get("DOCKSTORE_APPS_BRANCH", "")
+                if os.environ.get("EXTERNAL_TYCHO_APP_REGISTRY_ENABLED", "") == "false" and dockstore_branch:
+                    repo_url = repo_url.replace("master", dockstore_branch)
+                app["spec"] = f"{repo_url.rstrip('/')}/{name}/docker-compose.yaml"
+            app["icon"] = posixpath.join(posixpath.dirname(str(app["spec"])), "icon.png")
+            for key in ("spec", "icon", "docs"):
+                if isinstance(app.get(key), str):
+                    app[key] = Template(app[key]).safe_substitute(resolved_map)
+            for key in ("spec", "icon"):
+                app[key] = self._resolve_url(app[key])
+            logger.debug("-- %s spec: %s icon: %s", name, app["spec"], app["icon"])
+        apps = self.add_conf_impl(apps, context)
+        logger.debug("-- product %s resolution => apps: %s", self.product, list(apps))
+        return apps
+
+    # ------------------------------------------------------------------ specs
+
+    def _app(self, app_id):
+        try:
+            return self.apps[app_id]
+        except KeyError:
+            raise ContextException(f"app {app_id!r} is not in the {self.product} registry") from None
+
+    def _render_spec(self, app_id, url):
+        """Fetch the compose file at ``url`` and render it with the registry settings."""
+        text = self._fetch(url, f"spec of app {app_id}")
+        template_dict = _load_yaml_text(text, url)
+        settings = self.registry.get("settings", {}) or {}
+        # As tycho-api 1.17.3: the parsed document's Python form is the template.
+        try:
+            rendered = TemplateUtils.render_string(str(template_dict), settings)
+        except Exception as e:
+            raise ContextException(f"app {app_id}: cannot render spec {url}: {e}") from e
+        spec = _load_yaml_text(rendered, f"rendered spec {url}")
+        if not isinstance(spec, dict):
+            raise ContextException(f"app {app_id}: spec {url} is not a mapping")
+        return spec
+
+    def get_definition(self, app_id):
+        """The app's compose structure, rendered with the registry settings (a copy)."""
+        app = self._app(app_id)
+        definition = self._render_spec(app_id, app["spec"])
+        app["definition"] = definition
+        self.log_dict(definition, pre_dict_message="app_definition = \n")
+        return copy.deepcopy(definition)
+
+    def get_spec(self, app_id):
+        """The app's compose structure, rendered with the registry settings (a fresh copy
+        the caller may change)."""
+        app = self._app(app_id)
+        logger.debug("-- resolving specification for app: %s", app_id)
+        spec = self._render_spec(app_id, app["spec"])
+        app["spec_obj"] = spec
+        return copy.deepcopy(spec)
+
+    def get_env_registry(self, app_id, settings):
+        """``settings`` updated with the app's registry ``env``."""
+        env = self._app(app_id).get("env", None)
+        if env:
+            settings.update(env)
+        return settings
+
+    def get_settings(self, app_id):
+        """Text of the ``.env`` file beside the app's spec ("" when there is none)."""
+        app = self._app(app_id)
+        env_url = posixpath.join(posixpath.dirname(str(app["spec"])), ".env")
+        logger.debug("-- resolving settings for app: %s", app_id)
+        response = self.http_session.get(env_url)
+        if response.status_code == 200:
+            env = response.text
+        else:
+            if response.status_code != 404:
+                logger.warning("-- settings %s: HTTP status %s; using empty settings", env_url, response.status_code)
+            env = ""
+        app["env_obj"] = env
+        return env
+
+    # ------------------------------------------------------------------ operations
+
+    def status(self, request):
+        return self.client.status(request)
+
+    def delete(self, request):
+        return self.client.delete(request)
+
+    def update(self, request):
+        return self.client.patch(request)
+
+    def start(self, principal, app_id, resource_request, host, extra_container_env={}):
+        """Launch ``app_id`` for ``principal``; returns a :class:`tycho.client.TychoSystem`.
+
+        :param resource_request: ``{"deploy": {"resources": {"limits": {...}, "reservations": {...}}}}``.
+        :param host: The host name the user reached appstore by.
+        :param extra_container_env: Extra environment variables for every container.
+        """
+        logger.info("start: principal: %s app_id: %s resource_request: %s host: %s",
+                    principal, app_id, resource_request, host)
+        app = self._app(app_id)
+        spec = self.get_spec(app_id)
+        settings = self.client.parse_env(self.get_settings(app_id))
+        settings_all = self.get_env_registry(app_id, settings)
+        services = {k: {"port": str(v), "clients": []} for k, v in (app.get("services") or {}).items()}
+        service_account = app.get("serviceAccount")
+        principal_params = {
+            "username": principal.username,
+            "access_token": principal.access_token,
+            "refresh_token": principal.refresh_token,
+            "host": host,
+            "extra_container_env": extra_container_env if extra_container_env is not None else {},
+        }
+        principal_params_json = json.dumps(principal_params, indent=4)
+        compose_services = spec.get("services") or {}
+        if app_id not in compose_services or not isinstance(compose_services[app_id], dict):
+            raise ContextException(f"app {app_id}: its spec {app['spec']} has no service named {app_id}")
+        service = compose_services[app_id]
+        spec["security_context"] = copy.deepcopy(app.get("securityContext", {}))
+        service["ext"] = copy.deepcopy(app.get("ext"))
+
+        # ephemeralStorage from the compose file wins over the request (the UI does not set it).
+        resource_request = copy.deepcopy(resource_request) if resource_request is not None else {}
+        spec_resources = (service.get("deploy") or {}).get("resources") or {}
+        for kind in ("limits", "reservations"):
+            spec_amounts = spec_resources.get(kind) or {}
+            if "ephemeralStorage" in spec_amounts:
+                request_resources = resource_request.setdefault("deploy", {}).setdefault("resources", {})
+                request_resources.setdefault(kind, {})["ephemeralStorage"] = spec_amounts["ephemeralStorage"]
+        service.update(resource_request)
+
+        service["conn_string"] = app.get("conn_string", "")
+        proxy_rewrite = copy.deepcopy(app.get("proxy-rewrite", {"enabled": False, "target": None}))
+        if app.get("proxy-rewrite-rule", False):
+            proxy_rewrite["enabled"] = True
+        service["proxy_rewrite"] = proxy_rewrite
+        service["gitea_integration"] = app.get("gitea-integration", False)
+
+        request = {
+            "name": app_id,
+            "serviceaccount": service_account,
+            "env": settings_all,
+            "system": spec,
+            "principal": principal_params_json,
+            "services": services,
+        }
+        logger.debug("start request for %s: principal %s", app_id, _safe_principal(principal_params))
+        system = self._start(request)
+        running = {v.name: v.port for v in system.services}
+        for name in services:
+            if name not in running:
+                raise StartException(
+                    f"service {name} of app {app_id} expected but only {list(running)} are running"
+                )
+        logger.info("  -- started app id:%s user:%s id:%s services:%s",
+                    app_id, principal.username, system.identifier, list(running.items()))
+        return system
+
+    def _start(self, request):
+        """Launch a start request (``self.client.start``); the anchor to mock in tests."""
+        return self.client.start(request)
+
+
+class NullContext(TychoContext):
+    """A context that fakes status, start, delete and update, for client development
+    (appstore's DEV_PHASE=stub). It reads the packaged registry and never touches the
+    network or a cluster."""
+
+    def __init__(self, product="common"):
+        super().__init__(product=product, stub=True)
+
+    def status(self, request=None):
+        """Five made-up rows of one jupyter-ds system."""
+        identifier = uuid.uuid4()
+        return TychoStatus(
+            status="success",
+            result=[
+                {
+                    "name": f"jupyter-ds-{identifier}",
+                    "app_id": "jupyter-ds",
+                    "sid": str(identifier),
+                    "ip_address": "x.y.z.m",
+                    "port": "8080",
+                    "creation_time": "time",
+                }
+                for _ in range(8000, 8005)
+            ],
+            message="...",
+        )
+
+    def delete(self, request):
+        """Ignore deletes."""
+        logger.debug("-- delete: %s", request)
+
+    def update(self, request):
+        """Ignore modifications; answers like a successful modify."""
+        logger.debug("-- update: %s", request)
+        return {"status": "success", "result": {"patches": []}, "message": "null context: nothing modified"}
+
+    def start(self, principal, app_id, resource_request=None, host=None, extra_container_env=None):
+        """A made-up :class:`TychoSystem` for ``app_id`` (its registry services, address x.y.z)."""
+        logger.debug("-- start: %s %s", principal, app_id)
+        app = self._app(app_id)
+        services = app.get("services") or {}
+        return TychoSystem(
+            status="ok",
+            result={
+                "name": app.get("name", app_id),
+                "sid": uuid.uuid4().hex,
+                "containers": {k: {"ip_address": "x.y.z", "port-1": v} for k, v in services.items()},
+                "conn_string": app.get("conn_string", ""),
+            },
+            message="mock: testing...",
+        )
+
+
+class ContextFactory:
+    """Shared (Borg) factory of contexts: one context per context type ("null" or "live")."""
+
+    _state = {}
+
+    def __init__(self):
+        self.__dict__ = self._state
+        if not hasattr(self, "contexts"):
+            self.contexts = {}
+
+    def get(
+        self,
+        product,
+        registry_config="app-registry.yaml",
+        app_defaults_config="app-defaults.yaml",
+        context_type="null",
+        tycho_config_url="",
+    ):
+        """The context of ``context_type``, created with these arguments on first request.
+        The null context always uses the packaged registry."""
+        logger.info(
+            "-- ContextFactory.get: registry_config: %s | app_defaults_config: %s | product: %s | "
+            "tycho_config_url: %s | context_type: %s",
+            registry_config,
+            app_defaults_config,
+            product,
+            tycho_config_url,
+            context_type,
+        )
+        if context_type in self.contexts:
+            return self.contexts[context_type]
+        if context_type == "null":
+            context = NullContext(product=product)
+        elif context_type == "live":
+            context = TychoContext(
+                registry_config=registry_config,
+                app_defaults_config=app_defaults_config,
+                product=product,
+                tycho_config_url=tycho_config_url,
+                stub=False,
+            )
+        else:
+            raise ContextException(f"unknown context type {context_type!r}; use 'null' or 'live'")
+        self.contexts[context_type] = context
+        return context

@@ -1,0 +1,72 @@
+"""The Tycho facade: parse requests into models and reach the compute back end."""
+
+import logging
+
+from tycho.config import Config
+from tycho.factory import ComputeFactory, supported_backplanes
+from tycho.model import ModifySystem, System
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Tycho"]
+
+
+class Tycho:
+    """Organizes parsing of system requests and their execution on a compute fabric."""
+
+    def __init__(self, backplane="kubernetes", config="conf/tycho.yaml"):
+        """
+        :param backplane: Name of the compute back end (``kubernetes``).
+        :param config: Path of a configuration file (relative to the package or
+                       absolute), a dict, or a :class:`tycho.config.Config`.
+        """
+        self.backplane = backplane
+        self.config = config if isinstance(config, Config) else Config(config)
+        self._compute = None
+
+    @property
+    def compute(self):
+        """The compute back end, created on first use."""
+        return self.get_compute()
+
+    @compute.setter
+    def compute(self, value):
+        self._compute = value
+
+    def get_compute(self):
+        """The compute back end named by the configuration (created on the first call)."""
+        if self._compute is None:
+            self._compute = ComputeFactory.create_compute(self.config)
+        return self._compute
+
+    def parse(self, request):
+        """A :class:`tycho.model.System` from a start request
+        (``name``, ``principal``, ``system``, optional ``serviceaccount``, ``env``, ``services``)."""
+        return System.parse(
+            config=self.config,
+            name=request["name"],
+            principal=request.get("principal"),
+            system=request["system"],
+            service_account=request.get("serviceaccount", "default"),
+            env=request.get("env", {}),
+            services=request.get("services", {}),
+        )
+
+    def parse_modify(self, request):
+        """A :class:`tycho.model.ModifySystem` from a modify request
+        (``tycho-guid``, ``labels``, ``cpu``, ``memory``)."""
+        return ModifySystem.parse_modify(
+            config=self.config,
+            guid=request.get("tycho-guid", None),
+            labels=request.get("labels", {}),
+            cpu=request.get("cpu", None),
+            memory=request.get("memory", None),
+        )
+
+    @staticmethod
+    def is_valid_backplane(backplane):
+        return ComputeFactory.is_valid_backplane(backplane)
+
+    @staticmethod
+    def supported_backplanes():
+        return list(supported_backplanes)

@@ -1,0 +1,550 @@
+"""The system model: a docker-compose system as containers, services and volumes.
+
+``System.parse`` delegates to the native core (``tycho._native.parse_system``), which
+renders the compose file with the request's environment and applies every environment
+switch of tycho-api 1.17.3 (DEV_PHASE, CREATE_HOME_DIRS, STDNFS_PVC, NFSRODS_UID,
+TYCHO_APP_* ...). The classes keep the original constructors so callers can build
+models directly; ``to_dict()`` gives the plain form templates are rendered with.
+"""
+
+import ipaddress
+import json
+import logging
+import os
+import uuid
+
+from tycho import _native
+from tycho.tycho_utils import TemplateUtils, to_plain
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "Limits",
+    "Volumes",
+    "Probe",
+    "HttpProbe",
+    "TcpProbe",
+    "Container",
+    "System",
+    "ModifySystem",
+    "Service",
+]
+
+_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def _public_attrs(obj, skip=()):
+    return {k: to_plain(v) for k, v in vars(obj).items() if not k.startswith("_") and k not in skip}
+
+
+def _config_mapping(config):
+    return getattr(config, "conf", config)
+
+
+class Limits:
+    """Resource limits (or requests) of a container."""
+
+    def __init__(self, cpus=None, gpus=None, memory=None, ephemeralStorage=None):
+        """
+        :param cpus: Number of CPUs; may be a fraction.
+        :param gpus: Number of GPUs.
+        :param memory: Amount of memory, e.g. ``"512M"``.
+        :param ephemeralStorage: Amount of ephemeral storage.
+        """
+        self.cpus = cpus
+        self.gpus = gpus
+        self.memory = memory
+        self.ephemeralStorage = ephemeralStorage
+
+    def to_dict(self):
+        return _public_attrs(self)
+
+    def __repr__(self):
+        return f"cpus:{self.cpus} gpus:{self.gpus} mem:{self.memory} ephemeralStorage:{self.ephemeralStorage}"
+
+
+class Volumes:
+    """Volume mounts of a system's containers, from ``pvc://<claim>[/<subpath>]:<path>[:ro|rw]``."""
+
+    def __init__(self, id, containers):
+        self.id = id
+        self.containers = containers
+        self.volumes = []
+        self.pvcs = []
+
+    def volume(self, container_name, pvc_name, volume_name, path=None, subpath=None, read_only=False):
+        self.volumes.append(
+            {
+                "container_name": container_name,
+                "pvc_name": pvc_name,
+                "volume_name": volume_name,
+                "path": path,
+                "subpath": subpath,
+                "read_only": read_only,
+            }
+        )
+
+    def process_volumes(self):
+        """Parse every container's ``volumes`` into :attr:`volumes` and return it.
+
+        ``pvc_name`` is set on a claim's first mount only (None on later ones).
+        A mount that is not a ``pvc://`` URL raises an exception.
+        """
+        for container in self.containers:
+            name = container["name"] if isinstance(container, dict) else container.name
+            mounts = (container.get("volumes") if isinstance(container, dict) else container.volumes) or []
+            for spec in mounts:
+                parts = spec.split(":")
+                if parts[0] != "pvc" or len(parts) < 2 or not parts[1].startswith("//"):
+                    logger.debug(
+                        "Volume definition should follow the pattern: "
+                        "pvc://<pvc_name>/<sub-path>:<container-path> or pvc://<pvc_name>:<container-path>"
+                    )
+                    raise Exception(f"Wrong Volume definition in Container:{name} and Volume:{spec}")
+                read_only = False
+                if len(parts) == 4 and parts[3] in ("ro", "rw"):
+                    read_only = parts[3] == "ro"
+                    parts = parts[:3]
+                segments = parts[1].split("/")
+                volume_name = segments[2] if len(segments) > 2 else ""
+                pvc_name = volume_name if volume_name not in self.pvcs else None
+                self.pvcs.append(volume_name)
+                path = parts[2] if len(parts) == 3 else None
+                subpath = "/".join(segments[3:]) if len(parts) == 3 else None
+                self.volume(name, pvc_name, volume_name, path, subpath, read_only)
+        return self.volumes
+
+
+class Probe:
+    """A liveness or readiness probe running a command."""
+
+    def __init__(self, cmd=None, delay=None, period=None, threshold=None):
+        self.cmd = cmd
+        self.delay = delay
+        self.period = period
+        self.threshold = threshold
+
+    def to_dict(self):
+        return _public_attrs(self)
+
+
+class HttpProbe(Probe):
+    """A probe issuing an HTTP GET (``httpGet``: path, port, httpHeaders)."""
+
+    def __init__(self, delay=None, period=None, threshold=None, httpGet=None):
+        Probe.__init__(self, None, delay, period, threshold)
+        if httpGet is not None:
+            self.path = httpGet.get("path", "/")
+            self.port = httpGet.get("port", 80)
+            self.httpHeaders = httpGet.get("httpHeaders", None)
+
+
+class TcpProbe(Probe):
+    """A probe opening a TCP connection (``tcpSocket``: port)."""
+
+    def __init__(self, delay=None, period=None, threshold=None, tcpSocket=None):
+        Probe.__init__(self, None, delay, period, threshold)
+        if tcpSocket is not None:
+            self.port = tcpSocket.get("port", None)
+
+
+def _make_probe(spec):
+    """A probe object from the compose ``ext.kube`` form (or a probe object)."""
+    if spec is None or isinstance(spec, Probe):
+        return spec
+    if spec.get("httpGet") is not None:
+        return HttpProbe(**spec)
+    if spec.get("tcpSocket") is not None:
+        return TcpProbe(**spec)
+    return Probe(**spec)
+
+
+def _probe_from_plain(d):
+    """A probe object from the plain (model) form produced by the native core."""
+    if d is None:
+        return None
+    timing = {k: d.get(k) for k in ("delay", "period", "threshold")}
+    if "path" in d or "httpHeaders" in d:
+        probe = HttpProbe(**timing, httpGet={"path": d.get("path"), "port": d.get("port"),
+                                             "httpHeaders": d.get("httpHeaders")})
+    elif "port" in d:
+        probe = TcpProbe(**timing, tcpSocket={"port": d.get("port")})
+    else:
+        probe = Probe(cmd=d.get("cmd"), **timing)
+    for k, v in d.items():
+        if not hasattr(probe, k):
+            setattr(probe, k, v)
+    return probe
+
+
+def _split_env(entry):
+    if isinstance(entry, (list, tuple)):
+        return [str(v) for v in entry]
+    key, sep, value = str(entry).partition("=")
+    return [key, value] if sep else [key]
+
+
+class Container:
+    """Invocation of an image in a specific infrastructural context."""
+
+    def __init__(
+        self,
+        name,
+        image,
+        command=None,
+        env=None,
+        identity=None,
+        limits=None,
+        requests=None,
+        ports=[],
+        expose=[],
+        depends_on=None,
+        volumes=None,
+        liveness_probe=None,
+        readiness_probe=None,
+    ):
+        """
+        :param name: Name the running container will be given.
+        :param image: Name of the image to use.
+        :param command: The command to run (list of words).
+        :param env: ``"NAME=value"`` strings (or ``[name, value]`` pairs).
+        :param identity: UID of the user to run as.
+        :param limits: Resource limits (dict or :class:`Limits`).
+        :param requests: Resource requests (dict or :class:`Limits`).
+        :param ports: Container ports, ``[{"containerPort": p}]``.
+        :param expose: Exposed ports, same form.
+        :param volumes: Mounts ``pvc://<claim>[/<subpath>]:<path>``.
+        :param liveness_probe: Probe spec (``cmd``/``httpGet``/``tcpSocket`` + timing).
+        :param readiness_probe: Probe spec.
+        """
+        self.name = name
+        self.image = image
+        self.identity = identity
+        self.limits = Limits(**limits) if isinstance(limits, dict) else limits
+        self.requests = Limits(**requests) if isinstance(requests, dict) else requests
+        if isinstance(self.limits, list):
+            self.limits = self.limits[0] if self.limits else None
+        self.ports = list(ports) if ports is not None else []
+        self.expose = list(expose) if expose is not None else []
+        self.depends_on = depends_on
+        self.command = command
+        # Split at the first "=" only: a value may itself contain "=".
+        self.env = [_split_env(v) for v in env] if env else []
+        self.volumes = volumes
+        # Unlike tycho-api 1.17.3 (attribute absent), a missing probe is None.
+        self.liveness_probe = _make_probe(liveness_probe)
+        self.readiness_probe = _make_probe(readiness_probe)
+
+    @classmethod
+    def _from_plain(cls, d):
+        c = cls.__new__(cls)
+        for k, v in d.items():
+            setattr(c, k, v)
+        c.limits = Limits(**d["limits"]) if isinstance(d.get("limits"), dict) else d.get("limits")
+        c.requests = Limits(**d["requests"]) if isinstance(d.get("requests"), dict) else d.get("requests")
+        c.liveness_probe = _probe_from_plain(d.get("liveness_probe"))
+        c.readiness_probe = _probe_from_plain(d.get("readiness_probe"))
+        return c
+
+    def to_dict(self):
+        return _public_attrs(self)
+
+    def __repr__(self):
+        return f"name:{self.name} image:{self.image} id:{self.identity} limits:{self.limits}"
+
+
+def _env(name, default=None):
+    return os.environ.get(name, default)
+
+
+class System:
+    """Distributed system of interacting containerized software."""
+
+    def __init__(
+        self,
+        config,
+        name,
+        principal,
+        service_account,
+        conn_string,
+        proxy_rewrite,
+        containers,
+        identifier,
+        gitea_integration,
+        services={},
+        security_context={},
+        init_security_context={},
+    ):
+        """Build a system model directly (``System.parse`` is the usual way).
+
+        :param config: Configuration (:class:`tycho.config.Config` or dict).
+        :param name: Name of the system (the app id).
+        :param principal: Dict of the principal (username, host, tokens ...).
+        :param containers: Container objects or dicts of Container arguments.
+        :param identifier: The system's GUID.
+        :param services: ``{container_name: {"port": p, "clients": [cidr...]}}``.
+        """
+        if not containers or any(c is None for c in containers):
+            raise AssertionError("System container elements may not be null.")
+        self.config = config
+        self.identifier = identifier
+        self.system_name = name
+        self.app_id = name
+        self.amb = False
+        self.irods_enabled = False
+        self.nfrods_uid = ""
+        self.dev_phase = _env("DEV_PHASE", "prod")
+        self.name = f"{name}-{self.identifier}"
+        self.containers = [Container(**c) if isinstance(c, dict) else c for c in containers]
+        self.services = {}
+        for service_name, service_def in (services or {}).items():
+            service = service_def if isinstance(service_def, Service) else Service(**service_def)
+            service.name = f"{service_name}-{self.identifier}"
+            service.name_noid = service_name
+            self.services[service_name] = service
+        self.volumes = Volumes(self.identifier, containers).process_volumes()
+        self.source_text = None
+        self.system_port = None
+        self.ambassador_id = _env("AMBASSADOR_ID", "")
+        principal = dict(principal or {})
+        extra = principal.pop("extra_container_env", None) or {}
+        self.system_env = principal
+        self.extra_env = [[str(k), "" if v is None else str(v)] for k, v in extra.items()]
+        self.username = principal.get("username")
+        self.username_all_hyphens = str(self.username).replace("_", "-").replace(".", "-")
+        self.host = principal.get("host")
+        self.annotations = {}
+        self.namespace = "default"
+        self.serviceaccount = service_account
+        self.enable_init_container = _env("TYCHO_APP_ENABLE_INIT_CONTAINER", "true")
+        self.conn_string = conn_string
+        self.create_home_dirs = _env("CREATE_HOME_DIRS", "false").lower()
+        self.stdnfs_pvc = _env("STDNFS_PVC", "stdnfs")
+        self.parent_dir = _env("PARENT_DIR", "home")
+        self.subpath_dir = _env("SUBPATH_DIR", self.username)
+        self.shared_dir = _env("SHARED_DIR", "shared")
+        defaults = (config.get("tycho") or {})["compute"]["system"]["defaults"]["securityContext"]
+        self.default_run_as_user = defaults.get("uid", "1000")
+        self.default_run_as_group = defaults.get("gid", "1000")
+        if _env("NFSRODS_UID"):
+            self.security_context = {"run_as_user": _env("NFSRODS_UID")}
+        else:
+            self.security_context = security_context
+        self.init_security_context = init_security_context
+        self.init_image_repository = _env("TYCHO_APP_INIT_IMAGE_REPOSITORY", "busybox")
+        self.init_image_tag = _env("TYCHO_APP_INIT_IMAGE_TAG", "latest")
+        self.init_cpus = _env("TYCHO_APP_INIT_CPUS", "250m")
+        self.init_memory = _env("TYCHO_APP_INIT_MEMORY", "250Mi")
+        self.gpu_resource_name = _env("TYCHO_APP_GPU_RESOURCE_NAME", "nvidia.com/gpu")
+        self.proxy_rewrite = proxy_rewrite
+        if _env("IROD_HOST") is not None:
+            self.irods_enabled = True
+            self.nfsrods_host = _env("NFSRODS_HOST", "")
+        self.gitea_integration = gitea_integration
+        self.gitea_host = _env("GITEA_HOST", " ")
+        self.gitea_user = _env("GITEA_USER", " ")
+        self.gitea_service_name = _env("GITEA_SERVICE_NAME", " ")
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def _from_plain(cls, config, d):
+        """A System from the plain model produced by ``tycho._native.parse_system``."""
+        system = cls.__new__(cls)
+        system.config = config
+        for k, v in d.items():
+            setattr(system, k, v)
+        system.containers = [Container._from_plain(c) for c in d.get("containers", [])]
+        system.services = {k: Service._from_plain(v) for k, v in (d.get("services") or {}).items()}
+        system.source_text = None
+        return system
+
+    @staticmethod
+    def set_security_context(sc_from_registry):
+        """Pod security context (run_as_user/run_as_group/fs_group, strings) from a
+        registry ``securityContext``, falling back to TYCHO_APP_RUN_AS_USER/GROUP and
+        TYCHO_APP_FS_GROUP (default ``"0"``)."""
+        sc = sc_from_registry or {}
+        context = {}
+        if "runAsUser" in sc:
+            context["run_as_user"] = str(sc.get("runAsUser"))
+        else:
+            context["run_as_user"] = _env("TYCHO_APP_RUN_AS_USER", "0")
+        if "runAsGroup" in sc:
+            context["run_as_group"] = str(sc.get("runAsGroup"))
+        else:
+            context["run_as_group"] = _env("TYCHO_APP_RUN_AS_GROUP", "0")
+        if "fsGroup" in sc:
+            context["fs_group"] = str(sc.get("fsGroup"))
+        else:
+            context["fs_group"] = _env("TYCHO_APP_FS_GROUP", "0")
+        return context
+
+    @staticmethod
+    def set_init_security_context(sc_from_registry):
+        """Init container security context from ``initRunAsUser``/``initRunAsGroup``,
+        falling back to INIT_SC_RUN_AS_USER/GROUP (default ``"0"``)."""
+        sc = sc_from_registry or {}
+        context = {}
+        if "initRunAsUser" in sc:
+            context["run_as_user"] = str(sc.get("initRunAsUser"))
+        else:
+            context["run_as_user"] = _env("INIT_SC_RUN_AS_USER", "0")
+        if "initRunAsGroup" in sc:
+            context["run_as_group"] = str(sc.get("initRunAsGroup"))
+        else:
+            context["run_as_group"] = _env("INIT_SC_RUN_AS_GROUP", "0")
+        return context
+
+    def _get_ambassador_id(self):
+        return _env("AMBASSADOR_ID", "")
+
+    @staticmethod
+    def get_identifier():
+        """A new system GUID (32 hex digits)."""
+        return uuid.uuid4().hex
+
+    def _get_init_resources(self):
+        return self.config.get("tycho")["compute"]["system"]["defaults"]["services"]["init"]["resources"]
+
+    def get_namespace(self, namespace="default"):
+        """The pod's namespace from the service account mount, else ``namespace``."""
+        try:
+            with open(_NAMESPACE_FILE, "r") as stream:
+                for line in stream:
+                    return line.strip() or namespace
+        except OSError as e:
+            logger.debug("no namespace file: %s", e)
+        return namespace
+
+    def requires_network_policy(self):
+        """True when any service restricts its clients."""
+        return any(len(svc.clients or []) > 0 for svc in self.services.values())
+
+    def to_dict(self):
+        """The plain model (what templates see as ``system``); ``config`` is left out."""
+        return _public_attrs(self, skip=("config",))
+
+    def __json__(self):
+        return self.to_dict()
+
+    def render(self, template, context={}):
+        """Render template ``template`` (e.g. ``"pod.yaml"``) with this system as
+        ``system`` plus ``context``; returns the list of YAML documents."""
+        final_context = {"system": self.to_dict()}
+        for k, v in (context or {}).items():
+            final_context[k] = to_plain(v)
+        generator = TemplateUtils(config=self.config)
+        documents = generator.render(template, context=final_context)
+        logger.debug("--generated template: %s", documents)
+        return documents
+
+    @staticmethod
+    def env_from_components(spec, env):
+        """The compose service's ``env``/``environment`` list plus ``KEY=value`` for each
+        registry setting (values rendered as templates with ``env``; a value naming
+        STDNFS_PVC becomes that variable's value)."""
+        from_spec = list(spec.get("env", []) or spec.get("environment", []) or [])
+        from_registry = []
+        for key, value in (env or {}).items():
+            if "STDNFS_PVC" in str(value):
+                from_registry.append(f"{key}={_env('STDNFS_PVC')}")
+            else:
+                from_registry.append(TemplateUtils.render_string(f"{key}={value}", env))
+        return from_spec + from_registry
+
+    @staticmethod
+    def parse(config, name, principal, system, service_account, env={}, services={}):
+        """Build a system model from a start request's parts.
+
+        :param config: Configuration (Config or dict).
+        :param name: Name of the system (app id).
+        :param principal: The principal as a JSON string (or a dict).
+        :param system: Parsed docker-compose specification.
+        :param service_account: Kubernetes service account or None.
+        :param env: Settings substituted into the compose file.
+        :param services: Networking rules per container.
+        """
+        if isinstance(principal, dict):
+            principal = json.dumps(principal)
+        request = {
+            "name": name,
+            "principal": principal,
+            "serviceaccount": service_account,
+            "env": env if env is not None else {},
+            "system": to_plain(system),
+            "services": to_plain(services) if services is not None else {},
+        }
+        plain = _native.parse_system(request, config=_config_mapping(config))
+        model = System._from_plain(config, plain)
+        model.source_text = _native.yaml_dump_all([model.to_dict()])
+        return model
+
+    def __repr__(self):
+        return f"name:{self.name} containers:{self.containers}"
+
+
+class ModifySystem:
+    """Metadata and resources to change on a running system.
+
+    :param config: Tycho configuration.
+    :param patch: Whether anything is to be changed.
+    :param guid: The system's GUID.
+    :param labels: Labels to set on the system's deployments and pods.
+    :param resources: ``{"cpu": ..., "memory": ...}`` for every container.
+    """
+
+    def __init__(self, config, patch, guid, labels, resources):
+        self.config = config
+        self.patch = patch
+        self.guid = guid
+        self.labels = labels
+        self.resources = resources
+        self.containers = []
+
+    @staticmethod
+    def parse_modify(config, guid, labels, cpu, memory):
+        """A ModifySystem; ``patch`` is True when labels or resources are given."""
+        resources = {}
+        if cpu is not None:
+            resources["cpu"] = cpu
+        if memory is not None:
+            resources["memory"] = memory
+        labels = labels if labels is not None else {}
+        patch = len(resources) > 0 or len(labels) > 0
+        return ModifySystem(config, patch, guid, labels, resources)
+
+    def to_dict(self):
+        return _public_attrs(self, skip=("config",))
+
+    def __repr__(self):
+        return f"name: {self.guid} labels: {self.labels} resources: {self.resources}"
+
+
+class Service:
+    """Network connectivity rules of one container."""
+
+    def __init__(self, port=None, clients=[]):
+        """
+        :param port: The port to expose.
+        :param clients: CIDRs allowed to connect (normalised; invalid ones raise ValueError).
+        """
+        self.port = port
+        self.clients = [str(ipaddress.ip_network(c)) for c in (clients or [])]
+        self.name = None
+        self.name_noid = None
+
+    @classmethod
+    def _from_plain(cls, d):
+        service = cls.__new__(cls)
+        service.port = d.get("port")
+        service.clients = list(d.get("clients") or [])
+        service.name = d.get("name")
+        service.name_noid = d.get("name_noid")
+        return service
+
+    def to_dict(self):
+        return _public_attrs(self)
+
+    def __repr__(self):
+        return json.dumps(f"service: {json.dumps({'port': self.port, 'clients': self.clients}, indent=2)}")

@@ -1,0 +1,213 @@
+"""Text and resource helpers: templates, environment substitution, package files.
+
+Rendering is done by the native core (``tycho._native``): Jinja2-compatible templates
+whose values print like Python's ``str()``, and YAML read the way PyYAML's
+``safe_load_all`` reads it (YAML 1.1). Contexts may hold arbitrary objects (a
+:class:`tycho.model.System`, a kubernetes client model, an ``argparse.Namespace``):
+they are converted to plain dicts and lists first with :func:`to_plain`.
+"""
+
+import json
+import logging
+import os
+import string
+
+from tycho import _native
+from tycho.exceptions import TychoException
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TemplateUtils", "NetworkUtils", "Resource", "to_plain"]
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def to_plain(value, _seen=None):
+    """Convert ``value`` into plain dicts, lists and scalars for the native core.
+
+    Objects are converted, in order of preference, with their ``to_dict()`` method,
+    their ``__json__()`` method, or their public instance attributes. Anything else
+    (and any reference cycle) becomes its ``str()``.
+    """
+    if isinstance(value, _SCALARS):
+        return value
+    if _seen is None:
+        _seen = set()
+    marker = id(value)
+    if marker in _seen:
+        return str(value)
+    _seen = _seen | {marker}
+    if isinstance(value, dict):
+        return {str(k) if not isinstance(k, _SCALARS) else k: to_plain(v, _seen) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_plain(v, _seen) for v in value]
+    for method in ("to_dict", "__json__"):
+        fn = getattr(value, method, None)
+        if callable(fn):
+            try:
+                return to_plain(fn(), _seen)
+            except TypeError:
+                # e.g. an unbound method on a class object: fall through.
+                pass
+    if hasattr(value, "isoformat") and callable(value.isoformat):
+        return value.isoformat()
+    attrs = getattr(value, "__dict__", None)
+    if isinstance(attrs, dict):
+        return {k: to_plain(v, _seen) for k, v in attrs.items() if not k.startswith("_") and not callable(v)}
+    return str(value)
+
+
+def _config_mapping(config):
+    """The plain mapping behind a Config, a dict, or None."""
+    if config is None:
+        return None
+    inner = getattr(config, "conf", config)
+    return inner
+
+
+class TemplateUtils:
+    """Utilities for generating text."""
+
+    def __init__(self, config):
+        self.config = config
+
+    def render(self, template, context):
+        """Render the template named ``template`` (e.g. ``"pod.yaml"``) with ``context``.
+
+        Directories listed in ``config['tycho']['templates']['paths']`` are searched first
+        for a file of that name, then the built-in templates. Returns the list of YAML
+        documents (dicts) the rendered text holds.
+        """
+        logger.debug("applying template %s", template)
+        return _native.render_template(template, to_plain(context), config=_config_mapping(self.config))
+
+    @staticmethod
+    def render_text(template_text, context):
+        """Render template text with ``context`` and return the YAML documents it yields."""
+        text = TemplateUtils.render_string(template_text, context)
+        logger.debug("TemplateUtils.render_text - %s", text)
+        return _native.yaml_load_all(text)
+
+    @staticmethod
+    def render_string(s, context):
+        """Render template text ``s`` with ``context``; ``now()`` is available."""
+        return _native.render_string(s, to_plain(context))
+
+    @staticmethod
+    def apply_environment(environment, text):
+        """Substitute ``$VAR``/``${VAR}`` in ``text`` from Bash-style ``VAR=value`` lines.
+
+        Unknown variables are left as they are.
+        """
+        if not environment:
+            return text
+        mapping = {}
+        for line in environment.split("\n"):
+            if "=" in line:
+                key, value = line.split("=", 1)
+                mapping[key] = value
+        logger.debug("environment=%s", json.dumps(mapping, indent=2))
+        return string.Template(text).safe_substitute(**mapping)
+
+    @staticmethod
+    def trunc(a_string, max_len=80):
+        """``a_string`` cut to ``max_len`` characters with ``..`` appended when cut."""
+        return (a_string[:max_len] + "..") if len(a_string) > max_len else a_string
+
+
+def _first_forwarded(headers):
+    """The first address of the X-Forwarded-For header(s), or None."""
+    if headers is None:
+        return None
+    values = None
+    getlist = getattr(headers, "getlist", None)
+    if callable(getlist):
+        values = getlist("X-Forwarded-For")
+    else:
+        get = getattr(headers, "get", None)
+        if callable(get):
+            one = get("X-Forwarded-For")
+            values = [one] if one else []
+    for value in values or []:
+        first = str(value).split(",")[0].strip()
+        if first:
+            return first
+    return None
+
+
+def _local_address():
+    """An address of this host that is not loopback, or None (no packets are sent)."""
+    try:
+        import netifaces  # type: ignore[import-not-found]
+
+        for name in netifaces.interfaces():
+            for entry in netifaces.ifaddresses(name).get(netifaces.AF_INET, []):
+                addr = entry.get("addr")
+                if addr and not addr.startswith("127."):
+                    return addr
+    except Exception:  # netifaces missing or failing: try the resolver instead
+        pass
+    try:
+        import socket
+
+        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
+            addr = info[4][0]
+            if not addr.startswith("127."):
+                return addr
+    except OSError:
+        pass
+    return None
+
+
+class NetworkUtils:
+    @staticmethod
+    def get_client_ip(request, debug=False):
+        """The client's IP address: the first X-Forwarded-For entry when a proxy sent
+        one, else ``request.remote_addr``. With ``debug``, a non-loopback address of this
+        host is preferred (netifaces when installed, else the resolver; unchanged if none).
+        """
+        ip_addr = getattr(request, "remote_addr", None)
+        forwarded = _first_forwarded(getattr(request, "headers", None))
+        if forwarded:
+            ip_addr = forwarded
+        if debug:
+            local = _local_address()
+            if local:
+                ip_addr = local
+            logger.debug("(debug mode ip addr:)--> %s", ip_addr)
+        return ip_addr
+
+
+class Resource:
+    @staticmethod
+    def get_resource_path(resource_name):
+        """``resource_name`` resolved against the package directory unless absolute."""
+        if os.path.isabs(resource_name):
+            return resource_name
+        return os.path.join(os.path.dirname(__file__), resource_name)
+
+    @staticmethod
+    def load_json(path):
+        with open(path, "r") as stream:
+            return json.loads(stream.read())
+
+    @staticmethod
+    def load_yaml(path):
+        """The single YAML document in the file at ``path`` (None when empty)."""
+        with open(path, "r") as stream:
+            docs = _native.yaml_load_all(stream.read())
+        if len(docs) > 1:
+            raise TychoException(f"expected a single YAML document in {path}, found {len(docs)}")
+        return docs[0] if docs else None
+
+    def get_resource_obj(self, resource_name, format=None):
+        """Load a package resource as YAML or JSON (by extension unless ``format``);
+        None when the file does not exist or the format is unknown."""
+        if not format:
+            format = "yaml" if resource_name.endswith((".yaml", ".yml")) else "json"
+        path = Resource.get_resource_path(resource_name)
+        if not os.path.exists(path):
+            return None
+        loaders = {"json": Resource.load_json, "yaml": Resource.load_yaml}
+        loader = loaders.get(format)
+        return loader(path) if loader else None
