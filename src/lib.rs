@@ -8,6 +8,7 @@ pub mod cli;
 pub mod compile;
 pub mod config;
 pub mod error;
+pub mod kube;
 pub mod model;
 pub mod names;
 pub mod pyfmt;
@@ -16,5 +17,7 @@ pub mod yaml;
 
 #[cfg(feature = "python")]
 mod python;
+#[cfg(feature = "python")]
+mod python_kube;
 
 pub use error::{Error, ErrorKind, Result};

@@ -34,7 +34,7 @@ pub(crate) fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
 }
 
 /// Runs `f` without the GIL, catching panics.
-fn run<T: Send>(py: Python<'_>, f: impl FnOnce() -> crate::Result<T> + Send) -> PyResult<T> {
+pub(crate) fn run<T: Send>(py: Python<'_>, f: impl FnOnce() -> crate::Result<T> + Send) -> PyResult<T> {
     let out = py.detach(|| catch_unwind(AssertUnwindSafe(f)));
     match out {
         Ok(Ok(v)) => Ok(v),
@@ -56,16 +56,16 @@ fn run<T: Send>(py: Python<'_>, f: impl FnOnce() -> crate::Result<T> + Send) -> 
     }
 }
 
-fn from_py(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Value> {
+pub(crate) fn from_py(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Value> {
     pythonize::depythonize::<Value>(obj)
         .map_err(|e| to_pyerr(obj.py(), Error::input(format!("{what}: {e}"))))
 }
 
-fn to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
     pythonize::pythonize(py, v).map_err(|e| PyRuntimeError::new_err(e.to_string()))
 }
 
-fn config_value(config: Option<&Bound<'_, PyAny>>) -> PyResult<Value> {
+pub(crate) fn config_value(config: Option<&Bound<'_, PyAny>>) -> PyResult<Value> {
     match config {
         None => Ok(crate::config::default_config().clone()),
         Some(c) if c.is_none() => Ok(crate::config::default_config().clone()),
@@ -192,6 +192,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(yaml_dump_all, m)?)?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add("DEFAULT_CONFIG", crate::config::DEFAULT_CONFIG)?;
+    crate::python_kube::init(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
