@@ -106,6 +106,7 @@ def main() -> int:
         p95 = sorted(t)[int(len(t) * 0.95) - 1]
         print(f"{name:10} {statistics.mean(t) * 1e3:9.3f}ms {statistics.median(t) * 1e3:9.3f}ms {p95 * 1e3:9.3f}ms")
     print(f"ratio (original / ours, mean per system): {m_orig / m_ours:.0f}x")
+    print(f"ratio (original / ours, median per system): {statistics.median(orig) / statistics.median(ours):.0f}x")
     return 0
 
 

@@ -1,8 +1,17 @@
-//! The `tycho` command line: `tycho render` compiles a compose file offline and prints
-//! the objects for `kubectl apply -f -`.
+//! The `tycho` command line:
+//!
+//! - `tycho render` compiles a compose file offline and prints the objects for
+//!   `kubectl apply -f -`;
+//! - `tycho up`, `status`, `down`, `modify` run systems on the cluster through the
+//!   executor (`crate::kube`), with the original client's arguments and tables;
+//!   `up --wait` follows the Deployment until it is available ([`crate::cli_wait`]);
+//! - `tycho api` serves the REST API ([`crate::server`]).
+//!
+//! Exit codes: 0 success, 1 failure, 2 usage. Errors are one line on stderr
+//! (`tycho: error: ...`); `-d/--debug` adds debug logging and the error's kind.
 
 use crate::compile::{compile, CompileOptions};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
@@ -18,14 +27,115 @@ pub struct Cli {
     /// Show details (debug logging, full errors).
     #[arg(short = 'd', long = "debug", global = true)]
     pub debug: bool,
+    /// Kubernetes namespace (default: NAMESPACE, the pod's namespace, the kubeconfig's).
+    #[arg(long, global = true, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Kubeconfig file (default: KUBECONFIG, then ~/.kube/config; in-cluster in a pod).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Start a system from a docker-compose file on the cluster.
+    Up(UpArgs),
+    /// List running systems (all, one GUID, or one user's).
+    Status(StatusArgs),
+    /// Delete systems by GUID.
+    Down(DownArgs),
+    /// Change labels and cpu/memory of a running system.
+    Modify(ModifyArgs),
     /// Compile a compose file into Kubernetes objects, offline.
     Render(RenderArgs),
+    /// Serve the REST API (POST /system/start, status, delete, modify).
+    Api(ApiArgs),
+}
+
+/// Output of the cluster commands.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Output {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(clap::Args, Debug)]
+struct UpArgs {
+    /// The docker-compose file.
+    #[arg(short = 'f', long = "file")]
+    file: PathBuf,
+    /// Settings file (KEY=value lines); default: .env beside the compose file.
+    #[arg(long = "settings", alias = "env-file")]
+    settings: Option<PathBuf>,
+    /// System name; default: the compose file's directory name.
+    #[arg(short = 'n', long = "name")]
+    name: Option<String>,
+    /// Username the system runs for.
+    #[arg(long, default_value = "renci")]
+    username: String,
+    /// Wait until the system's Deployment is available; name the reason when it fails.
+    #[arg(long)]
+    wait: bool,
+    /// Seconds --wait waits at most.
+    #[arg(long, default_value_t = 300.0, value_name = "S")]
+    timeout: f64,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    output: Output,
+}
+
+#[derive(clap::Args, Debug)]
+struct StatusArgs {
+    /// GUID of one system (default: every system).
+    guid: Option<String>,
+    /// Print only the GUIDs.
+    #[arg(long)]
+    terse: bool,
+    /// Only this user's systems.
+    #[arg(long)]
+    username: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    output: Output,
+}
+
+#[derive(clap::Args, Debug)]
+struct DownArgs {
+    /// GUIDs of the systems to delete.
+    #[arg(required = true, value_name = "GUID")]
+    guids: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+struct ModifyArgs {
+    /// The modify request: {"tycho-guid": GUID, "labels": {...}, "cpu": "1", "memory": "1G"}.
+    #[arg(value_name = "JSON")]
+    request: String,
+}
+
+#[derive(clap::Args, Debug)]
+struct ApiArgs {
+    /// Port to listen on (0: any free port; the address is logged).
+    #[arg(short = 'p', long, default_value_t = 5000)]
+    port: u16,
+    /// Address to listen on. A non-loopback address needs TYCHO_API_TOKEN or --insecure.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Compute backplane.
+    #[arg(short = 'b', long, default_value = "kubernetes")]
+    backplane: String,
+    /// Listen on a non-loopback address without a token.
+    #[arg(long)]
+    insecure: bool,
+    /// Origin allowed by CORS (repeatable; "*" for any). Default: none.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    cors_origins: Vec<String>,
+    /// Seconds a request may take before the answer is 504 (the executor's own budget,
+    /// TYCHO_KUBE_TIMEOUT, is 120 s).
+    #[arg(long, default_value_t = 150.0, value_name = "S")]
+    request_timeout: f64,
 }
 
 /// Output format.
@@ -127,18 +237,25 @@ fn default_name(file: &Path) -> String {
     }
 }
 
-fn render(args: &RenderArgs) -> Result<String> {
-    let text = std::fs::read_to_string(&args.file)
-        .map_err(|e| Error::input(format!("cannot read {}: {e}", args.file.display())))?;
-    let system = crate::yaml::load(&text)
-        .map_err(|e| Error::input(format!("{}: {e}", args.file.display())))?;
-    let env_path = args
-        .env_file
-        .clone()
-        .unwrap_or_else(|| args.file.parent().unwrap_or(Path::new(".")).join(".env"));
+/// The start request `tycho up` and `tycho render` send for a compose file: settings
+/// from `env_file` (default: `.env` beside the compose file, if any), name from `name`
+/// (default: the compose file's directory), principal `{"username": username}`.
+fn compose_request(
+    file: &Path,
+    env_file: Option<&Path>,
+    name: Option<&str>,
+    username: &str,
+) -> Result<Value> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Error::input(format!("cannot read {}: {e}", file.display())))?;
+    let system =
+        crate::yaml::load(&text).map_err(|e| Error::input(format!("{}: {e}", file.display())))?;
+    let env_path = env_file
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| file.parent().unwrap_or(Path::new(".")).join(".env"));
     let settings = match std::fs::read_to_string(&env_path) {
         Ok(t) => parse_env(&t),
-        Err(_) if args.env_file.is_none() => Map::new(),
+        Err(_) if env_file.is_none() => Map::new(),
         Err(e) => {
             return Err(Error::input(format!(
                 "cannot read settings {}: {e}",
@@ -146,19 +263,27 @@ fn render(args: &RenderArgs) -> Result<String> {
             )))
         }
     };
-    let name = args
-        .name
-        .clone()
-        .unwrap_or_else(|| default_name(&args.file))
+    let name = name
+        .map(str::to_string)
+        .unwrap_or_else(|| default_name(file))
         .replace(std::path::MAIN_SEPARATOR, "-");
-    let request = json!({
+    Ok(json!({
         "name": name,
-        "principal": json!({"username": args.username}).to_string(),
+        "principal": json!({"username": username}).to_string(),
         "serviceaccount": "default",
         "env": settings,
         "services": services_from_compose(&system),
         "system": system,
-    });
+    }))
+}
+
+fn render(args: &RenderArgs) -> Result<String> {
+    let request = compose_request(
+        &args.file,
+        args.env_file.as_deref(),
+        args.name.as_deref(),
+        &args.username,
+    )?;
     let options = CompileOptions {
         ambassador: args.ambassador,
         identifier: args.guid.clone(),
@@ -189,19 +314,291 @@ where
             return code;
         }
     };
+    crate::server::logging::init(cli.debug);
+    if let Some(path) = &cli.kubeconfig {
+        if !path.is_file() {
+            return fail(
+                &Error::input(format!("--kubeconfig {}: no such file", path.display())),
+                cli.debug,
+            );
+        }
+        // The executor and the wait loop read KUBECONFIG when they make their client.
+        std::env::set_var("KUBECONFIG", path);
+    }
+    let namespace = cli.namespace.as_deref();
     let result = match &cli.command {
-        Command::Render(a) => render(a),
+        Command::Render(a) => render(a).map(|out| {
+            print(&out);
+            0
+        }),
+        Command::Up(a) => up(a, namespace),
+        Command::Status(a) => status(a, namespace),
+        Command::Down(a) => down(a, namespace, cli.debug),
+        Command::Modify(a) => modify(a, namespace),
+        Command::Api(a) => api(a, namespace),
     };
     match result {
-        Ok(out) => {
-            use std::io::Write;
-            let mut stdout = std::io::stdout().lock();
-            let _ = stdout.write_all(out.as_bytes());
-            0
+        Ok(code) => code,
+        Err(e) => fail(&e, cli.debug),
+    }
+}
+
+/// A usage error found after parsing: one line, exit code 2.
+fn usage(message: impl AsRef<str>) -> i32 {
+    eprintln!("tycho: error: {}", one_line(message.as_ref()));
+    2
+}
+
+/// A failure: one line (with `--debug`, the kind and the message as it is), exit code 1.
+fn fail(e: &Error, debug: bool) -> i32 {
+    if debug {
+        eprintln!("tycho: error ({:?}): {}", e.kind, e.message);
+    } else {
+        eprintln!("tycho: error: {}", one_line(&e.message));
+    }
+    1
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+fn print(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}
+
+/// The original's `TemplateUtils.trunc`: at most `max` characters, then "..".
+fn trunc(s: &str, max: usize) -> String {
+    if s.chars().count() > max {
+        s.chars().take(max).collect::<String>() + ".."
+    } else {
+        s.to_string()
+    }
+}
+
+/// Python's `str()` of a JSON value as the original prints table cells.
+fn cell(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "-".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => crate::pyfmt::py_str(other),
+    }
+}
+
+fn pad(s: &str, width: usize) -> String {
+    format!("{s:<width$}")
+}
+
+fn formatted(value: &Value, output: Output) -> String {
+    match output {
+        Output::Json => serde_json::to_string_pretty(value).unwrap_or_default() + "\n",
+        _ => crate::yaml::dump(value),
+    }
+}
+
+fn up(args: &UpArgs, namespace: Option<&str>) -> Result<i32> {
+    if !(args.timeout.is_finite() && args.timeout > 0.0) {
+        return Ok(usage(format!(
+            "--timeout must be a positive number of seconds, got {}",
+            args.timeout
+        )));
+    }
+    let config = crate::config::default_config();
+    let request = compose_request(
+        &args.file,
+        args.settings.as_deref(),
+        args.name.as_deref(),
+        &args.username,
+    )?;
+    let system = crate::compile::parse_system(config, &request, None)?;
+    let guid = system.identifier.clone();
+    let result = crate::kube::start(config, system, namespace)?;
+    let name = result
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    match args.output {
+        Output::Table => {
+            // The original prints the first service only.
+            let mut out = format!(
+                "{} {} {} {}\n",
+                pad("SERVICE", 30),
+                pad("GUID", 35),
+                pad("IP_ADDRESS", 15),
+                pad("PORT", 7)
+            );
+            if let Some((service, ports)) = result
+                .get("containers")
+                .and_then(Value::as_object)
+                .and_then(|c| c.iter().next())
+            {
+                let port = ports
+                    .as_object()
+                    .and_then(|m| m.iter().find(|(k, _)| k.as_str() != "ip_address"))
+                    .map(|(_, v)| v);
+                out.push_str(&format!(
+                    "{} {} {} {}\n",
+                    pad(&trunc(service, 28), 30),
+                    pad(&trunc(&guid, 33), 35),
+                    pad(&cell(ports.get("ip_address")), 15),
+                    pad(&cell(port), 7)
+                ));
+            }
+            print(&out);
         }
-        Err(e) => {
-            eprintln!("tycho: error: {}", e.message.replace('\n', " "));
-            1
+        other => print(&formatted(&result, other)),
+    }
+    if !args.wait {
+        return Ok(0);
+    }
+    let timeout = std::time::Duration::from_secs_f64(args.timeout);
+    let waited = crate::cli_wait::block_on(async {
+        tokio::select! {
+            r = crate::cli_wait::wait_available(namespace, &name, &guid, timeout, |line| {
+                eprintln!("tycho: {line}");
+            }) => r,
+            _ = tokio::signal::ctrl_c() => Err(Error::new(
+                ErrorKind::Kube,
+                format!("interrupted; system {name} (GUID {guid}) keeps starting (tycho down {guid} removes it)"),
+            )),
+        }
+    })?;
+    use crate::cli_wait::WaitOutcome;
+    match waited {
+        WaitOutcome::Available => {
+            eprintln!("tycho: system {name} is available");
+            Ok(0)
+        }
+        WaitOutcome::Failed(reason) => Err(Error::new(
+            ErrorKind::Start,
+            format!("system {name} (GUID {guid}) is not becoming available: {reason} (it stays; tycho down {guid} removes it)"),
+        )),
+        WaitOutcome::TimedOut(reason) => {
+            let why = if reason.is_empty() {
+                "no pod reported a reason".to_string()
+            } else {
+                reason
+            };
+            Err(Error::new(
+                ErrorKind::Start,
+                format!(
+                    "system {name} (GUID {guid}) not available after {} s (timeout): {why} (it stays; tycho down {guid} removes it)",
+                    args.timeout
+                ),
+            ))
         }
     }
+}
+
+fn status(args: &StatusArgs, namespace: Option<&str>) -> Result<i32> {
+    let guid = args
+        .guid
+        .as_deref()
+        .map(|g| g.replace(std::path::MAIN_SEPARATOR, "-"));
+    let rows = crate::kube::status(guid.as_deref(), args.username.as_deref(), namespace)?;
+    if args.terse {
+        let mut out = String::new();
+        for row in &rows {
+            out.push_str(&cell(row.get("sid")));
+            out.push('\n');
+        }
+        print(&out);
+        return Ok(0);
+    }
+    match args.output {
+        Output::Table if rows.is_empty() => print("None running\n"),
+        Output::Table => {
+            let mut out = format!(
+                "{} {} {} {} {}\n",
+                pad("SYSTEM", 30),
+                pad("GUID", 35),
+                pad("IP_ADDRESS", 15),
+                pad("PORT", 7),
+                "CREATION_TIME"
+            );
+            for row in &rows {
+                out.push_str(&format!(
+                    "{} {} {} {} {}\n",
+                    pad(&trunc(&cell(row.get("name")), 28), 30),
+                    pad(&trunc(&cell(row.get("sid")), 33), 35),
+                    pad(&cell(row.get("ip_address")), 15),
+                    pad(&cell(row.get("port")), 7),
+                    cell(row.get("creation_time"))
+                ));
+            }
+            print(&out);
+        }
+        other => print(&formatted(&Value::Array(rows), other)),
+    }
+    Ok(0)
+}
+
+fn down(args: &DownArgs, namespace: Option<&str>, debug: bool) -> Result<i32> {
+    let mut code = 0;
+    for guid in &args.guids {
+        let guid = guid.replace(std::path::MAIN_SEPARATOR, "-");
+        match crate::kube::delete(&guid, namespace) {
+            Ok(_) => print(&format!("{guid}\n")),
+            Err(e) => {
+                fail(
+                    &Error::new(e.kind, format!("cannot delete {guid}: {}", e.message)),
+                    debug,
+                );
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn modify(args: &ModifyArgs, namespace: Option<&str>) -> Result<i32> {
+    let request: Value = match serde_json::from_str(&args.request) {
+        Ok(v) => v,
+        Err(e) => return Ok(usage(format!("the modify request is not valid JSON: {e}"))),
+    };
+    if let Err(problems) = crate::server::validation::validate("ModifyRequest", &request) {
+        let all: Vec<String> = problems.iter().map(|p| p.describe()).collect();
+        return Ok(usage(format!("invalid modify request: {}", all.join("; "))));
+    }
+    let request = crate::server::backend::modify_request(&request);
+    let result = crate::kube::modify(crate::config::default_config(), &request, namespace)?;
+    print(&formatted(&result, Output::Json));
+    Ok(0)
+}
+
+fn api(args: &ApiArgs, namespace: Option<&str>) -> Result<i32> {
+    crate::server::check_backplane(&args.backplane)?;
+    if !(args.request_timeout.is_finite() && args.request_timeout > 0.0) {
+        return Ok(usage(format!(
+            "--request-timeout must be a positive number of seconds, got {}",
+            args.request_timeout
+        )));
+    }
+    let token = match std::env::var("TYCHO_API_TOKEN") {
+        Ok(t) if t.trim().is_empty() => {
+            return Err(Error::input(
+                "TYCHO_API_TOKEN is set but empty: set a token, or unset it",
+            ))
+        }
+        Ok(t) => Some(t.trim().to_string()),
+        Err(_) => None,
+    };
+    let options = crate::server::ServerOptions {
+        host: args.host.clone(),
+        port: args.port,
+        token,
+        insecure: args.insecure,
+        cors_origins: args.cors_origins.clone(),
+        request_timeout: std::time::Duration::from_secs_f64(args.request_timeout),
+    };
+    let executor = std::sync::Arc::new(crate::server::backend::Kubernetes::new(
+        namespace.map(str::to_string),
+    ));
+    crate::server::serve(executor, options)?;
+    Ok(0)
 }

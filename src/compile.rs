@@ -146,7 +146,7 @@ pub fn pod_to_deployment(system: &System, pod: Value) -> Result<Value> {
     if let Some(Value::Object(meta)) = pod.get_mut("metadata") {
         meta.shift_remove("name");
     }
-    Ok(json!({
+    let mut deployment = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
@@ -156,9 +156,14 @@ pub fn pod_to_deployment(system: &System, pod: Value) -> Result<Value> {
         "spec": {
             "replicas": 1,
             "selector": {"matchLabels": {"tycho-guid": system.identifier, "username": system.username}},
-            "template": Value::Object(pod),
         },
-    }))
+    });
+    // Moved in, not copied through json!.
+    deployment["spec"]
+        .as_object_mut()
+        .expect("spec is a mapping")
+        .insert("template".into(), Value::Object(pod));
+    Ok(deployment)
 }
 
 /// Renders the objects of an already-parsed system (amb, volumes, env as the caller set them).

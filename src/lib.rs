@@ -5,6 +5,7 @@
 //! ([`compile`]). The Python package `tycho` is a thin layer over this crate.
 
 pub mod cli;
+pub mod cli_wait;
 pub mod compile;
 pub mod config;
 pub mod error;
@@ -12,12 +13,20 @@ pub mod kube;
 pub mod model;
 pub mod names;
 pub mod pyfmt;
+pub mod registry;
 pub mod render;
+pub mod server;
 pub mod yaml;
 
 #[cfg(feature = "python")]
 mod python;
 #[cfg(feature = "python")]
 mod python_kube;
+#[cfg(feature = "python")]
+mod python_registry;
 
 pub use error::{Error, ErrorKind, Result};
+
+/// mimalloc: the compile path allocates many small strings and maps.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -19,7 +19,7 @@ fn env_or(key: &str, default: &str) -> String {
 }
 
 /// Resource limits or reservations of a container (`deploy.resources.limits`).
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
 #[allow(non_snake_case)]
 pub struct Limits {
     /// CPUs, possibly fractional (`0.5`, `"500m"`).
@@ -33,7 +33,7 @@ pub struct Limits {
 }
 
 /// A liveness or readiness probe (`ext.kube.livenessProbe`).
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
 #[allow(non_snake_case)]
 pub struct Probe {
     /// Command of an exec probe.
@@ -56,7 +56,7 @@ pub struct Probe {
 }
 
 /// A port entry: `{"containerPort": ...}`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 #[allow(non_snake_case)]
 pub struct Port {
     /// The container port as written (a string like "8888" or a number).
@@ -64,7 +64,7 @@ pub struct Port {
 }
 
 /// One compose service: a container of the pod.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct Container {
     /// Compose service name.
     pub name: String,
@@ -95,7 +95,7 @@ pub struct Container {
 }
 
 /// Network exposure of a container (`services` of the request).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct Service {
     /// Port from the request (informational; the container's ports are used).
     pub port: Value,
@@ -108,7 +108,7 @@ pub struct Service {
 }
 
 /// A volume mount resolved from a `pvc://` spec.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct Volume {
     /// Container mounting it.
     pub container_name: String,
@@ -125,7 +125,7 @@ pub struct Volume {
 }
 
 /// A compiled system: everything the templates need.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct System {
     /// The GUID (uuid4 hex).
     pub identifier: String,
@@ -610,7 +610,6 @@ pub fn parse(
             "compose field 'services' must be a mapping of service name to definition",
         ));
     }
-    let mut compose = compose.clone();
     if let Some(env) = &req.env {
         let mut ctx = env.clone();
         ctx.insert("identifier".into(), Value::String(identifier.clone()));
@@ -636,7 +635,7 @@ pub fn parse(
         }
         ctx.insert("system_port".into(), system_port.unwrap_or(json!(8000)));
         let ctx = Value::Object(ctx);
-        compose = template_pass(&compose, &ctx, render)?;
+        let compose = template_pass(compose, &ctx, render)?;
         // Settings (with the added keys) are what the registry env is rendered with.
         return build(
             config,
@@ -653,7 +652,7 @@ pub fn parse(
     build(
         config,
         req,
-        compose,
+        compose.clone(),
         None,
         identifier,
         username,

@@ -34,7 +34,10 @@ pub(crate) fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
 }
 
 /// Runs `f` without the GIL, catching panics.
-pub(crate) fn run<T: Send>(py: Python<'_>, f: impl FnOnce() -> crate::Result<T> + Send) -> PyResult<T> {
+pub(crate) fn run<T: Send>(
+    py: Python<'_>,
+    f: impl FnOnce() -> crate::Result<T> + Send,
+) -> PyResult<T> {
     let out = py.detach(|| catch_unwind(AssertUnwindSafe(f)));
     match out {
         Ok(Ok(v)) => Ok(v),
@@ -193,6 +196,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add("DEFAULT_CONFIG", crate::config::DEFAULT_CONFIG)?;
     crate::python_kube::init(m)?;
+    crate::python_registry::init(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -1,8 +1,171 @@
-//! Python bindings of the Kubernetes executor (`tycho._native.kube_*`).
+//! Python bindings of the Kubernetes executor (`tycho._native.kube_*`), called by
+//! `tycho.kube.KubernetesCompute`. Every call releases the GIL while it talks to the
+//! cluster; errors become `tycho.exceptions` classes (StartException, DeleteException,
+//! ModifyException, TychoException); a panic becomes TychoException.
+//!
+//! The executor logs through the `log` crate (target `tycho.kube`); [`init`] bridges it
+//! to Python's `logging` with pyo3-log.
 
+use crate::error::{Error, ErrorKind};
+use crate::python::to_pyerr;
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use serde_json::Value;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::OnceLock;
 
-/// Registers the executor's functions on the native module.
-pub fn init(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+static LOG_RESET: OnceLock<pyo3_log::ResetHandle> = OnceLock::new();
+
+/// Registers the executor's functions on the native module and bridges `log` records
+/// (target `tycho.kube` and Rust paths under `tycho`, Debug and up; other
+/// crates Warn and up; Python's levels decide from there) to Python logging.
+pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(kube_start, m)?)?;
+    m.add_function(wrap_pyfunction!(kube_status, m)?)?;
+    m.add_function(wrap_pyfunction!(kube_delete, m)?)?;
+    m.add_function(wrap_pyfunction!(kube_modify, m)?)?;
+    m.add_function(wrap_pyfunction!(kube_namespace, m)?)?;
+    if LOG_RESET.get().is_none() {
+        let logger = pyo3_log::Logger::new(m.py(), pyo3_log::Caching::LoggersAndLevels)?
+            .filter(log::LevelFilter::Warn)
+            .filter_target("tycho".to_string(), log::LevelFilter::Debug)
+            // pyo3-log matches targets by `::` segments: name dotted ones too.
+            .filter_target(crate::kube::LOG_TARGET.to_string(), log::LevelFilter::Debug)
+            // kube-rs reports every failed request at ERROR (through tracing's log
+            // bridge), retried ones included; tycho.kube logs them with context instead.
+            .filter_target("kube_client".to_string(), log::LevelFilter::Off);
+        // Another logger may already be installed (then records go there).
+        if let Ok(handle) = logger.install() {
+            let _ = LOG_RESET.set(handle);
+        }
+    }
     Ok(())
+}
+
+/// Runs `f` without the GIL, catching panics. Python logging levels are re-read first
+/// (pyo3-log caches them), so a level set since the last call is honoured.
+fn run<T: Send>(py: Python<'_>, f: impl FnOnce() -> crate::Result<T> + Send) -> PyResult<T> {
+    if let Some(handle) = LOG_RESET.get() {
+        handle.reset();
+    }
+    match py.detach(|| catch_unwind(AssertUnwindSafe(f))) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(to_pyerr(py, e)),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Err(to_pyerr(
+                py,
+                Error::new(
+                    ErrorKind::Kube,
+                    format!("internal error in the tycho executor: {what}"),
+                ),
+            ))
+        }
+    }
+}
+
+fn from_py(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Value> {
+    pythonize::depythonize::<Value>(obj)
+        .map_err(|e| to_pyerr(obj.py(), Error::input(format!("{what}: {e}"))))
+}
+
+fn to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
+    pythonize::pythonize(py, v).map_err(|e| PyRuntimeError::new_err(e.to_string()))
+}
+
+/// The tycho configuration: a dict, a `tycho.config.Config` (its `.conf`), or None
+/// (the built-in one).
+fn config_value(config: Option<&Bound<'_, PyAny>>) -> PyResult<Value> {
+    match config {
+        None => Ok(crate::config::default_config().clone()),
+        Some(c) if c.is_none() => Ok(crate::config::default_config().clone()),
+        Some(c) => {
+            let inner = if !c.is_instance_of::<PyDict>() && c.hasattr("conf")? {
+                c.getattr("conf")?
+            } else {
+                c.clone()
+            };
+            from_py(&inner, "config")
+        }
+    }
+}
+
+/// Starts a system (`tycho.model.System.to_dict()`); returns
+/// `{"name", "sid", "containers": {container: {"ip_address", <port name>: port}}, "conn_string"}`.
+#[pyfunction]
+#[pyo3(signature = (system, *, config=None, namespace=None))]
+fn kube_start<'py>(
+    py: Python<'py>,
+    system: &Bound<'py, PyAny>,
+    config: Option<&Bound<'py, PyAny>>,
+    namespace: Option<String>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let system = from_py(system, "system")?;
+    let config = config_value(config)?;
+    let result = run(py, || {
+        let system = crate::kube::system_from_value(&system)?;
+        crate::kube::start(&config, system, namespace.as_deref())
+    })?;
+    to_py(py, &result)
+}
+
+/// Status rows of the systems with GUID `name`, of `username`, or all.
+#[pyfunction]
+#[pyo3(signature = (name=None, username=None, *, config=None, namespace=None))]
+fn kube_status<'py>(
+    py: Python<'py>,
+    name: Option<String>,
+    username: Option<String>,
+    config: Option<&Bound<'py, PyAny>>,
+    namespace: Option<String>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let _ = config;
+    let rows = run(py, || {
+        crate::kube::status(name.as_deref(), username.as_deref(), namespace.as_deref())
+    })?;
+    to_py(py, &Value::Array(rows))
+}
+
+/// Deletes everything labelled `tycho-guid=<name>`; returns `{}`.
+#[pyfunction]
+#[pyo3(signature = (name, *, config=None, namespace=None))]
+fn kube_delete<'py>(
+    py: Python<'py>,
+    name: String,
+    config: Option<&Bound<'py, PyAny>>,
+    namespace: Option<String>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let _ = config;
+    let result = run(py, || crate::kube::delete(&name, namespace.as_deref()))?;
+    to_py(py, &result)
+}
+
+/// Patches labels and cpu/memory of a running system (`tycho.model.ModifySystem.to_dict()`);
+/// returns `{"patches": [...]}`.
+#[pyfunction]
+#[pyo3(signature = (modify, *, config=None, namespace=None))]
+fn kube_modify<'py>(
+    py: Python<'py>,
+    modify: &Bound<'py, PyAny>,
+    config: Option<&Bound<'py, PyAny>>,
+    namespace: Option<String>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let modify = from_py(modify, "modify")?;
+    let config = config_value(config)?;
+    let result = run(py, || {
+        crate::kube::modify(&config, &modify, namespace.as_deref())
+    })?;
+    to_py(py, &result)
+}
+
+/// The namespace operations use when none is given: NAMESPACE, the pod's
+/// service-account namespace, the kubeconfig context's, else "default".
+#[pyfunction]
+fn kube_namespace(py: Python<'_>) -> PyResult<String> {
+    run(py, || Ok(crate::kube::default_namespace()))
 }

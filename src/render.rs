@@ -160,12 +160,32 @@ pub fn render(paths: &[String], name: &str, context: MjValue) -> Result<Vec<Valu
 }
 
 /// Renders a template given as text (Jinja2 semantics, Python value printing).
+///
+/// Compiled templates are cached by their text (settings and compose values repeat
+/// from one start to the next); the cache is dropped when it grows past 4096 entries.
 pub fn render_string(source: &str, context: &Value) -> Result<String> {
-    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
-    let env = ENV.get_or_init(new_environment);
-    env.render_str(source, MjValue::from(minijinja::value::Serde(context)))
-        .map_err(|e| {
-            let snippet: String = source.chars().take(60).collect();
-            format_error(&format!("{snippet:?}"), &e)
-        })
+    static CACHE: OnceLock<RwLock<(Environment<'static>, usize)>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| RwLock::new((new_environment(), 0)));
+    let ctx = MjValue::from(minijinja::value::Serde(context));
+    let err = |e: minijinja::Error| {
+        let snippet: String = source.chars().take(60).collect();
+        format_error(&format!("{snippet:?}"), &e)
+    };
+    {
+        let guard = cache.read().unwrap_or_else(|p| p.into_inner());
+        if let Ok(tmpl) = guard.0.get_template(source) {
+            return tmpl.render(ctx).map_err(err);
+        }
+    }
+    let mut guard = cache.write().unwrap_or_else(|p| p.into_inner());
+    if guard.1 >= 4096 {
+        *guard = (new_environment(), 0);
+    }
+    guard
+        .0
+        .add_template_owned(source.to_string(), source.to_string())
+        .map_err(err)?;
+    guard.1 += 1;
+    let tmpl = guard.0.get_template(source).map_err(err)?;
+    tmpl.render(ctx).map_err(err)
 }

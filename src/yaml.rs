@@ -60,17 +60,21 @@ impl Builder {
     fn event(&mut self, ev: Event<'_>) -> std::result::Result<(), String> {
         match ev {
             Event::Scalar(text, style, anchor, tag) => {
-                let tag = tag.map(|t| t.suffix.clone());
-                let v = scalar_value(&text, style, tag.as_deref());
-                let is_merge = style == ScalarStyle::Plain && text == "<<" && tag.is_none();
-                if anchor > 0 {
-                    self.anchors.insert(anchor, v.clone());
-                }
+                let tagged = tag.is_some();
+                let is_merge = style == ScalarStyle::Plain && text == "<<" && !tagged;
                 if is_merge {
                     if let Some(Frame::Map(_, key @ None, _, _)) = self.stack.last_mut() {
                         *key = Some("<<".into());
                         return Ok(());
                     }
+                }
+                let v = scalar_value(
+                    text.into_owned(),
+                    style,
+                    tag.as_deref().map(|t| t.suffix.as_str()),
+                );
+                if anchor > 0 {
+                    self.anchors.insert(anchor, v.clone());
                 }
                 self.push_value(v)
             }
@@ -127,7 +131,10 @@ impl Builder {
             }
             Some(Frame::Map(map, key, _, merges)) => match key.take() {
                 None => {
-                    *key = Some(key_string(&v));
+                    *key = Some(match v {
+                        Value::String(s) => s,
+                        other => key_string(&other),
+                    });
                     Ok(())
                 }
                 Some(k)
@@ -171,11 +178,11 @@ fn key_string(v: &Value) -> String {
     crate::pyfmt::py_str(v)
 }
 
-fn scalar_value(text: &str, style: ScalarStyle, tag: Option<&str>) -> Value {
+fn scalar_value(text: String, style: ScalarStyle, tag: Option<&str>) -> Value {
     match tag {
-        Some("str") => return Value::String(text.to_string()),
+        Some("str") => return Value::String(text),
         Some("int") | Some("float") | Some("bool") | Some("null") => {
-            let v = resolve_plain(text);
+            let v = resolve_plain(&text);
             if !v.is_string() {
                 return v;
             }
@@ -183,9 +190,40 @@ fn scalar_value(text: &str, style: ScalarStyle, tag: Option<&str>) -> Value {
         _ => {}
     }
     if style == ScalarStyle::Plain && tag.is_none() {
-        resolve_plain(text)
+        resolve_plain_owned(text)
     } else {
-        Value::String(text.to_string())
+        Value::String(text)
+    }
+}
+
+/// Like [`resolve_plain`], reusing `text` when the scalar is a string.
+fn resolve_plain_owned(text: String) -> Value {
+    let maybe_typed = match text.as_bytes().first() {
+        None => true,
+        Some(c) => {
+            c.is_ascii_digit()
+                || matches!(
+                    c,
+                    b'-' | b'+'
+                        | b'.'
+                        | b'~'
+                        | b'y'
+                        | b'Y'
+                        | b'n'
+                        | b'N'
+                        | b't'
+                        | b'T'
+                        | b'f'
+                        | b'F'
+                        | b'o'
+                        | b'O'
+                )
+        }
+    };
+    if maybe_typed {
+        resolve_plain(&text)
+    } else {
+        Value::String(text)
     }
 }
 

@@ -3,7 +3,8 @@
 Covers: contexts with extends chains and mixins, app-defaults, relative and absolute
 repository URLs, $repository substitution, product-level app entries, spec templates
 rendered with the registry settings, .env settings, clear errors naming URL and HTTP
-status, and the in-memory cache's revalidation (ETag and Last-Modified, 304 answers).
+status, the in-memory cache's revalidation (ETag and Last-Modified, 304 answers),
+timeouts, and fetches running in parallel threads (the native client releases the GIL).
 """
 
 from __future__ import annotations
@@ -146,12 +147,21 @@ class RegistryServer:
         self.use_etag = True
         self.log = []
         self.down = False
+        self.delays = {}  # path -> seconds to wait before answering
+        self.errors = {}  # path -> HTTP status to answer instead
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 - http.server API
                 path = self.path.split("?", 1)[0]
-                headers = {k: v for k, v in self.headers.items()}
+                if path in server.delays:
+                    time.sleep(server.delays[path])
+                if path in server.errors:
+                    server.log.append((path, server.errors[path], {}))
+                    self.send_error(server.errors[path])
+                    return
+                # Header names are case-insensitive: log them in lower case.
+                headers = {k.lower(): v for k, v in self.headers.items()}
                 if path not in server.files:
                     server.log.append((path, 404, headers))
                     self.send_error(404)
@@ -179,6 +189,12 @@ class RegistryServer:
                     self.send_header("ETag", etag)
                 self.end_headers()
                 self.wfile.write(body)
+
+            def handle(self):
+                try:
+                    super().handle()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout tests)
 
             def log_message(self, *args):
                 pass
@@ -315,8 +331,8 @@ def test_revalidation_with_etag(server):
     context.get_spec("alpha")
     context.get_spec("alpha")
     (first, second) = server.requests_for(path)
-    assert first[1] == 200 and "If-None-Match" not in first[2]
-    assert second[1] == 304 and second[2]["If-None-Match"].startswith('"')
+    assert first[1] == 200 and "if-none-match" not in first[2]
+    assert second[1] == 304 and second[2]["if-none-match"].startswith('"')
     assert context.http_session.stats["not_modified"] >= 1
     server.put(path, ALPHA_SPEC.replace("{{ tag }}", "v2"))
     assert context.get_spec("alpha")["services"]["alpha"]["image"] == "reg.example.org/alpha:v2"
@@ -331,8 +347,8 @@ def test_revalidation_with_last_modified(server):
     assert context.get_spec("alpha")["services"]["alpha"]["image"] == "reg.example.org/alpha:2024.1"
     statuses = [entry[1] for entry in server.requests_for(path)]
     assert statuses == [200, 304]
-    assert "If-Modified-Since" in server.requests_for(path)[1][2]
-    assert "If-None-Match" not in server.requests_for(path)[1][2]
+    assert "if-modified-since" in server.requests_for(path)[1][2]
+    assert "if-none-match" not in server.requests_for(path)[1][2]
     server.put(path, ALPHA_SPEC.replace("{{ tag }}", "v3"), mtime=time.time() + 10)
     assert context.get_spec("alpha")["services"]["alpha"]["image"] == "reg.example.org/alpha:v3"
 
@@ -406,3 +422,95 @@ def test_mixin_merge_semantics():
     merged = mixin_merge(base, {"a": {"y": [3], "w": 2}, "b": [2, 3], "d": "none", "e": 5, "s": {2}})
     assert merged == {"a": {"x": 1, "y": [3], "w": 2}, "b": [2, 3], "c": "keep", "d": "none", "e": 5, "s": {1, 2}}
     assert mixin_merge.merge({"k": {"a": 1}}, {"k": {"b": 2}}) == {"k": {"a": 1, "b": 2}}
+
+
+def test_compile_steps_one_by_one(server):
+    context = make_context(server)
+    contexts = context.registry["contexts"]
+    apps = context.inherit(contexts, contexts["top"])
+    assert list(apps) == ["alpha", "beta", "gamma", "delta"] and apps["beta"]["name"] == "Beta (middle)"
+    given = {"zeta": {"name": "kept"}}
+    assert context.inherit(contexts, contexts["base"], given) is given and set(given) == {"zeta", "alpha", "beta"}
+    context.mixin_defaults(apps)
+    assert apps["alpha"]["ext"]["kube"]["readinessProbe"]["httpGet"]["port"] == "{{ system_port }}"
+    assert context.mixin(contexts, contexts["top"], apps) is not None
+    assert apps["gamma"]["ext"] == {"kube": {"readinessProbe": "none"}} and apps["alpha"]["tags"] == ["mixed"]
+    context.add_conf_impl(apps, contexts["top"])
+    assert apps["alpha"]["securityContext"] == {"runAsUser": 1000, "fsGroup": 100}
+    assert context._grok() == context.apps
+
+
+def test_spec_with_a_bad_template_names_the_url(server):
+    server.put("/registry/apps/beta/docker-compose.yaml", "services:\n  beta:\n    image: '{{ nope( }}'\n")
+    context = make_context(server)
+    with pytest.raises(ContextException) as info:
+        context.get_spec("beta")
+    assert "registry/apps/beta/docker-compose.yaml" in str(info.value) and "beta" in str(info.value)
+    server.put("/registry/apps/beta/docker-compose.yaml", "- not\n- a mapping\n")
+    with pytest.raises(ContextException, match="not a mapping"):
+        context.get_spec("beta")
+
+
+def test_fetch_timeout_is_a_clear_error(server):
+    server.delays["/registry/apps/alpha/docker-compose.yaml"] = 2.0
+    context = make_context(server)
+    context.http_session.timeout = 0.3
+    started = time.monotonic()
+    with pytest.raises(ContextException, match="cannot fetch .*alpha/docker-compose.yaml"):
+        context.get_spec("alpha")
+    assert time.monotonic() - started < 1.8
+
+
+def test_server_error_names_url_and_status_and_stale_copy_is_used(server, caplog):
+    context = make_context(server, max_age=0)
+    path = "/registry/apps/alpha/docker-compose.yaml"
+    server.errors["/registry/apps/beta/docker-compose.yaml"] = 500
+    with pytest.raises(ContextException, match="HTTP status 500"):
+        context.get_spec("beta")
+    context.get_spec("alpha")
+    server.errors[path] = 503
+    with caplog.at_level("WARNING", logger="tycho.context"):
+        assert context.get_spec("alpha")["services"]["alpha"]["image"] == "reg.example.org/alpha:2024.1"
+    assert "using the cached copy" in caplog.text and "503" in caplog.text
+
+
+def test_settings_error_status_gives_empty_settings(server, caplog):
+    server.errors["/registry/apps/alpha/.env"] = 403
+    context = make_context(server)
+    with caplog.at_level("WARNING", logger="tycho.context"):
+        assert context.get_settings("alpha") == ""
+    assert "403" in caplog.text
+
+
+def test_only_http_urls(server):
+    cache = RegistryHttpCache()
+    with pytest.raises(ContextException, match="only http and https"):
+        cache.get("file:///etc/passwd")
+
+
+def test_parallel_fetches_release_the_gil(server):
+    """Four threads fetch four slow specs at once: with the GIL released during I/O
+    they overlap, and the main thread keeps running Python meanwhile."""
+    for name in ("p1", "p2", "p3", "p4"):
+        server.put(f"/registry/apps/{name}/docker-compose.yaml", ALPHA_SPEC.replace("alpha", name))
+        server.delays[f"/registry/apps/{name}/docker-compose.yaml"] = 0.6
+    context = make_context(server)
+    for name in ("p1", "p2", "p3", "p4"):
+        context.apps[name] = {"spec": server.base + f"registry/apps/{name}/docker-compose.yaml"}
+    results = {}
+
+    def fetch(name):
+        results[name] = context.get_spec(name)["services"][name]["image"]
+
+    threads = [threading.Thread(target=fetch, args=(n,)) for n in ("p1", "p2", "p3", "p4")]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    ticks = 0
+    while any(t.is_alive() for t in threads):
+        ticks += 1
+        time.sleep(0.01)
+    elapsed = time.monotonic() - started
+    assert results == {n: f"reg.example.org/{n}:2024.1" for n in ("p1", "p2", "p3", "p4")}
+    assert elapsed < 1.8, f"fetches did not overlap: {elapsed:.2f}s"
+    assert ticks > 10

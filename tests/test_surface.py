@@ -38,7 +38,7 @@ from tycho.config import Config
 from tycho.context import ContextFactory, NullContext, Principal, TychoContext
 from tycho.core import Tycho
 from tycho.exceptions import ContextException, TychoException
-from tycho.kube import EXECUTOR_UNAVAILABLE, KubernetesCompute
+from tycho.kube import KubernetesCompute
 from tycho.model import (
     Container,
     HttpProbe,
@@ -192,9 +192,22 @@ def test_importtime_of_context_has_no_heavy_modules(tmp_path):
 
 
 def test_loggers_are_named_after_modules():
+    import tycho.compute
+    import tycho.factory
+
     for module in (tycho.client, tycho.context, tycho.kube, tycho.actions, tycho.model, tycho.core, tycho.config,
-                   tycho.tycho_utils):
+                   tycho.tycho_utils, tycho.compute, tycho.factory):
         assert module.logger.name == module.__name__
+
+
+def test_async_variants_are_coroutines():
+    import inspect
+
+    for cls, names in ((TychoClient, ["astart", "astatus", "adelete", "amodify"]),
+                       (TychoContext, ["astart", "astatus", "adelete", "aupdate", "aget_spec", "aget_definition"])):
+        for name in names:
+            assert inspect.iscoroutinefunction(getattr(cls, name)), f"{cls.__name__}.{name}"
+    assert NullContext.astart is TychoContext.astart  # the null context's start runs through it too
 
 
 # ---------------------------------------------------------------- config
@@ -444,18 +457,6 @@ def test_core_and_lazy_compute(monkeypatch, tmp_path):
     assert modify.patch is True and modify.resources == {}
 
 
-def test_kube_without_executor(monkeypatch, tmp_path):
-    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
-    compute = KubernetesCompute(Config())
-    system = Tycho().parse(start_request())
-    for call in (lambda: compute.start(system), lambda: compute.status("g"), lambda: compute.delete("g"),
-                 lambda: compute.modify(ModifySystem.parse_modify(Config(), "g", {"a": "b"}, None, None))):
-        if KubernetesCompute.executor_available():
-            pytest.skip("this build has the native executor")
-        with pytest.raises(TychoException, match=EXECUTOR_UNAVAILABLE):
-            call()
-
-
 def test_kube_delegates_to_native_executor(monkeypatch):
     from tycho import _native
 
@@ -498,24 +499,6 @@ def test_actions_reject_bad_input(resource, request_body, fragment):
     assert response["status"] == "error"
     assert response["result"] == {"error": response["message"]}
     assert fragment in response["message"]
-
-
-@pytest.mark.parametrize(
-    "resource, request_body",
-    [
-        (StartSystemResource, start_request()),
-        (StatusSystemResource, {}),
-        (StatusSystemResource, {"username": "jdoe"}),
-        (StatusSystemResource, {"name": None}),
-        (DeleteSystemResource, {"name": "0123"}),
-        (ModifySystemResource, {"tycho-guid": "0123", "labels": {"a": "b"}, "cpu": 1, "memory": "1G"}),
-    ],
-)
-def test_actions_valid_input_reaches_the_executor(resource, request_body):
-    if KubernetesCompute.executor_available():
-        pytest.skip("this build has the native executor")
-    response = resource().post(request_body)
-    assert response == {"status": "error", "result": {"error": EXECUTOR_UNAVAILABLE}, "message": EXECUTOR_UNAVAILABLE}
 
 
 def test_create_response_shapes():
@@ -613,15 +596,6 @@ def test_client_helpers_and_cli_methods(capsys):
     assert captured["start"]["env"] == {"A": "1"} and captured["start"]["principal"] == '{"username": "renci"}'
     assert captured["status"] == {"name": "guid", "username": "renci"}
     assert captured["delete"] == {"name": "g1"}
-
-
-def test_client_in_process_actions_without_rest_api():
-    if KubernetesCompute.executor_available():
-        pytest.skip("this build has the native executor")
-    response = TychoClient().delete({"name": "g"})
-    assert response["status"] == "error" and response["result"] == {"error": EXECUTOR_UNAVAILABLE}
-    with pytest.raises(TychoException):
-        TychoClient().request("bogus", {})
 
 
 class _ApiHandler(BaseHTTPRequestHandler):

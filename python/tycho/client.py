@@ -5,15 +5,17 @@
 :attr:`TychoClient.timeout`), and otherwise calls the request handlers of
 :mod:`tycho.actions` in process. Public methods call each other through attribute
 lookup, so ``mock.patch.object(TychoClient, "request", ...)`` intercepts everything.
+
+``astart``/``astatus``/``adelete``/``amodify`` are awaitable variants for asyncio code:
+each runs its blocking counterpart on a worker thread of the native (tokio) runtime, so
+several awaited calls proceed in parallel wherever the work releases the GIL.
 """
 
 import json
 import logging
 import os
-import shutil
-import tempfile
-import traceback
 
+from tycho import _native
 from tycho.actions import DeleteSystemResource, ModifySystemResource, StartSystemResource, StatusSystemResource
 from tycho.exceptions import TychoException
 from tycho.tycho_utils import TemplateUtils
@@ -52,6 +54,17 @@ def _bytes(value):
         number = float(text[:-1])
         return mem_converter[suffix](number)
     return float(text)
+
+
+# Imported on first use (they cost start-up time in every appstore process):
+# ``tycho.client.shutil`` and friends still resolve, e.g. for mock.patch.
+_LAZY_MODULES = ("shutil", "tempfile", "traceback")
+
+
+def __getattr__(name):
+    if name in _LAZY_MODULES:
+        return __import__(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class TychoService:
@@ -250,6 +263,24 @@ class TychoClient:
         ``{"tycho-guid": <GUID>, "labels": {...}, "cpu": ..., "memory": ...}``. Returns the response dict."""
         return self.request("modify", request)
 
+    # ---------------------------------------------------------------- asyncio
+
+    async def astart(self, request):
+        """``await``-able :meth:`start`, run on a native worker thread (so several run in parallel)."""
+        return await _native.aio_call(self.start, request)
+
+    async def astatus(self, request):
+        """``await``-able :meth:`status`."""
+        return await _native.aio_call(self.status, request)
+
+    async def adelete(self, request):
+        """``await``-able :meth:`delete`."""
+        return await _native.aio_call(self.delete, request)
+
+    async def amodify(self, request):
+        """``await``-able :meth:`modify`."""
+        return await _native.aio_call(self.modify, request)
+
     def up(self, name, system, settings=""):
         """Start a system from a docker-compose structure and print its endpoint (CLI helper).
 
@@ -330,6 +361,8 @@ class TychoClient:
                 else:
                     print(json.dumps(response, indent=2))
         except Exception:
+            import traceback
+
             traceback.print_exc()
 
     def patch(self, mod_items):
@@ -363,8 +396,6 @@ class TychoClientFactory:
         except OSError:
             pass
         url = None
-        from tycho import _native
-
         lookup = getattr(_native, "kube_service_url", None)
         if lookup is not None:
             try:
@@ -390,6 +421,8 @@ class TychoApps:
         self.metadata = {}
 
     def deleterepo(self, repo_path):
+        import shutil
+
         shutil.rmtree(repo_path, ignore_errors=True)
 
     def getmetadata(self):
@@ -397,12 +430,13 @@ class TychoApps:
 
         :raises TychoException: when git is not installed or the clone fails.
         """
+        import shutil
+        import tempfile
+
         git = shutil.which("git")
         if git is None:
             raise TychoException("TychoApps.getmetadata needs the git command to clone " + self.repo_url)
         import subprocess  # nosec B404 - fixed argv
-
-        from tycho import _native
 
         workdir = tempfile.mkdtemp(prefix="tycho-apps-")
         repo_path = os.path.join(workdir, self.repo_name)

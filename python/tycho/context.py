@@ -2,10 +2,13 @@
 
 :class:`TychoContext` loads ``app-registry.yaml`` and ``app-defaults.yaml`` from the
 package's ``conf/`` directory, or over HTTP from ``tycho_config_url``, and compiles the
-apps of one context (``product``):
+apps of one context (``product``). The work is done by the native registry
+(``src/registry`` in the Rust core); this module keeps the original's classes,
+attributes and methods around it:
 
 * contexts inherit apps through ``extends`` (recursively; later contexts and the
-  product's own apps replace whole app entries);
+  product's own apps replace whole app entries; an unknown context or a cycle raises
+  :class:`~tycho.exceptions.ContextException`);
 * ``app-defaults.yaml`` is merged into every app, then the apps of each ``mixin``
   context (of the product and of the contexts it extends) are merged over them —
   dicts merge key by key, lists and scalars are replaced;
@@ -15,12 +18,16 @@ apps of one context (``product``):
   substituted;
 * top-level keys of the product context named like an app are merged into that app.
 
-Specs (docker-compose files) and ``.env`` settings are fetched with urllib (10 s
-timeout) through an in-memory cache that revalidates with ETag / Last-Modified after
-``TYCHO_REGISTRY_CACHE_SECONDS`` (default 60) seconds; when a revalidation cannot reach
-the server, the cached copy is used. Specs are rendered as templates with the
-registry's ``settings``. Failures raise :class:`tycho.exceptions.ContextException`
-naming the URL and the HTTP status.
+Specs (docker-compose files) and ``.env`` settings are fetched over HTTP(S) by the
+native client (10 s timeout, the GIL released) through an in-memory cache that
+revalidates with ETag / Last-Modified after ``TYCHO_REGISTRY_CACHE_SECONDS`` (default
+60) seconds; when a revalidation cannot reach the server, the cached copy is used with
+a warning. Specs are rendered as templates with the registry's ``settings``. Failures
+raise :class:`tycho.exceptions.ContextException` naming the URL and the HTTP status.
+
+``astart``/``astatus``/``adelete``/``aupdate``/``aget_spec``/``aget_definition`` are
+awaitable variants for asyncio code; each runs its blocking counterpart on a worker
+thread of the native runtime, so several proceed in parallel.
 
 Tokens are never logged.
 """
@@ -29,23 +36,18 @@ import copy
 import json
 import logging
 import os
-import posixpath
-import threading
-import time
-import uuid
-from string import Template
-from urllib.parse import urljoin, urlsplit
 
 from tycho import _native
 from tycho.client import TychoClient, TychoClientFactory, TychoStatus, TychoSystem  # noqa: F401 - re-exported
 from tycho.exceptions import ContextException, StartException
-from tycho.tycho_utils import TemplateUtils
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["Principal", "TychoContext", "NullContext", "ContextFactory", "RegistryHttpCache", "mixin_merge"]
 
 HTTP_TIMEOUT = 10.0
+
+_CONF_DIR = os.path.join(os.path.dirname(__file__), "conf")
 
 
 def _merge(base, addition):
@@ -63,7 +65,7 @@ class _MixinMerger:
     ``mixin_merge.merge(base, addition)``) merges ``addition`` into ``base`` in place and
     returns the result. Dicts merge key by key (recursively), sets are united, and
     everything else — lists, scalars, values of different types — is replaced by
-    ``addition``'s value."""
+    ``addition``'s value. (The registry compiler applies the same rule natively.)"""
 
     def merge(self, base, addition):
         return _merge(base, addition)
@@ -109,92 +111,66 @@ class _Response:
         return f"<Response {self.status_code} {self.url}{' (cached)' if self.from_cache else ''}>"
 
 
+def _default_max_age():
+    try:
+        return float(os.environ.get("TYCHO_REGISTRY_CACHE_SECONDS", "60"))
+    except ValueError:
+        return 60.0
+
+
 class RegistryHttpCache:
-    """GETs text over HTTP(S) and keeps successful answers in memory.
+    """GETs text over HTTP(S) and keeps successful answers in memory (native client).
 
     A cached answer younger than ``max_age`` seconds is returned as is; an older one
     is revalidated with If-None-Match / If-Modified-Since, and a 304 answer keeps the
-    cached body. If revalidation fails to reach the server, the cached body is used
-    (with a warning). Non-200 answers are returned, not cached.
+    cached body. If revalidation cannot reach the server (or it answers 5xx), the
+    cached body is used with a warning. Non-200 answers are returned, not cached.
+    Each fetch is bounded by ``timeout`` seconds and runs without the GIL.
     """
 
     def __init__(self, timeout=HTTP_TIMEOUT, max_age=None):
-        if max_age is None:
-            try:
-                max_age = float(os.environ.get("TYCHO_REGISTRY_CACHE_SECONDS", "60"))
-            except ValueError:
-                max_age = 60.0
-        self.timeout = timeout
-        self.max_age = max_age
-        self._entries = {}
-        self._lock = threading.Lock()
-        #: Counters, handy for tests and diagnostics.
-        self.stats = {"requests": 0, "not_modified": 0, "hits": 0}
+        self._cache = _native.RegistryCache(float(timeout), float(_default_max_age() if max_age is None else max_age))
+
+    @property
+    def timeout(self):
+        return self._cache.timeout
+
+    @timeout.setter
+    def timeout(self, value):
+        self._cache.timeout = float(value)
+
+    @property
+    def max_age(self):
+        return self._cache.max_age
+
+    @max_age.setter
+    def max_age(self, value):
+        self._cache.max_age = float(value)
+
+    @property
+    def stats(self):
+        """Counters: ``requests`` sent, ``not_modified`` answers, cache ``hits``."""
+        return self._cache.stats()
 
     def clear(self):
-        with self._lock:
-            self._entries.clear()
+        self._cache.clear()
+
+    @staticmethod
+    def _response(url, answer):
+        status, text, headers, from_cache, revalidated, stale = answer
+        if stale:
+            logger.warning("cannot revalidate %s (%s); using the cached copy", url, stale)
+        return _Response(url, status, text, dict(headers), from_cache=from_cache, revalidated=revalidated)
 
     def get(self, url):
-        import urllib.error
-        import urllib.request
+        """The answer for ``url`` (any status). Raises ContextException when the server
+        cannot be reached and nothing is cached."""
+        return self._response(url, self._cache.get(url))
 
-        with self._lock:
-            entry = self._entries.get(url)
-        now = time.monotonic()
-        if entry is not None and now - entry["checked"] < self.max_age:
-            self.stats["hits"] += 1
-            return _Response(url, 200, entry["text"], entry["headers"], from_cache=True)
-        headers = {"Accept": "*/*", "User-Agent": "tycho-registry"}
-        if entry is not None:
-            if entry.get("etag"):
-                headers["If-None-Match"] = entry["etag"]
-            if entry.get("last_modified"):
-                headers["If-Modified-Since"] = entry["last_modified"]
-        request = urllib.request.Request(url, headers=headers)
-        self.stats["requests"] += 1
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # nosec B310 - registry URL
-                status = response.status
-                body = response.read()
-                reply_headers = dict(response.headers.items())
-                charset = response.headers.get_content_charset() or "utf-8"
-        except urllib.error.HTTPError as e:
-            if e.code == 304 and entry is not None:
-                self.stats["not_modified"] += 1
-                with self._lock:
-                    entry["checked"] = time.monotonic()
-                return _Response(url, 200, entry["text"], entry["headers"], from_cache=True, revalidated=True)
-            return _Response(url, e.code, "", dict(e.headers.items()) if e.headers else {})
-        except (urllib.error.URLError, OSError, ValueError) as e:
-            reason = getattr(e, "reason", e)
-            if entry is not None:
-                logger.warning("cannot revalidate %s (%s); using the cached copy", url, reason)
-                return _Response(url, 200, entry["text"], entry["headers"], from_cache=True)
-            raise ContextException(f"cannot fetch {url}: {reason}") from e
-        text = body.decode(charset, errors="replace")
-        if status == 200:
-            with self._lock:
-                self._entries[url] = {
-                    "text": text,
-                    "headers": reply_headers,
-                    "etag": reply_headers.get("ETag") or reply_headers.get("Etag"),
-                    "last_modified": reply_headers.get("Last-Modified"),
-                    "checked": time.monotonic(),
-                }
-        return _Response(url, status, text, reply_headers)
-
-
-def _load_yaml_text(text, source):
-    try:
-        docs = _native.yaml_load_all(text)
-    except Exception as e:
-        raise ContextException(f"{source} is not valid YAML: {e}") from e
-    return docs[0] if docs else None
-
-
-def _is_absolute_url(url):
-    return bool(urlsplit(str(url)).scheme)
+    def fetch(self, url, what="file"):
+        """The text at ``url``; any status but 200 raises ContextException naming
+        ``what``, the URL and the status."""
+        return self._response(url, self._cache.fetch(url, what)).text
 
 
 def _safe_principal(principal_params):
@@ -238,114 +214,57 @@ class TychoContext:
     # ------------------------------------------------------------------ loading
 
     def _fetch(self, url, what):
-        response = self.http_session.get(url)
-        if response.status_code != 200:
-            raise ContextException(f"failed to fetch {what} {url}: HTTP status {response.status_code}")
-        return response.text
+        """The text at ``url`` through :attr:`http_session` (ContextException unless 200)."""
+        return self.http_session.fetch(url, what)
 
     def _get_config(self, file_name):
         """The registry (or defaults) file: from conf/ in the package, or from tycho_config_url."""
-        if not self.tycho_config_url:
-            config_path = os.path.join(os.path.dirname(__file__), "conf", file_name)
-            try:
-                with open(config_path, "r") as stream:
-                    text = stream.read()
-            except OSError as e:
-                raise ContextException(f"cannot read registry file {config_path}: {e}") from e
-            return _load_yaml_text(text, config_path)
-        url = urljoin(self.tycho_config_url, file_name)
-        logger.debug("-- downloading %s", url)
-        return _load_yaml_text(self._fetch(url, "registry file"), url)
+        logger.debug("-- loading config: file_name: %s tycho_config_url: %s", file_name, self.tycho_config_url)
+        document, stale = _native.registry_load_config(
+            self.http_session._cache, self.tycho_config_url, file_name, _CONF_DIR
+        )
+        if stale:
+            logger.warning("cannot revalidate registry file %s (%s); using the cached copy", file_name, stale)
+        return document
 
     def log_dict(self, dict, pre_dict_message="", level=logging.DEBUG):
         if logger.isEnabledFor(level):
             logger.log(level, pre_dict_message + json.dumps(dict, sort_keys=True, indent=4, default=str))
 
     # ------------------------------------------------------------------ compiling
+    # _grok compiles natively in one pass; the steps stay available one by one.
 
     def add_conf_impl(self, apps, context):
         """Merge top-level entries of ``context`` named like an app into that app."""
-        for key, value in context.items():
-            if key in apps and isinstance(value, dict):
-                apps[key] = {**apps[key], **value}
-                self.add_conf_impl(apps, value)
+        apps.update(_native.registry_add_conf_impl(apps, context))
         return apps
 
-    def inherit(self, contexts, context, apps=None, _trail=()):
-        """Apps of ``context`` and, first, of every context it extends (recursively)."""
+    def inherit(self, contexts, context, apps=None):
+        """Apps of ``context`` and, first, of every context it extends (recursively);
+        added to ``apps`` when given."""
+        inherited = _native.registry_inherit(contexts, context, self.product)
         if apps is None:
-            apps = {}
-        for base in context.get("extends", []) or []:
-            if base not in contexts:
-                raise ContextException(f"context {base!r} extended by {_trail[-1] if _trail else self.product!r} "
-                                       "is not in the registry")
-            if base in _trail:
-                raise ContextException(f"contexts extend each other in a cycle: {' -> '.join(_trail + (base,))}")
-            self.inherit(contexts, contexts[base], apps, _trail + (base,))
-        apps.update(copy.deepcopy(context.get("apps", {}) or {}))
+            return inherited
+        apps.update(inherited)
         return apps
 
     def mixin_defaults(self, apps):
         """Merge app-defaults into every app."""
-        for app in apps:
-            apps[app] = mixin_merge(copy.deepcopy(apps[app]), copy.deepcopy(self.app_defaults))
+        apps.update(_native.registry_mixin_defaults(apps, self.app_defaults))
 
-    def mixin(self, contexts, context, apps, _trail=()):
+    def mixin(self, contexts, context, apps):
         """Merge the apps of the ``mixin`` contexts (of ``context`` and those it extends) into ``apps``."""
-        for base in context.get("extends", []) or []:
-            if base in contexts and base not in _trail:
-                self.mixin(contexts, contexts[base], apps, _trail + (base,))
-        for mixer in context.get("mixin", []) or []:
-            mixer_apps = (contexts.get(mixer) or {}).get("apps") or {}
-            for app in apps:
-                if mixer_apps.get(app) is not None:
-                    logger.debug("mixing %s from %s", app, mixer)
-                    apps[app] = mixin_merge(copy.deepcopy(apps[app]), copy.deepcopy(mixer_apps[app]))
+        apps.update(_native.registry_mixin(contexts, context, apps))
         return apps
-
-    def _resolve_url(self, url):
-        if _is_absolute_url(url) or not self.tycho_config_url:
-            return url
-        return urljoin(self.tycho_config_url, url)
 
     def _grok(self):
         """Compile the registry for :attr:`product` (see the module documentation)."""
-        contexts = self.registry.get("contexts", {}) or {}
-        if self.product not in contexts:
-            raise ContextException(f"undefined product {self.product} not found in contexts.")
         logger.info("-- load-context: id:%s", self.product)
-        context = contexts[self.product]
-        apps = self.inherit(contexts=contexts, context=context)
-        self.mixin_defaults(apps)
-        self.mixin(contexts, context, apps)
-        repository_map = {
-            key: str((value or {}).get("url", "")) for key, value in (self.registry.get("repositories", {}) or {}).items()
-        }
-        resolved_map = {key: self._resolve_url(url) for key, url in repository_map.items()}
-        for name, app in apps.items():
-            if "spec" not in app:
-                if not repository_map:
-                    raise ContextException(f"app {name} has no spec URL and the registry lists no repositories.")
-                repo_url = next(iter(repository_map.values()))
-                if not _is_absolute_url(repo_url):
-                    if not self.tycho_config_url:
-                        raise ContextException(
-                            f"app {name}: repository URL {repo_url!r} is relative but no tycho_config_url is set"
-                        )
-                    repo_url = urljoin(self.tycho_config_url, repo_url)
-                dockstore_branch = os.environ.get("DOCKSTORE_APPS_BRANCH", "")
-                if os.environ.get("EXTERNAL_TYCHO_APP_REGISTRY_ENABLED", "") == "false" and dockstore_branch:
-                    repo_url = repo_url.replace("master", dockstore_branch)
-                app["spec"] = f"{repo_url.rstrip('/')}/{name}/docker-compose.yaml"
-            app["icon"] = posixpath.join(posixpath.dirname(str(app["spec"])), "icon.png")
-            for key in ("spec", "icon", "docs"):
-                if isinstance(app.get(key), str):
-                    app[key] = Template(app[key]).safe_substitute(resolved_map)
-            for key in ("spec", "icon"):
-                app[key] = self._resolve_url(app[key])
-            logger.debug("-- %s spec: %s icon: %s", name, app["spec"], app["icon"])
-        apps = self.add_conf_impl(apps, context)
-        logger.debug("-- product %s resolution => apps: %s", self.product, list(apps))
+        apps = _native.registry_grok(self.registry, self.app_defaults, self.product, self.tycho_config_url)
+        if logger.isEnabledFor(logging.DEBUG):
+            for name, app in apps.items():
+                logger.debug("-- %s spec: %s icon: %s", name, app.get("spec"), app.get("icon"))
+            logger.debug("-- product %s resolution => apps: %s", self.product, list(apps))
         return apps
 
     # ------------------------------------------------------------------ specs
@@ -359,21 +278,13 @@ class TychoContext:
     def _render_spec(self, app_id, url):
         """Fetch the compose file at ``url`` and render it with the registry settings."""
         text = self._fetch(url, f"spec of app {app_id}")
-        template_dict = _load_yaml_text(text, url)
         settings = self.registry.get("settings", {}) or {}
-        # As tycho-api 1.17.3: the parsed document's Python form is the template.
-        try:
-            rendered = TemplateUtils.render_string(str(template_dict), settings)
-        except Exception as e:
-            raise ContextException(f"app {app_id}: cannot render spec {url}: {e}") from e
-        spec = _load_yaml_text(rendered, f"rendered spec {url}")
-        if not isinstance(spec, dict):
-            raise ContextException(f"app {app_id}: spec {url} is not a mapping")
-        return spec
+        return _native.registry_render_spec(app_id, str(url), text, settings)
 
     def get_definition(self, app_id):
         """The app's compose structure, rendered with the registry settings (a copy)."""
         app = self._app(app_id)
+        logger.debug("-- resolving definition for %s", app_id)
         definition = self._render_spec(app_id, app["spec"])
         app["definition"] = definition
         self.log_dict(definition, pre_dict_message="app_definition = \n")
@@ -398,7 +309,7 @@ class TychoContext:
     def get_settings(self, app_id):
         """Text of the ``.env`` file beside the app's spec ("" when there is none)."""
         app = self._app(app_id)
-        env_url = posixpath.join(posixpath.dirname(str(app["spec"])), ".env")
+        env_url = _native.registry_settings_url(str(app["spec"]))
         logger.debug("-- resolving settings for app: %s", app_id)
         response = self.http_session.get(env_url)
         if response.status_code == 200:
@@ -492,6 +403,32 @@ class TychoContext:
         """Launch a start request (``self.client.start``); the anchor to mock in tests."""
         return self.client.start(request)
 
+    # ------------------------------------------------------------------ asyncio
+
+    async def astart(self, principal, app_id, *args, **kwargs):
+        """``await``-able :meth:`start` (same arguments), run on a native worker thread."""
+        return await _native.aio_call(self.start, principal, app_id, *args, **kwargs)
+
+    async def astatus(self, request=None):
+        """``await``-able :meth:`status`."""
+        return await _native.aio_call(self.status, request)
+
+    async def adelete(self, request):
+        """``await``-able :meth:`delete`."""
+        return await _native.aio_call(self.delete, request)
+
+    async def aupdate(self, request):
+        """``await``-able :meth:`update`."""
+        return await _native.aio_call(self.update, request)
+
+    async def aget_spec(self, app_id):
+        """``await``-able :meth:`get_spec`."""
+        return await _native.aio_call(self.get_spec, app_id)
+
+    async def aget_definition(self, app_id):
+        """``await``-able :meth:`get_definition`."""
+        return await _native.aio_call(self.get_definition, app_id)
+
 
 class NullContext(TychoContext):
     """A context that fakes status, start, delete and update, for client development
@@ -503,6 +440,8 @@ class NullContext(TychoContext):
 
     def status(self, request=None):
         """Five made-up rows of one jupyter-ds system."""
+        import uuid
+
         identifier = uuid.uuid4()
         return TychoStatus(
             status="success",
@@ -531,6 +470,8 @@ class NullContext(TychoContext):
 
     def start(self, principal, app_id, resource_request=None, host=None, extra_container_env=None):
         """A made-up :class:`TychoSystem` for ``app_id`` (its registry services, address x.y.z)."""
+        import uuid
+
         logger.debug("-- start: %s %s", principal, app_id)
         app = self._app(app_id)
         services = app.get("services") or {}

@@ -1,2 +1,213 @@
 //! The Kubernetes executor: starts, lists, modifies and deletes systems on a cluster
-//! with kube-rs. (Being written.)
+//! with kube-rs (the cluster half of tycho-api's `KubernetesCompute`).
+//!
+//! * [`start`] — reads what the cluster knows about the system (the Ambassador Service,
+//!   the `<app>-env` Secret, each mounted claim) by name and concurrently, then creates
+//!   the Deployment, then its Services and NetworkPolicy concurrently: three sequential
+//!   round trips. All or nothing: when a step fails, everything created for the GUID is
+//!   deleted before the error is returned.
+//! * [`status`] — one list of Deployments and one of Services (concurrently), selected
+//!   on the server by label.
+//! * [`delete`] — deletes every object labelled `tycho-guid=<guid>` (idempotent).
+//! * [`modify`] — strategic-merge-patches labels and cpu/memory into the system's
+//!   Deployments; reverted when any patch fails.
+//!
+//! Configuration, the per-process runtime and client, timeouts and namespaces are in
+//! `client`; retries with backoff in `retry`. Each operation has a blocking form (for
+//! Python and the CLI; it runs on the executor's own runtime) and an `_async` form for
+//! callers that already run on tokio.
+
+mod client;
+mod delete;
+mod modify;
+mod retry;
+mod start;
+mod status;
+
+pub use client::{default_namespace, Settings};
+pub use delete::{delete, delete_async};
+pub use modify::{modify, modify_async};
+pub use start::{start, start_async, system_from_value};
+pub use status::{status, status_async};
+
+use crate::error::{Error, ErrorKind};
+use k8s_openapi::api::{apps, core, networking};
+use kube::api::{Api, ApiResource, DynamicObject};
+
+/// Log target of the executor (a Python logger of the same name receives the records).
+pub const LOG_TARGET: &str = "tycho.kube";
+
+/// The label every object of a system carries: its GUID.
+pub(crate) const GUID_LABEL: &str = "tycho-guid";
+
+/// The kinds tycho creates or cleans up, in the order delete reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Deployment,
+    ReplicaSet,
+    Pod,
+    Service,
+    NetworkPolicy,
+    PersistentVolumeClaim,
+    Secret,
+}
+
+impl Kind {
+    /// Everything delete removes by label.
+    pub(crate) const CLEANUP: [Kind; 6] = [
+        Kind::Deployment,
+        Kind::ReplicaSet,
+        Kind::Pod,
+        Kind::Service,
+        Kind::NetworkPolicy,
+        Kind::PersistentVolumeClaim,
+    ];
+
+    pub(crate) fn resource(self) -> ApiResource {
+        match self {
+            Kind::Deployment => ApiResource::erase::<apps::v1::Deployment>(&()),
+            Kind::ReplicaSet => ApiResource::erase::<apps::v1::ReplicaSet>(&()),
+            Kind::Pod => ApiResource::erase::<core::v1::Pod>(&()),
+            Kind::Service => ApiResource::erase::<core::v1::Service>(&()),
+            Kind::NetworkPolicy => ApiResource::erase::<networking::v1::NetworkPolicy>(&()),
+            Kind::PersistentVolumeClaim => {
+                ApiResource::erase::<core::v1::PersistentVolumeClaim>(&())
+            }
+            Kind::Secret => ApiResource::erase::<core::v1::Secret>(&()),
+        }
+    }
+
+    /// The kind as Kubernetes names it (`Deployment`).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Deployment => "Deployment",
+            Kind::ReplicaSet => "ReplicaSet",
+            Kind::Pod => "Pod",
+            Kind::Service => "Service",
+            Kind::NetworkPolicy => "NetworkPolicy",
+            Kind::PersistentVolumeClaim => "PersistentVolumeClaim",
+            Kind::Secret => "Secret",
+        }
+    }
+
+    /// The resource's plural (`deployments`), for messages about collections.
+    pub(crate) fn plural(self) -> &'static str {
+        match self {
+            Kind::Deployment => "deployments",
+            Kind::ReplicaSet => "replicasets",
+            Kind::Pod => "pods",
+            Kind::Service => "services",
+            Kind::NetworkPolicy => "networkpolicies",
+            Kind::PersistentVolumeClaim => "persistentvolumeclaims",
+            Kind::Secret => "secrets",
+        }
+    }
+
+    /// The kind of a rendered object (`kind` field), when tycho knows it.
+    pub(crate) fn of(object: &serde_json::Value) -> Option<Kind> {
+        match object.get("kind").and_then(|k| k.as_str())? {
+            "Deployment" => Some(Kind::Deployment),
+            "Service" => Some(Kind::Service),
+            "NetworkPolicy" => Some(Kind::NetworkPolicy),
+            "PersistentVolumeClaim" => Some(Kind::PersistentVolumeClaim),
+            "Pod" => Some(Kind::Pod),
+            "ReplicaSet" => Some(Kind::ReplicaSet),
+            "Secret" => Some(Kind::Secret),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn api(self, client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(client.clone(), namespace, &self.resource())
+    }
+}
+
+/// A short description of a Kubernetes API failure: the server's reason, code and
+/// message, or the transport error. Never contains credentials.
+pub(crate) fn describe(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => {
+            let reason = if status.reason.is_empty() {
+                "Failure"
+            } else {
+                status.reason.as_str()
+            };
+            if status.message.is_empty() {
+                format!("{reason} (HTTP {})", status.code)
+            } else {
+                format!("{reason} (HTTP {}): {}", status.code, status.message)
+            }
+        }
+        other => {
+            let mut text = format!("connection to the Kubernetes API failed: {other}");
+            let mut source = std::error::Error::source(other);
+            while let Some(s) = source {
+                let piece = s.to_string();
+                if !text.contains(&piece) {
+                    text.push_str(": ");
+                    text.push_str(&piece);
+                }
+                source = s.source();
+            }
+            text
+        }
+    }
+}
+
+/// HTTP status of an API error (None for transport errors).
+pub(crate) fn status_code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+pub(crate) fn is_not_found(e: &kube::Error) -> bool {
+    status_code(e) == Some(404)
+}
+
+/// An error of `kind` with `message`.
+pub(crate) fn err(kind: ErrorKind, message: impl Into<String>) -> Error {
+    Error::new(kind, message)
+}
+
+/// Checks a value used in a label selector or a URL path before any request is made.
+pub(crate) fn check_label_value(kind: ErrorKind, what: &str, value: &str) -> crate::Result<()> {
+    if crate::names::is_label_value(value) {
+        Ok(())
+    } else {
+        Err(err(
+            kind,
+            format!("{what} {value:?} is not a valid Kubernetes label value"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// The async operations can be spawned on a multi-threaded runtime (the REST
+    /// server): checked at compile time, never run.
+    #[allow(dead_code)]
+    fn operations_are_send(config: &serde_json::Value, system: crate::model::System) {
+        assert_send(&start_async(config, system, None));
+        assert_send(&status_async(None, None, None));
+        assert_send(&delete_async("g", None));
+        assert_send(&modify_async(config, config, None));
+    }
+
+    #[test]
+    fn describe_names_reason_code_and_message() {
+        let e = kube::Error::Api(Box::new(
+            kube::core::Status::failure("services \"x\" already exists", "AlreadyExists")
+                .with_code(409),
+        ));
+        assert_eq!(
+            describe(&e),
+            "AlreadyExists (HTTP 409): services \"x\" already exists"
+        );
+    }
+}

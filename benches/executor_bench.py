@@ -1,0 +1,214 @@
+"""Executor benchmark: ours vs the original tycho-api 1.17.3 against the emulated
+Kubernetes API server (tests/kube-emulator), same inputs, one run. Not a test.
+
+1. start, status(guid) and delete of one system, each timed (wall clock, in the calling
+   process) with ``--latency`` ms (default 20) added by the emulator to every API
+   request; API round trips counted from the emulator's request log. The store is
+   emptied and the fixtures (the ambassador Service, claims, ...) made again before each
+   iteration; one warm-up iteration is not counted. The original runs in its own
+   virtualenv through tests/parity/exec_oracle.py (the driver ours runs through too),
+   with its 3 s sleep per Service outside Ambassador patched out; one row shows it as
+   shipped (sleep kept) on a LoadBalancer start.
+2. status with 1,000 and 10,000 systems in the namespace: the store is filled by POSTing
+   tycho-labelled Deployments and their Services straight to the emulator (concurrently,
+   no latency); then ``status(username="alice")`` (10 of the systems) and ``status()``
+   (all), with the same added latency.
+
+    python benches/executor_bench.py [--iterations N] [--latency MS] [--sizes 1000,10000]
+                                     [--repeat N] [--json OUT]
+
+Run it with the interpreter that has ours installed (e.g. ``. .venv/bin/activate``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "parity"))
+
+import exec_oracle  # noqa: E402
+import orig_env  # noqa: E402
+from cases import CASES  # noqa: E402
+from kube_emulator import Emulator  # noqa: E402
+
+NAMESPACE = "tycho-bench"
+
+
+def _case(base, **over):
+    case = copy.deepcopy(next(c for c in CASES if c["name"] == base))
+    case.update(over)
+    return case
+
+
+SCENARIOS = [
+    ("jupyter-ds, Ambassador, 1 Service", _case("jupyter-ds-ambassador-prod")),
+    ("cloudtop, Ambassador, 3 containers, 2 Services", _case("multi-container-probes-two-services")),
+    ("jupyter-ds, LoadBalancer, claims + env Secret",
+     _case("pvc-volume-missing-claim", ambassador=False, env_secret={"API_KEY": "k"})),
+]
+AS_SHIPPED = ("jupyter-ds, LoadBalancer, original as shipped (3 s sleep)", _case("jupyter-ds-loadbalancer"))
+
+
+class Original:
+    """Runs exec_oracle.py in the original's virtualenv."""
+
+    def __init__(self, emu, kubeconfig, home):
+        self.python = orig_env.ensure_original_venv()
+        self.emu, self.kubeconfig, self.home = emu, kubeconfig, home
+
+    def run(self, **spec):
+        spec = dict(spec, emulator_url=self.emu.url, namespace=NAMESPACE, kubeconfig=self.kubeconfig)
+        env = orig_env.isolated_env(self.home, {"KUBECONFIG": self.kubeconfig, "NAMESPACE": NAMESPACE})
+        proc = subprocess.run([self.python, exec_oracle.__file__], input=json.dumps(spec), capture_output=True,
+                              text=True, cwd=self.home, env=env, timeout=3600)
+        if proc.returncode != 0:
+            raise RuntimeError(f"exec_oracle.py failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+        return json.loads(proc.stdout)
+
+
+def bare_lists(url, selector, kinds, repeat):
+    """Wall time of plain urllib GETs of the label-selected lists (concurrently when
+    several): the emulator's own share of a status call, with its latency."""
+    paths = {"Deployment": f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments",
+             "Service": f"/api/v1/namespaces/{NAMESPACE}/services"}
+    query = "?labelSelector=" + urllib.parse.quote(selector)
+
+    def get(kind):
+        with urllib.request.urlopen(url + paths[kind] + query, timeout=600) as resp:
+            return len(json.loads(resp.read())["items"])
+
+    times = []
+    with ThreadPoolExecutor(len(kinds)) as pool:
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            list(pool.map(get, kinds))
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def ms(seconds):
+    return statistics.mean(seconds) * 1e3
+
+
+def fmt_ms(v):
+    return f"{v:,.1f}" if v < 1000 else f"{v:,.0f}"
+
+
+def requests_of(counts):
+    lo, hi = min(counts), max(counts)
+    return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
+def table(headers, rows):
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
+    line = "  ".join(f"{h:<{w}}" if i == 0 else f"{h:>{w}}" for i, (h, w) in enumerate(zip(headers, widths)))
+    print(line)
+    print("-" * len(line))
+    for r in rows:
+        print("  ".join(f"{str(c):<{w}}" if i == 0 else f"{str(c):>{w}}" for i, (c, w) in enumerate(zip(r, widths))))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--iterations", type=int, default=10, help="start/status/delete rounds per scenario")
+    ap.add_argument("--latency", type=int, default=20, help="ms added to every API request")
+    ap.add_argument("--sizes", default="1000,10000", help="systems in the namespace for the status runs")
+    ap.add_argument("--repeat", type=int, default=3, help="status calls per size")
+    ap.add_argument("--shipped-iterations", type=int, default=2, help="rounds of the as-shipped row (0: skip)")
+    ap.add_argument("--json", help="write the raw measurements here")
+    args = ap.parse_args()
+
+    import tycho._native
+
+    if not hasattr(tycho._native, "kube_start"):
+        print("this build of tycho has no Kubernetes executor (tycho._native.kube_start)", file=sys.stderr)
+        return 2
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    raw = {"latency_ms": args.latency, "iterations": args.iterations, "ops": {}, "status_scale": {}}
+    print(f"executor benchmark: {platform.python_implementation()} {platform.python_version()}, "
+          f"{os.cpu_count()} CPUs, emulator latency {args.latency} ms per API request, "
+          f"{args.iterations} iterations per scenario")
+
+    with tempfile.TemporaryDirectory(prefix="tycho-exec-bench-") as tmp, Emulator() as emu:
+        kubeconfig = emu.write_kubeconfig(os.path.join(tmp, "kubeconfig"), namespace=NAMESPACE)
+        home = os.path.join(tmp, "home")
+        os.makedirs(home)
+        original = Original(emu, kubeconfig, home)
+
+        # ---------------------------------------------------------------- start/status/delete
+        rows = []
+        scenarios = [(label, case, args.iterations, False) for label, case in SCENARIOS]
+        if args.shipped_iterations:
+            scenarios.append((*AS_SHIPPED, args.shipped_iterations, True))
+        for label, case, iterations, keep_sleep in scenarios:
+            warmup = 0 if keep_sleep else 1
+            theirs = original.run(mode="bench", case=case, iterations=iterations, latency_ms=args.latency,
+                                  keep_sleep=keep_sleep, warmup=warmup)
+            ours = exec_oracle.bench_ops(case, emu, NAMESPACE, kubeconfig, iterations, args.latency, warmup)
+            emu.reset()
+            raw["ops"][label] = {"original": theirs, "ours": ours}
+            for op in ("start", "status", "delete"):
+                a, b = ms(theirs["seconds"][op]), ms(ours["seconds"][op])
+                rows.append([f"{label}: {op}" if op == "start" else f"{'':>{len(label)}}  {op}",
+                             requests_of(theirs["requests"][op]), requests_of(ours["requests"][op]),
+                             fmt_ms(a), fmt_ms(b), f"{a / b:.1f}x"])
+        print()
+        table(["operation", "API requests orig", "ours", "ms orig (mean)", "ms ours (mean)", "orig/ours"], rows)
+
+        # ---------------------------------------------------------------- status at scale
+        rows = []
+        filled = 0
+        for size in sizes:
+            emu.latency(0)
+            t0 = time.perf_counter()
+            exec_oracle.populate(emu.url, NAMESPACE, size - filled, start=filled)
+            fill_s = time.perf_counter() - t0
+            filled = size
+            emu.latency(args.latency)
+            theirs = original.run(mode="bench_status", username="alice", repeat=args.repeat)
+            ours = exec_oracle.bench_status(emu, NAMESPACE, kubeconfig, "alice", args.repeat)
+            bare = {call: {"deployments": bare_lists(emu.url, sel, ["Deployment"], args.repeat),
+                           "deployments+services": bare_lists(emu.url, sel, ["Deployment", "Service"], args.repeat)}
+                    for call, sel in (("by_user", "username=alice"), ("all", "executor=tycho"))}
+            emu.latency(0)
+            raw["status_scale"][size] = {"original": theirs, "ours": ours, "bare_lists": bare, "fill_seconds": fill_s}
+            for call, label in (("by_user", 'status(username="alice")'), ("all", "status()")):
+                a, b = theirs[call], ours[call]
+                assert a["rows"] == b["rows"], (size, call, a["rows"], b["rows"])
+                ta, tb = ms(a["seconds"]), ms(b["seconds"])
+                rows.append([f"{size:,} systems: {label}", a["rows"], a["requests"], b["requests"], fmt_ms(ta),
+                             fmt_ms(tb), f"{ta / tb:.1f}x", fmt_ms(ms(bare[call]["deployments"])),
+                             fmt_ms(ms(bare[call]["deployments+services"]))])
+            print(f"\n(filled {size:,} Deployments + Services in {fill_s:.1f} s)", end="")
+        print("\n")
+        table(["status", "rows", "API requests orig", "ours", "ms orig (mean)", "ms ours (mean)", "orig/ours",
+               "bare list: deps", "deps+svcs"], rows)
+
+    print("\nNotes: times are wall clock around each call in its own process (the original's "
+          "interpreter start and imports are not counted); the emulator's own time to select "
+          "and serialise objects is in both columns. Ours also lists the systems' Services "
+          "(for ip/port), concurrently with the Deployments. 'bare list' is the same "
+          "label-selected list(s) fetched with plain urllib (the emulator's share: the "
+          "original needs the Deployments, ours Deployments + Services).")
+    if args.json:
+        Path(args.json).write_text(json.dumps(raw, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

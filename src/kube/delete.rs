@@ -1,0 +1,138 @@
+//! Deleting a system: everything labelled `tycho-guid=<guid>` — Deployments,
+//! ReplicaSets, Pods, Services, NetworkPolicies and PersistentVolumeClaims — with one
+//! deletecollection per kind, all at once. Idempotent: an unknown or already deleted
+//! GUID succeeds.
+
+use super::client::{self, Settings};
+use super::retry;
+use super::{check_label_value, describe, err, is_not_found, status_code, Kind, GUID_LABEL};
+use crate::error::{ErrorKind, Result};
+use futures::future::join_all;
+use kube::api::{DeleteParams, ListParams};
+use serde_json::{json, Value};
+
+const KIND: ErrorKind = ErrorKind::Delete;
+
+/// Deletes the system with GUID `guid` (blocking). See [`delete_async`].
+pub fn delete(guid: &str, namespace: Option<&str>) -> Result<Value> {
+    client::block_on(KIND, delete_async(guid, namespace))
+}
+
+/// Deletes every object labelled `tycho-guid=<guid>` in `namespace`; returns `{}`.
+/// Errors are `ErrorKind::Delete`, naming each collection that could not be deleted
+/// (the others are deleted all the same).
+pub async fn delete_async(guid: &str, namespace: Option<&str>) -> Result<Value> {
+    if guid.is_empty() {
+        return Err(err(KIND, "Failed to delete system: no GUID given"));
+    }
+    check_label_value(KIND, "GUID", guid)?;
+    let connection = client::connection(KIND).await?;
+    let namespace = client::resolve_namespace(KIND, namespace, &connection)?;
+    let timeout = Settings::from_env().operation_timeout;
+    let outcome = tokio::time::timeout(timeout, cleanup(&connection.client, &namespace, guid, &[]))
+        .await
+        .unwrap_or_else(|_| {
+            Err(vec![format!(
+                "timed out after {timeout:?} (TYCHO_KUBE_TIMEOUT)"
+            )])
+        });
+    match outcome {
+        Ok(()) => {
+            log::info!(target: super::LOG_TARGET, "deleted system {guid} in namespace {namespace}");
+            Ok(json!({}))
+        }
+        Err(problems) => Err(err(
+            KIND,
+            format!("Failed to delete system {guid}: {}", problems.join("; ")),
+        )),
+    }
+}
+
+/// Deletes everything labelled with `guid`, plus the objects `by_name` (which may lack
+/// the label). Returns the problems, if any; all deletions are attempted.
+pub(crate) async fn cleanup(
+    client: &kube::Client,
+    namespace: &str,
+    guid: &str,
+    by_name: &[(Kind, String)],
+) -> std::result::Result<(), Vec<String>> {
+    let selector = format!("{GUID_LABEL}={guid}");
+    let collections = join_all(
+        Kind::CLEANUP
+            .iter()
+            .map(|kind| delete_collection(client, namespace, *kind, &selector)),
+    );
+    let named = join_all(
+        by_name
+            .iter()
+            .filter(|(_, name)| !name.is_empty())
+            .map(|(kind, name)| delete_named(client, namespace, *kind, name)),
+    );
+    let (collections, named) = tokio::join!(collections, named);
+    let problems: Vec<String> = collections
+        .into_iter()
+        .chain(named)
+        .filter_map(|r| r.err())
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+async fn delete_named(
+    client: &kube::Client,
+    namespace: &str,
+    kind: Kind,
+    name: &str,
+) -> std::result::Result<(), String> {
+    let api = kind.api(client, namespace);
+    let what = format!("{} {name:?}", kind.name());
+    let dp = DeleteParams::background();
+    match retry::idempotent(&what, || api.delete(name, &dp)).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(format!("cannot delete {what}: {}", describe(&e))),
+    }
+}
+
+async fn delete_collection(
+    client: &kube::Client,
+    namespace: &str,
+    kind: Kind,
+    selector: &str,
+) -> std::result::Result<(), String> {
+    let api = kind.api(client, namespace);
+    let what = format!("{} labelled {selector}", kind.plural());
+    let list = ListParams::default().labels(selector);
+    let dp = DeleteParams::background();
+    match retry::idempotent(&what, || api.delete_collection(&dp, &list)).await {
+        Ok(_) => Ok(()),
+        // An API server without deletecollection for this kind: list, then delete each.
+        Err(e) if status_code(&e) == Some(405) => {
+            let items = retry::idempotent(&what, || api.list(&list))
+                .await
+                .map_err(|e| format!("cannot list {what}: {}", describe(&e)))?;
+            let names: Vec<(Kind, String)> = items
+                .items
+                .into_iter()
+                .filter_map(|o| o.metadata.name)
+                .map(|n| (kind, n))
+                .collect();
+            let results = join_all(
+                names
+                    .iter()
+                    .map(|(k, n)| delete_named(client, namespace, *k, n)),
+            )
+            .await;
+            let problems: Vec<String> = results.into_iter().filter_map(|r| r.err()).collect();
+            if problems.is_empty() {
+                Ok(())
+            } else {
+                Err(problems.join("; "))
+            }
+        }
+        Err(e) => Err(format!("cannot delete {what}: {}", describe(&e))),
+    }
+}

@@ -1,0 +1,483 @@
+//! Starting a system: at most three sequential stages of API calls.
+//!
+//! 1. Concurrent reads by name: the Ambassador Service (`AMBASSADOR_SVC_NAME`, default
+//!    `ambassador`), the `<app>-env` Secret and each claim the system mounts (stdnfs
+//!    exempt). Not found is an answer; any other failure stops the start (nothing has
+//!    been created yet).
+//! 2. Create the Deployment.
+//! 3. Create the Services (owned by the Deployment: its uid) and the NetworkPolicy,
+//!    concurrently.
+//!
+//! When stage 2 or 3 fails, or the operation times out, every object labelled with the
+//! system's GUID (and any created object that lacks the label, by name) is deleted
+//! before the error is returned.
+
+use super::client::{self, Settings};
+use super::retry;
+use super::{describe, err, Kind, GUID_LABEL, LOG_TARGET};
+use crate::compile;
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::System;
+use crate::names;
+use futures::future::join_all;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DynamicObject};
+use serde_json::{json, Map, Value};
+use std::sync::Mutex;
+
+const KIND: ErrorKind = ErrorKind::Start;
+
+/// Rebuilds a [`System`] from its plain form (`tycho.model.System.to_dict()`, or the
+/// output of `parse_system`). A hand-built `tycho.model.System` may lack probe,
+/// identity, command and limits attributes; they default to none.
+pub fn system_from_value(value: &Value) -> Result<System> {
+    let mut value = value.clone();
+    let fill = |map: &mut Map<String, Value>, keys: &[&str], empty: Value| {
+        for key in keys {
+            if map.get(*key).is_none_or(Value::is_null) {
+                map.insert(key.to_string(), empty.clone());
+            }
+        }
+    };
+    if let Some(map) = value.as_object_mut() {
+        fill(map, &["volumes", "extra_env"], json!([]));
+        fill(
+            map,
+            &[
+                "system_env",
+                "annotations",
+                "security_context",
+                "init_security_context",
+                "services",
+            ],
+            json!({}),
+        );
+    }
+    if let Some(Value::Array(containers)) = value.get_mut("containers") {
+        for c in containers.iter_mut().filter_map(Value::as_object_mut) {
+            fill(c, &["volumes", "ports", "expose", "env"], json!([]));
+            for key in [
+                "liveness_probe",
+                "readiness_probe",
+                "identity",
+                "depends_on",
+                "command",
+            ] {
+                c.entry(key).or_insert(Value::Null);
+            }
+            for key in ["limits", "requests"] {
+                if c.get(key).is_none_or(Value::is_null) {
+                    c.insert(
+                        key.into(),
+                        json!({"cpus": null, "gpus": null, "memory": null, "ephemeralStorage": null}),
+                    );
+                }
+            }
+        }
+    }
+    serde_json::from_value(value).map_err(|e| {
+        Error::input(format!(
+            "the system to start is not a valid tycho system model: {e}"
+        ))
+    })
+}
+
+/// What became of a create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Created (or found ours after an unknown outcome).
+    Created,
+    /// Refused by the API server: nothing was created (e.g. 409 on the first attempt, 422).
+    Refused,
+    /// Unknown: failed in a way that may have been applied, or cancelled by the timeout.
+    Unknown,
+}
+
+/// A create that was attempted.
+struct Attempt {
+    kind: Kind,
+    name: String,
+    /// Carries our `tycho-guid` label (else clean-up deletes it by name).
+    labelled: bool,
+    outcome: Outcome,
+}
+
+/// The creates attempted so far (shared with the clean-up after a failure or timeout).
+type Attempted = Mutex<Vec<Attempt>>;
+
+fn name_of(object: &Value) -> String {
+    object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn has_guid_label(object: &Value, guid: &str) -> bool {
+    object
+        .pointer("/metadata/labels")
+        .and_then(|l| l.get(GUID_LABEL))
+        .and_then(Value::as_str)
+        == Some(guid)
+}
+
+fn checks(system: &System) -> Result<()> {
+    let bad = |what: &str, value: &str| {
+        err(
+            KIND,
+            format!(
+                "Unable to start system: the system's {what} {value:?} is not valid for Kubernetes"
+            ),
+        )
+    };
+    if !names::is_dns_subdomain(&system.name) {
+        return Err(bad("name", &system.name));
+    }
+    if !names::is_dns_label(&system.system_name, 63) {
+        return Err(bad("app name", &system.system_name));
+    }
+    if system.identifier.is_empty() || !names::is_dns_label(&system.identifier, 63) {
+        return Err(bad("GUID", &system.identifier));
+    }
+    if !names::is_label_value(&system.username) {
+        return Err(bad("username", &system.username));
+    }
+    for v in &system.volumes {
+        if v.volume_name != "stdnfs" && !names::is_dns_label(&v.volume_name, 63) {
+            return Err(bad("claim name", &v.volume_name));
+        }
+    }
+    Ok(())
+}
+
+/// Starts `system` (blocking; on the executor's runtime). See [`start_async`].
+pub fn start(config: &Value, system: System, namespace: Option<&str>) -> Result<Value> {
+    client::block_on(KIND, start_async(config, system, namespace))
+}
+
+/// Starts `system` in `namespace` (None: the configured namespace) and returns
+/// `{"name", "sid", "containers": {container: {"ip_address", <port name>: nodePort}},
+/// "conn_string"}`. Errors are `ErrorKind::Start`; on
+/// any failure after the first create nothing of the system is left.
+pub async fn start_async(config: &Value, system: System, namespace: Option<&str>) -> Result<Value> {
+    checks(&system)?;
+    let connection = client::connection(KIND).await?;
+    let namespace = client::resolve_namespace(KIND, namespace, &connection)?;
+    let client = &connection.client;
+    let settings = Settings::from_env();
+    let name = system.name.clone();
+    let guid = system.identifier.clone();
+    let attempted: Attempted = Mutex::new(Vec::new());
+    let outcome = tokio::time::timeout(
+        settings.operation_timeout,
+        run(config, system, client, &namespace, &attempted),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(format!(
+            "timed out after {:?} (TYCHO_KUBE_TIMEOUT)",
+            settings.operation_timeout
+        ))
+    });
+    let failure = match outcome {
+        Ok(result) => {
+            log::info!(target: LOG_TARGET, "started system {name} in namespace {namespace}");
+            return Ok(result);
+        }
+        Err(failure) => failure,
+    };
+    let attempted = std::mem::take(&mut *attempted.lock().unwrap_or_else(|p| p.into_inner()));
+    // Nothing to remove when every create was refused: in particular a second start of
+    // a running system (409 AlreadyExists) must not delete the running one.
+    if attempted.iter().all(|a| a.outcome == Outcome::Refused) {
+        log::warn!(target: LOG_TARGET, "starting system {name} failed: {failure}");
+        return Err(err(
+            KIND,
+            format!("Unable to start system {name}: {failure}"),
+        ));
+    }
+    log::warn!(target: LOG_TARGET, "starting system {name} failed: {failure}; removing what was created");
+    let unlabelled: Vec<(Kind, String)> = attempted
+        .into_iter()
+        .filter(|a| !a.labelled && a.outcome != Outcome::Refused)
+        .map(|a| (a.kind, a.name))
+        .collect();
+    let cleanup = tokio::time::timeout(
+        settings.operation_timeout,
+        super::delete::cleanup(client, &namespace, &guid, &unlabelled),
+    )
+    .await
+    .unwrap_or_else(|_| Err(vec!["clean-up timed out".to_string()]));
+    match cleanup {
+        Ok(()) => Err(err(
+            KIND,
+            format!(
+                "Unable to start system {name}: {failure} (everything created for it was removed)"
+            ),
+        )),
+        Err(problems) => {
+            log::error!(target: LOG_TARGET, "clean-up of system {name} failed: {}", problems.join("; "));
+            Err(err(
+                KIND,
+                format!(
+                    "Unable to start system {name}: {failure}; removing what was created failed too: {} (delete the system {guid} again)",
+                    problems.join("; ")
+                ),
+            ))
+        }
+    }
+}
+
+async fn get_opt<K>(
+    api: &Api<K>,
+    what: String,
+    name: &str,
+) -> std::result::Result<Option<K>, String>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    retry::idempotent(&what, || api.get_opt(name))
+        .await
+        .map_err(|e| format!("cannot read {what}: {}", describe(&e)))
+}
+
+/// What the cluster tells about the system before it is rendered.
+struct Facts {
+    ambassador: bool,
+    missing_claims: Vec<String>,
+    secret_env: Vec<(String, String)>,
+}
+
+async fn read_facts(
+    system: &System,
+    client: &kube::Client,
+    namespace: &str,
+) -> std::result::Result<Facts, String> {
+    let ambassador_name = std::env::var("AMBASSADOR_SVC_NAME")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "ambassador".into());
+    if !names::is_dns_label(&ambassador_name, 63) {
+        return Err(format!(
+            "AMBASSADOR_SVC_NAME {ambassador_name:?} is not a valid Service name"
+        ));
+    }
+    let secret_name = format!("{}-env", system.system_name);
+    let mut claims: Vec<&str> = Vec::new();
+    for v in &system.volumes {
+        if v.volume_name != "stdnfs" && !claims.contains(&v.volume_name.as_str()) {
+            claims.push(&v.volume_name);
+        }
+    }
+    let services = Kind::Service.api(client, namespace);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let pvcs = Kind::PersistentVolumeClaim.api(client, namespace);
+    let ambassador = get_opt(
+        &services,
+        format!("Service {ambassador_name:?}"),
+        &ambassador_name,
+    );
+    let secret = get_opt(&secrets, format!("Secret {secret_name:?}"), &secret_name);
+    let claim_reads = join_all(
+        claims
+            .iter()
+            .map(|claim| get_opt(&pvcs, format!("PersistentVolumeClaim {claim:?}"), claim)),
+    );
+    let (ambassador, secret, claim_reads) = tokio::join!(ambassador, secret, claim_reads);
+    let ambassador = ambassador?.is_some();
+    let mut missing_claims = Vec::new();
+    for (claim, found) in claims.iter().zip(claim_reads) {
+        if found?.is_none() {
+            log::info!(target: LOG_TARGET, "claim {claim} does not exist: its mounts are dropped");
+            missing_claims.push(claim.to_string());
+        }
+    }
+    let mut secret_env = Vec::new();
+    if let Some(secret) = secret? {
+        for (key, bytes) in secret.data.unwrap_or_default() {
+            let value = String::from_utf8(bytes.0)
+                .map_err(|_| format!("Secret {secret_name:?} key {key:?} is not UTF-8 text"))?;
+            secret_env.push((key, value));
+        }
+        for (key, value) in secret.string_data.unwrap_or_default() {
+            secret_env.push((key, value));
+        }
+    }
+    Ok(Facts {
+        ambassador,
+        missing_claims,
+        secret_env,
+    })
+}
+
+fn to_dynamic(object: &Value) -> std::result::Result<DynamicObject, String> {
+    serde_json::from_value(object.clone()).map_err(|e| {
+        format!(
+            "rendered {} {:?} is not a Kubernetes object: {e}",
+            object
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or("object"),
+            name_of(object)
+        )
+    })
+}
+
+fn record(attempted: &Attempted, kind: Kind, object: &Value, guid: &str) -> usize {
+    let mut list = attempted.lock().unwrap_or_else(|p| p.into_inner());
+    list.push(Attempt {
+        kind,
+        name: name_of(object),
+        labelled: has_guid_label(object, guid),
+        outcome: Outcome::Unknown,
+    });
+    list.len() - 1
+}
+
+fn settle(attempted: &Attempted, index: usize, outcome: Outcome) {
+    if let Some(a) = attempted
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_mut(index)
+    {
+        a.outcome = outcome;
+    }
+}
+
+async fn create_object(
+    client: &kube::Client,
+    namespace: &str,
+    guid: &str,
+    object: &Value,
+    attempted: &Attempted,
+) -> std::result::Result<DynamicObject, String> {
+    let kind = Kind::of(object).ok_or_else(|| {
+        format!(
+            "rendered object {:?} has a kind tycho does not create: {}",
+            name_of(object),
+            object.get("kind").unwrap_or(&Value::Null)
+        )
+    })?;
+    let name = name_of(object);
+    let dynamic = to_dynamic(object)?;
+    let what = format!("{} {name:?}", kind.name());
+    let index = record(attempted, kind, object, guid);
+    let api = kind.api(client, namespace);
+    let created = match retry::create(&api, &what, &name, guid, &dynamic).await {
+        Ok(created) => {
+            settle(attempted, index, Outcome::Created);
+            created
+        }
+        Err(e) => {
+            if !retry::transient(&e) {
+                settle(attempted, index, Outcome::Refused);
+            }
+            return Err(format!("cannot create {what}: {}", describe(&e)));
+        }
+    };
+    log::debug!(target: LOG_TARGET, "created {what}");
+    Ok(created)
+}
+
+/// The address a Service is reachable at from outside: its load-balancer ingress.
+pub(crate) fn ingress_address(service: &Value) -> Value {
+    service
+        .pointer("/status/loadBalancer/ingress/0")
+        .and_then(|i| {
+            i.get("ip")
+                .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+                .or_else(|| {
+                    i.get("hostname")
+                        .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+                })
+        })
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+async fn run(
+    config: &Value,
+    mut system: System,
+    client: &kube::Client,
+    namespace: &str,
+    attempted: &Attempted,
+) -> std::result::Result<Value, String> {
+    let guid = system.identifier.clone();
+    // Stage 1: what the cluster knows.
+    let facts = read_facts(&system, client, namespace).await?;
+    compile::apply_cluster_facts(
+        &mut system,
+        facts.ambassador,
+        &facts.missing_claims,
+        &facts.secret_env,
+    )
+    .map_err(|e| e.message)?;
+    let compiled = compile::compile_system(config, system.clone(), None).map_err(|e| e.message)?;
+
+    // Stage 2: the Deployment.
+    let deployment =
+        create_object(client, namespace, &guid, &compiled.deployment, attempted).await?;
+    let uid = deployment.metadata.uid.clone().ok_or_else(|| {
+        format!(
+            "the API server returned Deployment {:?} without a uid",
+            system.name
+        )
+    })?;
+
+    // Stage 3: Services (owned by the Deployment) and the NetworkPolicy, together.
+    let owned = compile::compile_system(config, system, Some(&uid)).map_err(|e| e.message)?;
+    let policy = async {
+        match &compiled.network_policy {
+            Some(p) => create_object(client, namespace, &guid, p, attempted)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
+    };
+    let services = join_all(
+        owned
+            .services
+            .iter()
+            .map(|(_, s)| create_object(client, namespace, &guid, s, attempted)),
+    );
+    let (policy, services) = tokio::join!(policy, services);
+    let mut problems: Vec<String> = Vec::new();
+    if let Err(e) = policy {
+        problems.push(e);
+    }
+    let mut containers = Map::new();
+    for ((container, _), created) in owned.services.iter().zip(services) {
+        let created = match created {
+            Ok(c) => c,
+            Err(e) => {
+                problems.push(e);
+                continue;
+            }
+        };
+        let created = serde_json::to_value(&created).unwrap_or_default();
+        let Some(port) = created.pointer("/spec/ports/0") else {
+            continue;
+        };
+        let port_name = port
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("port")
+            .to_string();
+        let mut entry = Map::new();
+        entry.insert("ip_address".into(), ingress_address(&created));
+        entry.insert(
+            port_name,
+            port.get("nodePort").cloned().unwrap_or(Value::Null),
+        );
+        containers.insert(container.clone(), Value::Object(entry));
+    }
+    if !problems.is_empty() {
+        return Err(problems.join("; "));
+    }
+    Ok(json!({
+        "name": owned.system.name,
+        "sid": owned.system.identifier,
+        "containers": containers,
+        "conn_string": owned.system.conn_string,
+    }))
+}

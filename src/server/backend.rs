@@ -1,0 +1,125 @@
+//! What the routes need from a compute back end, as a trait, so the HTTP layer is
+//! independent of the executor (and testable with a stand-in).
+
+use crate::error::{Error, ErrorKind, Result};
+use serde_json::Value;
+use std::future::Future;
+use std::pin::Pin;
+
+/// A boxed future of a back-end operation.
+pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+/// The operations behind the four `/system/*` endpoints and `/readyz`.
+///
+/// Requests arrive already checked against the API schema.
+pub trait Executor: Send + Sync + 'static {
+    /// Starts the system of a start request; returns `{name, sid, containers, conn_string}`.
+    fn start(&self, request: Value) -> BoxFut<'_, Value>;
+    /// Status rows: of system `name` (a GUID), of `username`'s systems, or of all.
+    fn status(&self, name: Option<String>, username: Option<String>) -> BoxFut<'_, Value>;
+    /// Deletes system `name` (a GUID); returns `{}`.
+    fn delete(&self, name: String) -> BoxFut<'_, Value>;
+    /// Applies a modify request; returns `{"patches": [...]}`.
+    fn modify(&self, request: Value) -> BoxFut<'_, Value>;
+    /// Ok when the cluster's API server answers.
+    fn ready(&self) -> BoxFut<'_, ()>;
+}
+
+/// Message of builds without the Kubernetes executor (the same as `tycho.kube`'s).
+pub const EXECUTOR_UNAVAILABLE: &str = "the Kubernetes executor is not available in this build";
+
+/// A back end whose every operation fails: for builds without the executor.
+pub struct Unavailable;
+
+fn unavailable<'a, T: Send + 'a>() -> BoxFut<'a, T> {
+    Box::pin(async { Err(Error::new(ErrorKind::Kube, EXECUTOR_UNAVAILABLE)) })
+}
+
+impl Executor for Unavailable {
+    fn start(&self, _request: Value) -> BoxFut<'_, Value> {
+        unavailable()
+    }
+    fn status(&self, _name: Option<String>, _username: Option<String>) -> BoxFut<'_, Value> {
+        unavailable()
+    }
+    fn delete(&self, _name: String) -> BoxFut<'_, Value> {
+        unavailable()
+    }
+    fn modify(&self, _request: Value) -> BoxFut<'_, Value> {
+        unavailable()
+    }
+    fn ready(&self) -> BoxFut<'_, ()> {
+        unavailable()
+    }
+}
+
+/// The Kubernetes executor (`crate::kube`), run on the server's runtime.
+pub struct Kubernetes {
+    /// Namespace of every operation (None: NAMESPACE, the pod's, the kubeconfig's).
+    pub namespace: Option<String>,
+    /// The tycho configuration (templates, volumes).
+    pub config: Value,
+}
+
+impl Kubernetes {
+    /// The executor with the built-in configuration.
+    pub fn new(namespace: Option<String>) -> Self {
+        Kubernetes {
+            namespace,
+            config: crate::config::default_config().clone(),
+        }
+    }
+}
+
+/// A modify request of the API (`tycho-guid`, `labels`, `cpu`, `memory`) in the
+/// executor's form (`guid`, `labels`, `resources`), as `ModifySystem.parse_modify` builds it.
+pub fn modify_request(request: &Value) -> Value {
+    let mut resources = serde_json::Map::new();
+    for key in ["cpu", "memory"] {
+        if let Some(v) = request.get(key).filter(|v| !v.is_null()) {
+            resources.insert(key.into(), v.clone());
+        }
+    }
+    let labels = request
+        .get("labels")
+        .filter(|v| !v.is_null())
+        .cloned()
+        .unwrap_or_else(|| serde_json::json!({}));
+    serde_json::json!({
+        "guid": request.get("tycho-guid").cloned().unwrap_or(Value::Null),
+        "labels": labels,
+        "resources": resources,
+    })
+}
+
+impl Executor for Kubernetes {
+    fn start(&self, request: Value) -> BoxFut<'_, Value> {
+        Box::pin(async move {
+            let system = crate::compile::parse_system(&self.config, &request, None)?;
+            crate::kube::start_async(&self.config, system, self.namespace.as_deref()).await
+        })
+    }
+    fn status(&self, name: Option<String>, username: Option<String>) -> BoxFut<'_, Value> {
+        Box::pin(async move {
+            let rows = crate::kube::status_async(
+                name.as_deref(),
+                username.as_deref(),
+                self.namespace.as_deref(),
+            )
+            .await?;
+            Ok(Value::Array(rows))
+        })
+    }
+    fn delete(&self, name: String) -> BoxFut<'_, Value> {
+        Box::pin(async move { crate::kube::delete_async(&name, self.namespace.as_deref()).await })
+    }
+    fn modify(&self, request: Value) -> BoxFut<'_, Value> {
+        Box::pin(async move {
+            let request = modify_request(&request);
+            crate::kube::modify_async(&self.config, &request, self.namespace.as_deref()).await
+        })
+    }
+    fn ready(&self) -> BoxFut<'_, ()> {
+        Box::pin(async move { crate::cli_wait::api_ready().await })
+    }
+}

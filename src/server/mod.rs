@@ -1,0 +1,247 @@
+//! `tycho api`: the REST server (axum).
+//!
+//! - [`routes`]: `POST /system/{start,status,delete,modify}` with the original's
+//!   `{status, result, message}` answers, `GET /healthz`, `/readyz`, `/openapi.json`;
+//! - [`validation`]: request bodies against the embedded api-schema components;
+//! - [`auth`]: bearer token (`TYCHO_API_TOKEN`), the loopback-unless-authenticated rule;
+//! - [`openapi`]: the OpenAPI 3 document of exactly these routes;
+//! - [`shutdown`]: SIGTERM/SIGINT → stop accepting, drain, exit;
+//! - [`logging`]: stderr logger and the access log (logger `tycho.api`);
+//! - [`backend`]: the [`backend::Executor`] trait the routes call.
+//!
+//! The server keeps no state of its own: every system lives in Kubernetes objects and
+//! their labels, so any number of replicas can serve behind one Service.
+
+pub mod auth;
+pub mod backend;
+pub mod logging;
+pub mod openapi;
+pub mod routes;
+pub mod shutdown;
+pub mod validation;
+
+use crate::error::{Error, ErrorKind, Result};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use backend::Executor;
+use serde_json::Value;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+/// Log target of the server: the access log and its messages. In Python (pyo3-log) the
+/// records go to the logger `tycho.api` (`::` becomes `.`), under the `tycho` filter.
+pub const LOG_TARGET: &str = "tycho::api";
+
+/// Back ends `-b` accepts.
+pub const SUPPORTED_BACKPLANES: &[&str] = &["kubernetes"];
+
+/// Shared, read-only state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The compute back end.
+    pub executor: Arc<dyn Executor>,
+    /// The OpenAPI document served at `/openapi.json`.
+    pub openapi: Arc<Value>,
+    /// Back-end operations in progress.
+    pub operations: Arc<routes::Operations>,
+}
+
+impl AppState {
+    /// State for `executor`; `with_auth` describes the bearer scheme in the OpenAPI document.
+    pub fn new(executor: Arc<dyn Executor>, with_auth: bool) -> Self {
+        AppState {
+            executor,
+            openapi: Arc::new(openapi::document(with_auth)),
+            operations: Arc::default(),
+        }
+    }
+}
+
+/// How to serve.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Host name or address to bind.
+    pub host: String,
+    /// Port (0 = any free port; the bound address is logged).
+    pub port: u16,
+    /// The bearer token clients must send (from `TYCHO_API_TOKEN`).
+    pub token: Option<String>,
+    /// Allow a non-loopback bind without a token.
+    pub insecure: bool,
+    /// Origins allowed by CORS (none: no CORS headers at all).
+    pub cors_origins: Vec<String>,
+    /// Longest time a request may take before a 504.
+    pub request_timeout: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            host: "127.0.0.1".into(),
+            port: 5000,
+            token: None,
+            insecure: false,
+            cors_origins: Vec::new(),
+            request_timeout: Duration::from_secs(150),
+        }
+    }
+}
+
+/// Checks the backplane name like the original's `-b`.
+pub fn check_backplane(name: &str) -> Result<()> {
+    if SUPPORTED_BACKPLANES.contains(&name) {
+        Ok(())
+    } else {
+        Err(Error::input(format!(
+            "unrecognized backplane {name:?}; supported backplanes: {}",
+            SUPPORTED_BACKPLANES.join(", ")
+        )))
+    }
+}
+
+async fn timeout_layer(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(r) => r,
+        Err(_) => routes::error_response(
+            StatusCode::GATEWAY_TIMEOUT,
+            &format!(
+                "the operation did not finish within {} s; it goes on in the background, check /system/status",
+                limit.as_secs()
+            ),
+            None,
+        ),
+    }
+}
+
+/// Gives axum's bodiless rejections (405) a JSON body, keeping their headers.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if status == StatusCode::METHOD_NOT_ALLOWED
+        && !response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        let allow = response.headers().get(header::ALLOW).cloned();
+        let mut out = routes::error_response(status, "method not allowed", None);
+        if let Some(a) = allow {
+            out.headers_mut().insert(header::ALLOW, a);
+        }
+        return out;
+    }
+    response
+}
+
+fn cors(origins: &[String]) -> Result<Option<CorsLayer>> {
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+        .max_age(Duration::from_secs(600));
+    if origins.iter().any(|o| o == "*") {
+        return Ok(Some(layer.allow_origin(AllowOrigin::any())));
+    }
+    let mut list = Vec::new();
+    for o in origins {
+        list.push(
+            HeaderValue::from_str(o.trim_end_matches('/'))
+                .map_err(|_| Error::input(format!("invalid --cors-origin {o:?}")))?,
+        );
+    }
+    Ok(Some(layer.allow_origin(list)))
+}
+
+/// The application: routes plus middleware (outermost first: access log, CORS, auth,
+/// JSON 405s, timeout).
+pub fn app(state: AppState, options: &ServerOptions) -> Result<Router> {
+    let token: Option<Arc<str>> = options.token.as_deref().map(Arc::from);
+    let mut router = routes::routes(state)
+        .layer(middleware::from_fn_with_state(
+            options.request_timeout,
+            timeout_layer,
+        ))
+        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn_with_state(token, auth::require_token));
+    if let Some(layer) = cors(&options.cors_origins)? {
+        router = router.layer(layer);
+    }
+    Ok(router.layer(middleware::from_fn(logging::access_log)))
+}
+
+/// Resolves `host:port` to the addresses to bind.
+pub fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| Error::input(format!("cannot resolve --host {host:?}: {e}")))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(Error::input(format!(
+            "--host {host:?} resolves to no address"
+        )));
+    }
+    Ok(addrs)
+}
+
+/// Serves until SIGTERM/SIGINT (blocking; builds its own tokio runtime).
+pub fn serve(executor: Arc<dyn Executor>, options: ServerOptions) -> Result<()> {
+    let addrs = resolve(&options.host, options.port)?;
+    auth::check_bind(&addrs, options.token.is_some(), options.insecure).map_err(Error::input)?;
+    if options.token.is_none() {
+        log::warn!(target: crate::server::LOG_TARGET, "TYCHO_API_TOKEN is not set: the API answers anyone who can reach {}", addrs[0]);
+    }
+    let state = AppState::new(executor, options.token.is_some());
+    let operations = state.operations.clone();
+    let router = app(state, &options)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tycho-api")
+        .build()
+        .map_err(|e| Error::new(ErrorKind::Kube, format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addrs[0])
+            .await
+            .map_err(|e| Error::input(format!("cannot listen on {}: {e}", addrs[0])))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| Error::input(e.to_string()))?;
+        log::info!(target: crate::server::LOG_TARGET, "listening on http://{local}");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+            shutdown::signal().await;
+            let _ = stop_tx.send(());
+        });
+        let server = tokio::spawn(async move { server.await });
+        tokio::pin!(server);
+        tokio::select! {
+            r = &mut server => {
+                r.map_err(|e| Error::input(format!("server task failed: {e}")))?
+                    .map_err(|e| Error::input(format!("server failed: {e}")))?;
+            }
+            _ = stop_rx => {
+                // Requests in flight, then operations whose requests timed out or went away.
+                let drain = tokio::time::timeout(shutdown::DRAIN, async {
+                    let _ = (&mut server).await;
+                    operations.idle().await;
+                });
+                tokio::select! {
+                    drained = drain => if drained.is_err() {
+                        log::warn!(target: crate::server::LOG_TARGET, "requests still in flight after {} s; exiting", shutdown::DRAIN.as_secs());
+                    },
+                    which = shutdown::next_signal() => {
+                        log::warn!(target: crate::server::LOG_TARGET, "{which} received again: exiting without waiting");
+                    }
+                }
+            }
+        }
+        log::info!(target: crate::server::LOG_TARGET, "stopped");
+        Ok(())
+    })?;
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}

@@ -1,0 +1,330 @@
+//! The routes: `/system/{start,status,delete,modify}`, `/healthz`, `/readyz`,
+//! `/openapi.json`, and the JSON shapes of their answers.
+
+use super::backend::Executor;
+use super::validation::{validate, Problem};
+use super::AppState;
+use crate::error::Error;
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Largest request body accepted (bytes).
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// `{status, result, message}` with HTTP `code`; status "error", result `{"error": message}`
+/// (plus `"field"` when one field is at fault).
+pub fn error_response(code: StatusCode, message: &str, field: Option<&str>) -> Response {
+    let mut result = json!({"error": message});
+    if let Some(f) = field {
+        result["field"] = json!(f);
+    }
+    (
+        code,
+        Json(json!({"status": "error", "result": result, "message": message})),
+    )
+        .into_response()
+}
+
+fn success(result: Value, message: String) -> Response {
+    Json(json!({"status": "success", "result": result, "message": message})).into_response()
+}
+
+/// An operation failed: HTTP 200 with status "error", as the original answers (TychoClient
+/// raises TychoException with the message from it).
+fn failure(e: &Error) -> Response {
+    error_response(StatusCode::OK, &e.message, None)
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let mime = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+/// Reads the JSON body of `request` and checks it against `component`; the error is the
+/// response to send (400, 413 or 415, JSON).
+async fn read_body(request: Request, component: &str) -> Result<Value, Response> {
+    if !is_json(request.headers()) {
+        return Err(error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the request body must be JSON sent with Content-Type: application/json",
+            None,
+        ));
+    }
+    let too_large = || {
+        error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the request body is larger than {BODY_LIMIT} bytes"),
+            None,
+        )
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return Err(too_large());
+    }
+    let bytes = match to_bytes(request.into_body(), BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(e) => {
+            // The limit error is the only one whose source is a LengthLimitError.
+            let text = format!("{e:?}");
+            if text.contains("LengthLimit") {
+                return Err(too_large());
+            }
+            return Err(error_response(
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read",
+                None,
+            ));
+        }
+    };
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        error_response(
+            StatusCode::BAD_REQUEST,
+            &format!("the request body is not valid JSON: {e}"),
+            None,
+        )
+    })?;
+    if let Err(problems) = validate(component, &value) {
+        let first: &Problem = &problems[0];
+        let all: Vec<String> = problems.iter().map(Problem::describe).collect();
+        let message = format!("invalid {component}: {}", all.join("; "));
+        return Err(error_response(
+            StatusCode::BAD_REQUEST,
+            &message,
+            Some(&first.field),
+        ));
+    }
+    Ok(value)
+}
+
+/// Back-end operations running, so shutdown can let them finish.
+#[derive(Default)]
+pub struct Operations {
+    running: std::sync::atomic::AtomicUsize,
+    done: tokio::sync::Notify,
+}
+
+impl Operations {
+    /// Resolves when no operation runs.
+    pub async fn idle(&self) {
+        use std::sync::atomic::Ordering;
+        loop {
+            let notified = self.done.notified();
+            if self.running.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+struct Running(Arc<Operations>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering;
+        if self.0.running.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.done.notify_waiters();
+        }
+    }
+}
+
+/// Runs a back-end operation in its own task, so a client that goes away or a request
+/// timeout never cancels a start or delete half-way (the operation finishes or rolls
+/// back; shutdown waits for it).
+async fn detached<T, F>(state: &AppState, op: F) -> crate::Result<T>
+where
+    T: Send + 'static,
+    F: for<'a> FnOnce(&'a dyn Executor) -> super::backend::BoxFut<'a, T> + Send + 'static,
+{
+    state
+        .operations
+        .running
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let guard = Running(state.operations.clone());
+    let executor = state.executor.clone();
+    let task = tokio::spawn(async move {
+        let _guard = guard;
+        op(executor.as_ref()).await
+    });
+    match task.await {
+        Ok(r) => r,
+        Err(e) => Err(Error::new(
+            crate::error::ErrorKind::Kube,
+            format!("internal error: the operation did not complete ({e})"),
+        )),
+    }
+}
+
+async fn start(State(state): State<AppState>, request: Request) -> Response {
+    let body = match read_body(request, "System").await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match detached(&state, move |x| x.start(body)).await {
+        Ok(result) => {
+            let name = result
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            log::debug!(target: crate::server::LOG_TARGET, "started system {}", loggable(&name));
+            success(result, format!("Started system {name}"))
+        }
+        Err(e) => {
+            log::warn!(target: crate::server::LOG_TARGET, "start failed: {}", loggable(&e.message));
+            failure(&e)
+        }
+    }
+}
+
+/// Text of a request for the log: control characters escaped (no forged log lines),
+/// at most 300 characters.
+pub fn loggable(text: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i >= 300 {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn opt_string(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_string)
+}
+
+async fn status(State(state): State<AppState>, request: Request) -> Response {
+    let body = match read_body(request, "StatusRequest").await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let name = opt_string(&body, "name");
+    let username = opt_string(&body, "username");
+    // The original prints Python's None for a missing name.
+    let shown = name.clone().unwrap_or_else(|| "None".into());
+    match detached(&state, move |x| x.status(name, username)).await {
+        Ok(result) => success(result, format!("Get status for system {shown}")),
+        Err(e) => {
+            log::warn!(target: crate::server::LOG_TARGET, "status failed: {}", loggable(&e.message));
+            failure(&e)
+        }
+    }
+}
+
+async fn delete(State(state): State<AppState>, request: Request) -> Response {
+    let body = match read_body(request, "DeleteRequest").await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let name = opt_string(&body, "name").unwrap_or_default();
+    let shown = name.clone();
+    match detached(&state, move |x| x.delete(name)).await {
+        Ok(result) => {
+            log::debug!(target: crate::server::LOG_TARGET, "deleted system {}", loggable(&shown));
+            success(result, format!("Deleted system {shown}"))
+        }
+        Err(e) => {
+            log::warn!(target: crate::server::LOG_TARGET, "delete failed: {}", loggable(&e.message));
+            failure(&e)
+        }
+    }
+}
+
+async fn modify(State(state): State<AppState>, request: Request) -> Response {
+    let body = match read_body(request, "ModifyRequest").await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match detached(&state, move |x| x.modify(body)).await {
+        Ok(result) => success(result, "Modified the system".into()),
+        Err(e) => {
+            log::warn!(target: crate::server::LOG_TARGET, "modify failed: {}", loggable(&e.message));
+            failure(&e)
+        }
+    }
+}
+
+async fn healthz() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let check = state.executor.ready();
+    match tokio::time::timeout(std::time::Duration::from_secs(5), check).await {
+        Ok(Ok(())) => Json(json!({"status": "ready"})).into_response(),
+        Ok(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "message": e.message})),
+        )
+            .into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "message": "the Kubernetes API server did not answer within 5 s"})),
+        )
+            .into_response(),
+    }
+}
+
+async fn openapi(State(state): State<AppState>) -> Response {
+    Json(state.openapi.as_ref().clone()).into_response()
+}
+
+async fn not_found(request: Request<Body>) -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        &format!("no such endpoint: {}", request.uri().path()),
+        None,
+    )
+}
+
+/// The routes, without middleware.
+pub fn routes(state: AppState) -> Router {
+    Router::new()
+        .route("/system/start", post(start))
+        .route("/system/status", post(status))
+        .route("/system/delete", post(delete))
+        .route("/system/modify", post(modify))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable;
+
+    #[test]
+    fn loggable_escapes_and_bounds() {
+        assert_eq!(loggable("a\nb\u{1b}[31m"), "a\\nb\\u{1b}[31m");
+        assert_eq!(loggable(&"x".repeat(400)).chars().count(), 301);
+    }
+}

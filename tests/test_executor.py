@@ -1,0 +1,581 @@
+"""The Kubernetes executor (tycho._native.kube_*, src/kube) over real HTTP.
+
+Runs against the kube emulator (tests/kube-emulator, started once per session by the
+``kube_emulator`` fixture of tests/kube_emulator.py). With ``TYCHO_TEST_KUBECONFIG`` set
+the same tests run against that cluster instead (namespace ``TYCHO_TEST_NAMESPACE`` or
+``default``; ``kubectl`` is used to create fixtures and read objects back); the parts
+that need the emulator's control API (request log, load-balancer knob, deployment
+status) skip with a reason.
+
+Helpers (``Cluster``, ``start_request``, ``compute``, the ``cluster`` fixture as
+``cluster_fixture``) are imported by
+test_executor_faults.py and test_executor_fork.py.
+"""
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+
+import pytest
+from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401 - pytest fixtures
+from tycho.client import TychoClient
+from tycho.config import Config
+from tycho.core import Tycho
+from tycho.exceptions import ModifyException, StartException, TychoException
+from tycho.kube import KubernetesCompute
+
+pytestmark = pytest.mark.skipif(
+    not KubernetesCompute.executor_available(), reason="this build has no native Kubernetes executor"
+)
+
+COLLECTIONS = {
+    "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
+    "ReplicaSet": "/apis/apps/v1/namespaces/{ns}/replicasets",
+    "Pod": "/api/v1/namespaces/{ns}/pods",
+    "Service": "/api/v1/namespaces/{ns}/services",
+    "Secret": "/api/v1/namespaces/{ns}/secrets",
+    "PersistentVolumeClaim": "/api/v1/namespaces/{ns}/persistentvolumeclaims",
+    "NetworkPolicy": "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies",
+}
+KUBECTL_KINDS = "deployments,replicasets,pods,services,networkpolicies,persistentvolumeclaims"
+
+
+class Cluster:
+    """The cluster under test: the emulator, or a real cluster through kubectl."""
+
+    def __init__(self, backend, kubeconfig, namespace):
+        self.backend = backend
+        self.kubeconfig = kubeconfig
+        self.namespace = namespace
+        self.is_emulator = getattr(backend, "is_emulator", False)
+        self.fixtures = []  # (kind, name) created by the test
+        self.guids = []  # systems started by the test
+
+    @property
+    def control(self):
+        """The emulator's control API (skips the test on a real cluster)."""
+        if not self.is_emulator:
+            pytest.skip("needs the kube emulator's control API (TYCHO_TEST_KUBECONFIG points at a real cluster)")
+        return self.backend
+
+    def _kubectl(self, *args, stdin=None):
+        exe = shutil.which("kubectl")
+        if exe is None:
+            pytest.skip("reading a real cluster needs kubectl")
+        out = subprocess.run([exe, "--kubeconfig", self.kubeconfig, "-n", self.namespace, *args],
+                             input=stdin, capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)}: {out.stderr}")
+        return out.stdout
+
+    def objects(self, guid):
+        """Every object labelled tycho-guid=<guid> in the namespace."""
+        if self.is_emulator:
+            return [
+                o for o in self.backend.objects()
+                if o["metadata"].get("namespace") == self.namespace
+                and (o["metadata"].get("labels") or {}).get("tycho-guid") == guid
+            ]
+        items = json.loads(self._kubectl("get", KUBECTL_KINDS, "-l", f"tycho-guid={guid}", "-o", "json"))["items"]
+        return items
+
+    def named(self, kind, name):
+        """The object of ``kind`` named ``name``, or None."""
+        if self.is_emulator:
+            for o in self.backend.objects():
+                if (o.get("kind") == kind and o["metadata"]["name"] == name
+                        and o["metadata"].get("namespace") == self.namespace):
+                    return o
+            return None
+        try:
+            return json.loads(self._kubectl("get", kind.lower(), name, "-o", "json"))
+        except AssertionError:
+            return None
+
+    def of_kind(self, guid, kind):
+        return [o for o in self.objects(guid) if o.get("kind") == kind]
+
+    def create(self, obj):
+        """Create a fixture object (removed after the test)."""
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        self.fixtures.append((kind, name))
+        if self.is_emulator:
+            path = COLLECTIONS[kind].format(ns=self.namespace)
+            req = urllib.request.Request(self.backend.url + path, data=json.dumps(obj).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return json.loads(resp.read())
+        return json.loads(self._kubectl("create", "--validate=false", "-f", "-", "-o", "json", stdin=json.dumps(obj)))
+
+    def cleanup(self):
+        compute = KubernetesCompute(Config())
+        for guid in self.guids:
+            try:
+                compute.delete(guid)
+            except TychoException:
+                pass
+        for kind, name in self.fixtures:
+            if self.is_emulator:
+                path = COLLECTIONS[kind].format(ns=self.namespace) + "/" + name
+                try:
+                    urllib.request.urlopen(urllib.request.Request(self.backend.url + path, method="DELETE"),
+                                           timeout=10).read()
+                except OSError:
+                    pass
+            else:
+                subprocess.run([shutil.which("kubectl") or "kubectl", "--kubeconfig", self.kubeconfig, "-n",
+                                self.namespace, "delete", kind.lower(), name, "--ignore-not-found"],
+                               capture_output=True, timeout=60)
+
+
+@pytest.fixture(name="cluster")
+def cluster_fixture(kube_emulator, tmp_path, monkeypatch):  # noqa: F811 - the imported fixture
+    for var in ("KUBERNETES_SERVICE_HOST", "AMBASSADOR_SVC_NAME", "REST_API", "TYCHO_KUBE_READ_TIMEOUT",
+                "TYCHO_KUBE_CONNECT_TIMEOUT", "TYCHO_KUBE_TIMEOUT", "DEV_PHASE"):
+        monkeypatch.delenv(var, raising=False)
+    namespace = os.environ.get("TYCHO_TEST_NAMESPACE") or "default"
+    path = kube_emulator.write_kubeconfig(tmp_path / "kubeconfig", namespace=namespace)
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    monkeypatch.setenv("NAMESPACE", namespace)
+    c = Cluster(kube_emulator, str(path), namespace)
+    yield c
+    c.cleanup()
+
+
+COMPOSE = {
+    "version": "3.0",
+    "services": {
+        "jupyter-ds": {
+            "image": "jupyter/datascience-notebook:latest",
+            "entrypoint": "start.sh jupyter lab",
+            "ports": ["8888"],
+            "environment": ["FROM_COMPOSE=compose-value"],
+            "deploy": {"resources": {"limits": {"cpus": "0.5", "memory": "1G"}}},
+        },
+        "sidecar": {"image": "busybox:1.36", "entrypoint": "sleep infinity"},
+    },
+}
+
+
+def start_request(name="jupyter-ds", username="jdoe", clients=(), volumes=None, compose=None):
+    compose = json.loads(json.dumps(compose or COMPOSE))
+    if volumes:
+        compose["services"]["jupyter-ds"]["volumes"] = list(volumes)
+    return {
+        "name": name,
+        "principal": json.dumps({"username": username, "access_token": "secret-token-A", "host": "h.example.org"}),
+        "serviceaccount": "default",
+        "env": {},
+        "system": compose,
+        "services": {"jupyter-ds": {"port": "8888", "clients": list(clients)}},
+    }
+
+
+def compute():
+    return KubernetesCompute(Config())
+
+
+def start(cluster, **kw):
+    """Parse and start a request; returns (system, result)."""
+    system = Tycho().parse(start_request(**kw))
+    cluster.guids.append(system.identifier)
+    return system, compute().start(system)
+
+
+def env_of(container):
+    return {e["name"]: e.get("value") for e in container.get("env") or []}
+
+
+# ------------------------------------------------------------------ round trips
+
+
+def test_round_trip_through_kubernetes_compute(cluster):
+    system, result = start(cluster, clients=["10.0.0.0/8"])
+    guid = system.identifier
+    assert set(result) == {"name", "sid", "containers", "conn_string"}
+    assert result["name"] == f"jupyter-ds-{guid}" and result["sid"] == guid
+    assert list(result["containers"]) == ["jupyter-ds"]
+    endpoint = result["containers"]["jupyter-ds"]
+    assert set(endpoint) == {"ip_address", "port-1"}
+    assert isinstance(endpoint["port-1"], int)  # the LoadBalancer's nodePort
+
+    (deployment,) = cluster.of_kind(guid, "Deployment")
+    assert deployment["metadata"]["name"] == result["name"]
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["selector"]["matchLabels"] == {"tycho-guid": guid, "username": "jdoe"}
+    labels = deployment["metadata"]["labels"]
+    assert labels["tycho-guid"] == guid and labels["executor"] == "tycho" and labels["username"] == "jdoe"
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert pod_labels["original-app-name"] == "jupyter-ds" and pod_labels["app-name"] == "jupyter-ds"
+    containers = {c["name"]: c for c in deployment["spec"]["template"]["spec"]["containers"]}
+    assert set(containers) == {"jupyter-ds", "sidecar"}
+    assert env_of(containers["jupyter-ds"])["FROM_COMPOSE"] == "compose-value"
+
+    (service,) = cluster.of_kind(guid, "Service")
+    assert service["spec"]["type"] == "LoadBalancer"
+    (owner,) = service["metadata"]["ownerReferences"]
+    assert owner["kind"] == "Deployment" and owner["name"] == deployment["metadata"]["name"]
+    assert owner["uid"] == deployment["metadata"]["uid"]
+    assert service["spec"]["ports"][0]["name"] == "port-1"
+    assert service["spec"]["ports"][0]["nodePort"] == endpoint["port-1"]
+
+    (policy,) = cluster.of_kind(guid, "NetworkPolicy")
+    assert policy["spec"]["podSelector"]["matchLabels"] == {"tycho-guid": guid}
+    assert policy["spec"]["ingress"][0]["from"] == [{"ipBlock": {"cidr": "10.0.0.0/8"}}]
+
+    c = compute()
+    (row,) = c.status(guid)
+    assert set(row) == {"name", "app_id", "sid", "ip_address", "port", "creation_time", "username",
+                        "utilization", "workspace_name", "is_ready"}
+    assert row["name"] == result["name"] and row["sid"] == guid and row["app_id"] == "jupyter-ds"
+    assert row["username"] == "jdoe" and row["workspace_name"] == "jupyter-ds"
+    assert row["port"] == "8888"
+    # A real API server canonicalises 0.5 to 500m; the emulator keeps what was sent.
+    assert row["utilization"]["jupyter-ds"] in ({"cpu": "500m", "memory": "1G"}, {"cpu": "0.5", "memory": "1G"})
+    assert row["utilization"]["sidecar"] is None
+    month, day, rest = row["creation_time"].split("-", 2)
+    year, clock = rest.split(" ")
+    assert int(month) in range(1, 13) and int(day) in range(1, 32) and int(year) >= 2024
+    assert all(not part.startswith("0") or part == "0" for part in [month, day, *clock.split(":")])
+    assert row["is_ready"] is False  # nothing is running yet
+    assert guid in [r["sid"] for r in c.status(username="jdoe")]
+    assert guid in [r["sid"] for r in c.status()]
+    assert c.status(username="someone-else") == []
+
+    modified = c.modify(Tycho().parse_modify({"tycho-guid": guid, "labels": {"tier": "gold"}, "cpu": "2",
+                                              "memory": "2G"}))
+    (patch,) = modified["patches"]
+    assert patch["spec"]["template"]["metadata"]["labels"] == {"tier": "gold"}
+    (deployment,) = cluster.of_kind(guid, "Deployment")
+    assert deployment["spec"]["template"]["metadata"]["labels"]["tier"] == "gold"
+    for container in deployment["spec"]["template"]["spec"]["containers"]:
+        assert container["resources"]["limits"]["cpu"] == "2"
+        assert container["resources"]["requests"]["memory"] == "2G"
+    assert deployment["spec"]["selector"]["matchLabels"] == {"tycho-guid": guid, "username": "jdoe"}
+
+    assert c.delete(guid) == {}
+    assert cluster.objects(guid) == []
+    assert c.status(guid) == []
+
+
+def test_round_trip_through_the_in_process_client(cluster):
+    client = TychoClient()
+    request = start_request(username="alice")
+    system = client.start(request)
+    cluster.guids.append(system.identifier)
+    assert system.name == f"jupyter-ds-{system.identifier}"
+    assert [s.name for s in system.services] == ["jupyter-ds"] and isinstance(system.services[0].port, int)
+
+    status = client.status({"name": system.identifier})
+    assert status.status == "success"
+    (service,) = status.services
+    assert service.identifier == system.identifier and service.username == "alice"
+    assert service.total_util["cpu"] == 500 and service.total_util["memory"] == "1.0"
+    assert [s.identifier for s in client.status({"username": "alice"}).services] == [system.identifier]
+
+    response = client.modify({"tycho-guid": system.identifier, "labels": {"x": "y"}})
+    assert response["status"] == "success" and len(response["result"]["patches"]) == 1
+
+    response = client.delete({"name": system.identifier})
+    assert response == {"status": "success", "result": {}, "message": f"Deleted system {system.identifier}"}
+    assert cluster.objects(system.identifier) == []
+    assert client.status({"name": system.identifier}).services == []
+
+
+# ------------------------------------------------------------------ what start reads
+
+
+def test_ambassador_service_switches_to_mappings(cluster):
+    cluster.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ambassador"},
+                    "spec": {"type": "ClusterIP", "ports": [{"port": 80}], "selector": {"app": "ambassador"}}})
+    system, result = start(cluster)
+    endpoint = result["containers"]["jupyter-ds"]
+    assert endpoint == {"ip_address": None, "port-1": None}  # ClusterIP: no node port, no address
+    (service,) = cluster.of_kind(system.identifier, "Service")
+    assert service["spec"]["type"] == "ClusterIP"
+    mapping = service["metadata"]["annotations"]["getambassador.io/config"]
+    assert f"prefix: \"/private/jupyter-ds/jdoe/{system.identifier}/" in mapping
+    (deployment,) = cluster.of_kind(system.identifier, "Deployment")
+    (app,) = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "jupyter-ds"]
+    assert env_of(app)["NB_PREFIX"] == f"/private/jupyter-ds/jdoe/{system.identifier}"
+
+
+def test_ambassador_service_name_from_environment(cluster, monkeypatch):
+    cluster.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "edge-gateway"},
+                    "spec": {"type": "ClusterIP", "ports": [{"port": 80}], "selector": {"app": "gw"}}})
+    system, _ = start(cluster)
+    (service,) = cluster.of_kind(system.identifier, "Service")
+    assert service["spec"]["type"] == "LoadBalancer"  # "ambassador" does not exist
+    monkeypatch.setenv("AMBASSADOR_SVC_NAME", "edge-gateway")
+    system, _ = start(cluster)
+    (service,) = cluster.of_kind(system.identifier, "Service")
+    assert service["spec"]["type"] == "ClusterIP"
+
+
+def test_app_env_secret_is_appended_to_every_container(cluster):
+    def b64(s):
+        return base64.b64encode(s.encode()).decode()
+
+    cluster.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "jupyter-ds-env"},
+                    "data": {"API_KEY": b64("k-123"), "DERIVED": b64("from {{ FROM_COMPOSE }}")}})
+    cluster.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "other-app-env"},
+                    "data": {"NOT_MINE": b64("x")}})
+    system, _ = start(cluster)
+    (deployment,) = cluster.of_kind(system.identifier, "Deployment")
+    for container in deployment["spec"]["template"]["spec"]["containers"]:
+        env = env_of(container)
+        assert env["API_KEY"] == "k-123", container["name"]
+        assert "NOT_MINE" not in env
+    (app,) = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "jupyter-ds"]
+    assert env_of(app)["DERIVED"] == "from compose-value"  # rendered with the container's env
+
+
+def test_missing_claims_are_dropped(cluster):
+    cluster.create({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "present-data"},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+    system, _ = start(cluster, volumes=["pvc://present-data:/data", "pvc://absent-data/sub:/more"])
+    (deployment,) = cluster.of_kind(system.identifier, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in pod.get("volumes", []) if "persistentVolumeClaim" in v}
+    assert "present-data" in claims and "absent-data" not in claims
+    (app,) = [c for c in pod["containers"] if c["name"] == "jupyter-ds"]
+    mounts = {m["mountPath"] for m in app.get("volumeMounts", [])}
+    assert "/data" in mounts and "/more" not in mounts
+
+
+def test_ip_address_comes_from_the_load_balancer(cluster):
+    emu = cluster.control
+    system, result = start(cluster)
+    assert result["containers"]["jupyter-ds"]["ip_address"] is None
+    (row,) = compute().status(system.identifier)
+    assert row["ip_address"] is None and row["port"] == "8888"
+
+    emu.set_loadbalancer_ip("203.0.113.7")
+    (row,) = compute().status(system.identifier)
+    assert row["ip_address"] == "203.0.113.7"
+    system, result = start(cluster)
+    assert result["containers"]["jupyter-ds"]["ip_address"] == "203.0.113.7"
+
+
+def test_status_is_ready_follows_the_deployment(cluster):
+    emu = cluster.control
+    system, _ = start(cluster)
+    (row,) = compute().status(system.identifier)
+    assert row["is_ready"] is False
+    emu.set_deployment_status(cluster.namespace, system.name)
+    (row,) = compute().status(system.identifier)
+    assert row["is_ready"] is True
+
+
+def test_status_tolerates_missing_labels_and_limits(cluster):
+    cluster.create({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "hand-made", "labels": {"executor": "tycho"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "hand-made"}},
+                 "template": {"metadata": {"labels": {"app": "hand-made"}},
+                              "spec": {"containers": [{"name": "c", "image": "busybox"}]}}},
+    })
+    system, _ = start(cluster)
+    rows = {r["name"]: r for r in compute().status()}
+    assert system.name in rows
+    row = rows["hand-made"]
+    assert row["sid"] is None and row["app_id"] is None and row["username"] is None
+    assert row["utilization"] == {"c": None} and row["workspace_name"] == ""
+    assert row["ip_address"] is None and row["port"] is None
+    assert isinstance(row["creation_time"], str)
+
+
+def test_status_with_a_value_that_is_no_label_matches_nothing(cluster):
+    assert compute().status(username="jdoe@example.org") == []
+    assert compute().status("not a guid") == []
+
+
+# ------------------------------------------------------------------ delete and modify
+
+
+def test_delete_is_idempotent_and_removes_network_policies(cluster):
+    system, _ = start(cluster, clients=["192.168.0.0/16"])
+    assert {o["kind"] for o in cluster.objects(system.identifier)} == {"Deployment", "Service", "NetworkPolicy"}
+    c = compute()
+    assert c.delete(system.identifier) == {}
+    assert cluster.objects(system.identifier) == []
+    assert c.delete(system.identifier) == {}
+    assert c.delete("0123456789abcdef0123456789abcdef") == {}
+
+
+def test_delete_leaves_other_systems_alone(cluster):
+    first, _ = start(cluster)
+    second, _ = start(cluster, username="bob")
+    compute().delete(first.identifier)
+    assert cluster.objects(first.identifier) == []
+    assert {o["kind"] for o in cluster.objects(second.identifier)} == {"Deployment", "Service"}
+
+
+def test_modify_unknown_guid(cluster):
+    modify = Tycho().parse_modify({"tycho-guid": "0123456789abcdef0123456789abcdef", "labels": {"a": "b"}})
+    with pytest.raises(ModifyException, match="no system with GUID 0123456789abcdef0123456789abcdef"):
+        compute().modify(modify)
+
+
+@pytest.mark.parametrize("request_body, named", [
+    ({"cpu": "lots"}, "lots"),
+    ({"memory": "1 G"}, "1 G"),
+    ({"labels": {"ok": "a b"}}, "a b"),
+    ({"labels": {"bad key!": "v"}}, "bad key!"),
+])
+def test_modify_checks_values_before_sending_anything(cluster, request_body, named):
+    system, _ = start(cluster)
+    (before,) = cluster.of_kind(system.identifier, "Deployment")
+    modify = Tycho().parse_modify({"tycho-guid": system.identifier, **request_body})
+    with pytest.raises(ModifyException) as info:
+        compute().modify(modify)
+    assert named in str(info.value)
+    (after,) = cluster.of_kind(system.identifier, "Deployment")
+    assert after["spec"] == before["spec"]
+
+
+def test_modify_without_changes_patches_nothing(cluster):
+    system, _ = start(cluster)
+    modify = Tycho().parse_modify({"tycho-guid": system.identifier})
+    assert compute().modify(modify) == {"patches": [{}]}
+
+
+# ------------------------------------------------------------------ round trips on the wire
+
+
+def test_start_reads_by_name_in_three_stages(cluster):
+    emu = cluster.control
+    cluster.create({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "present-data"},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+    compute().status("warm-up")  # the client exists before we count
+    emu.clear_requests()
+    system = Tycho().parse(start_request(clients=["10.0.0.0/8"],
+                                         volumes=["pvc://present-data:/data", "pvc://absent-data:/more"]))
+    cluster.guids.append(system.identifier)
+    compute().start(system)
+    requests = [(r["method"], r["path"]) for r in emu.requests()]
+    ns = cluster.namespace
+    reads = {
+        ("GET", f"/api/v1/namespaces/{ns}/services/ambassador"),
+        ("GET", f"/api/v1/namespaces/{ns}/secrets/jupyter-ds-env"),
+        ("GET", f"/api/v1/namespaces/{ns}/persistentvolumeclaims/present-data"),
+        ("GET", f"/api/v1/namespaces/{ns}/persistentvolumeclaims/absent-data"),
+    }
+    creates_last = {
+        ("POST", f"/api/v1/namespaces/{ns}/services"),
+        ("POST", f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies"),
+    }
+    assert set(requests[:4]) == reads, requests
+    assert requests[4] == ("POST", f"/apis/apps/v1/namespaces/{ns}/deployments")
+    assert set(requests[5:]) == creates_last and len(requests) == 7, requests
+    # No namespace-wide lists of secrets or claims.
+    assert not any(m == "GET" and p.endswith(("/secrets", "/persistentvolumeclaims", "/services"))
+                   for m, p in requests)
+
+
+def test_start_takes_three_round_trips_of_latency(cluster):
+    emu = cluster.control
+    compute().status("warm-up")
+    latency = 0.5
+    emu.latency(int(latency * 1000))
+    try:
+        started = time.monotonic()
+        system, _ = start(cluster, clients=["10.0.0.0/8"])
+        elapsed = time.monotonic() - started
+    finally:
+        emu.latency(0)
+    # reads | Deployment | Service + NetworkPolicy: three stages, never four, no sleeping.
+    assert 3 * latency <= elapsed < 3.9 * latency, elapsed
+
+
+def test_start_failure_leaves_nothing_and_names_the_object(cluster):
+    emu = cluster.control
+    emu.faults(method="POST", path_regex="/services$", every=True, status=422, reason="Invalid",
+               message="Service \"x\" is invalid: spec.ports: Required value")
+    system = Tycho().parse(start_request(clients=["10.0.0.0/8"]))
+    cluster.guids.append(system.identifier)
+    with pytest.raises(StartException) as info:
+        compute().start(system)
+    message = str(info.value)
+    assert f'Service "jupyter-ds-{system.identifier}"' in message
+    assert "Invalid" in message and "spec.ports: Required value" in message
+    assert "removed" in message
+    emu.clear_faults()
+    assert cluster.objects(system.identifier) == []
+
+
+def test_second_start_of_a_running_system_fails_and_keeps_it(cluster):
+    system, _ = start(cluster)
+    before = sorted((o["kind"], o["metadata"]["uid"]) for o in cluster.objects(system.identifier))
+    with pytest.raises(StartException, match="AlreadyExists"):
+        compute().start(system)
+    after = sorted((o["kind"], o["metadata"]["uid"]) for o in cluster.objects(system.identifier))
+    assert after == before
+
+
+def test_no_configuration_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(TychoException, match="no usable Kubernetes configuration"):
+        compute().status()
+
+
+def test_tokens_are_never_logged(cluster, caplog):
+    caplog.set_level("DEBUG")
+    emu = cluster.control
+    emu.faults(method="POST", path_regex="/deployments$", status=500)
+    start(cluster)
+    text = caplog.text
+    assert "tycho.kube" in text  # the executor logs through Python logging
+    assert "secret-token-A" not in text and "kube-emulator-token" not in text
+
+
+def test_a_system_built_with_the_constructor_starts(cluster):
+    from tycho.model import System
+
+    guid = "0123456789abcdef0123456789abcde0"
+    cluster.guids.append(guid)
+    system = System(Config(), "web", {"username": "jdoe"}, "default", "", {"enabled": False, "target": None},
+                    [{"name": "web", "image": "nginx:1.27", "ports": [{"containerPort": 80}],
+                      "limits": {"cpus": "1", "memory": "1G"}}],
+                    guid, False, services={"web": {"port": 80}})
+    result = compute().start(system)
+    assert result["name"] == f"web-{guid}" and set(result["containers"]) == {"web"}
+    (deployment,) = cluster.of_kind(guid, "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "nginx:1.27" and container["resources"]["limits"]["memory"] == "1G"
+
+
+def test_namespace_rules(cluster, monkeypatch, tmp_path):
+    emu = cluster.control  # other namespaces exist only on the emulator for sure
+
+    def namespaces_of(guid):
+        return {o["metadata"]["namespace"] for o in emu.objects()
+                if (o["metadata"].get("labels") or {}).get("tycho-guid") == guid}
+
+    # No NAMESPACE: the kubeconfig context's namespace.
+    monkeypatch.delenv("NAMESPACE")
+    monkeypatch.setenv("KUBECONFIG", emu.write_kubeconfig(tmp_path / "team-a", namespace="team-a"))
+    c = compute()
+    assert c.namespace == "team-a"
+    system = Tycho().parse(start_request())
+    c.start(system)
+    assert namespaces_of(system.identifier) == {"team-a"}
+    assert [r["sid"] for r in c.status(system.identifier)] == [system.identifier]
+    # NAMESPACE wins over the kubeconfig.
+    monkeypatch.setenv("NAMESPACE", "team-b")
+    assert compute().namespace == "team-b" and compute().status(system.identifier) == []
+    # An explicit namespace wins over everything.
+    c = compute()
+    c.namespace = "team-a"
+    assert c.namespace == "team-a"
+    assert c.delete(system.identifier) == {}
+    assert namespaces_of(system.identifier) == set()
+    with pytest.raises(StartException, match="namespace"):
+        bad = compute()
+        bad.namespace = "Not_A_Namespace"
+        bad.start(Tycho().parse(start_request()))
