@@ -6,13 +6,9 @@
 //! The executor logs through the `log` crate (target `tycho.kube`); [`init`] bridges it
 //! to Python's `logging` with pyo3-log.
 
-use crate::error::{Error, ErrorKind};
-use crate::python::to_pyerr;
-use pyo3::exceptions::PyRuntimeError;
+use crate::python::{config_value, from_py, to_py};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 use serde_json::Value;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
 
 static LOG_RESET: OnceLock<pyo3_log::ResetHandle> = OnceLock::new();
@@ -43,56 +39,13 @@ pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
-/// Runs `f` without the GIL, catching panics. Python logging levels are re-read first
-/// (pyo3-log caches them), so a level set since the last call is honoured.
+/// Runs `f` without the GIL, catching panics (see `python::run`). Python logging levels
+/// are re-read first (pyo3-log caches them), so a level set since the last call is honoured.
 fn run<T: Send>(py: Python<'_>, f: impl FnOnce() -> crate::Result<T> + Send) -> PyResult<T> {
     if let Some(handle) = LOG_RESET.get() {
         handle.reset();
     }
-    match py.detach(|| catch_unwind(AssertUnwindSafe(f))) {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(to_pyerr(py, e)),
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            Err(to_pyerr(
-                py,
-                Error::new(
-                    ErrorKind::Kube,
-                    format!("internal error in the tycho executor: {what}"),
-                ),
-            ))
-        }
-    }
-}
-
-fn from_py(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Value> {
-    pythonize::depythonize::<Value>(obj)
-        .map_err(|e| to_pyerr(obj.py(), Error::input(format!("{what}: {e}"))))
-}
-
-fn to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
-    pythonize::pythonize(py, v).map_err(|e| PyRuntimeError::new_err(e.to_string()))
-}
-
-/// The tycho configuration: a dict, a `tycho.config.Config` (its `.conf`), or None
-/// (the built-in one).
-fn config_value(config: Option<&Bound<'_, PyAny>>) -> PyResult<Value> {
-    match config {
-        None => Ok(crate::config::default_config().clone()),
-        Some(c) if c.is_none() => Ok(crate::config::default_config().clone()),
-        Some(c) => {
-            let inner = if !c.is_instance_of::<PyDict>() && c.hasattr("conf")? {
-                c.getattr("conf")?
-            } else {
-                c.clone()
-            };
-            from_py(&inner, "config")
-        }
-    }
+    crate::python::run(py, f)
 }
 
 /// Starts a system (`tycho.model.System.to_dict()`); returns

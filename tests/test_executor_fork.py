@@ -2,11 +2,10 @@
 process, made again in the child. The parent starts and lists a system, forks, and the
 child lists (and starts and deletes) through the same module; both succeed."""
 
-import json
 import os
-import time
 
 import pytest
+from forking import run_in_child
 from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401 - pytest fixtures
 from test_executor import cluster_fixture, compute, start  # noqa: F401 - fixture and helpers
 from tycho.core import Tycho
@@ -17,41 +16,6 @@ pytestmark = [
                        reason="this build has no native Kubernetes executor"),
     pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
 ]
-
-
-def run_in_child(fn, timeout=60):
-    """Runs ``fn`` in a forked child; returns what it returned (JSON) or raises."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: never return into pytest
-        code = 1
-        try:
-            os.close(read_end)
-            out = json.dumps({"ok": fn()})
-            code = 0
-        except BaseException as e:  # noqa: B036 - report anything to the parent
-            out = json.dumps({"error": f"{type(e).__name__}: {e}"})
-        try:
-            os.write(write_end, out.encode())
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    deadline = time.monotonic() + timeout
-    status = None
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        time.sleep(0.05)
-    else:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-        raise AssertionError("the forked child hung (the parent's runtime or client was reused?)")
-    with os.fdopen(read_end) as f:
-        text = f.read()
-    answer = json.loads(text) if text else {"error": "no answer"}
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, answer
-    return answer["ok"]
 
 
 def test_parent_and_child_both_work(cluster):

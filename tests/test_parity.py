@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 
 import pytest
 import yaml
 from cases import CASES
-from run_oracle import SWITCHES, original_objects
-from tycho import _native
+from compile_case import compile_case
+from run_oracle import original_objects
 from tycho.exceptions import TychoException
 
-UID = "00000000-0000-4000-8000-000000000000"
 GUID = "0123456789abcdef0123456789abcdef"
 PROBE_TIMING = ("initialDelaySeconds", "periodSeconds", "failureThreshold")
 
@@ -29,21 +27,7 @@ def originals():
 
 
 def ours(case):
-    saved = {k: os.environ.pop(k) for k in list(os.environ) if k in SWITCHES}
-    os.environ.update(case.get("environ", {}))
-    try:
-        objects = _native.compile_request(
-            copy.deepcopy(case["request"]),
-            ambassador=case.get("ambassador", False),
-            identifier=GUID,
-            deployment_uid=UID,
-            missing_claims=list(case.get("missing_pvcs") or []),
-            secret_env=list((case.get("env_secret") or {}).items()),
-        )
-    finally:
-        for k in case.get("environ", {}):
-            os.environ.pop(k, None)
-        os.environ.update(saved)
+    objects = compile_case(case, identifier=GUID)
     return json.loads(json.dumps(objects).replace(GUID, "<GUID>"))
 
 

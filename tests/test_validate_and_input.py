@@ -4,36 +4,16 @@ the service, field and value; hostile values stay exactly the strings they were.
 
 from __future__ import annotations
 
-import copy
 import json
-import os
 
 import kubernetes_validate
 import pytest
 from cases import CASES
-from run_oracle import SWITCHES
+from compile_case import compile_case
 from tycho import _native
 from tycho.exceptions import TychoException
 
 VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
-
-
-def compile_case(case, **kw):
-    saved = {k: os.environ.pop(k) for k in list(os.environ) if k in SWITCHES}
-    os.environ.update(case.get("environ", {}))
-    try:
-        return _native.compile_request(
-            copy.deepcopy(case["request"]),
-            ambassador=case.get("ambassador", False),
-            deployment_uid="00000000-0000-4000-8000-000000000000",
-            missing_claims=list(case.get("missing_pvcs") or []),
-            secret_env=list((case.get("env_secret") or {}).items()),
-            **kw,
-        )
-    finally:
-        for k in case.get("environ", {}):
-            os.environ.pop(k, None)
-        os.environ.update(saved)
 
 
 def assert_valid(objects):
