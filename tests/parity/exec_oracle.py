@@ -209,21 +209,9 @@ def request_log(emu: Emulator) -> list:
 @contextlib.contextmanager
 def case_environ(environ: dict | None, kubeconfig: str, namespace: str):
     """The case's switches (all others cleared), KUBECONFIG and NAMESPACE; restored after."""
-    saved = dict(os.environ)
-    try:
-        for var in SWITCHES:
-            os.environ.pop(var, None)
-        for k, v in (environ or {}).items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = str(v)
-        os.environ["KUBECONFIG"] = kubeconfig
-        os.environ["NAMESPACE"] = namespace
+    env = dict(environ or {}, KUBECONFIG=kubeconfig, NAMESPACE=namespace)
+    with _load_sibling("oracle")._case_environ(env):
         yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def _err(exc: BaseException) -> str:
