@@ -623,26 +623,10 @@ impl App {
     }
 
     async fn create(&self, api: &ApiPath, fwd_query: &str, body: Bytes) -> StoreResponse {
-        let mut obj: Value = match serde_json::from_slice(&body) {
-            Ok(v @ Value::Object(_)) => v,
-            Ok(_) => {
-                return status_error(
-                    StatusCode::BAD_REQUEST,
-                    "BadRequest",
-                    "the body must be a JSON object",
-                )
-            }
-            Err(e) => {
-                return status_error(
-                    StatusCode::BAD_REQUEST,
-                    "BadRequest",
-                    &format!("error decoding body: {e}"),
-                )
-            }
+        let mut obj = match decode_object(&body) {
+            Ok(v) => v,
+            Err(resp) => return resp,
         };
-        if obj.get("metadata").map_or(true, |m| !m.is_object()) {
-            obj["metadata"] = json!({});
-        }
         if let Some(ns) = &api.namespace {
             match meta_str(&obj, "namespace") {
                 Some(bns) if !bns.is_empty() && bns != ns => {
@@ -813,26 +797,10 @@ impl App {
     }
 
     async fn replace(&self, api: &ApiPath, path: &str, body: Bytes) -> StoreResponse {
-        let mut obj: Value = match serde_json::from_slice(&body) {
-            Ok(v @ Value::Object(_)) => v,
-            Ok(_) => {
-                return status_error(
-                    StatusCode::BAD_REQUEST,
-                    "BadRequest",
-                    "the body must be a JSON object",
-                )
-            }
-            Err(e) => {
-                return status_error(
-                    StatusCode::BAD_REQUEST,
-                    "BadRequest",
-                    &format!("error decoding body: {e}"),
-                )
-            }
+        let mut obj = match decode_object(&body) {
+            Ok(v) => v,
+            Err(resp) => return resp,
         };
-        if obj.get("metadata").map_or(true, |m| !m.is_object()) {
-            obj["metadata"] = json!({});
-        }
         let name = api.name.as_deref().unwrap_or("");
         match meta_str(&obj, "name") {
             Some(n) if !n.is_empty() && n != name => {
@@ -1671,4 +1639,30 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// Decodes a request body that must be a JSON object and ensures it has a `metadata` map.
+#[allow(clippy::result_large_err)]
+fn decode_object(body: &[u8]) -> Result<Value, StoreResponse> {
+    let mut obj: Value = match serde_json::from_slice(body) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => {
+            return Err(status_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "the body must be a JSON object",
+            ))
+        }
+        Err(e) => {
+            return Err(status_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!("error decoding body: {e}"),
+            ))
+        }
+    };
+    if obj.get("metadata").map_or(true, |m| !m.is_object()) {
+        obj["metadata"] = json!({});
+    }
+    Ok(obj)
 }
