@@ -76,7 +76,7 @@ def test_null_context_gather():
         )
 
     first, second, status, deleted, updated = asyncio.run(main())
-    assert isinstance(first, TychoSystem) and first.name == "ImageJ" and second.services[0].port == 8080
+    assert isinstance(first, TychoSystem) and first.name == "ImageJ Viewer" and second.services[0].port == 8080
     assert isinstance(status, TychoStatus) and len(status.services) == 5
     assert deleted is None and updated["status"] == "success"
 

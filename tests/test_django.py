@@ -136,7 +136,7 @@ def test_null_mode(offline_definitions):
         assert jupyter["name"] and jupyter["spec"].endswith("/jupyter-ds/docker-compose.yaml")
         assert jupyter["maximum_resources"] == {"cpus": 4.0, "memory": "8G", "gpus": 0, "ephemeralStorage": "2G"}
         assert jupyter["minimum_resources"]["memory"] == "1G"
-        assert client.get("/apps/imagej/").json()["name"] == "ImageJ"
+        assert client.get("/apps/imagej/").json()["name"] == "ImageJ Viewer"
         assert client.get("/apps/nope/").status_code == 404
 
         created = post_json(client, "/instances/", {"app_id": "imagej", "cpus": 1, "memory": "2G"}, **USER)

@@ -815,8 +815,16 @@ def test_principal_repr_hides_tokens():
     assert "AAA" not in repr(principal) and "RRR" not in repr(principal)
 
 
-@pytest.mark.parametrize("product", ["common", "braini", "bdc", "heal", "scidas", "restartr", "argus", "tracs",
-                                     "eduhelx", "testing"])
+def _packaged_products():
+    """Every context of the packaged registry that offers apps (not the mixin-only ones)."""
+    import yaml
+
+    with open(os.path.join(os.path.dirname(tycho.context.__file__), "conf", "app-registry.yaml")) as f:
+        contexts = yaml.safe_load(f)["contexts"]
+    return [name for name in contexts if name not in ("sys", "sys-additions")]
+
+
+@pytest.mark.parametrize("product", _packaged_products())
 def test_packaged_registry_products(product):
     context = TychoContext(product=product)
     assert context.apps
@@ -827,17 +835,32 @@ def test_packaged_registry_products(product):
 
 
 def test_packaged_registry_semantics():
-    braini = TychoContext(product="braini")
-    assert set(braini.apps) >= {"jupyter-ds", "filebrowser", "imagej", "napari", "cloud-top"}
-    assert braini.apps["imagej"]["ext"] == {"kube": {"readinessProbe": "none"}}  # mixin overrides defaults
+    # The original's facts (tests/test_registry_parity.py compares every context in full).
+    braini = TychoContext(product="braini")  # extends common and blackbalsam (which extends common)
+    assert list(braini.apps) == ["jupyter-ds", "filebrowser", "webtop-octave", "blackbalsam", "imagej", "napari",
+                                 "cloud-top", "scout"]
+    assert braini.apps["imagej"]["ext"] == {"kube": {"readinessProbe": "none"}}  # sys mixin overrides defaults
+    assert braini.apps["jupyter-ds"]["ext"]["kube"]["livenessProbe"] == {"cmd": ["pgrep", "jupyter"], "delay": 5,
+                                                                       "period": 5}
     assert braini.apps["jupyter-ds"]["securityContext"] == {"fsGroup": 0}
-    heal = TychoContext(product="heal")  # heal -> bdc -> common
-    assert {"webtop", "rstudio-server", "jupyter-ds"} <= set(heal.apps)
-    assert "securityContext" not in heal.apps["webtop"]  # bdc's per-app entry applies to bdc only
+    assert braini.apps["blackbalsam"]["securityContext"] == {"fsGroup": 0}
+    assert braini.apps["blackbalsam"]["serviceAccount"] == "spark"
+    root = {"fsGroup": 0, "runAsUser": 0, "runAsGroup": 0}
+    assert TychoContext(product="bdc").apps["webtop-octave"]["securityContext"] == root
+    heal = TychoContext(product="heal")  # heal -> common
+    assert list(heal.apps) == ["jupyter-ds", "filebrowser", "webtop-octave"]
+    assert "securityContext" not in heal.apps["webtop-octave"]  # bdc's per-app entry applies to bdc only
     assert TychoContext(product="restartr").apps["sas-studio"]["conn_string"] == "SASStudio"
+    assert TychoContext(product="scidas").apps["nextflow"]["env"] == {"PVC_NAME": "$STDNFS"}
     testing = TychoContext(product="testing")
     assert testing.apps["nginx"]["proxy-rewrite"] == {"enabled": True, "target": "/"}
-    assert set(TychoContext(product="tracs").apps) == {"rstudio-server"}
+    assert list(TychoContext(product="tracs").apps) == ["atlas", "rstudio-server"]
+    sandbox = TychoContext(product="eduhelx-sandbox")
+    assert list(sandbox.apps) == ["jupyter-education", "rstudio-server", "webtop"]
+    assert sandbox.apps["rstudio-server"]["securityContext"] == root
+    for brand, base in [("eduhelx-student", "eduhelx"), ("eduhelx-professor", "eduhelx"),
+                        ("eduhelx-dev-student", "eduhelx-dev"), ("eduhelx-dev-professor", "eduhelx-dev")]:
+        assert TychoContext(product=brand).apps == TychoContext(product=base).apps, brand
     with pytest.raises(ContextException, match="undefined product"):
         TychoContext(product="no-such-product")
 
@@ -860,7 +883,7 @@ def test_null_context_and_factory(monkeypatch):
                    null.start(Principal("u"), "imagej", RESOURCES, "h"),
                    null.start(Principal("u"), "imagej", RESOURCES, "h", {"A": "1"})):
         assert isinstance(system, TychoSystem)
-        assert system.name == "ImageJ" and system.services[0].port == 8080 and system.services[0].ip_address == "x.y.z"
+        assert system.name == "ImageJ Viewer" and system.services[0].port == 8080 and system.services[0].ip_address == "x.y.z"
     with pytest.raises(ContextException):
         ContextFactory().get(product="common", context_type="bogus")
 
