@@ -176,7 +176,10 @@ mod tests {
     #[test]
     fn packaged_registry_compiles_every_product() {
         let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/tycho/conf");
-        for product in ["common", "braini", "heal", "eduhelx", "testing"] {
+        let common = Registry::packaged(&conf, "common").unwrap();
+        let products: Vec<String> = model::contexts(&common.registry).keys().cloned().collect();
+        assert!(products.len() >= 13, "{products:?}");
+        for product in &products {
             let registry = Registry::packaged(&conf, product).unwrap();
             assert!(!registry.apps.is_empty(), "{product}");
             for (id, app) in &registry.apps {
@@ -188,6 +191,19 @@ mod tests {
             }
         }
         let braini = Registry::packaged(&conf, "braini").unwrap();
+        assert_eq!(
+            braini.apps.keys().collect::<Vec<_>>(),
+            [
+                "jupyter-ds",
+                "filebrowser",
+                "webtop-octave",
+                "blackbalsam",
+                "imagej",
+                "napari",
+                "cloud-top",
+                "scout"
+            ]
+        );
         assert!(braini.app("nope").is_err());
         assert_eq!(Source::Url("http://x/y".into()).config_url(), "http://x/y/");
     }
