@@ -20,7 +20,6 @@ the original's contexts they stand for.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile

@@ -127,9 +127,8 @@ def in_child(product: str, settings_base: str, out_path: str) -> None:
 def main() -> None:
     job = json.loads(sys.stdin.read())
     if job["mode"] == "contexts":
-        import yaml
-
         import tycho
+        import yaml
 
         path = os.path.join(os.path.dirname(tycho.__file__), "conf", "app-registry.yaml")
         with open(path) as stream:
