@@ -154,6 +154,13 @@ def test_our_registry_is_the_originals_plus_additions(resolved):
     for name, context in theirs_contexts.items():
         assert ours_contexts[name] == context, name
     assert mine["app_defaults"] == theirs["app_defaults"]
+    # Our files read by PyYAML (as the original or any other tool would) give the same data.
+    import tycho
+    import yaml
+
+    conf = Path(tycho.__file__).parent / "conf"
+    assert yaml.safe_load((conf / "app-registry.yaml").read_text()) == mine["registry"]
+    assert yaml.safe_load((conf / "app-defaults.yaml").read_text()) == mine["app_defaults"]
 
 
 @pytest.mark.parametrize("product", ORIGINAL_CONTEXTS)
