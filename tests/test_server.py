@@ -456,7 +456,9 @@ def test_deploy_manifests_validate(version):
     assert sorted(kinds) == ["Deployment", "Role", "RoleBinding", "Service", "ServiceAccount"]
     role = yaml.safe_load((ROOT / "deploy" / "role.yaml").read_text())
     rules = {(g, r): set(rule["verbs"]) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
-    assert rules[("", "secrets")] == {"get"}
+    # access_token_env: secret creates the token Secret; never list/watch/update (which
+    # would read or change every Secret of the namespace).
+    assert rules[("", "secrets")] == {"get", "create", "delete", "deletecollection"}
     assert rules[("", "persistentvolumeclaims")] >= {"get", "deletecollection"}
     assert all("*" not in verbs for verbs in rules.values()) and ("", "*") not in rules
     deployment = yaml.safe_load((ROOT / "deploy" / "deployment.yaml").read_text())
