@@ -237,6 +237,31 @@ pub fn compile_system(
     })
 }
 
+/// Adds `container_env` (see [`crate::token_env`]) to a template context that holds a
+/// `system` model but no `container_env`, so pod.yaml rendered through
+/// `tycho.model.System.render` gets the env the executor creates. A `system` that is not
+/// a tycho system model is left alone.
+pub fn add_container_env(config: &Value, context: &mut Value) -> Result<()> {
+    let Some(map) = context.as_object_mut() else {
+        return Ok(());
+    };
+    if map.contains_key("container_env") {
+        return Ok(());
+    }
+    let Some(system) = map
+        .get("system")
+        .and_then(|s| crate::kube::system_from_value(s).ok())
+    else {
+        return Ok(());
+    };
+    let mode = crate::config::access_token_env(config)?;
+    map.insert(
+        "container_env".into(),
+        serde_json::to_value(crate::token_env::container_env(&system, mode)).unwrap_or_default(),
+    );
+    Ok(())
+}
+
 /// Compiles a start request into its objects.
 pub fn compile(config: &Value, request: &Value, options: &CompileOptions) -> Result<Compiled> {
     let mut system = parse_system(config, request, options.identifier.clone())?;

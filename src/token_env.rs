@@ -161,7 +161,6 @@ pub fn secret_object(
     let mut metadata = json!({
         "name": name,
         "labels": {
-            "name": name,
             "username": system.username,
             "executor": "tycho",
             "tycho-app": system.name,

@@ -84,6 +84,7 @@ def registry_url(tmp_path):
     root = tmp_path / "served"
     (root / "registry" / "apps" / "jupyter-ds").mkdir(parents=True)
     (root / "registry" / "app-registry.yaml").write_text(REGISTRY)
+    (root / "registry" / "app-defaults.yaml").write_text("{}\n")
     (root / "registry" / "apps" / "jupyter-ds" / "docker-compose.yaml").write_text(SPEC)
     (root / "registry" / "apps" / "jupyter-ds" / ".env").write_text("NB_UMASK=002\n")
 
@@ -155,7 +156,7 @@ def test_appstore_call_path_delivers_the_token_by_secret_reference(cluster, regi
     # appstore's order: settings, GUID, USER_NAME, USER, ACCESS_TOKEN, extra_container_env,
     # NB_PREFIX, FB_BASEURL, HOST, then the principal's scalar fields (refresh_token None: left out).
     env_names = names(container)
-    assert env_names[0] == "FROM_COMPOSE" and "NB_UMASK" in env_names and "hub" in env_names
+    assert env_names[0] == "FROM_COMPOSE" and "NB_UMASK" in env_names
     tail = env_names[env_names.index("GUID"):]
     assert tail == ["GUID", "USER_NAME", "USER", "ACCESS_TOKEN", "GRADER_API_URL", "NB_PREFIX", "FB_BASEURL",
                     "HOST", "username", "access_token", "host"]
@@ -296,3 +297,38 @@ def test_render_redacts_the_secret_unless_asked(tmp_path):
 
     for item in items + [secret]:
         kubernetes_validate.validate(item, "1.30.0", strict=True)
+
+
+def test_hand_built_system_gets_the_same_env_as_a_parsed_one(cluster):
+    """tycho.model.System built in Python goes through the same Rust rule (src/token_env.rs)
+    as a parsed one: same Secret, same env order."""
+    from tycho.config import Config
+    from tycho.model import System
+
+    principal = {"username": "jdoe", "access_token": SESSION_ID, "refresh_token": None, "host": HOST,
+                 "extra_container_env": {"GRADER_API_URL": GRADER}}
+    guid = "0123456789abcdef0123456789abcde1"
+    cluster.guids.append(guid)
+    built = System(Config(), "web", dict(principal), "default", "", {"enabled": False, "target": None},
+                   [{"name": "web", "image": "nginx:1.27", "ports": [{"containerPort": 80}]}],
+                   guid, False, services={"web": {"port": 80}})
+    compute().start(built)
+    parsed = Tycho().parse({"name": "web", "principal": json.dumps(principal), "serviceaccount": "default",
+                            "env": None, "services": {"web": {"port": 80}},
+                            "system": {"services": {"web": {"image": "nginx:1.27", "ports": ["80"]}}}})
+    cluster.guids.append(parsed.identifier)
+    compute().start(parsed)
+    envs = []
+    for g in (guid, parsed.identifier):
+        (deployment,) = cluster.of_kind(g, "Deployment")
+        (secret,) = cluster.of_kind(g, "Secret")
+        assert secret["data"] == {"access_token": b64(SESSION_ID)}
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = json.loads(json.dumps(container["env"]).replace(g, "<GUID>"))
+        # from GUID on; HOST moves with the settings env (1.17.3's rule), which only the
+        # parsed system has
+        env = [e for e in env[names({"env": env}).index("GUID"):] if e["name"] != "HOST"]
+        envs.append(env)
+    assert envs[0] == envs[1]
+    assert names({"env": envs[0]}) == ["GUID", "USER_NAME", "USER", "ACCESS_TOKEN", "GRADER_API_URL",
+                                       "NB_PREFIX", "FB_BASEURL", "username", "access_token", "host"]
