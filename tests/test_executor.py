@@ -481,13 +481,14 @@ def test_start_reads_by_name_in_three_stages(cluster):
         ("GET", f"/api/v1/namespaces/{ns}/persistentvolumeclaims/present-data"),
         ("GET", f"/api/v1/namespaces/{ns}/persistentvolumeclaims/absent-data"),
     }
-    creates_last = {
+    creates_last = {  # stage 3: the token Secret is created with the Services
         ("POST", f"/api/v1/namespaces/{ns}/services"),
         ("POST", f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies"),
+        ("POST", f"/api/v1/namespaces/{ns}/secrets"),
     }
     assert set(requests[:4]) == reads, requests
     assert requests[4] == ("POST", f"/apis/apps/v1/namespaces/{ns}/deployments")
-    assert set(requests[5:]) == creates_last and len(requests) == 7, requests
+    assert set(requests[5:]) == creates_last and len(requests) == 8, requests
     # No namespace-wide lists of secrets or claims.
     assert not any(m == "GET" and p.endswith(("/secrets", "/persistentvolumeclaims", "/services"))
                    for m, p in requests)

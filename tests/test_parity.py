@@ -104,7 +104,9 @@ def expected_principal_env(env, principal, deployment_name):
         inserted.append({"name": "ACCESS_TOKEN", "valueFrom": token_ref(deployment_name, "access_token")})
     extra = principal.get("extra_container_env") or {}
     inserted.extend({"name": k, "value": "" if v is None else str(v)} for k, v in extra.items())
-    at = [e.get("name") for e in head].index("USER") + 1
+    head_names = [e.get("name") for e in head]
+    # after the GUID, USER_NAME, USER run that tycho writes (settings may name USER too)
+    at = max(i for i in range(len(head_names) - 2) if head_names[i:i + 3] == ["GUID", "USER_NAME", "USER"]) + 3
     return head[:at] + inserted + head[at:] + out_tail
 
 
@@ -232,7 +234,8 @@ def pop_token_secret(mine, principal, owner_uid=None):
         (owner,) = secret["metadata"]["ownerReferences"]
         assert owner["kind"] == "Deployment" and owner["name"] == name and owner["uid"] == owner_uid
     for token in tokens.values():
-        assert token not in json.dumps(rest), "a token outside the Secret"
+        if len(token) >= 8:  # short test values ("true") occur in objects anyway
+            assert token not in json.dumps(rest), "a token outside the Secret"
     return rest
 
 
