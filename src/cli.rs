@@ -1,7 +1,8 @@
 //! The `tycho` command line:
 //!
 //! - `tycho render` compiles a compose file offline and prints the objects for
-//!   `kubectl apply -f -`;
+//!   `kubectl apply -f -` (the token Secret's values as `<redacted>` unless
+//!   `--show-secrets`);
 //! - `tycho up`, `status`, `down`, `modify` run systems on the cluster through the
 //!   executor (`crate::kube`), with the original client's arguments and tables;
 //!   `up --wait` follows the Deployment until it is available ([`crate::cli_wait`]);
@@ -165,6 +166,10 @@ struct RenderArgs {
     /// Use this GUID (32 hex digits) instead of a fresh one.
     #[arg(long)]
     guid: Option<String>,
+    /// Print the token Secret's values (default: `<redacted>`). The token comes from
+    /// TYCHO_ACCESS_TOKEN.
+    #[arg(long = "show-secrets")]
+    show_secrets: bool,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
     output: Format,
@@ -239,7 +244,9 @@ fn default_name(file: &Path) -> String {
 
 /// The start request `tycho up` and `tycho render` send for a compose file: settings
 /// from `env_file` (default: `.env` beside the compose file, if any), name from `name`
-/// (default: the compose file's directory), principal `{"username": username}`.
+/// (default: the compose file's directory), principal `{"username": username}` plus
+/// `access_token` from the `TYCHO_ACCESS_TOKEN` environment variable when it is set
+/// (never a command-line argument: those are visible to every user of the machine).
 fn compose_request(
     file: &Path,
     env_file: Option<&Path>,
@@ -267,9 +274,16 @@ fn compose_request(
         .map(str::to_string)
         .unwrap_or_else(|| default_name(file))
         .replace(std::path::MAIN_SEPARATOR, "-");
+    let mut principal = json!({"username": username});
+    if let Some(token) = std::env::var("TYCHO_ACCESS_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+    {
+        principal["access_token"] = Value::String(token);
+    }
     Ok(json!({
         "name": name,
-        "principal": json!({"username": username}).to_string(),
+        "principal": principal.to_string(),
         "serviceaccount": "default",
         "env": settings,
         "services": services_from_compose(&system),
@@ -290,7 +304,14 @@ fn render(args: &RenderArgs) -> Result<String> {
         ..Default::default()
     };
     let compiled = compile(crate::config::default_config(), &request, &options)?;
-    let objects = compiled.objects();
+    let mut objects = compiled.objects();
+    if !args.show_secrets {
+        for object in &mut objects {
+            if object.get("kind").and_then(Value::as_str) == Some("Secret") {
+                *object = crate::token_env::redacted(object);
+            }
+        }
+    }
     Ok(match args.output {
         Format::Yaml => crate::yaml::dump_all(&objects),
         Format::Json => {

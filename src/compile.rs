@@ -1,5 +1,6 @@
 //! Compilation: a start request → the Kubernetes objects of the system (Deployment,
-//! NetworkPolicy, Services), the same objects the executor creates, with no cluster.
+//! NetworkPolicy, Services, and the token Secret of [`crate::token_env`]), the same
+//! objects the executor creates, with no cluster.
 
 use crate::error::{Error, Result};
 use crate::model::{self, StartRequest, System};
@@ -66,6 +67,9 @@ pub struct Compiled {
     pub network_policy: Option<Value>,
     /// One Service per container that has a `services` entry, in container order.
     pub services: Vec<(String, Value)>,
+    /// The Secret holding the principal's tokens (`access_token_env: secret` and a
+    /// principal with a token); owned by the Deployment when its uid is known.
+    pub secret: Option<Value>,
 }
 
 impl Compiled {
@@ -74,6 +78,7 @@ impl Compiled {
         let mut out = vec![self.deployment.clone()];
         out.extend(self.network_policy.clone());
         out.extend(self.services.iter().map(|s| s.1.clone()));
+        out.extend(self.secret.clone());
         out
     }
 }
@@ -175,7 +180,14 @@ pub fn compile_system(
     system.resolve_system_port();
     let empty = Map::new();
     let sys_value = MjValue::from(minijinja::value::Serde(&system));
-    let mut pods = render_with(config, &sys_value, "pod.yaml", &empty)?;
+    let token_mode = crate::config::access_token_env(config)?;
+    let mut pod_context = Map::new();
+    pod_context.insert(
+        "container_env".into(),
+        serde_json::to_value(crate::token_env::container_env(&system, token_mode))
+            .unwrap_or_default(),
+    );
+    let mut pods = render_with(config, &sys_value, "pod.yaml", &pod_context)?;
     if pods.len() != 1 {
         return Err(Error::template(format!(
             "pod.yaml must render exactly one document, got {}",
@@ -215,12 +227,39 @@ pub fn compile_system(
             services.push((container.name.clone(), doc));
         }
     }
+    let secret = crate::token_env::secret_object(&system, token_mode, deployment_uid);
     Ok(Compiled {
         system,
         deployment,
         network_policy,
         services,
+        secret,
     })
+}
+
+/// Adds `container_env` (see [`crate::token_env`]) to a template context that holds a
+/// `system` model but no `container_env`, so pod.yaml rendered through
+/// `tycho.model.System.render` gets the env the executor creates. A `system` that is not
+/// a tycho system model is left alone.
+pub fn add_container_env(config: &Value, context: &mut Value) -> Result<()> {
+    let Some(map) = context.as_object_mut() else {
+        return Ok(());
+    };
+    if map.contains_key("container_env") {
+        return Ok(());
+    }
+    let Some(system) = map
+        .get("system")
+        .and_then(|s| crate::kube::system_from_value(s).ok())
+    else {
+        return Ok(());
+    };
+    let mode = crate::config::access_token_env(config)?;
+    map.insert(
+        "container_env".into(),
+        serde_json::to_value(crate::token_env::container_env(&system, mode)).unwrap_or_default(),
+    );
+    Ok(())
 }
 
 /// Compiles a start request into its objects.

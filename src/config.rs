@@ -36,3 +36,63 @@ pub fn template_paths(config: &Value) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// How a principal's access token reaches the containers
+/// (`tycho.compute.system.access_token_env`, overridden by `TYCHO_ACCESS_TOKEN_ENV`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessTokenEnv {
+    /// `ACCESS_TOKEN` (and the principal's token fields) read from a per-system Secret
+    /// with `valueFrom.secretKeyRef` (the default).
+    Secret,
+    /// The token written into the pod spec as a literal value (appstore's vendored copy).
+    Literal,
+    /// No token in the containers at all.
+    Off,
+}
+
+impl AccessTokenEnv {
+    /// The setting's spelling in conf/tycho.yaml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessTokenEnv::Secret => "secret",
+            AccessTokenEnv::Literal => "literal",
+            AccessTokenEnv::Off => "off",
+        }
+    }
+}
+
+/// Name of the `access_token_env` setting, as error messages cite it.
+pub const ACCESS_TOKEN_ENV_SETTING: &str = "tycho.compute.system.access_token_env";
+
+/// Reads `tycho.compute.system.access_token_env` (`secret`, `literal` or `off`; default
+/// `secret`); a non-empty `TYCHO_ACCESS_TOKEN_ENV` environment variable takes precedence.
+pub fn access_token_env(config: &Value) -> Result<AccessTokenEnv> {
+    let from_env = std::env::var("TYCHO_ACCESS_TOKEN_ENV")
+        .ok()
+        .filter(|s| !s.trim().is_empty());
+    let (raw, source) = match from_env {
+        Some(v) => (Value::String(v), "TYCHO_ACCESS_TOKEN_ENV"),
+        None => match lookup(config, &["tycho", "compute", "system", "access_token_env"]) {
+            None | Some(Value::Null) => return Ok(AccessTokenEnv::Secret),
+            Some(v) => (v.clone(), ACCESS_TOKEN_ENV_SETTING),
+        },
+    };
+    // YAML 1.1 reads a bare `off` as false.
+    match &raw {
+        Value::Bool(false) => return Ok(AccessTokenEnv::Off),
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "secret" => return Ok(AccessTokenEnv::Secret),
+            "literal" => return Ok(AccessTokenEnv::Literal),
+            "off" => return Ok(AccessTokenEnv::Off),
+            _ => {}
+        },
+        _ => {}
+    }
+    let mut shown = crate::pyfmt::py_str(&raw);
+    if shown.chars().count() > 200 {
+        shown = shown.chars().take(200).collect::<String>() + "...";
+    }
+    Err(Error::config(format!(
+        "{source} must be one of secret, literal, off (got {shown:?})"
+    )))
+}

@@ -16,6 +16,7 @@ pub mod pyfmt;
 pub mod registry;
 pub mod render;
 pub mod server;
+pub mod token_env;
 pub mod yaml;
 
 #[cfg(feature = "python")]

@@ -140,9 +140,10 @@ fn render_template<'py>(
     context: &Bound<'py, PyAny>,
     config: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let context = from_py(context, "context")?;
+    let mut context = from_py(context, "context")?;
     let config = config_value(config)?;
     let docs = run(py, || {
+        compile::add_container_env(&config, &mut context)?;
         let paths = crate::config::template_paths(&config);
         crate::render::render(
             &paths,

@@ -41,7 +41,7 @@ COLLECTIONS = {
     "PersistentVolumeClaim": "/api/v1/namespaces/{ns}/persistentvolumeclaims",
     "NetworkPolicy": "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies",
 }
-KUBECTL_KINDS = "deployments,replicasets,pods,services,networkpolicies,persistentvolumeclaims"
+KUBECTL_KINDS = "deployments,replicasets,pods,services,networkpolicies,persistentvolumeclaims,secrets"
 
 
 class Cluster:
@@ -227,6 +227,18 @@ def test_round_trip_through_kubernetes_compute(cluster):
     assert policy["spec"]["podSelector"]["matchLabels"] == {"tycho-guid": guid}
     assert policy["spec"]["ingress"][0]["from"] == [{"ipBlock": {"cidr": "10.0.0.0/8"}}]
 
+    # The principal's access token: a Secret owned by the Deployment, read by reference.
+    (secret,) = cluster.of_kind(guid, "Secret")
+    assert secret["metadata"]["name"] == f"jupyter-ds-{guid}-tokens"
+    assert base64.b64decode(secret["data"]["access_token"]) == b"secret-token-A"
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == deployment["metadata"]["uid"]
+    for container in containers.values():
+        (token,) = [e for e in container["env"] if e["name"] == "ACCESS_TOKEN"]
+        assert token == {"name": "ACCESS_TOKEN",
+                         "valueFrom": {"secretKeyRef": {"name": secret["metadata"]["name"], "key": "access_token"}}}
+    assert "secret-token-A" not in json.dumps(deployment)
+    secret_version = secret["metadata"]["resourceVersion"]
+
     c = compute()
     (row,) = c.status(guid)
     assert set(row) == {"name", "app_id", "sid", "ip_address", "port", "creation_time", "username",
@@ -256,6 +268,9 @@ def test_round_trip_through_kubernetes_compute(cluster):
         assert container["resources"]["limits"]["cpu"] == "2"
         assert container["resources"]["requests"]["memory"] == "2G"
     assert deployment["spec"]["selector"]["matchLabels"] == {"tycho-guid": guid, "username": "jdoe"}
+    # status and modify leave the token Secret alone
+    (secret,) = cluster.of_kind(guid, "Secret")
+    assert secret["metadata"]["resourceVersion"] == secret_version
 
     assert c.delete(guid) == {}
     assert cluster.objects(guid) == []
@@ -399,7 +414,8 @@ def test_status_with_a_value_that_is_no_label_matches_nothing(cluster):
 
 def test_delete_is_idempotent_and_removes_network_policies(cluster):
     system, _ = start(cluster, clients=["192.168.0.0/16"])
-    assert {o["kind"] for o in cluster.objects(system.identifier)} == {"Deployment", "Service", "NetworkPolicy"}
+    assert {o["kind"] for o in cluster.objects(system.identifier)} == {"Deployment", "Service", "NetworkPolicy",
+                                                                      "Secret"}
     c = compute()
     assert c.delete(system.identifier) == {}
     assert cluster.objects(system.identifier) == []
@@ -412,7 +428,7 @@ def test_delete_leaves_other_systems_alone(cluster):
     second, _ = start(cluster, username="bob")
     compute().delete(first.identifier)
     assert cluster.objects(first.identifier) == []
-    assert {o["kind"] for o in cluster.objects(second.identifier)} == {"Deployment", "Service"}
+    assert {o["kind"] for o in cluster.objects(second.identifier)} == {"Deployment", "Service", "Secret"}
 
 
 def test_modify_unknown_guid(cluster):
@@ -465,13 +481,14 @@ def test_start_reads_by_name_in_three_stages(cluster):
         ("GET", f"/api/v1/namespaces/{ns}/persistentvolumeclaims/present-data"),
         ("GET", f"/api/v1/namespaces/{ns}/persistentvolumeclaims/absent-data"),
     }
-    creates_last = {
+    creates_last = {  # stage 3: the token Secret is created with the Services
         ("POST", f"/api/v1/namespaces/{ns}/services"),
         ("POST", f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies"),
+        ("POST", f"/api/v1/namespaces/{ns}/secrets"),
     }
     assert set(requests[:4]) == reads, requests
     assert requests[4] == ("POST", f"/apis/apps/v1/namespaces/{ns}/deployments")
-    assert set(requests[5:]) == creates_last and len(requests) == 7, requests
+    assert set(requests[5:]) == creates_last and len(requests) == 8, requests
     # No namespace-wide lists of secrets or claims.
     assert not any(m == "GET" and p.endswith(("/secrets", "/persistentvolumeclaims", "/services"))
                    for m, p in requests)

@@ -35,6 +35,12 @@ COMPATIBILITY.md row). Differences that are deliberate are asserted, not hidden:
   127.0.0.1 under DEV_PHASE=test and never reads the ingress;
 * start reads by name (the ambassador Service, the ``<app>-env`` Secret, each claim); the
   original lists every PVC and every Secret of the namespace;
+* the principal's access token (row 'ACCESS_TOKEN by Secret'): ours stores it in the
+  system's token Secret (owned by the Deployment, deleted with the system) and the
+  containers read ACCESS_TOKEN and the principal's token fields from it; the original has
+  no Secret and no ACCESS_TOKEN and writes the tokens literally; the container env
+  follows test_parity.expected_principal_env (rows 'extra_container_env' and
+  'principal env: scalars only');
 * the rows of COMPATIBILITY.md that show in a store: NetworkPolicy template, probe timing
   (the original's timing fields land on the container, where the API server drops them),
   memory None, env values with =, start all-or-nothing.
@@ -59,7 +65,7 @@ import pytest
 import tycho._native
 from cases import CASES
 from kube_emulator import Emulator
-from test_parity import PROBE_TIMING, assert_same, normalise, prune
+from test_parity import PROBE_TIMING, assert_same, normalise, pop_token_secret, principal_of, prune
 
 pytestmark = pytest.mark.skipif(
     not hasattr(tycho._native, "kube_start"),
@@ -167,24 +173,30 @@ def _pod_spec(obj):
     return ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
 
 
-def _view(obj, side):
-    """One stored object as test_parity.normalise sees a rendered one."""
+def _view(obj, side, principal=None):
+    """One stored object as test_parity.normalise sees a rendered one (``principal``: the
+    request's, for the original's env; see test_parity.expected_principal_env)."""
     obj = copy.deepcopy(obj)
     kind = obj["kind"]
     if side == "ours" and kind in ("Deployment", "ReplicaSet", "Pod"):
         _drop_probe_timing(_pod_spec(obj).get("containers") or [])
     if kind in ("Deployment", "Service"):
-        return normalise(obj, side)
+        return normalise(obj, side, principal)
     if kind == "ReplicaSet":  # the Deployment's pod template, copied by the emulator
         obj["kind"] = "Deployment"
-        obj = normalise(obj, side)
+        name = obj["metadata"].get("name", "")
+        # the token Secret is named after the Deployment (the ReplicaSet adds a suffix)
+        obj["metadata"]["name"] = name.rsplit("-<rs>", 1)[0]
+        obj = normalise(obj, side, principal)
+        obj["metadata"]["name"] = name
         obj["kind"] = "ReplicaSet"
         obj["metadata"].get("labels", {}).pop("tycho-app-id", None)  # Row 'tycho-app-id label'.
         return obj
     if kind == "Pod":
-        as_template = {"kind": "Deployment", "metadata": {},
+        deployment_name = obj["metadata"].get("name", "").rsplit("-<rs>", 1)[0]
+        as_template = {"kind": "Deployment", "metadata": {"name": deployment_name},
                        "spec": {"template": {"metadata": copy.deepcopy(obj["metadata"]), "spec": obj.get("spec")}}}
-        as_template = normalise(as_template, side)["spec"]["template"]
+        as_template = normalise(as_template, side, principal)["spec"]["template"]
         meta = dict(as_template.get("metadata", {}), name=obj["metadata"]["name"])
         for key in ("namespace", "ownerReferences"):
             if key in obj["metadata"]:
@@ -194,12 +206,29 @@ def _view(obj, side):
     return prune(obj)
 
 
-def store_view(objs, side):
+def store_view(objs, side, principal=None):
     """{(kind, name): normalised object} of a store dump."""
     out = {}
     for obj in _generated_names(objs):
-        out[(obj["kind"], obj["metadata"]["name"])] = _view(obj, side)
+        out[(obj["kind"], obj["metadata"]["name"])] = _view(obj, side, principal)
     return out
+
+
+def without_token_secret(objs, case):
+    """Row 'ACCESS_TOKEN by Secret': ours stores the system's token Secret, checked by
+    test_parity.pop_token_secret (data, name, label, no token elsewhere) and taken out
+    of the comparison."""
+    objs = _generated_names(objs)
+
+    def ours(o):
+        return (o["metadata"].get("labels") or {}).get("tycho-guid") == GUID
+
+    system = [o for o in objs if ours(o)]
+    if any(o["kind"] == "Deployment" for o in system):
+        system = pop_token_secret(system, principal_of(case))
+    else:
+        assert [o for o in system if o["kind"] == "Secret"] == []
+    return [o for o in objs if not ours(o)] + system
 
 
 def assert_same_store(orig, mine, where):
@@ -239,7 +268,9 @@ def test_same_store(case, stage, transcripts):
     orig, mine = transcripts[case["name"]]
     assert "error" not in orig, f"the original failed at {orig.get('stage')}: {orig.get('error')}"
     assert "error" not in mine, f"ours failed at {mine.get('stage')}: {mine.get('error')}"
-    theirs, ours = store_view(orig[stage], "original"), store_view(mine[stage], "ours")
+    principal = principal_of(case)
+    theirs = store_view(orig[stage], "original", principal)
+    ours = store_view(without_token_secret(mine[stage], case), "ours")
     np_key = netpolicy_key(case)
     netpolicy = case.get("netpolicy", "missing") if has_clients(case) else None
     if stage == "objects_after_delete":
@@ -368,8 +399,9 @@ def test_delete(case, transcripts):
     common = {("DELETE", k) for k in ("deployments", "replicasets", "pods", "persistentvolumeclaims")}
     # Expected difference: ours deletes Services and NetworkPolicies itself; the original
     # deletes neither (Services go by ownerReferences garbage collection, NetworkPolicies stay).
+    # Ours also deletes the token Secret (row 'ACCESS_TOKEN by Secret'; the original has none).
     assert theirs == common
-    assert ours == common | {("DELETE", "services"), ("DELETE", "networkpolicies")}
+    assert ours == common | {("DELETE", "services"), ("DELETE", "networkpolicies"), ("DELETE", "secrets")}
     for t in (orig, mine):
         assert all(f"labelSelector=tycho-guid%3D{GUID}" in q for m, _, q in t["delete_requests"] if m == "DELETE")
 
@@ -392,6 +424,8 @@ def test_start_reads_by_name(case, transcripts):
     theirs_posts = [p.rsplit("/", 1)[-1] for m, p, q in orig["start_requests"] if m == "POST"]
     if has_clients(case) and case.get("netpolicy") != "supplied":
         theirs_posts.append("networkpolicies")  # Row 'NetworkPolicy template'.
+    if principal_of(case).get("access_token"):
+        theirs_posts.append("secrets")  # Row 'ACCESS_TOKEN by Secret': the token Secret.
     assert posts == sorted(theirs_posts)
 
 
@@ -408,7 +442,7 @@ def test_original_as_shipped_fails_on_clients_and_leaks_its_deployment(transcrip
             "labelSelector=tycho-guid%3Djupyter-ds-" + GUID] in orig["requests_until_error"]
     assert "error" not in mine
     kinds = sorted(k for k, _ in system_objects(store_view(mine["objects_after_start"], "ours")))
-    assert kinds == ["Deployment", "NetworkPolicy", "Service"]
+    assert kinds == ["Deployment", "NetworkPolicy", "Secret", "Service"]
     assert system_objects(store_view(mine["objects_after_delete"], "ours")) == {}
 
 

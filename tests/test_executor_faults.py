@@ -26,7 +26,10 @@ START_CALLS = [
     ("POST", r"/deployments$", 'Deployment "jupyter-ds-{guid}"'),
     ("POST", r"/services$", 'Service "jupyter-ds-{guid}"'),
     ("POST", r"/networkpolicies$", 'NetworkPolicy "jupyter-ds-{guid}-netpolicy"'),
+    # the token Secret (the principal has an access token; access_token_env: secret)
+    ("POST", r"/secrets$", 'Secret "jupyter-ds-{guid}-tokens"'),
 ]
+STARTED_KINDS = ["Deployment", "NetworkPolicy", "Secret", "Service"]
 FAULTS = {
     "500": {"status": 500},
     "429": {"status": 429},
@@ -58,10 +61,12 @@ def test_start_retries_a_single_failure(cluster, call, fault):
     result = compute().start(system)
     assert result["sid"] == system.identifier
     assert [f["fired"] for f in emu.list_faults()] == [1]
-    assert kinds(cluster, system.identifier) == ["Deployment", "NetworkPolicy", "Service"]
+    assert kinds(cluster, system.identifier) == STARTED_KINDS
     (deployment,) = cluster.of_kind(system.identifier, "Deployment")
     (service,) = cluster.of_kind(system.identifier, "Service")
+    (secret,) = cluster.of_kind(system.identifier, "Secret")
     assert service["metadata"]["ownerReferences"][0]["uid"] == deployment["metadata"]["uid"]
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == deployment["metadata"]["uid"]
     claims = [v["persistentVolumeClaim"]["claimName"] for v in deployment["spec"]["template"]["spec"]["volumes"]
               if "persistentVolumeClaim" in v]
     assert "present-data" in claims
@@ -110,7 +115,7 @@ def test_start_create_applied_after_the_timeout_is_recognised(cluster, monkeypat
     result = compute().start(system)
     assert result["containers"]["jupyter-ds"]["port-1"] is not None
     time.sleep(0.5)
-    assert kinds(cluster, system.identifier) == ["Deployment", "NetworkPolicy", "Service"]
+    assert kinds(cluster, system.identifier) == STARTED_KINDS
 
 
 def test_start_times_out_as_a_whole_and_cleans_up(cluster, monkeypatch):
@@ -126,10 +131,10 @@ def test_start_times_out_as_a_whole_and_cleans_up(cluster, monkeypatch):
     emu.clear_faults()
     time.sleep(3.2)  # requests the server still held may land; start removed what it could
     leftovers = cluster.objects(system.identifier)
-    # A Service create held by the server past the deadline may still be applied after
-    # the clean-up; it is owned by the deleted Deployment, so garbage collection (and
-    # tycho delete) removes it. Nothing else may remain.
-    assert all(o["kind"] == "Service" for o in leftovers), leftovers
+    # A Service (or token Secret) create held by the server past the deadline may still
+    # be applied after the clean-up; it is owned by the deleted Deployment, so garbage
+    # collection (and tycho delete) removes it. Nothing else may remain.
+    assert all(o["kind"] in ("Service", "Secret") for o in leftovers), leftovers
     compute().delete(system.identifier)
     assert cluster.objects(system.identifier) == []
 
@@ -163,7 +168,8 @@ def test_unreachable_api_server(monkeypatch, tmp_path):
 
 # ------------------------------------------------------------------ delete
 
-DELETE_COLLECTIONS = ["deployments", "replicasets", "pods", "services", "networkpolicies", "persistentvolumeclaims"]
+DELETE_COLLECTIONS = ["deployments", "replicasets", "pods", "services", "networkpolicies", "persistentvolumeclaims",
+                      "secrets"]
 
 
 @pytest.mark.parametrize("fault", ["500", "429", "drop"])
@@ -269,3 +275,14 @@ def test_modify_list_that_keeps_failing(cluster):
     emu.faults(method="GET", path_regex=r"/deployments$", every=True, status=503)
     with pytest.raises(ModifyException, match="cannot list deployments labelled tycho-guid=.*HTTP 503"):
         compute().modify(modify_request(system.identifier))
+
+
+def test_delete_without_permission_on_secrets_leaves_them_to_the_garbage_collector(cluster):
+    """A Role from before the token Secret (no deletecollection on secrets): delete still
+    succeeds; the Secret is owned by the Deployment and goes with it."""
+    emu = cluster.control
+    system, _ = start(cluster)
+    emu.faults(method="DELETE", path_regex=r"/secrets$", every=True, status=403, reason="Forbidden")
+    assert compute().delete(system.identifier) == {}
+    emu.clear_faults()
+    assert cluster.objects(system.identifier) == []

@@ -6,6 +6,7 @@ COMPATIBILITY.md are applied. Each normalisation below names its COMPATIBILITY.m
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import os
@@ -14,7 +15,7 @@ import re
 import pytest
 import yaml
 from cases import CASES
-from compile_case import compile_case
+from compile_case import UID, compile_case
 from run_oracle import original_objects
 from tycho import _native
 from tycho.exceptions import TychoException
@@ -57,7 +58,61 @@ def containers_of(obj):
     return obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []
 
 
-def normalise(obj, side):
+TOKEN_FIELDS = ("access_token", "refresh_token")
+
+
+def has_token(value):
+    return (isinstance(value, str) and value != "") or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def token_ref(deployment_name, key):
+    return {"secretKeyRef": {"name": f"{deployment_name}-tokens", "key": key}}
+
+
+def expected_principal_env(env, principal, deployment_name):
+    """1.17.3's container env turned into ours by the deliberate differences, each
+    asserted on the way (the result is then compared exactly with ours):
+
+    * Row 'ACCESS_TOKEN by Secret': 1.17.3 sets no ACCESS_TOKEN; ours sets it right
+      after USER from the system's token Secret; the principal's own token fields
+      (literal in 1.17.3) read the Secret too.
+    * Row 'extra_container_env': its entries follow ACCESS_TOKEN (1.17.3 wrote one
+      variable holding a mapping, at the end).
+    * Row 'principal env: scalars only': principal fields that are None, a list or a
+      mapping are left out (1.17.3 wrote e.g. refresh_token "None").
+    """
+    n = len(principal)
+    head, tail = env[:len(env) - n], env[len(env) - n:]
+    # 1.17.3 writes the principal's fields last, in order.
+    assert [e.get("name") for e in tail] == list(principal), (tail, list(principal))
+    assert "ACCESS_TOKEN" not in [e.get("name") for e in env]
+    out_tail = []
+    for entry, (key, value) in zip(tail, principal.items()):
+        if key == "extra_container_env":
+            continue
+        if value is None:
+            assert entry.get("value") in ("None", None), entry  # the "None" string of 1.17.3
+            continue
+        if isinstance(value, (list, dict)):
+            continue
+        if key in TOKEN_FIELDS and has_token(value):
+            out_tail.append({"name": key, "valueFrom": token_ref(deployment_name, key)})
+            continue
+        out_tail.append(entry)
+    inserted = []
+    if has_token(principal.get("access_token")):
+        inserted.append({"name": "ACCESS_TOKEN", "valueFrom": token_ref(deployment_name, "access_token")})
+    extra = principal.get("extra_container_env") or {}
+    inserted.extend({"name": k, "value": "" if v is None else str(v)} for k, v in extra.items())
+    head_names = [e.get("name") for e in head]
+    # after the GUID, USER_NAME, USER run that tycho writes (settings may name USER too)
+    at = max(i for i in range(len(head_names) - 2) if head_names[i:i + 3] == ["GUID", "USER_NAME", "USER"]) + 3
+    return head[:at] + inserted + head[at:] + out_tail
+
+
+def normalise(obj, side, principal=None):
+    """``principal`` (the request's, as a dict): turn the original's env into ours by
+    :func:`expected_principal_env` (only with ``side="original"``)."""
     obj = copy.deepcopy(obj)
     kind = obj.get("kind")
     meta = obj.setdefault("metadata", {})
@@ -74,6 +129,8 @@ def normalise(obj, side):
             labels[k] = typed(labels[k])
         for c in containers_of(obj):
             env = c.get("env") or []
+            if principal is not None and side == "original":
+                env = expected_principal_env(env, principal, meta.get("name"))
             # Row 'extra_container_env': expanded into variables in ours.
             expanded = []
             for e in env:
@@ -81,7 +138,8 @@ def normalise(obj, side):
                     expanded.extend({"name": k, "value": str(v)} for k, v in e["value"].items())
                 else:
                     expanded.append(e)
-            c["env"] = [{"name": e.get("name"), "value": typed(e.get("value"))} for e in expanded]
+            c["env"] = [{"name": e.get("name"), "value": typed(e.get("value")), "valueFrom": e.get("valueFrom")}
+                        for e in expanded]
             # Row 'probe timing': the original puts these on the container.
             if side == "ours":
                 for probe in ("livenessProbe", "readinessProbe"):
@@ -153,17 +211,46 @@ def test_enough_cases():
     assert len(GOOD) >= 25
 
 
+def principal_of(case):
+    return json.loads(case["request"]["principal"])
+
+
+def pop_token_secret(mine, principal, owner_uid=None):
+    """Row 'ACCESS_TOKEN by Secret': ours adds the system's token Secret (1.17.3 has none)
+    when the principal has a token; it is checked here and taken out of the comparison."""
+    secrets = [o for o in mine if o["kind"] == "Secret"]
+    rest = [o for o in mine if o["kind"] != "Secret"]
+    tokens = {k: str(principal[k]) for k in TOKEN_FIELDS if has_token(principal.get(k))}
+    if not tokens:
+        assert secrets == []
+        return rest
+    (secret,) = secrets
+    (deployment,) = [o for o in mine if o["kind"] == "Deployment"]
+    name = deployment["metadata"]["name"]
+    assert secret["metadata"]["name"] == f"{name}-tokens" and secret["type"] == "Opaque"
+    assert {k: base64.b64decode(v).decode() for k, v in secret["data"].items()} == tokens
+    assert secret["metadata"]["labels"]["tycho-guid"] == deployment["metadata"]["labels"]["tycho-guid"]
+    if owner_uid is not None:
+        (owner,) = secret["metadata"]["ownerReferences"]
+        assert owner["kind"] == "Deployment" and owner["name"] == name and owner["uid"] == owner_uid
+    for token in tokens.values():
+        if len(token) >= 8:  # short test values ("true") occur in objects anyway
+            assert token not in json.dumps(rest), "a token outside the Secret"
+    return rest
+
+
 @pytest.mark.parametrize("case", GOOD, ids=[c["name"] for c in GOOD])
 def test_same_objects_as_original(case, originals):
     orig = originals[case["name"]]
     assert "objects" in orig, f"the original failed: {orig.get('error')}"
-    mine = ours(case)
+    principal = principal_of(case)
+    mine = pop_token_secret(ours(case), principal, owner_uid=UID)
     theirs = [o for o in orig["objects"] if o.get("kind") != "__missing_template__"]
     # Row 'NetworkPolicy template': the original's wheel lacks it; ours ships one.
     mine_cmp = [o for o in mine if o["kind"] != "NetworkPolicy" or len(theirs) == len(orig["objects"])]
     assert [o["kind"] for o in theirs] == [o["kind"] for o in mine_cmp]
     for a, b in zip(theirs, mine_cmp):
-        assert_same(normalise(a, "original"), normalise(b, "ours"), f"{case['name']}:{a['kind']}")
+        assert_same(normalise(a, "original", principal), normalise(b, "ours"), f"{case['name']}:{a['kind']}")
 
 
 def _case(name):
@@ -187,7 +274,7 @@ def test_host_ip_ports_use_the_container_port(originals):
     # The original took the host port of "127.0.0.1:8080:80".
     assert [p["port"] for p in their_svc["spec"]["ports"]] == [8080, 443, 9000]
     rest_mine = normalise(next(o for o in mine if o["kind"] == "Deployment"), "ours")
-    rest_orig = normalise(next(o for o in orig if o["kind"] == "Deployment"), "original")
+    rest_orig = normalise(next(o for o in orig if o["kind"] == "Deployment"), "original", principal_of(case))
     assert_same(rest_orig, rest_mine, "deployment")
 
 
@@ -217,6 +304,9 @@ def test_original_templates_render_the_same_with_our_engine(case, originals):
     config = yaml.safe_load(_native.DEFAULT_CONFIG)
     config["tycho"]["templates"]["paths"] = [original_template_dir()]
     mine = json.loads(json.dumps(compile_case(case, identifier=GUID, config=config)).replace(GUID, "<GUID>"))
+    # The token Secret is built by the core, not by a template: it comes with any
+    # templates (row 'ACCESS_TOKEN by Secret'); the original's pod.yaml ignores it.
+    mine = [o for o in mine if o["kind"] != "Secret"]
     theirs = [o for o in originals[case["name"]]["objects"] if o.get("kind") != "__missing_template__"]
     # The original's wheel has no NetworkPolicy template; ours falls back to the built-in
     # one (row 'NetworkPolicy template').
@@ -225,3 +315,25 @@ def test_original_templates_render_the_same_with_our_engine(case, originals):
     assert [o["kind"] for o in theirs] == [o["kind"] for o in mine]
     for a, b in zip(theirs, mine):
         assert_same(normalise(a, "original"), normalise(b, "original"), f"{case['name']}:{a['kind']}")
+
+
+def test_principal_env_differences_are_real(originals):
+    """The rows above are not vacuous: 1.17.3 has no ACCESS_TOKEN, writes the principal's
+    tokens literally and a None field as "None"; ours has ACCESS_TOKEN by reference,
+    no token literal, no "None", and the extra_container_env entries right after it."""
+    case = _case("principal-extra-container-env")
+    (theirs,) = [o for o in originals[case["name"]]["objects"] if o["kind"] == "Deployment"]
+    (mine,) = [o for o in ours(case) if o["kind"] == "Deployment"]
+    their_env = containers_of(theirs)[0]["env"]
+    my_env = containers_of(mine)[0]["env"]
+    assert "ACCESS_TOKEN" not in [e["name"] for e in their_env]
+    assert any(e["name"] == "access_token" and str(e.get("value")) == "1234567890" for e in their_env)
+    names = [e["name"] for e in my_env]
+    at = names.index("ACCESS_TOKEN")
+    assert names[at - 1] == "USER" and names[at + 1:at + 3] == ["FOO", "N"]
+    assert "1234567890" not in json.dumps(mine)
+    none_case = _case("principal-host-null-numeric-username")
+    (theirs,) = [o for o in originals[none_case["name"]]["objects"] if o["kind"] == "Deployment"]
+    (mine,) = [o for o in ours(none_case) if o["kind"] == "Deployment"]
+    assert {"name": "host", "value": "None"} in containers_of(theirs)[0]["env"]
+    assert "host" not in [e["name"] for e in containers_of(mine)[0]["env"]]

@@ -139,6 +139,11 @@ def test_start_status_modify_delete_round_trip(server, kube_emulator):  # noqa: 
     assert name == f"nginx-{sid}" and r["message"] == f"Started system {name}"
     assert set(r["result"]) >= {"name", "sid", "containers", "conn_string"}
     assert [d["metadata"]["name"] for d in deployments(kube_emulator)] == [name]
+    # The principal's token: in the system's Secret only (owned by the Deployment).
+    [secret] = [o for o in kube_emulator.objects() if o["kind"] == "Secret"]
+    assert secret["metadata"]["name"] == f"{name}-tokens" and secret["metadata"]["labels"]["tycho-guid"] == sid
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == deployments(kube_emulator)[0]["metadata"]["uid"]
+    assert all("tok-alice" not in json.dumps(o) for o in kube_emulator.objects() if o["kind"] != "Secret")
 
     code, _, r = call("POST", server.url + "/system/status", {"name": sid})
     assert code == 200 and r["status"] == "success", r
@@ -161,6 +166,8 @@ def test_start_status_modify_delete_round_trip(server, kube_emulator):  # noqa: 
     code, _, r = call("POST", server.url + "/system/delete", {"name": sid})
     assert code == 200 and r == {"status": "success", "result": {}, "message": f"Deleted system {sid}"}
     assert deployments(kube_emulator) == []
+    assert [o for o in kube_emulator.objects() if o["kind"] == "Secret"] == []
+    assert "tok-alice" not in server.log()
     code, _, r = call("POST", server.url + "/system/status", {"name": sid})
     assert r["result"] == []
 
@@ -177,6 +184,14 @@ def test_operation_failure_is_an_error_response(server, kube_emulator):  # noqa:
     bad["system"]["services"]["nginx"]["ports"] = ["eighty"]
     code, _, r = call("POST", server.url + "/system/start", bad)
     assert code == 200 and r["status"] == "error" and "eighty" in r["message"]
+    # A cluster that forbids creating Secrets: the error names the RBAC rule and the setting.
+    kube_emulator.clear_faults()
+    kube_emulator.faults(method="POST", path_regex="/secrets$", every=True, status=403, reason="Forbidden")
+    code, _, r = call("POST", server.url + "/system/start", start_request())
+    assert code == 200 and r["status"] == "error", r
+    assert "`create secrets`" in r["message"] and "access_token_env" in r["message"]
+    kube_emulator.clear_faults()
+    assert deployments(kube_emulator) == []
 
 
 # ------------------------------------------------------------------ bad requests
@@ -456,7 +471,9 @@ def test_deploy_manifests_validate(version):
     assert sorted(kinds) == ["Deployment", "Role", "RoleBinding", "Service", "ServiceAccount"]
     role = yaml.safe_load((ROOT / "deploy" / "role.yaml").read_text())
     rules = {(g, r): set(rule["verbs"]) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
-    assert rules[("", "secrets")] == {"get"}
+    # access_token_env: secret creates the token Secret; never list/watch/update (which
+    # would read or change every Secret of the namespace).
+    assert rules[("", "secrets")] == {"get", "create", "delete", "deletecollection"}
     assert rules[("", "persistentvolumeclaims")] >= {"get", "deletecollection"}
     assert all("*" not in verbs for verbs in rules.values()) and ("", "*") not in rules
     deployment = yaml.safe_load((ROOT / "deploy" / "deployment.yaml").read_text())

@@ -346,8 +346,12 @@ def test_system_parse_and_render_pod():
     assert labels["tycho-guid"] == system.identifier and labels["username"] == "jdoe"
     spec_container = pod["spec"]["containers"][0]
     assert spec_container["image"] == container.image
-    env = {e["name"]: e["value"] for e in spec_container["env"]}
+    env = {e["name"]: e.get("value") for e in spec_container["env"]}
     assert env["GUID"] == system.identifier and env["USER_NAME"] == "jdoe" and env["GREETING"] == "hello"
+    # The same env the executor creates: the tokens by reference to the system's Secret.
+    token = next(e for e in spec_container["env"] if e["name"] == "ACCESS_TOKEN")
+    assert token["valueFrom"]["secretKeyRef"] == {"name": f"{system.name}-tokens", "key": "access_token"}
+    assert "tok-A" not in json.dumps(pod) and "tok-R" not in json.dumps(pod)
 
     (svc,) = system.render("service.yaml", context={"service": service})
     assert svc["kind"] == "Service" and svc["spec"]["ports"][0]["name"] == "port-1"

@@ -4,6 +4,7 @@ the service, field and value; hostile values stay exactly the strings they were.
 
 from __future__ import annotations
 
+import base64
 import json
 
 import kubernetes_validate
@@ -126,14 +127,20 @@ def test_no_injection_through_values(value):
     req["principal"] = json.dumps({"username": "jdoe", "host": value, "access_token": value})
     objects = _native.compile_request(req, ambassador=True)
     dep = objects[0]
-    env = {e["name"]: e["value"] for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    entries = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    env = {name: e.get("value") for name, e in entries.items()}
     assert env["RAW"] == ("49" if value == "{{ 7*7 }}" else value)
     assert env["HOST"] == value
-    assert env["access_token"] == value
+    # The token goes into the token Secret, byte for byte; the pod spec only refers to it.
+    (secret,) = [o for o in objects if o["kind"] == "Secret"]
+    assert base64.b64decode(secret["data"]["access_token"]).decode() == value
+    ref = {"secretKeyRef": {"name": secret["metadata"]["name"], "key": "access_token"}}
+    assert entries["access_token"] == {"name": "access_token", "valueFrom": ref}
+    assert entries["ACCESS_TOKEN"] == {"name": "ACCESS_TOKEN", "valueFrom": ref}
     # Settings are rendered as templates (the original's feature), but never become YAML.
     expected = "49" if value == "{{ 7*7 }}" else value
     assert env["GREETING"] == expected
-    assert [o["kind"] for o in objects] == ["Deployment", "Service"]
+    assert [o["kind"] for o in objects] == ["Deployment", "Service", "Secret"]
     assert set(dep["spec"]["template"]["metadata"]["labels"]) == {
         "name", "username", "app-name", "original-app-name", "reaper-label", "executor", "tycho-guid", "tycho-app-id"
     }

@@ -103,7 +103,9 @@ class KubernetesCompute(Compute):
         return getattr(self.config, "conf", self.config)
 
     def start(self, system, namespace="default"):
-        """Create the system's Deployment, NetworkPolicy and Services.
+        """Create the system's Deployment, NetworkPolicy, Services and (when the principal
+        has an access token and ``tycho.compute.system.access_token_env`` is ``secret``)
+        its token Secret, which the containers read ``ACCESS_TOKEN`` from.
 
         :returns: ``{"name", "sid", "containers": {container: {"ip_address", <port name>: port}}, "conn_string"}``
         :raises TychoException: without the executor; StartException when starting fails.

@@ -1,7 +1,9 @@
 //! Deleting a system: everything labelled `tycho-guid=<guid>` — Deployments,
-//! ReplicaSets, Pods, Services, NetworkPolicies and PersistentVolumeClaims — with one
-//! deletecollection per kind, all at once. Idempotent: an unknown or already deleted
-//! GUID succeeds.
+//! ReplicaSets, Pods, Services, NetworkPolicies, PersistentVolumeClaims and the token
+//! Secret — with one deletecollection per kind, all at once. Idempotent: an unknown or
+//! already deleted GUID succeeds. A service account that may not delete Secrets (a
+//! Role from before the token Secret) is not an error: the Secret is owned by the
+//! Deployment, so the garbage collector removes it (a warning names the rule).
 
 use super::client::{self, Settings};
 use super::retry;
@@ -132,6 +134,10 @@ async fn delete_collection(
             } else {
                 Err(problems.join("; "))
             }
+        }
+        Err(e) if kind == Kind::Secret && status_code(&e) == Some(403) => {
+            log::warn!(target: super::LOG_TARGET, "not allowed to delete {what} (RBAC rule `deletecollection secrets` missing): the garbage collector removes them with their Deployment");
+            Ok(())
         }
         Err(e) => Err(format!("cannot delete {what}: {}", describe(&e))),
     }

@@ -8,7 +8,8 @@
 //!   deleted before the error is returned.
 //! * [`status`] — one list of Deployments and one of Services (concurrently), selected
 //!   on the server by label.
-//! * [`delete`] — deletes every object labelled `tycho-guid=<guid>` (idempotent).
+//! * [`delete`] — deletes every object labelled `tycho-guid=<guid>`, the token Secret
+//!   included (idempotent).
 //! * [`modify`] — strategic-merge-patches labels and cpu/memory into the system's
 //!   Deployments; reverted when any patch fails.
 //!
@@ -54,13 +55,14 @@ pub(crate) enum Kind {
 
 impl Kind {
     /// Everything delete removes by label.
-    pub(crate) const CLEANUP: [Kind; 6] = [
+    pub(crate) const CLEANUP: [Kind; 7] = [
         Kind::Deployment,
         Kind::ReplicaSet,
         Kind::Pod,
         Kind::Service,
         Kind::NetworkPolicy,
         Kind::PersistentVolumeClaim,
+        Kind::Secret,
     ];
 
     pub(crate) fn resource(self) -> ApiResource {
@@ -123,8 +125,13 @@ impl Kind {
 }
 
 /// A short description of a Kubernetes API failure: the server's reason, code and
-/// message, or the transport error. Never contains credentials.
+/// message, or the transport error. Never contains credentials (the tokens of a system
+/// being started are redacted: `start::redact_current`).
 pub(crate) fn describe(e: &kube::Error) -> String {
+    start::redact_current(describe_unredacted(e))
+}
+
+fn describe_unredacted(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(status) => {
             let reason = if status.reason.is_empty() {

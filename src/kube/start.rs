@@ -5,8 +5,10 @@
 //!    exempt). Not found is an answer; any other failure stops the start (nothing has
 //!    been created yet).
 //! 2. Create the Deployment.
-//! 3. Create the Services (owned by the Deployment: its uid) and the NetworkPolicy,
-//!    concurrently.
+//! 3. Create the Services and the token Secret (both owned by the Deployment: its uid)
+//!    and the NetworkPolicy, concurrently. The Secret exists when the principal has an
+//!    access token and `access_token_env` is `secret` (see [`crate::token_env`]); its
+//!    values are redacted from every message and log line of the start.
 //!
 //! When stage 2 or 3 fails, or the operation times out, every object labelled with the
 //! system's GUID (and any created object that lacks the label, by name) is deleted
@@ -160,6 +162,43 @@ pub fn start(config: &Value, system: System, namespace: Option<&str>) -> Result<
 /// "conn_string"}`. Errors are `ErrorKind::Start`; on
 /// any failure after the first create nothing of the system is left.
 pub async fn start_async(config: &Value, system: System, namespace: Option<&str>) -> Result<Value> {
+    let secrets = crate::token_env::sensitive_texts(&system);
+    REDACT
+        .scope(secrets.clone(), start_inner(config, system, namespace))
+        .await
+        .map_err(|mut e| {
+            e.message = crate::token_env::redact(&e.message, &secrets);
+            e
+        })
+}
+
+tokio::task_local! {
+    /// The token texts of the system being started: [`redact_current`] hides them.
+    static REDACT: Vec<String>;
+}
+
+/// `text` with the tokens of the system this task is starting replaced by a
+/// placeholder (unchanged outside a start). Every API failure description goes
+/// through it, so an API server that echoes an object cannot put a token in a log
+/// line or an error.
+pub(crate) fn redact_current(text: String) -> String {
+    REDACT
+        .try_with(|secrets| crate::token_env::redact(&text, secrets))
+        .unwrap_or(text)
+}
+
+/// A refused Secret create: name the RBAC rule and the setting.
+fn secret_hint(problem: String, namespace: &str) -> String {
+    if !problem.contains("(HTTP 403)") {
+        return problem;
+    }
+    format!(
+        "{problem}; tycho's service account needs the RBAC rule `create secrets` in namespace {namespace} (apiGroups [\"\"], resources [\"secrets\"], verbs [\"create\"]; see deploy/role.yaml) to deliver ACCESS_TOKEN, or set {} (TYCHO_ACCESS_TOKEN_ENV) to `literal` or `off`",
+        crate::config::ACCESS_TOKEN_ENV_SETTING
+    )
+}
+
+async fn start_inner(config: &Value, system: System, namespace: Option<&str>) -> Result<Value> {
     checks(&system)?;
     let connection = client::connection(KIND).await?;
     let namespace = client::resolve_namespace(KIND, namespace, &connection)?;
@@ -424,8 +463,18 @@ async fn run(
         )
     })?;
 
-    // Stage 3: Services (owned by the Deployment) and the NetworkPolicy, together.
+    // Stage 3: Services and the token Secret (owned by the Deployment) and the
+    // NetworkPolicy, together.
     let owned = compile::compile_system(config, system, Some(&uid)).map_err(|e| e.message)?;
+    let secret = async {
+        match &owned.secret {
+            Some(s) => create_object(client, namespace, &guid, s, attempted)
+                .await
+                .map(|_| ())
+                .map_err(|e| secret_hint(e, namespace)),
+            None => Ok(()),
+        }
+    };
     let policy = async {
         match &compiled.network_policy {
             Some(p) => create_object(client, namespace, &guid, p, attempted)
@@ -440,9 +489,12 @@ async fn run(
             .iter()
             .map(|(_, s)| create_object(client, namespace, &guid, s, attempted)),
     );
-    let (policy, services) = tokio::join!(policy, services);
+    let (policy, services, secret) = tokio::join!(policy, services, secret);
     let mut problems: Vec<String> = Vec::new();
     if let Err(e) = policy {
+        problems.push(e);
+    }
+    if let Err(e) = secret {
         problems.push(e);
     }
     let mut containers = Map::new();
