@@ -19,6 +19,7 @@
 
 mod client;
 mod delete;
+mod inflight;
 mod modify;
 mod retry;
 mod start;
