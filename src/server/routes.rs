@@ -299,13 +299,13 @@ async fn start(State(state): State<AppState>, request: Request) -> Response {
         Err(r) => return r,
     };
     // The slot lives as long as the operation, which may outlive the request.
-    let op = move |x: &dyn Executor| -> super::backend::BoxFut<'_, Value> {
+    let started = detached(&state, move |x| {
         Box::pin(async move {
             let _slot = slot;
             x.start(body).await
         })
-    };
-    match detached(&state, op).await {
+    });
+    match started.await {
         Ok(result) => {
             let name = result
                 .get("name")
