@@ -83,12 +83,12 @@ where
     F: FnOnce() -> T + Send + 'static,
 {
     let counted = Counted::new();
-    let permit = pool()
-        .permits
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| Error::new(kind, format!("internal error: {what}: the worker pool is closed")))?;
+    let permit = pool().permits.clone().acquire_owned().await.map_err(|_| {
+        Error::new(
+            kind,
+            format!("internal error: {what}: the worker pool is closed"),
+        )
+    })?;
     let handle = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let _counted = counted;
@@ -100,7 +100,10 @@ where
         } else {
             "it was cancelled"
         };
-        Error::new(kind, format!("internal error: {what} did not complete ({cause})"))
+        Error::new(
+            kind,
+            format!("internal error: {what} did not complete ({cause})"),
+        )
     })
 }
 
@@ -123,7 +126,11 @@ mod tests {
             let e = run(ErrorKind::Input, "a bad job", || -> u8 { panic!("boom") })
                 .await
                 .unwrap_err();
-            assert!(e.message.contains("a bad job did not complete"), "{}", e.message);
+            assert!(
+                e.message.contains("a bad job did not complete"),
+                "{}",
+                e.message
+            );
             assert_eq!(jobs(), 0);
         });
     }

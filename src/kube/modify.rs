@@ -347,7 +347,11 @@ mod tests {
                 .err()
                 .unwrap();
             assert_eq!(e.kind, KIND);
-            assert!(e.message.contains(&format!("label {key:?} is reserved")), "{}", e.message);
+            assert!(
+                e.message.contains(&format!("label {key:?} is reserved")),
+                "{}",
+                e.message
+            );
         }
         assert!(check(&json!({"guid": "g", "labels": {"app-name": "renamed"}})).is_ok());
     }

@@ -41,7 +41,11 @@ impl<T> Stall<T> {
 
     /// After a write-side poll: clear the deadline on progress, arm and check it while
     /// pending.
-    fn track<R>(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+    fn track<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
         match polled {
             Poll::Ready(r) => {
                 self.deadline = None;

@@ -134,7 +134,11 @@ mod tests {
             header_timeout: Some(f64::NAN),
             ..LimitArgs::default()
         };
-        assert!(bad.limits().unwrap_err().message.contains("--header-timeout"));
+        assert!(bad
+            .limits()
+            .unwrap_err()
+            .message
+            .contains("--header-timeout"));
         let bad = LimitArgs {
             max_starts: Some(0),
             ..LimitArgs::default()

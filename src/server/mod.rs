@@ -168,9 +168,7 @@ fn cors(origins: &[String]) -> Result<Option<CorsLayer>> {
 
 /// Hands the body timeout to the routes (a request extension).
 async fn body_timeout(State(limit): State<Duration>, mut request: Request, next: Next) -> Response {
-    request
-        .extensions_mut()
-        .insert(routes::BodyTimeout(limit));
+    request.extensions_mut().insert(routes::BodyTimeout(limit));
     next.run(request).await
 }
 
@@ -178,9 +176,7 @@ async fn body_timeout(State(limit): State<Duration>, mut request: Request, next:
 /// JSON 405s, timeout, body timeout).
 pub fn app(state: AppState, options: &ServerOptions) -> Result<Router> {
     let token: Option<Arc<str>> = options.token.as_deref().map(Arc::from);
-    state
-        .operations
-        .set_max_starts(options.limits.max_starts);
+    state.operations.set_max_starts(options.limits.max_starts);
     let mut router = routes::routes(state)
         .layer(middleware::from_fn_with_state(
             options.limits.idle_timeout,

@@ -141,9 +141,8 @@ async fn read_body(request: Request, component: &str) -> Result<Value, Response>
             })
         })
     };
-    checked.map_err(|bad| {
-        error_response(StatusCode::BAD_REQUEST, &bad.message, bad.field.as_deref())
-    })
+    checked
+        .map_err(|bad| error_response(StatusCode::BAD_REQUEST, &bad.message, bad.field.as_deref()))
 }
 
 /// Why a body is refused (400): the message and the field at fault, if one is.

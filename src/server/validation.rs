@@ -317,10 +317,9 @@ pub fn field_at(text: &[u8], offset: usize) -> Option<String> {
                 }
                 let raw = &text[start..j.min(text.len())];
                 if let Some(Frame::Object { key, value: false }) = stack.last_mut() {
-                    let decoded: String = serde_json::from_slice::<String>(
-                        &[b"\"", raw, b"\""].concat(),
-                    )
-                    .unwrap_or_else(|_| String::from_utf8_lossy(raw).into_owned());
+                    let decoded: String =
+                        serde_json::from_slice::<String>(&[b"\"", raw, b"\""].concat())
+                            .unwrap_or_else(|_| String::from_utf8_lossy(raw).into_owned());
                     *key = Some(decoded);
                 }
                 i = j;
@@ -411,8 +410,14 @@ mod tests {
     #[test]
     fn field_at_names_where_json_parsing_stopped() {
         let cases: &[(&str, Option<&str>)] = &[
-            (r#"{"system": {"services": {"web": {"deploy": {"cpus": 1e400}}}}}"#, Some("system.services.web.deploy.cpus")),
-            (r#"{"a": [1, 2, {"b\"c": [0, 1e999]}]}"#, Some("a[2].b\"c[1]")),
+            (
+                r#"{"system": {"services": {"web": {"deploy": {"cpus": 1e400}}}}}"#,
+                Some("system.services.web.deploy.cpus"),
+            ),
+            (
+                r#"{"a": [1, 2, {"b\"c": [0, 1e999]}]}"#,
+                Some("a[2].b\"c[1]"),
+            ),
             ("[1, 2, 3e999]", Some("[2]")),
             ("1e999", Some("")),
             (r#"{"a": 1, "b": 1e999}"#, Some("b")),
@@ -420,13 +425,20 @@ mod tests {
         for (text, want) in cases {
             let e = serde_json::from_str::<Value>(text).unwrap_err();
             let at = offset_of(text.as_bytes(), e.line(), e.column());
-            assert_eq!(field_at(text.as_bytes(), at).as_deref(), *want, "{text}: {e}");
+            assert_eq!(
+                field_at(text.as_bytes(), at).as_deref(),
+                *want,
+                "{text}: {e}"
+            );
         }
         let deep = format!("{{\"a\":\n{}", "[".repeat(100_000));
         let e = serde_json::from_str::<Value>(&deep).unwrap_err();
         let at = offset_of(deep.as_bytes(), e.line(), e.column());
         let field = field_at(deep.as_bytes(), at).unwrap();
-        assert!(field.starts_with("a[0][0]") && field.ends_with('…'), "{field}");
+        assert!(
+            field.starts_with("a[0][0]") && field.ends_with('…'),
+            "{field}"
+        );
         assert!(field.len() < 220);
     }
 }
