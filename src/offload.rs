@@ -8,17 +8,19 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
+/// The pool of this process: made on first use, and again in a child after `fork()`
+/// (permits held by the parent's threads would never be returned in the child).
 struct Pool {
+    pid: u32,
     permits: Arc<Semaphore>,
     workers: usize,
 }
 
-static POOL: OnceLock<Pool> = OnceLock::new();
+static POOL: Mutex<Option<Pool>> = Mutex::new(None);
 static CONFIGURED: AtomicUsize = AtomicUsize::new(0);
-static JOBS: AtomicUsize = AtomicUsize::new(0);
 
 fn default_workers() -> usize {
     std::thread::available_parallelism()
@@ -26,23 +28,30 @@ fn default_workers() -> usize {
         .unwrap_or(2)
 }
 
-fn pool() -> &'static Pool {
-    POOL.get_or_init(|| {
+/// The semaphore and size of this process's pool.
+fn pool() -> (Arc<Semaphore>, usize) {
+    let mut pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
+    let pid = std::process::id();
+    if pool.as_ref().is_none_or(|p| p.pid != pid) {
         let workers = match CONFIGURED.load(Ordering::SeqCst) {
             0 => default_workers(),
             n => n,
         };
-        Pool {
+        *pool = Some(Pool {
+            pid,
             permits: Arc::new(Semaphore::new(workers)),
             workers,
-        }
-    })
+        });
+    }
+    let p = pool.as_ref().expect("set above");
+    (p.permits.clone(), p.workers)
 }
 
 /// Sets the number of jobs that may compute at once (0: the number of CPUs). Takes
-/// effect only before the first job; returns whether it did.
+/// effect only before the first job of the process; returns whether it did.
 pub fn set_workers(workers: usize) -> bool {
-    if POOL.get().is_some() {
+    let pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
+    if pool.as_ref().is_some_and(|p| p.pid == std::process::id()) {
         return false;
     }
     CONFIGURED.store(workers, Ordering::SeqCst);
@@ -51,27 +60,7 @@ pub fn set_workers(workers: usize) -> bool {
 
 /// The number of jobs that may compute at once.
 pub fn workers() -> usize {
-    pool().workers
-}
-
-/// Jobs computing or waiting for a worker right now.
-pub fn jobs() -> usize {
-    JOBS.load(Ordering::SeqCst)
-}
-
-struct Counted;
-
-impl Counted {
-    fn new() -> Self {
-        JOBS.fetch_add(1, Ordering::SeqCst);
-        Counted
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        JOBS.fetch_sub(1, Ordering::SeqCst);
-    }
+    pool().1
 }
 
 /// Runs `job` on the blocking pool once a worker is free and returns its result. Must be
@@ -82,8 +71,8 @@ where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    let counted = Counted::new();
-    let permit = pool().permits.clone().acquire_owned().await.map_err(|_| {
+    let (permits, _) = pool();
+    let permit = permits.acquire_owned().await.map_err(|_| {
         Error::new(
             kind,
             format!("internal error: {what}: the worker pool is closed"),
@@ -91,7 +80,6 @@ where
     })?;
     let handle = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let _counted = counted;
         job()
     });
     handle.await.map_err(|e| {
@@ -131,7 +119,10 @@ mod tests {
                 "{}",
                 e.message
             );
-            assert_eq!(jobs(), 0);
+            // The panicking job gave its worker back: the pool still runs jobs.
+            for _ in 0..workers() + 1 {
+                assert_eq!(run(ErrorKind::Input, "next", || 7).await.unwrap(), 7);
+            }
         });
     }
 

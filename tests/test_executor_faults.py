@@ -26,6 +26,8 @@ START_CALLS = [
     ("POST", r"/deployments$", 'Deployment "jupyter-ds-{guid}"'),
     ("POST", r"/services$", 'Service "jupyter-ds-{guid}"'),
     ("POST", r"/networkpolicies$", 'NetworkPolicy "jupyter-ds-{guid}-netpolicy"'),
+    # Stage 4 (issue 9): the Deployment read back.
+    ("GET", r"/deployments/jupyter-ds-[0-9a-f]+$", 'Deployment "jupyter-ds-{guid}"'),
 ]
 FAULTS = {
     "500": {"status": 500},
