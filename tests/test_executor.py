@@ -438,6 +438,25 @@ def test_modify_checks_values_before_sending_anything(cluster, request_body, nam
     assert after["spec"] == before["spec"]
 
 
+def test_modify_refuses_the_labels_tycho_selects_by(cluster):
+    """Issue 9: tycho-guid, username, executor and name select the system's objects."""
+    system, _ = start(cluster)
+    emu = cluster.control
+    emu.clear_requests()
+    for label in ("tycho-guid", "username", "executor", "name"):
+        request = Tycho().parse_modify({"tycho-guid": system.identifier, "labels": {"tier": "gold", label: "x"}})
+        with pytest.raises(ModifyException) as info:
+            compute().modify(request)
+        assert f'label "{label}" is reserved' in str(info.value), str(info.value)
+    assert [r for r in emu.requests() if r["method"] == "PATCH"] == []
+    (deployment,) = cluster.of_kind(system.identifier, "Deployment")
+    assert "tier" not in deployment["spec"]["template"]["metadata"]["labels"]
+    # Other labels, app-name (appstore renames workspaces with it) included, still apply.
+    compute().modify(Tycho().parse_modify({"tycho-guid": system.identifier, "labels": {"app-name": "renamed"}}))
+    (deployment,) = cluster.of_kind(system.identifier, "Deployment")
+    assert deployment["spec"]["template"]["metadata"]["labels"]["app-name"] == "renamed"
+
+
 def test_modify_without_changes_patches_nothing(cluster):
     system, _ = start(cluster)
     modify = Tycho().parse_modify({"tycho-guid": system.identifier})
