@@ -137,6 +137,9 @@ struct ApiArgs {
     /// TYCHO_KUBE_TIMEOUT, is 120 s).
     #[arg(long, default_value_t = 150.0, value_name = "S")]
     request_timeout: f64,
+    /// Timeouts and limits (src/server/limits.rs).
+    #[command(flatten)]
+    limits: crate::server::limits::LimitArgs,
 }
 
 /// Output format.
@@ -600,6 +603,10 @@ fn api(args: &ApiArgs, namespace: Option<&str>) -> Result<i32> {
             args.request_timeout
         )));
     }
+    let limits = match args.limits.limits() {
+        Ok(l) => l,
+        Err(e) => return Ok(usage(e.message)),
+    };
     let token = match std::env::var("TYCHO_API_TOKEN") {
         Ok(t) if t.trim().is_empty() => {
             return Err(Error::input(
@@ -616,6 +623,7 @@ fn api(args: &ApiArgs, namespace: Option<&str>) -> Result<i32> {
         insecure: args.insecure,
         cors_origins: args.cors_origins.clone(),
         request_timeout: std::time::Duration::from_secs_f64(args.request_timeout),
+        limits,
     };
     let executor = std::sync::Arc::new(crate::server::backend::Kubernetes::new(
         namespace.map(str::to_string),

@@ -12,6 +12,7 @@ pub mod error;
 pub mod kube;
 pub mod model;
 pub mod names;
+pub mod offload;
 pub mod pyfmt;
 pub mod registry;
 pub mod render;

@@ -454,6 +454,25 @@ def test_modify_checks_values_before_sending_anything(cluster, request_body, nam
     assert after["spec"] == before["spec"]
 
 
+def test_modify_refuses_the_labels_tycho_selects_by(cluster):
+    """Issue 9: tycho-guid, username, executor and name select the system's objects."""
+    system, _ = start(cluster)
+    emu = cluster.control
+    emu.clear_requests()
+    for label in ("tycho-guid", "username", "executor", "name"):
+        request = Tycho().parse_modify({"tycho-guid": system.identifier, "labels": {"tier": "gold", label: "x"}})
+        with pytest.raises(ModifyException) as info:
+            compute().modify(request)
+        assert f'label "{label}" is reserved' in str(info.value), str(info.value)
+    assert [r for r in emu.requests() if r["method"] == "PATCH"] == []
+    (deployment,) = cluster.of_kind(system.identifier, "Deployment")
+    assert "tier" not in deployment["spec"]["template"]["metadata"]["labels"]
+    # Other labels, app-name (appstore renames workspaces with it) included, still apply.
+    compute().modify(Tycho().parse_modify({"tycho-guid": system.identifier, "labels": {"app-name": "renamed"}}))
+    (deployment,) = cluster.of_kind(system.identifier, "Deployment")
+    assert deployment["spec"]["template"]["metadata"]["labels"]["app-name"] == "renamed"
+
+
 def test_modify_without_changes_patches_nothing(cluster):
     system, _ = start(cluster)
     modify = Tycho().parse_modify({"tycho-guid": system.identifier})
@@ -463,7 +482,7 @@ def test_modify_without_changes_patches_nothing(cluster):
 # ------------------------------------------------------------------ round trips on the wire
 
 
-def test_start_reads_by_name_in_three_stages(cluster):
+def test_start_reads_by_name_in_four_stages(cluster):
     emu = cluster.control
     cluster.create({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "present-data"},
                     "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
@@ -488,13 +507,15 @@ def test_start_reads_by_name_in_three_stages(cluster):
     }
     assert set(requests[:4]) == reads, requests
     assert requests[4] == ("POST", f"/apis/apps/v1/namespaces/{ns}/deployments")
-    assert set(requests[5:]) == creates_last and len(requests) == 8, requests
+    assert set(requests[5:8]) == creates_last, requests
+    # The Deployment read back (issue 9: a delete that ran meanwhile wins).
+    assert requests[8:] == [("GET", f"/apis/apps/v1/namespaces/{ns}/deployments/{system.name}")], requests
     # No namespace-wide lists of secrets or claims.
     assert not any(m == "GET" and p.endswith(("/secrets", "/persistentvolumeclaims", "/services"))
                    for m, p in requests)
 
 
-def test_start_takes_three_round_trips_of_latency(cluster):
+def test_start_takes_four_round_trips_of_latency(cluster):
     emu = cluster.control
     compute().status("warm-up")
     latency = 0.5
@@ -505,8 +526,9 @@ def test_start_takes_three_round_trips_of_latency(cluster):
         elapsed = time.monotonic() - started
     finally:
         emu.latency(0)
-    # reads | Deployment | Service + NetworkPolicy: three stages, never four, no sleeping.
-    assert 3 * latency <= elapsed < 3.9 * latency, elapsed
+    # reads | Deployment | Service + NetworkPolicy | Deployment read back: four stages,
+    # never five, no sleeping.
+    assert 4 * latency <= elapsed < 4.9 * latency, elapsed
 
 
 def test_start_failure_leaves_nothing_and_names_the_object(cluster):

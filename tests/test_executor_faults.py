@@ -28,6 +28,8 @@ START_CALLS = [
     ("POST", r"/networkpolicies$", 'NetworkPolicy "jupyter-ds-{guid}-netpolicy"'),
     # the token Secret (the principal has an access token; access_token_env: secret)
     ("POST", r"/secrets$", 'Secret "jupyter-ds-{guid}-tokens"'),
+    # Stage 4 (issue 9): the Deployment read back.
+    ("GET", r"/deployments/jupyter-ds-[0-9a-f]+$", 'Deployment "jupyter-ds-{guid}"'),
 ]
 STARTED_KINDS = ["Deployment", "NetworkPolicy", "Secret", "Service"]
 FAULTS = {

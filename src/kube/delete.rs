@@ -1,11 +1,18 @@
-//! Deleting a system: everything labelled `tycho-guid=<guid>` — Deployments,
+//! Deleting a system: everything labelled `tycho-guid=<guid>` — Deployments first, then
 //! ReplicaSets, Pods, Services, NetworkPolicies, PersistentVolumeClaims and the token
-//! Secret — with one deletecollection per kind, all at once. Idempotent: an unknown or
+//! Secret all at once — with one deletecollection per kind. Idempotent: an unknown or
 //! already deleted GUID succeeds. A service account that may not delete Secrets (a
 //! Role from before the token Secret) is not an error: the Secret is owned by the
 //! Deployment, so the garbage collector removes it (a warning names the rule).
+//!
+//! A delete wins over a start of the same GUID running at the same time: the start's
+//! objects are owned by its Deployment; a start in this process is cancelled
+//! (`inflight`); a start elsewhere finds its Deployment gone once it has created the
+//! rest (the Deployment goes first, so anything created after the others were deleted
+//! was created after the Deployment vanished) and removes what it created.
 
 use super::client::{self, Settings};
+use super::inflight;
 use super::retry;
 use super::{check_label_value, describe, err, is_not_found, status_code, Kind, GUID_LABEL};
 use crate::error::{ErrorKind, Result};
@@ -28,6 +35,7 @@ pub async fn delete_async(guid: &str, namespace: Option<&str>) -> Result<Value> 
         return Err(err(KIND, "Failed to delete system: no GUID given"));
     }
     check_label_value(KIND, "GUID", guid)?;
+    let _deleting = inflight::Deleting::begin(guid);
     let connection = client::connection(KIND).await?;
     let namespace = client::resolve_namespace(KIND, namespace, &connection)?;
     let timeout = Settings::from_env().operation_timeout;
@@ -59,9 +67,13 @@ pub(crate) async fn cleanup(
     by_name: &[(Kind, String)],
 ) -> std::result::Result<(), Vec<String>> {
     let selector = format!("{GUID_LABEL}={guid}");
+    // The Deployments first: a start running elsewhere checks its Deployment after its
+    // last create, so whatever it creates after the rest is deleted, it removes itself.
+    let first = delete_collection(client, namespace, Kind::Deployment, &selector).await;
     let collections = join_all(
         Kind::CLEANUP
             .iter()
+            .filter(|kind| **kind != Kind::Deployment)
             .map(|kind| delete_collection(client, namespace, *kind, &selector)),
     );
     let named = join_all(
@@ -71,8 +83,8 @@ pub(crate) async fn cleanup(
             .map(|(kind, name)| delete_named(client, namespace, *kind, name)),
     );
     let (collections, named) = tokio::join!(collections, named);
-    let problems: Vec<String> = collections
-        .into_iter()
+    let problems: Vec<String> = std::iter::once(first)
+        .chain(collections)
         .chain(named)
         .filter_map(|r| r.err())
         .collect();

@@ -20,6 +20,7 @@
 
 mod client;
 mod delete;
+mod inflight;
 mod modify;
 mod retry;
 mod start;

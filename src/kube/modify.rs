@@ -30,6 +30,10 @@ pub(crate) fn is_label_key(key: &str) -> bool {
     prefix.is_none_or(names::is_dns_subdomain) && !name.is_empty() && names::is_label_value(name)
 }
 
+/// Labels tycho selects a system's objects by (status, delete, the Deployment's and
+/// Services' selectors): modify refuses to change them on the pod template.
+pub(crate) const RESERVED_LABELS: &[&str] = &[GUID_LABEL, "username", "executor", "name"];
+
 /// The checked request: GUID, labels and resources with string values.
 struct Request {
     guid: String,
@@ -72,6 +76,15 @@ fn check(request: &Value) -> Result<Request> {
             return Err(err(
                 KIND,
                 format!("label key {key:?} is not a valid Kubernetes label key"),
+            ));
+        }
+        if RESERVED_LABELS.contains(&key.as_str()) {
+            return Err(err(
+                KIND,
+                format!(
+                    "Failed to modify system: label {key:?} is reserved (tycho selects the system's objects by {}); it cannot be modified",
+                    RESERVED_LABELS.join(", ")
+                ),
             ));
         }
         let text = scalar_text(&value).ok_or_else(|| {
@@ -325,6 +338,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.resources["cpu"], "1");
+    }
+
+    #[test]
+    fn reserved_labels_are_refused_by_name() {
+        for key in ["tycho-guid", "username", "executor", "name"] {
+            let e = check(&json!({"guid": "g", "labels": {"a": "b", key: "x"}}))
+                .err()
+                .unwrap();
+            assert_eq!(e.kind, KIND);
+            assert!(
+                e.message.contains(&format!("label {key:?} is reserved")),
+                "{}",
+                e.message
+            );
+        }
+        assert!(check(&json!({"guid": "g", "labels": {"app-name": "renamed"}})).is_ok());
     }
 
     #[test]

@@ -5,16 +5,21 @@
 //!    exempt). Not found is an answer; any other failure stops the start (nothing has
 //!    been created yet).
 //! 2. Create the Deployment.
-//! 3. Create the Services and the token Secret (both owned by the Deployment: its uid)
-//!    and the NetworkPolicy, concurrently. The Secret exists when the principal has an
-//!    access token and `access_token_env` is `secret` (see [`crate::token_env`]); its
-//!    values are redacted from every message and log line of the start.
+//! 3. Create the Services and the token Secret and the NetworkPolicy, concurrently, all
+//!    owned by the Deployment (ownerReferences with its uid). The Secret exists when the
+//!    principal has an access token and `access_token_env` is `secret` (see
+//!    [`crate::token_env`]); its values are redacted from every message and log line of
+//!    the start.
+//! 4. Read the Deployment back: a delete of the system that ran meanwhile (from any
+//!    process) removed it, or (in this process) cancelled the start.
 //!
-//! When stage 2 or 3 fails, or the operation times out, every object labelled with the
-//! system's GUID (and any created object that lacks the label, by name) is deleted
-//! before the error is returned.
+//! When stage 2 or 3 fails, the Deployment vanished, a delete of the GUID ran, or the
+//! operation times out, every object labelled with the system's GUID (and any created
+//! object that lacks the label, by name) is deleted before the error is returned.
+//! Rendering runs on the CPU worker pool (`crate::offload`), off the async threads.
 
 use super::client::{self, Settings};
+use super::inflight;
 use super::retry;
 use super::{describe, err, Kind, GUID_LABEL, LOG_TARGET};
 use crate::compile;
@@ -207,9 +212,10 @@ async fn start_inner(config: &Value, system: System, namespace: Option<&str>) ->
     let name = system.name.clone();
     let guid = system.identifier.clone();
     let attempted: Attempted = Mutex::new(Vec::new());
+    let in_flight = inflight::Start::register(&guid);
     let outcome = tokio::time::timeout(
         settings.operation_timeout,
-        run(config, system, client, &namespace, &attempted),
+        run(config, system, client, &namespace, &attempted, &in_flight),
     )
     .await
     .unwrap_or_else(|_| {
@@ -434,12 +440,83 @@ pub(crate) fn ingress_address(service: &Value) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// The message of a start that a delete of its system overtook.
+const DELETED: &str = "the system was deleted while it was starting";
+
+fn check_cancelled(in_flight: &inflight::Start) -> std::result::Result<(), String> {
+    if in_flight.cancelled() {
+        Err(DELETED.to_string())
+    } else {
+        Ok(())
+    }
+}
+
+/// Adds an ownerReference to the Deployment `name`/`uid` unless the object has one.
+fn owned_by(object: &Value, name: &str, uid: &str) -> Value {
+    let mut object = object.clone();
+    let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return object;
+    };
+    let refs = meta
+        .entry("ownerReferences")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if !refs.is_array() {
+        *refs = Value::Array(Vec::new());
+    }
+    let list = refs.as_array_mut().expect("an array");
+    if !list
+        .iter()
+        .any(|r| r.get("uid").and_then(Value::as_str) == Some(uid))
+    {
+        list.push(json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "controller": true,
+            "name": name,
+            "uid": uid,
+        }));
+    }
+    object
+}
+
+/// Renders the system on the CPU worker pool.
+async fn render(
+    config: &Value,
+    system: System,
+    uid: Option<String>,
+) -> std::result::Result<compile::Compiled, String> {
+    let config = config.clone();
+    crate::offload::run(KIND, "rendering the system", move || {
+        compile::compile_system(&config, system, uid.as_deref())
+    })
+    .await
+    .and_then(|r| r)
+    .map_err(|e| e.message)
+}
+
+/// Stage 4: the Deployment `name` with `uid` still exists.
+async fn check_deployment(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+) -> std::result::Result<(), String> {
+    let api = Kind::Deployment.api(client, namespace);
+    let what = format!("Deployment {name:?}");
+    let found = get_opt(&api, what.clone(), name).await?;
+    match found {
+        Some(d) if d.metadata.uid.as_deref() == Some(uid) => Ok(()),
+        _ => Err(format!("{DELETED} ({what} vanished)")),
+    }
+}
+
 async fn run(
     config: &Value,
     mut system: System,
     client: &kube::Client,
     namespace: &str,
     attempted: &Attempted,
+    in_flight: &inflight::Start,
 ) -> std::result::Result<Value, String> {
     let guid = system.identifier.clone();
     // Stage 1: what the cluster knows.
@@ -451,7 +528,8 @@ async fn run(
         &facts.secret_env,
     )
     .map_err(|e| e.message)?;
-    let compiled = compile::compile_system(config, system.clone(), None).map_err(|e| e.message)?;
+    let compiled = render(config, system.clone(), None).await?;
+    check_cancelled(in_flight)?;
 
     // Stage 2: the Deployment.
     let deployment =
@@ -462,12 +540,23 @@ async fn run(
             system.name
         )
     })?;
+    check_cancelled(in_flight)?;
 
-    // Stage 3: Services and the token Secret (owned by the Deployment) and the
-    // NetworkPolicy, together.
-    let owned = compile::compile_system(config, system, Some(&uid)).map_err(|e| e.message)?;
+    // Stage 3: Services, the token Secret and the NetworkPolicy, together, all owned by
+    // the Deployment.
+    let deployment_name = system.name.clone();
+    let owned = render(config, system, Some(uid.clone())).await?;
+    check_cancelled(in_flight)?;
+    let policy = compiled
+        .network_policy
+        .as_ref()
+        .map(|p| owned_by(p, &deployment_name, &uid));
+    let secret_object = owned
+        .secret
+        .as_ref()
+        .map(|s| owned_by(s, &deployment_name, &uid));
     let secret = async {
-        match &owned.secret {
+        match &secret_object {
             Some(s) => create_object(client, namespace, &guid, s, attempted)
                 .await
                 .map(|_| ())
@@ -476,18 +565,22 @@ async fn run(
         }
     };
     let policy = async {
-        match &compiled.network_policy {
+        match &policy {
             Some(p) => create_object(client, namespace, &guid, p, attempted)
                 .await
                 .map(Some),
             None => Ok(None),
         }
     };
+    let service_objects: Vec<Value> = owned
+        .services
+        .iter()
+        .map(|(_, s)| owned_by(s, &deployment_name, &uid))
+        .collect();
     let services = join_all(
-        owned
-            .services
+        service_objects
             .iter()
-            .map(|(_, s)| create_object(client, namespace, &guid, s, attempted)),
+            .map(|s| create_object(client, namespace, &guid, s, attempted)),
     );
     let (policy, services, secret) = tokio::join!(policy, services, secret);
     let mut problems: Vec<String> = Vec::new();
@@ -526,6 +619,10 @@ async fn run(
     if !problems.is_empty() {
         return Err(problems.join("; "));
     }
+    // Stage 4: a delete that ran meanwhile wins.
+    check_cancelled(in_flight)?;
+    check_deployment(client, namespace, &deployment_name, &uid).await?;
+    check_cancelled(in_flight)?;
     Ok(json!({
         "name": owned.system.name,
         "sid": owned.system.identifier,

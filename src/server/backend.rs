@@ -95,7 +95,13 @@ pub fn modify_request(request: &Value) -> Value {
 impl Executor for Kubernetes {
     fn start(&self, request: Value) -> BoxFut<'_, Value> {
         Box::pin(async move {
-            let system = crate::compile::parse_system(&self.config, &request, None)?;
+            // Parsing runs the compose and settings through the templates: CPU work,
+            // on the worker pool (the async threads keep serving).
+            let config = self.config.clone();
+            let system = crate::offload::run(ErrorKind::Start, "parsing the request", move || {
+                crate::compile::parse_system(&config, &request, None)
+            })
+            .await??;
             crate::kube::start_async(&self.config, system, self.namespace.as_deref()).await
         })
     }

@@ -7,13 +7,20 @@
 //! - [`openapi`]: the OpenAPI 3 document of exactly these routes;
 //! - [`shutdown`]: SIGTERM/SIGINT → stop accepting, drain, exit;
 //! - [`logging`]: stderr logger and the access log (logger `tycho.api`);
-//! - [`backend`]: the [`backend::Executor`] trait the routes call.
+//! - [`backend`]: the [`backend::Executor`] trait the routes call;
+//! - [`limits`]: timeouts, connection, worker and start limits (the `tycho api` flags);
+//! - `conn`: the accept loop (connection limit, header-read and stall timeouts).
+//!
+//! CPU work (parsing and rendering a start) runs on the worker pool of
+//! [`crate::offload`], so the async threads keep answering `/healthz` and other clients.
 //!
 //! The server keeps no state of its own: every system lives in Kubernetes objects and
 //! their labels, so any number of replicas can serve behind one Service.
 
 pub mod auth;
 pub mod backend;
+mod conn;
+pub mod limits;
 pub mod logging;
 pub mod openapi;
 pub mod routes;
@@ -77,6 +84,8 @@ pub struct ServerOptions {
     pub cors_origins: Vec<String>,
     /// Longest time a request may take before a 504.
     pub request_timeout: Duration,
+    /// Timeouts and limits of connections, workers and starts.
+    pub limits: limits::Limits,
 }
 
 impl Default for ServerOptions {
@@ -88,6 +97,7 @@ impl Default for ServerOptions {
             insecure: false,
             cors_origins: Vec::new(),
             request_timeout: Duration::from_secs(150),
+            limits: limits::Limits::default(),
         }
     }
 }
@@ -156,11 +166,22 @@ fn cors(origins: &[String]) -> Result<Option<CorsLayer>> {
     Ok(Some(layer.allow_origin(list)))
 }
 
+/// Hands the body timeout to the routes (a request extension).
+async fn body_timeout(State(limit): State<Duration>, mut request: Request, next: Next) -> Response {
+    request.extensions_mut().insert(routes::BodyTimeout(limit));
+    next.run(request).await
+}
+
 /// The application: routes plus middleware (outermost first: access log, CORS, auth,
-/// JSON 405s, timeout).
+/// JSON 405s, timeout, body timeout).
 pub fn app(state: AppState, options: &ServerOptions) -> Result<Router> {
     let token: Option<Arc<str>> = options.token.as_deref().map(Arc::from);
+    state.operations.set_max_starts(options.limits.max_starts);
     let mut router = routes::routes(state)
+        .layer(middleware::from_fn_with_state(
+            options.limits.idle_timeout,
+            body_timeout,
+        ))
         .layer(middleware::from_fn_with_state(
             options.request_timeout,
             timeout_layer,
@@ -195,6 +216,7 @@ pub fn serve(executor: Arc<dyn Executor>, options: ServerOptions) -> Result<()> 
     if options.token.is_none() {
         log::warn!(target: crate::server::LOG_TARGET, "TYCHO_API_TOKEN is not set: the API answers anyone who can reach {}", addrs[0]);
     }
+    crate::offload::set_workers(options.limits.workers);
     let state = AppState::new(executor, options.token.is_some());
     let operations = state.operations.clone();
     let router = app(state, &options)?;
@@ -211,32 +233,23 @@ pub fn serve(executor: Arc<dyn Executor>, options: ServerOptions) -> Result<()> 
             .local_addr()
             .map_err(|e| Error::input(e.to_string()))?;
         log::info!(target: crate::server::LOG_TARGET, "listening on http://{local}");
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
-            shutdown::signal().await;
-            let _ = stop_tx.send(());
-        });
-        let server = tokio::spawn(async move { server.await });
-        tokio::pin!(server);
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         tokio::select! {
-            r = &mut server => {
-                r.map_err(|e| Error::input(format!("server task failed: {e}")))?
-                    .map_err(|e| Error::input(format!("server failed: {e}")))?;
-            }
-            _ = stop_rx => {
-                // Requests in flight, then operations whose requests timed out or went away.
-                let drain = tokio::time::timeout(shutdown::DRAIN, async {
-                    let _ = (&mut server).await;
-                    operations.idle().await;
-                });
-                tokio::select! {
-                    drained = drain => if drained.is_err() {
-                        log::warn!(target: crate::server::LOG_TARGET, "requests still in flight after {} s; exiting", shutdown::DRAIN.as_secs());
-                    },
-                    which = shutdown::next_signal() => {
-                        log::warn!(target: crate::server::LOG_TARGET, "{which} received again: exiting without waiting");
-                    }
-                }
+            _ = conn::accept_loop(listener, router, &options.limits, &graceful) => {}
+            _ = shutdown::signal() => {}
+        }
+        // Not accepting any more: answers in flight, then operations whose requests
+        // timed out or went away.
+        let drain = tokio::time::timeout(shutdown::DRAIN, async {
+            graceful.shutdown().await;
+            operations.idle().await;
+        });
+        tokio::select! {
+            drained = drain => if drained.is_err() {
+                log::warn!(target: crate::server::LOG_TARGET, "requests still in flight after {} s; exiting", shutdown::DRAIN.as_secs());
+            },
+            which = shutdown::next_signal() => {
+                log::warn!(target: crate::server::LOG_TARGET, "{which} received again: exiting without waiting");
             }
         }
         log::info!(target: crate::server::LOG_TARGET, "stopped");

@@ -17,6 +17,15 @@ use std::sync::Arc;
 /// Largest request body accepted (bytes).
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
+/// Bodies larger than this are parsed and checked on the worker pool, not on the async
+/// threads (smaller ones take microseconds).
+const INLINE_PARSE_LIMIT: usize = 64 * 1024;
+
+/// How long a request body may take to arrive (a request extension set by the server;
+/// absent: no limit of its own, the request timeout applies).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyTimeout(pub std::time::Duration);
+
 /// `{status, result, message}` with HTTP `code`; status "error", result `{"error": message}`
 /// (plus `"field"` when one field is at fault).
 pub fn error_response(code: StatusCode, message: &str, field: Option<&str>) -> Response {
@@ -82,7 +91,25 @@ async fn read_body(request: Request, component: &str) -> Result<Value, Response>
     if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
         return Err(too_large());
     }
-    let bytes = match to_bytes(request.into_body(), BODY_LIMIT).await {
+    let limit = request.extensions().get::<BodyTimeout>().map(|t| t.0);
+    let reading = to_bytes(request.into_body(), BODY_LIMIT);
+    let read = match limit {
+        Some(limit) => match tokio::time::timeout(limit, reading).await {
+            Ok(r) => r,
+            Err(_) => {
+                return Err(error_response(
+                    StatusCode::REQUEST_TIMEOUT,
+                    &format!(
+                        "the request body did not arrive within {} s",
+                        limit.as_secs_f64()
+                    ),
+                    None,
+                ))
+            }
+        },
+        None => reading.await,
+    };
+    let bytes = match read {
         Ok(b) => b,
         Err(e) => {
             // The limit error is the only one whose source is a LengthLimitError.
@@ -97,34 +124,112 @@ async fn read_body(request: Request, component: &str) -> Result<Value, Response>
             ));
         }
     };
-    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        error_response(
-            StatusCode::BAD_REQUEST,
-            &format!("the request body is not valid JSON: {e}"),
-            None,
+    let component_name = component.to_string();
+    let checked = if bytes.len() <= INLINE_PARSE_LIMIT {
+        parse_and_check(&bytes, &component_name)
+    } else {
+        crate::offload::run(
+            crate::error::ErrorKind::Input,
+            "reading the request",
+            move || parse_and_check(&bytes, &component_name),
         )
-    })?;
+        .await
+        .unwrap_or_else(|e| {
+            Err(BadBody {
+                message: e.message,
+                field: None,
+            })
+        })
+    };
+    checked
+        .map_err(|bad| error_response(StatusCode::BAD_REQUEST, &bad.message, bad.field.as_deref()))
+}
+
+/// Why a body is refused (400): the message and the field at fault, if one is.
+struct BadBody {
+    message: String,
+    field: Option<String>,
+}
+
+/// Parses `bytes` as JSON and checks it against `component`.
+fn parse_and_check(bytes: &[u8], component: &str) -> Result<Value, BadBody> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| json_error(bytes, &e))?;
     if let Err(problems) = validate(component, &value) {
         let first: &Problem = &problems[0];
         let all: Vec<String> = problems.iter().map(Problem::describe).collect();
-        let message = format!("invalid {component}: {}", all.join("; "));
-        return Err(error_response(
-            StatusCode::BAD_REQUEST,
-            &message,
-            Some(&first.field),
-        ));
+        return Err(BadBody {
+            message: format!("invalid {component}: {}", all.join("; ")),
+            field: Some(first.field.clone()),
+        });
     }
     Ok(value)
 }
 
-/// Back-end operations running, so shutdown can let them finish.
+/// A JSON syntax error, naming the field where it happened (numbers out of range,
+/// nesting deeper than the parser's limit, ...).
+fn json_error(bytes: &[u8], e: &serde_json::Error) -> BadBody {
+    let offset = super::validation::offset_of(bytes, e.line(), e.column());
+    let field = super::validation::field_at(bytes, offset);
+    let cause = e.to_string();
+    let cause = if cause.starts_with("recursion limit exceeded") {
+        cause.replacen(
+            "recursion limit exceeded",
+            "nested deeper than 128 levels",
+            1,
+        )
+    } else {
+        cause
+    };
+    match field {
+        Some(field) if !field.is_empty() => BadBody {
+            message: format!("the request body is not valid JSON: field '{field}': {cause}"),
+            field: Some(field),
+        },
+        _ => BadBody {
+            message: format!("the request body is not valid JSON: {cause}"),
+            field: None,
+        },
+    }
+}
+
+/// Back-end operations running, so shutdown can let them finish; and the starts in
+/// progress, at most `max_starts` (0: no limit).
 #[derive(Default)]
 pub struct Operations {
     running: std::sync::atomic::AtomicUsize,
     done: tokio::sync::Notify,
+    starts: Arc<std::sync::atomic::AtomicUsize>,
+    max_starts: std::sync::atomic::AtomicUsize,
+}
+
+/// A start in progress (released on drop, when the operation ends).
+pub struct StartSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for StartSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Operations {
+    /// Sets how many starts may be in progress at once (0: no limit).
+    pub fn set_max_starts(&self, n: usize) {
+        self.max_starts
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// A slot for one more start, or None when `max_starts` are in progress.
+    pub fn try_start(&self) -> Option<StartSlot> {
+        use std::sync::atomic::Ordering;
+        let max = self.max_starts.load(Ordering::SeqCst);
+        self.starts
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (max == 0 || n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| StartSlot(self.starts.clone()))
+    }
+
     /// Resolves when no operation runs.
     pub async fn idle(&self) {
         use std::sync::atomic::Ordering;
@@ -177,11 +282,29 @@ where
 }
 
 async fn start(State(state): State<AppState>, request: Request) -> Response {
+    // Refused before the body is read: the server is as busy as it was allowed to be.
+    let Some(slot) = state.operations.try_start() else {
+        let mut busy = error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is busy: too many starts in progress (--max-starts); retry later",
+            None,
+        );
+        busy.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return busy;
+    };
     let body = match read_body(request, "System").await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    match detached(&state, move |x| x.start(body)).await {
+    // The slot lives as long as the operation, which may outlive the request.
+    let started = detached(&state, move |x| {
+        Box::pin(async move {
+            let _slot = slot;
+            x.start(body).await
+        })
+    });
+    match started.await {
         Ok(result) => {
             let name = result
                 .get("name")

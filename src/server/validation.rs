@@ -258,6 +258,99 @@ pub fn validate(component: &str, body: &Value) -> Result<(), Vec<Problem>> {
     }
 }
 
+/// The byte offset of serde_json's 1-based `line` and `column` in `text` (the end of
+/// `text` when past it).
+pub fn offset_of(text: &[u8], line: usize, column: usize) -> usize {
+    let mut start = 0;
+    for _ in 1..line {
+        match text[start..].iter().position(|b| *b == b'\n') {
+            Some(p) => start += p + 1,
+            None => return text.len(),
+        }
+    }
+    (start + column.saturating_sub(1)).min(text.len())
+}
+
+/// Longest field path named in an error (deep nesting makes long paths).
+const FIELD_PATH_LIMIT: usize = 200;
+
+/// The field (as [`Problem::field`] writes it) being read at byte `offset` of a JSON
+/// text whose part before `offset` is well-formed, such as where serde_json stopped;
+/// None when the offset is outside any value (e.g. at a key). A scan without
+/// recursion: any depth is fine.
+pub fn field_at(text: &[u8], offset: usize) -> Option<String> {
+    enum Frame {
+        Object { key: Option<String>, value: bool },
+        Array { index: usize },
+    }
+    let text = &text[..offset.min(text.len())];
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut i = 0;
+    while i < text.len() {
+        match text[i] {
+            b'{' => stack.push(Frame::Object {
+                key: None,
+                value: false,
+            }),
+            b'[' => stack.push(Frame::Array { index: 0 }),
+            b'}' | b']' => {
+                stack.pop();
+            }
+            b',' => match stack.last_mut() {
+                Some(Frame::Array { index }) => *index += 1,
+                Some(Frame::Object { key, value }) => {
+                    *key = None;
+                    *value = false;
+                }
+                None => {}
+            },
+            b':' => {
+                if let Some(Frame::Object { value, .. }) = stack.last_mut() {
+                    *value = true;
+                }
+            }
+            b'"' => {
+                let start = i + 1;
+                let mut j = start;
+                while j < text.len() && text[j] != b'"' {
+                    j += if text[j] == b'\\' { 2 } else { 1 };
+                }
+                let raw = &text[start..j.min(text.len())];
+                if let Some(Frame::Object { key, value: false }) = stack.last_mut() {
+                    let decoded: String =
+                        serde_json::from_slice::<String>(&[b"\"", raw, b"\""].concat())
+                            .unwrap_or_else(|_| String::from_utf8_lossy(raw).into_owned());
+                    *key = Some(decoded);
+                }
+                i = j;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let mut path = String::new();
+    for frame in &stack {
+        match frame {
+            Frame::Object {
+                key: Some(k),
+                value: true,
+            } => path = join(&path, k),
+            Frame::Object { .. } => return None,
+            Frame::Array { index } => path.push_str(&format!("[{index}]")),
+        }
+        if path.len() > FIELD_PATH_LIMIT {
+            let mut cut = FIELD_PATH_LIMIT;
+            while !path.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            path.truncate(cut);
+            path.push('…');
+            break;
+        }
+    }
+    Some(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,5 +405,40 @@ mod tests {
         assert_eq!(errs[0].field, "cpu");
         let errs = validate("DeleteRequest", &json!({})).unwrap_err();
         assert_eq!(errs[0].describe(), "field 'name' is required");
+    }
+
+    #[test]
+    fn field_at_names_where_json_parsing_stopped() {
+        let cases: &[(&str, Option<&str>)] = &[
+            (
+                r#"{"system": {"services": {"web": {"deploy": {"cpus": 1e400}}}}}"#,
+                Some("system.services.web.deploy.cpus"),
+            ),
+            (
+                r#"{"a": [1, 2, {"b\"c": [0, 1e999]}]}"#,
+                Some("a[2].b\"c[1]"),
+            ),
+            ("[1, 2, 3e999]", Some("[2]")),
+            ("1e999", Some("")),
+            (r#"{"a": 1, "b": 1e999}"#, Some("b")),
+        ];
+        for (text, want) in cases {
+            let e = serde_json::from_str::<Value>(text).unwrap_err();
+            let at = offset_of(text.as_bytes(), e.line(), e.column());
+            assert_eq!(
+                field_at(text.as_bytes(), at).as_deref(),
+                *want,
+                "{text}: {e}"
+            );
+        }
+        let deep = format!("{{\"a\":\n{}", "[".repeat(100_000));
+        let e = serde_json::from_str::<Value>(&deep).unwrap_err();
+        let at = offset_of(deep.as_bytes(), e.line(), e.column());
+        let field = field_at(deep.as_bytes(), at).unwrap();
+        assert!(
+            field.starts_with("a[0][0]") && field.ends_with('…'),
+            "{field}"
+        );
+        assert!(field.len() < 220);
     }
 }

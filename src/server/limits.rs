@@ -1,0 +1,156 @@
+//! The server's resource limits: timeouts, connections, CPU workers, starts in progress.
+//! Read in one place: [`LimitArgs`], the `tycho api` flags, each with an environment
+//! variable (a flag wins over its variable, the variable over the default).
+
+use crate::error::{Error, Result};
+use std::time::Duration;
+
+/// How much a `tycho api` process takes on at once, and how long it waits for clients.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// A connection must send a complete request head within this time of connecting or
+    /// of its previous answer (so it is also how long an idle keep-alive connection stays).
+    pub header_timeout: Duration,
+    /// A request body must arrive, and an answer that the client does not read must move,
+    /// within this time; else the connection is closed.
+    pub idle_timeout: Duration,
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: usize,
+    /// Requests compiled at once (the CPU worker pool, `crate::offload`); 0: the number
+    /// of CPUs.
+    pub workers: usize,
+    /// Starts in progress at once (compiling, waiting to compile, or on the cluster);
+    /// one more is answered 503.
+    pub max_starts: usize,
+}
+
+/// File descriptors kept for everything but client connections (the Kubernetes client,
+/// logs, the runtime).
+const FD_RESERVE: u64 = 64;
+
+/// The soft limit of open files (Linux; None elsewhere or when unknown).
+fn open_files_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The default connection limit: 1024, less when the open-files limit is lower (so
+/// accepting never runs out of descriptors).
+pub fn default_max_connections() -> usize {
+    let cap = 1024u64;
+    let n = match open_files_limit() {
+        Some(limit) => limit.saturating_sub(FD_RESERVE).clamp(8, cap),
+        None => cap,
+    };
+    n as usize
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: default_max_connections(),
+            workers: 0,
+            max_starts: 64,
+        }
+    }
+}
+
+/// The `tycho api` flags of [`Limits`] (flattened into the command's arguments).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct LimitArgs {
+    /// Seconds a client has to send a request head (after connecting, or between
+    /// requests on a kept-alive connection) before it is disconnected. Default 10.
+    #[arg(long, value_name = "S", env = "TYCHO_API_HEADER_TIMEOUT")]
+    pub header_timeout: Option<f64>,
+    /// Seconds a request body may take to arrive, and an unread answer may stall,
+    /// before the connection is closed. Default 30.
+    #[arg(long, value_name = "S", env = "TYCHO_API_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<f64>,
+    /// Connections served at once (more wait to be accepted). Default 1024, or less
+    /// when the open-files limit is lower.
+    #[arg(long, value_name = "N", env = "TYCHO_API_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Requests compiled at once, off the threads that answer clients. Default: the
+    /// number of CPUs.
+    #[arg(long, value_name = "N", env = "TYCHO_API_WORKERS")]
+    pub workers: Option<usize>,
+    /// Starts in progress at once; one more is answered 503. Default 64.
+    #[arg(long, value_name = "N", env = "TYCHO_API_MAX_STARTS")]
+    pub max_starts: Option<usize>,
+}
+
+fn seconds(flag: &str, value: Option<f64>, default: Duration) -> Result<Duration> {
+    match value {
+        None => Ok(default),
+        Some(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Ok(Duration::from_secs_f64(s)),
+        Some(s) => Err(Error::input(format!(
+            "--{flag} must be a positive number of seconds (at most 86400), got {s}"
+        ))),
+    }
+}
+
+fn count(flag: &str, value: Option<usize>, default: usize) -> Result<usize> {
+    match value {
+        None => Ok(default),
+        Some(n) if n >= 1 => Ok(n),
+        Some(n) => Err(Error::input(format!(
+            "--{flag} must be at least 1, got {n}"
+        ))),
+    }
+}
+
+impl LimitArgs {
+    /// The limits these flags describe (defaults for those not given).
+    pub fn limits(&self) -> Result<Limits> {
+        let d = Limits::default();
+        Ok(Limits {
+            header_timeout: seconds("header-timeout", self.header_timeout, d.header_timeout)?,
+            idle_timeout: seconds("idle-timeout", self.idle_timeout, d.idle_timeout)?,
+            max_connections: count("max-connections", self.max_connections, d.max_connections)?,
+            // 0: the number of CPUs (decided by the pool).
+            workers: count("workers", self.workers, 0)?,
+            max_starts: count("max-starts", self.max_starts, d.max_starts)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_bad_values() {
+        let l = LimitArgs::default().limits().unwrap();
+        assert_eq!(l, Limits::default());
+        assert!(l.max_connections >= 8 && l.max_connections <= 1024);
+        let bad = LimitArgs {
+            header_timeout: Some(f64::NAN),
+            ..LimitArgs::default()
+        };
+        assert!(bad
+            .limits()
+            .unwrap_err()
+            .message
+            .contains("--header-timeout"));
+        let bad = LimitArgs {
+            max_starts: Some(0),
+            ..LimitArgs::default()
+        };
+        assert!(bad.limits().unwrap_err().message.contains("--max-starts"));
+        let set = LimitArgs {
+            header_timeout: Some(0.5),
+            workers: Some(3),
+            ..LimitArgs::default()
+        };
+        let l = set.limits().unwrap();
+        assert_eq!(l.header_timeout, Duration::from_millis(500));
+        assert_eq!(l.workers, 3);
+    }
+}
