@@ -91,9 +91,9 @@ def probe(port):
     return {"cmd": ["/httpd", "get", f"http://127.0.0.1:{port}/"], "period": 1, "threshold": 30}
 
 
-def two_services(image, **extra_web):
+def two_services(img, **extra_web):
     web = {
-        "image": image,
+        "image": img,
         "entrypoint": ["/httpd"],
         "command": ["serve", "8080"],
         "ports": ["8080"],
@@ -104,7 +104,7 @@ def two_services(image, **extra_web):
     }
     web.update(extra_web)
     client = {
-        "image": image,
+        "image": img,
         "command": ["serve", "9090"],
         "ports": ["9090"],
         "user": "4321:4321",
@@ -189,7 +189,8 @@ def test_two_service_system_runs_answers_and_is_removed(engine, image, docker_en
     assert http_get(web["port-1"], "/args")[1] == "/httpd serve 8080"
     assert http_get(web["port-1"], "/cwd")[1] == "/work"
     assert http_get(client["port-1"], "/whoami")[1] == "4321 4321"
-    assert http_get(web["port-1"], "/whoami")[1] == "1000 1000"  # tycho's default securityContext
+    # the security context (TYCHO_APP_RUN_AS_USER/GROUP, default "0" as on Kubernetes)
+    assert http_get(web["port-1"], "/whoami")[1] == "0 0"
 
     # Labels on every container, network and volume; limits mapped.
     guid = system.identifier
@@ -293,7 +294,7 @@ def test_taken_port_leaves_nothing(engine, image, docker_env, systems, monkeypat
         systems.append(system.identifier)
         with pytest.raises(StartException) as caught:
             compute().start(system)
-        message = str(caught.value)
+        message = caught.value.args[0]
         assert f"127.0.0.1:{port}->8080/tcp" in message and "service 'web'" in message, message
         assert "everything created for it was removed" in message
         assert_nothing_left(system.identifier)
@@ -372,7 +373,7 @@ def test_context_start_status_delete_on_docker(engine, image, docker_env, system
         "/registry/app-defaults.yaml": "{}\n",
         "/registry/apps/tdocker/docker-compose.yaml": (
             f"version: '3'\nservices:\n  tdocker:\n    image: {image}\n    entrypoint: /httpd serve 8080\n"
-            "    ports: ['8080']\n    environment:\n      - GREETING={{ greeting }}\n"),
+            "    ports: ['8080']\n"),
         "/registry/apps/tdocker/.env": "greeting=hello from the registry\n",
     })
     monkeypatch.setattr(tycho.actions, "backplane", "docker-compose")
@@ -385,7 +386,8 @@ def test_context_start_status_delete_on_docker(engine, image, docker_env, system
         (service,) = started.services
         assert service.name == "tdocker" and service.ip_address == "127.0.0.1"
         assert retry_get(service.port) == (200, "tycho-httpd tdocker")
-        assert http_get(service.port, "/env/GREETING")[1] == "hello from the registry"
+        # the app's .env settings reach the container's environment
+        assert http_get(service.port, "/env/greeting")[1] == "hello from the registry"
 
         def ready():
             status = context.status({"name": started.identifier})
@@ -440,6 +442,35 @@ def test_cli_up_status_modify_down_with_backplane(engine, image, docker_env, sys
 
     bad = _cli("status", "-b", "nomad", env=env)
     assert bad.returncode == 1 and "supported backplanes: kubernetes, docker-compose, docker" in bad.stderr
+
+
+def test_api_server_on_the_docker_backplane(engine, image, docker_env, systems, tmp_path):
+    from test_server import Server
+
+    server = Server(tmp_path, tmp_path / "no-kubeconfig", args=["-b", "docker-compose"]).wait_listening()
+    try:
+        def post(route, body):
+            req = urllib.request.Request(f"{server.url}/system/{route}", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"}, method="POST")
+            with urllib.request.urlopen(req, timeout=120) as response:
+                return json.loads(response.read())
+
+        with urllib.request.urlopen(f"{server.url}/readyz", timeout=30) as response:
+            assert response.status == 200  # the Engine answers
+        started = post("start", start_request(two_services(image)))
+        assert started["status"] == "success", started
+        guid = started["result"]["sid"]
+        systems.append(guid)
+        port = started["result"]["containers"]["web"]["port-1"]
+        assert retry_get(port) == (200, "tycho-httpd web")
+        rows = post("status", {"name": guid})["result"]
+        assert [r["sid"] for r in rows] == [guid] and set(rows[0]) == ROW_KEYS
+        refused = post("modify", {"tycho-guid": guid, "labels": {"a": "b"}})
+        assert refused["status"] == "error" and "cannot change labels" in json.dumps(refused)
+        assert post("delete", {"name": guid})["status"] == "success"
+        assert engine.leftovers(guid)["containers"] == []
+    finally:
+        server.stop()
 
 
 def test_native_functions_are_there():

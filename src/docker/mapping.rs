@@ -371,6 +371,12 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
                 let Some(path) = v.path.clone().filter(|p| !p.is_empty()) else {
                     continue;
                 };
+                // Kubernetes takes a relative mountPath from the root; the Engine wants it absolute.
+                let path = if path.starts_with('/') {
+                    path
+                } else {
+                    format!("/{path}")
+                };
                 let volume = volume_name(&v.volume_name, v.subpath.as_deref());
                 if !is_engine_name(&volume) {
                     return Err(Error::input(format!(
@@ -504,4 +510,120 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
         volumes,
         containers,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docker::client::Pull;
+    use serde_json::json;
+
+    fn settings(host_ports: HostPorts) -> Settings {
+        Settings {
+            bind_address: "127.0.0.1".into(),
+            host_ports,
+            env_dir: None,
+            pull: Pull::Never,
+            timeout: std::time::Duration::from_secs(5),
+        }
+    }
+
+    fn system() -> System {
+        let request = json!({
+            "name": "app",
+            "principal": "{\"username\": \"jdoe\"}",
+            "serviceaccount": "default",
+            "env": {"MODE": "fast"},
+            "system": {"version": "3", "services": {
+                "web": {
+                    "image": "img:1", "entrypoint": ["/bin/web"], "command": "serve 80",
+                    "ports": ["8080:80"], "user": "1:2", "working_dir": "/w",
+                    "environment": ["A=1", "A=2"],
+                    "volumes": ["pvc://data/sub dir:/data:ro"],
+                    "deploy": {"resources": {"limits": {"cpus": "500m", "memory": "1Gi", "gpus": 2}}},
+                    "ext": {"kube": {"readinessProbe": {"httpGet": {"path": "/it's", "port": 80}, "period": 2}}},
+                },
+            }},
+            "services": {"web": {"port": "80", "clients": []}},
+        });
+        crate::compile::parse_system(crate::config::default_config(), &request, Some("g".repeat(32)))
+            .expect("parses")
+    }
+
+    #[test]
+    fn amounts() {
+        assert_eq!(cpus_to_nano(&json!(0.5)), Ok(500_000_000));
+        assert_eq!(cpus_to_nano(&json!("250m")), Ok(250_000_000));
+        assert_eq!(cpus_to_nano(&json!("2")), Ok(2_000_000_000));
+        assert!(cpus_to_nano(&json!("lots")).is_err());
+        assert!(cpus_to_nano(&json!(0)).is_err());
+        assert_eq!(memory_to_bytes(&json!("1Gi")), Ok(1 << 30));
+        assert_eq!(memory_to_bytes(&json!("64M")), Ok(64_000_000));
+        assert_eq!(memory_to_bytes(&json!("50MB")), Ok(50 << 20));
+        assert_eq!(memory_to_bytes(&json!("1g")), Ok(1 << 30));
+        assert!(memory_to_bytes(&json!("1k")).is_err(), "below the Engine's 6 MiB");
+        assert!(memory_to_bytes(&json!("12 parsecs")).is_err());
+    }
+
+    #[test]
+    fn volume_names_per_claim_and_sub_path() {
+        assert_eq!(volume_name("data", None), "data");
+        assert_eq!(volume_name("data", Some("")), "data");
+        assert_eq!(volume_name("stdnfs", Some("/jdoe/")), "stdnfs_jdoe");
+        assert_eq!(volume_name("data", Some("a b/c")), "data_a_b_c");
+        assert!(is_engine_name("data_a_b_c") && !is_engine_name("-x") && !is_engine_name(""));
+    }
+
+    #[test]
+    fn a_compose_service_becomes_a_create_body() {
+        let s = system();
+        let plan = plan(&s, &settings(HostPorts::Compose)).expect("plan");
+        assert_eq!(plan.network, s.name);
+        assert_eq!(plan.labels["executor"], "tycho");
+        assert_eq!(plan.labels["tycho-guid"], s.identifier);
+        assert_eq!(plan.labels["username"], "jdoe");
+        assert_eq!(plan.labels["app-name"], "app");
+        let c = &plan.containers[0];
+        assert_eq!(c.name, format!("{}-web", s.name));
+        let b = &c.body;
+        assert_eq!(b.entrypoint.as_deref(), Some(&["/bin/web".to_string()][..]));
+        assert_eq!(b.cmd, Some(vec!["serve".into(), "80".into()]));
+        assert_eq!(b.user.as_deref(), Some("1:2"));
+        assert_eq!(b.working_dir.as_deref(), Some("/w"));
+        let env = b.env.clone().unwrap_or_default();
+        assert!(env.contains(&"A=2".to_string()) && !env.contains(&"A=1".to_string()));
+        assert!(env.contains(&"MODE=fast".to_string()));
+        assert!(env.contains(&format!("GUID={}", s.identifier)));
+        assert_eq!(b.labels.as_ref().map(|l| l["tycho-service"].clone()), Some("web".into()));
+        let host = b.host_config.clone().unwrap_or_default();
+        assert_eq!(host.nano_cpus, Some(500_000_000));
+        assert_eq!(host.memory, Some(1 << 30));
+        assert_eq!(host.memory_swap, Some(1 << 30));
+        let gpus = host.device_requests.unwrap_or_default();
+        assert_eq!(gpus[0].count, Some(2));
+        let binding = &host.port_bindings.unwrap_or_default()["80/tcp"];
+        assert_eq!(binding.as_ref().map(|b| b[0].host_port.clone()), Some(Some("8080".into())));
+        assert_eq!(c.published, vec!["80/tcp".to_string()]);
+        let mounts = host.mounts.unwrap_or_default();
+        let data = mounts.iter().find(|m| m.target.as_deref() == Some("/data")).expect("the data mount");
+        assert_eq!(data.source.as_deref(), Some("data_sub_dir"));
+        assert_eq!(data.read_only, Some(true));
+        assert!(plan.volumes.contains(&"data_sub_dir".to_string()));
+        // Quoted for the shell: the path cannot end the word.
+        let check = b.healthcheck.clone().expect("healthcheck");
+        assert_eq!(check.interval, Some(2_000_000_000));
+        let test = check.test.unwrap_or_default();
+        assert_eq!(test[0], "CMD-SHELL");
+        assert!(test[1].contains("'http://127.0.0.1:80/it'\\''s'"), "{}", test[1]);
+
+        let random = plan_random(&s);
+        assert_eq!(random, Some(Some(String::new())), "random: the Engine picks");
+    }
+
+    fn plan_random(s: &System) -> Option<Option<String>> {
+        let plan = plan(s, &settings(HostPorts::Random)).ok()?;
+        let host = plan.containers[0].body.host_config.clone()?;
+        let binding = host.port_bindings?.remove("80/tcp")??;
+        Some(binding[0].host_port.clone())
+    }
 }
