@@ -21,7 +21,6 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
 from docker_engine import Engine, FaultProxy, build_httpd_image, wait_for
 from tycho import _native
 from tycho.client import TychoService
