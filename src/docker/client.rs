@@ -100,19 +100,20 @@ impl Settings {
                 ))
             }
         };
-        let timeout =
-            match setting(config, "TYCHO_DOCKER_TIMEOUT", "timeout") {
-                None => Duration::from_secs(120),
-                Some(s) => match s.parse::<u64>() {
-                    Ok(n) if (1..=3600).contains(&n) => Duration::from_secs(n),
-                    _ => return Err(err(
+        let timeout = match setting(config, "TYCHO_DOCKER_TIMEOUT", "timeout") {
+            None => Duration::from_secs(120),
+            Some(s) => match s.parse::<u64>() {
+                Ok(n) if (1..=3600).contains(&n) => Duration::from_secs(n),
+                _ => {
+                    return Err(err(
                         kind,
                         format!(
                             "Docker timeout {s:?} must be a whole number of seconds from 1 to 3600"
                         ),
-                    )),
-                },
-            };
+                    ))
+                }
+            },
+        };
         Ok(Settings {
             bind_address,
             host_ports,

@@ -108,7 +108,7 @@ pub fn cpus_to_nano(value: &Value) -> std::result::Result<i64, String> {
         text.parse::<f64>().map(|c| c * 1e9)
     }
     .map_err(|_| format!("{text:?} is not a CPU amount (e.g. 0.5, \"2\", \"500m\")"))?;
-    if !nano.is_finite() || nano < 1e6 || nano > 1e9 * 4096.0 {
+    if !(1e6..=1e9 * 4096.0).contains(&nano) {
         return Err(format!(
             "{text:?} is not a CPU amount between 0.001 and 4096"
         ));
@@ -151,7 +151,7 @@ pub fn memory_to_bytes(value: &Value) -> std::result::Result<i64, String> {
     };
     let bytes = number * factor;
     // The Engine refuses less than 6 MiB.
-    if !bytes.is_finite() || bytes < 6.0 * 1024.0 * 1024.0 || bytes > 9.0e18 {
+    if !(6.0 * 1024.0 * 1024.0..=9.0e18).contains(&bytes) {
         return Err(format!(
             "{text:?} is not a memory amount between 6Mi and 8Ei"
         ));
@@ -546,8 +546,12 @@ mod tests {
             }},
             "services": {"web": {"port": "80", "clients": []}},
         });
-        crate::compile::parse_system(crate::config::default_config(), &request, Some("g".repeat(32)))
-            .expect("parses")
+        crate::compile::parse_system(
+            crate::config::default_config(),
+            &request,
+            Some("g".repeat(32)),
+        )
+        .expect("parses")
     }
 
     #[test]
@@ -561,7 +565,10 @@ mod tests {
         assert_eq!(memory_to_bytes(&json!("64M")), Ok(64_000_000));
         assert_eq!(memory_to_bytes(&json!("50MB")), Ok(50 << 20));
         assert_eq!(memory_to_bytes(&json!("1g")), Ok(1 << 30));
-        assert!(memory_to_bytes(&json!("1k")).is_err(), "below the Engine's 6 MiB");
+        assert!(
+            memory_to_bytes(&json!("1k")).is_err(),
+            "below the Engine's 6 MiB"
+        );
         assert!(memory_to_bytes(&json!("12 parsecs")).is_err());
     }
 
@@ -594,7 +601,10 @@ mod tests {
         assert!(env.contains(&"A=2".to_string()) && !env.contains(&"A=1".to_string()));
         assert!(env.contains(&"MODE=fast".to_string()));
         assert!(env.contains(&format!("GUID={}", s.identifier)));
-        assert_eq!(b.labels.as_ref().map(|l| l["tycho-service"].clone()), Some("web".into()));
+        assert_eq!(
+            b.labels.as_ref().map(|l| l["tycho-service"].clone()),
+            Some("web".into())
+        );
         let host = b.host_config.clone().unwrap_or_default();
         assert_eq!(host.nano_cpus, Some(500_000_000));
         assert_eq!(host.memory, Some(1 << 30));
@@ -602,10 +612,16 @@ mod tests {
         let gpus = host.device_requests.unwrap_or_default();
         assert_eq!(gpus[0].count, Some(2));
         let binding = &host.port_bindings.unwrap_or_default()["80/tcp"];
-        assert_eq!(binding.as_ref().map(|b| b[0].host_port.clone()), Some(Some("8080".into())));
+        assert_eq!(
+            binding.as_ref().map(|b| b[0].host_port.clone()),
+            Some(Some("8080".into()))
+        );
         assert_eq!(c.published, vec!["80/tcp".to_string()]);
         let mounts = host.mounts.unwrap_or_default();
-        let data = mounts.iter().find(|m| m.target.as_deref() == Some("/data")).expect("the data mount");
+        let data = mounts
+            .iter()
+            .find(|m| m.target.as_deref() == Some("/data"))
+            .expect("the data mount");
         assert_eq!(data.source.as_deref(), Some("data_sub_dir"));
         assert_eq!(data.read_only, Some(true));
         assert!(plan.volumes.contains(&"data_sub_dir".to_string()));
@@ -614,10 +630,18 @@ mod tests {
         assert_eq!(check.interval, Some(2_000_000_000));
         let test = check.test.unwrap_or_default();
         assert_eq!(test[0], "CMD-SHELL");
-        assert!(test[1].contains("'http://127.0.0.1:80/it'\\''s'"), "{}", test[1]);
+        assert!(
+            test[1].contains("'http://127.0.0.1:80/it'\\''s'"),
+            "{}",
+            test[1]
+        );
 
         let random = plan_random(&s);
-        assert_eq!(random, Some(Some(String::new())), "random: the Engine picks");
+        assert_eq!(
+            random,
+            Some(Some(String::new())),
+            "random: the Engine picks"
+        );
     }
 
     fn plan_random(s: &System) -> Option<Option<String>> {
