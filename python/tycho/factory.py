@@ -26,14 +26,16 @@ def _docker(config):
     return DockerComposeCompute(config=config)
 
 
-config_factory = {"kubernetes": _kubernetes, "docker-compose": _docker, "docker": _docker}
+# The original's two names; ``docker`` is accepted as another name of ``docker-compose``.
+config_factory = {"kubernetes": _kubernetes, "docker-compose": _docker}
 supported_backplanes = config_factory.keys()
+_ALIASES = {"docker": "docker-compose"}
 
 
 class ComputeFactory:
     @staticmethod
     def is_valid_backplane(backplane):
-        return backplane in supported_backplanes
+        return backplane in supported_backplanes or backplane in _ALIASES
 
     @staticmethod
     def set_backplane(backplane):
@@ -46,6 +48,7 @@ class ComputeFactory:
         if not backplane:
             tycho_conf = config.get("tycho") or {}
             backplane = tycho_conf.get("backplane") or "kubernetes"
+        backplane = _ALIASES.get(backplane, backplane)
         if backplane not in config_factory:
             from tycho.exceptions import TychoException
 
