@@ -273,6 +273,22 @@ def test_missing_image_leaves_nothing(engine, image, docker_env, systems, monkey
     assert_nothing_left(system.identifier)
 
 
+def test_hostile_image_reference_is_refused_before_any_call(engine, image, docker_env, systems, monkeypatch,
+                                                           tmp_path):
+    # An image reference cannot reach another Engine endpoint through the URL path.
+    proxy = FaultProxy(tmp_path, engine.path, "NONE", "/")
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{proxy.path}")
+    try:
+        system = parse(start_request(two_services(image, image="x/../../containers/create?name=evil")))
+        systems.append(system.identifier)
+        with pytest.raises(StartException, match="service 'web': image .* is not a valid image reference"):
+            compute().start(system)
+        assert proxy.log == []
+    finally:
+        proxy.close()
+    assert_nothing_left(system.identifier)
+
+
 def test_failed_pull_names_the_image(engine, image, docker_env, systems):
     missing = "127.0.0.1:1/tycho-test-missing:1"  # a registry that refuses at once
     system = parse(start_request(two_services(image, image=missing)))

@@ -74,6 +74,18 @@ pub(crate) fn is_engine_name(s: &str) -> bool {
         && s.len() <= 200
 }
 
+/// An image reference the Engine API can take in a URL path: the characters of the
+/// reference grammar (`[registry[:port]/]name[:tag][@digest]`), no empty or `..` segment.
+pub(crate) fn is_image_reference(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 512
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c))
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+}
+
 /// The named volume of a claim and sub path.
 pub(crate) fn volume_name(claim: &str, subpath: Option<&str>) -> String {
     match subpath.filter(|s| !s.trim_matches('/').is_empty()) {
@@ -316,6 +328,13 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
     let mut containers = Vec::new();
     for c in &system.containers {
         let name = format!("{}-{}", system.name, c.name);
+        if !is_image_reference(&c.image) {
+            let shown: String = c.image.chars().take(200).collect();
+            return Err(Error::input(format!(
+                "service '{}': image {shown:?} is not a valid image reference",
+                c.name
+            )));
+        }
         // Published: the compose ports, else the port of the container's `services` entry.
         let mut ports: Vec<(u16, Option<u16>)> = c
             .ports
@@ -570,6 +589,32 @@ mod tests {
             "below the Engine's 6 MiB"
         );
         assert!(memory_to_bytes(&json!("12 parsecs")).is_err());
+    }
+
+    #[test]
+    fn image_references_cannot_reach_other_endpoints() {
+        for good in [
+            "busybox",
+            "nginx:1.25",
+            "localhost:5000/a/b:2",
+            "x@sha256:0a",
+            "tycho-test-httpd:fc18",
+        ] {
+            assert!(is_image_reference(good), "{good}");
+        }
+        for bad in [
+            "",
+            "../containers/create",
+            "a/../b",
+            "a?b",
+            "a b",
+            "/x",
+            "x//y",
+            "-x",
+            "a#b",
+        ] {
+            assert!(!is_image_reference(bad), "{bad}");
+        }
     }
 
     #[test]
