@@ -82,6 +82,9 @@ struct UpArgs {
     /// Seconds --wait waits at most.
     #[arg(long, default_value_t = 300.0, value_name = "S")]
     timeout: f64,
+    /// Compute backplane: kubernetes, docker-compose (alias docker).
+    #[arg(short = 'b', long = "backplane", default_value = "kubernetes")]
+    backplane: String,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
     output: Output,
@@ -97,6 +100,9 @@ struct StatusArgs {
     /// Only this user's systems.
     #[arg(long)]
     username: Option<String>,
+    /// Compute backplane: kubernetes, docker-compose (alias docker).
+    #[arg(short = 'b', long = "backplane", default_value = "kubernetes")]
+    backplane: String,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
     output: Output,
@@ -107,6 +113,9 @@ struct DownArgs {
     /// GUIDs of the systems to delete.
     #[arg(required = true, value_name = "GUID")]
     guids: Vec<String>,
+    /// Compute backplane: kubernetes, docker-compose (alias docker).
+    #[arg(short = 'b', long = "backplane", default_value = "kubernetes")]
+    backplane: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -114,6 +123,9 @@ struct ModifyArgs {
     /// The modify request: {"tycho-guid": GUID, "labels": {...}, "cpu": "1", "memory": "1G"}.
     #[arg(value_name = "JSON")]
     request: String,
+    /// Compute backplane: kubernetes, docker-compose (alias docker).
+    #[arg(short = 'b', long = "backplane", default_value = "kubernetes")]
+    backplane: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -440,7 +452,8 @@ fn up(args: &UpArgs, namespace: Option<&str>) -> Result<i32> {
     )?;
     let system = crate::compile::parse_system(config, &request, None)?;
     let guid = system.identifier.clone();
-    let result = crate::kube::start(config, system, namespace)?;
+    let backplane = crate::backplane::Backplane::parse(&args.backplane)?;
+    let result = crate::backplane::start(backplane, config, system, namespace)?;
     let name = result
         .get("name")
         .and_then(Value::as_str)
@@ -478,6 +491,14 @@ fn up(args: &UpArgs, namespace: Option<&str>) -> Result<i32> {
         other => print(&formatted(&result, other)),
     }
     if !args.wait {
+        return Ok(0);
+    }
+    if backplane == crate::backplane::Backplane::Docker {
+        let timeout = std::time::Duration::from_secs_f64(args.timeout);
+        crate::backplane::wait_ready_docker(config, &guid, timeout, |line| {
+            eprintln!("tycho: {line}");
+        })?;
+        eprintln!("tycho: system {name} is ready");
         return Ok(0);
     }
     let timeout = std::time::Duration::from_secs_f64(args.timeout);
@@ -524,7 +545,14 @@ fn status(args: &StatusArgs, namespace: Option<&str>) -> Result<i32> {
         .guid
         .as_deref()
         .map(|g| g.replace(std::path::MAIN_SEPARATOR, "-"));
-    let rows = crate::kube::status(guid.as_deref(), args.username.as_deref(), namespace)?;
+    let backplane = crate::backplane::Backplane::parse(&args.backplane)?;
+    let rows = crate::backplane::status(
+        backplane,
+        crate::config::default_config(),
+        guid.as_deref(),
+        args.username.as_deref(),
+        namespace,
+    )?;
     if args.terse {
         let mut out = String::new();
         for row in &rows {
@@ -564,9 +592,11 @@ fn status(args: &StatusArgs, namespace: Option<&str>) -> Result<i32> {
 
 fn down(args: &DownArgs, namespace: Option<&str>, debug: bool) -> Result<i32> {
     let mut code = 0;
+    let backplane = crate::backplane::Backplane::parse(&args.backplane)?;
     for guid in &args.guids {
         let guid = guid.replace(std::path::MAIN_SEPARATOR, "-");
-        match crate::kube::delete(&guid, namespace) {
+        let config = crate::config::default_config();
+        match crate::backplane::delete(backplane, config, &guid, namespace) {
             Ok(_) => print(&format!("{guid}\n")),
             Err(e) => {
                 fail(
@@ -590,7 +620,9 @@ fn modify(args: &ModifyArgs, namespace: Option<&str>) -> Result<i32> {
         return Ok(usage(format!("invalid modify request: {}", all.join("; "))));
     }
     let request = crate::server::backend::modify_request(&request);
-    let result = crate::kube::modify(crate::config::default_config(), &request, namespace)?;
+    let backplane = crate::backplane::Backplane::parse(&args.backplane)?;
+    let config = crate::config::default_config();
+    let result = crate::backplane::modify(backplane, config, &request, namespace)?;
     print(&formatted(&result, Output::Json));
     Ok(0)
 }
@@ -625,9 +657,15 @@ fn api(args: &ApiArgs, namespace: Option<&str>) -> Result<i32> {
         request_timeout: std::time::Duration::from_secs_f64(args.request_timeout),
         limits,
     };
-    let executor = std::sync::Arc::new(crate::server::backend::Kubernetes::new(
-        namespace.map(str::to_string),
-    ));
+    let executor: std::sync::Arc<dyn crate::server::backend::Executor> =
+        match crate::backplane::Backplane::parse(&args.backplane)? {
+            crate::backplane::Backplane::Docker => {
+                std::sync::Arc::new(crate::backplane::DockerExecutor::new())
+            }
+            crate::backplane::Backplane::Kubernetes => std::sync::Arc::new(
+                crate::server::backend::Kubernetes::new(namespace.map(str::to_string)),
+            ),
+        };
     crate::server::serve(executor, options)?;
     Ok(0)
 }

@@ -4,10 +4,12 @@
 //! rendered through Jinja-compatible templates ([`render`]) into Kubernetes objects
 //! ([`compile`]). The Python package `tycho` is a thin layer over this crate.
 
+pub mod backplane;
 pub mod cli;
 pub mod cli_wait;
 pub mod compile;
 pub mod config;
+pub mod docker;
 pub mod error;
 pub mod kube;
 pub mod model;
@@ -22,6 +24,8 @@ pub mod yaml;
 
 #[cfg(feature = "python")]
 mod python;
+#[cfg(feature = "python")]
+mod python_docker;
 #[cfg(feature = "python")]
 mod python_kube;
 #[cfg(feature = "python")]

@@ -92,6 +92,97 @@ pub struct Container {
     pub liveness_probe: Option<Probe>,
     /// Readiness probe.
     pub readiness_probe: Option<Probe>,
+    /// Compose fields only the Docker backplane uses (`command`, `working_dir`, `user`,
+    /// host ports); left out of the plain model when none is set.
+    #[serde(default, skip_serializing_if = "ComposeExtras::is_empty")]
+    pub compose: ComposeExtras,
+}
+
+/// Compose fields the Kubernetes templates ignore (as the original does) and the Docker
+/// backplane maps (`crate::docker`).
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct ComposeExtras {
+    /// `command`: the arguments after the entrypoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// `working_dir`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    /// `user` (`uid[:gid]` or a name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Host side of each `ports` entry (`"8080:80"` → 8080), null where none is written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_ports: Vec<Option<u16>>,
+}
+
+impl ComposeExtras {
+    /// True when no field is set.
+    pub fn is_empty(&self) -> bool {
+        self.command.is_none()
+            && self.working_dir.is_none()
+            && self.user.is_none()
+            && self.host_ports.iter().all(Option::is_none)
+    }
+
+    /// Reads the fields from a compose service.
+    fn parse(service: &str, spec: &Map<String, Value>) -> Result<Self> {
+        let text = |field: &str| -> Result<Option<String>> {
+            match spec.get(field) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(Value::Number(n)) => Ok(Some(n.to_string())),
+                Some(other) => Err(Error::input(format!(
+                    "service '{service}': field '{field}' must be a string, got {}",
+                    cut(&other.to_string())
+                ))),
+            }
+        };
+        let command = match spec.get("command") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.split_whitespace().map(String::from).collect()),
+            Some(Value::Array(items)) => Some(items.iter().map(py_str).collect()),
+            Some(other) => {
+                return Err(Error::input(format!(
+                    "service '{service}': field 'command' must be a string or a list, got {}",
+                    cut(&other.to_string())
+                )))
+            }
+        };
+        let host_ports = match spec.get("ports") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|p| {
+                    let s = p.as_str()?;
+                    let mut parts: Vec<&str> = s.rsplitn(3, ':').collect();
+                    parts.reverse();
+                    if parts.len() < 2 {
+                        return None;
+                    }
+                    parts[parts.len() - 2]
+                        .parse::<u16>()
+                        .ok()
+                        .filter(|p| *p > 0)
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(ComposeExtras {
+            command,
+            working_dir: text("working_dir")?,
+            user: text("user")?,
+            host_ports,
+        })
+    }
+}
+
+/// A value cut to 200 characters for a message.
+fn cut(s: &str) -> String {
+    if s.chars().count() > 200 {
+        s.chars().take(200).collect::<String>() + "…"
+    } else {
+        s.to_string()
+    }
 }
 
 /// Network exposure of a container (`services` of the request).
@@ -866,6 +957,7 @@ fn build(
                 "readinessProbe",
                 kube.and_then(|k| k.get("readinessProbe")),
             )?,
+            compose: ComposeExtras::parse(cname, spec_map)?,
         });
     }
 

@@ -197,6 +197,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add("DEFAULT_CONFIG", crate::config::DEFAULT_CONFIG)?;
     crate::python_kube::init(m)?;
+    crate::python_docker::init(m)?;
     crate::python_registry::init(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

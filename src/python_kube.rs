@@ -28,6 +28,10 @@ pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
             .filter_target("tycho".to_string(), log::LevelFilter::Debug)
             // pyo3-log matches targets by `::` segments: name dotted ones too.
             .filter_target(crate::kube::LOG_TARGET.to_string(), log::LevelFilter::Debug)
+            .filter_target(
+                crate::docker::LOG_TARGET.to_string(),
+                log::LevelFilter::Debug,
+            )
             // kube-rs reports every failed request at ERROR (through tracing's log
             // bridge), retried ones included; tycho.kube logs them with context instead.
             .filter_target("kube_client".to_string(), log::LevelFilter::Off);

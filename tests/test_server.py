@@ -308,11 +308,11 @@ def test_empty_token_is_refused(tmp_path, kubeconfig):
 
 
 def test_unknown_backplane_exits_1_listing_supported(kubeconfig):
-    proc = subprocess.run([sys.executable, "-m", "tycho", "api", "-b", "docker", "-p", "0"],
+    proc = subprocess.run([sys.executable, "-m", "tycho", "api", "-b", "nomad", "-p", "0"],
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1] == (
-        'tycho: error: unrecognized backplane "docker"; supported backplanes: kubernetes')
+        'tycho: error: unrecognized backplane "nomad"; supported backplanes: kubernetes, docker-compose, docker')
 
 
 # ------------------------------------------------------------------ concurrency, shutdown, probes

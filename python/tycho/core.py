@@ -16,7 +16,12 @@ class Tycho:
 
     def __init__(self, backplane="kubernetes", config="conf/tycho.yaml"):
         """
-        :param backplane: Name of the compute back end (``kubernetes``).
+        :param backplane: Name of the compute back end: ``kubernetes`` or
+                          ``docker-compose`` (alias ``docker``). Any other value than
+                          the default ``kubernetes`` wins over the configuration's
+                          ``tycho.backplane``; ``kubernetes`` or None leave the choice
+                          to the configuration (the original always read the
+                          configuration).
         :param config: Path of a configuration file (relative to the package or
                        absolute), a dict, or a :class:`tycho.config.Config`.
         """
@@ -36,7 +41,8 @@ class Tycho:
     def get_compute(self):
         """The compute back end named by the configuration (created on the first call)."""
         if self._compute is None:
-            self._compute = ComputeFactory.create_compute(self.config)
+            chosen = self.backplane if self.backplane and self.backplane != "kubernetes" else None
+            self._compute = ComputeFactory.create_compute(self.config, backplane=chosen)
         return self._compute
 
     def parse(self, request):

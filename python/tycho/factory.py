@@ -1,7 +1,8 @@
 """Choose the compute back end ("backplane") named in the configuration.
 
-Only ``kubernetes`` is supported (tycho-api 1.17.3 also listed an experimental
-``docker-compose`` backplane, which is not carried over).
+``kubernetes`` (:class:`tycho.kube.KubernetesCompute`) and, as in tycho-api 1.17.3,
+``docker-compose`` (:class:`tycho.dockerc.DockerComposeCompute`: this machine's Docker
+Engine), also reachable as ``docker``.
 """
 
 import logging
@@ -19,24 +20,35 @@ def _kubernetes(config):
     return KubernetesCompute(config=config)
 
 
-config_factory = {"kubernetes": _kubernetes}
+def _docker(config):
+    from tycho.dockerc import DockerComposeCompute
+
+    return DockerComposeCompute(config=config)
+
+
+# The original's two names; ``docker`` is accepted as another name of ``docker-compose``.
+config_factory = {"kubernetes": _kubernetes, "docker-compose": _docker}
 supported_backplanes = config_factory.keys()
+_ALIASES = {"docker": "docker-compose"}
 
 
 class ComputeFactory:
     @staticmethod
     def is_valid_backplane(backplane):
-        return backplane in supported_backplanes
+        return backplane in supported_backplanes or backplane in _ALIASES
 
     @staticmethod
     def set_backplane(backplane):
         config["backplane"] = backplane
 
     @staticmethod
-    def create_compute(config):
-        """The compute object for ``config['tycho']['backplane']`` (default kubernetes)."""
-        tycho_conf = config.get("tycho") or {}
-        backplane = tycho_conf.get("backplane") or "kubernetes"
+    def create_compute(config, backplane=None):
+        """The compute object for ``backplane`` when given, else for
+        ``config['tycho']['backplane']`` (default kubernetes)."""
+        if not backplane:
+            tycho_conf = config.get("tycho") or {}
+            backplane = tycho_conf.get("backplane") or "kubernetes"
+        backplane = _ALIASES.get(backplane, backplane)
         if backplane not in config_factory:
             from tycho.exceptions import TychoException
 

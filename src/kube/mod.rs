@@ -26,10 +26,14 @@ mod retry;
 mod start;
 mod status;
 
+/// The process's executor runtime, shared with the Docker backplane.
+pub(crate) use client::block_on;
 pub use client::{default_namespace, Settings};
 pub use delete::{delete, delete_async};
 pub use modify::{modify, modify_async};
 pub use start::{start, start_async, system_from_value};
+/// The original's creation-time format, shared with the Docker backplane.
+pub(crate) use status::creation_time;
 pub use status::{status, status_async};
 
 use crate::error::{Error, ErrorKind};

@@ -45,7 +45,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 pub const LOG_TARGET: &str = "tycho::api";
 
 /// Back ends `-b` accepts.
-pub const SUPPORTED_BACKPLANES: &[&str] = &["kubernetes"];
+pub const SUPPORTED_BACKPLANES: &[&str] = crate::backplane::SUPPORTED;
 
 /// Shared, read-only state of the handlers.
 #[derive(Clone)]

@@ -1,0 +1,698 @@
+//! The System model → Engine objects: names, labels, container create bodies (command,
+//! env, working_dir, user, resources, GPUs, published ports, mounts, healthchecks).
+//! Pure: no Engine calls, so every rule is unit-tested here.
+//!
+//! * Names: the network is the system's name (`<app>-<guid>`); a container is
+//!   `<system name>-<service>`, with the service name as its network alias and hostname.
+//! * Labels (every container, network and volume): `executor=tycho`, `tycho-guid`,
+//!   `username`, `app-name`, plus `name` (the system's name), `original-app-name`,
+//!   `tycho-app-id`; containers also carry `tycho-service` and `conn_string`.
+//! * `pvc://claim[/sub]:path[:ro]`: a named volume `claim` (or `claim_sub`, one volume
+//!   per claim and sub path: Engine API 1.41 has no volume sub paths).
+//! * Probes: the readiness probe (else the liveness probe) becomes the healthcheck; an
+//!   exec probe runs as given, an HTTP probe runs `wget` (else `curl`) and a TCP probe
+//!   `nc -z` through `/bin/sh` inside the container.
+
+use super::client::{HostPorts, Settings};
+use super::{GUID_LABEL, SERVICE_LABEL};
+use crate::error::{Error, Result};
+use crate::model::{Container, Probe, System};
+use crate::pyfmt::py_str;
+use bollard::models::{
+    ContainerCreateBody, DeviceRequest, EndpointSettings, HealthConfig, HostConfig, Mount,
+    MountType, NetworkingConfig, PortBinding,
+};
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// One container to create.
+#[derive(Debug, Clone)]
+pub(crate) struct ContainerPlan {
+    /// Engine container name.
+    pub name: String,
+    /// Compose service name.
+    pub service: String,
+    /// Image reference.
+    pub image: String,
+    /// The create body.
+    pub body: ContainerCreateBody,
+    /// Container ports published to the host (`<port>/tcp`), in order.
+    pub published: Vec<String>,
+}
+
+/// Everything a start creates.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    /// Network name.
+    pub network: String,
+    /// Labels of the network and volumes.
+    pub labels: HashMap<String, String>,
+    /// Named volumes the containers mount.
+    pub volumes: Vec<String>,
+    /// Containers, in compose order.
+    pub containers: Vec<ContainerPlan>,
+}
+
+/// The labels every object of `system` carries.
+pub(crate) fn system_labels(system: &System) -> HashMap<String, String> {
+    let mut labels = HashMap::new();
+    labels.insert("executor".into(), "tycho".into());
+    labels.insert(GUID_LABEL.into(), system.identifier.clone());
+    labels.insert("username".into(), system.username.clone());
+    labels.insert("app-name".into(), system.system_name.clone());
+    labels.insert("original-app-name".into(), system.system_name.clone());
+    labels.insert("tycho-app-id".into(), system.app_id.clone());
+    labels.insert("name".into(), system.name.clone());
+    labels
+}
+
+/// An Engine object name is `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+pub(crate) fn is_engine_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        && s.len() <= 200
+}
+
+/// An image reference the Engine API can take in a URL path: the characters of the
+/// reference grammar (`[registry[:port]/]name[:tag][@digest]`), no empty or `..` segment.
+pub(crate) fn is_image_reference(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 512
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c))
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+}
+
+/// The named volume of a claim and sub path.
+pub(crate) fn volume_name(claim: &str, subpath: Option<&str>) -> String {
+    match subpath.filter(|s| !s.trim_matches('/').is_empty()) {
+        None => claim.to_string(),
+        Some(sub) => {
+            let sub: String = sub
+                .trim_matches('/')
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            format!("{claim}_{sub}")
+        }
+    }
+}
+
+/// CPUs (`0.5`, `"2"`, `"500m"`) in billionths of a CPU.
+pub fn cpus_to_nano(value: &Value) -> std::result::Result<i64, String> {
+    let text = match value {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.trim().to_string(),
+        other => return Err(format!("{other} is not a CPU amount")),
+    };
+    let nano = if let Some(milli) = text.strip_suffix('m') {
+        milli.parse::<f64>().map(|m| m * 1e6)
+    } else {
+        text.parse::<f64>().map(|c| c * 1e9)
+    }
+    .map_err(|_| format!("{text:?} is not a CPU amount (e.g. 0.5, \"2\", \"500m\")"))?;
+    if !(1e6..=1e9 * 4096.0).contains(&nano) {
+        return Err(format!(
+            "{text:?} is not a CPU amount between 0.001 and 4096"
+        ));
+    }
+    Ok(nano.round() as i64)
+}
+
+/// Memory (`"512Mi"`, `"4G"`, `"50MB"`, `1073741824`) in bytes: `Ki/Mi/Gi/Ti` are
+/// powers of 1024, Kubernetes' `K/M/G/T` powers of 1000, Docker's `b/k/m/g` (and
+/// `kb/mb/gb`, any case) powers of 1024.
+pub fn memory_to_bytes(value: &Value) -> std::result::Result<i64, String> {
+    let text = match value {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.trim().to_string(),
+        other => return Err(format!("{other} is not a memory amount")),
+    };
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let bad = || format!("{text:?} is not a memory amount (e.g. \"512Mi\", \"4G\", \"1g\")");
+    let number: f64 = number.parse().map_err(|_| bad())?;
+    let factor: f64 = match unit {
+        "" | "b" | "B" => 1.0,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "K" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        u => match u.to_ascii_lowercase().as_str() {
+            "k" | "kb" => 1024.0,
+            "m" | "mb" => 1024f64.powi(2),
+            "g" | "gb" => 1024f64.powi(3),
+            "t" | "tb" => 1024f64.powi(4),
+            _ => return Err(bad()),
+        },
+    };
+    let bytes = number * factor;
+    // The Engine refuses less than 6 MiB.
+    if !(6.0 * 1024.0 * 1024.0..=9.0e18).contains(&bytes) {
+        return Err(format!(
+            "{text:?} is not a memory amount between 6Mi and 8Ei"
+        ));
+    }
+    Ok(bytes.round() as i64)
+}
+
+fn set(v: &Value) -> bool {
+    !matches!(v, Value::Null) && v.as_str() != Some("")
+}
+
+/// A probe's numeric field, in seconds.
+fn seconds(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_f64().map(|f| f as i64),
+        Value::String(s) => s.trim().parse::<f64>().ok().map(|f| f as i64),
+        _ => None,
+    }
+    .filter(|s| *s > 0)
+}
+
+/// A shell word: `'...'` with `'` written as `'\''`.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+fn probe_port(service: &str, p: &Probe) -> Result<Option<u16>> {
+    match &p.port {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => {
+            let text = py_str(v);
+            text.parse::<u16>().ok().filter(|p| *p > 0).map(Some).ok_or_else(|| {
+                Error::input(format!(
+                    "service '{service}': probe port {text:?} must be a port number on the Docker backplane"
+                ))
+            })
+        }
+    }
+}
+
+/// The Docker healthcheck of a probe.
+pub(crate) fn healthcheck(service: &str, p: &Probe) -> Result<Option<HealthConfig>> {
+    let test = match &p.cmd {
+        Value::Array(args) if !args.is_empty() => {
+            let mut test = vec!["CMD".to_string()];
+            test.extend(args.iter().map(py_str));
+            test
+        }
+        Value::String(s) if !s.trim().is_empty() => vec!["CMD-SHELL".into(), s.clone()],
+        _ => match (probe_port(service, p)?, &p.path) {
+            (Some(port), Some(path)) if set(path) => {
+                let path = py_str(path);
+                let path = if path.starts_with('/') {
+                    path
+                } else {
+                    format!("/{path}")
+                };
+                let url = sh_quote(&format!("http://127.0.0.1:{port}{path}"));
+                vec![
+                    "CMD-SHELL".into(),
+                    format!("wget -q -O /dev/null {url} || curl -fsS -o /dev/null {url}"),
+                ]
+            }
+            (Some(port), _) => vec!["CMD-SHELL".into(), format!("nc -z 127.0.0.1 {port}")],
+            (None, _) => return Ok(None),
+        },
+    };
+    const SECOND: i64 = 1_000_000_000;
+    Ok(Some(HealthConfig {
+        test: Some(test),
+        interval: Some(seconds(&p.period).unwrap_or(10) * SECOND),
+        timeout: Some(5 * SECOND),
+        retries: Some(seconds(&p.threshold).unwrap_or(3)),
+        start_period: seconds(&p.delay).map(|d| d * SECOND),
+        start_interval: None,
+    }))
+}
+
+/// `KEY=value` pairs, later keys replacing earlier ones in place (the Engine would
+/// otherwise leave the choice to the program).
+fn dedup_env(pairs: Vec<(String, String)>) -> Vec<String> {
+    let mut order: Vec<String> = Vec::new();
+    let mut values: HashMap<String, String> = HashMap::new();
+    for (k, v) in pairs {
+        if !values.contains_key(&k) {
+            order.push(k.clone());
+        }
+        values.insert(k, v);
+    }
+    order
+        .into_iter()
+        .map(|k| {
+            let v = values.remove(&k).unwrap_or_default();
+            format!("{k}={v}")
+        })
+        .collect()
+}
+
+/// The environment of a container: the same variables, in the same order, as the
+/// Kubernetes pod template gives it.
+pub(crate) fn environment(system: &System, container: &Container) -> Vec<String> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    let pair = |e: &Vec<String>| (e[0].clone(), e.get(1).cloned().unwrap_or_default());
+    env.extend(container.env.iter().filter(|e| !e.is_empty()).map(pair));
+    let host = ("HOST".to_string(), py_str(&system.host));
+    if container.env.is_empty() {
+        env.push(host.clone());
+    }
+    let prefix = if system.amb {
+        format!(
+            "/private/{}/{}/{}",
+            system.system_name, system.username, system.identifier
+        )
+    } else {
+        "/".to_string()
+    };
+    env.push(("GUID".into(), system.identifier.clone()));
+    env.push(("USER_NAME".into(), system.username.clone()));
+    env.push(("USER".into(), system.username.clone()));
+    env.push(("NB_PREFIX".into(), prefix.clone()));
+    env.push(("FB_BASEURL".into(), prefix));
+    if !container.env.is_empty() {
+        env.push(host);
+    }
+    for (k, v) in &system.system_env {
+        env.push((k.clone(), py_str(v)));
+    }
+    env.extend(system.extra_env.iter().filter(|e| !e.is_empty()).map(pair));
+    dedup_env(env)
+}
+
+/// The user a container runs as: compose `user`, else the security context's
+/// `run_as_user[:run_as_group]`, else the image's.
+pub(crate) fn user(system: &System, container: &Container) -> Option<String> {
+    if let Some(u) = &container.compose.user {
+        return Some(u.clone());
+    }
+    let sc = &system.security_context;
+    let get = |k: &str| sc.get(k).filter(|v| set(v)).map(py_str);
+    match (get("run_as_user"), get("run_as_group")) {
+        (Some(u), Some(g)) => Some(format!("{u}:{g}")),
+        (Some(u), None) => Some(u),
+        (None, Some(g)) => Some(format!("0:{g}")),
+        (None, None) => None,
+    }
+}
+
+fn port_number(v: &Value) -> Option<u16> {
+    py_str(v).parse::<u16>().ok().filter(|p| *p > 0)
+}
+
+/// The plan of a start.
+pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
+    let labels = system_labels(system);
+    let network = system.name.clone();
+    if !is_engine_name(&network) {
+        return Err(Error::input(format!(
+            "the system's name {network:?} is not a valid Docker network name"
+        )));
+    }
+    let mut volumes: Vec<String> = Vec::new();
+    let mut containers = Vec::new();
+    for c in &system.containers {
+        let name = format!("{}-{}", system.name, c.name);
+        if !is_image_reference(&c.image) {
+            let shown: String = c.image.chars().take(200).collect();
+            return Err(Error::input(format!(
+                "service '{}': image {shown:?} is not a valid image reference",
+                c.name
+            )));
+        }
+        // Published: the compose ports, else the port of the container's `services` entry.
+        let mut ports: Vec<(u16, Option<u16>)> = c
+            .ports
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                port_number(&p.containerPort)
+                    .map(|cp| (cp, c.compose.host_ports.get(i).copied().flatten()))
+            })
+            .collect();
+        if ports.is_empty() {
+            if let Some(p) = system
+                .services
+                .get(&c.name)
+                .and_then(|s| port_number(&s.port))
+            {
+                ports.push((p, None));
+            }
+        }
+        let mut exposed: Vec<String> = Vec::new();
+        let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+        let mut published = Vec::new();
+        for (container_port, host_port) in &ports {
+            let key = format!("{container_port}/tcp");
+            let host_port = match settings.host_ports {
+                HostPorts::Compose => host_port.map(|p| p.to_string()).unwrap_or_default(),
+                HostPorts::Random => String::new(),
+            };
+            if !exposed.contains(&key) {
+                exposed.push(key.clone());
+                published.push(key.clone());
+            }
+            bindings
+                .entry(key)
+                .or_insert_with(|| Some(Vec::new()))
+                .get_or_insert_with(Vec::new)
+                .push(PortBinding {
+                    host_ip: Some(settings.bind_address.clone()),
+                    host_port: Some(host_port),
+                });
+        }
+        for p in &c.expose {
+            if let Some(n) = port_number(&p.containerPort) {
+                let key = format!("{n}/tcp");
+                if !exposed.contains(&key) {
+                    exposed.push(key);
+                }
+            }
+        }
+        let mut mounts = Vec::new();
+        if !c.volumes.is_empty() {
+            for v in system.volumes.iter().filter(|v| v.container_name == c.name) {
+                let Some(path) = v.path.clone().filter(|p| !p.is_empty()) else {
+                    continue;
+                };
+                // Kubernetes takes a relative mountPath from the root; the Engine wants it absolute.
+                let path = if path.starts_with('/') {
+                    path
+                } else {
+                    format!("/{path}")
+                };
+                let volume = volume_name(&v.volume_name, v.subpath.as_deref());
+                if !is_engine_name(&volume) {
+                    return Err(Error::input(format!(
+                        "service '{}': volume {volume:?} is not a valid Docker volume name",
+                        c.name
+                    )));
+                }
+                if !volumes.contains(&volume) {
+                    volumes.push(volume.clone());
+                }
+                mounts.push(Mount {
+                    target: Some(path),
+                    source: Some(volume),
+                    typ: Some(MountType::VOLUME),
+                    read_only: Some(v.read_only),
+                    ..Default::default()
+                });
+            }
+        }
+        let limits = &c.limits;
+        let nano_cpus = if set(&limits.cpus) {
+            Some(
+                cpus_to_nano(&limits.cpus)
+                    .map_err(|e| Error::input(format!("service '{}': limits.cpus {e}", c.name)))?,
+            )
+        } else {
+            None
+        };
+        let memory =
+            if set(&limits.memory) {
+                Some(memory_to_bytes(&limits.memory).map_err(|e| {
+                    Error::input(format!("service '{}': limits.memory {e}", c.name))
+                })?)
+            } else {
+                None
+            };
+        let memory_reservation = if set(&c.requests.memory) {
+            Some(memory_to_bytes(&c.requests.memory).map_err(|e| {
+                Error::input(format!("service '{}': reservations.memory {e}", c.name))
+            })?)
+        } else {
+            None
+        };
+        let device_requests = if set(&limits.gpus) {
+            let text = py_str(&limits.gpus);
+            let count = if text == "all" {
+                -1
+            } else {
+                text.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    Error::input(format!(
+                        "service '{}': limits.gpus {text:?} must be a positive whole number or \"all\"",
+                        c.name
+                    ))
+                })?
+            };
+            Some(vec![DeviceRequest {
+                count: Some(count),
+                capabilities: Some(vec![vec!["gpu".to_string()]]),
+                ..Default::default()
+            }])
+        } else {
+            None
+        };
+        let group_add = system
+            .security_context
+            .get("fs_group")
+            .filter(|v| set(v))
+            .map(|g| vec![py_str(g)]);
+        let probe = c.readiness_probe.as_ref().or(c.liveness_probe.as_ref());
+        let healthcheck = match probe {
+            Some(p) => healthcheck(&c.name, p)?,
+            None => None,
+        };
+        let entrypoint = match &c.command {
+            Value::Array(a) if !a.is_empty() => Some(a.iter().map(py_str).collect()),
+            _ => None,
+        };
+        let mut container_labels = labels.clone();
+        container_labels.insert(SERVICE_LABEL.into(), c.name.clone());
+        if let Value::String(s) = &system.conn_string {
+            container_labels.insert("conn_string".into(), s.clone());
+        }
+        let mut endpoints = HashMap::new();
+        endpoints.insert(
+            network.clone(),
+            EndpointSettings {
+                aliases: Some(vec![c.name.clone()]),
+                ..Default::default()
+            },
+        );
+        let body = ContainerCreateBody {
+            image: Some(c.image.clone()),
+            hostname: Some(c.name.clone()),
+            entrypoint,
+            cmd: c.compose.command.clone(),
+            env: Some(environment(system, c)),
+            working_dir: c.compose.working_dir.clone(),
+            user: user(system, c),
+            labels: Some(container_labels),
+            exposed_ports: (!exposed.is_empty()).then_some(exposed),
+            healthcheck,
+            host_config: Some(HostConfig {
+                network_mode: Some(network.clone()),
+                port_bindings: (!bindings.is_empty()).then_some(bindings),
+                mounts: (!mounts.is_empty()).then_some(mounts),
+                nano_cpus,
+                memory,
+                // No swap beyond the memory limit, as on Kubernetes.
+                memory_swap: memory,
+                memory_reservation,
+                device_requests,
+                group_add,
+                ..Default::default()
+            }),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(endpoints),
+            }),
+            ..Default::default()
+        };
+        containers.push(ContainerPlan {
+            name,
+            service: c.name.clone(),
+            image: c.image.clone(),
+            body,
+            published,
+        });
+    }
+    Ok(Plan {
+        network,
+        labels,
+        volumes,
+        containers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docker::client::Pull;
+    use serde_json::json;
+
+    fn settings(host_ports: HostPorts) -> Settings {
+        Settings {
+            bind_address: "127.0.0.1".into(),
+            host_ports,
+            env_dir: None,
+            pull: Pull::Never,
+            timeout: std::time::Duration::from_secs(5),
+        }
+    }
+
+    fn system() -> System {
+        let request = json!({
+            "name": "app",
+            "principal": "{\"username\": \"jdoe\"}",
+            "serviceaccount": "default",
+            "env": {"MODE": "fast"},
+            "system": {"version": "3", "services": {
+                "web": {
+                    "image": "img:1", "entrypoint": ["/bin/web"], "command": "serve 80",
+                    "ports": ["8080:80"], "user": "1:2", "working_dir": "/w",
+                    "environment": ["A=1", "A=2"],
+                    "volumes": ["pvc://data/sub dir:/data:ro"],
+                    "deploy": {"resources": {"limits": {"cpus": "500m", "memory": "1Gi", "gpus": 2}}},
+                    "ext": {"kube": {"readinessProbe": {"httpGet": {"path": "/it's", "port": 80}, "period": 2}}},
+                },
+            }},
+            "services": {"web": {"port": "80", "clients": []}},
+        });
+        crate::compile::parse_system(
+            crate::config::default_config(),
+            &request,
+            Some("g".repeat(32)),
+        )
+        .expect("parses")
+    }
+
+    #[test]
+    fn amounts() {
+        assert_eq!(cpus_to_nano(&json!(0.5)), Ok(500_000_000));
+        assert_eq!(cpus_to_nano(&json!("250m")), Ok(250_000_000));
+        assert_eq!(cpus_to_nano(&json!("2")), Ok(2_000_000_000));
+        assert!(cpus_to_nano(&json!("lots")).is_err());
+        assert!(cpus_to_nano(&json!(0)).is_err());
+        assert_eq!(memory_to_bytes(&json!("1Gi")), Ok(1 << 30));
+        assert_eq!(memory_to_bytes(&json!("64M")), Ok(64_000_000));
+        assert_eq!(memory_to_bytes(&json!("50MB")), Ok(50 << 20));
+        assert_eq!(memory_to_bytes(&json!("1g")), Ok(1 << 30));
+        assert!(
+            memory_to_bytes(&json!("1k")).is_err(),
+            "below the Engine's 6 MiB"
+        );
+        assert!(memory_to_bytes(&json!("12 parsecs")).is_err());
+    }
+
+    #[test]
+    fn image_references_cannot_reach_other_endpoints() {
+        for good in [
+            "busybox",
+            "nginx:1.25",
+            "localhost:5000/a/b:2",
+            "x@sha256:0a",
+            "tycho-test-httpd:fc18",
+        ] {
+            assert!(is_image_reference(good), "{good}");
+        }
+        for bad in [
+            "",
+            "../containers/create",
+            "a/../b",
+            "a?b",
+            "a b",
+            "/x",
+            "x//y",
+            "-x",
+            "a#b",
+        ] {
+            assert!(!is_image_reference(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn volume_names_per_claim_and_sub_path() {
+        assert_eq!(volume_name("data", None), "data");
+        assert_eq!(volume_name("data", Some("")), "data");
+        assert_eq!(volume_name("stdnfs", Some("/jdoe/")), "stdnfs_jdoe");
+        assert_eq!(volume_name("data", Some("a b/c")), "data_a_b_c");
+        assert!(is_engine_name("data_a_b_c") && !is_engine_name("-x") && !is_engine_name(""));
+    }
+
+    #[test]
+    fn a_compose_service_becomes_a_create_body() {
+        let s = system();
+        let plan = plan(&s, &settings(HostPorts::Compose)).expect("plan");
+        assert_eq!(plan.network, s.name);
+        assert_eq!(plan.labels["executor"], "tycho");
+        assert_eq!(plan.labels["tycho-guid"], s.identifier);
+        assert_eq!(plan.labels["username"], "jdoe");
+        assert_eq!(plan.labels["app-name"], "app");
+        let c = &plan.containers[0];
+        assert_eq!(c.name, format!("{}-web", s.name));
+        let b = &c.body;
+        assert_eq!(b.entrypoint.as_deref(), Some(&["/bin/web".to_string()][..]));
+        assert_eq!(b.cmd, Some(vec!["serve".into(), "80".into()]));
+        assert_eq!(b.user.as_deref(), Some("1:2"));
+        assert_eq!(b.working_dir.as_deref(), Some("/w"));
+        let env = b.env.clone().unwrap_or_default();
+        assert!(env.contains(&"A=2".to_string()) && !env.contains(&"A=1".to_string()));
+        assert!(env.contains(&"MODE=fast".to_string()));
+        assert!(env.contains(&format!("GUID={}", s.identifier)));
+        assert_eq!(
+            b.labels.as_ref().map(|l| l["tycho-service"].clone()),
+            Some("web".into())
+        );
+        let host = b.host_config.clone().unwrap_or_default();
+        assert_eq!(host.nano_cpus, Some(500_000_000));
+        assert_eq!(host.memory, Some(1 << 30));
+        assert_eq!(host.memory_swap, Some(1 << 30));
+        let gpus = host.device_requests.unwrap_or_default();
+        assert_eq!(gpus[0].count, Some(2));
+        let binding = &host.port_bindings.unwrap_or_default()["80/tcp"];
+        assert_eq!(
+            binding.as_ref().map(|b| b[0].host_port.clone()),
+            Some(Some("8080".into()))
+        );
+        assert_eq!(c.published, vec!["80/tcp".to_string()]);
+        let mounts = host.mounts.unwrap_or_default();
+        let data = mounts
+            .iter()
+            .find(|m| m.target.as_deref() == Some("/data"))
+            .expect("the data mount");
+        assert_eq!(data.source.as_deref(), Some("data_sub_dir"));
+        assert_eq!(data.read_only, Some(true));
+        assert!(plan.volumes.contains(&"data_sub_dir".to_string()));
+        // Quoted for the shell: the path cannot end the word.
+        let check = b.healthcheck.clone().expect("healthcheck");
+        assert_eq!(check.interval, Some(2_000_000_000));
+        let test = check.test.unwrap_or_default();
+        assert_eq!(test[0], "CMD-SHELL");
+        assert!(
+            test[1].contains("'http://127.0.0.1:80/it'\\''s'"),
+            "{}",
+            test[1]
+        );
+
+        let random = plan_random(&s);
+        assert_eq!(
+            random,
+            Some(Some(String::new())),
+            "random: the Engine picks"
+        );
+    }
+
+    fn plan_random(s: &System) -> Option<Option<String>> {
+        let plan = plan(s, &settings(HostPorts::Random)).ok()?;
+        let host = plan.containers[0].body.host_config.clone()?;
+        let binding = host.port_bindings?.remove("80/tcp")??;
+        Some(binding[0].host_port.clone())
+    }
+}

@@ -1,0 +1,402 @@
+//! Starting a system on the Engine, all or nothing.
+//!
+//! 1. The images (concurrently): present, else pulled (`pull: missing`), else the start
+//!    fails naming the image. Nothing has been created yet.
+//! 2. The network, then the named volumes that do not exist yet.
+//! 3. The containers (created, then started in compose order), then one inspect each
+//!    for the host ports the Engine bound.
+//!
+//! When a step after the first fails, every container and the network created for the
+//! system, and the volumes this start created, are removed before the error is
+//! returned; the error names the image, port or object and the Engine's message.
+
+use super::client::{self, Pull, Settings};
+use super::mapping::{self, Plan};
+use super::{describe, err, is_not_found, LOG_TARGET};
+use crate::error::{ErrorKind, Result};
+use crate::model::System;
+use bollard::models::{NetworkCreateRequest, VolumeCreateRequest};
+use bollard::query_parameters::{CreateContainerOptions, CreateImageOptions};
+use bollard::Docker;
+use futures::future::join_all;
+use futures::StreamExt;
+use serde_json::{json, Map, Value};
+
+const KIND: ErrorKind = ErrorKind::Start;
+
+/// Starts `system` (blocking; on the executor's runtime). See [`start_async`].
+pub fn start(config: &Value, system: System) -> Result<Value> {
+    client::block_on(KIND, start_async(config, system))
+}
+
+/// What a failed start leaves to remove.
+#[derive(Default)]
+struct Created {
+    network: bool,
+    volumes: Vec<String>,
+    containers: Vec<String>,
+}
+
+/// Starts `system` and returns `{"name", "sid", "containers": {service: {"ip_address",
+/// "port-1": host port, ...}}, "conn_string"}` — the Kubernetes executor's shape; the
+/// address and port are where a client on this machine connects. Errors are
+/// `ErrorKind::Start`; on any failure after the first create nothing of the system is left.
+pub async fn start_async(config: &Value, mut system: System) -> Result<Value> {
+    let settings = Settings::from_config(config).map_err(|e| err(KIND, e.message))?;
+    let env = read_env_file(&settings, &system.system_name)?;
+    crate::compile::apply_cluster_facts(&mut system, false, &[], &env).map_err(|e| {
+        err(
+            KIND,
+            format!("Unable to start system {}: {}", system.name, e.message),
+        )
+    })?;
+    let plan = mapping::plan(&system, &settings).map_err(|e| {
+        err(
+            KIND,
+            format!("Unable to start system {}: {}", system.name, e.message),
+        )
+    })?;
+    let docker = client::connect(KIND, &settings).await?;
+    let name = system.name.clone();
+    let mut created = Created::default();
+    let outcome = tokio::time::timeout(
+        settings.timeout * 4,
+        run(&docker, &settings, &system, &plan, &mut created),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(format!(
+            "timed out after {:?} (TYCHO_DOCKER_TIMEOUT × 4)",
+            settings.timeout * 4
+        ))
+    });
+    let failure = match outcome {
+        Ok(result) => {
+            log::info!(target: LOG_TARGET, "started system {name} on the Docker Engine");
+            return Ok(result);
+        }
+        Err(failure) => failure,
+    };
+    if !created.network && created.containers.is_empty() && created.volumes.is_empty() {
+        log::warn!(target: LOG_TARGET, "starting system {name} failed: {failure}");
+        return Err(err(
+            KIND,
+            format!("Unable to start system {name}: {failure}"),
+        ));
+    }
+    log::warn!(target: LOG_TARGET, "starting system {name} failed: {failure}; removing what was created");
+    let problems = cleanup(&docker, &system.identifier, &plan.network, &created).await;
+    if problems.is_empty() {
+        Err(err(
+            KIND,
+            format!(
+                "Unable to start system {name}: {failure} (everything created for it was removed)"
+            ),
+        ))
+    } else {
+        log::error!(target: LOG_TARGET, "clean-up of system {name} failed: {}", problems.join("; "));
+        Err(err(
+            KIND,
+            format!(
+                "Unable to start system {name}: {failure}; removing what was created failed too: {} (delete the system {} again)",
+                problems.join("; "),
+                system.identifier
+            ),
+        ))
+    }
+}
+
+/// The `<app>-env` file of the configured env directory: `KEY=value` lines (`#`
+/// comments and blank lines skipped), the Docker form of the `<app>-env` Secret.
+fn read_env_file(settings: &Settings, app: &str) -> Result<Vec<(String, String)>> {
+    let Some(dir) = &settings.env_dir else {
+        return Ok(Vec::new());
+    };
+    let path = dir.join(format!("{app}-env"));
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(err(
+                KIND,
+                format!("cannot read the env file {}: {e}", path.display()),
+            ))
+        }
+    };
+    if text.len() > 1 << 20 {
+        return Err(err(
+            KIND,
+            format!("the env file {} is larger than 1 MiB", path.display()),
+        ));
+    }
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .collect())
+}
+
+async fn ensure_image(docker: &Docker, pull: Pull, image: &str) -> std::result::Result<(), String> {
+    match docker.inspect_image(image).await {
+        Ok(_) => return Ok(()),
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => return Err(format!("cannot inspect image {image:?}: {}", describe(&e))),
+    }
+    if pull == Pull::Never {
+        return Err(format!(
+            "image {image:?} is not present on the Docker Engine (pull policy: never)"
+        ));
+    }
+    log::info!(target: LOG_TARGET, "pulling image {image}");
+    let (repo, tag) = split_reference(image);
+    let options = CreateImageOptions {
+        from_image: Some(repo.to_string()),
+        tag: Some(tag.to_string()),
+        ..Default::default()
+    };
+    let mut stream = docker.create_image(Some(options), None, None);
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(detail) = info.error_detail.and_then(|d| d.message) {
+                    return Err(format!(
+                        "image {image:?} is not present and pulling it failed: {detail}"
+                    ));
+                }
+            }
+            Err(e) => {
+                return Err(format!(
+                    "image {image:?} is not present and pulling it failed: {}",
+                    describe(&e)
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `repo[:tag][@digest]` → (repo, tag or digest); the tag defaults to `latest`.
+fn split_reference(image: &str) -> (&str, &str) {
+    if let Some((repo, digest)) = image.split_once('@') {
+        return (repo, digest);
+    }
+    match image.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (image, "latest"),
+    }
+}
+
+async fn run(
+    docker: &Docker,
+    settings: &Settings,
+    system: &System,
+    plan: &Plan,
+    created: &mut Created,
+) -> std::result::Result<Value, String> {
+    // 1. Images.
+    let mut images: Vec<&str> = Vec::new();
+    for c in &plan.containers {
+        if !images.contains(&c.image.as_str()) {
+            images.push(&c.image);
+        }
+    }
+    let checks = join_all(
+        images
+            .iter()
+            .map(|i| ensure_image(docker, settings.pull, i)),
+    )
+    .await;
+    let problems: Vec<String> = checks.into_iter().filter_map(|r| r.err()).collect();
+    if !problems.is_empty() {
+        return Err(problems.join("; "));
+    }
+
+    // 2. Network and volumes.
+    // Recorded first: a create whose answer is lost may still have happened.
+    created.network = true;
+    docker
+        .create_network(NetworkCreateRequest {
+            name: plan.network.clone(),
+            driver: Some("bridge".into()),
+            labels: Some(plan.labels.clone()),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("cannot create network {:?}: {}", plan.network, describe(&e)))?;
+    for volume in &plan.volumes {
+        match docker.inspect_volume(volume).await {
+            Ok(_) => continue,
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => {
+                return Err(format!(
+                    "cannot inspect volume {volume:?}: {}",
+                    describe(&e)
+                ))
+            }
+        }
+        created.volumes.push(volume.clone());
+        docker
+            .create_volume(VolumeCreateRequest {
+                name: Some(volume.clone()),
+                labels: Some(plan.labels.clone()),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("cannot create volume {volume:?}: {}", describe(&e)))?;
+    }
+
+    // 3. Containers.
+    for c in &plan.containers {
+        let options = CreateContainerOptions {
+            name: Some(c.name.clone()),
+            ..Default::default()
+        };
+        // Recorded first: a create whose answer is lost may still have happened.
+        created.containers.push(c.name.clone());
+        docker
+            .create_container(Some(options), c.body.clone())
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot create container {:?} (service '{}', image {:?}): {}",
+                    c.name,
+                    c.service,
+                    c.image,
+                    describe(&e)
+                )
+            })?;
+    }
+    for c in &plan.containers {
+        docker.start_container(&c.name, None).await.map_err(|e| {
+            let ports: Vec<String> = c
+                .body
+                .host_config
+                .as_ref()
+                .and_then(|h| h.port_bindings.as_ref())
+                .map(|b| {
+                    b.iter()
+                        .flat_map(|(k, v)| {
+                            v.iter().flatten().map(move |pb| {
+                                format!(
+                                    "{}:{}->{k}",
+                                    pb.host_ip.clone().unwrap_or_default(),
+                                    pb.host_port
+                                        .clone()
+                                        .filter(|p| !p.is_empty())
+                                        .unwrap_or_else(|| "*".into())
+                                )
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let ports = if ports.is_empty() {
+                String::new()
+            } else {
+                format!(", ports {}", ports.join(", "))
+            };
+            format!(
+                "cannot start container {:?} (service '{}', image {:?}{ports}): {}",
+                c.name,
+                c.service,
+                c.image,
+                describe(&e)
+            )
+        })?;
+    }
+    let mut containers = Map::new();
+    for c in plan.containers.iter().filter(|c| !c.published.is_empty()) {
+        let inspected = docker
+            .inspect_container(&c.name, None)
+            .await
+            .map_err(|e| format!("cannot inspect container {:?}: {}", c.name, describe(&e)))?;
+        let inspected = serde_json::to_value(&inspected).unwrap_or_default();
+        let mut entry = Map::new();
+        let mut ip = Value::Null;
+        for (i, key) in c.published.iter().enumerate() {
+            let binding = inspected.pointer(&format!(
+                "/NetworkSettings/Ports/{}/0",
+                key.replace('/', "~1")
+            ));
+            let port = binding
+                .and_then(|b| b.get("HostPort"))
+                .and_then(Value::as_str)
+                .and_then(|p| p.parse::<u16>().ok());
+            if ip.is_null() {
+                ip = binding
+                    .and_then(|b| b.get("HostIp"))
+                    .and_then(Value::as_str)
+                    .map(|s| {
+                        Value::String(if s.is_empty() {
+                            settings.bind_address.clone()
+                        } else {
+                            s.to_string()
+                        })
+                    })
+                    .unwrap_or(Value::Null);
+            }
+            entry.insert(
+                format!("port-{}", i + 1),
+                port.map(Value::from).unwrap_or(Value::Null),
+            );
+        }
+        let mut ordered = Map::new();
+        ordered.insert("ip_address".into(), ip);
+        ordered.extend(entry);
+        containers.insert(c.service.clone(), Value::Object(ordered));
+    }
+    Ok(json!({
+        "name": system.name,
+        "sid": system.identifier,
+        "containers": containers,
+        "conn_string": system.conn_string,
+    }))
+}
+
+/// Removes what a failed start created: its containers, its network and the volumes
+/// it created. Returns the problems (empty when everything is gone).
+async fn cleanup(docker: &Docker, guid: &str, network: &str, created: &Created) -> Vec<String> {
+    let mut problems = super::delete::remove_containers(docker, guid, &created.containers).await;
+    if created.network {
+        if let Err(e) = super::delete::remove_network(docker, network).await {
+            problems.push(e);
+        }
+    }
+    for volume in &created.volumes {
+        match docker
+            .remove_volume(
+                volume,
+                None::<bollard::query_parameters::RemoveVolumeOptions>,
+            )
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => problems.push(format!("cannot remove volume {volume:?}: {}", describe(&e))),
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_split_into_repository_and_tag() {
+        assert_eq!(split_reference("busybox"), ("busybox", "latest"));
+        assert_eq!(split_reference("busybox:1.36"), ("busybox", "1.36"));
+        assert_eq!(
+            split_reference("localhost:5000/x"),
+            ("localhost:5000/x", "latest")
+        );
+        assert_eq!(
+            split_reference("localhost:5000/x:2"),
+            ("localhost:5000/x", "2")
+        );
+        assert_eq!(split_reference("x@sha256:ab"), ("x", "sha256:ab"));
+    }
+}

@@ -1,0 +1,495 @@
+"""The Docker backplane (src/docker) against the real Docker Engine of this machine.
+
+Images are built here (tests/docker-image/httpd.rs, static, imported into an empty
+image once per session); no registry is needed. What is asserted is read back from the
+Engine directly (tests/docker_engine.py), not through the backplane. Every test removes
+whatever carries its GUID, volumes included, even when it fails.
+
+Skipped with a reason only when no Engine answers and CI is unset; under CI a missing
+Engine fails the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from docker_engine import Engine, FaultProxy, build_httpd_image, wait_for
+from tycho import _native
+from tycho.client import TychoService
+from tycho.config import Config
+from tycho.context import Principal, TychoContext
+from tycho.core import Tycho
+from tycho.dockerc import DockerComposeCompute
+from tycho.exceptions import ModifyException, StartException
+from tycho.factory import supported_backplanes
+
+ENGINE = Engine()
+ROW_KEYS = {"name", "app_id", "sid", "ip_address", "port", "creation_time", "username", "utilization",
+            "workspace_name", "is_ready"}
+
+
+@pytest.fixture(scope="session")
+def engine():
+    if not ENGINE.reachable():
+        reason = f"no Docker Engine answers at {ENGINE.path}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}, and CI is set: the Docker backplane tests must run in CI")
+        pytest.skip(reason)
+    return ENGINE
+
+
+@pytest.fixture(scope="session")
+def image(engine, tmp_path_factory):
+    return build_httpd_image(engine, tmp_path_factory.mktemp("httpd"))
+
+
+@pytest.fixture
+def docker_env(monkeypatch, tmp_path):
+    """A clean backplane environment: no settings leak in from the caller's."""
+    for name in ("TYCHO_DOCKER_BIND_ADDRESS", "TYCHO_DOCKER_HOST_PORTS", "TYCHO_DOCKER_PULL",
+                 "TYCHO_DOCKER_TIMEOUT", "REST_API"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TYCHO_DOCKER_ENV_DIR", str(tmp_path / "env"))
+    (tmp_path / "env").mkdir()
+    return tmp_path / "env"
+
+
+@pytest.fixture
+def systems(engine):
+    """GUIDs started by a test; everything labelled with them is removed afterwards."""
+    guids = []
+    yield guids
+    for guid in guids:
+        engine.purge(guid)
+
+
+def http_get(port, path="/", host="127.0.0.1", timeout=10):
+    with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=timeout) as response:
+        return response.status, response.read().decode()
+
+
+def retry_get(port, path="/", timeout=60.0):
+    """GET until the server in the container answers (it may still be starting)."""
+    def attempt():
+        try:
+            return http_get(port, path)
+        except OSError:
+            return None
+    return wait_for(attempt, timeout=timeout, what=f"an answer on port {port}")
+
+
+def probe(port):
+    return {"cmd": ["/httpd", "get", f"http://127.0.0.1:{port}/"], "period": 1, "threshold": 30}
+
+
+def two_services(img, **extra_web):
+    web = {
+        "image": img,
+        "entrypoint": ["/httpd"],
+        "command": ["serve", "8080"],
+        "ports": ["8080"],
+        "working_dir": "/work",
+        "env": ["GREETING=hello web"],
+        "ext": {"kube": {"readinessProbe": probe(8080)}},
+        "deploy": {"resources": {"limits": {"cpus": "0.5", "memory": "64M"}}},
+    }
+    web.update(extra_web)
+    client = {
+        "image": img,
+        "command": ["serve", "9090"],
+        "ports": ["9090"],
+        "user": "4321:4321",
+        "ext": {"kube": {"readinessProbe": probe(9090)}},
+    }
+    return {"version": "3", "services": {"web": web, "client": client}}
+
+
+def start_request(system, name="tdocker", username="jdoe", services=None, env=None):
+    return {
+        "name": name,
+        "principal": json.dumps({"username": username}),
+        "serviceaccount": "default",
+        "env": env or {"SETTING_ONE": "from settings"},
+        "system": system,
+        "services": services if services is not None else {"web": {"port": "8080", "clients": []}},
+    }
+
+
+def parse(request):
+    return Tycho(backplane="docker-compose").parse(request)
+
+
+def compute():
+    return DockerComposeCompute(config=Config())
+
+
+def ready_row(guid, timeout=90.0):
+    def check():
+        rows = compute().status(name=guid)
+        return rows[0] if rows and rows[0]["is_ready"] else None
+    return wait_for(check, timeout=timeout, what=f"system {guid} ready")
+
+
+def assert_nothing_left(guid):
+    assert ENGINE.leftovers(guid) == {"containers": [], "networks": [], "volumes": []}
+
+
+# ------------------------------------------------------------------ selection
+
+
+def test_backplane_names_of_the_original():
+    assert list(supported_backplanes) == ["kubernetes", "docker-compose"]  # the original's names
+    assert Tycho.is_valid_backplane("docker-compose") and Tycho.is_valid_backplane("docker")
+    assert isinstance(Tycho(backplane="docker-compose").compute, DockerComposeCompute)
+    assert isinstance(Tycho(backplane="docker").compute, DockerComposeCompute)
+    config = Config()
+    config.conf = json.loads(json.dumps(config.conf))
+    config.conf["tycho"]["backplane"] = "docker-compose"
+    assert isinstance(Tycho(config=config).compute, DockerComposeCompute)
+    from tycho.kube import KubernetesCompute
+    assert isinstance(Tycho().compute, KubernetesCompute)
+
+
+# ------------------------------------------------------------------ lifecycle
+
+
+def test_two_service_system_runs_answers_and_is_removed(engine, image, docker_env, systems):
+    (docker_env / "tdocker-env").write_text("# the <app>-env values\nSECRET_TOKEN=s3cret\n")
+    system = parse(start_request(two_services(image)))
+    systems.append(system.identifier)
+    result = compute().start(system)
+
+    assert set(result) == {"name", "sid", "containers", "conn_string"}
+    assert result["sid"] == system.identifier and result["name"] == system.name
+    assert set(result["containers"]) == {"web", "client"}
+    web = result["containers"]["web"]
+    assert web["ip_address"] == "127.0.0.1" and isinstance(web["port-1"], int)
+    client = result["containers"]["client"]
+
+    # The published port answers, from this machine.
+    assert retry_get(web["port-1"]) == (200, "tycho-httpd web")
+    # The second container reaches the first by its service name on the system's network.
+    assert retry_get(client["port-1"], "/fetch/web/8080/") == (200, "tycho-httpd web")
+    # Env: compose env, settings, the <app>-env file, the pod template's variables.
+    assert http_get(web["port-1"], "/env/GREETING")[1] == "hello web"
+    assert http_get(web["port-1"], "/env/SETTING_ONE")[1] == "from settings"
+    assert http_get(web["port-1"], "/env/SECRET_TOKEN")[1] == "s3cret"
+    assert http_get(web["port-1"], "/env/GUID")[1] == system.identifier
+    assert http_get(web["port-1"], "/env/USER_NAME")[1] == "jdoe"
+    # entrypoint + command, working_dir, user (compose user wins over the security context).
+    assert http_get(web["port-1"], "/args")[1] == "/httpd serve 8080"
+    assert http_get(web["port-1"], "/cwd")[1] == "/work"
+    assert http_get(client["port-1"], "/whoami")[1] == "4321 4321"
+    # the security context (TYCHO_APP_RUN_AS_USER/GROUP, default "0" as on Kubernetes)
+    assert http_get(web["port-1"], "/whoami")[1] == "0 0"
+
+    # Labels on every container, network and volume; limits mapped.
+    guid = system.identifier
+    wanted = {"executor": "tycho", "tycho-guid": guid, "username": "jdoe", "app-name": "tdocker"}
+    containers = engine.containers(f"tycho-guid={guid}")
+    assert len(containers) == 2
+    networks = engine.networks(f"tycho-guid={guid}")
+    assert [n["Name"] for n in networks] == [system.name]
+    volumes = engine.volumes(f"tycho-guid={guid}")
+    for labels in [c["Labels"] for c in containers] + [n["Labels"] for n in networks] + [
+            v["Labels"] for v in volumes]:
+        assert labels.items() >= wanted.items(), labels
+    inspected = engine.inspect(f"{system.name}-web")
+    # pvc:// mounts (tycho's default stdnfs ones) are named volumes of this system.
+    mounted = {m["Name"] for m in inspected["Mounts"] if m["Type"] == "volume"}
+    assert mounted == {v["Name"] for v in volumes if v["Name"] in mounted}
+    assert inspected["HostConfig"]["NanoCpus"] == 500_000_000
+    assert inspected["HostConfig"]["Memory"] == 64_000_000
+    assert inspected["Config"]["Healthcheck"]["Test"] == ["CMD", "/httpd", "get", "http://127.0.0.1:8080/"]
+    assert inspected["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostIp"] == "127.0.0.1"
+
+    # Status: ready when running and healthy; the Kubernetes row shape.
+    row = ready_row(guid)
+    assert set(row) == ROW_KEYS
+    TychoService(**row)  # the original client's row class accepts it
+    assert row["sid"] == guid and row["name"] == system.name and row["username"] == "jdoe"
+    assert row["ip_address"] == "127.0.0.1" and row["port"] == str(web["port-1"])
+    assert row["utilization"]["web"] == {"cpu": "0.5", "memory": "64000000"}
+    assert any(r["sid"] == guid for r in compute().status(username="jdoe"))
+    assert any(r["sid"] == guid for r in compute().status())
+    assert compute().status(username="nobody-has-this-name") == []
+
+    # Modify: cpu/memory with container update; labels are refused.
+    modify = Tycho().parse_modify({"tycho-guid": guid, "cpu": "0.25", "memory": "96Mi"})
+    patched = compute().modify(modify)
+    assert len(patched["patches"]) == 2
+    after = engine.inspect(f"{system.name}-web")["HostConfig"]
+    assert after["NanoCpus"] == 250_000_000 and after["Memory"] == 96 * 1024 * 1024
+    with pytest.raises(ModifyException, match="cannot change labels"):
+        compute().modify(Tycho().parse_modify({"tycho-guid": guid, "labels": {"team": "x"}}))
+
+    # Delete: containers and network gone, named volumes kept; idempotent.
+    assert compute().delete(guid) == {}
+    left = engine.leftovers(guid)
+    assert left["containers"] == [] and left["networks"] == []
+    assert sorted(left["volumes"]) == sorted(v["Name"] for v in volumes)
+    assert compute().delete(guid) == {}
+    assert compute().status(name=guid) == []
+
+
+def test_status_reason_is_opt_in(engine, image, docker_env, systems):
+    compose = two_services(image)
+    del compose["services"]["client"]
+    # A probe that can never pass: the system runs but is not ready.
+    compose["services"]["web"]["ext"] = {"kube": {"readinessProbe": {
+        "cmd": ["/httpd", "get", "http://127.0.0.1:9/"], "period": 1, "threshold": 1}}}
+    system = parse(start_request(compose))
+    systems.append(system.identifier)
+    compute().start(system)
+
+    def unhealthy():
+        rows = compute().status(name=system.identifier, reasons=True)
+        return rows[0] if rows and "unhealthy" in (rows[0]["reason"] or "") else None
+
+    row = wait_for(unhealthy, what="an unhealthy container")
+    assert row["is_ready"] is False
+    assert row["reason"].startswith("container web: unhealthy: last check exit code 1")
+    plain = compute().status(name=system.identifier)[0]
+    assert set(plain) == ROW_KEYS and plain["is_ready"] is False
+
+
+# ------------------------------------------------------------------ faults
+
+
+def test_missing_image_leaves_nothing(engine, image, docker_env, systems, monkeypatch):
+    monkeypatch.setenv("TYCHO_DOCKER_PULL", "never")
+    system = parse(start_request(two_services(image, image="tycho-test-missing:none")))
+    systems.append(system.identifier)
+    with pytest.raises(StartException, match='image "tycho-test-missing:none" is not present'):
+        compute().start(system)
+    assert_nothing_left(system.identifier)
+
+
+def test_hostile_image_reference_is_refused_before_any_call(engine, image, docker_env, systems, monkeypatch,
+                                                           tmp_path):
+    # An image reference cannot reach another Engine endpoint through the URL path.
+    proxy = FaultProxy(tmp_path, engine.path, "NONE", "/")
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{proxy.path}")
+    try:
+        system = parse(start_request(two_services(image, image="x/../../containers/create?name=evil")))
+        systems.append(system.identifier)
+        with pytest.raises(StartException) as caught:
+            compute().start(system)
+        assert caught.value.args[0].endswith(
+            "service 'web': image \"x/../../containers/create?name=evil\" is not a valid image reference")
+        assert proxy.log == []
+    finally:
+        proxy.close()
+    assert_nothing_left(system.identifier)
+
+
+def test_failed_pull_names_the_image(engine, image, docker_env, systems):
+    missing = "127.0.0.1:1/tycho-test-missing:1"  # a registry that refuses at once
+    system = parse(start_request(two_services(image, image=missing)))
+    systems.append(system.identifier)
+    with pytest.raises(StartException, match=f'image "{missing}" is not present and pulling it failed'):
+        compute().start(system)
+    assert_nothing_left(system.identifier)
+
+
+def test_taken_port_leaves_nothing(engine, image, docker_env, systems, monkeypatch):
+    monkeypatch.setenv("TYCHO_DOCKER_HOST_PORTS", "compose")
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+    try:
+        system = parse(start_request(two_services(image, ports=[f"{port}:8080"])))
+        systems.append(system.identifier)
+        with pytest.raises(StartException) as caught:
+            compute().start(system)
+        message = caught.value.args[0]
+        assert f"127.0.0.1:{port}->8080/tcp" in message and "service 'web'" in message, message
+        assert "everything created for it was removed" in message
+        assert_nothing_left(system.identifier)
+    finally:
+        holder.close()
+
+
+@pytest.mark.parametrize(
+    "method, prefix, suffix, nth",
+    [
+        ("POST", "/networks/create", "", 1),
+        ("POST", "/containers/create", "", 2),
+        ("POST", "/containers/", "/start", 2),
+    ],
+    ids=["network-create", "second-container-create", "second-container-start"],
+)
+def test_engine_error_mid_start_leaves_nothing(engine, image, docker_env, systems, monkeypatch, tmp_path,
+                                               method, prefix, suffix, nth):
+    proxy = FaultProxy(tmp_path, engine.path, method, prefix, nth=nth, suffix=suffix)
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{proxy.path}")
+    try:
+        system = parse(start_request(two_services(image)))
+        systems.append(system.identifier)
+        with pytest.raises(StartException, match="HTTP 500: injected fault") as caught:
+            compute().start(system)
+        assert proxy.injected == 1, proxy.log
+        if nth > 1:
+            assert "everything created for it was removed" in str(caught.value)
+    finally:
+        proxy.close()
+    assert_nothing_left(system.identifier)
+
+
+# ------------------------------------------------------------------ the Python API and the CLI
+
+
+class _Registry:
+    def __init__(self, files):
+        self.files = files
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server API
+                body = outer.files.get(self.path.split("?", 1)[0])
+                if body is None:
+                    self.send_error(404)
+                    return
+                data = body.encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_context_start_status_delete_on_docker(engine, image, docker_env, systems, monkeypatch):
+    import tycho.actions
+
+    registry = _Registry({
+        "/registry/app-registry.yaml": (
+            "api: Tycho\nversion: 0.1.0\nrepositories:\n  local:\n    url: apps\n"
+            "contexts:\n  dockertest:\n    name: Docker test\n    apps:\n      tdocker:\n"
+            "        name: Docker test app\n        services:\n          tdocker: 8080\n"
+            "        ext:\n          kube:\n            readinessProbe:\n"
+            "              cmd: [/httpd, get, 'http://127.0.0.1:8080/']\n              period: 1\n"),
+        "/registry/app-defaults.yaml": "{}\n",
+        "/registry/apps/tdocker/docker-compose.yaml": (
+            f"version: '3'\nservices:\n  tdocker:\n    image: {image}\n    entrypoint: /httpd serve 8080\n"
+            "    ports: ['8080']\n"),
+        "/registry/apps/tdocker/.env": "greeting=hello from the registry\n",
+    })
+    monkeypatch.setattr(tycho.actions, "backplane", "docker-compose")
+    monkeypatch.setattr(tycho.actions, "_tycho", None)
+    try:
+        context = TychoContext(product="dockertest", tycho_config_url=registry.base + "registry")
+        started = context.start(Principal("jdoe"), "tdocker", {}, "localhost")
+        assert started.status == "success", started.message
+        systems.append(started.identifier)
+        (service,) = started.services
+        assert service.name == "tdocker" and service.ip_address == "127.0.0.1"
+        assert retry_get(service.port) == (200, "tycho-httpd tdocker")
+        # the app's .env settings reach the container's environment
+        assert http_get(service.port, "/env/greeting")[1] == "hello from the registry"
+
+        def ready():
+            status = context.status({"name": started.identifier})
+            return status if status.services and status.services[0].is_ready else None
+
+        status = wait_for(ready, what="the context's system ready")
+        assert status.services[0].identifier == started.identifier
+        context.delete({"name": started.identifier})
+        left = engine.leftovers(started.identifier)
+        assert left["containers"] == [] and left["networks"] == []
+        assert context.status({"name": started.identifier}).services == []
+    finally:
+        registry.close()
+
+
+def _cli(*args, env=None, timeout=180):
+    return subprocess.run([sys.executable, "-m", "tycho", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def test_cli_up_status_modify_down_with_backplane(engine, image, docker_env, systems, tmp_path):
+    app = tmp_path / "tcli"
+    app.mkdir()
+    compose = two_services(image)
+    (app / "docker-compose.yaml").write_text(json.dumps(compose))
+    env = dict(os.environ)
+    up = _cli("up", "-b", "docker-compose", "-f", str(app / "docker-compose.yaml"), "-o", "json", "--wait",
+              "--timeout", "120", env=env)
+    assert up.returncode == 0, up.stderr
+    result = json.loads(up.stdout)
+    guid = result["sid"]
+    systems.append(guid)
+    assert retry_get(result["containers"]["web"]["port-1"]) == (200, "tycho-httpd web")
+    assert "is ready" in up.stderr
+
+    status = _cli("status", "-b", "docker", "--terse", env=env)
+    assert status.returncode == 0 and guid in status.stdout.split(), status.stderr
+    table = _cli("status", "-b", "docker", guid, env=env)
+    assert table.stdout.startswith("SYSTEM") and result["name"][:28] in table.stdout
+
+    changed = _cli("modify", "-b", "docker", json.dumps({"tycho-guid": guid, "cpu": "0.3"}), env=env)
+    assert changed.returncode == 0, changed.stderr
+    assert engine.inspect(f"{result['name']}-web")["HostConfig"]["NanoCpus"] == 300_000_000
+    refused = _cli("modify", "-b", "docker", json.dumps({"tycho-guid": guid, "labels": {"a": "b"}}), env=env)
+    assert refused.returncode == 1 and "cannot change labels" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+    down = _cli("down", "-b", "docker-compose", guid, env=env)
+    assert down.returncode == 0 and down.stdout.strip() == guid, down.stderr
+    left = engine.leftovers(guid)
+    assert left["containers"] == [] and left["networks"] == []
+
+    bad = _cli("status", "-b", "nomad", env=env)
+    assert bad.returncode == 1 and "supported backplanes: kubernetes, docker-compose, docker" in bad.stderr
+
+
+def test_api_server_on_the_docker_backplane(engine, image, docker_env, systems, tmp_path):
+    from test_server import Server
+
+    server = Server(tmp_path, tmp_path / "no-kubeconfig", args=["-b", "docker-compose"]).wait_listening()
+    try:
+        def post(route, body):
+            req = urllib.request.Request(f"{server.url}/system/{route}", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"}, method="POST")
+            with urllib.request.urlopen(req, timeout=120) as response:
+                return json.loads(response.read())
+
+        with urllib.request.urlopen(f"{server.url}/readyz", timeout=30) as response:
+            assert response.status == 200  # the Engine answers
+        started = post("start", start_request(two_services(image)))
+        assert started["status"] == "success", started
+        guid = started["result"]["sid"]
+        systems.append(guid)
+        port = started["result"]["containers"]["web"]["port-1"]
+        assert retry_get(port) == (200, "tycho-httpd web")
+        rows = post("status", {"name": guid})["result"]
+        assert [r["sid"] for r in rows] == [guid] and set(rows[0]) == ROW_KEYS
+        refused = post("modify", {"tycho-guid": guid, "labels": {"a": "b"}})
+        assert refused["status"] == "error" and "cannot change labels" in json.dumps(refused)
+        assert post("delete", {"name": guid})["status"] == "success"
+        assert engine.leftovers(guid)["containers"] == []
+    finally:
+        server.stop()
+
+
+def test_native_functions_are_there():
+    for op in ("start", "status", "delete", "modify"):
+        assert callable(getattr(_native, f"docker_{op}"))
