@@ -16,6 +16,7 @@ pub mod pyfmt;
 pub mod registry;
 pub mod render;
 pub mod server;
+pub mod settings;
 pub mod yaml;
 
 #[cfg(feature = "python")]
