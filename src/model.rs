@@ -420,7 +420,9 @@ fn limits(service: &str, field: &str, v: Option<&Value>) -> Result<Limits> {
         Some(Value::Object(m)) => m,
         // The original takes the first element of a limits list ("not sure why this is
         // a list"); reservations have no such rule.
-        Some(Value::Array(items)) if field == "limits" && matches!(items.first(), Some(Value::Object(_))) => {
+        Some(Value::Array(items))
+            if field == "limits" && matches!(items.first(), Some(Value::Object(_))) =>
+        {
             log::warn!(target: LOG_TARGET, "service '{service}': deploy.resources.limits is a list; its first element {} is used", cut(&items[0]));
             match &items[0] {
                 Value::Object(m) => m,
@@ -997,7 +999,11 @@ fn build(
 
     let mut system_env = req.principal.clone();
     let mut extra_env = Vec::new();
-    if let Some(extra) = system_env.remove("extra_container_env") {
+    if let Some(Value::String(text)) = system_env.get("extra_container_env") {
+        // The original passes it on as one env var named extra_container_env (kept in
+        // its place among the principal's fields).
+        log::warn!(target: LOG_TARGET, "principal field 'extra_container_env' is the string {}, not an object: it becomes one env var named extra_container_env", cut(&Value::String(text.clone())));
+    } else if let Some(extra) = system_env.shift_remove("extra_container_env") {
         match extra {
             Value::Object(m) => {
                 for (k, v) in m {
@@ -1012,11 +1018,6 @@ fn build(
                 }
             }
             Value::Null => {}
-            // The original passes it on as one env var named extra_container_env.
-            Value::String(text) => {
-                log::warn!(target: LOG_TARGET, "principal field 'extra_container_env' is the string {}, not an object: it becomes one env var named extra_container_env", cut(&Value::String(text.clone())));
-                system_env.insert("extra_container_env".into(), Value::String(text));
-            }
             other => {
                 return Err(Error::input(format!(
                     "principal field 'extra_container_env' must be an object, got {other}"

@@ -110,7 +110,10 @@ mod tests {
     fn unknown_and_invalid_stay_as_written() {
         let m = map(&[("A", "1")]);
         assert_eq!(safe_substitute("$NOPE ${NOPE} $", &m), "$NOPE ${NOPE} $");
-        assert_eq!(safe_substitute("${A ${ $1 $-x ${1A} $}", &m), "${A ${ $1 $-x ${1A} $}");
+        assert_eq!(
+            safe_substitute("${A ${ $1 $-x ${1A} $}", &m),
+            "${A ${ $1 $-x ${1A} $}"
+        );
         assert_eq!(safe_substitute("$$$A$", &m), "$1$");
         assert_eq!(safe_substitute("é$A€${A}ü", &m), "é1€1ü");
     }

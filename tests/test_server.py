@@ -215,6 +215,15 @@ def test_not_json_content_type_is_415(server):
     assert code == 415 and r["status"] == "error"
 
 
+def _wait_in_flight(emu, timeout=30):
+    """Waits until the API server has received a request (it is then held there by the
+    latency), instead of sleeping a fixed time and hoping it got there."""
+    deadline = time.monotonic() + timeout
+    while not emu.requests():
+        assert time.monotonic() < deadline, "the request never reached the API server"
+        time.sleep(0.05)
+
+
 def _answer_while_sending(host, port, head, chunks, timeout=60):
     """Send ``head`` then ``chunks`` on a raw socket and return the server's answer
     ``(status, body bytes)``, independent of timing: sending stops as soon as an answer
@@ -361,6 +370,7 @@ def test_sigterm_finishes_requests_in_flight(tmp_path, kubeconfig, kube_emulator
     s = Server(tmp_path, kubeconfig).wait_listening()
     try:
         kube_emulator.latency(1500)
+        kube_emulator.clear_requests()
         out = {}
 
         def in_flight():
@@ -368,7 +378,7 @@ def test_sigterm_finishes_requests_in_flight(tmp_path, kubeconfig, kube_emulator
 
         t = threading.Thread(target=in_flight)
         t.start()
-        time.sleep(0.4)
+        _wait_in_flight(kube_emulator)
         s.proc.send_signal(signal.SIGTERM)
         t.join(20)
         assert out["r"][0] == 200 and out["r"][2]["status"] == "success"
@@ -388,11 +398,15 @@ def test_second_signal_exits_at_once(tmp_path, kubeconfig, kube_emulator):  # no
             except OSError:  # the connection goes away with the process
                 pass
 
+        kube_emulator.clear_requests()
         t = threading.Thread(target=in_flight, daemon=True)
         t.start()
-        time.sleep(0.4)
+        _wait_in_flight(kube_emulator)
         s.proc.send_signal(signal.SIGTERM)
-        time.sleep(0.4)
+        # Let the first signal be handled (it is logged) before the second one.
+        deadline = time.monotonic() + 30
+        while "SIGTERM received" not in s.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
         started = time.monotonic()
         s.proc.send_signal(signal.SIGINT)
         assert s.proc.wait(timeout=10) == 0

@@ -89,6 +89,7 @@ def render_scenarios(systems):
     for name, system in systems.items():
         r = {"pod": guarded(lambda s=system: list(s.render("pod.yaml"))),
              "pod_ctx": guarded(lambda s=system: list(s.render(template="pod.yaml", context={}))),
+             "pod_next_kind": guarded(lambda s=system: next(s.render("pod.yaml"))["kind"]),
              "pvc": guarded(lambda s=system: list(s.render("pvc.yaml"))),
              "pv": guarded(lambda s=system: list(s.render("pv.yaml"))),
              "netpolicy": guarded(lambda s=system: list(s.render("policy/tycho-default-netpolicy.yaml")))}
@@ -163,14 +164,15 @@ def util_scenarios(tmp):
                                    and Resource.get_resource_path("conf/tycho.yaml").endswith(os.path.join("tycho", "conf", "tycho.yaml")))
     texts = [
         ("a: {{ x }}\nb: {{ y|default('d') }}\n", {"x": 1}),
-        ("---\nkind: A\nv: {{ items|length }}\n---\nkind: B\n{% for i in items %}\n- {{ i }}\n{% endfor %}\n", {"items": [1, 2]}),
+        ("---\nkind: A\nv: {{ items|length }}\n---\nkind: B\nitems:\n{% for i in items %}\n- {{ i }}\n{% endfor %}\n", {"items": [1, 2]}),
         ("name: {{ args.name }}\nport: '{{ args.port }}'\n", {"args": types.SimpleNamespace(name="web", port=80)}),
         ("v: {{ flag }}\nn: {{ none }}\n", {"flag": True, "none": None}),
         ("{% if x is defined %}x: 1{% else %}x: 0{% endif %}\n", {}),
         ("", {}),
     ]
     out["render_text"] = [guarded(lambda t=t, c=c: list(TemplateUtils.render_text(t, c))) for t, c in texts]
-    out["render_text_next"] = guarded(lambda: next(iter(TemplateUtils.render_text("a: 1\n---\nb: 2\n", {}))))
+    out["render_text_next"] = guarded(lambda: next(TemplateUtils.render_text("a: 1\n---\nb: 2\n", {})))
+    out["render_text_bad_yaml"] = guarded(lambda: list(TemplateUtils.render_text("a: [\n", {})))
     out["render_text_iterable_twice"] = guarded(lambda: [list(TemplateUtils.render_text("a: 1\n", {}))])
     out["render_string"] = guarded(lambda: TemplateUtils.render_string("{{ a }}-{{ b }}", {"a": 1, "b": "x"}))
     out["apply_environment"] = guarded(lambda: TemplateUtils.apply_environment(
