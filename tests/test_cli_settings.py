@@ -123,9 +123,12 @@ def test_up_substitutes_settings(tmp_path, kube_emulator):  # noqa: F811
     proc = tycho("up", "-f", str(compose), "--settings", str(env_file), "-o", "json", env=env)
     assert proc.returncode == 0, proc.stderr
     deps = [o for o in kube_emulator.objects() if o["kind"] == "Deployment"]
-    container = next(d for d in deps if d["metadata"]["name"].startswith("web-"))["spec"]["template"]["spec"]["containers"][0]
+    deps = [d for d in deps if d["metadata"]["name"].startswith("web-")]
+    container = deps[-1]["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "nginx:1.25"
-    assert [p["containerPort"] for p in container["ports"]] == [8081]
+    guid = deps[-1]["metadata"]["labels"]["tycho-guid"]
+    svc = next(o for o in kube_emulator.objects() if o["kind"] == "Service" and o["metadata"]["name"] == f"web-{guid}")
+    assert [p["port"] for p in svc["spec"]["ports"]] == [8081]
 
 
 SPECS = sorted(p.parent for p in CORPUS.glob("*/docker-compose.yaml")) if CORPUS.is_dir() else []
