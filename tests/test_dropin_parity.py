@@ -168,6 +168,9 @@ def test_the_script_covers_what_it_claims(results):
     assert o["render"]["nginx"]["pod_next_kind"] == "Pod"
     assert o["context"]["live_system"]["containers"][0]["name"] == "probe"
     assert o["client"]["parse_env"][1] == {"A": "1\r", "B": "2\r"}
+    # `except KeyError` / `except ValueError` of suites still catch ours.
+    assert o["context"]["unknown_app_is_keyerror"] is True
+    assert o["utils"]["missing_template_is_valueerror"] is True
 
 
 def test_principal_and_api_routes(results):

@@ -65,6 +65,17 @@ def guarded(fn):
         return {"__error__": type(e).__name__}
 
 
+def _raises(fn, cls):
+    """Whether ``fn`` raises an instance of ``cls`` (what ``except cls`` relies on)."""
+    try:
+        fn()
+    except cls:
+        return True
+    except Exception as e:  # noqa: BLE001
+        return type(e).__name__
+    return False
+
+
 def parse_scenarios(composes, config):
     from tycho.model import System
 
@@ -177,6 +188,8 @@ def util_scenarios(tmp):
     out["render_string"] = guarded(lambda: TemplateUtils.render_string("{{ a }}-{{ b }}", {"a": 1, "b": "x"}))
     out["apply_environment"] = guarded(lambda: TemplateUtils.apply_environment(
         "A=1\nB=$A\nC=x=y\n", "$A ${B} $$ $C $NOPE ${NOPE} $ {x}"))
+    out["missing_template_is_valueerror"] = _raises(
+        lambda: TemplateUtils({"tycho": {"templates": {"paths": []}}}).render("no-such.yaml", {}), ValueError)
     out["trunc"] = guarded(lambda: [TemplateUtils.trunc("abcdef", 3), TemplateUtils.trunc("ab", 3)])
     return out
 
@@ -239,6 +252,7 @@ def context_scenarios(spec_url):
         r = recorded[0]
         out["live_system"] = guarded(lambda: plain(System.parse(
             Config("conf/tycho.yaml"), r["name"], r["principal"], r["system"], r["serviceaccount"], r["env"], r["services"])))
+    out["unknown_app_is_keyerror"] = _raises(lambda: null.get_spec("no-such-app"), KeyError)
     out["factory_null"] = guarded(lambda: type(ContextFactory().get(product="common", context_type="null")).__name__)
     return out
 
