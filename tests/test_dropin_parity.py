@@ -43,6 +43,7 @@ ROWS = {
     r"\.context\.common_attrs$": "ours has more attributes (stub); compared as a subset below",
     r"\.context\.null_start(_positional)?$": "NullContext.start (the original fails with AttributeError on its _parse_env)",
     r"\.parse\.(dashboard|rstudio-server)$": "int ports / environment as mapping (the original: TypeError)",
+    r"\.parse\.env_none$": "env null (the original: TypeError)",
     r"\.render\.(dashboard|rstudio-server)$": "int ports / environment as mapping (no system in the original)",
     r"\.render\.[^.]+\.netpolicy$": "NetworkPolicy template",
     r"\.labels\.tycho-app-id$": "tycho-app-id label",
@@ -151,6 +152,7 @@ ORIGINAL_ONLY_FAILURES = {
     ".context.null_start", ".context.null_start_positional",  # row 'NullContext.start'
     ".parse.dashboard",  # rows 'int ports', 'environment as mapping'
     ".parse.rstudio-server",  # the same rows (`8787:8787` unquoted is a YAML 1.1 integer)
+    ".parse.env_none",  # row 'env null' (the original: TypeError iterating None)
 }
 
 
@@ -163,7 +165,9 @@ def test_same_failures(results):
 
 def test_the_script_covers_what_it_claims(results):
     o = results["ours"]
-    assert len(o["parse"]) >= 8 and all("system" in v for k, v in o["parse"].items() if k != "positional")
+    assert len(o["parse"]) >= 8 and all("system" in v for k, v in o["parse"].items() if k not in ("positional", "env_none"))
+    # Row 'env null': no templating pass at all.
+    assert o["parse"]["env_none"]["containers"][0]["env"] == [["U", "{{ username }}"]]
     assert {"pod", "pvc", "pv", "netpolicy", "services"} <= set(o["render"]["nginx"])
     assert o["render"]["nginx"]["pod_next_kind"] == "Pod"
     assert o["context"]["live_system"]["containers"][0]["name"] == "probe"

@@ -91,6 +91,8 @@ def parse_scenarios(composes, config):
     # Positional form, the way the original's own tests call it.
     c = composes[0]
     out["positional"] = guarded(lambda: plain(System.parse(config, c["name"], PRINCIPAL, c["system"], None, {}, {})))
+    out["env_none"] = guarded(lambda: plain(System.parse(config, c["name"], PRINCIPAL, {
+        "services": {"web": {"image": "nginx", "ports": ["80"], "environment": ["U={{ username }}"]}}}, "sa", None, {})))
     return out, systems
 
 
