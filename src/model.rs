@@ -424,9 +424,9 @@ fn limits(service: &str, field: &str, v: Option<&Value>) -> Result<Limits> {
             if field == "limits" && matches!(items.first(), Some(Value::Object(_))) =>
         {
             log::warn!(target: LOG_TARGET, "service '{service}': deploy.resources.limits is a list; its first element {} is used", cut(&items[0]));
-            match &items[0] {
-                Value::Object(m) => m,
-                _ => unreachable!("checked by the guard"),
+            match items.first() {
+                Some(Value::Object(m)) => m,
+                _ => return Ok(out), // not reached: the guard checked it
             }
         }
         Some(other) => {
@@ -938,7 +938,8 @@ fn build(
         };
         if !containers.iter().any(|c| &c.name == sname) {
             // The original keeps such an entry but creates nothing for it.
-            log::warn!(target: LOG_TARGET, "services.{sname} names no service of the compose document: ignored");
+            let shown: String = sname.chars().take(200).collect();
+            log::warn!(target: LOG_TARGET, "services.{shown} names no service of the compose document: ignored");
             continue;
         }
         if sname.len() > 30 || !sname.as_bytes()[0].is_ascii_lowercase() {
