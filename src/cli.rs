@@ -270,14 +270,12 @@ fn compose_request(
 ) -> Result<Value> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| Error::input(format!("cannot read {}: {e}", file.display())))?;
-    let system =
-        crate::yaml::load(&text).map_err(|e| Error::input(format!("{}: {e}", file.display())))?;
     let env_path = env_file
         .map(Path::to_path_buf)
         .unwrap_or_else(|| file.parent().unwrap_or(Path::new(".")).join(".env"));
-    let settings = match std::fs::read_to_string(&env_path) {
-        Ok(t) => parse_env(&t),
-        Err(_) if env_file.is_none() => Map::new(),
+    let settings_text = match std::fs::read_to_string(&env_path) {
+        Ok(t) => t,
+        Err(_) if env_file.is_none() => String::new(),
         Err(e) => {
             return Err(Error::input(format!(
                 "cannot read settings {}: {e}",
@@ -285,6 +283,12 @@ fn compose_request(
             )))
         }
     };
+    // `$NAME` / `${NAME}` of the settings, substituted into the text before parsing as
+    // the original's `TemplateUtils.apply_environment` does.
+    let text = crate::settings::apply_settings(&settings_text, &text);
+    let settings = parse_env(&settings_text);
+    let system =
+        crate::yaml::load(&text).map_err(|e| Error::input(format!("{}: {e}", file.display())))?;
     let name = name
         .map(str::to_string)
         .unwrap_or_else(|| default_name(file))

@@ -19,6 +19,7 @@ pub mod pyfmt;
 pub mod registry;
 pub mod render;
 pub mod server;
+pub mod settings;
 pub mod token_env;
 pub mod yaml;
 

@@ -10,6 +10,30 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+/// Log target (Python logger) of the model's warnings about odd but accepted input.
+pub const LOG_TARGET: &str = "tycho.model";
+
+/// A value as JSON text, cut to 200 characters (for messages).
+fn cut(v: &Value) -> String {
+    let text = v.to_string();
+    match text.char_indices().nth(200) {
+        Some((i, _)) => format!("{}...", &text[..i]),
+        None => text,
+    }
+}
+
+/// Python's truth value of a JSON value.
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(m) => !m.is_empty(),
+    }
+}
+
 fn env(key: &str) -> Option<String> {
     std::env::var(key).ok()
 }
@@ -366,6 +390,11 @@ impl StartRequest {
         let serviceaccount = match obj.get("serviceaccount") {
             None => Value::String("default".into()),
             Some(v @ (Value::String(_) | Value::Null)) => v.clone(),
+            // The original's template tests the value's truth: a false one means none.
+            Some(v) if !truthy(v) => {
+                log::warn!(target: LOG_TARGET, "request field 'serviceaccount' is {v}, not a string: no service account is used");
+                Value::Null
+            }
             Some(other) => {
                 return Err(Error::input(format!(
                     "request field 'serviceaccount' must be a string, got {other}"
@@ -480,6 +509,17 @@ fn limits(service: &str, field: &str, v: Option<&Value>) -> Result<Limits> {
     let map = match v {
         None | Some(Value::Null) => return Ok(out),
         Some(Value::Object(m)) => m,
+        // The original takes the first element of a limits list ("not sure why this is
+        // a list"); reservations have no such rule.
+        Some(Value::Array(items))
+            if field == "limits" && matches!(items.first(), Some(Value::Object(_))) =>
+        {
+            log::warn!(target: LOG_TARGET, "service '{service}': deploy.resources.limits is a list; its first element {} is used", cut(&items[0]));
+            match items.first() {
+                Some(Value::Object(m)) => m,
+                _ => return Ok(out), // not reached: the guard checked it
+            }
+        }
         Some(other) => {
             return Err(Error::input(format!(
                 "service '{service}': deploy.resources.{field} must be a mapping, got {other}"
@@ -989,9 +1029,10 @@ fn build(
             Some(other) => return Err(Error::input(format!("services.{sname}.clients must be a list of CIDRs, got {other}"))),
         };
         if !containers.iter().any(|c| &c.name == sname) {
-            return Err(Error::input(format!(
-                "services.{sname} names no service of the compose document"
-            )));
+            // The original keeps such an entry but creates nothing for it.
+            let shown: String = sname.chars().take(200).collect();
+            log::warn!(target: LOG_TARGET, "services.{shown} names no service of the compose document: ignored");
+            continue;
         }
         if sname.len() > 30 || !sname.as_bytes()[0].is_ascii_lowercase() {
             return Err(Error::input(format!(
@@ -1051,7 +1092,11 @@ fn build(
 
     let mut system_env = req.principal.clone();
     let mut extra_env = Vec::new();
-    if let Some(extra) = system_env.remove("extra_container_env") {
+    if let Some(Value::String(text)) = system_env.get("extra_container_env") {
+        // The original passes it on as one env var named extra_container_env (kept in
+        // its place among the principal's fields).
+        log::warn!(target: LOG_TARGET, "principal field 'extra_container_env' is the string {}, not an object: it becomes one env var named extra_container_env", cut(&Value::String(text.clone())));
+    } else if let Some(extra) = system_env.shift_remove("extra_container_env") {
         match extra {
             Value::Object(m) => {
                 for (k, v) in m {

@@ -144,12 +144,20 @@ def _popen_up(kubeconfig, *extra):
                             stderr=subprocess.PIPE, text=True, env=env_for(kubeconfig))
 
 
-def test_up_wait_until_available(kubeconfig, kube_emulator):  # noqa: F811
-    proc = _popen_up(kubeconfig, "--timeout", "60")
-    dep = _wait_for_deployment(kube_emulator, proc)
-    time.sleep(1.0)
-    kube_emulator.set_deployment_status("default", dep["metadata"]["name"], pods=True)
-    out, err = proc.communicate(timeout=60)
+def test_up_wait_until_available(kubeconfig, kube_emulator, tmp_path):  # noqa: F811
+    err_path = tmp_path / "up.err"
+    with open(err_path, "w") as err_file:
+        proc = subprocess.Popen([EXE, "up", "-f", str(NGINX), "--wait", "--timeout", "60"], stdout=subprocess.PIPE,
+                                stderr=err_file, text=True, env=env_for(kubeconfig))
+        dep = _wait_for_deployment(kube_emulator, proc)
+        # The deployment becomes available only once `up` reported it waiting (however
+        # long that takes on a busy machine), not after a fixed sleep.
+        deadline = time.monotonic() + 60
+        while "0/1 available" not in err_path.read_text() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        kube_emulator.set_deployment_status("default", dep["metadata"]["name"], pods=True)
+        out, _ = proc.communicate(timeout=60)
+    err = err_path.read_text()
     assert proc.returncode == 0, err
     assert "SERVICE" in out.splitlines()[0]
     assert "0/1 available" in err and f"{dep['metadata']['name']} is available" in err

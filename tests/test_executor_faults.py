@@ -52,6 +52,14 @@ def kinds(cluster, guid):
     return sorted(o["kind"] for o in cluster.objects(guid))
 
 
+def wait_until(predicate, timeout=30.0):
+    """Polls ``predicate`` until it holds (a generous deadline, not a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
 @pytest.mark.parametrize("fault", FAULTS)
 @pytest.mark.parametrize("call", START_CALLS, ids=lambda c: f"{c[0]} {c[1]}")
 def test_start_retries_a_single_failure(cluster, call, fault):
@@ -101,7 +109,8 @@ def test_start_create_that_times_out_is_not_duplicated(cluster, monkeypatch):
     emu.faults(method="POST", path_regex="/deployments$", delay_ms=1500)
     system = parsed(cluster)
     compute().start(system)
-    time.sleep(1.5)  # let the held request reach the store
+    # Wait until the held request reached the store (however busy the machine is).
+    wait_until(lambda: len(cluster.of_kind(system.identifier, "Deployment")) >= 1)
     (deployment,) = cluster.of_kind(system.identifier, "Deployment")
     (service,) = cluster.of_kind(system.identifier, "Service")
     assert service["metadata"]["ownerReferences"][0]["uid"] == deployment["metadata"]["uid"]
@@ -116,7 +125,7 @@ def test_start_create_applied_after_the_timeout_is_recognised(cluster, monkeypat
     system = parsed(cluster)
     result = compute().start(system)
     assert result["containers"]["jupyter-ds"]["port-1"] is not None
-    time.sleep(0.5)
+    time.sleep(0.5)  # a late duplicate would show here; absence cannot be polled for
     assert kinds(cluster, system.identifier) == STARTED_KINDS
 
 

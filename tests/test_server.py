@@ -230,10 +230,61 @@ def test_not_json_content_type_is_415(server):
     assert code == 415 and r["status"] == "error"
 
 
+def _wait_in_flight(emu, timeout=30):
+    """Waits until the API server has received a request (it is then held there by the
+    latency), instead of sleeping a fixed time and hoping it got there."""
+    deadline = time.monotonic() + timeout
+    while not emu.requests():
+        assert time.monotonic() < deadline, "the request never reached the API server"
+        time.sleep(0.05)
+
+
+def _answer_while_sending(host, port, head, chunks, timeout=60):
+    """Send ``head`` then ``chunks`` on a raw socket and return the server's answer
+    ``(status, body bytes)``, independent of timing: sending stops as soon as an answer
+    arrives, a broken pipe or reset while sending is expected (the server may answer and
+    close while the client still sends), and whatever the server wrote before closing
+    is read (Linux returns queued data before reporting a reset)."""
+    import select
+    import socket
+
+    sock = socket.create_connection((host, port), timeout=timeout)
+    received = b""
+    try:
+        try:
+            sock.sendall(head)
+            for chunk in chunks:
+                if select.select([sock], [], [], 0)[0]:
+                    break  # the answer (or the close) is there: stop sending
+                sock.sendall(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                data = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not data:
+                break
+            received += data
+            head_end = received.find(b"\r\n\r\n")
+            if head_end >= 0:
+                m = re.search(rb"(?im)^content-length:\s*(\d+)", received[:head_end])
+                if m and len(received) >= head_end + 4 + int(m.group(1)):
+                    break
+    finally:
+        sock.close()
+    head_end = received.find(b"\r\n\r\n")
+    assert head_end >= 0, f"no HTTP answer, got {received!r}"
+    status = int(received.split(b" ", 2)[1])
+    return status, received[head_end + 4 :]
+
+
 def test_oversized_body_is_413(server):
     host, port = server.url.removeprefix("http://").split(":")
-    # A declared Content-Length over the limit is refused before the body is read
-    # (sending the body too would race the server closing the connection).
+    # A declared Content-Length over the limit is refused before the body is read; only
+    # the headers are sent, so nothing races the server closing the connection.
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
     conn.putrequest("POST", "/system/start")
     conn.putheader("Content-Type", "application/json")
@@ -243,18 +294,16 @@ def test_oversized_body_is_413(server):
     r = json.loads(resp.read())
     assert resp.status == 413 and r["status"] == "error" and "larger than" in r["message"], r
     conn.close()
-    # Without Content-Length (chunked), the limit holds while reading.
-    conn = http.client.HTTPConnection(host, int(port), timeout=30)
-
-    def chunks():
-        for _ in range(40):
-            yield b" " * 65536
-
-    conn.request("POST", "/system/status", body=chunks(), headers={"Content-Type": "application/json"},
-                 encode_chunked=True)
-    resp = conn.getresponse()
-    assert resp.status == 413 and json.loads(resp.read())["status"] == "error"
-    conn.close()
+    # Without Content-Length (chunked), the limit holds while reading. The server may
+    # answer and close while we still send: _answer_while_sending copes with that.
+    head = (
+        f"POST /system/status HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    piece = b" " * 65536
+    chunk = b"%x\r\n" % len(piece) + piece + b"\r\n"
+    status, body = _answer_while_sending(host, int(port), head, [chunk] * 40 + [b"0\r\n\r\n"])
+    assert status == 413 and json.loads(body)["status"] == "error", body
 
 
 def test_unknown_path_and_method(server):
@@ -336,6 +385,7 @@ def test_sigterm_finishes_requests_in_flight(tmp_path, kubeconfig, kube_emulator
     s = Server(tmp_path, kubeconfig).wait_listening()
     try:
         kube_emulator.latency(1500)
+        kube_emulator.clear_requests()
         out = {}
 
         def in_flight():
@@ -343,7 +393,7 @@ def test_sigterm_finishes_requests_in_flight(tmp_path, kubeconfig, kube_emulator
 
         t = threading.Thread(target=in_flight)
         t.start()
-        time.sleep(0.4)
+        _wait_in_flight(kube_emulator)
         s.proc.send_signal(signal.SIGTERM)
         t.join(20)
         assert out["r"][0] == 200 and out["r"][2]["status"] == "success"
@@ -363,11 +413,15 @@ def test_second_signal_exits_at_once(tmp_path, kubeconfig, kube_emulator):  # no
             except OSError:  # the connection goes away with the process
                 pass
 
+        kube_emulator.clear_requests()
         t = threading.Thread(target=in_flight, daemon=True)
         t.start()
-        time.sleep(0.4)
+        _wait_in_flight(kube_emulator)
         s.proc.send_signal(signal.SIGTERM)
-        time.sleep(0.4)
+        # Let the first signal be handled (it is logged) before the second one.
+        deadline = time.monotonic() + 30
+        while "SIGTERM received" not in s.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
         started = time.monotonic()
         s.proc.send_signal(signal.SIGINT)
         assert s.proc.wait(timeout=10) == 0

@@ -736,7 +736,7 @@ def test_context_start_with_patched_start(offline_context, caplog):
     assert request["services"] == {"jupyter-ds": {"port": "8888", "clients": []}}
     assert json.loads(request["principal"]) == {
         "username": "jdoe", "access_token": "secret-access", "refresh_token": "secret-refresh",
-        "host": "helx.example.org", "extra_container_env": {}}
+        "host": "helx.example.org"}  # as the original's: extra_container_env only when given
     assert request["principal"] == json.dumps(json.loads(request["principal"]), indent=4)
     system_spec = request["system"]
     assert system_spec["security_context"] == {"fsGroup": 0}  # braini's jupyter-ds entry

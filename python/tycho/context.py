@@ -173,6 +173,14 @@ class RegistryHttpCache:
         return self._response(url, self._cache.fetch(url, what)).text
 
 
+class _UnknownApp(ContextException, KeyError):
+    """An app (or its compose service) that is not there: a ContextException that is
+    also the KeyError the original raised."""
+
+    def __str__(self):
+        return self.message
+
+
 def _safe_principal(principal_params):
     return {k: v for k, v in principal_params.items() if k not in ("access_token", "refresh_token")}
 
@@ -273,7 +281,7 @@ class TychoContext:
         try:
             return self.apps[app_id]
         except KeyError:
-            raise ContextException(f"app {app_id!r} is not in the {self.product} registry") from None
+            raise _UnknownApp(f"app {app_id!r} is not in the {self.product} registry") from None
 
     def _render_spec(self, app_id, url):
         """Fetch the compose file at ``url`` and render it with the registry settings."""
@@ -352,12 +360,14 @@ class TychoContext:
             "access_token": principal.access_token,
             "refresh_token": principal.refresh_token,
             "host": host,
-            "extra_container_env": extra_container_env if extra_container_env is not None else {},
         }
+        # Only when given, so the request is the original's otherwise.
+        if extra_container_env:
+            principal_params["extra_container_env"] = extra_container_env
         principal_params_json = json.dumps(principal_params, indent=4)
         compose_services = spec.get("services") or {}
         if app_id not in compose_services or not isinstance(compose_services[app_id], dict):
-            raise ContextException(f"app {app_id}: its spec {app['spec']} has no service named {app_id}")
+            raise _UnknownApp(f"app {app_id}: its spec {app['spec']} has no service named {app_id}")
         service = compose_services[app_id]
         spec["security_context"] = copy.deepcopy(app.get("securityContext", {}))
         service["ext"] = copy.deepcopy(app.get("ext"))

@@ -471,7 +471,7 @@ class System:
             "name": name,
             "principal": principal,
             "serviceaccount": service_account,
-            "env": env if env is not None else {},
+            "env": env,  # None: no templating pass, as the original
             "system": to_plain(system),
             "services": to_plain(services) if services is not None else {},
         }

@@ -57,6 +57,35 @@ def to_plain(value, _seen=None):
     return str(value)
 
 
+class _TemplateNotFound(TychoException, ValueError):
+    """No template of that name: a TychoException that is also the original's ValueError."""
+
+    def __str__(self):
+        return self.message
+
+
+class Documents(list):
+    """The YAML documents of a rendered template: a list that is also an iterator.
+
+    The original returned PyYAML's ``load_all`` generator, so callers wrote
+    ``next(system.render("pod.yaml"))`` as well as ``list(...)`` and ``for``; a
+    ``Documents`` supports those and list use (``len``, indexing, ``==``).
+    ``next()`` hands out the documents in order, independently of ``for`` loops.
+    """
+
+    __slots__ = ("_next",)
+
+    def __init__(self, items=()):
+        super().__init__(items)
+        self._next = 0
+
+    def __next__(self):
+        if self._next >= len(self):
+            raise StopIteration
+        self._next += 1
+        return self[self._next - 1]
+
+
 def _config_mapping(config):
     """The plain mapping behind a Config, a dict, or None."""
     if config is None:
@@ -79,14 +108,20 @@ class TemplateUtils:
         documents (dicts) the rendered text holds.
         """
         logger.debug("applying template %s", template)
-        return _native.render_template(template, to_plain(context), config=_config_mapping(self.config))
+        try:
+            documents = _native.render_template(template, to_plain(context), config=_config_mapping(self.config))
+        except TychoException as e:
+            if str(e).startswith("no template "):
+                raise _TemplateNotFound(str(e)) from None
+            raise
+        return Documents(documents)
 
     @staticmethod
     def render_text(template_text, context):
         """Render template text with ``context`` and return the YAML documents it yields."""
         text = TemplateUtils.render_string(template_text, context)
         logger.debug("TemplateUtils.render_text - %s", text)
-        return _native.yaml_load_all(text)
+        return Documents(_native.yaml_load_all(text))
 
     @staticmethod
     def render_string(s, context):
