@@ -15,10 +15,14 @@ pub const LOG_TARGET: &str = "tycho.model";
 
 /// A value as JSON text, cut to 200 characters (for messages).
 fn cut(v: &Value) -> String {
-    let text = v.to_string();
+    cut_text(&v.to_string())
+}
+
+/// Text cut to 200 characters (for messages).
+fn cut_text(text: &str) -> String {
     match text.char_indices().nth(200) {
         Some((i, _)) => format!("{}...", &text[..i]),
-        None => text,
+        None => text.to_string(),
     }
 }
 
@@ -158,7 +162,7 @@ impl ComposeExtras {
                 Some(Value::Number(n)) => Ok(Some(n.to_string())),
                 Some(other) => Err(Error::input(format!(
                     "service '{service}': field '{field}' must be a string, got {}",
-                    cut(&other.to_string())
+                    cut_text(&other.to_string())
                 ))),
             }
         };
@@ -169,7 +173,7 @@ impl ComposeExtras {
             Some(other) => {
                 return Err(Error::input(format!(
                     "service '{service}': field 'command' must be a string or a list, got {}",
-                    cut(&other.to_string())
+                    cut_text(&other.to_string())
                 )))
             }
         };
@@ -197,15 +201,6 @@ impl ComposeExtras {
             user: text("user")?,
             host_ports,
         })
-    }
-}
-
-/// A value cut to 200 characters for a message.
-fn cut(s: &str) -> String {
-    if s.chars().count() > 200 {
-        s.chars().take(200).collect::<String>() + "…"
-    } else {
-        s.to_string()
     }
 }
 
