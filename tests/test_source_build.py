@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from test_wheel_install import clean_env
 
 ROOT = Path(__file__).resolve().parent.parent
