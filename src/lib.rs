@@ -10,12 +10,14 @@ pub mod compile;
 pub mod config;
 pub mod error;
 pub mod kube;
+pub mod limits;
 pub mod model;
 pub mod names;
 pub mod pyfmt;
 pub mod registry;
 pub mod render;
 pub mod server;
+pub mod template_guard;
 pub mod yaml;
 
 #[cfg(feature = "python")]

@@ -59,9 +59,39 @@ pub(crate) fn run<T: Send>(
     }
 }
 
+/// Refuses a Python value nested deeper than [`crate::limits::MAX_DEPTH`] (or
+/// containing itself) before it is converted: the conversion recurses.
+fn check_py_depth(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<()> {
+    use pyo3::types::{PyList, PyTuple};
+    let mut stack: Vec<(Bound<'_, PyAny>, usize)> = vec![(obj.clone(), 1)];
+    while let Some((node, depth)) = stack.pop() {
+        let children: Vec<Bound<'_, PyAny>> = if let Ok(d) = node.cast::<PyDict>() {
+            d.values().iter().collect()
+        } else if let Ok(l) = node.cast::<PyList>() {
+            l.iter().collect()
+        } else if let Ok(t) = node.cast::<PyTuple>() {
+            t.iter().collect()
+        } else {
+            continue;
+        };
+        if depth > crate::limits::MAX_DEPTH {
+            return Err(to_pyerr(obj.py(), crate::limits::depth_error(what)));
+        }
+        stack.extend(children.into_iter().map(|c| (c, depth + 1)));
+    }
+    Ok(())
+}
+
 pub(crate) fn from_py(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Value> {
-    pythonize::depythonize::<Value>(obj)
-        .map_err(|e| to_pyerr(obj.py(), Error::input(format!("{what}: {e}"))))
+    check_py_depth(obj, what)?;
+    let v = pythonize::depythonize::<Value>(obj).map_err(|e| {
+        to_pyerr(
+            obj.py(),
+            Error::input(format!("{what}: {}", crate::limits::echo(&e.to_string()))),
+        )
+    })?;
+    crate::limits::check_depth(&v, what).map_err(|e| to_pyerr(obj.py(), e))?;
+    Ok(v)
 }
 
 pub(crate) fn to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
