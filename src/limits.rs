@@ -23,6 +23,12 @@ pub const MAX_DEPTH: usize = 128;
 /// Stack size of the threads tycho starts that run Python code or the compiler.
 pub const THREAD_STACK: usize = 16 << 20;
 
+/// Stack a request's template work needs left; less and it moves to a new segment.
+pub const STACK_RED_ZONE: usize = 32 << 20;
+
+/// Size of the stack segment a request moves to (reserved, used pages only).
+pub const STACK_GROWTH: usize = 256 << 20;
+
 /// Most characters of a value echoed in an error message or a log line.
 pub const ECHO_LIMIT: usize = 200;
 

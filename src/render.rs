@@ -113,7 +113,9 @@ pub fn with_total_budget<T>(f: impl FnOnce() -> T) -> T {
         return f();
     }
     TOTAL_FUEL.with(|t| t.set(Some(crate::limits::template_budgets().total_fuel)));
-    let out = f();
+    // Values a template builds may nest as deep as its fuel allows; dropping them
+    // recurses, so the request runs with ample stack whatever thread it is on.
+    let out = stacker::maybe_grow(crate::limits::STACK_RED_ZONE, crate::limits::STACK_GROWTH, f);
     TOTAL_FUEL.with(|t| t.set(None));
     out
 }
@@ -205,18 +207,22 @@ fn find_override(paths: &[String], name: &str) -> Option<PathBuf> {
 }
 
 fn format_error(name: &str, e: &minijinja::Error) -> Error {
-    let mut msg = format!("template {name}: {e}");
+    let mut msg = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         msg.push_str(&format!(": {s}"));
         source = s.source();
     }
-    Error::template(msg)
+    Error::template(format!("template {name}: {}", crate::limits::echo(&msg)))
 }
 
 /// Renders template `name` (a user override from `paths` first, else the built-in) with
 /// `context` and returns the text.
 pub fn render_text(paths: &[String], name: &str, context: MjValue) -> Result<String> {
+    with_total_budget(|| render_text_in(paths, name, context))
+}
+
+fn render_text_in(paths: &[String], name: &str, context: MjValue) -> Result<String> {
     if let Some(path) = find_override(paths, name) {
         let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
         let key = format!("{}", path.display());
@@ -268,6 +274,10 @@ pub fn render(paths: &[String], name: &str, context: MjValue) -> Result<Vec<Valu
 /// Compiled templates are cached by their text (settings and compose values repeat
 /// from one start to the next); the cache is dropped when it grows past 4096 entries.
 pub fn render_string(source: &str, context: &Value) -> Result<String> {
+    with_total_budget(|| render_string_in(source, context))
+}
+
+fn render_string_in(source: &str, context: &Value) -> Result<String> {
     static CACHE: OnceLock<RwLock<(Environment<'static>, usize)>> = OnceLock::new();
     let cache = CACHE.get_or_init(|| RwLock::new((new_environment(), 0)));
     let ctx = MjValue::from(minijinja::value::Serde(context));
@@ -288,4 +298,42 @@ pub fn render_string(source: &str, context: &Value) -> Result<String> {
     guard.1 += 1;
     let tmpl = guard.0.get_template(source).map_err(err)?;
     evaluate(&tmpl, ctx, &label)
+}
+
+/// `text` written so that rendering it as a template gives back `text`: when it holds
+/// template syntax every `{` becomes `{{ '{' }}`, so no tag, expression or comment can
+/// open (text without template syntax is not rendered and is left as it is).
+pub fn literal_text(text: &str) -> String {
+    if !(text.contains("{{") || text.contains("{%") || text.contains("{#")) {
+        return text.to_string();
+    }
+    text.replace('{', "{{ '{' }}")
+}
+
+/// [`literal_text`] applied to every string (keys too) of `v`.
+pub fn literal_value(v: Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(literal_text(&s)),
+        Value::Array(a) => Value::Array(a.into_iter().map(literal_value).collect()),
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| (literal_text(&k), literal_value(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn literal_text_renders_as_itself() {
+        for t in ["{{ 7*7 }}G", "{% raw %}x{% endraw %}", "{# c #}", "a{b}c", "plain"] {
+            let lit = literal_text(t);
+            assert_eq!(render_string(&lit, &json!({})).unwrap(), t, "{lit}");
+        }
+    }
 }

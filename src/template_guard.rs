@@ -212,9 +212,15 @@ macro_rules! guarded_filter {
                     all.push(kwargs.peek::<Value>(key)?);
                 }
                 charge(predicted($name, &v, &all)?)?;
-                all.truncate(all.len() - kwargs.args().count());
+                let named = kwargs.args().count();
+                all.truncate(all.len() - named);
+                let expr = if named == 0 {
+                    concat!("v|", $name, "(*args)")
+                } else {
+                    concat!("v|", $name, "(*args, **kwargs)")
+                };
                 eval_expr(
-                    concat!("v|", $name, "(*args, **kwargs)"),
+                    expr,
                     minijinja::context! { v, args => Value::from(all), kwargs => Value::from(kwargs) },
                 )
             },
