@@ -88,6 +88,20 @@ pub fn echo(text: &str) -> String {
     }
 }
 
+/// Longest error message kept whole.
+pub const MESSAGE_LIMIT: usize = 1000;
+
+/// `message` whole when short, else its first and last parts around a note of the cut.
+pub fn cut_message(message: String) -> String {
+    let n = message.chars().count();
+    if n <= MESSAGE_LIMIT {
+        return message;
+    }
+    let head: String = message.chars().take(ECHO_LIMIT * 2).collect();
+    let tail: String = message.chars().skip(n - ECHO_LIMIT).collect();
+    format!("{head}… ({} characters cut) …{tail}", n - ECHO_LIMIT * 3)
+}
+
 /// A value as JSON text, cut to [`ECHO_LIMIT`] characters.
 pub fn echo_value(v: &Value) -> String {
     match v {

@@ -516,6 +516,10 @@ mod tests {
                 "{{ __tycho_cat(__tycho_cat(a|f(1), b is x), c) }}",
             ),
             ("{{ a.b[1] + c(2)|d }}", "{{ __tycho_add(a.b[1], c(2)|d) }}"),
+            (
+                "{{ a ~ b ~ n + 1 }}",
+                "{{ __tycho_add(__tycho_cat(__tycho_cat(a, b), n), 1) }}",
+            ),
         ] {
             assert_eq!(guard_source(src).unwrap(), want, "{src}");
         }
