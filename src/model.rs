@@ -378,7 +378,8 @@ fn template_pass_at(
                 } else {
                     Ok(k.clone())
                 };
-                let r = key.and_then(|key| Ok((key, template_pass_at(item, context, render, path)?)));
+                let r =
+                    key.and_then(|key| Ok((key, template_pass_at(item, context, render, path)?)));
                 path.pop();
                 entries.push(r?);
             }

@@ -70,7 +70,10 @@ fn check_py_value(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<()> {
         if path.is_empty() {
             what.to_string()
         } else {
-            format!("{what} field '{}'", crate::limits::echo(path.trim_start_matches('.')))
+            format!(
+                "{what} field '{}'",
+                crate::limits::echo(path.trim_start_matches('.'))
+            )
         }
     };
     while let Some((node, depth, path)) = stack.pop() {
@@ -235,7 +238,10 @@ fn render_string(py: Python<'_>, source: String, context: &Bound<'_, PyAny>) -> 
 /// `value` with every string that holds template syntax made to render as itself
 /// (user input merged into a compose document stays data).
 #[pyfunction]
-fn template_literal<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+fn template_literal<'py>(
+    py: Python<'py>,
+    value: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
     let v = from_py(value, "value")?;
     to_py(py, &crate::render::literal_value(v))
 }

@@ -115,7 +115,11 @@ pub fn with_total_budget<T>(f: impl FnOnce() -> T) -> T {
     TOTAL_FUEL.with(|t| t.set(Some(crate::limits::template_budgets().total_fuel)));
     // Values a template builds may nest as deep as its fuel allows; dropping them
     // recurses, so the request runs with ample stack whatever thread it is on.
-    let out = stacker::maybe_grow(crate::limits::STACK_RED_ZONE, crate::limits::STACK_GROWTH, f);
+    let out = stacker::maybe_grow(
+        crate::limits::STACK_RED_ZONE,
+        crate::limits::STACK_GROWTH,
+        f,
+    );
     TOTAL_FUEL.with(|t| t.set(None));
     out
 }
@@ -331,7 +335,13 @@ mod tests {
 
     #[test]
     fn literal_text_renders_as_itself() {
-        for t in ["{{ 7*7 }}G", "{% raw %}x{% endraw %}", "{# c #}", "a{b}c", "plain"] {
+        for t in [
+            "{{ 7*7 }}G",
+            "{% raw %}x{% endraw %}",
+            "{# c #}",
+            "a{b}c",
+            "plain",
+        ] {
             let lit = literal_text(t);
             assert_eq!(render_string(&lit, &json!({})).unwrap(), t, "{lit}");
         }

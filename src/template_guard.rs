@@ -149,7 +149,8 @@ fn predicted(name: &str, v: &Value, args: &[Value]) -> Result<usize, Error> {
                 } else {
                     s.matches(from.as_str()).count()
                 };
-                s.len().saturating_add(n.saturating_mul(to.len() - from.len()))
+                s.len()
+                    .saturating_add(n.saturating_mul(to.len() - from.len()))
             }
         }
         "join" => {
@@ -425,9 +426,10 @@ fn walk_call(c: &ast::Call<'_>, ops: &mut Vec<Op>) {
 fn walk_args(args: &[CallArg<'_>], ops: &mut Vec<Op>) {
     for a in args {
         match a {
-            CallArg::Pos(e) | CallArg::Kwarg(_, e) | CallArg::PosSplat(e) | CallArg::KwargSplat(e) => {
-                walk_expr(e, ops)
-            }
+            CallArg::Pos(e)
+            | CallArg::Kwarg(_, e)
+            | CallArg::PosSplat(e)
+            | CallArg::KwargSplat(e) => walk_expr(e, ops),
         }
     }
 }

@@ -105,9 +105,7 @@ impl Builder {
                 let v = self.anchors[&id].0.clone();
                 self.push_value(v, size)
             }
-            Event::SequenceStart(anchor, _) => {
-                self.open(Frame::Seq(Vec::new(), anchor))
-            }
+            Event::SequenceStart(anchor, _) => self.open(Frame::Seq(Vec::new(), anchor)),
             Event::MappingStart(anchor, _) => {
                 self.open(Frame::Map(Map::new(), None, anchor, Vec::new()))
             }
