@@ -20,7 +20,6 @@ from tycho import _native
 from tycho.core import Tycho
 from tycho.exceptions import RequestKeyError, TychoException
 
-
 # our limit, or saphyr-parser's own limit on flow collections
 DEEP = "deeper than 128|recursion limit"
 
