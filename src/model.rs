@@ -665,7 +665,10 @@ pub fn parse(
         }
         ctx.insert("system_port".into(), system_port.unwrap_or(json!(8000)));
         let ctx = Value::Object(ctx);
-        let compose = template_pass(compose, &ctx, render)?;
+        let compose = {
+            let _pinned = crate::render::PinnedContext::new(&ctx);
+            template_pass(compose, &ctx, render)?
+        };
         // Settings (with the added keys) are what the registry env is rendered with.
         return build(
             config,
@@ -733,6 +736,7 @@ fn build(
 
     // Registry env: every setting, rendered with the settings.
     let mut registry_env: Vec<Vec<String>> = Vec::new();
+    let _pinned = env_ctx.as_ref().map(crate::render::PinnedContext::new);
     if let Some(Value::Object(ctx)) = &env_ctx {
         for (k, v) in ctx {
             let v = py_str(v);

@@ -281,10 +281,52 @@ pub fn render_string(source: &str, context: &Value) -> Result<String> {
     with_total_budget(|| render_string_in(source, context))
 }
 
+thread_local! {
+    /// The context pinned by [`PinnedContext`]: its address and its template value.
+    static PINNED: std::cell::RefCell<Option<(usize, MjValue)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// While alive, [`render_string`] calls with this very context reuse one conversion of
+/// it (rendering each of 20,000 settings with all settings is then linear). The borrow
+/// keeps the context unchanged and in place for as long as it is pinned.
+pub struct PinnedContext<'a>(&'a Value);
+
+impl<'a> PinnedContext<'a> {
+    /// Pins `context` on this thread.
+    pub fn new(context: &'a Value) -> Self {
+        let mj = MjValue::from(minijinja::value::Serde(context));
+        PINNED.with(|p| *p.borrow_mut() = Some((context as *const Value as usize, mj)));
+        PinnedContext(context)
+    }
+}
+
+impl Drop for PinnedContext<'_> {
+    fn drop(&mut self) {
+        PINNED.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.as_ref().map(|x| x.0) == Some(self.0 as *const Value as usize) {
+                *p = None;
+            }
+        });
+    }
+}
+
+fn context_value(context: &Value) -> MjValue {
+    let addr = context as *const Value as usize;
+    PINNED
+        .with(|p| {
+            p.borrow()
+                .as_ref()
+                .filter(|x| x.0 == addr)
+                .map(|x| x.1.clone())
+        })
+        .unwrap_or_else(|| MjValue::from(minijinja::value::Serde(context)))
+}
+
 fn render_string_in(source: &str, context: &Value) -> Result<String> {
     static CACHE: OnceLock<RwLock<(Environment<'static>, usize)>> = OnceLock::new();
     let cache = CACHE.get_or_init(|| RwLock::new((new_environment(), 0)));
-    let ctx = MjValue::from(minijinja::value::Serde(context));
+    let ctx = context_value(context);
     let snippet: String = source.chars().take(60).collect();
     let label = format!("{snippet:?}");
     let err = |e: minijinja::Error| format_error(&label, &e);
