@@ -96,13 +96,15 @@ pub fn render_setting(source: &str, context: &Value) -> Result<String> {
 
 /// Parses a start request into a system model.
 pub fn parse_system(config: &Value, request: &Value, identifier: Option<String>) -> Result<System> {
-    let req = StartRequest::from_json(request)?;
-    model::parse(
-        config,
-        &req,
-        identifier.unwrap_or_else(new_identifier),
-        &render_setting,
-    )
+    crate::render::with_total_budget(|| {
+        let req = StartRequest::from_json(request)?;
+        model::parse(
+            config,
+            &req,
+            identifier.unwrap_or_else(new_identifier),
+            &render_setting,
+        )
+    })
 }
 
 /// Renders `template` with `system` (and `extra` context entries) into YAML documents.
@@ -173,6 +175,14 @@ pub fn pod_to_deployment(system: &System, pod: Value) -> Result<Value> {
 
 /// Renders the objects of an already-parsed system (amb, volumes, env as the caller set them).
 pub fn compile_system(
+    config: &Value,
+    system: System,
+    deployment_uid: Option<&str>,
+) -> Result<Compiled> {
+    crate::render::with_total_budget(|| compile_system_in(config, system, deployment_uid))
+}
+
+fn compile_system_in(
     config: &Value,
     mut system: System,
     deployment_uid: Option<&str>,
@@ -264,6 +274,10 @@ pub fn add_container_env(config: &Value, context: &mut Value) -> Result<()> {
 
 /// Compiles a start request into its objects.
 pub fn compile(config: &Value, request: &Value, options: &CompileOptions) -> Result<Compiled> {
+    crate::render::with_total_budget(|| compile_in(config, request, options))
+}
+
+fn compile_in(config: &Value, request: &Value, options: &CompileOptions) -> Result<Compiled> {
     let mut system = parse_system(config, request, options.identifier.clone())?;
     apply_cluster_facts(
         &mut system,

@@ -36,10 +36,13 @@ pub struct Error {
 
 impl Error {
     /// Builds an error of `kind`.
+    ///
+    /// A message longer than [`crate::limits::MESSAGE_LIMIT`] characters (a value nobody
+    /// cut with [`crate::limits::echo`]) keeps its head and tail only.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error {
             kind,
-            message: message.into(),
+            message: crate::limits::cut_message(message.into()),
         }
     }
     /// Invalid input (request, compose file, settings).

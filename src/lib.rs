@@ -12,6 +12,7 @@ pub mod config;
 pub mod docker;
 pub mod error;
 pub mod kube;
+pub mod limits;
 pub mod model;
 pub mod names;
 pub mod offload;
@@ -21,6 +22,7 @@ pub mod render;
 pub mod server;
 pub mod settings;
 pub mod token_env;
+pub mod template_guard;
 pub mod yaml;
 
 #[cfg(feature = "python")]

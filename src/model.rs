@@ -450,23 +450,53 @@ fn has_template_syntax(s: &str) -> bool {
 /// which is what the original's dump → render → load round trip amounts to, without
 /// letting a rendered value turn into YAML structure.
 fn template_pass(v: &Value, context: &Value, render: &StringRenderer<'_>) -> Result<Value> {
+    template_pass_at(v, context, render, &mut Vec::new())
+}
+
+/// The compose field path (`services.web.image`) of the value being rendered.
+fn field_path(path: &[String]) -> String {
+    crate::limits::echo(&path.join("."))
+}
+
+fn template_pass_at(
+    v: &Value,
+    context: &Value,
+    render: &StringRenderer<'_>,
+    path: &mut Vec<String>,
+) -> Result<Value> {
+    let named = |e: Error, path: &[String]| {
+        Error::new(
+            e.kind,
+            format!("compose field '{}': {}", field_path(path), e.message),
+        )
+    };
     Ok(match v {
-        Value::String(s) if has_template_syntax(s) => Value::String(render(s, context)?),
-        Value::Array(items) => Value::Array(
-            items
-                .iter()
-                .map(|i| template_pass(i, context, render))
-                .collect::<Result<_>>()?,
-        ),
+        Value::String(s) if has_template_syntax(s) => {
+            Value::String(render(s, context).map_err(|e| named(e, path))?)
+        }
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                path.push(i.to_string());
+                let r = template_pass_at(item, context, render, path);
+                path.pop();
+                out.push(r?);
+            }
+            Value::Array(out)
+        }
         Value::Object(map) => {
             let mut entries: Vec<(String, Value)> = Vec::with_capacity(map.len());
             for (k, item) in map {
-                let k = if has_template_syntax(k) {
-                    render(k, context)?
+                path.push(k.clone());
+                let key = if has_template_syntax(k) {
+                    render(k, context).map_err(|e| named(e, path))
                 } else {
-                    k.clone()
+                    Ok(k.clone())
                 };
-                entries.push((k, template_pass(item, context, render)?));
+                let r =
+                    key.and_then(|key| Ok((key, template_pass_at(item, context, render, path)?)));
+                path.pop();
+                entries.push(r?);
             }
             entries.sort_by(|a, b| a.0.cmp(&b.0));
             Value::Object(entries.into_iter().collect())
@@ -761,7 +791,10 @@ pub fn parse(
         }
         ctx.insert("system_port".into(), system_port.unwrap_or(json!(8000)));
         let ctx = Value::Object(ctx);
-        let compose = template_pass(compose, &ctx, render)?;
+        let compose = {
+            let _pinned = crate::render::PinnedContext::new(&ctx);
+            template_pass(compose, &ctx, render)?
+        };
         // Settings (with the added keys) are what the registry env is rendered with.
         return build(
             config,
@@ -829,6 +862,7 @@ fn build(
 
     // Registry env: every setting, rendered with the settings.
     let mut registry_env: Vec<Vec<String>> = Vec::new();
+    let _pinned = env_ctx.as_ref().map(crate::render::PinnedContext::new);
     if let Some(Value::Object(ctx)) = &env_ctx {
         for (k, v) in ctx {
             let v = py_str(v);

@@ -36,7 +36,8 @@ pub fn check_label_value(what: &str, value: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::input(format!(
-            "{what} {value:?} is not a valid Kubernetes label value (at most 63 characters of A-Z, a-z, 0-9, '-', '_', '.', starting and ending with a letter or digit)"
+            "{what} {} is not a valid Kubernetes label value (at most 63 characters of A-Z, a-z, 0-9, '-', '_', '.', starting and ending with a letter or digit)",
+            crate::limits::echo(&format!("{value:?}"))
         )))
     }
 }

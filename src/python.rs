@@ -59,9 +59,84 @@ pub(crate) fn run<T: Send>(
     }
 }
 
+/// Refuses, before conversion (which recurses and turns NaN into null), a Python value
+/// nested deeper than [`crate::limits::MAX_DEPTH`] or containing itself, and a float
+/// that is NaN or infinite or an int outside 64 bits, naming where it sits.
+fn check_py_value(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<()> {
+    use pyo3::types::{PyFloat, PyInt, PyList, PyTuple};
+    let py = obj.py();
+    let mut stack: Vec<(Bound<'_, PyAny>, usize, String)> = vec![(obj.clone(), 1, String::new())];
+    let at = |path: &str| {
+        if path.is_empty() {
+            what.to_string()
+        } else {
+            format!(
+                "{what} field '{}'",
+                crate::limits::echo(path.trim_start_matches('.'))
+            )
+        }
+    };
+    while let Some((node, depth, path)) = stack.pop() {
+        let children: Vec<(Bound<'_, PyAny>, String)> = if let Ok(d) = node.cast::<PyDict>() {
+            d.iter()
+                .map(|(k, v)| {
+                    let key = k.str().map(|s| s.to_string()).unwrap_or_default();
+                    (v, format!("{path}.{key}"))
+                })
+                .collect()
+        } else if let Ok(l) = node.cast::<PyList>() {
+            l.iter()
+                .enumerate()
+                .map(|(i, v)| (v, format!("{path}.{i}")))
+                .collect()
+        } else if let Ok(t) = node.cast::<PyTuple>() {
+            t.iter()
+                .enumerate()
+                .map(|(i, v)| (v, format!("{path}.{i}")))
+                .collect()
+        } else {
+            if let Ok(f) = node.cast::<PyFloat>() {
+                let v = f.value();
+                if !v.is_finite() {
+                    return Err(to_pyerr(
+                        py,
+                        Error::input(format!("{}: {v} is not a finite number", at(&path))),
+                    ));
+                }
+            } else if node.is_instance_of::<PyInt>()
+                && node.extract::<i64>().is_err()
+                && node.extract::<u64>().is_err()
+            {
+                let text = node.str().map(|s| s.to_string()).unwrap_or_default();
+                return Err(to_pyerr(
+                    py,
+                    Error::input(format!(
+                        "{}: {} is out of range (64-bit integers)",
+                        at(&path),
+                        crate::limits::echo(&text)
+                    )),
+                ));
+            }
+            continue;
+        };
+        if depth > crate::limits::MAX_DEPTH {
+            return Err(to_pyerr(py, crate::limits::depth_error(&at(&path))));
+        }
+        stack.extend(children.into_iter().map(|(c, p)| (c, depth + 1, p)));
+    }
+    Ok(())
+}
+
 pub(crate) fn from_py(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Value> {
-    pythonize::depythonize::<Value>(obj)
-        .map_err(|e| to_pyerr(obj.py(), Error::input(format!("{what}: {e}"))))
+    check_py_value(obj, what)?;
+    let v = pythonize::depythonize::<Value>(obj).map_err(|e| {
+        to_pyerr(
+            obj.py(),
+            Error::input(format!("{what}: {}", crate::limits::echo(&e.to_string()))),
+        )
+    })?;
+    crate::limits::check_depth(&v, what).map_err(|e| to_pyerr(obj.py(), e))?;
+    Ok(v)
 }
 
 pub(crate) fn to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
@@ -161,6 +236,17 @@ fn render_string(py: Python<'_>, source: String, context: &Bound<'_, PyAny>) -> 
     run(py, || crate::render::render_string(&source, &context))
 }
 
+/// `value` with every string that holds template syntax made to render as itself
+/// (user input merged into a compose document stays data).
+#[pyfunction]
+fn template_literal<'py>(
+    py: Python<'py>,
+    value: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let v = from_py(value, "value")?;
+    to_py(py, &crate::render::literal_value(v))
+}
+
 /// Reads YAML text the way PyYAML's safe_load_all does.
 #[pyfunction]
 fn yaml_load_all<'py>(py: Python<'py>, text: String) -> PyResult<Bound<'py, PyAny>> {
@@ -193,6 +279,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(render_template, m)?)?;
     m.add_function(wrap_pyfunction!(render_string, m)?)?;
     m.add_function(wrap_pyfunction!(yaml_load_all, m)?)?;
+    m.add_function(wrap_pyfunction!(template_literal, m)?)?;
     m.add_function(wrap_pyfunction!(yaml_dump_all, m)?)?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add("DEFAULT_CONFIG", crate::config::DEFAULT_CONFIG)?;

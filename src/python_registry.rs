@@ -273,6 +273,8 @@ fn runtime() -> &'static tokio::runtime::Runtime {
         .worker_threads(1)
         .max_blocking_threads(256)
         .thread_name("tycho-aio")
+        // Python code and the core run on these threads: not the 2 MiB default
+        .thread_stack_size(crate::limits::THREAD_STACK)
         .enable_all()
         .build()
         .expect("the tokio runtime starts");

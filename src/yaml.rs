@@ -6,6 +6,7 @@
 //! that PyYAML uses to the plain scalars it reports.
 
 use crate::error::{Error, Result};
+use crate::limits::MAX_DEPTH;
 use saphyr_parser::{Event, Parser, ScalarStyle};
 use serde_json::{Map, Number, Value};
 use std::collections::HashMap;
@@ -13,9 +14,15 @@ use std::collections::HashMap;
 /// Parses every document of `text` into JSON values, as `yaml.safe_load_all` would.
 /// Empty documents are skipped when they are the only content between markers and
 /// carry nothing (PyYAML yields `None` for them; callers drop `None` anyway).
+///
+/// Refused with an error: nesting deeper than [`MAX_DEPTH`] and aliases that would copy
+/// more than [`crate::limits::alias_budget`] nodes (a "billion laughs" document).
 pub fn load_all(text: &str) -> Result<Vec<Value>> {
     let mut parser = Parser::new_from_str(text);
-    let mut builder = Builder::default();
+    let mut builder = Builder {
+        alias_budget: crate::limits::alias_budget(text.len()),
+        ..Builder::default()
+    };
     let mut docs = Vec::new();
     loop {
         let (event, span) = match parser.next_event() {
@@ -28,7 +35,7 @@ pub fn load_all(text: &str) -> Result<Vec<Value>> {
             Event::StreamEnd => break,
             Event::DocumentStart(_) => builder.stack.clear(),
             Event::DocumentEnd => {
-                docs.push(builder.finished.take().unwrap_or(Value::Null));
+                docs.push(builder.finished.take().map(|f| f.0).unwrap_or(Value::Null));
                 builder.anchors.clear();
             }
             ev => builder
@@ -49,11 +56,19 @@ enum Frame {
     Map(Map<String, Value>, Option<String>, usize, Vec<Value>),
 }
 
+/// Size of a built node: (nodes in it, levels of nesting in it).
+type Size = (usize, usize);
+
 #[derive(Default)]
 struct Builder {
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Value>,
-    finished: Option<Value>,
+    /// Size of each open frame's content so far.
+    sizes: Vec<Size>,
+    anchors: HashMap<usize, (Value, Size)>,
+    finished: Option<(Value, Size)>,
+    /// Nodes copied by aliases and anchors so far, and the most allowed.
+    copied: usize,
+    alias_budget: usize,
 }
 
 impl Builder {
@@ -68,43 +83,46 @@ impl Builder {
                         return Ok(());
                     }
                 }
+                // a long scalar weighs more when an alias copies it
+                let weight = 1 + text.len() / 32;
                 let v = scalar_value(
                     text.into_owned(),
                     style,
                     tag.as_deref().map(|t| t.suffix.as_str()),
                 );
-                if anchor > 0 {
-                    self.anchors.insert(anchor, v.clone());
-                }
-                self.push_value(v)
+                self.close(v, (weight, 0), anchor)
             }
             Event::Alias(id) => {
-                let v = self
+                let size = self
                     .anchors
                     .get(&id)
-                    .cloned()
+                    .map(|a| a.1)
                     .ok_or_else(|| format!("unknown alias {id}"))?;
-                self.push_value(v)
+                self.charge(size.0)?;
+                if self.stack.len() + size.1 > MAX_DEPTH {
+                    return Err(format!("nested deeper than {MAX_DEPTH} levels"));
+                }
+                let v = self.anchors[&id].0.clone();
+                self.push_value(v, size)
             }
-            Event::SequenceStart(anchor, _) => {
-                self.stack.push(Frame::Seq(Vec::new(), anchor));
-                Ok(())
-            }
+            Event::SequenceStart(anchor, _) => self.open(Frame::Seq(Vec::new(), anchor)),
             Event::MappingStart(anchor, _) => {
-                self.stack
-                    .push(Frame::Map(Map::new(), None, anchor, Vec::new()));
-                Ok(())
+                self.open(Frame::Map(Map::new(), None, anchor, Vec::new()))
             }
             Event::SequenceEnd => match self.stack.pop() {
-                Some(Frame::Seq(items, anchor)) => self.close(Value::Array(items), anchor),
+                Some(Frame::Seq(items, anchor)) => {
+                    let size = self.sizes.pop().unwrap_or_default();
+                    self.close(Value::Array(items), (size.0 + 1, size.1 + 1), anchor)
+                }
                 _ => Err("unbalanced sequence".into()),
             },
             Event::MappingEnd => match self.stack.pop() {
                 Some(Frame::Map(mut map, _, anchor, merges)) => {
+                    let size = self.sizes.pop().unwrap_or_default();
                     for m in merges {
                         merge_into(&mut map, m);
                     }
-                    self.close(Value::Object(map), anchor)
+                    self.close(Value::Object(map), (size.0 + 1, size.1 + 1), anchor)
                 }
                 _ => Err("unbalanced mapping".into()),
             },
@@ -112,17 +130,43 @@ impl Builder {
         }
     }
 
-    fn close(&mut self, v: Value, anchor: usize) -> std::result::Result<(), String> {
-        if anchor > 0 {
-            self.anchors.insert(anchor, v.clone());
+    fn open(&mut self, frame: Frame) -> std::result::Result<(), String> {
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(format!("nested deeper than {MAX_DEPTH} levels"));
         }
-        self.push_value(v)
+        self.stack.push(frame);
+        self.sizes.push((0, 0));
+        Ok(())
     }
 
-    fn push_value(&mut self, v: Value) -> std::result::Result<(), String> {
+    /// Counts `nodes` copied by an alias or kept for an anchor against the budget.
+    fn charge(&mut self, nodes: usize) -> std::result::Result<(), String> {
+        self.copied = self.copied.saturating_add(nodes);
+        if self.copied > self.alias_budget {
+            return Err(format!(
+                "aliases expand to more than {} nodes (a document this size may copy at most that many)",
+                self.alias_budget
+            ));
+        }
+        Ok(())
+    }
+
+    fn close(&mut self, v: Value, size: Size, anchor: usize) -> std::result::Result<(), String> {
+        if anchor > 0 {
+            self.charge(size.0)?;
+            self.anchors.insert(anchor, (v.clone(), size));
+        }
+        self.push_value(v, size)
+    }
+
+    fn push_value(&mut self, v: Value, size: Size) -> std::result::Result<(), String> {
+        if let Some(parent) = self.sizes.last_mut() {
+            parent.0 = parent.0.saturating_add(size.0);
+            parent.1 = parent.1.max(size.1);
+        }
         match self.stack.last_mut() {
             None => {
-                self.finished = Some(v);
+                self.finished = Some((v, size));
                 Ok(())
             }
             Some(Frame::Seq(items, _)) => {
@@ -481,12 +525,40 @@ fn scalar_text(v: &Value) -> String {
             if plain_safe(s) {
                 s.clone()
             } else {
-                serde_json::to_string(s).unwrap_or_default()
+                double_quoted(s)
             }
         }
         Value::Object(_) => "{}".into(),
         Value::Array(_) => "[]".into(),
     }
+}
+
+/// `s` as a YAML double-quoted scalar that PyYAML (YAML 1.1) and YAML 1.2 readers read
+/// back as exactly `s`: every character outside the printable set, and the line breaks
+/// YAML 1.1 folds (NEL, LS, PS), is escaped.
+pub fn double_quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            ' '..='~' => out.push(c),
+            '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fefe}' | '\u{ff00}'..='\u{fffd}'
+                if c != '\u{2028}' && c != '\u{2029}' =>
+            {
+                out.push(c)
+            }
+            '\u{10000}'.. => out.push(c),
+            c if (c as u32) < 0x100 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push_str(&format!("\\u{:04x}", c as u32)),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn plain_safe(s: &str) -> bool {

@@ -373,7 +373,11 @@ class TychoContext:
         service["ext"] = copy.deepcopy(app.get("ext"))
 
         # ephemeralStorage from the compose file wins over the request (the UI does not set it).
-        resource_request = copy.deepcopy(resource_request) if resource_request is not None else {}
+        # The request's values are data: made to render as themselves in the compose
+        # templating pass (the original rendered them as templates).
+        resource_request = _native.template_literal(resource_request) if resource_request is not None else {}
+        if not isinstance(resource_request, dict):
+            raise ContextException(f"resource_request must be a mapping, got {type(resource_request).__name__}")
         spec_resources = (service.get("deploy") or {}).get("resources") or {}
         for kind in ("limits", "reservations"):
             spec_amounts = spec_resources.get(kind) or {}

@@ -1,8 +1,10 @@
 """The Tycho facade: parse requests into models and reach the compute back end."""
 
 import logging
+from collections.abc import Mapping
 
 from tycho.config import Config
+from tycho.exceptions import RequestKeyError, RequestTypeError
 from tycho.factory import ComputeFactory, supported_backplanes
 from tycho.model import ModifySystem, System
 
@@ -48,6 +50,11 @@ class Tycho:
     def parse(self, request):
         """A :class:`tycho.model.System` from a start request
         (``name``, ``principal``, ``system``, optional ``serviceaccount``, ``env``, ``services``)."""
+        if not isinstance(request, Mapping):
+            raise RequestTypeError(f"start request must be a mapping, got {type(request).__name__}")
+        for field in ("name", "system"):
+            if field not in request:
+                raise RequestKeyError(f"start request field {field!r} is required")
         return System.parse(
             config=self.config,
             name=request["name"],

@@ -4,7 +4,15 @@ All of them derive from :class:`TychoException` (in tycho-api 1.17.3 only
 ContextException did), so one ``except TychoException`` catches every tycho error.
 """
 
-__all__ = ["TychoException", "StartException", "DeleteException", "ContextException", "ModifyException"]
+__all__ = [
+    "TychoException",
+    "StartException",
+    "DeleteException",
+    "ContextException",
+    "ModifyException",
+    "RequestKeyError",
+    "RequestTypeError",
+]
 
 
 class TychoException(Exception):
@@ -48,3 +56,17 @@ class ModifyException(TychoException):
         Exception.__init__(self, message, details)
         self.message = message
         self.details = details
+
+
+class RequestKeyError(TychoException, KeyError):
+    """A required request field is missing (the original raised a bare KeyError)."""
+
+    def __str__(self):
+        return self.message
+
+
+class RequestTypeError(TychoException, TypeError):
+    """A request is not the mapping it must be (the original raised a bare TypeError)."""
+
+    def __str__(self):
+        return self.message

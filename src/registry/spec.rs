@@ -16,6 +16,10 @@ pub fn settings_url(spec_url: &str) -> String {
 
 /// Renders the compose `text` fetched from `url` for `app_id` with `settings`.
 pub fn render_spec(app_id: &str, url: &str, text: &str, settings: &Value) -> Result<Value> {
+    crate::render::with_total_budget(|| render_spec_in(app_id, url, text, settings))
+}
+
+fn render_spec_in(app_id: &str, url: &str, text: &str, settings: &Value) -> Result<Value> {
     let document = crate::yaml::load(text)
         .map_err(|e| context_error(format!("app {app_id}: spec {url} is not valid YAML: {e}")))?;
     let source = crate::pyfmt::py_repr(&document);
