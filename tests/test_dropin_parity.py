@@ -55,6 +55,7 @@ ROWS = {
     r"\.utils\.api_schema$": "API description (compared by its paths below)",
     r"\.__error__$": "error classes: compared by test_same_failures",
     r"\.principal$": "values are strings (compared as JSON below)",
+    r"\.render\.[^.]+\.pod\[\d+\]\.spec\.containers\[\d+\]\.env$": "ACCESS_TOKEN by Secret (compared below)",
 }
 
 
@@ -134,6 +135,36 @@ SECTIONS = ["parse", "render", "constructors", "utils", "client", "context"]
 @pytest.mark.parametrize("section", SECTIONS)
 def test_same_values_as_original(results, section):
     assert_contained(results["original"][section], results["ours"][section], "." + section)
+
+
+def _pod_envs(render):
+    for name, docs in render.items():
+        if isinstance(docs, dict) and isinstance(docs.get("pod"), list):
+            for i, pod in enumerate(docs["pod"]):
+                for j, c in enumerate(pod.get("spec", {}).get("containers", [])):
+                    yield f"{name}.pod[{i}].containers[{j}]", c.get("env", [])
+
+
+def test_render_env_is_the_original_plus_the_token_reference(results):
+    """Row 'ACCESS_TOKEN by Secret': ours inserts ACCESS_TOKEN after USER and reads the
+    principal's token fields from the system's Secret; every other entry is the original's."""
+    theirs = dict(_pod_envs(results["original"]["render"]))
+    mine = dict(_pod_envs(results["ours"]["render"]))
+    assert theirs and set(theirs) <= set(mine)
+    for where, env in theirs.items():
+        ours = mine[where]
+        ours_names = [e["name"] for e in ours]
+        expected = [e["name"] for e in env]
+        if "USER" in expected and "ACCESS_TOKEN" in ours_names:
+            expected.insert(expected.index("USER") + 1, "ACCESS_TOKEN")
+        assert ours_names == expected, where
+        rest = [e for e in ours if e["name"] != "ACCESS_TOKEN"]
+        for orig_entry, e in zip(env, rest):
+            if "valueFrom" in e:
+                assert e["valueFrom"]["secretKeyRef"]["name"].endswith("-tokens"), (where, e)
+                assert e["name"] in ("access_token", "refresh_token"), (where, e)
+            else:
+                assert e == orig_entry, (where, e)
 
 
 def _errors(v, path=""):

@@ -127,7 +127,7 @@ def test_a_start_after_a_delete_is_not_cancelled(cluster):
     assert compute().delete(system.identifier) == {}
     result = compute().start(system)
     assert result["sid"] == system.identifier
-    assert sorted(o["kind"] for o in cluster.objects(system.identifier)) == ["Deployment", "Service"]
+    assert sorted(o["kind"] for o in cluster.objects(system.identifier)) == ["Deployment", "Secret", "Service"]
 
 
 def test_every_object_a_start_creates_is_owned_by_the_deployment(cluster):
@@ -137,7 +137,7 @@ def test_every_object_a_start_creates_is_owned_by_the_deployment(cluster):
     objects = cluster.objects(system.identifier)
     (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
     others = [o for o in objects if o["kind"] != "Deployment"]
-    assert sorted(o["kind"] for o in others) == ["NetworkPolicy", "Service"]
+    assert sorted(o["kind"] for o in others) == ["NetworkPolicy", "Secret", "Service"]
     for o in others:
         (owner,) = o["metadata"]["ownerReferences"]
         assert owner["kind"] == "Deployment" and owner["apiVersion"] == "apps/v1"

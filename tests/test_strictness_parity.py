@@ -15,7 +15,7 @@ from cases import PROD
 from compile_case import compile_case
 from odd_cases import ODD_CASES, _jupyter, _odd, _req, principal
 from run_oracle import original_objects
-from test_parity import GUID, assert_same, normalise
+from test_parity import GUID, assert_same, normalise, pop_token_secret
 from tycho.exceptions import TychoException
 
 
@@ -34,12 +34,20 @@ def _ours(case):
     return json.loads(json.dumps(objects).replace(GUID, "<GUID>"))
 
 
+def _principal(case):
+    p = case["request"].get("principal")
+    return json.loads(p) if isinstance(p, str) else dict(p or {})
+
+
 @pytest.mark.parametrize("case", ODD_CASES, ids=[c["name"] for c in ODD_CASES])
 def test_odd_but_accepted(case, originals, caplog):
     orig = originals[case["name"]]
     assert "objects" in orig, f"the original refused: {orig.get('error')}"
     with caplog.at_level(logging.WARNING):
         mine = _ours(case)
+    # Row 'ACCESS_TOKEN by Secret': the token Secret is checked and set aside.
+    who = _principal(case)
+    mine = pop_token_secret(mine, who)
     warnings = [r for r in caplog.records if r.name == "tycho.model" and r.levelno == logging.WARNING]
     if case.get("warns"):
         assert len(warnings) == 1, [r.getMessage() for r in warnings]
@@ -57,14 +65,14 @@ def test_odd_but_accepted(case, originals, caplog):
     mine_cmp = [o for o in mine if o["kind"] != "NetworkPolicy" or len(theirs) == len(orig["objects"])]
     assert [o["kind"] for o in theirs] == [o["kind"] for o in mine_cmp]
     for a, b in zip(theirs, mine_cmp):
-        assert_same(normalise(a, "original"), normalise(b, "ours"), f"{case['name']}:{a['kind']}")
+        assert_same(normalise(a, "original", who), normalise(b, "ours"), f"{case['name']}:{a['kind']}")
 
 
 def test_unknown_service_entry_with_clients_makes_no_policy():
     # The original keeps the entry and then needs its (missing) NetworkPolicy template;
     # ours ignores the entry altogether: no policy selects a container that is not there.
     case = _odd("ghost-with-clients", _req(expose={"jupyter-ds": "8888", "ghost": {"port": "1", "clients": ["10.0.0.0/8"]}}), "")
-    kinds = [o["kind"] for o in _ours(case)]
+    kinds = [o["kind"] for o in pop_token_secret(_ours(case), _principal(case))]
     assert kinds == ["Deployment", "Service"]
 
 
