@@ -21,8 +21,8 @@ pub mod registry;
 pub mod render;
 pub mod server;
 pub mod settings;
-pub mod token_env;
 pub mod template_guard;
+pub mod token_env;
 pub mod yaml;
 
 #[cfg(feature = "python")]
