@@ -55,7 +55,7 @@ ROWS = {
     r"\.utils\.api_schema$": "API description (compared by its paths below)",
     r"\.__error__$": "error classes: compared by test_same_failures",
     r"\.principal$": "values are strings (compared as JSON below)",
-    r"\.render\.[^.]+\.pod\[\d+\]\.spec\.containers\[\d+\]\.env$": "ACCESS_TOKEN by Secret (compared below)",
+    r"\.render\.[^.]+\.pod[a-z_]*\[\d+\]\.spec\.containers\[\d+\]\.env$": "ACCESS_TOKEN by Secret (compared below)",
 }
 
 
@@ -139,10 +139,14 @@ def test_same_values_as_original(results, section):
 
 def _pod_envs(render):
     for name, docs in render.items():
-        if isinstance(docs, dict) and isinstance(docs.get("pod"), list):
-            for i, pod in enumerate(docs["pod"]):
-                for j, c in enumerate(pod.get("spec", {}).get("containers", [])):
-                    yield f"{name}.pod[{i}].containers[{j}]", c.get("env", [])
+        if not isinstance(docs, dict):
+            continue
+        for key, pods in docs.items():
+            if key.startswith("pod") and isinstance(pods, list):
+                for i, pod in enumerate(pods):
+                    if isinstance(pod, dict):
+                        for j, c in enumerate(pod.get("spec", {}).get("containers", [])):
+                            yield f"{name}.{key}[{i}].containers[{j}]", c.get("env", [])
 
 
 def test_render_env_is_the_original_plus_the_token_reference(results):

@@ -88,7 +88,7 @@ def expected_principal_env(env, principal, deployment_name):
     assert "ACCESS_TOKEN" not in [e.get("name") for e in env]
     out_tail = []
     for entry, (key, value) in zip(tail, principal.items()):
-        if key == "extra_container_env":
+        if key == "extra_container_env" and isinstance(value, dict):
             continue
         if value is None:
             assert entry.get("value") in ("None", None), entry  # the "None" string of 1.17.3
@@ -103,7 +103,8 @@ def expected_principal_env(env, principal, deployment_name):
     if has_token(principal.get("access_token")):
         inserted.append({"name": "ACCESS_TOKEN", "valueFrom": token_ref(deployment_name, "access_token")})
     extra = principal.get("extra_container_env") or {}
-    inserted.extend({"name": k, "value": "" if v is None else str(v)} for k, v in extra.items())
+    if isinstance(extra, dict):
+        inserted.extend({"name": k, "value": "" if v is None else str(v)} for k, v in extra.items())
     head_names = [e.get("name") for e in head]
     # after the GUID, USER_NAME, USER run that tycho writes (settings may name USER too)
     at = max(i for i in range(len(head_names) - 2) if head_names[i:i + 3] == ["GUID", "USER_NAME", "USER"]) + 3
