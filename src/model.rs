@@ -13,18 +13,7 @@ use serde_json::{json, Map, Value};
 /// Log target (Python logger) of the model's warnings about odd but accepted input.
 pub const LOG_TARGET: &str = "tycho.model";
 
-/// A value as JSON text, cut to 200 characters (for messages).
-fn cut(v: &Value) -> String {
-    cut_text(&v.to_string())
-}
-
-/// Text cut to 200 characters (for messages).
-fn cut_text(text: &str) -> String {
-    match text.char_indices().nth(200) {
-        Some((i, _)) => format!("{}...", &text[..i]),
-        None => text.to_string(),
-    }
-}
+use crate::limits::{echo, echo_value};
 
 /// Python's truth value of a JSON value.
 fn truthy(v: &Value) -> bool {
@@ -162,7 +151,7 @@ impl ComposeExtras {
                 Some(Value::Number(n)) => Ok(Some(n.to_string())),
                 Some(other) => Err(Error::input(format!(
                     "service '{service}': field '{field}' must be a string, got {}",
-                    cut_text(&other.to_string())
+                    echo(&other.to_string())
                 ))),
             }
         };
@@ -173,7 +162,7 @@ impl ComposeExtras {
             Some(other) => {
                 return Err(Error::input(format!(
                     "service '{service}': field 'command' must be a string or a list, got {}",
-                    cut_text(&other.to_string())
+                    echo(&other.to_string())
                 )))
             }
         };
@@ -508,7 +497,7 @@ fn template_pass_at(
 /// The container side of a compose port ("8888", "8080:8888", "127.0.0.1:80:8888/tcp").
 fn container_port(service: &str, field: &str, raw: &Value) -> Result<Value> {
     let bad = || {
-        Error::input(format!("service '{service}': {field} entry {raw} is not a valid port (expected \"[host:]container\" with a port 1-65535)"))
+        Error::input(format!("service '{service}': {field} entry {} is not a valid port (expected \"[host:]container\" with a port 1-65535)", echo_value(raw)))
     };
     match raw {
         Value::Number(n) => match n.as_u64() {
@@ -539,7 +528,7 @@ fn limits(service: &str, field: &str, v: Option<&Value>) -> Result<Limits> {
         Some(Value::Array(items))
             if field == "limits" && matches!(items.first(), Some(Value::Object(_))) =>
         {
-            log::warn!(target: LOG_TARGET, "service '{service}': deploy.resources.limits is a list; its first element {} is used", cut(&items[0]));
+            log::warn!(target: LOG_TARGET, "service '{service}': deploy.resources.limits is a list; its first element {} is used", echo_value(&items[0]));
             match items.first() {
                 Some(Value::Object(m)) => m,
                 _ => return Ok(out), // not reached: the guard checked it
@@ -576,7 +565,7 @@ fn limits(service: &str, field: &str, v: Option<&Value>) -> Result<Limits> {
         ("ephemeralStorage", &out.ephemeralStorage),
     ] {
         if !val.is_null() && !names::is_quantity(&py_str(val)) {
-            return Err(Error::input(format!("service '{service}': deploy.resources.{field}.{key} {val} is not a Kubernetes quantity")));
+            return Err(Error::input(format!("service '{service}': deploy.resources.{field}.{key} {} is not a Kubernetes quantity", echo_value(val))));
         }
     }
     if !out.gpus.is_null()
@@ -659,9 +648,21 @@ fn env_pairs(service: &str, v: Option<&Value>) -> Result<Vec<Vec<String>>> {
         Some(Value::Array(items)) => Ok(items.iter().map(|i| pair(&py_str(i))).collect()),
         Some(Value::Object(m)) => Ok(m
             .iter()
-            .map(|(k, v)| vec![k.clone(), if v.is_null() { String::new() } else { py_str(v) }])
+            .map(|(k, v)| {
+                vec![
+                    k.clone(),
+                    if v.is_null() {
+                        String::new()
+                    } else {
+                        py_str(v)
+                    },
+                ]
+            })
             .collect()),
-        Some(other) => Err(Error::input(format!("service '{service}': environment must be a list of NAME=value or a mapping, got {other}"))),
+        Some(other) => Err(Error::input(format!(
+            "service '{service}': environment must be a list of NAME=value or a mapping, got {}",
+            echo_value(other)
+        ))),
     }
 }
 
@@ -931,7 +932,10 @@ fn build(
                 .iter()
                 .map(|v| {
                     v.as_str().map(String::from).ok_or_else(|| {
-                        Error::input(format!("service '{cname}': volume {v} must be a string"))
+                        Error::input(format!(
+                            "service '{cname}': volume {} must be a string",
+                            echo_value(v)
+                        ))
                     })
                 })
                 .collect::<Result<_>>()?,
@@ -1050,12 +1054,12 @@ fn build(
                     let net = if text.contains('/') { text.parse::<ipnet::IpNet>().ok() } else { text.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from) };
                     match net {
                         Some(n) if n.trunc() == n => Ok(n.to_string()),
-                        Some(_) => Err(Error::input(format!("services.{sname}.clients: {text:?} has host bits set (did you mean its network address?)"))),
-                        None => Err(Error::input(format!("services.{sname}.clients: {text:?} is not a valid IP network (CIDR)"))),
+                        Some(_) => Err(Error::input(format!("services.{sname}.clients: {} has host bits set (did you mean its network address?)", echo_value(&Value::String(text.clone()))))),
+                        None => Err(Error::input(format!("services.{sname}.clients: {} is not a valid IP network (CIDR)", echo_value(&Value::String(text.clone()))))),
                     }
                 })
                 .collect::<Result<_>>()?,
-            Some(other) => return Err(Error::input(format!("services.{sname}.clients must be a list of CIDRs, got {other}"))),
+            Some(other) => return Err(Error::input(format!("services.{sname}.clients must be a list of CIDRs, got {}", echo_value(other)))),
         };
         if !containers.iter().any(|c| &c.name == sname) {
             // The original keeps such an entry but creates nothing for it.
@@ -1124,7 +1128,7 @@ fn build(
     if let Some(Value::String(text)) = system_env.get("extra_container_env") {
         // The original passes it on as one env var named extra_container_env (kept in
         // its place among the principal's fields).
-        log::warn!(target: LOG_TARGET, "principal field 'extra_container_env' is the string {}, not an object: it becomes one env var named extra_container_env", cut(&Value::String(text.clone())));
+        log::warn!(target: LOG_TARGET, "principal field 'extra_container_env' is the string {}, not an object: it becomes one env var named extra_container_env", echo_value(&Value::String(text.clone())));
     } else if let Some(extra) = system_env.shift_remove("extra_container_env") {
         match extra {
             Value::Object(m) => {
