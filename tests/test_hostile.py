@@ -421,6 +421,9 @@ threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
 SMALL_REGISTRY = """
 api: Tycho
 version: 0.1.0
+repositories:
+  local:
+    url: apps
 contexts:
   top:
     apps:
