@@ -119,6 +119,7 @@ pub fn render_system(
         &MjValue::from(minijinja::value::Serde(system)),
         template,
         extra,
+        None,
     )
 }
 
@@ -128,12 +129,17 @@ fn render_with(
     system: &MjValue,
     template: &str,
     extra: &Map<String, Value>,
+    container: Option<MjValue>,
 ) -> Result<Vec<Value>> {
     let mut ctx: std::collections::BTreeMap<String, MjValue> = extra
         .iter()
         .map(|(k, v)| (k.clone(), MjValue::from(minijinja::value::Serde(v))))
         .collect();
     ctx.insert("system".into(), system.clone());
+    if let Some(container) = container {
+        // service.yaml's container, so it need not look it up among all of them.
+        ctx.insert("tycho_container".into(), container);
+    }
     let paths = crate::config::template_paths(config);
     crate::render::render(&paths, template, MjValue::from(ctx))
 }
@@ -197,7 +203,7 @@ fn compile_system_in(
         serde_json::to_value(crate::token_env::container_env(&system, token_mode))
             .unwrap_or_default(),
     );
-    let mut pods = render_with(config, &sys_value, "pod.yaml", &pod_context)?;
+    let mut pods = render_with(config, &sys_value, "pod.yaml", &pod_context, None)?;
     if pods.len() != 1 {
         return Err(Error::template(format!(
             "pod.yaml must render exactly one document, got {}",
@@ -211,6 +217,7 @@ fn compile_system_in(
             &sys_value,
             "policy/tycho-default-netpolicy.yaml",
             &empty,
+            None,
         )?
         .into_iter()
         .next()
@@ -218,10 +225,14 @@ fn compile_system_in(
         None
     };
     let mut services = Vec::new();
-    for container in &system.containers {
+    let containers_value = sys_value.get_attr("containers").ok();
+    for (index, container) in system.containers.iter().enumerate() {
         let Some(service) = system.services.get(&container.name) else {
             continue;
         };
+        let container_value = containers_value
+            .as_ref()
+            .and_then(|c| c.get_item_by_index(index).ok());
         let mut extra = Map::new();
         extra.insert(
             "service".into(),
@@ -233,7 +244,7 @@ fn compile_system_in(
                 json!({"metadata": {"name": system.name, "uid": uid}}),
             );
         }
-        for doc in render_with(config, &sys_value, "service.yaml", &extra)? {
+        for doc in render_with(config, &sys_value, "service.yaml", &extra, container_value)? {
             services.push((container.name.clone(), doc));
         }
     }

@@ -1034,6 +1034,8 @@ fn build(
         });
     }
 
+    let container_names: std::collections::HashSet<&str> =
+        containers.iter().map(|c| c.name.as_str()).collect();
     let mut services_out = IndexMap::new();
     for (sname, def) in &req.services {
         let def = match def {
@@ -1061,7 +1063,7 @@ fn build(
                 .collect::<Result<_>>()?,
             Some(other) => return Err(Error::input(format!("services.{sname}.clients must be a list of CIDRs, got {}", echo_value(other)))),
         };
-        if !containers.iter().any(|c| &c.name == sname) {
+        if !container_names.contains(sname.as_str()) {
             // The original keeps such an entry but creates nothing for it.
             let shown: String = sname.chars().take(200).collect();
             log::warn!(target: LOG_TARGET, "services.{shown} names no service of the compose document: ignored");
@@ -1084,16 +1086,15 @@ fn build(
     }
 
     let mut volumes_out: Vec<Volume> = Vec::new();
-    let mut claims: Vec<String> = Vec::new();
+    let mut claims: std::collections::HashSet<String> = Default::default();
     for c in &containers {
         for spec in &c.volumes {
             let (claim, subpath, path, read_only) = parse_volume(&c.name, spec)?;
-            let pvc_name = if claims.contains(&claim) {
-                None
-            } else {
+            let pvc_name = if claims.insert(claim.clone()) {
                 Some(claim.clone())
+            } else {
+                None
             };
-            claims.push(claim.clone());
             volumes_out.push(Volume {
                 container_name: c.name.clone(),
                 pvc_name,

@@ -46,6 +46,18 @@ fn v_filter(v: MjValue) -> String {
     }
 }
 
+/// `items|tycho_group_by("attr")`: a mapping from each value of `attr` to the items
+/// holding it, in their order. One pass, so a template that looks up the items of each
+/// of N keys stays linear (`selectattr` per key is N²).
+fn group_by_filter(items: MjValue, attr: &str) -> std::result::Result<MjValue, minijinja::Error> {
+    let mut groups: std::collections::BTreeMap<MjValue, Vec<MjValue>> = Default::default();
+    for item in items.try_iter()? {
+        let key = item.get_attr(attr)?;
+        groups.entry(key).or_default().push(item);
+    }
+    Ok(MjValue::from(groups))
+}
+
 fn now() -> String {
     chrono::Utc::now()
         .naive_utc()
@@ -68,6 +80,7 @@ pub fn plain_environment() -> Environment<'static> {
     env.add_filter("q", q_filter);
     // `v`: the value typed as PyYAML would type it pasted bare, written safely.
     env.add_filter("v", v_filter);
+    env.add_filter("tycho_group_by", group_by_filter);
     env.add_test("valid_label", |v: MjValue| {
         crate::names::is_label_value(&mj_str(&v))
     });

@@ -390,3 +390,106 @@ yaml_piece = st.sampled_from(
 def test_fuzz_registry_yaml(text):
     _is_clean(lambda: _native.yaml_load_all(text))
     _is_clean(lambda: _native.registry_render_spec("a", "http://h/a/docker-compose.yaml", text, {}))
+
+
+# ------------------------------------------------------------------ deep documents over HTTP
+
+# A registry server on 127.0.0.1 inside the isolated interpreter: a crash of the
+# interpreter (stack overflow) shows as a signal exit, not as a dead pytest.
+SERVE_PREFIX = """
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+FILES = {}
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - http.server API
+        body = FILES.get(self.path.split("?")[0])
+        if body is None:
+            self.send_error(404)
+            return
+        data = body.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+BASE = f"http://127.0.0.1:{httpd.server_address[1]}/"
+threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+"""
+
+SMALL_REGISTRY = """
+api: Tycho
+version: 0.1.0
+repositories:
+  local:
+    url: apps
+contexts:
+  top:
+    apps:
+      deep:
+        name: Deep
+        services:
+          deep: 80
+"""
+
+
+def test_deep_registry_at_tycho_config_url_is_a_context_exception():
+    # 200 KB of nested block lists as the registry's contexts
+    deep = "api: Tycho\ncontexts:\n  top:\n    " + "- " * 100000 + "1\n"
+    code = (
+        SERVE_PREFIX
+        + f"""
+FILES["/registry/app-registry.yaml"] = {deep!r}
+FILES["/registry/app-defaults.yaml"] = "{{}}\\n"
+from tycho.context import TychoContext
+from tycho.exceptions import ContextException
+try:
+    TychoContext(product="top", tycho_config_url=BASE + "registry")
+    print("RESULT accepted")
+except ContextException as e:
+    print("RESULT ContextException", str(e)[:300])
+except BaseException as e:
+    print("RESULT other", type(e).__name__, str(e)[:300])
+"""
+    )
+    assert len(deep) > 200_000
+    rc, out, err, _ = run_isolated(code)
+    assert rc == 0, (rc, err[-1000:])
+    result = next(line for line in out.splitlines() if line.startswith("RESULT"))
+    assert result.startswith("RESULT ContextException"), result
+    assert re.search(DEEP, result), result
+
+
+def test_deep_spec_through_aget_spec_is_a_clean_error():
+    """aget_spec fetches and parses on a tokio worker thread (a 2 MiB stack)."""
+    deep_spec = "services:\n  deep:\n    image: " + "[" * 100000 + "]" * 100000 + "\n"
+    code = (
+        SERVE_PREFIX
+        + f"""
+FILES["/registry/app-registry.yaml"] = {SMALL_REGISTRY!r}
+FILES["/registry/app-defaults.yaml"] = "{{}}\\n"
+FILES["/registry/apps/deep/docker-compose.yaml"] = {deep_spec!r}
+import asyncio
+from tycho.context import TychoContext
+from tycho.exceptions import TychoException
+context = TychoContext(product="top", tycho_config_url=BASE + "registry")
+assert context.apps["deep"]["spec"] == BASE + "registry/apps/deep/docker-compose.yaml", context.apps["deep"]
+try:
+    asyncio.run(context.aget_spec("deep"))
+    print("RESULT accepted")
+except TychoException as e:
+    print("RESULT TychoException", type(e).__name__, str(e)[:300])
+except BaseException as e:
+    print("RESULT other", type(e).__name__, str(e)[:300])
+"""
+    )
+    rc, out, err, _ = run_isolated(code)
+    assert rc == 0, (rc, err[-1000:])
+    result = next(line for line in out.splitlines() if line.startswith("RESULT"))
+    assert result.startswith("RESULT TychoException"), result
+    assert re.search(DEEP, result), result

@@ -417,6 +417,13 @@ def test_model_constructors_keep_original_signatures():
     assert system.services["web"].name == "web-abc" and system.volumes[0]["volume_name"] == "data"
     (pod,) = system.render("pod.yaml")
     assert pod["spec"]["containers"][0]["image"] == "nginx:1"
+    # the hand-built model's volumes reach the template (mounts grouped by container)
+    assert pod["spec"]["containers"][0]["volumeMounts"] == [
+        {"name": "data", "mountPath": "/srv", "subPath": "web", "readOnly": True}]
+    assert pod["spec"]["volumes"] == [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]
+    # service.yaml without the compiler's tycho_container finds the container by name
+    (svc,) = system.render("service.yaml", {"service": system.services["web"]})
+    assert [p["targetPort"] for p in svc["spec"]["ports"]] == [80]
 
 
 def test_modify_system():

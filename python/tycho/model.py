@@ -90,6 +90,7 @@ class Volumes:
         ``pvc_name`` is set on a claim's first mount only (None on later ones).
         A mount that is not a ``pvc://`` URL raises an exception.
         """
+        seen = set(self.pvcs)  # membership in one step (self.pvcs keeps every use, in order)
         for container in self.containers:
             name = container["name"] if isinstance(container, dict) else container.name
             mounts = (container.get("volumes") if isinstance(container, dict) else container.volumes) or []
@@ -107,7 +108,8 @@ class Volumes:
                     parts = parts[:3]
                 segments = parts[1].split("/")
                 volume_name = segments[2] if len(segments) > 2 else ""
-                pvc_name = volume_name if volume_name not in self.pvcs else None
+                pvc_name = volume_name if volume_name not in seen else None
+                seen.add(volume_name)
                 self.pvcs.append(volume_name)
                 path = parts[2] if len(parts) == 3 else None
                 subpath = "/".join(segments[3:]) if len(parts) == 3 else None

@@ -326,6 +326,14 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
     }
     let mut volumes: Vec<String> = Vec::new();
     let mut containers = Vec::new();
+    // Each container's mounts, grouped once (not searched among all volumes per container).
+    let mut mounts_of: HashMap<&str, Vec<&crate::model::Volume>> = HashMap::new();
+    for v in &system.volumes {
+        mounts_of
+            .entry(v.container_name.as_str())
+            .or_default()
+            .push(v);
+    }
     for c in &system.containers {
         let name = format!("{}-{}", system.name, c.name);
         if !is_image_reference(&c.image) {
@@ -386,7 +394,7 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
         }
         let mut mounts = Vec::new();
         if !c.volumes.is_empty() {
-            for v in system.volumes.iter().filter(|v| v.container_name == c.name) {
+            for v in mounts_of.get(c.name.as_str()).into_iter().flatten() {
                 let Some(path) = v.path.clone().filter(|p| !p.is_empty()) else {
                     continue;
                 };

@@ -309,8 +309,9 @@ async fn read_facts(
     }
     let secret_name = format!("{}-env", system.system_name);
     let mut claims: Vec<&str> = Vec::new();
+    let mut seen: std::collections::HashSet<&str> = Default::default();
     for v in &system.volumes {
-        if v.volume_name != "stdnfs" && !claims.contains(&v.volume_name.as_str()) {
+        if v.volume_name != "stdnfs" && seen.insert(v.volume_name.as_str()) {
             claims.push(&v.volume_name);
         }
     }
