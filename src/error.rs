@@ -69,3 +69,18 @@ impl std::error::Error for Error {}
 
 /// Result alias of the core.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `text` followed by the causes of `e` (its `source()` chain), each once, joined with
+/// `": "` — how transport errors of the Kubernetes and Docker clients are reported.
+pub fn with_causes(mut text: String, e: &dyn std::error::Error) -> String {
+    let mut source = e.source();
+    while let Some(s) = source {
+        let piece = s.to_string();
+        if !text.contains(&piece) {
+            text.push_str(": ");
+            text.push_str(&piece);
+        }
+        source = s.source();
+    }
+    text
+}

@@ -54,19 +54,10 @@ pub(crate) fn describe(e: &bollard::errors::Error) -> String {
             status_code,
             message,
         } => format!("HTTP {status_code}: {}", message.trim()),
-        other => {
-            let mut text = format!("connection to the Docker Engine failed: {other}");
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                let piece = s.to_string();
-                if !text.contains(&piece) {
-                    text.push_str(": ");
-                    text.push_str(&piece);
-                }
-                source = s.source();
-            }
-            text
-        }
+        other => crate::error::with_causes(
+            format!("connection to the Docker Engine failed: {other}"),
+            other,
+        ),
     }
 }
 

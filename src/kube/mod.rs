@@ -150,19 +150,10 @@ fn describe_unredacted(e: &kube::Error) -> String {
                 format!("{reason} (HTTP {}): {}", status.code, status.message)
             }
         }
-        other => {
-            let mut text = format!("connection to the Kubernetes API failed: {other}");
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                let piece = s.to_string();
-                if !text.contains(&piece) {
-                    text.push_str(": ");
-                    text.push_str(&piece);
-                }
-                source = s.source();
-            }
-            text
-        }
+        other => crate::error::with_causes(
+            format!("connection to the Kubernetes API failed: {other}"),
+            other,
+        ),
     }
 }
 
