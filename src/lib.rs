@@ -10,6 +10,7 @@ pub mod cli_wait;
 pub mod compile;
 pub mod config;
 pub mod docker;
+pub mod environment;
 pub mod error;
 pub mod kube;
 pub mod limits;

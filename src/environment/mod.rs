@@ -1,0 +1,52 @@
+//! The process environment, read in one place.
+//!
+//! Every environment variable tycho honours is read by a function of this module tree,
+//! into a typed struct per area ([`model`], [`kube`], [`server`], [`registry`],
+//! [`templates`]). Everything else takes those structs as arguments, so the rules that use
+//! a setting are pure functions and can be tested without touching the process
+//! environment. Nothing in tycho writes the environment (`std::env::set_var` is unsound
+//! with other threads, and Python code can run beside us).
+//!
+//! A struct is read at the entry point of an operation (a compile, a start, a server
+//! start), so a variable changed between two calls of the Python API takes effect on the
+//! next call, as it did in the original.
+
+use std::time::Duration;
+
+pub mod kube;
+pub mod model;
+pub mod registry;
+pub mod server;
+pub mod templates;
+
+/// The value of `name`, if set and valid UTF-8. The one place tycho reads the environment.
+pub fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// The value of `name`, or `default` when it is unset.
+pub fn var_or(name: &str, default: &str) -> String {
+    var(name).unwrap_or_else(|| default.to_string())
+}
+
+/// A positive, finite number of seconds from `name`; `default` when unset or invalid.
+pub fn seconds(name: &str, default: f64) -> Duration {
+    let value = var(name)
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .unwrap_or(default);
+    Duration::from_secs_f64(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_falls_back_on_invalid_values() {
+        assert_eq!(
+            seconds("TYCHO_TEST_SURELY_UNSET_VARIABLE", 1.5),
+            Duration::from_millis(1500)
+        );
+    }
+}
