@@ -298,3 +298,179 @@ fn compile_in(config: &Value, request: &Value, options: &CompileOptions) -> Resu
     )?;
     compile_system(config, system, options.deployment_uid.as_deref())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GUID: &str = "0123456789abcdef0123456789abcdef";
+
+    fn request(service: Value, services: Value) -> Value {
+        json!({
+            "name": "web-app",
+            "env": {},
+            "system": {"version": "3.0", "services": {"web-app": service}},
+            "principal": "{\"username\": \"jdoe\", \"access_token\": \"tok\"}",
+            "services": services,
+            "serviceaccount": "default",
+        })
+    }
+
+    fn options() -> CompileOptions {
+        CompileOptions {
+            identifier: Some(GUID.into()),
+            deployment_uid: Some("uid-1".into()),
+            ..CompileOptions::default()
+        }
+    }
+
+    fn compile_one(service: Value, services: Value) -> Compiled {
+        compile(
+            crate::config::default_config(),
+            &request(service, services),
+            &options(),
+        )
+        .expect("compiles")
+    }
+
+    #[test]
+    fn deployment_is_labelled_for_its_owner() {
+        let c = compile_one(json!({"image": "nginx:1.27"}), json!({}));
+        let d = &c.deployment;
+        assert_eq!(d["kind"], "Deployment");
+        assert_eq!(d["metadata"]["name"], c.system.name);
+        assert_eq!(d["metadata"]["labels"]["executor"], "tycho");
+        assert_eq!(d["metadata"]["labels"]["tycho-guid"], GUID);
+        assert_eq!(d["metadata"]["labels"]["username"], "jdoe");
+        assert_eq!(d["spec"]["replicas"], 1);
+        assert_eq!(
+            d["spec"]["selector"]["matchLabels"],
+            json!({"tycho-guid": GUID, "username": "jdoe"})
+        );
+        let containers = d["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .expect("containers");
+        assert_eq!(containers.len(), 1);
+        assert_eq!(containers[0]["image"], "nginx:1.27");
+        // The pod template carries no name of its own: the Deployment names its pods.
+        assert!(d["spec"]["template"]["metadata"].get("name").is_none());
+    }
+
+    #[test]
+    fn a_services_entry_gives_one_service_owned_by_the_deployment() {
+        let c = compile_one(
+            json!({"image": "nginx:1.27", "ports": ["8080:80"]}),
+            json!({"web-app": {"port": "80", "clients": []}}),
+        );
+        assert_eq!(c.services.len(), 1);
+        let (container, service) = &c.services[0];
+        assert_eq!(container, "web-app");
+        assert_eq!(service["kind"], "Service");
+        let owner = &service["metadata"]["ownerReferences"][0];
+        assert_eq!(owner["uid"], "uid-1");
+        assert_eq!(owner["name"], c.system.name);
+        let objects = c.objects();
+        assert_eq!(objects[0]["kind"], "Deployment", "the Deployment is created first");
+        assert!(objects.iter().any(|o| o["kind"] == "Service"));
+    }
+
+    #[test]
+    fn no_services_entry_means_no_service() {
+        let c = compile_one(json!({"image": "nginx:1.27", "ports": ["80"]}), json!({}));
+        assert!(c.services.is_empty());
+    }
+
+    #[test]
+    fn clients_restrict_the_system_with_a_network_policy() {
+        let open = compile_one(
+            json!({"image": "nginx:1.27", "ports": ["80"]}),
+            json!({"web-app": {"port": "80", "clients": []}}),
+        );
+        let closed = compile_one(
+            json!({"image": "nginx:1.27", "ports": ["80"]}),
+            json!({"web-app": {"port": "80", "clients": ["10.1.0.0/16"]}}),
+        );
+        assert_eq!(
+            open.network_policy.is_some(),
+            open.system.requires_network_policy()
+        );
+        let policy = closed.network_policy.expect("a policy for restricted clients");
+        assert_eq!(policy["kind"], "NetworkPolicy");
+        assert!(policy.to_string().contains("10.1.0.0/16"));
+    }
+
+    #[test]
+    fn the_guid_given_is_the_guid_used() {
+        let c = compile_one(json!({"image": "nginx:1.27"}), json!({}));
+        assert_eq!(c.system.identifier, GUID);
+        assert!(c.system.name.contains(GUID));
+    }
+
+    #[test]
+    fn a_fresh_guid_is_32_hex_digits() {
+        let id = new_identifier();
+        assert_eq!(id.len(), 32);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert_ne!(id, new_identifier());
+    }
+
+    #[test]
+    fn missing_claims_are_dropped_but_stdnfs_stays() {
+        let mut system = parse_system(
+            crate::config::default_config(),
+            &request(
+                json!({"image": "nginx:1.27", "volumes": ["pvc://data:/data", "pvc://stdnfs:/home"]}),
+                json!({}),
+            ),
+            Some(GUID.into()),
+        )
+        .expect("parses");
+        let before: Vec<String> = system.volumes.iter().map(|v| v.volume_name.clone()).collect();
+        assert!(before.contains(&"data".to_string()), "{before:?}");
+        apply_cluster_facts(&mut system, true, &["data".into(), "stdnfs".into()], &[])
+            .expect("applies");
+        let after: Vec<String> = system.volumes.iter().map(|v| v.volume_name.clone()).collect();
+        assert!(!after.contains(&"data".to_string()), "{after:?}");
+        assert!(system.amb);
+    }
+
+    #[test]
+    fn secret_env_values_are_rendered_with_the_container_env() {
+        let mut system = parse_system(
+            crate::config::default_config(),
+            &request(
+                json!({"image": "nginx:1.27", "environment": ["GREETING=hello"]}),
+                json!({}),
+            ),
+            Some(GUID.into()),
+        )
+        .expect("parses");
+        apply_cluster_facts(
+            &mut system,
+            false,
+            &[],
+            &[("MESSAGE".into(), "{{ GREETING }} world".into())],
+        )
+        .expect("applies");
+        let env = &system.containers[0].env;
+        assert!(
+            env.iter().any(|p| p[0] == "MESSAGE" && p[1] == "hello world"),
+            "{env:?}"
+        );
+    }
+
+    #[test]
+    fn pod_to_deployment_refuses_a_non_mapping() {
+        let system = compile_one(json!({"image": "nginx:1.27"}), json!({})).system;
+        let err = pod_to_deployment(&system, json!(["not", "a", "pod"])).unwrap_err();
+        assert!(err.to_string().contains("must render a mapping"), "{err}");
+    }
+
+    #[test]
+    fn a_request_without_services_is_refused() {
+        let mut req = request(json!({"image": "nginx:1.27"}), json!({}));
+        req["system"]["services"] = json!({});
+        let err = compile(crate::config::default_config(), &req, &options()).unwrap_err();
+        assert!(err.to_string().contains("no services"), "{err}");
+    }
+}
