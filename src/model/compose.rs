@@ -275,10 +275,12 @@ pub fn labels(
                 }
             })
             .collect(),
-        Some(other) => return Err(Error::input(format!(
+        Some(other) => {
+            return Err(Error::input(format!(
             "service '{name}': field 'labels' must be a mapping or a list of NAME=value, got {}",
             echo_value(other)
-        ))),
+        )))
+        }
     };
     let mut out = Vec::new();
     for (key, value) in pairs {

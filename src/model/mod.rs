@@ -325,3 +325,6 @@ impl System {
             .unwrap_or(Value::Null);
     }
 }
+
+#[cfg(test)]
+mod tests;
