@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import string
 import subprocess
 import sys
 from pathlib import Path
@@ -324,11 +325,12 @@ needs_corpus = pytest.mark.skipif(not os.environ.get("TYCHO_HELX_CORPUS"),
                                   reason="set TYCHO_HELX_CORPUS to HeLx's app catalogue (helx-apps)")
 
 
-def _spec(app):
+def _spec(app, settings):
+    """The app's spec with the settings substituted for ``${NAME}`` (as the registry does)."""
     for root in (CORPUS, CORPUS / "helx-apps"):
         path = root / "app-specs" / app / "docker-compose.yaml"
         if path.exists():
-            return yaml.safe_load(path.read_text())
+            return yaml.safe_load(string.Template(path.read_text()).safe_substitute(settings))
     pytest.skip(f"{app} is not in {CORPUS}")
 
 
@@ -340,10 +342,10 @@ def test_helx_specs_objects_change_only_as_documented(app, key, dotted, caplog):
     `user: "jovyan:1136"` is a name (no numeric runAsUser) and jupyter-hail's
     deploy.replicas has no counterpart in one pod: each is a warning, the objects are
     the ones without the key."""
-    spec = _spec(app)
     env = {"helx_registry": "r.example", "cluster_worker_replicas": "2", "cluster_worker_cores": "1",
            "cluster_worker_memory": "1G", "app_id": app, "spark_master_port": "7077",
            "spark_worker_memory": "1G", "spark_worker_cores": "1"}
+    spec = _spec(app, env)
     without = copy.deepcopy(spec)
     for service in without["services"].values():
         service.pop("user", None)
