@@ -88,6 +88,9 @@ struct UpArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
     output: Output,
+    /// Make each compose warning (a key not converted, an undefined variable) an error.
+    #[arg(long)]
+    strict: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -188,6 +191,9 @@ struct RenderArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
     output: Format,
+    /// Make each compose warning (a key not converted, an undefined variable) an error.
+    #[arg(long)]
+    strict: bool,
 }
 
 /// Parses KEY=value lines like the original's `parse_env`.
@@ -287,8 +293,10 @@ fn compose_request(
     // the original's `TemplateUtils.apply_environment` does.
     let text = crate::settings::apply_settings(&settings_text, &text);
     let settings = parse_env(&settings_text);
-    let system =
+    let mut system =
         crate::yaml::load(&text).map_err(|e| Error::input(format!("{}: {e}", file.display())))?;
+    // A service's env_file is read relative to the compose file.
+    crate::model::compose::inline_env_files(&mut system, file.parent().unwrap_or(Path::new(".")))?;
     let name = name
         .map(str::to_string)
         .unwrap_or_else(|| default_name(file))
@@ -320,9 +328,12 @@ fn render(args: &RenderArgs) -> Result<String> {
     let options = CompileOptions {
         ambassador: args.ambassador,
         identifier: args.guid.clone(),
+        strict: args.strict,
+        quiet: true,
         ..Default::default()
     };
     let compiled = compile(crate::config::default_config(), &request, &options)?;
+    print_warnings(&compiled.system.warnings);
     let mut objects = compiled.objects();
     if !args.show_secrets {
         for object in &mut objects {
@@ -399,6 +410,13 @@ fn fail(e: &Error, debug: bool) -> i32 {
     1
 }
 
+/// Prints the model's warnings on stderr, one `tycho: warning: ...` line each.
+fn print_warnings(warnings: &[crate::model::Warning]) {
+    for w in warnings {
+        eprintln!("tycho: warning: {}", one_line(&w.to_string()));
+    }
+}
+
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -454,7 +472,8 @@ fn up(args: &UpArgs, namespace: Option<&str>) -> Result<i32> {
         args.name.as_deref(),
         &args.username,
     )?;
-    let system = crate::compile::parse_system(config, &request, None)?;
+    let system = crate::compile::parse_system_with(config, &request, None, args.strict, true)?;
+    print_warnings(&system.warnings);
     let guid = system.identifier.clone();
     let backplane = crate::backplane::Backplane::parse(&args.backplane)?;
     let result = crate::backplane::start(backplane, config, system, namespace)?;

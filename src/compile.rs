@@ -20,6 +20,10 @@ pub struct CompileOptions {
     pub missing_claims: Vec<String>,
     /// Decoded data of the app's `<app>-env` Secret, appended to every container's env.
     pub secret_env: Vec<(String, String)>,
+    /// Refuse the first warning (besides the config's `tycho.compute.system.strict`).
+    pub strict: bool,
+    /// Leave the warnings to the caller (the CLI prints them) instead of logging them.
+    pub quiet: bool,
 }
 
 /// Applies what the cluster tells about a system before it is rendered: Ambassador,
@@ -94,17 +98,38 @@ pub fn render_setting(source: &str, context: &Value) -> Result<String> {
         .map_err(|e| Error::input(format!("compose templating failed: {e}")))
 }
 
-/// Parses a start request into a system model.
+/// Parses a start request into a system model, logging its warnings on `tycho.model`
+/// (an error instead in strict mode, `tycho.compute.system.strict`).
 pub fn parse_system(config: &Value, request: &Value, identifier: Option<String>) -> Result<System> {
-    crate::render::with_total_budget(|| {
+    parse_system_with(config, request, identifier, false, false)
+}
+
+/// [`parse_system`] with `strict` (refuse the first warning even when the config does
+/// not say so) and `quiet` (return the warnings in [`System::warnings`] without logging
+/// them, for a caller that shows them itself).
+pub fn parse_system_with(
+    config: &Value,
+    request: &Value,
+    identifier: Option<String>,
+    strict: bool,
+    quiet: bool,
+) -> Result<System> {
+    let switches = crate::model::ModelSwitches::from_env();
+    let system = crate::render::with_total_budget(|| {
         let req = StartRequest::from_json(request)?;
         model::parse(
             config,
             &req,
             identifier.unwrap_or_else(new_identifier),
+            &switches,
             &render_setting,
         )
-    })
+    })?;
+    model::warning::check_strict(&system.warnings, strict || crate::config::strict(config))?;
+    if !quiet {
+        model::warning::log_all(&system.warnings);
+    }
+    Ok(system)
 }
 
 /// Renders `template` with `system` (and `extra` context entries) into YAML documents.
@@ -289,7 +314,13 @@ pub fn compile(config: &Value, request: &Value, options: &CompileOptions) -> Res
 }
 
 fn compile_in(config: &Value, request: &Value, options: &CompileOptions) -> Result<Compiled> {
-    let mut system = parse_system(config, request, options.identifier.clone())?;
+    let mut system = parse_system_with(
+        config,
+        request,
+        options.identifier.clone(),
+        options.strict,
+        options.quiet,
+    )?;
     apply_cluster_facts(
         &mut system,
         options.ambassador,

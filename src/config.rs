@@ -96,3 +96,13 @@ pub fn access_token_env(config: &Value) -> Result<AccessTokenEnv> {
         "{source} must be one of secret, literal, off (got {shown:?})"
     )))
 }
+
+/// `tycho.compute.system.strict`: a compose warning (a key not converted, an undefined
+/// template variable) is an error instead. True for `true` or the strings "true"/"yes"/"1".
+pub fn strict(config: &Value) -> bool {
+    match lookup(config, &["tycho", "compute", "system", "strict"]) {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => matches!(s.to_ascii_lowercase().as_str(), "true" | "yes" | "1"),
+        _ => false,
+    }
+}

@@ -181,6 +181,7 @@ fn compile_request<'py>(
         deployment_uid,
         missing_claims: missing_claims.unwrap_or_default(),
         secret_env: secret_env.unwrap_or_default(),
+        ..Default::default()
     };
     let objects = run(py, || {
         compile::compile(&config, &request, &options).map(|c| c.objects())

@@ -359,6 +359,31 @@ fn render_string_in(source: &str, context: &Value) -> Result<String> {
     evaluate(&tmpl, ctx, &label)
 }
 
+/// The top-level variables `source` reads that neither `context` nor the environment's
+/// globals (`now`, `range`, ...) define, sorted: they render empty. Found statically
+/// (minijinja's undeclared variables), so the rendered output is not affected; a
+/// variable read only under `{% if x is defined %}` is reported too.
+pub fn undefined_variables(source: &str, context: &Value) -> Vec<String> {
+    static GLOBALS: OnceLock<std::collections::HashSet<String>> = OnceLock::new();
+    let globals = GLOBALS.get_or_init(|| {
+        new_environment()
+            .globals()
+            .map(|(name, _)| name.to_string())
+            .collect()
+    });
+    let env = plain_environment();
+    let Ok(tmpl) = env.template_from_str(source) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = tmpl
+        .undeclared_variables(false)
+        .into_iter()
+        .filter(|name| !globals.contains(name) && context.get(name.as_str()).is_none())
+        .collect();
+    names.sort();
+    names
+}
+
 /// `text` written so that rendering it as a template gives back `text`: when it holds
 /// template syntax every `{` becomes `{{ '{' }}`, so no tag, expression or comment can
 /// open (text without template syntax is not rendered and is left as it is).

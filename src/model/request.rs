@@ -1,0 +1,119 @@
+//! The start request (`POST /system/start` body, `TychoContext.start`'s request): read
+//! and checked field by field before anything is built from it.
+
+use super::{truthy, LOG_TARGET};
+use crate::error::{Error, Result};
+use serde_json::{Map, Value};
+
+/// A start request (`POST /system/start` body).
+#[derive(Debug, Clone)]
+pub struct StartRequest {
+    /// App name.
+    pub name: String,
+    /// Principal (parsed from its JSON string).
+    pub principal: Map<String, Value>,
+    /// Service account (null when not given explicitly as a string).
+    pub serviceaccount: Value,
+    /// Settings (`.env`), or None when the request sets it to null.
+    pub env: Option<Map<String, Value>>,
+    /// The compose document.
+    pub system: Value,
+    /// Services: container name → {port, clients}.
+    pub services: Map<String, Value>,
+}
+
+impl StartRequest {
+    /// Reads a request object, naming the field at fault on error.
+    pub fn from_json(request: &Value) -> Result<Self> {
+        let obj = request
+            .as_object()
+            .ok_or_else(|| Error::input("start request must be a JSON object"))?;
+        let name = match obj.get("name") {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => {
+                return Err(Error::input(format!(
+                    "request field 'name' must be a string, got {other}"
+                )))
+            }
+            None => return Err(Error::input("request field 'name' is required")),
+        };
+        let principal = match obj.get("principal") {
+            Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+                Ok(Value::Object(m)) => m,
+                Ok(_) => {
+                    return Err(Error::input(
+                        "request field 'principal' must be a JSON object encoded as a string",
+                    ))
+                }
+                Err(e) => {
+                    return Err(Error::input(format!(
+                        "request field 'principal' is not valid JSON: {e}"
+                    )))
+                }
+            },
+            Some(Value::Object(m)) => m.clone(),
+            Some(Value::Null) | None => return Err(Error::input(
+                "request field 'principal' is required (a JSON string with at least a username)",
+            )),
+            Some(other) => {
+                return Err(Error::input(format!(
+                    "request field 'principal' must be a JSON string, got {other}"
+                )))
+            }
+        };
+        let serviceaccount = match obj.get("serviceaccount") {
+            None => Value::String("default".into()),
+            Some(v @ (Value::String(_) | Value::Null)) => v.clone(),
+            // The original's template tests the value's truth: a false one means none.
+            Some(v) if !truthy(v) => {
+                log::warn!(target: LOG_TARGET, "request field 'serviceaccount' is {v}, not a string: no service account is used");
+                Value::Null
+            }
+            Some(other) => {
+                return Err(Error::input(format!(
+                    "request field 'serviceaccount' must be a string, got {other}"
+                )))
+            }
+        };
+        let env = match obj.get("env") {
+            None => Some(Map::new()),
+            Some(Value::Null) => None,
+            Some(Value::Object(m)) => Some(m.clone()),
+            Some(other) => {
+                return Err(Error::input(format!(
+                    "request field 'env' must be an object of settings, got {other}"
+                )))
+            }
+        };
+        let system = match obj.get("system") {
+            Some(v @ Value::Object(_)) => v.clone(),
+            Some(other) => {
+                return Err(Error::input(format!(
+                    "request field 'system' must be a compose document (object), got {other}"
+                )))
+            }
+            None => {
+                return Err(Error::input(
+                    "request field 'system' (the compose document) is required",
+                ))
+            }
+        };
+        let services = match obj.get("services") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(other) => {
+                return Err(Error::input(format!(
+                    "request field 'services' must be an object, got {other}"
+                )))
+            }
+        };
+        Ok(StartRequest {
+            name,
+            principal,
+            serviceaccount,
+            env,
+            system,
+            services,
+        })
+    }
+}
