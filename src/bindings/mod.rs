@@ -10,6 +10,10 @@ use pyo3::types::PyDict;
 use serde_json::Value;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+mod docker;
+mod kube;
+mod registry;
+
 fn exception_class(kind: ErrorKind) -> &'static str {
     match kind {
         ErrorKind::Start => "StartException",
@@ -283,9 +287,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(yaml_dump_all, m)?)?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add("DEFAULT_CONFIG", crate::config::DEFAULT_CONFIG)?;
-    crate::python_kube::init(m)?;
-    crate::python_docker::init(m)?;
-    crate::python_registry::init(m)?;
+    kube::init(m)?;
+    docker::init(m)?;
+    registry::init(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

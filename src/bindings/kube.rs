@@ -6,7 +6,7 @@
 //! The executor logs through the `log` crate (target `tycho.kube`); [`init`] bridges it
 //! to Python's `logging` with pyo3-log.
 
-use crate::python::{config_value, from_py, to_py};
+use crate::bindings::{config_value, from_py, to_py};
 use pyo3::prelude::*;
 use serde_json::Value;
 use std::sync::OnceLock;
@@ -49,7 +49,7 @@ fn run<T: Send>(py: Python<'_>, f: impl FnOnce() -> crate::Result<T> + Send) -> 
     if let Some(handle) = LOG_RESET.get() {
         handle.reset();
     }
-    crate::python::run(py, f)
+    crate::bindings::run(py, f)
 }
 
 /// Starts a system (`tycho.model.System.to_dict()`); returns
