@@ -695,6 +695,59 @@ fn parse_volume(service: &str, spec: &str) -> Result<(String, String, String, bo
     Ok((claim.to_string(), subpath, path.to_string(), read_only))
 }
 
+/// One entry of a service's `clients`: a CIDR (or a single address) in its normal form.
+/// The CIDR rule of the model (the Python `Service` constructor calls it too).
+pub(crate) fn client_network(sname: &str, c: &Value) -> Result<String> {
+    let text = py_str(c);
+    let net = if text.contains('/') {
+        text.parse::<ipnet::IpNet>().ok()
+    } else {
+        text.parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    };
+    match net {
+        Some(n) if n.trunc() == n => Ok(n.to_string()),
+        Some(_) => Err(Error::input(format!(
+            "services.{sname}.clients: {} has host bits set (did you mean its network address?)",
+            echo_value(&Value::String(text.clone()))
+        ))),
+        None => Err(Error::input(format!(
+            "services.{sname}.clients: {} is not a valid IP network (CIDR)",
+            echo_value(&Value::String(text.clone()))
+        ))),
+    }
+}
+
+/// The volume mounts of containers given as (name, `pvc://` specs), in order; a claim's
+/// `pvc_name` is set on its first mount only. The volume rule of the model (the Python
+/// `Volumes.process_volumes` calls it too).
+pub(crate) fn volumes_of<'a>(
+    containers: impl IntoIterator<Item = (&'a str, &'a [String])>,
+) -> Result<Vec<Volume>> {
+    let mut out: Vec<Volume> = Vec::new();
+    let mut claims: std::collections::HashSet<String> = Default::default();
+    for (name, specs) in containers {
+        for spec in specs {
+            let (claim, subpath, path, read_only) = parse_volume(name, spec)?;
+            let pvc_name = if claims.insert(claim.clone()) {
+                Some(claim.clone())
+            } else {
+                None
+            };
+            out.push(Volume {
+                container_name: name.to_string(),
+                pvc_name,
+                volume_name: claim,
+                path: Some(path),
+                subpath: Some(subpath),
+                read_only,
+            });
+        }
+    }
+    Ok(out)
+}
+
 fn sc_str(sc: &Map<String, Value>, key: &str, env_key: &str) -> Value {
     match sc.get(key) {
         Some(v) => Value::String(py_str(v)),
@@ -1051,17 +1104,14 @@ fn build(
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => items
                 .iter()
-                .map(|c| {
-                    let text = py_str(c);
-                    let net = if text.contains('/') { text.parse::<ipnet::IpNet>().ok() } else { text.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from) };
-                    match net {
-                        Some(n) if n.trunc() == n => Ok(n.to_string()),
-                        Some(_) => Err(Error::input(format!("services.{sname}.clients: {} has host bits set (did you mean its network address?)", echo_value(&Value::String(text.clone()))))),
-                        None => Err(Error::input(format!("services.{sname}.clients: {} is not a valid IP network (CIDR)", echo_value(&Value::String(text.clone()))))),
-                    }
-                })
+                .map(|c| client_network(sname, c))
                 .collect::<Result<_>>()?,
-            Some(other) => return Err(Error::input(format!("services.{sname}.clients must be a list of CIDRs, got {}", echo_value(other)))),
+            Some(other) => {
+                return Err(Error::input(format!(
+                    "services.{sname}.clients must be a list of CIDRs, got {}",
+                    echo_value(other)
+                )))
+            }
         };
         if !container_names.contains(sname.as_str()) {
             // The original keeps such an entry but creates nothing for it.
@@ -1085,26 +1135,11 @@ fn build(
         );
     }
 
-    let mut volumes_out: Vec<Volume> = Vec::new();
-    let mut claims: std::collections::HashSet<String> = Default::default();
-    for c in &containers {
-        for spec in &c.volumes {
-            let (claim, subpath, path, read_only) = parse_volume(&c.name, spec)?;
-            let pvc_name = if claims.insert(claim.clone()) {
-                Some(claim.clone())
-            } else {
-                None
-            };
-            volumes_out.push(Volume {
-                container_name: c.name.clone(),
-                pvc_name,
-                volume_name: claim,
-                path: Some(path),
-                subpath: Some(subpath),
-                read_only,
-            });
-        }
-    }
+    let volumes_out = volumes_of(
+        containers
+            .iter()
+            .map(|c| (c.name.as_str(), c.volumes.as_slice())),
+    )?;
 
     let last = last_spec.as_object().cloned().unwrap_or_default();
     let mut proxy_rewrite = last

@@ -73,15 +73,13 @@ fn kube_start<'py>(
 
 /// Status rows of the systems with GUID `name`, of `username`, or all.
 #[pyfunction]
-#[pyo3(signature = (name=None, username=None, *, config=None, namespace=None))]
+#[pyo3(signature = (name=None, username=None, *, namespace=None))]
 fn kube_status<'py>(
     py: Python<'py>,
     name: Option<String>,
     username: Option<String>,
-    config: Option<&Bound<'py, PyAny>>,
     namespace: Option<String>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let _ = config;
     let rows = run(py, || {
         crate::kube::status(name.as_deref(), username.as_deref(), namespace.as_deref())
     })?;
@@ -90,14 +88,12 @@ fn kube_status<'py>(
 
 /// Deletes everything labelled `tycho-guid=<name>`; returns `{}`.
 #[pyfunction]
-#[pyo3(signature = (name, *, config=None, namespace=None))]
+#[pyo3(signature = (name, *, namespace=None))]
 fn kube_delete<'py>(
     py: Python<'py>,
     name: String,
-    config: Option<&Bound<'py, PyAny>>,
     namespace: Option<String>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let _ = config;
     let result = run(py, || crate::kube::delete(&name, namespace.as_deref()))?;
     to_py(py, &result)
 }
