@@ -14,6 +14,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 from tycho import _native
 from tycho.config import Config
+from tycho.exceptions import TychoException
 from tycho.tycho_utils import Documents, TemplateUtils, to_plain
 
 logger = logging.getLogger(__name__)
@@ -98,10 +99,30 @@ class Volumes:
             else:
                 name, specs = container.name, container.volumes
             mounts.append((str(name), [str(v) for v in specs or []]))
-        for volume in _native.model_volumes(mounts):
+        try:
+            volumes = _native.model_volumes(mounts)
+        except TychoException as e:
+            raise _wrong_volume(mounts, e) from e
+        for volume in volumes:
             self.pvcs.append(volume["volume_name"])
             self.volume(**volume)
         return self.volumes
+
+
+class _InvalidValue(TychoException, ValueError):
+    """A value the core's model rules refuse: a TychoException that is also the
+    ValueError the original raised."""
+
+
+def _wrong_volume(mounts: list[tuple[str, list[str]]], error: TychoException) -> TychoException:
+    """The original's message for the first mount the core refuses, with the core's reason."""
+    for name, specs in mounts:
+        for spec in specs:
+            try:
+                _native.model_volumes([(name, [spec])])
+            except TychoException as e:
+                return TychoException(f"Wrong Volume definition in Container:{name} and Volume:{spec}: {e.message}")
+    return error
 
 
 class Probe:
@@ -514,7 +535,10 @@ class Service:
         """
         self.port = port
         # The core's CIDR rule (System.parse uses it too); a bad client raises TychoException.
-        self.clients = [_native.client_network("service", c) for c in (clients or [])]
+        try:
+            self.clients = [_native.client_network("service", c) for c in (clients or [])]
+        except TychoException as e:
+            raise _InvalidValue(e.message) from e
         self.name: Optional[str] = None
         self.name_noid: Optional[str] = None
 
