@@ -37,19 +37,30 @@ def to_plain(value: Any, _seen: Optional[set[int]]=None) -> Any:
     marker = id(value)
     if marker in _seen:
         return str(value)
-    _seen = _seen | {marker}
+    # `_seen` holds the objects on the path from the root (a cycle is an object inside
+    # itself; the same object twice side by side is converted twice).
+    _seen.add(marker)
+    try:
+        return _to_plain_inner(value, _seen)
+    finally:
+        _seen.discard(marker)
+
+
+def _to_plain_inner(value: Any, _seen: set[int]) -> Any:
     if isinstance(value, dict):
-        return {str(k) if not isinstance(k, _SCALARS) else k: to_plain(v, _seen) for k, v in value.items()}
+        return {k if isinstance(k, _SCALARS) else str(k): v if isinstance(v, _SCALARS) else to_plain(v, _seen)
+                for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [to_plain(v, _seen) for v in value]
+        return [v if isinstance(v, _SCALARS) else to_plain(v, _seen) for v in value]
     for method in ("to_dict", "__json__"):
         fn = getattr(value, method, None)
         if callable(fn):
             try:
-                return to_plain(fn(), _seen)
+                result = fn()
             except TypeError:
                 # e.g. an unbound method on a class object: fall through.
-                pass
+                continue
+            return to_plain(result, _seen)
     if hasattr(value, "isoformat") and callable(value.isoformat):
         return value.isoformat()
     attrs = getattr(value, "__dict__", None)
