@@ -196,9 +196,12 @@ struct RenderArgs {
     strict: bool,
 }
 
-/// Parses KEY=value lines like the original's `parse_env`.
+/// Parses KEY=value lines like the original's `parse_env`: lines end at `\n` only (a
+/// CRLF file keeps its `\r` in the values, as the original's `split("\n")` does), lines
+/// without `=` are skipped, the first `=` splits. The one rule for the CLI and
+/// `tycho.client`/`tycho.tycho_utils` (through `tycho._native.parse_env`).
 pub fn parse_env(text: &str) -> Map<String, Value> {
-    text.lines()
+    text.split('\n')
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
         .collect()

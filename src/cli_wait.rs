@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 
 const KIND: ErrorKind = ErrorKind::Kube;
-const NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
 struct Shared {
     client: kube::Client,
@@ -64,17 +63,7 @@ async fn shared() -> Result<&'static Shared> {
 /// The namespace the executor uses for `explicit`: it, else NAMESPACE, else the pod's
 /// service-account namespace, else the kubeconfig context's.
 pub async fn namespace(explicit: Option<&str>) -> Result<String> {
-    if let Some(n) = explicit.filter(|s| !s.is_empty()) {
-        return Ok(n.to_string());
-    }
-    if let Some(n) = std::env::var("NAMESPACE").ok().filter(|s| !s.is_empty()) {
-        return Ok(n);
-    }
-    if let Some(n) = std::fs::read_to_string(NAMESPACE_FILE)
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-    {
+    if let Some(n) = crate::names::namespace_from(explicit, std::env::var("NAMESPACE").ok()) {
         return Ok(n);
     }
     Ok(shared().await?.namespace.clone())

@@ -27,13 +27,7 @@ pub mod token_env;
 pub mod yaml;
 
 #[cfg(feature = "python")]
-mod python;
-#[cfg(feature = "python")]
-mod python_docker;
-#[cfg(feature = "python")]
-mod python_kube;
-#[cfg(feature = "python")]
-mod python_registry;
+mod bindings;
 
 pub use error::{Error, ErrorKind, Result};
 

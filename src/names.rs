@@ -3,6 +3,30 @@
 
 use crate::error::{Error, Result};
 
+/// Where Kubernetes mounts the pod's service-account namespace.
+pub const SERVICE_ACCOUNT_NAMESPACE_FILE: &str =
+    "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+/// The pod's service-account namespace (the file's first line, trimmed), if the file is
+/// there and names one.
+pub fn service_account_namespace() -> Option<String> {
+    let text = std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE_FILE).ok()?;
+    let first = text.lines().next().unwrap_or("").trim();
+    (!first.is_empty()).then(|| first.to_string())
+}
+
+/// The namespace rule, written once: `explicit`, else `variable` (the NAMESPACE
+/// environment variable, read by the caller), else the pod's service-account namespace
+/// (empty values count as unset). None: the caller falls back to the kubeconfig
+/// context's namespace or "default".
+pub fn namespace_from(explicit: Option<&str>, variable: Option<String>) -> Option<String> {
+    explicit
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .or_else(|| variable.filter(|s| !s.is_empty()))
+        .or_else(service_account_namespace)
+}
+
 /// RFC 1123 label: lowercase alphanumerics and '-', starting and ending alphanumeric.
 pub fn is_dns_label(s: &str, max: usize) -> bool {
     let b = s.as_bytes();

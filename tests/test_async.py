@@ -23,7 +23,6 @@ from tycho import _native
 from tycho.client import TychoClient, TychoStatus, TychoSystem
 from tycho.context import NullContext, Principal, TychoContext
 from tycho.exceptions import TychoException
-from tycho.kube import KubernetesCompute
 
 COMPOSE = {
     "version": "3.0",
@@ -233,15 +232,10 @@ def test_async_in_a_forked_child():
 
 # ---------------------------------------------------------------- against the emulated cluster
 
-executor = pytest.mark.skipif(not KubernetesCompute.executor_available(),
-                              reason="this build has no native Kubernetes executor (tycho._native.kube_start)")
-
-if KubernetesCompute.executor_available():
-    from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401 - pytest fixtures
-    from test_executor import cluster_fixture  # noqa: F401 - the `cluster` fixture
+from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401, E402 - pytest fixtures
+from test_executor import cluster_fixture  # noqa: F401, E402 - the `cluster` fixture
 
 
-@executor
 def test_client_async_against_emulator(cluster):
     client = TychoClient()
     users = ["ann", "bob", "cyd"]
@@ -274,7 +268,6 @@ def test_client_async_against_emulator(cluster):
     assert remaining.services == []
 
 
-@executor
 def test_starts_overlap_against_a_slow_api_server(cluster):
     """With 150 ms added to every API request, three awaited starts take about as
     long as one: the executor's calls run in parallel on the worker threads."""

@@ -28,10 +28,6 @@ from tycho.core import Tycho
 from tycho.exceptions import ModifyException, StartException, TychoException
 from tycho.kube import KubernetesCompute
 
-pytestmark = pytest.mark.skipif(
-    not KubernetesCompute.executor_available(), reason="this build has no native Kubernetes executor"
-)
-
 COLLECTIONS = {
     "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
     "ReplicaSet": "/apis/apps/v1/namespaces/{ns}/replicasets",

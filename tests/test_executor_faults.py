@@ -12,11 +12,6 @@ from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401 - p
 from test_executor import cluster_fixture, compute, start, start_request  # noqa: F401 - fixture and helpers
 from tycho.core import Tycho
 from tycho.exceptions import DeleteException, ModifyException, StartException, TychoException
-from tycho.kube import KubernetesCompute
-
-pytestmark = pytest.mark.skipif(
-    not KubernetesCompute.executor_available(), reason="this build has no native Kubernetes executor"
-)
 
 # (method, path regex, object named in the error; {guid} is the system's GUID)
 START_CALLS = [

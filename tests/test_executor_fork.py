@@ -9,13 +9,8 @@ from forking import run_in_child
 from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401 - pytest fixtures
 from test_executor import cluster_fixture, compute, start  # noqa: F401 - fixture and helpers
 from tycho.core import Tycho
-from tycho.kube import KubernetesCompute
 
-pytestmark = [
-    pytest.mark.skipif(not KubernetesCompute.executor_available(),
-                       reason="this build has no native Kubernetes executor"),
-    pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
-]
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
 
 def test_parent_and_child_both_work(cluster):

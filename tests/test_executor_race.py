@@ -26,11 +26,6 @@ from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401 - p
 from test_executor import cluster_fixture, compute, start_request  # noqa: F401 - fixture and helpers
 from tycho.core import Tycho
 from tycho.exceptions import StartException
-from tycho.kube import KubernetesCompute
-
-pytestmark = pytest.mark.skipif(
-    not KubernetesCompute.executor_available(), reason="this build has no native Kubernetes executor"
-)
 
 HOLD_MS = 3000
 # (step, method, path regex, whether the Deployment exists while the call is held)

@@ -14,9 +14,15 @@ several awaited calls proceed in parallel wherever the work releases the GIL.
 import json
 import logging
 import os
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 from tycho import _native
-from tycho.actions import DeleteSystemResource, ModifySystemResource, StartSystemResource, StatusSystemResource
+from tycho.actions import (
+    DeleteSystemResource,
+    ModifySystemResource,
+    StartSystemResource,
+    StatusSystemResource,
+)
 from tycho.exceptions import TychoException
 from tycho.tycho_utils import TemplateUtils
 
@@ -24,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["TychoService", "TychoStatus", "TychoSystem", "TychoClient", "TychoClientFactory", "TychoApps"]
 
-mem_converter = {
+mem_converter: dict[str, Callable[[float], float]] = {
     "K": lambda v: v * 10**3,
     "M": lambda v: v * 10**6,
     "G": lambda v: v * 10**9,
@@ -32,9 +38,6 @@ mem_converter = {
     "P": lambda v: v * 10**15,
     "E": lambda v: v * 10**18,
 }
-
-_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
-
 
 def _millicores(value):
     text = str(value).strip()
@@ -70,22 +73,22 @@ def __getattr__(name):
 class TychoService:
     """A running service endpoint (a status row or a started container)."""
 
-    try_minikube = True
+    try_minikube: bool = True
 
     def __init__(
         self,
-        name,
-        app_id,
-        ip_address,
-        port,
-        sid=None,
-        creation_time=None,
-        username="",
-        utilization=None,
-        conn_string="",
-        workspace_name="",
-        is_ready=False,
-    ):
+        name: Any,
+        app_id: Any,
+        ip_address: Any,
+        port: Any,
+        sid: Any=None,
+        creation_time: Any=None,
+        username: Any="",
+        utilization: Optional[Mapping[str, Any]]=None,
+        conn_string: str="",
+        workspace_name: str="",
+        is_ready: bool=False,
+    ) -> None:
         self.name = name
         self.app_id = app_id
         self.ip_address = ip_address
@@ -99,7 +102,7 @@ class TychoService:
         self.workspace_name = workspace_name
         self.is_ready = is_ready
 
-    def get_utilization(self, utilization):
+    def get_utilization(self, utilization: Optional[Mapping[str, Any]]) -> dict[str, Any]:
         """Totals over the containers' resource limits.
 
         ``cpu`` in millicores (int), ``gpu`` as 1000 per GPU of any ``*nvidia*`` resource
@@ -108,7 +111,7 @@ class TychoService:
         any container limits it, else ``0``. Containers without limits (None) and limits
         without a cpu or memory entry add nothing — tycho-api 1.17.3 raised on those.
         """
-        total = {"gpu": 0, "cpu": 0, "memory": 0, "ephemeralStorage": 0}
+        total: dict[str, Any] = {"gpu": 0, "cpu": 0, "memory": 0, "ephemeralStorage": 0}
         storage = None
         for _container, limits in (utilization or {}).items():
             if not isinstance(limits, dict):
@@ -137,7 +140,7 @@ class TychoService:
 class TychoStatus:
     """A response to a status request; ``services`` holds one TychoService per row."""
 
-    def __init__(self, status, result, message):
+    def __init__(self, status: str, result: Any, message: Any) -> None:
         self.status = status
         rows = result if isinstance(result, list) else []
         self.services = [TychoService(**row) for row in rows]
@@ -150,7 +153,7 @@ class TychoStatus:
 class TychoSystem:
     """A started system. Raises TychoException when the start response is an error."""
 
-    def __init__(self, status, result, message):
+    def __init__(self, status: str, result: Any, message: Any) -> None:
         self.status = status
         if status == "error":
             raise TychoException(f"status:{status} result:{result} message:{message}")
@@ -176,9 +179,9 @@ class TychoClient:
     """Python client of the Tycho dynamic application deployment API."""
 
     #: Seconds to wait for the REST API to answer one request.
-    timeout = 300
+    timeout: float = 300
 
-    def __init__(self, url="http://localhost:5000"):
+    def __init__(self, url: str="http://localhost:5000") -> None:
         """
         :param url: URL of the Tycho API endpoint (used when REST_API=true).
         """
@@ -190,7 +193,7 @@ class TychoClient:
             "modify": ModifySystemResource(),
         }
 
-    def request(self, service, request):
+    def request(self, service: str, request: Any) -> dict[str, Any]:
         """Send ``request`` to ``service`` (start, status, delete, modify); returns the response dict."""
         if os.environ.get("REST_API", "false") == "true":
             return self._post(service, request)
@@ -227,20 +230,15 @@ class TychoClient:
         except ValueError as e:
             raise TychoException(f"Error: the Tycho API at {url} did not answer JSON", text[:200]) from e
 
-    def format_name(self, name):
+    def format_name(self, name: str) -> str:
         """``name`` with path separators replaced by ``-`` (a valid DNS label part)."""
         return name.replace(os.sep, "-")
 
-    def parse_env(self, environment):
+    def parse_env(self, environment: Optional[str]) -> dict[str, str]:
         """``{VAR: value}`` from ``VAR=value`` lines (lines without ``=`` are skipped)."""
-        result = {}
-        for line in (environment or "").split("\n"):
-            if "=" in line:
-                key, value = line.split("=", 1)
-                result[key] = value
-        return result
+        return _native.parse_env(environment or "")
 
-    def start(self, request):
+    def start(self, request: Mapping[str, Any]) -> TychoSystem:
         """Start a system; returns a :class:`TychoSystem` (TychoException on error).
 
         ``request``: ``{"name", "principal" (JSON text), "serviceaccount", "env", "system", "services"}``.
@@ -248,40 +246,40 @@ class TychoClient:
         response = self.request("start", request)
         return TychoSystem(**response)
 
-    def delete(self, request):
+    def delete(self, request: Mapping[str, Any]) -> dict[str, Any]:
         """Delete a system: ``{"name": <GUID>}``. Returns the response dict."""
         logger.debug("-- delete: %s", json.dumps(request, default=str))
         return self.request("delete", request)
 
-    def status(self, request):
+    def status(self, request: Mapping[str, Any]) -> TychoStatus:
         """Status of systems: ``{}``, ``{"name": <GUID>}`` or ``{"username": u}``. Returns a TychoStatus."""
         response = self.request("status", request)
         return TychoStatus(**response)
 
-    def modify(self, request):
+    def modify(self, request: Mapping[str, Any]) -> dict[str, Any]:
         """Change a running system:
         ``{"tycho-guid": <GUID>, "labels": {...}, "cpu": ..., "memory": ...}``. Returns the response dict."""
         return self.request("modify", request)
 
     # ---------------------------------------------------------------- asyncio
 
-    async def astart(self, request):
+    async def astart(self, request: Mapping[str, Any]) -> TychoSystem:
         """``await``-able :meth:`start`, run on a native worker thread (so several run in parallel)."""
         return await _native.aio_call(self.start, request)
 
-    async def astatus(self, request):
+    async def astatus(self, request: Mapping[str, Any]) -> TychoStatus:
         """``await``-able :meth:`status`."""
         return await _native.aio_call(self.status, request)
 
-    async def adelete(self, request):
+    async def adelete(self, request: Mapping[str, Any]) -> dict[str, Any]:
         """``await``-able :meth:`delete`."""
         return await _native.aio_call(self.delete, request)
 
-    async def amodify(self, request):
+    async def amodify(self, request: Mapping[str, Any]) -> dict[str, Any]:
         """``await``-able :meth:`modify`."""
         return await _native.aio_call(self.modify, request)
 
-    def up(self, name, system, settings=""):
+    def up(self, name: str, system: Mapping[str, Any], settings: str="") -> None:
         """Start a system from a docker-compose structure and print its endpoint (CLI helper).
 
         :param name: Name of the system.
@@ -319,7 +317,7 @@ class TychoClient:
             )
             break
 
-    def list(self, name, terse=False):
+    def list(self, name: Optional[str], terse: bool=False) -> None:
         """Print the status of running systems (CLI helper).
 
         :param name: GUID of a system, or None for all.
@@ -351,7 +349,7 @@ class TychoClient:
         elif response.status == "error":
             print(response)
 
-    def down(self, names):
+    def down(self, names: Iterable[str]) -> None:
         """Delete systems by GUID, printing each name deleted (CLI helper)."""
         try:
             for name in names:
@@ -365,7 +363,7 @@ class TychoClient:
 
             traceback.print_exc()
 
-    def patch(self, mod_items):
+    def patch(self, mod_items: Mapping[str, Any]) -> Optional[dict[str, Any]]:
         """Modify a running system (CLI helper); returns the response dict, or None on failure."""
         logger.info("System specifications and metadata to be modified: %s", mod_items)
         try:
@@ -385,16 +383,12 @@ class TychoClientFactory:
     and otherwise, or when the lookup fails, returns a client for ``default_url``.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.api = None
 
-    def get_client(self, name="tycho-api", namespace="default", default_url="http://localhost:5000"):
+    def get_client(self, name: str="tycho-api", namespace: str="default", default_url: str="http://localhost:5000") -> TychoClient:
         """A :class:`TychoClient` for the Tycho API service ``name`` in ``namespace``."""
-        try:
-            with open(_NAMESPACE_FILE, "r") as stream:
-                namespace = stream.read().strip() or namespace
-        except OSError:
-            pass
+        namespace = _native.environment_namespace(None, variable=False) or namespace
         url = None
         lookup = getattr(_native, "kube_service_url", None)
         if lookup is not None:
@@ -411,21 +405,21 @@ class TychoClientFactory:
 class TychoApps:
     """App metadata from the app-support-prototype repository (needs ``git`` and the network)."""
 
-    def __init__(self, app):
+    def __init__(self, app: str) -> None:
         self.app = app
         self.repo_url = "https://github.com/heliumplusdatastage/app-support-prototype.git"
         self.repo_name = "app-support-prototype"
         self.apps_dir = "dockstore-yaml-proposals"
         self.source_file = "docker-compose.yaml"
         self.env = ".env"
-        self.metadata = {}
+        self.metadata: dict[str, Any] = {}
 
-    def deleterepo(self, repo_path):
+    def deleterepo(self, repo_path: str) -> None:
         import shutil
 
         shutil.rmtree(repo_path, ignore_errors=True)
 
-    def getmetadata(self):
+    def getmetadata(self) -> dict[str, Any]:
         """``{"System": compose dict, "Settings": .env text}`` for :attr:`app`.
 
         :raises TychoException: when git is not installed or the clone fails.

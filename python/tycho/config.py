@@ -3,6 +3,7 @@
 import ipaddress
 import logging
 import os
+from typing import Any, Union
 
 from tycho import _native
 from tycho.tycho_utils import Resource
@@ -30,7 +31,7 @@ class Config(dict):
     at ``['tycho']['compute']['platform']['kube']['ip']``.
     """
 
-    def __init__(self, config="conf/tycho.yaml"):
+    def __init__(self, config: Union[str, dict[str, Any]]="conf/tycho.yaml") -> None:
         super().__init__()
         if isinstance(config, str):
             config_path = Resource.get_resource_path(config)
@@ -62,28 +63,28 @@ class Config(dict):
         kube.setdefault("kube", {})["ip"] = ip
 
     @property
-    def conf(self):
+    def conf(self) -> dict[str, Any]:
         return self._conf
 
     @conf.setter
-    def conf(self, value):
+    def conf(self, value: dict[str, Any]) -> None:
         self._conf = value
         dict.clear(self)
         if isinstance(value, dict):
             dict.update(self, value)
 
-    def __setitem__(self, key, val):
+    def __setitem__(self, key: str, val: Any) -> None:
         self._conf[key] = val
         dict.__setitem__(self, key, val)
 
-    def __delitem__(self, key):
+    def __delitem__(self, key: str) -> None:
         del self._conf[key]
         dict.__delitem__(self, key)
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: str) -> Any:
         return self._conf[key]
 
-    def __contains__(self, key):
+    def __contains__(self, key: object) -> bool:
         return key in self._conf
 
     def __str__(self):
@@ -92,9 +93,9 @@ class Config(dict):
     def __repr__(self):
         return f"Config({self._conf!r})"
 
-    def get(self, key, default=None):
+    def get(self, key: str, default: Any=None) -> Any:
         return self._conf.get(key, default)
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """The configuration mapping."""
         return self._conf

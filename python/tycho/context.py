@@ -36,6 +36,7 @@ import copy
 import json
 import logging
 import os
+from typing import Any, Mapping, Optional
 
 from tycho import _native
 from tycho.client import TychoClient, TychoClientFactory, TychoStatus, TychoSystem  # noqa: F401 - re-exported
@@ -45,19 +46,33 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Principal", "TychoContext", "NullContext", "ContextFactory", "RegistryHttpCache", "mixin_merge"]
 
-HTTP_TIMEOUT = 10.0
+HTTP_TIMEOUT: float = 10.0
 
 _CONF_DIR = os.path.join(os.path.dirname(__file__), "conf")
 
 
-def _merge(base, addition):
-    if isinstance(base, dict) and isinstance(addition, dict):
+def _holds_set(value: Any) -> bool:
+    if isinstance(value, set):
+        return True
+    return isinstance(value, dict) and any(_holds_set(v) for v in value.values())
+
+
+def _merge(base: Any, addition: Any) -> Any:
+    """The registry's deep merge (``tycho._native.deep_merge``, the rule the registry
+    compiler applies), ``base`` updated in place. Sets, which JSON and the registry's
+    YAML do not have, are united: the one Python-only case, handled here."""
+    if isinstance(base, set) and isinstance(addition, set):
+        return base | addition
+    if not (isinstance(base, dict) and isinstance(addition, dict)):
+        return addition
+    if _holds_set(base) or _holds_set(addition):
         for key, value in addition.items():
             base[key] = _merge(base[key], value) if key in base else value
         return base
-    if isinstance(base, set) and isinstance(addition, set):
-        return base | addition
-    return addition
+    merged = _native.deep_merge(base, addition)
+    base.clear()
+    base.update(merged)
+    return base
 
 
 class _MixinMerger:
@@ -67,19 +82,19 @@ class _MixinMerger:
     everything else — lists, scalars, values of different types — is replaced by
     ``addition``'s value. (The registry compiler applies the same rule natively.)"""
 
-    def merge(self, base, addition):
+    def merge(self, base: Any, addition: Any) -> Any:
         return _merge(base, addition)
 
     __call__ = merge
 
 
-mixin_merge = _MixinMerger()
+mixin_merge: _MixinMerger = _MixinMerger()
 
 
 class Principal:
     """A system identity: a username and, optionally, OAuth tokens."""
 
-    def __init__(self, username, a_token=None, r_token=None):
+    def __init__(self, username: str, a_token: Optional[str]=None, r_token: Optional[str]=None) -> None:
         self.username = username
         self.access_token = a_token
         self.refresh_token = r_token
@@ -95,7 +110,7 @@ class Principal:
 class _Response:
     """What :meth:`RegistryHttpCache.get` returns (the subset of requests.Response used)."""
 
-    def __init__(self, url, status_code, text, headers=None, from_cache=False, revalidated=False):
+    def __init__(self, url: str, status_code: int, text: str, headers: Optional[dict[str, str]]=None, from_cache: bool=False, revalidated: bool=False) -> None:
         self.url = url
         self.status_code = status_code
         self.text = text
@@ -104,7 +119,7 @@ class _Response:
         self.revalidated = revalidated
 
     @property
-    def ok(self):
+    def ok(self) -> bool:
         return self.status_code == 200
 
     def __repr__(self):
@@ -128,7 +143,7 @@ class RegistryHttpCache:
     Each fetch is bounded by ``timeout`` seconds and runs without the GIL.
     """
 
-    def __init__(self, timeout=HTTP_TIMEOUT, max_age=None):
+    def __init__(self, timeout: float=HTTP_TIMEOUT, max_age: Optional[float]=None) -> None:
         self._cache = _native.RegistryCache(float(timeout), float(_default_max_age() if max_age is None else max_age))
 
     @property
@@ -148,11 +163,11 @@ class RegistryHttpCache:
         self._cache.max_age = float(value)
 
     @property
-    def stats(self):
+    def stats(self) -> dict[str, int]:
         """Counters: ``requests`` sent, ``not_modified`` answers, cache ``hits``."""
         return self._cache.stats()
 
-    def clear(self):
+    def clear(self) -> None:
         self._cache.clear()
 
     @staticmethod
@@ -162,12 +177,12 @@ class RegistryHttpCache:
             logger.warning("cannot revalidate %s (%s); using the cached copy", url, stale)
         return _Response(url, status, text, dict(headers), from_cache=from_cache, revalidated=revalidated)
 
-    def get(self, url):
+    def get(self, url: str) -> _Response:
         """The answer for ``url`` (any status). Raises ContextException when the server
         cannot be reached and nothing is cached."""
         return self._response(url, self._cache.get(url))
 
-    def fetch(self, url, what="file"):
+    def fetch(self, url: str, what: str="file") -> str:
         """The text at ``url``; any status but 200 raises ContextException naming
         ``what``, the URL and the status."""
         return self._response(url, self._cache.fetch(url, what)).text
@@ -190,12 +205,12 @@ class TychoContext:
 
     def __init__(
         self,
-        registry_config="app-registry.yaml",
-        app_defaults_config="app-defaults.yaml",
-        product="common",
-        tycho_config_url="",
-        stub=False,
-    ):
+        registry_config: str="app-registry.yaml",
+        app_defaults_config: str="app-defaults.yaml",
+        product: str="common",
+        tycho_config_url: str="",
+        stub: bool=False,
+    ) -> None:
         # Without a trailing "/" urljoin would drop the URL's last segment.
         if tycho_config_url and not tycho_config_url.endswith("/"):
             tycho_config_url += "/"
@@ -225,7 +240,7 @@ class TychoContext:
         """The text at ``url`` through :attr:`http_session` (ContextException unless 200)."""
         return self.http_session.fetch(url, what)
 
-    def _get_config(self, file_name):
+    def _get_config(self, file_name: str) -> Any:
         """The registry (or defaults) file: from conf/ in the package, or from tycho_config_url."""
         logger.debug("-- loading config: file_name: %s tycho_config_url: %s", file_name, self.tycho_config_url)
         document, stale = _native.registry_load_config(
@@ -235,19 +250,19 @@ class TychoContext:
             logger.warning("cannot revalidate registry file %s (%s); using the cached copy", file_name, stale)
         return document
 
-    def log_dict(self, dict, pre_dict_message="", level=logging.DEBUG):
+    def log_dict(self, dict: Any, pre_dict_message: str="", level: int=logging.DEBUG) -> None:
         if logger.isEnabledFor(level):
             logger.log(level, pre_dict_message + json.dumps(dict, sort_keys=True, indent=4, default=str))
 
     # ------------------------------------------------------------------ compiling
     # _grok compiles natively in one pass; the steps stay available one by one.
 
-    def add_conf_impl(self, apps, context):
+    def add_conf_impl(self, apps: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
         """Merge top-level entries of ``context`` named like an app into that app."""
         apps.update(_native.registry_add_conf_impl(apps, context))
         return apps
 
-    def inherit(self, contexts, context, apps=None):
+    def inherit(self, contexts: Mapping[str, Any], context: Mapping[str, Any], apps: Optional[dict[str, Any]]=None) -> dict[str, Any]:
         """Apps of ``context`` and, first, of every context it extends (recursively);
         added to ``apps`` when given."""
         inherited = _native.registry_inherit(contexts, context, self.product)
@@ -256,16 +271,16 @@ class TychoContext:
         apps.update(inherited)
         return apps
 
-    def mixin_defaults(self, apps):
+    def mixin_defaults(self, apps: dict[str, Any]) -> None:
         """Merge app-defaults into every app."""
         apps.update(_native.registry_mixin_defaults(apps, self.app_defaults))
 
-    def mixin(self, contexts, context, apps):
+    def mixin(self, contexts: Mapping[str, Any], context: Mapping[str, Any], apps: dict[str, Any]) -> dict[str, Any]:
         """Merge the apps of the ``mixin`` contexts (of ``context`` and those it extends) into ``apps``."""
         apps.update(_native.registry_mixin(contexts, context, apps))
         return apps
 
-    def _grok(self):
+    def _grok(self) -> dict[str, dict[str, Any]]:
         """Compile the registry for :attr:`product` (see the module documentation)."""
         logger.info("-- load-context: id:%s", self.product)
         apps = _native.registry_grok(self.registry, self.app_defaults, self.product, self.tycho_config_url)
@@ -289,7 +304,7 @@ class TychoContext:
         settings = self.registry.get("settings", {}) or {}
         return _native.registry_render_spec(app_id, str(url), text, settings)
 
-    def get_definition(self, app_id):
+    def get_definition(self, app_id: str) -> dict[str, Any]:
         """The app's compose structure, rendered with the registry settings (a copy)."""
         app = self._app(app_id)
         logger.debug("-- resolving definition for %s", app_id)
@@ -298,7 +313,7 @@ class TychoContext:
         self.log_dict(definition, pre_dict_message="app_definition = \n")
         return copy.deepcopy(definition)
 
-    def get_spec(self, app_id):
+    def get_spec(self, app_id: str) -> dict[str, Any]:
         """The app's compose structure, rendered with the registry settings (a fresh copy
         the caller may change)."""
         app = self._app(app_id)
@@ -307,14 +322,14 @@ class TychoContext:
         app["spec_obj"] = spec
         return copy.deepcopy(spec)
 
-    def get_env_registry(self, app_id, settings):
+    def get_env_registry(self, app_id: str, settings: dict[str, Any]) -> dict[str, Any]:
         """``settings`` updated with the app's registry ``env``."""
         env = self._app(app_id).get("env", None)
         if env:
             settings.update(env)
         return settings
 
-    def get_settings(self, app_id):
+    def get_settings(self, app_id: str) -> str:
         """Text of the ``.env`` file beside the app's spec ("" when there is none)."""
         app = self._app(app_id)
         env_url = _native.registry_settings_url(str(app["spec"]))
@@ -331,16 +346,16 @@ class TychoContext:
 
     # ------------------------------------------------------------------ operations
 
-    def status(self, request):
+    def status(self, request: Mapping[str, Any]) -> TychoStatus:
         return self.client.status(request)
 
-    def delete(self, request):
+    def delete(self, request: Mapping[str, Any]) -> Any:
         return self.client.delete(request)
 
-    def update(self, request):
+    def update(self, request: Mapping[str, Any]) -> Any:
         return self.client.patch(request)
 
-    def start(self, principal, app_id, resource_request, host, extra_container_env={}):
+    def start(self, principal: Principal, app_id: str, resource_request: Optional[Mapping[str, Any]], host: Optional[str], extra_container_env: Optional[Mapping[str, Any]]={}) -> TychoSystem:
         """Launch ``app_id`` for ``principal``; returns a :class:`tycho.client.TychoSystem`.
 
         :param resource_request: ``{"deploy": {"resources": {"limits": {...}, "reservations": {...}}}}``.
@@ -355,7 +370,7 @@ class TychoContext:
         settings_all = self.get_env_registry(app_id, settings)
         services = {k: {"port": str(v), "clients": []} for k, v in (app.get("services") or {}).items()}
         service_account = app.get("serviceAccount")
-        principal_params = {
+        principal_params: dict[str, Any] = {
             "username": principal.username,
             "access_token": principal.access_token,
             "refresh_token": principal.refresh_token,
@@ -413,7 +428,7 @@ class TychoContext:
                     app_id, principal.username, system.identifier, list(running.items()))
         return system
 
-    def _start(self, request):
+    def _start(self, request: Mapping[str, Any]) -> TychoSystem:
         """Launch a start request (``self.client.start``); the anchor to mock in tests."""
         return self.client.start(request)
 
@@ -423,23 +438,23 @@ class TychoContext:
         """``await``-able :meth:`start` (same arguments), run on a native worker thread."""
         return await _native.aio_call(self.start, principal, app_id, *args, **kwargs)
 
-    async def astatus(self, request=None):
+    async def astatus(self, request: Optional[Mapping[str, Any]]=None) -> TychoStatus:
         """``await``-able :meth:`status`."""
         return await _native.aio_call(self.status, request)
 
-    async def adelete(self, request):
+    async def adelete(self, request: Mapping[str, Any]) -> Any:
         """``await``-able :meth:`delete`."""
         return await _native.aio_call(self.delete, request)
 
-    async def aupdate(self, request):
+    async def aupdate(self, request: Mapping[str, Any]) -> Any:
         """``await``-able :meth:`update`."""
         return await _native.aio_call(self.update, request)
 
-    async def aget_spec(self, app_id):
+    async def aget_spec(self, app_id: str) -> dict[str, Any]:
         """``await``-able :meth:`get_spec`."""
         return await _native.aio_call(self.get_spec, app_id)
 
-    async def aget_definition(self, app_id):
+    async def aget_definition(self, app_id: str) -> dict[str, Any]:
         """``await``-able :meth:`get_definition`."""
         return await _native.aio_call(self.get_definition, app_id)
 
@@ -449,10 +464,10 @@ class NullContext(TychoContext):
     (appstore's DEV_PHASE=stub). It reads the packaged registry and never touches the
     network or a cluster."""
 
-    def __init__(self, product="common"):
+    def __init__(self, product: str="common") -> None:
         super().__init__(product=product, stub=True)
 
-    def status(self, request=None):
+    def status(self, request: Optional[Mapping[str, Any]]=None) -> TychoStatus:
         """Five made-up rows of one jupyter-ds system."""
         import uuid
 
@@ -473,16 +488,16 @@ class NullContext(TychoContext):
             message="...",
         )
 
-    def delete(self, request):
+    def delete(self, request: Mapping[str, Any]) -> None:
         """Ignore deletes."""
         logger.debug("-- delete: %s", request)
 
-    def update(self, request):
+    def update(self, request: Mapping[str, Any]) -> dict[str, Any]:
         """Ignore modifications; answers like a successful modify."""
         logger.debug("-- update: %s", request)
         return {"status": "success", "result": {"patches": []}, "message": "null context: nothing modified"}
 
-    def start(self, principal, app_id, resource_request=None, host=None, extra_container_env=None):
+    def start(self, principal: Principal, app_id: str, resource_request: Optional[Mapping[str, Any]]=None, host: Optional[str]=None, extra_container_env: Optional[Mapping[str, Any]]=None) -> TychoSystem:
         """A made-up :class:`TychoSystem` for ``app_id`` (its registry services, address x.y.z)."""
         import uuid
 
@@ -504,21 +519,21 @@ class NullContext(TychoContext):
 class ContextFactory:
     """Shared (Borg) factory of contexts: one context per context type ("null" or "live")."""
 
-    _state = {}
+    _state: dict[str, Any] = {}
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.__dict__ = self._state
         if not hasattr(self, "contexts"):
-            self.contexts = {}
+            self.contexts: dict[str, Any] = {}
 
     def get(
         self,
-        product,
-        registry_config="app-registry.yaml",
-        app_defaults_config="app-defaults.yaml",
-        context_type="null",
-        tycho_config_url="",
-    ):
+        product: str,
+        registry_config: str="app-registry.yaml",
+        app_defaults_config: str="app-defaults.yaml",
+        context_type: str="null",
+        tycho_config_url: str="",
+    ) -> TychoContext:
         """The context of ``context_type``, created with these arguments on first request.
         The null context always uses the packaged registry."""
         logger.info(
@@ -532,6 +547,7 @@ class ContextFactory:
         )
         if context_type in self.contexts:
             return self.contexts[context_type]
+        context: Any
         if context_type == "null":
             context = NullContext(product=product)
         elif context_type == "live":

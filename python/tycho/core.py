@@ -1,8 +1,10 @@
 """The Tycho facade: parse requests into models and reach the compute back end."""
 
 import logging
+import typing
 from collections.abc import Mapping
 
+from tycho.compute import Compute
 from tycho.config import Config
 from tycho.exceptions import RequestKeyError, RequestTypeError
 from tycho.factory import ComputeFactory, supported_backplanes
@@ -16,7 +18,7 @@ __all__ = ["Tycho"]
 class Tycho:
     """Organizes parsing of system requests and their execution on a compute fabric."""
 
-    def __init__(self, backplane="kubernetes", config="conf/tycho.yaml"):
+    def __init__(self, backplane: typing.Optional[str]="kubernetes", config: typing.Union[str, dict[str, typing.Any], Config]="conf/tycho.yaml") -> None:
         """
         :param backplane: Name of the compute back end: ``kubernetes`` or
                           ``docker-compose`` (alias ``docker``). Any other value than
@@ -29,25 +31,25 @@ class Tycho:
         """
         self.backplane = backplane
         self.config = config if isinstance(config, Config) else Config(config)
-        self._compute = None
+        self._compute: typing.Optional[Compute] = None
 
     @property
-    def compute(self):
+    def compute(self) -> Compute:
         """The compute back end, created on first use."""
         return self.get_compute()
 
     @compute.setter
-    def compute(self, value):
+    def compute(self, value: typing.Optional[Compute]) -> None:
         self._compute = value
 
-    def get_compute(self):
+    def get_compute(self) -> Compute:
         """The compute back end named by the configuration (created on the first call)."""
         if self._compute is None:
             chosen = self.backplane if self.backplane and self.backplane != "kubernetes" else None
             self._compute = ComputeFactory.create_compute(self.config, backplane=chosen)
         return self._compute
 
-    def parse(self, request):
+    def parse(self, request: typing.Mapping[str, typing.Any]) -> System:
         """A :class:`tycho.model.System` from a start request
         (``name``, ``principal``, ``system``, optional ``serviceaccount``, ``env``, ``services``)."""
         if not isinstance(request, Mapping):
@@ -65,7 +67,7 @@ class Tycho:
             services=request.get("services", {}),
         )
 
-    def parse_modify(self, request):
+    def parse_modify(self, request: typing.Mapping[str, typing.Any]) -> ModifySystem:
         """A :class:`tycho.model.ModifySystem` from a modify request
         (``tycho-guid``, ``labels``, ``cpu``, ``memory``)."""
         return ModifySystem.parse_modify(
@@ -77,9 +79,9 @@ class Tycho:
         )
 
     @staticmethod
-    def is_valid_backplane(backplane):
+    def is_valid_backplane(backplane: object) -> bool:
         return ComputeFactory.is_valid_backplane(backplane)
 
     @staticmethod
-    def supported_backplanes():
+    def supported_backplanes() -> list[str]:
         return list(supported_backplanes)

@@ -19,6 +19,7 @@ Builds without the backplane raise :class:`tycho.exceptions.TychoException`.
 """
 
 import logging
+from typing import Any
 
 from tycho import _native
 from tycho.compute import Compute
@@ -28,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["DockerComposeCompute", "BACKPLANE_UNAVAILABLE"]
 
-BACKPLANE_UNAVAILABLE = "the Docker backplane is not available in this build"
+BACKPLANE_UNAVAILABLE: str = "the Docker backplane is not available in this build"
 
 
 def _native_fn(function_name):
@@ -41,32 +42,32 @@ def _native_fn(function_name):
 class DockerComposeCompute(Compute):
     """Systems as containers on one Docker Engine (see the module documentation)."""
 
-    def __init__(self, config):
+    def __init__(self, config: Any) -> None:
         super().__init__()
         self.config = config
 
     def _conf(self):
         return getattr(self.config, "conf", self.config)
 
-    def start(self, system, namespace="default"):
+    def start(self, system: Any, namespace: str="default") -> dict[str, Any]:
         """Create the system's network, volumes and containers (all or nothing).
 
         :raises StartException: a missing image, a taken port, an Engine failure; nothing is left.
         """
         return _native_fn("docker_start")(system.to_dict(), config=self._conf())
 
-    def status(self, name=None, username=None, namespace="default", reasons=False):
+    def status(self, name: str | None=None, username: str | None=None, namespace: str="default", reasons: bool=False) -> list[dict[str, Any]]:
         """Status rows of tycho systems: by GUID ``name``, by ``username``, or all.
 
         :param reasons: add ``reason`` to each row: why the system is not ready, else None.
         """
         return _native_fn("docker_status")(name, username, config=self._conf(), reasons=reasons)
 
-    def delete(self, name, namespace="default"):
+    def delete(self, name: str, namespace: str="default") -> dict[str, Any]:
         """Remove the containers and network of the system with GUID ``name``. Returns ``{}``."""
         return _native_fn("docker_delete")(name, config=self._conf())
 
-    def modify(self, system_modify):
+    def modify(self, system_modify: Any) -> dict[str, Any]:
         """Update cpu/memory of a running system. Returns ``{"patches": [...]}``.
 
         :raises ModifyException: labels were given (the Engine cannot relabel a container).

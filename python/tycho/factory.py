@@ -6,12 +6,15 @@ Engine), also reachable as ``docker``.
 """
 
 import logging
+from typing import Any, Callable, KeysView
+
+from tycho.compute import Compute
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["ComputeFactory", "supported_backplanes", "config"]
 
-config = {"backplane": "kubernetes"}
+config: dict[str, str] = {"backplane": "kubernetes"}
 
 
 def _kubernetes(config):
@@ -27,22 +30,22 @@ def _docker(config):
 
 
 # The original's two names; ``docker`` is accepted as another name of ``docker-compose``.
-config_factory = {"kubernetes": _kubernetes, "docker-compose": _docker}
-supported_backplanes = config_factory.keys()
+config_factory: dict[str, Callable[[Any], Compute]] = {"kubernetes": _kubernetes, "docker-compose": _docker}
+supported_backplanes: KeysView[str] = config_factory.keys()
 _ALIASES = {"docker": "docker-compose"}
 
 
 class ComputeFactory:
     @staticmethod
-    def is_valid_backplane(backplane):
+    def is_valid_backplane(backplane: object) -> bool:
         return backplane in supported_backplanes or backplane in _ALIASES
 
     @staticmethod
-    def set_backplane(backplane):
+    def set_backplane(backplane: str) -> None:
         config["backplane"] = backplane
 
     @staticmethod
-    def create_compute(config, backplane=None):
+    def create_compute(config: Any, backplane: str | None=None) -> Compute:
         """The compute object for ``backplane`` when given, else for
         ``config['tycho']['backplane']`` (default kubernetes)."""
         if not backplane:

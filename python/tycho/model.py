@@ -7,16 +7,19 @@ TYCHO_APP_* ...). The classes keep the original constructors so callers can buil
 models directly; ``to_dict()`` gives the plain form templates are rendered with.
 """
 
-import ipaddress
 import json
 import logging
-import os
 import uuid
+from typing import Any, Mapping, Optional, Sequence, Union
 
 from tycho import _native
-from tycho.tycho_utils import TemplateUtils, to_plain
+from tycho.config import Config
+from tycho.exceptions import TychoException
+from tycho.tycho_utils import Documents, TemplateUtils, to_plain
 
 logger = logging.getLogger(__name__)
+
+_Config = Union[Config, dict[str, Any]]
 
 __all__ = [
     "Limits",
@@ -30,9 +33,6 @@ __all__ = [
     "Service",
 ]
 
-_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
-
-
 def _public_attrs(obj, skip=()):
     return {k: to_plain(v) for k, v in vars(obj).items() if not k.startswith("_") and k not in skip}
 
@@ -44,7 +44,7 @@ def _config_mapping(config):
 class Limits:
     """Resource limits (or requests) of a container."""
 
-    def __init__(self, cpus=None, gpus=None, memory=None, ephemeralStorage=None):
+    def __init__(self, cpus: Any=None, gpus: Any=None, memory: Any=None, ephemeralStorage: Any=None) -> None:
         """
         :param cpus: Number of CPUs; may be a fraction.
         :param gpus: Number of GPUs.
@@ -56,7 +56,7 @@ class Limits:
         self.memory = memory
         self.ephemeralStorage = ephemeralStorage
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         return _public_attrs(self)
 
     def __repr__(self):
@@ -66,13 +66,13 @@ class Limits:
 class Volumes:
     """Volume mounts of a system's containers, from ``pvc://<claim>[/<subpath>]:<path>[:ro|rw]``."""
 
-    def __init__(self, id, containers):
+    def __init__(self, id: Any, containers: Sequence[Any]) -> None:
         self.id = id
         self.containers = containers
-        self.volumes = []
-        self.pvcs = []
+        self.volumes: list[dict[str, Any]] = []
+        self.pvcs: list[str] = []
 
-    def volume(self, container_name, pvc_name, volume_name, path=None, subpath=None, read_only=False):
+    def volume(self, container_name: str, pvc_name: Optional[str], volume_name: str, path: Optional[str]=None, subpath: Optional[str]=None, read_only: bool=False) -> None:
         self.volumes.append(
             {
                 "container_name": container_name,
@@ -84,56 +84,64 @@ class Volumes:
             }
         )
 
-    def process_volumes(self):
+    def process_volumes(self) -> list[dict[str, Any]]:
         """Parse every container's ``volumes`` into :attr:`volumes` and return it.
 
-        ``pvc_name`` is set on a claim's first mount only (None on later ones).
-        A mount that is not a ``pvc://`` URL raises an exception.
+        ``pvc_name`` is set on a claim's first mount only (None on later ones). The rule
+        is the core's (``tycho._native.model_volumes``, the one ``System.parse`` uses): a
+        mount that is not ``pvc://<claim>[/<subpath>]:<path>[:ro|rw]`` with a valid claim
+        name and a mount path raises :class:`tycho.exceptions.TychoException`.
         """
-        seen = set(self.pvcs)  # membership in one step (self.pvcs keeps every use, in order)
+        mounts: list[tuple[str, list[str]]] = []
         for container in self.containers:
-            name = container["name"] if isinstance(container, dict) else container.name
-            mounts = (container.get("volumes") if isinstance(container, dict) else container.volumes) or []
-            for spec in mounts:
-                parts = spec.split(":")
-                if parts[0] != "pvc" or len(parts) < 2 or not parts[1].startswith("//"):
-                    logger.debug(
-                        "Volume definition should follow the pattern: "
-                        "pvc://<pvc_name>/<sub-path>:<container-path> or pvc://<pvc_name>:<container-path>"
-                    )
-                    raise Exception(f"Wrong Volume definition in Container:{name} and Volume:{spec}")
-                read_only = False
-                if len(parts) == 4 and parts[3] in ("ro", "rw"):
-                    read_only = parts[3] == "ro"
-                    parts = parts[:3]
-                segments = parts[1].split("/")
-                volume_name = segments[2] if len(segments) > 2 else ""
-                pvc_name = volume_name if volume_name not in seen else None
-                seen.add(volume_name)
-                self.pvcs.append(volume_name)
-                path = parts[2] if len(parts) == 3 else None
-                subpath = "/".join(segments[3:]) if len(parts) == 3 else None
-                self.volume(name, pvc_name, volume_name, path, subpath, read_only)
+            if isinstance(container, dict):
+                name, specs = container["name"], container.get("volumes")
+            else:
+                name, specs = container.name, container.volumes
+            mounts.append((str(name), [str(v) for v in specs or []]))
+        try:
+            volumes = _native.model_volumes(mounts)
+        except TychoException as e:
+            raise _wrong_volume(mounts, e) from e
+        for volume in volumes:
+            self.pvcs.append(volume["volume_name"])
+            self.volume(**volume)
         return self.volumes
+
+
+class _InvalidValue(TychoException, ValueError):
+    """A value the core's model rules refuse: a TychoException that is also the
+    ValueError the original raised."""
+
+
+def _wrong_volume(mounts: list[tuple[str, list[str]]], error: TychoException) -> TychoException:
+    """The original's message for the first mount the core refuses, with the core's reason."""
+    for name, specs in mounts:
+        for spec in specs:
+            try:
+                _native.model_volumes([(name, [spec])])
+            except TychoException as e:
+                return TychoException(f"Wrong Volume definition in Container:{name} and Volume:{spec}: {e.message}")
+    return error
 
 
 class Probe:
     """A liveness or readiness probe running a command."""
 
-    def __init__(self, cmd=None, delay=None, period=None, threshold=None):
+    def __init__(self, cmd: Any=None, delay: Any=None, period: Any=None, threshold: Any=None) -> None:
         self.cmd = cmd
         self.delay = delay
         self.period = period
         self.threshold = threshold
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         return _public_attrs(self)
 
 
 class HttpProbe(Probe):
     """A probe issuing an HTTP GET (``httpGet``: path, port, httpHeaders)."""
 
-    def __init__(self, delay=None, period=None, threshold=None, httpGet=None):
+    def __init__(self, delay: Any=None, period: Any=None, threshold: Any=None, httpGet: Optional[Mapping[str, Any]]=None) -> None:
         Probe.__init__(self, None, delay, period, threshold)
         if httpGet is not None:
             self.path = httpGet.get("path", "/")
@@ -144,7 +152,7 @@ class HttpProbe(Probe):
 class TcpProbe(Probe):
     """A probe opening a TCP connection (``tcpSocket``: port)."""
 
-    def __init__(self, delay=None, period=None, threshold=None, tcpSocket=None):
+    def __init__(self, delay: Any=None, period: Any=None, threshold: Any=None, tcpSocket: Optional[Mapping[str, Any]]=None) -> None:
         Probe.__init__(self, None, delay, period, threshold)
         if tcpSocket is not None:
             self.port = tcpSocket.get("port", None)
@@ -166,6 +174,7 @@ def _probe_from_plain(d):
     if d is None:
         return None
     timing = {k: d.get(k) for k in ("delay", "period", "threshold")}
+    probe: Probe
     if "path" in d or "httpHeaders" in d:
         probe = HttpProbe(**timing, httpGet={"path": d.get("path"), "port": d.get("port"),
                                              "httpHeaders": d.get("httpHeaders")})
@@ -191,20 +200,20 @@ class Container:
 
     def __init__(
         self,
-        name,
-        image,
-        command=None,
-        env=None,
-        identity=None,
-        limits=None,
-        requests=None,
-        ports=[],
-        expose=[],
-        depends_on=None,
-        volumes=None,
-        liveness_probe=None,
-        readiness_probe=None,
-    ):
+        name: str,
+        image: str,
+        command: Any=None,
+        env: Optional[Sequence[Any]]=None,
+        identity: Any=None,
+        limits: Any=None,
+        requests: Any=None,
+        ports: Sequence[Mapping[str, Any]]=[],
+        expose: Sequence[Mapping[str, Any]]=[],
+        depends_on: Any=None,
+        volumes: Optional[Sequence[str]]=None,
+        liveness_probe: Optional[Mapping[str, Any]]=None,
+        readiness_probe: Optional[Mapping[str, Any]]=None,
+    ) -> None:
         """
         :param name: Name the running container will be given.
         :param image: Name of the image to use.
@@ -248,15 +257,28 @@ class Container:
         c.readiness_probe = _probe_from_plain(d.get("readiness_probe"))
         return c
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         return _public_attrs(self)
 
     def __repr__(self):
         return f"name:{self.name} image:{self.image} id:{self.identity} limits:{self.limits}"
 
 
-def _env(name, default=None):
-    return os.environ.get(name, default)
+def _defaults() -> dict[str, Any]:
+    """The model's environment switches with the original's defaults, read by the core
+    (``tycho._native.model_defaults``) at each call, as the original read ``os.environ``."""
+    return _native.model_defaults()
+
+
+def _security_context(sc_from_registry, registry_keys, switch_keys):
+    """Each model key from the registry's ``securityContext`` (as a string), else from
+    its environment switch (``tycho._native.model_defaults``)."""
+    sc = sc_from_registry or {}
+    switches = _defaults()
+    context = {}
+    for key, registry_key in registry_keys.items():
+        context[key] = str(sc.get(registry_key)) if registry_key in sc else switches[switch_keys[key]]
+    return context
 
 
 class System:
@@ -264,19 +286,19 @@ class System:
 
     def __init__(
         self,
-        config,
-        name,
-        principal,
-        service_account,
-        conn_string,
-        proxy_rewrite,
-        containers,
-        identifier,
-        gitea_integration,
-        services={},
-        security_context={},
-        init_security_context={},
-    ):
+        config: _Config,
+        name: str,
+        principal: Mapping[str, Any],
+        service_account: Optional[str],
+        conn_string: str,
+        proxy_rewrite: Any,
+        containers: Sequence[Union[Container, Mapping[str, Any]]],
+        identifier: str,
+        gitea_integration: Any,
+        services: Mapping[str, Any]={},
+        security_context: Mapping[str, Any]={},
+        init_security_context: Mapping[str, Any]={},
+    ) -> None:
         """Build a system model directly (``System.parse`` is the usual way).
 
         :param config: Configuration (:class:`tycho.config.Config` or dict).
@@ -295,7 +317,8 @@ class System:
         self.amb = False
         self.irods_enabled = False
         self.nfrods_uid = ""
-        self.dev_phase = _env("DEV_PHASE", "prod")
+        switches = _defaults()
+        self.dev_phase = switches["dev_phase"]
         self.name = f"{name}-{self.identifier}"
         self.containers = [Container(**c) if isinstance(c, dict) else c for c in containers]
         self.services = {}
@@ -307,45 +330,46 @@ class System:
         self.volumes = Volumes(self.identifier, containers).process_volumes()
         self.source_text = None
         self.system_port = None
-        self.ambassador_id = _env("AMBASSADOR_ID", "")
-        principal = dict(principal or {})
-        extra = principal.pop("extra_container_env", None) or {}
-        self.system_env = principal
+        self.ambassador_id = switches["ambassador_id"]
+        principal_env = dict(principal or {})
+        extra = principal_env.pop("extra_container_env", None) or {}
+        self.system_env = principal_env
         self.extra_env = [[str(k), "" if v is None else str(v)] for k, v in extra.items()]
-        self.username = principal.get("username")
+        self.username = principal_env.get("username")
         self.username_all_hyphens = str(self.username).replace("_", "-").replace(".", "-")
-        self.host = principal.get("host")
-        self.annotations = {}
+        self.host = principal_env.get("host")
+        self.annotations: dict[str, Any] = {}
         self.namespace = "default"
         self.serviceaccount = service_account
-        self.enable_init_container = _env("TYCHO_APP_ENABLE_INIT_CONTAINER", "true")
+        self.enable_init_container = switches["enable_init_container"]
         self.conn_string = conn_string
-        self.create_home_dirs = _env("CREATE_HOME_DIRS", "false").lower()
-        self.stdnfs_pvc = _env("STDNFS_PVC", "stdnfs")
-        self.parent_dir = _env("PARENT_DIR", "home")
-        self.subpath_dir = _env("SUBPATH_DIR", self.username)
-        self.shared_dir = _env("SHARED_DIR", "shared")
+        self.create_home_dirs = switches["create_home_dirs"]
+        self.stdnfs_pvc = switches["stdnfs_pvc"]
+        self.parent_dir = switches["parent_dir"]
+        subpath_dir = switches["subpath_dir"]
+        self.subpath_dir = self.username if subpath_dir is None else subpath_dir
+        self.shared_dir = switches["shared_dir"]
         defaults = (config.get("tycho") or {})["compute"]["system"]["defaults"]["securityContext"]
         self.default_run_as_user = defaults.get("uid", "1000")
         self.default_run_as_group = defaults.get("gid", "1000")
-        if _env("NFSRODS_UID"):
-            self.security_context = {"run_as_user": _env("NFSRODS_UID")}
+        if switches["nfsrods_uid"]:
+            self.security_context: Mapping[str, Any] = {"run_as_user": switches["nfsrods_uid"]}
         else:
             self.security_context = security_context
         self.init_security_context = init_security_context
-        self.init_image_repository = _env("TYCHO_APP_INIT_IMAGE_REPOSITORY", "busybox")
-        self.init_image_tag = _env("TYCHO_APP_INIT_IMAGE_TAG", "latest")
-        self.init_cpus = _env("TYCHO_APP_INIT_CPUS", "250m")
-        self.init_memory = _env("TYCHO_APP_INIT_MEMORY", "250Mi")
-        self.gpu_resource_name = _env("TYCHO_APP_GPU_RESOURCE_NAME", "nvidia.com/gpu")
+        self.init_image_repository = switches["init_image_repository"]
+        self.init_image_tag = switches["init_image_tag"]
+        self.init_cpus = switches["init_cpus"]
+        self.init_memory = switches["init_memory"]
+        self.gpu_resource_name = switches["gpu_resource_name"]
         self.proxy_rewrite = proxy_rewrite
-        if _env("IROD_HOST") is not None:
+        if switches["irods_enabled"]:
             self.irods_enabled = True
-            self.nfsrods_host = _env("NFSRODS_HOST", "")
+            self.nfsrods_host = switches["nfsrods_host"]
         self.gitea_integration = gitea_integration
-        self.gitea_host = _env("GITEA_HOST", " ")
-        self.gitea_user = _env("GITEA_USER", " ")
-        self.gitea_service_name = _env("GITEA_SERVICE_NAME", " ")
+        self.gitea_host = switches["gitea_host"]
+        self.gitea_user = switches["gitea_user"]
+        self.gitea_service_name = switches["gitea_service_name"]
 
     # ------------------------------------------------------------------ construction
 
@@ -362,75 +386,53 @@ class System:
         return system
 
     @staticmethod
-    def set_security_context(sc_from_registry):
+    def set_security_context(sc_from_registry: Optional[Mapping[str, Any]]) -> dict[str, Any]:
         """Pod security context (run_as_user/run_as_group/fs_group, strings) from a
         registry ``securityContext``, falling back to TYCHO_APP_RUN_AS_USER/GROUP and
         TYCHO_APP_FS_GROUP (default ``"0"``)."""
-        sc = sc_from_registry or {}
-        context = {}
-        if "runAsUser" in sc:
-            context["run_as_user"] = str(sc.get("runAsUser"))
-        else:
-            context["run_as_user"] = _env("TYCHO_APP_RUN_AS_USER", "0")
-        if "runAsGroup" in sc:
-            context["run_as_group"] = str(sc.get("runAsGroup"))
-        else:
-            context["run_as_group"] = _env("TYCHO_APP_RUN_AS_GROUP", "0")
-        if "fsGroup" in sc:
-            context["fs_group"] = str(sc.get("fsGroup"))
-        else:
-            context["fs_group"] = _env("TYCHO_APP_FS_GROUP", "0")
-        return context
+        return _security_context(
+            sc_from_registry,
+            {"run_as_user": "runAsUser", "run_as_group": "runAsGroup", "fs_group": "fsGroup"},
+            {"run_as_user": "run_as_user", "run_as_group": "run_as_group", "fs_group": "fs_group"},
+        )
 
     @staticmethod
-    def set_init_security_context(sc_from_registry):
+    def set_init_security_context(sc_from_registry: Optional[Mapping[str, Any]]) -> dict[str, Any]:
         """Init container security context from ``initRunAsUser``/``initRunAsGroup``,
         falling back to INIT_SC_RUN_AS_USER/GROUP (default ``"0"``)."""
-        sc = sc_from_registry or {}
-        context = {}
-        if "initRunAsUser" in sc:
-            context["run_as_user"] = str(sc.get("initRunAsUser"))
-        else:
-            context["run_as_user"] = _env("INIT_SC_RUN_AS_USER", "0")
-        if "initRunAsGroup" in sc:
-            context["run_as_group"] = str(sc.get("initRunAsGroup"))
-        else:
-            context["run_as_group"] = _env("INIT_SC_RUN_AS_GROUP", "0")
-        return context
+        return _security_context(
+            sc_from_registry,
+            {"run_as_user": "initRunAsUser", "run_as_group": "initRunAsGroup"},
+            {"run_as_user": "init_run_as_user", "run_as_group": "init_run_as_group"},
+        )
 
     def _get_ambassador_id(self):
-        return _env("AMBASSADOR_ID", "")
+        return _defaults()["ambassador_id"]
 
     @staticmethod
-    def get_identifier():
+    def get_identifier() -> str:
         """A new system GUID (32 hex digits)."""
         return uuid.uuid4().hex
 
     def _get_init_resources(self):
-        return self.config.get("tycho")["compute"]["system"]["defaults"]["services"]["init"]["resources"]
+        return (self.config.get("tycho") or {})["compute"]["system"]["defaults"]["services"]["init"]["resources"]
 
-    def get_namespace(self, namespace="default"):
+    def get_namespace(self, namespace: str="default") -> str:
         """The pod's namespace from the service account mount, else ``namespace``."""
-        try:
-            with open(_NAMESPACE_FILE, "r") as stream:
-                for line in stream:
-                    return line.strip() or namespace
-        except OSError as e:
-            logger.debug("no namespace file: %s", e)
-        return namespace
+        return _native.environment_namespace(None, variable=False) or namespace
 
-    def requires_network_policy(self):
+    def requires_network_policy(self) -> bool:
         """True when any service restricts its clients."""
         return any(len(svc.clients or []) > 0 for svc in self.services.values())
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """The plain model (what templates see as ``system``); ``config`` is left out."""
         return _public_attrs(self, skip=("config",))
 
-    def __json__(self):
+    def __json__(self) -> dict[str, Any]:
         return self.to_dict()
 
-    def render(self, template, context={}):
+    def render(self, template: str, context: Mapping[str, Any]={}) -> Documents:
         """Render template ``template`` (e.g. ``"pod.yaml"``) with this system as
         ``system`` plus ``context``; returns the list of YAML documents."""
         final_context = {"system": self.to_dict()}
@@ -442,7 +444,7 @@ class System:
         return documents
 
     @staticmethod
-    def env_from_components(spec, env):
+    def env_from_components(spec: Mapping[str, Any], env: Optional[Mapping[str, Any]]) -> list[str]:
         """The compose service's ``env``/``environment`` list plus ``KEY=value`` for each
         registry setting (values rendered as templates with ``env``; a value naming
         STDNFS_PVC becomes that variable's value)."""
@@ -450,13 +452,13 @@ class System:
         from_registry = []
         for key, value in (env or {}).items():
             if "STDNFS_PVC" in str(value):
-                from_registry.append(f"{key}={_env('STDNFS_PVC')}")
+                from_registry.append(f"{key}={_defaults()['stdnfs_pvc_variable']}")
             else:
-                from_registry.append(TemplateUtils.render_string(f"{key}={value}", env))
+                from_registry.append(TemplateUtils.render_string(f"{key}={value}", env or {}))
         return from_spec + from_registry
 
     @staticmethod
-    def parse(config, name, principal, system, service_account, env={}, services={}):
+    def parse(config: _Config, name: str, principal: Union[str, Mapping[str, Any], None], system: Mapping[str, Any], service_account: Optional[str], env: Optional[dict[str, Any]]={}, services: Optional[Mapping[str, Any]]={}) -> "System":
         """Build a system model from a start request's parts.
 
         :param config: Configuration (Config or dict).
@@ -496,16 +498,16 @@ class ModifySystem:
     :param resources: ``{"cpu": ..., "memory": ...}`` for every container.
     """
 
-    def __init__(self, config, patch, guid, labels, resources):
+    def __init__(self, config: Any, patch: bool, guid: Optional[str], labels: dict[str, Any], resources: dict[str, Any]) -> None:
         self.config = config
         self.patch = patch
         self.guid = guid
         self.labels = labels
         self.resources = resources
-        self.containers = []
+        self.containers: list[Container] = []
 
     @staticmethod
-    def parse_modify(config, guid, labels, cpu, memory):
+    def parse_modify(config: Any, guid: Optional[str], labels: Optional[dict[str, Any]], cpu: Any, memory: Any) -> "ModifySystem":
         """A ModifySystem; ``patch`` is True when labels or resources are given."""
         resources = {}
         if cpu is not None:
@@ -516,7 +518,7 @@ class ModifySystem:
         patch = len(resources) > 0 or len(labels) > 0
         return ModifySystem(config, patch, guid, labels, resources)
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         return _public_attrs(self, skip=("config",))
 
     def __repr__(self):
@@ -526,15 +528,19 @@ class ModifySystem:
 class Service:
     """Network connectivity rules of one container."""
 
-    def __init__(self, port=None, clients=[]):
+    def __init__(self, port: Any=None, clients: Sequence[str]=[]) -> None:
         """
         :param port: The port to expose.
         :param clients: CIDRs allowed to connect (normalised; invalid ones raise ValueError).
         """
         self.port = port
-        self.clients = [str(ipaddress.ip_network(c)) for c in (clients or [])]
-        self.name = None
-        self.name_noid = None
+        # The core's CIDR rule (System.parse uses it too); a bad client raises TychoException.
+        try:
+            self.clients = [_native.client_network("service", c) for c in (clients or [])]
+        except TychoException as e:
+            raise _InvalidValue(e.message) from e
+        self.name: Optional[str] = None
+        self.name_noid: Optional[str] = None
 
     @classmethod
     def _from_plain(cls, d):
@@ -545,7 +551,7 @@ class Service:
         service.name_noid = d.get("name_noid")
         return service
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         return _public_attrs(self)
 
     def __repr__(self):

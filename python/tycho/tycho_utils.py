@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import string
+from typing import Any, Mapping, Optional
 
 from tycho import _native
 from tycho.exceptions import TychoException
@@ -22,7 +23,7 @@ __all__ = ["TemplateUtils", "NetworkUtils", "Resource", "to_plain"]
 _SCALARS = (str, int, float, bool, type(None))
 
 
-def to_plain(value, _seen=None):
+def to_plain(value: Any, _seen: Optional[set[int]]=None) -> Any:
     """Convert ``value`` into plain dicts, lists and scalars for the native core.
 
     Objects are converted, in order of preference, with their ``to_dict()`` method,
@@ -36,19 +37,30 @@ def to_plain(value, _seen=None):
     marker = id(value)
     if marker in _seen:
         return str(value)
-    _seen = _seen | {marker}
+    # `_seen` holds the objects on the path from the root (a cycle is an object inside
+    # itself; the same object twice side by side is converted twice).
+    _seen.add(marker)
+    try:
+        return _to_plain_inner(value, _seen)
+    finally:
+        _seen.discard(marker)
+
+
+def _to_plain_inner(value: Any, _seen: set[int]) -> Any:
     if isinstance(value, dict):
-        return {str(k) if not isinstance(k, _SCALARS) else k: to_plain(v, _seen) for k, v in value.items()}
+        return {k if isinstance(k, _SCALARS) else str(k): v if isinstance(v, _SCALARS) else to_plain(v, _seen)
+                for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [to_plain(v, _seen) for v in value]
+        return [v if isinstance(v, _SCALARS) else to_plain(v, _seen) for v in value]
     for method in ("to_dict", "__json__"):
         fn = getattr(value, method, None)
         if callable(fn):
             try:
-                return to_plain(fn(), _seen)
+                result = fn()
             except TypeError:
                 # e.g. an unbound method on a class object: fall through.
-                pass
+                continue
+            return to_plain(result, _seen)
     if hasattr(value, "isoformat") and callable(value.isoformat):
         return value.isoformat()
     attrs = getattr(value, "__dict__", None)
@@ -75,11 +87,11 @@ class Documents(list):
 
     __slots__ = ("_next",)
 
-    def __init__(self, items=()):
+    def __init__(self, items: Any=()) -> None:
         super().__init__(items)
         self._next = 0
 
-    def __next__(self):
+    def __next__(self) -> Any:
         if self._next >= len(self):
             raise StopIteration
         self._next += 1
@@ -97,10 +109,10 @@ def _config_mapping(config):
 class TemplateUtils:
     """Utilities for generating text."""
 
-    def __init__(self, config):
+    def __init__(self, config: Any) -> None:
         self.config = config
 
-    def render(self, template, context):
+    def render(self, template: str, context: Mapping[str, Any]) -> Documents:
         """Render the template named ``template`` (e.g. ``"pod.yaml"``) with ``context``.
 
         Directories listed in ``config['tycho']['templates']['paths']`` are searched first
@@ -117,35 +129,31 @@ class TemplateUtils:
         return Documents(documents)
 
     @staticmethod
-    def render_text(template_text, context):
+    def render_text(template_text: str, context: Mapping[str, Any]) -> Documents:
         """Render template text with ``context`` and return the YAML documents it yields."""
         text = TemplateUtils.render_string(template_text, context)
         logger.debug("TemplateUtils.render_text - %s", text)
         return Documents(_native.yaml_load_all(text))
 
     @staticmethod
-    def render_string(s, context):
+    def render_string(s: str, context: Mapping[str, Any]) -> str:
         """Render template text ``s`` with ``context``; ``now()`` is available."""
         return _native.render_string(s, to_plain(context))
 
     @staticmethod
-    def apply_environment(environment, text):
+    def apply_environment(environment: Optional[str], text: str) -> str:
         """Substitute ``$VAR``/``${VAR}`` in ``text`` from Bash-style ``VAR=value`` lines.
 
         Unknown variables are left as they are.
         """
         if not environment:
             return text
-        mapping = {}
-        for line in environment.split("\n"):
-            if "=" in line:
-                key, value = line.split("=", 1)
-                mapping[key] = value
+        mapping = _native.parse_env(environment)
         logger.debug("environment=%s", json.dumps(mapping, indent=2))
         return string.Template(text).safe_substitute(**mapping)
 
     @staticmethod
-    def trunc(a_string, max_len=80):
+    def trunc(a_string: str, max_len: int=80) -> str:
         """``a_string`` cut to ``max_len`` characters with ``..`` appended when cut."""
         return (a_string[:max_len] + "..") if len(a_string) > max_len else a_string
 
@@ -173,7 +181,7 @@ def _first_forwarded(headers):
 def _local_address():
     """An address of this host that is not loopback, or None (no packets are sent)."""
     try:
-        import netifaces  # type: ignore[import-not-found]
+        import netifaces  # type: ignore[import-not-found,import-untyped,unused-ignore]
 
         for name in netifaces.interfaces():
             for entry in netifaces.ifaddresses(name).get(netifaces.AF_INET, []):
@@ -186,7 +194,7 @@ def _local_address():
         import socket
 
         for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
-            addr = info[4][0]
+            addr = str(info[4][0])
             if not addr.startswith("127."):
                 return addr
     except OSError:
@@ -196,7 +204,7 @@ def _local_address():
 
 class NetworkUtils:
     @staticmethod
-    def get_client_ip(request, debug=False):
+    def get_client_ip(request: Any, debug: bool=False) -> Optional[str]:
         """The client's IP address: the first X-Forwarded-For entry when a proxy sent
         one, else ``request.remote_addr``. With ``debug``, a non-loopback address of this
         host is preferred (netifaces when installed, else the resolver; unchanged if none).
@@ -215,19 +223,19 @@ class NetworkUtils:
 
 class Resource:
     @staticmethod
-    def get_resource_path(resource_name):
+    def get_resource_path(resource_name: str) -> str:
         """``resource_name`` resolved against the package directory unless absolute."""
         if os.path.isabs(resource_name):
             return resource_name
         return os.path.join(os.path.dirname(__file__), resource_name)
 
     @staticmethod
-    def load_json(path):
+    def load_json(path: str) -> Any:
         with open(path, "r") as stream:
             return json.loads(stream.read())
 
     @staticmethod
-    def load_yaml(path):
+    def load_yaml(path: str) -> Any:
         """The single YAML document in the file at ``path`` (None when empty)."""
         with open(path, "r") as stream:
             docs = _native.yaml_load_all(stream.read())
@@ -235,7 +243,7 @@ class Resource:
             raise TychoException(f"expected a single YAML document in {path}, found {len(docs)}")
         return docs[0] if docs else None
 
-    def get_resource_obj(self, resource_name, format=None):
+    def get_resource_obj(self, resource_name: str, format: Optional[str]=None) -> Any:
         """Load a package resource as YAML or JSON (by extension unless ``format``);
         None when the file does not exist or the format is unknown."""
         if not format:

@@ -18,8 +18,6 @@ use kube::config::KubeConfigOptions;
 use std::sync::Mutex;
 use std::time::Duration;
 
-const NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
-
 /// Timeouts of the executor (seconds in the environment variables named).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -194,15 +192,7 @@ pub(crate) async fn connection(kind: ErrorKind) -> Result<Connection> {
 
 /// NAMESPACE, else the pod's service-account namespace file (non-empty values only).
 fn environment_namespace() -> Option<String> {
-    std::env::var("NAMESPACE")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string(NAMESPACE_FILE)
-                .ok()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-        })
+    crate::names::namespace_from(None, std::env::var("NAMESPACE").ok())
 }
 
 /// The namespace an operation runs in: `explicit`, else NAMESPACE, else the pod's

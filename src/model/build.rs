@@ -410,15 +410,7 @@ fn services(
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => items
                 .iter()
-                .map(|c| {
-                    let text = py_str(c);
-                    let net = if text.contains('/') { text.parse::<ipnet::IpNet>().ok() } else { text.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from) };
-                    match net {
-                        Some(n) if n.trunc() == n => Ok(n.to_string()),
-                        Some(_) => Err(Error::input(format!("services.{sname}.clients: {} has host bits set (did you mean its network address?)", echo_value(&Value::String(text.clone()))))),
-                        None => Err(Error::input(format!("services.{sname}.clients: {} is not a valid IP network (CIDR)", echo_value(&Value::String(text.clone()))))),
-                    }
-                })
+                .map(|c| client_network(sname, c))
                 .collect::<Result<_>>()?,
             Some(other) => return Err(Error::input(format!("services.{sname}.clients must be a list of CIDRs, got {}", echo_value(other)))),
         };
@@ -632,5 +624,29 @@ fn is_empty(v: &Value) -> bool {
         Value::Object(m) => m.is_empty(),
         Value::String(s) => s.is_empty(),
         _ => false,
+    }
+}
+
+/// One entry of a service's `clients`: a CIDR (or a single address) in its normal form.
+/// The CIDR rule of the model (the Python `Service` constructor calls it too).
+pub fn client_network(sname: &str, c: &Value) -> Result<String> {
+    let text = py_str(c);
+    let net = if text.contains('/') {
+        text.parse::<ipnet::IpNet>().ok()
+    } else {
+        text.parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    };
+    match net {
+        Some(n) if n.trunc() == n => Ok(n.to_string()),
+        Some(_) => Err(Error::input(format!(
+            "services.{sname}.clients: {} has host bits set (did you mean its network address?)",
+            echo_value(&Value::String(text.clone()))
+        ))),
+        None => Err(Error::input(format!(
+            "services.{sname}.clients: {} is not a valid IP network (CIDR)",
+            echo_value(&Value::String(text.clone()))
+        ))),
     }
 }

@@ -21,7 +21,8 @@ pub mod volumes;
 pub mod warning;
 
 pub use crate::environment::model::ModelSwitches;
-pub use build::{parse, StringRenderer};
+pub use build::{client_network, parse, StringRenderer};
+pub use volumes::volumes_of;
 pub use request::StartRequest;
 pub use warning::Warning;
 

@@ -61,18 +61,31 @@ pub fn default_volumes(config: &Value, switches: &ModelSwitches, username: &str)
 
 /// The mounts of all containers; a claim is a pod volume on its first use only.
 pub fn mounts(containers: &[Container]) -> Result<Vec<Volume>> {
+    volumes_of(
+        containers
+            .iter()
+            .map(|c| (c.name.as_str(), c.volumes.as_slice())),
+    )
+}
+
+/// The volume mounts of containers given as (name, `pvc://` specs), in order; a claim's
+/// `pvc_name` is set on its first mount only. The volume rule of the model (the Python
+/// `Volumes.process_volumes` calls it too).
+pub fn volumes_of<'a>(
+    containers: impl IntoIterator<Item = (&'a str, &'a [String])>,
+) -> Result<Vec<Volume>> {
     let mut out: Vec<Volume> = Vec::new();
     let mut claims: std::collections::HashSet<String> = Default::default();
-    for c in containers {
-        for spec in &c.volumes {
-            let (claim, subpath, path, read_only) = parse_volume(&c.name, spec)?;
+    for (name, specs) in containers {
+        for spec in specs {
+            let (claim, subpath, path, read_only) = parse_volume(name, spec)?;
             let pvc_name = if claims.insert(claim.clone()) {
                 Some(claim.clone())
             } else {
                 None
             };
             out.push(Volume {
-                container_name: c.name.clone(),
+                container_name: name.to_string(),
                 pvc_name,
                 volume_name: claim,
                 path: Some(path),

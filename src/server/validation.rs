@@ -212,7 +212,8 @@ pub fn check(value: &Value, schema: &Value, root: &Value, path: &str, out: &mut 
             if !map.contains_key(key) {
                 out.push(Problem {
                     field: join(path, key),
-                    message: "is required".into(),
+                    // The property's own name too: what tycho.actions always said.
+                    message: format!("is required (missing required property '{key}')"),
                 });
             }
         }
@@ -404,7 +405,10 @@ mod tests {
         let errs = validate("ModifyRequest", &json!({"tycho-guid": "x", "cpu": []})).unwrap_err();
         assert_eq!(errs[0].field, "cpu");
         let errs = validate("DeleteRequest", &json!({})).unwrap_err();
-        assert_eq!(errs[0].describe(), "field 'name' is required");
+        assert_eq!(
+            errs[0].describe(),
+            "field 'name' is required (missing required property 'name')"
+        );
     }
 
     #[test]

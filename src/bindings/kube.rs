@@ -6,7 +6,7 @@
 //! The executor logs through the `log` crate (target `tycho.kube`); [`init`] bridges it
 //! to Python's `logging` with pyo3-log.
 
-use crate::python::{config_value, from_py, to_py};
+use crate::bindings::{config_value, from_py, to_py};
 use pyo3::prelude::*;
 use serde_json::Value;
 use std::sync::OnceLock;
@@ -49,7 +49,7 @@ fn run<T: Send>(py: Python<'_>, f: impl FnOnce() -> crate::Result<T> + Send) -> 
     if let Some(handle) = LOG_RESET.get() {
         handle.reset();
     }
-    crate::python::run(py, f)
+    crate::bindings::run(py, f)
 }
 
 /// Starts a system (`tycho.model.System.to_dict()`); returns
@@ -73,15 +73,13 @@ fn kube_start<'py>(
 
 /// Status rows of the systems with GUID `name`, of `username`, or all.
 #[pyfunction]
-#[pyo3(signature = (name=None, username=None, *, config=None, namespace=None))]
+#[pyo3(signature = (name=None, username=None, *, namespace=None))]
 fn kube_status<'py>(
     py: Python<'py>,
     name: Option<String>,
     username: Option<String>,
-    config: Option<&Bound<'py, PyAny>>,
     namespace: Option<String>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let _ = config;
     let rows = run(py, || {
         crate::kube::status(name.as_deref(), username.as_deref(), namespace.as_deref())
     })?;
@@ -90,14 +88,12 @@ fn kube_status<'py>(
 
 /// Deletes everything labelled `tycho-guid=<name>`; returns `{}`.
 #[pyfunction]
-#[pyo3(signature = (name, *, config=None, namespace=None))]
+#[pyo3(signature = (name, *, namespace=None))]
 fn kube_delete<'py>(
     py: Python<'py>,
     name: String,
-    config: Option<&Bound<'py, PyAny>>,
     namespace: Option<String>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let _ = config;
     let result = run(py, || crate::kube::delete(&name, namespace.as_deref()))?;
     to_py(py, &result)
 }

@@ -3,7 +3,7 @@
 //! the Engine; errors become `tycho.exceptions` classes (StartException,
 //! DeleteException, ModifyException, TychoException); a panic becomes TychoException.
 
-use crate::python::{config_value, from_py, to_py};
+use crate::bindings::{config_value, from_py, to_py};
 use pyo3::prelude::*;
 use serde_json::Value;
 
@@ -27,7 +27,7 @@ fn docker_start<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let system = from_py(system, "system")?;
     let config = config_value(config)?;
-    let result = crate::python::run(py, || {
+    let result = crate::bindings::run(py, || {
         let system = crate::kube::system_from_value(&system)?;
         crate::docker::start(&config, system)
     })?;
@@ -46,7 +46,7 @@ fn docker_status<'py>(
     reasons: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let config = config_value(config)?;
-    let rows = crate::python::run(py, || {
+    let rows = crate::bindings::run(py, || {
         crate::docker::status(&config, name.as_deref(), username.as_deref(), reasons)
     })?;
     to_py(py, &Value::Array(rows))
@@ -61,7 +61,7 @@ fn docker_delete<'py>(
     config: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let config = config_value(config)?;
-    let result = crate::python::run(py, || crate::docker::delete(&config, &name))?;
+    let result = crate::bindings::run(py, || crate::docker::delete(&config, &name))?;
     to_py(py, &result)
 }
 
@@ -76,6 +76,6 @@ fn docker_modify<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let modify = from_py(modify, "modify")?;
     let config = config_value(config)?;
-    let result = crate::python::run(py, || crate::docker::modify(&config, &modify))?;
+    let result = crate::bindings::run(py, || crate::docker::modify(&config, &modify))?;
     to_py(py, &result)
 }

@@ -10,7 +10,7 @@
 //! compilation, the Kubernetes executor). The tokio runtime is per process: a forked
 //! child builds its own instead of using the parent's dead threads.
 
-use crate::python::{from_py, run, to_py};
+use crate::bindings::{from_py, run, to_py};
 use crate::registry::fetch::{Fetched, HttpCache, DEFAULT_MAX_AGE, DEFAULT_TIMEOUT};
 use crate::registry::{self, grok as grk, model, spec, Source};
 use pyo3::exceptions::PyRuntimeError;

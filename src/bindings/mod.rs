@@ -1,0 +1,27 @@
+//! Python bindings (`tycho._native`): the core's entry points as functions taking and
+//! returning plain dicts and lists, one file per area ([`compile`]: the compiler, the
+//! model's rules, templates and YAML; [`kube`], [`registry`], [`docker`]) and the
+//! conversions and error mapping in [`convert`]. Errors become `tycho.exceptions`
+//! classes; a Rust panic is caught and raised as `TychoException`, never as a crash.
+
+use pyo3::prelude::*;
+
+mod compile;
+mod convert;
+mod docker;
+mod kube;
+mod registry;
+
+pub(crate) use convert::{config_value, from_py, run, to_py, to_pyerr};
+
+/// The native core of the `tycho` package.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("DEFAULT_CONFIG", crate::config::DEFAULT_CONFIG)?;
+    compile::init(m)?;
+    kube::init(m)?;
+    docker::init(m)?;
+    registry::init(m)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
