@@ -453,11 +453,11 @@ fn services(
     Ok(out)
 }
 
+/// The principal's fields (the system env) and its `extra_container_env` pairs.
+type PrincipalEnv = (Map<String, Value>, Vec<Vec<String>>);
+
 /// The principal's fields as the system env, and its `extra_container_env` pairs.
-fn principal_env(
-    req: &StartRequest,
-    warnings: &mut Warnings,
-) -> Result<(Map<String, Value>, Vec<Vec<String>>)> {
+fn principal_env(req: &StartRequest, warnings: &mut Warnings) -> Result<PrincipalEnv> {
     let mut system_env = req.principal.clone();
     let mut extra_env = Vec::new();
     if let Some(Value::String(text)) = system_env.get("extra_container_env") {
@@ -520,7 +520,7 @@ fn build(
     );
     let last = services_in
         .values()
-        .last()
+        .next_back()
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
