@@ -215,14 +215,18 @@ fn registry_env(
     Ok(out)
 }
 
-/// One compose service as a container (and its pod labels and memory volumes).
+/// What every container gets: the default volumes and the registry env.
+struct Shared<'a> {
+    defaults: &'a [String],
+    registry_env: &'a [Vec<String>],
+}
+
+/// Compose service `cname` (the `index`-th) as a container; its pod labels and memory
+/// volumes go to `system`.
 fn container(
     inputs: &Inputs<'_>,
-    index: usize,
-    cname: &str,
-    spec: &Value,
-    defaults: &[String],
-    registry_env: &[Vec<String>],
+    shared: &Shared<'_>,
+    (index, cname, spec): (usize, &str, &Value),
     system: &mut System,
     warnings: &mut Warnings,
 ) -> Result<Container> {
@@ -291,7 +295,7 @@ fn container(
             )))
         }
     };
-    volumes.extend(defaults.iter().cloned());
+    volumes.extend(shared.defaults.iter().cloned());
     let list = |field: &str, warnings: &mut Warnings| -> Result<Vec<super::Port>> {
         match spec_map.get(field) {
             None | Some(Value::Null) => Ok(Vec::new()),
@@ -313,7 +317,7 @@ fn container(
             .filter(|v| !is_empty(v))
             .or_else(|| spec_map.get("environment")),
     )?;
-    env_all.extend(registry_env.iter().cloned());
+    env_all.extend(shared.registry_env.iter().cloned());
     for pair in &env_all {
         if pair[0].is_empty() {
             return Err(Error::input(format!(
@@ -441,11 +445,11 @@ fn services(
     Ok(out)
 }
 
+/// The principal's fields (the system env) and its `extra_container_env` pairs.
+type PrincipalEnv = (Map<String, Value>, Vec<Vec<String>>);
+
 /// The principal's fields as the system env, and its `extra_container_env` pairs.
-fn principal_env(
-    req: &StartRequest,
-    warnings: &mut Warnings,
-) -> Result<(Map<String, Value>, Vec<Vec<String>>)> {
+fn principal_env(req: &StartRequest, warnings: &mut Warnings) -> Result<PrincipalEnv> {
     let mut system_env = req.principal.clone();
     let mut extra_env = Vec::new();
     if let Some(Value::String(text)) = system_env.get("extra_container_env") {
@@ -508,7 +512,7 @@ fn build(
     );
     let last = services_in
         .values()
-        .last()
+        .next_back()
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
@@ -580,15 +584,16 @@ fn build(
         memory_volumes: Vec::new(),
         warnings: Vec::new(),
     };
+    let shared = Shared {
+        defaults: &defaults,
+        registry_env: &registry_env,
+    };
     let mut containers = Vec::new();
     for (index, (cname, spec)) in services_in.iter().enumerate() {
         containers.push(container(
             inputs,
-            index,
-            cname,
-            spec,
-            &defaults,
-            &registry_env,
+            &shared,
+            (index, cname.as_str(), spec),
             &mut system,
             &mut warnings,
         )?);
