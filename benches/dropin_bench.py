@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import yaml
-
 from tycho import _native
 from tycho.config import Config
 from tycho.model import System
@@ -47,7 +46,7 @@ def services_of(compose: dict) -> dict:
 def dropin(config: Config, name: str, compose: dict, services: dict) -> int:
     system = System.parse(config, name, json.dumps(PRINCIPAL), compose, "default", {}, services)
     docs = list(system.render("pod.yaml"))
-    for cname, service in system.services.items():
+    for service in system.services.values():
         docs += system.render("service.yaml", context={"service": service})
     if system.requires_network_policy():
         docs += system.render("policy/tycho-default-netpolicy.yaml")
