@@ -1,6 +1,6 @@
 """Type stub of the native core (built from src/ with PyO3)."""
 
-from typing import Any, Awaitable, Callable, Mapping, Optional, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Optional, Sequence, final
 
 __all__ = [
     "compile_request",
@@ -69,10 +69,11 @@ __all__ += [
     "aio_call",
 ]
 
+@final
 class RegistryCache:
     timeout: float
     max_age: float
-    def __init__(self, timeout: float = ..., max_age: float = ...) -> None: ...
+    def __new__(cls, timeout: float = ..., max_age: float = ...) -> RegistryCache: ...
     def stats(self) -> dict[str, int]: ...
     def clear(self) -> None: ...
     def get(self, url: str) -> tuple[int, str, list[tuple[str, str]], bool, bool, Optional[str]]: ...

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 from tycho import _native
 from tycho.config import Config
 from tycho.exceptions import TychoException
-from tycho.tycho_utils import Documents, TemplateUtils, to_plain
+from tycho.tycho_utils import Documents, TemplateUtils, _PlainContext, to_plain
 
 logger = logging.getLogger(__name__)
 
@@ -435,7 +435,7 @@ class System:
     def render(self, template: str, context: Mapping[str, Any]={}) -> Documents:
         """Render template ``template`` (e.g. ``"pod.yaml"``) with this system as
         ``system`` plus ``context``; returns the list of YAML documents."""
-        final_context = {"system": self.to_dict()}
+        final_context = _PlainContext({"system": self.to_dict()})
         for k, v in (context or {}).items():
             final_context[k] = to_plain(v)
         generator = TemplateUtils(config=self.config)

@@ -33,7 +33,10 @@ def to_plain(value: Any, _seen: Optional[set[int]]=None) -> Any:
     if isinstance(value, _SCALARS):
         return value
     if _seen is None:
-        _seen = set()
+        try:
+            return _to_plain_fast(value, 0)
+        except _TooDeep:
+            _seen = set()
     marker = id(value)
     if marker in _seen:
         return str(value)
@@ -44,6 +47,42 @@ def to_plain(value: Any, _seen: Optional[set[int]]=None) -> Any:
         return _to_plain_inner(value, _seen)
     finally:
         _seen.discard(marker)
+
+
+class _TooDeep(Exception):
+    """The fast conversion went deeper than _FAST_DEPTH (maybe a reference cycle)."""
+
+
+_FAST_DEPTH = 64
+
+
+def _to_plain_fast(value: Any, depth: int) -> Any:
+    """:func:`to_plain` without cycle tracking, for structures up to _FAST_DEPTH deep (any
+    cycle goes deeper and makes the caller redo the conversion with tracking): the same
+    result, a fraction of the work."""
+    if depth > _FAST_DEPTH:
+        raise _TooDeep
+    depth += 1
+    if isinstance(value, dict):
+        return {k if isinstance(k, _SCALARS) else str(k): v if isinstance(v, _SCALARS) else _to_plain_fast(v, depth)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [v if isinstance(v, _SCALARS) else _to_plain_fast(v, depth) for v in value]
+    for method in ("to_dict", "__json__"):
+        fn = getattr(value, method, None)
+        if callable(fn):
+            try:
+                result = fn()
+            except TypeError:
+                continue
+            return result if isinstance(result, _SCALARS) else _to_plain_fast(result, depth)
+    if hasattr(value, "isoformat") and callable(value.isoformat):
+        return value.isoformat()
+    attrs = getattr(value, "__dict__", None)
+    if isinstance(attrs, dict):
+        return {k: v if isinstance(v, _SCALARS) else _to_plain_fast(v, depth)
+                for k, v in attrs.items() if not k.startswith("_") and not callable(v)}
+    return str(value)
 
 
 def _to_plain_inner(value: Any, _seen: set[int]) -> Any:
@@ -67,6 +106,11 @@ def _to_plain_inner(value: Any, _seen: set[int]) -> Any:
     if isinstance(attrs, dict):
         return {k: to_plain(v, _seen) for k, v in attrs.items() if not k.startswith("_") and not callable(v)}
     return str(value)
+
+
+class _PlainContext(dict):
+    """A template context already in plain form (``System.render`` builds one):
+    ``TemplateUtils.render`` passes it on without converting it again."""
 
 
 class _TemplateNotFound(TychoException, ValueError):
@@ -121,7 +165,8 @@ class TemplateUtils:
         """
         logger.debug("applying template %s", template)
         try:
-            documents = _native.render_template(template, to_plain(context), config=_config_mapping(self.config))
+            plain = context if type(context) is _PlainContext else to_plain(context)
+            documents = _native.render_template(template, plain, config=_config_mapping(self.config))
         except TychoException as e:
             if str(e).startswith("no template "):
                 raise _TemplateNotFound(str(e)) from None
