@@ -70,10 +70,12 @@ impl App {
             ("POST", ["reset"]) => {
                 let _guard = self.rmw.lock().await;
                 self.store.reset().await;
+                self.record_reset();
                 if input.get("store_only").and_then(Value::as_bool) != Some(true) {
                     self.faults.lock().unwrap().clear();
                     self.requests.lock().unwrap().clear();
                     self.latency_ms.store(0, Ordering::Relaxed);
+                    self.watch_delay_ms.store(0, Ordering::Relaxed);
                     *self.lb_ip.lock().unwrap() = None;
                 }
                 json_response(StatusCode::OK, &json!({"ok": true}))
@@ -92,6 +94,32 @@ impl App {
                 let updated = self.apply_lb_ip(ip).await;
                 json_response(StatusCode::OK, &json!({"ok": true, "updated": updated}))
             }
+            ("GET", ["watch-delay"]) => json_response(
+                StatusCode::OK,
+                &json!({"ms": self.watch_delay_ms.load(Ordering::Relaxed)}),
+            ),
+            ("POST", ["watch-delay"]) => {
+                let Some(ms) = input.get("ms").and_then(Value::as_u64) else {
+                    return failure(400, "BadRequest", "body must be {\"ms\": N}");
+                };
+                self.watch_delay_ms.store(ms, Ordering::Relaxed);
+                json_response(StatusCode::OK, &json!({"ms": ms}))
+            }
+            ("POST", ["watch-cut"]) => {
+                let open = self.open_watches.load(Ordering::SeqCst);
+                let _ = self.cut.send(());
+                json_response(StatusCode::OK, &json!({"cut": open}))
+            }
+            ("POST", ["compact"]) => {
+                let _guard = self.rmw.lock().await;
+                let rv = self.store.current_rv();
+                self.events.compact(rv);
+                json_response(StatusCode::OK, &json!({"resourceVersion": rv.to_string()}))
+            }
+            ("GET", ["watches"]) => json_response(
+                StatusCode::OK,
+                &json!({"open": self.open_watches.load(Ordering::SeqCst)}),
+            ),
             ("POST", ["shutdown"]) => {
                 tokio::spawn(async {
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -163,7 +191,6 @@ impl App {
             let path = format!("/api/v1/namespaces/{ns}/services/{name}/status");
             let patch = json!({"status": {"loadBalancer": lb}});
             let r = self
-                .store
                 .send(
                     Method::PATCH,
                     &path,

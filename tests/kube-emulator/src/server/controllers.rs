@@ -73,7 +73,6 @@ impl App {
         }
         let patch = json!({"status": status});
         let r = self
-            .store
             .send(
                 Method::PATCH,
                 &format!("{dep_path}/status"),
@@ -81,7 +80,6 @@ impl App {
                 Bytes::from(patch.to_string()),
             )
             .await;
-        self.note_rv(&r);
         if !r.ok() {
             return store_response(r);
         }
@@ -139,7 +137,6 @@ impl App {
                 "status": {"replicas": ready, "readyReplicas": ready, "availableReplicas": ready, "fullyLabeledReplicas": ready}
             });
             rs = self
-                .store
                 .send(
                     Method::POST,
                     &rs_path,
@@ -179,7 +176,6 @@ impl App {
         while owned.len() > ready {
             let victim = owned.pop().unwrap();
             let _ = self
-                .store
                 .send(
                     Method::DELETE,
                     &format!("{pods_path}/{victim}"),
@@ -234,7 +230,6 @@ impl App {
                 }
             });
             let r = self
-                .store
                 .send(
                     Method::POST,
                     &pods_path,
@@ -245,7 +240,6 @@ impl App {
             if !r.ok() {
                 return Err(r);
             }
-            self.note_rv(&r);
         }
         Ok(())
     }

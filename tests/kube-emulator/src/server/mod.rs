@@ -2,7 +2,7 @@
 //! the `/__emulator/` control API (faults, latency, request log, reset,
 //! object dump, deployment status, load-balancer ingress).
 //!
-//! One file per concept: `routes` (URL parsing and the REST dispatch),
+//! One file per concept: `routes` (URL parsing and the REST dispatch), `events` (the event log),
 //! `store_ops` (create/replace/patch/scale semantics added in front of the
 //! store), `watch` (watch streams), `faults` (fault injection), `control`
 //! (the `/__emulator/` API) and `controllers` (what the cluster's
@@ -11,10 +11,13 @@
 
 mod control;
 mod controllers;
+mod events;
 mod faults;
 mod routes;
 mod store_ops;
 mod watch;
+
+pub use events::DEFAULT_WINDOW as DEFAULT_EVENT_WINDOW;
 
 use crate::store::{status_body, Store, StoreResponse};
 use bytes::Bytes;
@@ -25,7 +28,7 @@ use hyper::body::Incoming;
 use rand::Rng;
 use serde_json::{json, Value};
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,8 +52,16 @@ pub struct App {
     latency_ms: AtomicU64,
     requests: Mutex<Vec<Value>>,
     lb_ip: Mutex<Option<String>>,
-    /// Highest resourceVersion seen in any store answer (list resourceVersion).
-    rv_high: AtomicU64,
+    /// Every write as an event, for watches.
+    events: events::EventLog,
+    /// Delay between a write and its watch event (`/__emulator/watch-delay`).
+    watch_delay_ms: AtomicU64,
+    /// Open watch streams (`/__emulator/watches`).
+    open_watches: AtomicUsize,
+    /// Ends every open watch stream (`/__emulator/watch-cut`).
+    cut: tokio::sync::broadcast::Sender<()>,
+    /// Period of BOOKMARK events on watches that allow them.
+    bookmark_interval_ms: u64,
     next_cluster_ip: AtomicU32,
     next_node_port: AtomicU32,
     next_pod_ip: AtomicU32,
@@ -131,15 +142,23 @@ pub(super) fn random_suffix(n: usize) -> String {
 }
 
 impl App {
-    pub async fn new() -> Arc<App> {
+    /// The emulator's state: an empty store, `window` events kept for
+    /// resuming watches, bookmarks every `bookmark_interval_ms`.
+    pub async fn new(window: usize, bookmark_interval_ms: u64) -> Arc<App> {
+        let store = Store::new().await;
+        let floor = store.current_rv();
         Arc::new(App {
-            store: Store::new().await,
+            events: events::EventLog::new(window, floor),
+            watch_delay_ms: AtomicU64::new(0),
+            open_watches: AtomicUsize::new(0),
+            cut: tokio::sync::broadcast::channel(1).0,
+            bookmark_interval_ms,
+            store,
             faults: Mutex::new(Vec::new()),
             next_fault_id: AtomicU64::new(1),
             latency_ms: AtomicU64::new(0),
             requests: Mutex::new(Vec::new()),
             lb_ip: Mutex::new(None),
-            rv_high: AtomicU64::new(0),
             next_cluster_ip: AtomicU32::new(1),
             next_node_port: AtomicU32::new(0),
             next_pod_ip: AtomicU32::new(2),
@@ -150,11 +169,6 @@ impl App {
 
     pub fn set_latency(&self, ms: u64) {
         self.latency_ms.store(ms, Ordering::Relaxed);
-    }
-
-    fn note_rv(&self, r: &StoreResponse) {
-        let rv = rv_of(&r.body);
-        self.rv_high.fetch_max(rv, Ordering::SeqCst);
     }
 
     pub async fn handle(

@@ -213,9 +213,17 @@ impl App {
                 if matches!(param("watch"), Some("true") | Some("1")) {
                     return self.watch(&api, &params);
                 }
+                if let Some(resp) =
+                    self.expired_list(param("resourceVersion"), param("resourceVersionMatch"))
+                {
+                    return resp;
+                }
+                // The newest version before the list: every event after it
+                // is one the list may not show (see store_ops finish_list).
+                let before = self.store.current_rv();
                 let mut r = self.store.get(&with_query(api.collection_path())).await;
                 if r.ok() {
-                    self.finish_list(&mut r);
+                    self.finish_list(&mut r, before);
                 }
                 r
             }
@@ -235,21 +243,19 @@ impl App {
                 let ct = content_type.unwrap_or("");
                 if ct.starts_with("application/apply-patch") {
                     // Server-side apply: kube-fake-client's managed-fields logic.
-                    self.store
-                        .send(
-                            Method::PATCH,
-                            &with_query(trimmed.to_string()),
-                            content_type,
-                            body,
-                        )
-                        .await
+                    self.send(
+                        Method::PATCH,
+                        &with_query(trimmed.to_string()),
+                        content_type,
+                        body,
+                    )
+                    .await
                 } else {
                     self.patch(&api, trimmed, ct, body).await
                 }
             }
             Method::DELETE => {
                 let r = self
-                    .store
                     .send(
                         Method::DELETE,
                         &with_query(trimmed.to_string()),
@@ -289,7 +295,6 @@ impl App {
                 json!(format!("{} \"{}\" not found", api.group_resource(), name));
             resp.body["details"] = json!({"name": name, "group": api.group, "kind": api.resource});
         }
-        self.note_rv(&resp);
         store_response(resp)
     }
 }

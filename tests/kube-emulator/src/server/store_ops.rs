@@ -15,9 +15,13 @@ use std::sync::atomic::Ordering;
 
 impl App {
     /// Deterministic order (namespace, name) and a meaningful list
-    /// resourceVersion (the fake answers "1" always).
-    pub(super) fn finish_list(&self, r: &mut StoreResponse) {
-        let mut max_rv = self.rv_high.load(Ordering::SeqCst);
+    /// resourceVersion (the fake answers "1" always): the newest version
+    /// handed out before the list began (`before`), or an item's if newer.
+    /// Writes are serialised and take their version after the store holds
+    /// them, so every event up to it is in the list: a watch from it has no
+    /// gap.
+    pub(super) fn finish_list(&self, r: &mut StoreResponse, before: u64) {
+        let mut max_rv = before;
         if let Some(items) = r.body.get_mut("items").and_then(Value::as_array_mut) {
             items.sort_by(|a, b| {
                 (meta_str(a, "namespace"), meta_str(a, "name"))
@@ -96,7 +100,6 @@ impl App {
             format!("{}?{}", api.collection_path(), fwd_query)
         };
         let mut r = self
-            .store
             .send(
                 Method::POST,
                 &path,
@@ -384,7 +387,6 @@ impl App {
             }
             let status_path = format!("{}/status", api.object_path());
             return self
-                .store
                 .send(
                     Method::PUT,
                     &status_path,
@@ -393,14 +395,13 @@ impl App {
                 )
                 .await;
         }
-        self.store
-            .send(
-                Method::PUT,
-                path,
-                Some("application/json"),
-                Bytes::from(new.to_string()),
-            )
-            .await
+        self.send(
+            Method::PUT,
+            path,
+            Some("application/json"),
+            Bytes::from(new.to_string()),
+        )
+        .await
     }
 
     /// The `scale` subresource of deployments, replicasets and statefulsets
