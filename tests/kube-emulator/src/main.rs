@@ -2,7 +2,7 @@
 //!
 //! Plain HTTP/1.1 on 127.0.0.1 only, JSON only, any (or no) bearer token.
 //! The object store is kube-fake-client (controller-runtime's fake client
-//! for Rust); see store.rs for what comes from it and server.rs for the
+//! for Rust); see store.rs for what comes from it and server/ for the
 //! few things added in front of it.
 //!
 //! Usage: kube-emulator [--port N] [--port-file PATH] [--latency-ms N]
