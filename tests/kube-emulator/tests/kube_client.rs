@@ -8,6 +8,7 @@ use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::{Client, Config};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -30,10 +31,21 @@ impl Emulator {
             std::thread::current().id()
         ));
         std::fs::create_dir_all(&dir).unwrap();
+        let (child, port) = Self::spawn(&dir, 0);
+        Emulator { child, port, dir }
+    }
+
+    fn spawn(dir: &std::path::Path, port: u16) -> (Child, u16) {
         let port_file = dir.join("port");
         let _ = std::fs::remove_file(&port_file);
         let child = Command::new(env!("CARGO_BIN_EXE_kube-emulator"))
-            .args(["--port", "0", "--port-file"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bookmark-interval-ms",
+                "200",
+                "--port-file",
+            ])
             .arg(&port_file)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -49,7 +61,16 @@ impl Emulator {
             assert!(Instant::now() < deadline, "emulator did not start");
             std::thread::sleep(Duration::from_millis(20));
         };
-        Emulator { child, port, dir }
+        (child, port)
+    }
+
+    /// Kill the process and start a new one (empty store) on the same port.
+    fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, port) = Self::spawn(&self.dir, self.port);
+        assert_eq!(port, self.port);
+        self.child = child;
     }
 
     fn url(&self) -> String {
@@ -503,4 +524,143 @@ async fn watch_sees_changes() {
     }
     seen.sort();
     assert_eq!(seen, ["ADDED b", "DELETED a"]);
+}
+
+/// Names in a reflector's store, sorted.
+fn store_names<K: kube::Resource + Clone>(store: &reflector::Store<K>) -> Vec<String>
+where
+    K::DynamicType: std::hash::Hash + Eq + Clone,
+{
+    let mut n: Vec<String> = store
+        .state()
+        .iter()
+        .map(|o| o.meta().name.clone().unwrap_or_default())
+        .collect();
+    n.sort();
+    n
+}
+
+/// Wait (bounded) until the reflector holds exactly `want`.
+async fn converge<K: kube::Resource + Clone>(store: &reflector::Store<K>, want: &[&str])
+where
+    K::DynamicType: std::hash::Hash + Eq + Clone,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let have = store_names(store);
+        if have == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reflector did not converge: have {have:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn secret(name: &str) -> Secret {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "labels": {"executor": "tycho"}},
+        "stringData": {"k": name}
+    }))
+    .unwrap()
+}
+
+async fn reflector_through_faults(streaming: bool) {
+    let mut emu = Emulator::start();
+    let client = emu.client().await;
+    let api: Api<Secret> = Api::default_namespaced(client.clone());
+    let pp = PostParams::default();
+    api.create(&pp, &secret("a")).await.unwrap();
+    let mut other = secret("not-ours");
+    other.metadata.labels = None;
+    api.create(&pp, &other).await.unwrap();
+
+    let (reader, writer) = reflector::store();
+    let mut cfg = watcher::Config::default().labels("executor=tycho");
+    if streaming {
+        cfg = cfg.streaming_lists();
+    }
+    let stream = reflector(writer, watcher(api.clone(), cfg)).default_backoff();
+    let task = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while stream.next().await.is_some() {}
+    });
+    reader.wait_until_ready().await.unwrap();
+    converge(&reader, &["a"]).await;
+    api.create(&pp, &secret("b")).await.unwrap();
+    converge(&reader, &["a", "b"]).await;
+
+    // A cut stream: the watcher resumes from its version; what was written
+    // meanwhile arrives.
+    let cut = emu.control("POST", "/watch-cut", json!({}));
+    assert!(cut["cut"].as_u64().unwrap() >= 1, "{cut}");
+    api.create(&pp, &secret("c")).await.unwrap();
+    api.delete("a", &DeleteParams::default()).await.unwrap();
+    converge(&reader, &["b", "c"]).await;
+
+    // Labels moving an object out of the selection: it leaves the cache.
+    let unlabel = json!({"metadata": {"labels": {"executor": "other"}}});
+    api.patch("c", &PatchParams::default(), &Patch::Merge(&unlabel))
+        .await
+        .unwrap();
+    converge(&reader, &["b"]).await;
+
+    // Compaction and a cut: the resume answers 410 Gone, the watcher lists again.
+    emu.control("POST", "/compact", json!({}));
+    emu.control("POST", "/watch-cut", json!({}));
+    api.create(&pp, &secret("d")).await.unwrap();
+    converge(&reader, &["b", "d"]).await;
+
+    // A restarted API server (empty store, newer versions).
+    emu.restart();
+    // Writes through a fresh client (the old one's pooled connections died
+    // with the process); the reflector keeps its own.
+    let writer_api: Api<Secret> = Api::default_namespaced(emu.client().await);
+    writer_api.create(&pp, &secret("e")).await.unwrap();
+    converge(&reader, &["e"]).await;
+    task.abort();
+}
+
+#[tokio::test]
+async fn reflector_converges_through_cut_compact_and_restart() {
+    reflector_through_faults(false).await;
+}
+
+#[tokio::test]
+async fn streaming_list_reflector_converges_through_cut_compact_and_restart() {
+    reflector_through_faults(true).await;
+}
+
+#[tokio::test]
+async fn dropped_watches_are_closed() {
+    let emu = Emulator::start();
+    let client = emu.client().await;
+    let api: Api<Secret> = Api::default_namespaced(client.clone());
+    let mut streams = Vec::new();
+    for _ in 0..40 {
+        let s = api.watch(&WatchParams::default(), "0").await.unwrap();
+        streams.push(s.boxed());
+    }
+    let open = |emu: &Emulator| emu.control("GET", "/watches", json!({}))["open"].as_u64();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while open(&emu) != Some(40) {
+        assert!(
+            Instant::now() < deadline,
+            "watches not counted: {:?}",
+            open(&emu)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(streams);
+    while open(&emu) != Some(0) {
+        assert!(
+            Instant::now() < deadline,
+            "watches left open: {:?}",
+            open(&emu)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
