@@ -273,7 +273,7 @@ fn compose_request(
     username: &str,
 ) -> Result<Value> {
     let text = std::fs::read_to_string(file)
-        .map_err(|e| Error::input(format!("cannot read {}: {e}", file.display())))?;
+        .map_err(|e| Error::input(format!("cannot read {}: {e}", file.display())).caused_by(e))?;
     let env_path = env_file
         .map(Path::to_path_buf)
         .unwrap_or_else(|| file.parent().unwrap_or(Path::new(".")).join(".env"));
@@ -607,10 +607,7 @@ fn down(args: &DownArgs, namespace: Option<&str>, debug: bool) -> Result<i32> {
         match crate::backplane::delete(backplane, config, &guid, namespace) {
             Ok(_) => print(&format!("{guid}\n")),
             Err(e) => {
-                fail(
-                    &Error::new(e.kind, format!("cannot delete {guid}: {}", e.message)),
-                    debug,
-                );
+                fail(&e.prefixed(format!("cannot delete {guid}")), debug);
                 code = 1;
             }
         }

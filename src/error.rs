@@ -132,6 +132,12 @@ impl Error {
         self.line = line;
         self
     }
+    /// The error with `prefix: ` before its message (field, location and cause kept): how
+    /// a caller adds what it was doing.
+    pub fn prefixed(mut self, prefix: impl fmt::Display) -> Self {
+        self.message = crate::limits::cut_message(format!("{prefix}: {}", self.message));
+        self
+    }
     /// The error as another kind (the same message, field, location and cause).
     pub fn with_kind(mut self, kind: ErrorKind) -> Self {
         self.kind = kind;

@@ -152,7 +152,8 @@ impl ComposeExtras {
                 Some(other) => Err(Error::input(format!(
                     "service '{service}': field '{field}' must be a string, got {}",
                     echo(&other.to_string())
-                ))),
+                ))
+                .at(format!("system.services.{service}.{field}"))),
             }
         };
         let command = match spec.get("command") {
@@ -163,7 +164,8 @@ impl ComposeExtras {
                 return Err(Error::input(format!(
                     "service '{service}': field 'command' must be a string or a list, got {}",
                     echo(&other.to_string())
-                )))
+                ))
+                .at(format!("system.services.{service}.command")))
             }
         };
         let host_ports = match spec.get("ports") {
@@ -343,9 +345,10 @@ impl StartRequest {
             Some(other) => {
                 return Err(Error::input(format!(
                     "request field 'name' must be a string, got {other}"
-                )))
+                ))
+                .at("name"))
             }
-            None => return Err(Error::input("request field 'name' is required")),
+            None => return Err(Error::input("request field 'name' is required").at("name")),
         };
         let principal = match obj.get("principal") {
             Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
@@ -353,22 +356,26 @@ impl StartRequest {
                 Ok(_) => {
                     return Err(Error::input(
                         "request field 'principal' must be a JSON object encoded as a string",
-                    ))
+                    )
+                    .at("principal"))
                 }
                 Err(e) => {
                     return Err(Error::input(format!(
                         "request field 'principal' is not valid JSON: {e}"
-                    )))
+                    ))
+                    .at("principal"))
                 }
             },
             Some(Value::Object(m)) => m.clone(),
             Some(Value::Null) | None => return Err(Error::input(
                 "request field 'principal' is required (a JSON string with at least a username)",
-            )),
+            )
+            .at("principal")),
             Some(other) => {
                 return Err(Error::input(format!(
                     "request field 'principal' must be a JSON string, got {other}"
-                )))
+                ))
+                .at("principal"))
             }
         };
         let serviceaccount = match obj.get("serviceaccount") {
@@ -382,7 +389,8 @@ impl StartRequest {
             Some(other) => {
                 return Err(Error::input(format!(
                     "request field 'serviceaccount' must be a string, got {other}"
-                )))
+                ))
+                .at("serviceaccount"))
             }
         };
         let env = match obj.get("env") {
@@ -392,7 +400,8 @@ impl StartRequest {
             Some(other) => {
                 return Err(Error::input(format!(
                     "request field 'env' must be an object of settings, got {other}"
-                )))
+                ))
+                .at("env"))
             }
         };
         let system = match obj.get("system") {
@@ -400,12 +409,14 @@ impl StartRequest {
             Some(other) => {
                 return Err(Error::input(format!(
                     "request field 'system' must be a compose document (object), got {other}"
-                )))
+                ))
+                .at("system"))
             }
             None => {
                 return Err(Error::input(
                     "request field 'system' (the compose document) is required",
-                ))
+                )
+                .at("system"))
             }
         };
         let services = match obj.get("services") {
@@ -414,7 +425,8 @@ impl StartRequest {
             Some(other) => {
                 return Err(Error::input(format!(
                     "request field 'services' must be an object, got {other}"
-                )))
+                ))
+                .at("services"))
             }
         };
         Ok(StartRequest {
@@ -454,10 +466,8 @@ fn template_pass_at(
     path: &mut Vec<String>,
 ) -> Result<Value> {
     let named = |e: Error, path: &[String]| {
-        Error::new(
-            e.kind,
-            format!("compose field '{}': {}", field_path(path), e.message),
-        )
+        e.prefixed(format!("compose field '{}'", field_path(path)))
+            .at_if_unset(format!("system.{}", field_path(path)))
     };
     Ok(match v {
         Value::String(s) if has_template_syntax(s) => {
@@ -497,7 +507,7 @@ fn template_pass_at(
 /// The container side of a compose port ("8888", "8080:8888", "127.0.0.1:80:8888/tcp").
 fn container_port(service: &str, field: &str, raw: &Value) -> Result<Value> {
     let bad = || {
-        Error::input(format!("service '{service}': {field} entry {} is not a valid port (expected \"[host:]container\" with a port 1-65535)", echo_value(raw)))
+        Error::input(format!("service '{service}': {field} entry {} is not a valid port (expected \"[host:]container\" with a port 1-65535)", echo_value(raw))).at(format!("system.services.{service}.{field}"))
     };
     match raw {
         Value::Number(n) => match n.as_u64() {
@@ -537,6 +547,9 @@ fn limits(service: &str, field: &str, v: Option<&Value>) -> Result<Limits> {
         Some(other) => {
             return Err(Error::input(format!(
                 "service '{service}': deploy.resources.{field} must be a mapping, got {other}"
+            ))
+            .at(format!(
+                "system.services.{service}.deploy.resources.{field}"
             )))
         }
     };
@@ -555,7 +568,7 @@ fn limits(service: &str, field: &str, v: Option<&Value>) -> Result<Limits> {
             other => {
                 return Err(Error::input(format!(
                     "service '{service}': deploy.resources.{field}.{other} is not supported (use cpus, gpus, memory, ephemeralStorage)"
-                )))
+                )).at(format!("system.services.{service}.deploy.resources.{field}.{other}")))
             }
         }
     }
@@ -565,7 +578,7 @@ fn limits(service: &str, field: &str, v: Option<&Value>) -> Result<Limits> {
         ("ephemeralStorage", &out.ephemeralStorage),
     ] {
         if !val.is_null() && !names::is_quantity(&py_str(val)) {
-            return Err(Error::input(format!("service '{service}': deploy.resources.{field}.{key} {} is not a Kubernetes quantity", echo_value(val))));
+            return Err(Error::input(format!("service '{service}': deploy.resources.{field}.{key} {} is not a Kubernetes quantity", echo_value(val))).at(format!("system.services.{service}.deploy.resources.{field}.{key}")));
         }
     }
     if !out.gpus.is_null()
@@ -575,6 +588,9 @@ fn limits(service: &str, field: &str, v: Option<&Value>) -> Result<Limits> {
         return Err(Error::input(format!(
             "service '{service}': deploy.resources.{field}.gpus {} is not a whole number",
             out.gpus
+        ))
+        .at(format!(
+            "system.services.{service}.deploy.resources.{field}.gpus"
         )));
     }
     Ok(out)
@@ -588,7 +604,8 @@ fn probe(service: &str, field: &str, v: Option<&Value>) -> Result<Option<Probe>>
         Some(other) => {
             return Err(Error::input(format!(
                 "service '{service}': ext.kube.{field} must be a mapping or \"none\", got {other}"
-            )))
+            ))
+            .at(format!("system.services.{service}.ext.kube.{field}")))
         }
     };
     let mut p = Probe::default();
@@ -605,7 +622,7 @@ fn probe(service: &str, field: &str, v: Option<&Value>) -> Result<Option<Probe>>
             other => {
                 return Err(Error::input(format!(
                     "service '{service}': ext.kube.{field}.{other} is not supported (use cmd, httpGet, tcpSocket, delay, period, threshold)"
-                )))
+                )).at(format!("system.services.{service}.ext.kube.{field}.{other}")))
             }
         }
     }
@@ -621,6 +638,9 @@ fn probe(service: &str, field: &str, v: Option<&Value>) -> Result<Option<Probe>>
             Error::input(format!(
                 "service '{service}': ext.kube.{field}.httpGet must be a mapping"
             ))
+            .at(format!(
+                "system.services.{service}.ext.kube.{field}.httpGet"
+            ))
         })?;
         p.path = Some(h.get("path").cloned().unwrap_or(json!("/")));
         p.port = Some(h.get("port").cloned().unwrap_or(json!(80)));
@@ -629,6 +649,9 @@ fn probe(service: &str, field: &str, v: Option<&Value>) -> Result<Option<Probe>>
         let t = t.as_object().ok_or_else(|| {
             Error::input(format!(
                 "service '{service}': ext.kube.{field}.tcpSocket must be a mapping"
+            ))
+            .at(format!(
+                "system.services.{service}.ext.kube.{field}.tcpSocket"
             ))
         })?;
         p.port = Some(t.get("port").cloned().unwrap_or(Value::Null));
@@ -662,7 +685,8 @@ fn env_pairs(service: &str, v: Option<&Value>) -> Result<Vec<Vec<String>>> {
         Some(other) => Err(Error::input(format!(
             "service '{service}': environment must be a list of NAME=value or a mapping, got {}",
             echo_value(other)
-        ))),
+        ))
+        .at(format!("system.services.{service}.environment"))),
     }
 }
 
@@ -671,7 +695,7 @@ fn parse_volume(service: &str, spec: &str) -> Result<(String, String, String, bo
     let bad = |why: &str| {
         Error::input(format!(
             "service '{service}': volume {spec:?} {why} (expected pvc://<claim>[/<subpath>]:<mount path>[:ro])"
-        ))
+        )).at(format!("system.services.{service}.volumes"))
     };
     let parts: Vec<&str> = spec.split(':').collect();
     if parts[0] != "pvc" || parts.len() < 2 || !parts[1].starts_with("//") {
@@ -717,7 +741,8 @@ pub fn parse(
         Some(other) => {
             return Err(Error::input(format!(
                 "compose field 'security_context' must be a mapping, got {other}"
-            )))
+            ))
+            .at("system.security_context"))
         }
     };
     let mut security_context = Map::new();
@@ -748,7 +773,8 @@ pub fn parse(
         _ => {
             return Err(Error::input(
                 "principal field 'username' is required and must be a non-empty string",
-            ))
+            )
+            .at("principal.username"))
         }
     };
     names::check_label_value("principal username", &username)?;
@@ -756,16 +782,17 @@ pub fn parse(
         return Err(Error::input(format!(
             "system name {:?} is not valid: use at most 30 lowercase letters, digits and '-', starting and ending with a letter or digit (it becomes part of DNS names and labels)",
             req.name
-        )));
+        )).at("name"));
     }
 
     let services_in = compose
         .get("services")
-        .ok_or_else(|| Error::input("compose document has no 'services'"))?;
+        .ok_or_else(|| Error::input("compose document has no 'services'").at("system.services"))?;
     if !services_in.is_object() {
         return Err(Error::input(
             "compose field 'services' must be a mapping of service name to definition",
-        ));
+        )
+        .at("system.services"));
     }
     if let Some(env) = &req.env {
         let mut ctx = env.clone();
@@ -840,7 +867,7 @@ fn build(
         .cloned()
         .unwrap_or_default();
     if services.is_empty() {
-        return Err(Error::input("compose document defines no services"));
+        return Err(Error::input("compose document defines no services").at("system.services"));
     }
     let dev_phase_raw = env_or("DEV_PHASE", "prod");
     let default_volumes: Vec<String> =
@@ -890,23 +917,26 @@ fn build(
         last_spec = spec;
         let spec_map = spec.as_object().ok_or_else(|| {
             Error::input(format!("service '{cname}': definition must be a mapping"))
+                .at(format!("system.services.{cname}"))
         })?;
         if !names::is_dns_label(cname, 63) {
             return Err(Error::input(format!(
                 "service '{cname}': the name must be lowercase letters, digits and '-' (it names a Kubernetes container)"
-            )));
+            )).at(format!("system.services.{cname}")));
         }
         let image = match spec_map.get("image") {
             Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
             Some(other) => {
                 return Err(Error::input(format!(
                     "service '{cname}': field 'image' must be a non-empty string, got {other}"
-                )))
+                ))
+                .at(format!("system.services.{cname}.image")))
             }
             None => {
-                return Err(Error::input(format!(
-                    "service '{cname}': field 'image' is required"
-                )))
+                return Err(
+                    Error::input(format!("service '{cname}': field 'image' is required"))
+                        .at(format!("system.services.{cname}.image")),
+                )
             }
         };
         let command = match spec_map.get("entrypoint") {
@@ -923,7 +953,8 @@ fn build(
             Some(other) => {
                 return Err(Error::input(format!(
                     "service '{cname}': field 'entrypoint' must be a string or a list, got {other}"
-                )))
+                ))
+                .at(format!("system.services.{cname}.entrypoint")))
             }
         };
         let mut volumes: Vec<String> = match spec_map.get("volumes") {
@@ -936,13 +967,15 @@ fn build(
                             "service '{cname}': volume {} must be a string",
                             echo_value(v)
                         ))
+                        .at(format!("system.services.{cname}.volumes"))
                     })
                 })
                 .collect::<Result<_>>()?,
             Some(other) => {
                 return Err(Error::input(format!(
                     "service '{cname}': field 'volumes' must be a list, got {other}"
-                )))
+                ))
+                .at(format!("system.services.{cname}.volumes")))
             }
         };
         if dev_phase_raw != "test" {
@@ -982,7 +1015,8 @@ fn build(
                     .collect(),
                 Some(other) => Err(Error::input(format!(
                     "service '{cname}': field '{field}' must be a list, got {other}"
-                ))),
+                ))
+                .at(format!("system.services.{cname}.{field}"))),
             }
         };
         let ports = list("ports")?;
@@ -999,7 +1033,8 @@ fn build(
             if pair[0].is_empty() {
                 return Err(Error::input(format!(
                     "service '{cname}': environment entry with an empty name"
-                )));
+                ))
+                .at(format!("system.services.{cname}.environment")));
             }
         }
         let kube = spec_map.get("ext").and_then(|e| e.get("kube"));
@@ -1044,7 +1079,8 @@ fn build(
             other => {
                 return Err(Error::input(format!(
                     "services.{sname} must be an object with port and clients, got {other}"
-                )))
+                ))
+                .at(format!("services.{sname}")))
             }
         };
         let clients = match def.get("clients") {
@@ -1056,12 +1092,12 @@ fn build(
                     let net = if text.contains('/') { text.parse::<ipnet::IpNet>().ok() } else { text.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from) };
                     match net {
                         Some(n) if n.trunc() == n => Ok(n.to_string()),
-                        Some(_) => Err(Error::input(format!("services.{sname}.clients: {} has host bits set (did you mean its network address?)", echo_value(&Value::String(text.clone()))))),
-                        None => Err(Error::input(format!("services.{sname}.clients: {} is not a valid IP network (CIDR)", echo_value(&Value::String(text.clone()))))),
+                        Some(_) => Err(Error::input(format!("services.{sname}.clients: {} has host bits set (did you mean its network address?)", echo_value(&Value::String(text.clone())))).at(format!("services.{sname}.clients"))),
+                        None => Err(Error::input(format!("services.{sname}.clients: {} is not a valid IP network (CIDR)", echo_value(&Value::String(text.clone())))).at(format!("services.{sname}.clients"))),
                     }
                 })
                 .collect::<Result<_>>()?,
-            Some(other) => return Err(Error::input(format!("services.{sname}.clients must be a list of CIDRs, got {}", echo_value(other)))),
+            Some(other) => return Err(Error::input(format!("services.{sname}.clients must be a list of CIDRs, got {}", echo_value(other))).at(format!("services.{sname}.clients"))),
         };
         if !container_names.contains(sname.as_str()) {
             // The original keeps such an entry but creates nothing for it.
@@ -1072,7 +1108,7 @@ fn build(
         if sname.len() > 30 || !sname.as_bytes()[0].is_ascii_lowercase() {
             return Err(Error::input(format!(
                 "services.{sname}: a service name must start with a letter and have at most 30 characters (it becomes a Kubernetes Service name with the GUID)"
-            )));
+            )).at(format!("services.{sname}")));
         }
         services_out.insert(
             sname.clone(),
@@ -1119,7 +1155,8 @@ fn build(
             None => {
                 return Err(Error::input(
                     "compose field 'proxy_rewrite' must be a mapping with enabled and target",
-                ))
+                )
+                .at("system.proxy_rewrite"))
             }
         }
     }
@@ -1148,7 +1185,8 @@ fn build(
             other => {
                 return Err(Error::input(format!(
                     "principal field 'extra_container_env' must be an object, got {other}"
-                )))
+                ))
+                .at("principal.extra_container_env"))
             }
         }
     }

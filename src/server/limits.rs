@@ -216,8 +216,11 @@ mod tests {
             workers: Some("x".into()),
             ..ServerEnv::default()
         };
-        let e = set.limits(&env).unwrap_err();
+        // A flag stands in for a bad variable; without the flag, the variable is refused.
+        assert_eq!(set.limits(&env).unwrap().workers, 3);
+        let e = LimitArgs::default().limits(&env).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("TYCHO_API_WORKERS"), "{e}");
+        assert!(e.message.contains("\"x\""), "{e}");
         let env = ServerEnv {
             header_timeout: Some("2".into()),
             ..ServerEnv::default()
