@@ -151,7 +151,7 @@ async fn read_body(request: Request, component: &str) -> Result<Value, Response>
         .unwrap_or_else(|e| {
             Err(BadBody {
                 message: e.message,
-                field: None,
+                field: e.field,
             })
         })
     };
