@@ -155,6 +155,10 @@ struct ApiArgs {
     /// Timeouts and limits (src/server/limits.rs).
     #[command(flatten)]
     limits: crate::server::limits::LimitArgs,
+    /// Who may read GET /metrics: open (anyone, token or not), token (like the other
+    /// routes), off (no route). Default open [env: TYCHO_API_METRICS].
+    #[arg(long, value_enum, value_name = "ACCESS")]
+    metrics: Option<crate::server::MetricsAccess>,
 }
 
 /// Output format.
@@ -278,7 +282,7 @@ fn compose_request(
     username: &str,
 ) -> Result<Value> {
     let text = std::fs::read_to_string(file)
-        .map_err(|e| Error::input(format!("cannot read {}: {e}", file.display())))?;
+        .map_err(|e| Error::input(format!("cannot read {}: {e}", file.display())).caused_by(e))?;
     let env_path = env_file
         .map(Path::to_path_buf)
         .unwrap_or_else(|| file.parent().unwrap_or(Path::new(".")).join(".env"));
@@ -625,10 +629,7 @@ fn down(args: &DownArgs, namespace: Option<&str>, debug: bool) -> Result<i32> {
         match crate::backplane::delete(backplane, config, &guid, namespace) {
             Ok(_) => print(&format!("{guid}\n")),
             Err(e) => {
-                fail(
-                    &Error::new(e.kind, format!("cannot delete {guid}: {}", e.message)),
-                    debug,
-                );
+                fail(&e.prefixed(format!("cannot delete {guid}")), debug);
                 code = 1;
             }
         }
@@ -661,18 +662,30 @@ fn api(args: &ApiArgs, namespace: Option<&str>) -> Result<i32> {
             args.request_timeout
         )));
     }
-    let limits = match args.limits.limits() {
+    let env = crate::environment::server::ServerEnv::from_env();
+    let limits = match args.limits.limits(&env) {
         Ok(l) => l,
         Err(e) => return Ok(usage(e.message)),
     };
-    let token = match std::env::var("TYCHO_API_TOKEN") {
-        Ok(t) if t.trim().is_empty() => {
-            return Err(Error::input(
-                "TYCHO_API_TOKEN is set but empty: set a token, or unset it",
-            ))
+    let metrics = match (args.metrics, env.metrics.as_deref()) {
+        (Some(m), _) => m,
+        (None, Some(text)) => {
+            match crate::server::MetricsAccess::parse(text, "TYCHO_API_METRICS") {
+                Ok(m) => m,
+                Err(e) => return Ok(usage(e.message)),
+            }
         }
-        Ok(t) => Some(t.trim().to_string()),
-        Err(_) => None,
+        (None, None) => crate::server::MetricsAccess::default(),
+    };
+    let token = match env.token {
+        Some(t) if t.trim().is_empty() => {
+            return Err(
+                Error::input("TYCHO_API_TOKEN is set but empty: set a token, or unset it")
+                    .at("TYCHO_API_TOKEN"),
+            )
+        }
+        Some(t) => Some(t.trim().to_string()),
+        None => None,
     };
     let options = crate::server::ServerOptions {
         host: args.host.clone(),
@@ -682,6 +695,7 @@ fn api(args: &ApiArgs, namespace: Option<&str>) -> Result<i32> {
         cors_origins: args.cors_origins.clone(),
         request_timeout: std::time::Duration::from_secs_f64(args.request_timeout),
         limits,
+        metrics,
     };
     let executor: std::sync::Arc<dyn crate::server::backend::Executor> =
         match crate::backplane::Backplane::parse(&args.backplane)? {

@@ -221,19 +221,19 @@ pub fn observe(deployment: &Deployment, pods: &[Pod], events: &[Event]) -> Obser
     obs
 }
 
+/// What the cluster says of the system now; Err(Ok(why)) when its Deployment is gone.
 async fn look(
     client: &kube::Client,
     namespace: &str,
     name: &str,
     guid: &str,
-) -> Result<Observation> {
+) -> std::result::Result<Observation, std::result::Result<String, Error>> {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let deployment = deployments.get(name).await.map_err(|e| match &e {
-        kube::Error::Api(s) if s.code == 404 => Error::new(
-            KIND,
-            format!("deployment {name} no longer exists in namespace {namespace}"),
-        ),
-        _ => Error::new(KIND, describe(&e)),
+        kube::Error::Api(s) if s.code == 404 => Ok(format!(
+            "deployment {name} no longer exists in namespace {namespace}"
+        )),
+        _ => Err(Error::new(KIND, describe(&e))),
     })?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let pods = pods
@@ -277,10 +277,8 @@ pub async fn wait_available(
     loop {
         let obs = match look(&shared.client, &namespace, name, guid).await {
             Ok(o) => o,
-            Err(e) if e.message.contains("no longer exists") => {
-                return Ok(WaitOutcome::Failed(e.message))
-            }
-            Err(e) => {
+            Err(Ok(gone)) => return Ok(WaitOutcome::Failed(gone)),
+            Err(Err(e)) => {
                 // A hiccup of the API server: say so, keep waiting.
                 let line = format!("cannot read the deployment yet: {}", e.message);
                 if line != last_line {

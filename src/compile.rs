@@ -2,7 +2,7 @@
 //! NetworkPolicy, Services, and the token Secret of [`crate::token_env`]), the same
 //! objects the executor creates, with no cluster.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::model::{self, StartRequest, System};
 use minijinja::value::Value as MjValue;
 use serde_json::{json, Map, Value};
@@ -52,7 +52,8 @@ pub fn apply_cluster_facts(
                 .collect();
             let rendered =
                 crate::render::render_string(value, &Value::Object(ctx)).map_err(|e| {
-                    Error::input(format!("secret {}-env key {key}: {e}", system.system_name))
+                    e.prefixed(format!("secret {}-env key {key}", system.system_name))
+                        .with_kind(ErrorKind::Input)
                 })?;
             container.env.push(vec![key.clone(), rendered]);
         }
@@ -94,8 +95,10 @@ pub fn new_identifier() -> String {
 
 /// Renders a compose string value with the settings, Jinja2 style.
 pub fn render_setting(source: &str, context: &Value) -> Result<String> {
-    crate::render::render_string(source, context)
-        .map_err(|e| Error::input(format!("compose templating failed: {e}")))
+    crate::render::render_string(source, context).map_err(|e| {
+        e.prefixed("compose templating failed")
+            .with_kind(ErrorKind::Input)
+    })
 }
 
 /// Parses a start request into a system model, logging its warnings on `tycho.model`

@@ -16,7 +16,7 @@ pub fn default_config() -> &'static Value {
 /// Loads a configuration file.
 pub fn load_file(path: &str) -> Result<Value> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::config(format!("cannot read config {path}: {e}")))?;
+        .map_err(|e| Error::config(format!("cannot read config {path}: {e}")).caused_by(e))?;
     crate::yaml::load(&text).map_err(|e| Error::config(format!("config {path}: {e}")))
 }
 

@@ -1,8 +1,16 @@
 //! The one error type of the core: a kind (which maps to a `tycho.exceptions` class in
-//! Python, an HTTP status in the server and an exit code in the CLI) and a message that
-//! names what was wrong.
+//! Python, an HTTP status in the server and an exit code in the CLI), a message that
+//! names what was wrong, and, when known, the field at fault (`services.web.ports[0]`),
+//! the template and line a render error happened at, and the error that caused it
+//! (kept whole, as [`std::error::Error::source`]).
+//!
+//! Errors are made with the constructors ([`Error::new`], [`Error::input`], ...) and
+//! completed with the builder methods [`Error::at`], [`Error::caused_by`] and
+//! [`Error::in_template`]. Code decides on the kind and the fields, never on the text of
+//! the message.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// What went wrong, coarse enough to pick an exception class or HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,16 +31,43 @@ pub enum ErrorKind {
     Context,
     /// Talking to the Kubernetes API failed outside of the operations above.
     Kube,
+    /// A bug in tycho: a panic caught at a boundary, a task that did not complete
+    /// (`TychoException`, with a message saying so).
+    Internal,
 }
 
+/// The error that caused another, shared so [`Error`] stays cheap to clone.
+pub type Source = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
 /// An error with a message naming the service, field and value involved.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Error {
     /// Category of the error.
     pub kind: ErrorKind,
     /// Human readable message.
     pub message: String,
+    /// The field at fault, as a path into the input (`services.web.ports[0]`), if one is.
+    pub field: Option<String>,
+    /// The template a render error happened in.
+    pub template: Option<String>,
+    /// The line of [`Error::template`] it happened at (1-based).
+    pub line: Option<usize>,
+    source: Option<Source>,
 }
+
+/// Errors are equal when kind, message, field and template location are (the source is
+/// not compared).
+impl PartialEq for Error {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind
+            && self.message == other.message
+            && self.field == other.field
+            && self.template == other.template
+            && self.line == other.line
+    }
+}
+
+impl Eq for Error {}
 
 impl Error {
     /// Builds an error of `kind`.
@@ -43,6 +78,10 @@ impl Error {
         Error {
             kind,
             message: crate::limits::cut_message(message.into()),
+            field: None,
+            template: None,
+            line: None,
+            source: None,
         }
     }
     /// Invalid input (request, compose file, settings).
@@ -57,6 +96,57 @@ impl Error {
     pub fn config(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Config, message)
     }
+    /// A bug in tycho; the message says so and asks for a report.
+    pub fn internal(what: impl fmt::Display) -> Self {
+        Self::new(
+            ErrorKind::Internal,
+            format!("internal error in tycho (a bug, please report it): {what}"),
+        )
+    }
+    /// The error with the field at fault (a path into the input, `services.web.ports[0]`).
+    pub fn at(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(crate::limits::echo(&field.into()));
+        self
+    }
+    /// The error with the field at fault, unless one is set already.
+    pub fn at_if_unset(self, field: impl Into<String>) -> Self {
+        if self.field.is_some() {
+            self
+        } else {
+            self.at(field)
+        }
+    }
+    /// The error with its cause kept (returned by [`std::error::Error::source`]).
+    pub fn caused_by(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(cause));
+        self
+    }
+    /// The error with a cause already shared.
+    pub fn caused_by_shared(mut self, cause: Source) -> Self {
+        self.source = Some(cause);
+        self
+    }
+    /// The error located in template `name`, at `line` when known.
+    pub fn in_template(mut self, name: impl Into<String>, line: Option<usize>) -> Self {
+        self.template = Some(name.into());
+        self.line = line;
+        self
+    }
+    /// The error with `prefix: ` before its message (field, location and cause kept): how
+    /// a caller adds what it was doing.
+    pub fn prefixed(mut self, prefix: impl fmt::Display) -> Self {
+        self.message = crate::limits::cut_message(format!("{prefix}: {}", self.message));
+        self
+    }
+    /// The error as another kind (the same message, field, location and cause).
+    pub fn with_kind(mut self, kind: ErrorKind) -> Self {
+        self.kind = kind;
+        self
+    }
+    /// The cause, shared.
+    pub fn cause(&self) -> Option<&Source> {
+        self.source.as_ref()
+    }
 }
 
 impl fmt::Display for Error {
@@ -65,7 +155,13 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// Result alias of the core.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -83,4 +179,43 @@ pub fn with_causes(mut text: String, e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// The message of a panic payload (`panic!` with a string or a format), else empty.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn builders_keep_field_location_and_cause() {
+        let io = std::io::Error::other("disk on fire");
+        let e = Error::input("bad port")
+            .at("services.web.ports[0]")
+            .caused_by(io);
+        assert_eq!(e.field.as_deref(), Some("services.web.ports[0]"));
+        assert_eq!(e.source().unwrap().to_string(), "disk on fire");
+        assert_eq!(e.to_string(), "bad port");
+        let kept = e.clone().at_if_unset("other");
+        assert_eq!(kept.field.as_deref(), Some("services.web.ports[0]"));
+        let t = Error::template("boom").in_template("pod.yaml", Some(3));
+        assert_eq!((t.template.as_deref(), t.line), (Some("pod.yaml"), Some(3)));
+        let i = Error::internal("index out of bounds");
+        assert_eq!(i.kind, ErrorKind::Internal);
+        assert!(i.message.contains("a bug"), "{}", i.message);
+    }
+
+    #[test]
+    fn long_fields_are_cut() {
+        let e = Error::input("x").at("a".repeat(10_000));
+        assert!(e.field.unwrap().chars().count() < 300);
+    }
 }

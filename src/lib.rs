@@ -14,6 +14,7 @@ pub mod environment;
 pub mod error;
 pub mod kube;
 pub mod limits;
+pub mod metrics;
 pub mod model;
 pub mod names;
 pub mod offload;

@@ -3,14 +3,7 @@
 //! much of a value an error message or log line may echo.
 //!
 //! The template budgets are configurable with one environment variable each, read once
-//! per process:
-//!
-//! | variable | default | what |
-//! | --- | --- | --- |
-//! | `TYCHO_TEMPLATE_FUEL` | 2,000,000 | instructions one template evaluation may run |
-//! | `TYCHO_TEMPLATE_TOTAL_FUEL` | 20,000,000 | instructions all templates of one compile or spec may run |
-//! | `TYCHO_TEMPLATE_OUTPUT_LIMIT` | 8 MiB | bytes one template evaluation may write |
-//! | `TYCHO_TEMPLATE_MEMORY_LIMIT` | 16 MiB | bytes of strings and lists one evaluation may build |
+//! per process by `crate::environment::templates` (the table of variables is there).
 
 use crate::error::{Error, Result};
 use serde_json::Value;
@@ -39,36 +32,13 @@ pub const ALIAS_NODES_PER_BYTE: usize = 2;
 /// Nodes aliases may always copy, whatever the input's size.
 pub const ALIAS_BASE_NODES: usize = 10_000;
 
-/// The template budgets (see the module documentation).
-#[derive(Debug, Clone, Copy)]
-pub struct TemplateBudgets {
-    /// Instructions of one template evaluation.
-    pub fuel: u64,
-    /// Instructions of all template evaluations of one compile or one spec.
-    pub total_fuel: u64,
-    /// Output bytes of one template evaluation.
-    pub output: usize,
-    /// Bytes of strings and sequences built by one evaluation.
-    pub memory: usize,
-}
+pub use crate::environment::templates::TemplateBudgets;
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().replace('_', "").parse::<u64>().ok())
-        .filter(|v| *v > 0)
-        .unwrap_or(default)
-}
-
-/// The template budgets of this process (environment read on first use).
+/// The template budgets of this process (environment read on first use, by
+/// [`TemplateBudgets::from_env`]).
 pub fn template_budgets() -> &'static TemplateBudgets {
     static B: OnceLock<TemplateBudgets> = OnceLock::new();
-    B.get_or_init(|| TemplateBudgets {
-        fuel: env_number("TYCHO_TEMPLATE_FUEL", 2_000_000),
-        total_fuel: env_number("TYCHO_TEMPLATE_TOTAL_FUEL", 20_000_000),
-        output: env_number("TYCHO_TEMPLATE_OUTPUT_LIMIT", 8 << 20) as usize,
-        memory: env_number("TYCHO_TEMPLATE_MEMORY_LIMIT", 16 << 20) as usize,
-    })
+    B.get_or_init(TemplateBudgets::from_env)
 }
 
 /// How many nodes YAML aliases may copy in a document of `input_len` bytes.

@@ -64,20 +64,19 @@ pub fn workers() -> usize {
 }
 
 /// Runs `job` on the blocking pool once a worker is free and returns its result. Must be
-/// called on a tokio runtime. A panic in `job` becomes an error of kind `kind` naming
-/// `what`; it never unwinds into the caller.
-pub async fn run<T, F>(kind: ErrorKind, what: &str, job: F) -> Result<T>
+/// called on a tokio runtime. A panic in `job` becomes an [`ErrorKind::Internal`] error
+/// naming `what`; it never unwinds into the caller. `_kind` (the caller's kind) is no
+/// longer used: the job's own errors carry theirs.
+pub async fn run<T, F>(_kind: ErrorKind, what: &str, job: F) -> Result<T>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
     let (permits, _) = pool();
-    let permit = permits.acquire_owned().await.map_err(|_| {
-        Error::new(
-            kind,
-            format!("internal error: {what}: the worker pool is closed"),
-        )
-    })?;
+    let permit = permits
+        .acquire_owned()
+        .await
+        .map_err(|_| Error::internal(format!("{what}: the worker pool is closed")))?;
     let handle = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         job()
@@ -88,10 +87,7 @@ where
         } else {
             "it was cancelled"
         };
-        Error::new(
-            kind,
-            format!("internal error: {what} did not complete ({cause})"),
-        )
+        Error::internal(format!("{what} did not complete ({cause})"))
     })
 }
 
@@ -114,6 +110,7 @@ mod tests {
             let e = run(ErrorKind::Input, "a bad job", || -> u8 { panic!("boom") })
                 .await
                 .unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Internal);
             assert!(
                 e.message.contains("a bad job did not complete"),
                 "{}",

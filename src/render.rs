@@ -187,7 +187,7 @@ fn evaluate(tmpl: &minijinja::Template<'_, '_>, ctx: MjValue, name: &str) -> Res
             "template {name}: exceeds the budget of {} instructions (TYCHO_TEMPLATE_FUEL)",
             budgets.fuel
         ))),
-        Err(e) => Err(format_error(name, &e)),
+        Err(e) => Err(format_error(name, e)),
         Ok(_) if total_left == Some(0) => Err(Error::template(format!(
             "template {name}: the templates of this request exceed the budget of {} instructions (TYCHO_TEMPLATE_TOTAL_FUEL)",
             budgets.total_fuel
@@ -223,14 +223,17 @@ fn find_override(paths: &[String], name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn format_error(name: &str, e: &minijinja::Error) -> Error {
+fn format_error(name: &str, e: minijinja::Error) -> Error {
     let mut msg = e.to_string();
-    let mut source = std::error::Error::source(e);
+    let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
         msg.push_str(&format!(": {s}"));
         source = s.source();
     }
+    let at = e.name().unwrap_or(name).to_string();
     Error::template(format!("template {name}: {}", crate::limits::echo(&msg)))
+        .in_template(at, e.line())
+        .caused_by(e)
 }
 
 /// Renders template `name` (a user override from `paths` first, else the built-in) with
@@ -249,7 +252,7 @@ fn render_text_in(paths: &[String], name: &str, context: MjValue) -> Result<Stri
                 let tmpl = guard
                     .0
                     .get_template(&key)
-                    .map_err(|e| format_error(name, &e))?;
+                    .map_err(|e| format_error(name, e))?;
                 return evaluate(&tmpl, context, name);
             }
         }
@@ -257,12 +260,12 @@ fn render_text_in(paths: &[String], name: &str, context: MjValue) -> Result<Stri
             Error::template(format!("cannot read template {}: {e}", path.display()))
         })?;
         let mut guard = override_env().write().unwrap_or_else(|p| p.into_inner());
-        add_guarded(&mut guard.0, key.clone(), &text).map_err(|e| format_error(name, &e))?;
+        add_guarded(&mut guard.0, key.clone(), &text).map_err(|e| format_error(name, e))?;
         guard.1.insert(path.clone(), (path.clone(), mtime));
         let tmpl = guard
             .0
             .get_template(&key)
-            .map_err(|e| format_error(name, &e))?;
+            .map_err(|e| format_error(name, e))?;
         return evaluate(&tmpl, context, name);
     }
     let tmpl = builtin_env().get_template(name).map_err(|_| {
@@ -342,7 +345,7 @@ fn render_string_in(source: &str, context: &Value) -> Result<String> {
     let ctx = context_value(context);
     let snippet: String = source.chars().take(60).collect();
     let label = format!("{snippet:?}");
-    let err = |e: minijinja::Error| format_error(&label, &e);
+    let err = |e: minijinja::Error| format_error(&label, e);
     {
         let guard = cache.read().unwrap_or_else(|p| p.into_inner());
         if let Ok(tmpl) = guard.0.get_template(source) {

@@ -15,8 +15,20 @@ Modules (as in tycho-api 1.17.3):
 * ``tycho.actions`` — StartSystemResource, StatusSystemResource, DeleteSystemResource, ModifySystemResource
 * ``tycho.kube`` — KubernetesCompute (cluster operations need the native executor)
 * ``tycho.compute``, ``tycho.factory`` — Compute, ComputeFactory
+
+Not in the original: ``tycho.metrics()``, the process's metrics as Prometheus text.
 """
 
 from tycho._native import __version__
+from tycho._native import metrics_text as _metrics_text
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "metrics"]
+
+
+def metrics() -> str:
+    """This process's tycho metrics in the OpenMetrics text format (what ``tycho api``
+    serves at ``/metrics``): executor operations by outcome, systems by app, Kubernetes
+    API requests by verb and code, the watch cache's state. For a web application to
+    publish, e.g. from a Django view with content type
+    ``application/openmetrics-text; version=1.0.0; charset=utf-8``."""
+    return _metrics_text()

@@ -16,7 +16,17 @@ __all__ = [
 
 
 class TychoException(Exception):
-    """Base of every tycho error. ``details`` carries extra text (e.g. a server reason)."""
+    """Base of every tycho error. ``details`` carries extra text (e.g. a server reason).
+
+    Errors raised by the native core also say, when known, the field at fault as a path
+    into the input (``field``, e.g. ``"services.web.ports[0]"``) and, for a template
+    error, the template and line (``template``, ``line``); None otherwise. A bug in
+    tycho (a Rust panic) is a TychoException whose message says so.
+    """
+
+    field: "str | None" = None
+    template: "str | None" = None
+    line: "int | None" = None
 
     def __init__(self, message, details=""):
         super().__init__(message)

@@ -15,24 +15,34 @@ fn exception_class(kind: ErrorKind) -> &'static str {
         ErrorKind::Delete => "DeleteException",
         ErrorKind::Modify => "ModifyException",
         ErrorKind::Context => "ContextException",
+        // Internal (a bug), Input, Template, Config, Kube.
         _ => "TychoException",
     }
 }
 
-/// Converts a core error into the matching `tycho.exceptions` instance.
+/// Converts a core error into the matching `tycho.exceptions` instance, with the field
+/// at fault as `exc.field` and a render error's template and line as `exc.template` and
+/// `exc.line` (None when not known).
 pub(crate) fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
     let class = exception_class(e.kind);
-    match py
+    let made = py
         .import("tycho.exceptions")
         .and_then(|m| m.getattr(class))
         .and_then(|c| c.call1((e.message.clone(),)))
-    {
+        .and_then(|exc| {
+            exc.setattr("field", e.field.clone())?;
+            exc.setattr("template", e.template.clone())?;
+            exc.setattr("line", e.line)?;
+            Ok(exc)
+        });
+    match made {
         Ok(exc) => PyErr::from_value(exc),
         Err(_) => PyRuntimeError::new_err(e.message),
     }
 }
 
-/// Runs `f` without the GIL, catching panics.
+/// Runs `f` without the GIL, catching panics (an [`ErrorKind::Internal`] error, raised
+/// as `TychoException` saying it is a bug).
 pub(crate) fn run<T: Send>(
     py: Python<'_>,
     f: impl FnOnce() -> crate::Result<T> + Send,
@@ -41,20 +51,10 @@ pub(crate) fn run<T: Send>(
     match out {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(to_pyerr(py, e)),
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            Err(to_pyerr(
-                py,
-                Error::new(
-                    ErrorKind::Input,
-                    format!("internal error in tycho core: {what}"),
-                ),
-            ))
-        }
+        Err(panic) => Err(to_pyerr(
+            py,
+            Error::internal(crate::error::panic_message(panic.as_ref())),
+        )),
     }
 }
 

@@ -1,12 +1,14 @@
 //! Python bindings of the Kubernetes executor (`tycho._native.kube_*`), called by
 //! `tycho.kube.KubernetesCompute`. Every call releases the GIL while it talks to the
 //! cluster; errors become `tycho.exceptions` classes (StartException, DeleteException,
-//! ModifyException, TychoException); a panic becomes TychoException.
+//! ModifyException, TychoException); a panic becomes TychoException. Each operation is
+//! counted in [`crate::metrics`] by outcome (`tycho.metrics()`).
 //!
 //! The executor logs through the `log` crate (target `tycho.kube`); [`init`] bridges it
 //! to Python's `logging` with pyo3-log.
 
 use crate::bindings::{config_value, from_py, to_py};
+use crate::metrics::Operation;
 use pyo3::prelude::*;
 use serde_json::Value;
 use std::sync::OnceLock;
@@ -66,7 +68,9 @@ fn kube_start<'py>(
     let config = config_value(config)?;
     let result = run(py, || {
         let system = crate::kube::system_from_value(&system)?;
-        crate::kube::start(&config, system, namespace.as_deref())
+        let result = crate::kube::start(&config, system, namespace.as_deref());
+        crate::metrics::operation(Operation::Start, &result);
+        result
     })?;
     to_py(py, &result)
 }
@@ -81,7 +85,13 @@ fn kube_status<'py>(
     namespace: Option<String>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let rows = run(py, || {
-        crate::kube::status(name.as_deref(), username.as_deref(), namespace.as_deref())
+        let all = name.is_none() && username.is_none();
+        let rows = crate::kube::status(name.as_deref(), username.as_deref(), namespace.as_deref());
+        crate::metrics::operation(Operation::Status, &rows);
+        if let (true, Ok(rows)) = (all, &rows) {
+            crate::metrics::systems(rows);
+        }
+        rows
     })?;
     to_py(py, &Value::Array(rows))
 }
@@ -94,7 +104,11 @@ fn kube_delete<'py>(
     name: String,
     namespace: Option<String>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let result = run(py, || crate::kube::delete(&name, namespace.as_deref()))?;
+    let result = run(py, || {
+        let result = crate::kube::delete(&name, namespace.as_deref());
+        crate::metrics::operation(Operation::Delete, &result);
+        result
+    })?;
     to_py(py, &result)
 }
 
@@ -111,7 +125,9 @@ fn kube_modify<'py>(
     let modify = from_py(modify, "modify")?;
     let config = config_value(config)?;
     let result = run(py, || {
-        crate::kube::modify(&config, &modify, namespace.as_deref())
+        let result = crate::kube::modify(&config, &modify, namespace.as_deref());
+        crate::metrics::operation(Operation::Modify, &result);
+        result
     })?;
     to_py(py, &result)
 }

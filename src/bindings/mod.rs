@@ -14,6 +14,12 @@ mod registry;
 
 pub(crate) use convert::{config_value, from_py, run, to_py, to_pyerr};
 
+/// The process's metrics in the OpenMetrics text format (`tycho.metrics()`).
+#[pyfunction]
+fn metrics_text() -> String {
+    crate::metrics::text()
+}
+
 /// The native core of the `tycho` package.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -22,6 +28,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     kube::init(m)?;
     docker::init(m)?;
     registry::init(m)?;
+    m.add_function(wrap_pyfunction!(metrics_text, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

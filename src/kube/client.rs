@@ -169,15 +169,18 @@ pub(crate) async fn connection(kind: ErrorKind) -> Result<Connection> {
         .map_err(|e| Error::new(kind, format!("no usable Kubernetes configuration: {e}")))?;
     let config_namespace = config.default_namespace.clone();
     log::debug!(target: super::LOG_TARGET, "connecting to the Kubernetes API at {}", config.cluster_url);
-    let client = kube::Client::try_from(config).map_err(|e| {
-        Error::new(
-            kind,
-            format!(
-                "cannot create the Kubernetes client: {}",
-                super::describe(&e)
-            ),
-        )
-    })?;
+    // Every request is counted by verb and code (src/metrics.rs).
+    let client = kube::client::ClientBuilder::try_from(config)
+        .map(|b| b.with_layer(&crate::metrics::KubeMetricsLayer).build())
+        .map_err(|e| {
+            Error::new(
+                kind,
+                format!(
+                    "cannot create the Kubernetes client: {}",
+                    super::describe(&e)
+                ),
+            )
+        })?;
     let connection = Connection {
         client,
         config_namespace,

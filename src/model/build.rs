@@ -95,7 +95,8 @@ pub fn parse<'a>(
         _ => {
             return Err(Error::input(
                 "principal field 'username' is required and must be a non-empty string",
-            ))
+            )
+            .at("principal.username"))
         }
     };
     names::check_label_value("principal username", &username)?;
@@ -108,7 +109,7 @@ pub fn parse<'a>(
 
     let services_in = compose
         .get("services")
-        .ok_or_else(|| Error::input("compose document has no 'services'"))?;
+        .ok_or_else(|| Error::input("compose document has no 'services'").at("system.services"))?;
     if !services_in.is_object() {
         return Err(Error::input(
             "compose field 'services' must be a mapping of service name to definition",
@@ -256,7 +257,8 @@ fn container(
         None => {
             return Err(Error::input(format!(
                 "service '{cname}': field 'image' is required"
-            )))
+            ))
+            .at(format!("system.services.{cname}.image")))
         }
     };
     let command = match spec_map.get("entrypoint") {
@@ -416,7 +418,7 @@ fn services(
                 .iter()
                 .map(|c| client_network(sname, c))
                 .collect::<Result<_>>()?,
-            Some(other) => return Err(Error::input(format!("services.{sname}.clients must be a list of CIDRs, got {}", echo_value(other)))),
+            Some(other) => return Err(Error::input(format!("services.{sname}.clients must be a list of CIDRs, got {}", echo_value(other))).at(format!("services.{sname}.clients"))),
         };
         if !container_names.contains(sname.as_str()) {
             // The original keeps such an entry but creates nothing for it.
@@ -500,7 +502,7 @@ fn build(
         .cloned()
         .unwrap_or_default();
     if services_in.is_empty() {
-        return Err(Error::input("compose document defines no services"));
+        return Err(Error::input("compose document defines no services").at("system.services"));
     }
     let switches = inputs.switches;
     let username = inputs.username.clone();
@@ -648,10 +650,12 @@ pub fn client_network(sname: &str, c: &Value) -> Result<String> {
         Some(_) => Err(Error::input(format!(
             "services.{sname}.clients: {} has host bits set (did you mean its network address?)",
             echo_value(&Value::String(text.clone()))
-        ))),
+        ))
+        .at(format!("services.{sname}.clients"))),
         None => Err(Error::input(format!(
             "services.{sname}.clients: {} is not a valid IP network (CIDR)",
             echo_value(&Value::String(text.clone()))
-        ))),
+        ))
+        .at(format!("services.{sname}.clients"))),
     }
 }

@@ -728,7 +728,7 @@ pub(super) fn port_entry(
 /// The container side of a port entry.
 pub(super) fn container_port(service: &str, field: &str, raw: &Value) -> Result<Value> {
     let bad = || {
-        Error::input(format!("service '{service}': {field} entry {} is not a valid port (expected \"[host:]container\" with a port 1-65535)", echo_value(raw)))
+        Error::input(format!("service '{service}': {field} entry {} is not a valid port (expected \"[host:]container\" with a port 1-65535)", echo_value(raw))).at(format!("system.services.{service}.{field}"))
     };
     match raw {
         Value::Number(n) => match n.as_u64() {
@@ -808,7 +808,7 @@ pub(super) fn limits(
         ("ephemeralStorage", &out.ephemeralStorage),
     ] {
         if !val.is_null() && !names::is_quantity(&py_str(val)) {
-            return Err(Error::input(format!("service '{service}': deploy.resources.{field}.{key} {} is not a Kubernetes quantity", echo_value(val))));
+            return Err(Error::input(format!("service '{service}': deploy.resources.{field}.{key} {} is not a Kubernetes quantity", echo_value(val))).at(format!("system.services.{service}.deploy.resources.{field}.{key}")));
         }
     }
     if !out.gpus.is_null()

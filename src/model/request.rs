@@ -43,22 +43,26 @@ impl StartRequest {
                 Ok(_) => {
                     return Err(Error::input(
                         "request field 'principal' must be a JSON object encoded as a string",
-                    ))
+                    )
+                    .at("principal"))
                 }
                 Err(e) => {
                     return Err(Error::input(format!(
                         "request field 'principal' is not valid JSON: {e}"
-                    )))
+                    ))
+                    .at("principal"))
                 }
             },
             Some(Value::Object(m)) => m.clone(),
             Some(Value::Null) | None => return Err(Error::input(
                 "request field 'principal' is required (a JSON string with at least a username)",
-            )),
+            )
+            .at("principal")),
             Some(other) => {
                 return Err(Error::input(format!(
                     "request field 'principal' must be a JSON string, got {other}"
-                )))
+                ))
+                .at("principal"))
             }
         };
         let serviceaccount = match obj.get("serviceaccount") {

@@ -103,6 +103,7 @@ pub fn parse_volume(service: &str, spec: &str) -> Result<(String, String, String
         Error::input(format!(
             "service '{service}': volume {spec:?} {why} (expected pvc://<claim>[/<subpath>]:<mount path>[:ro])"
         ))
+        .at(format!("system.services.{service}.volumes"))
     };
     let parts: Vec<&str> = spec.split(':').collect();
     if parts[0] != "pvc" || parts.len() < 2 || !parts[1].starts_with("//") {

@@ -9,8 +9,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
-/// Paths answered without a token: probes (kubelets send none) and the API description.
+/// Paths answered without a token: probes (kubelets send none) and the API description
+/// (and `/metrics` unless `--metrics token`, see [`super::MetricsAccess`]).
 pub const OPEN_PATHS: &[&str] = &["/healthz", "/readyz", "/openapi.json"];
+
+/// What [`require_token`] checks against.
+#[derive(Clone, Debug)]
+pub struct AuthState {
+    /// The configured token (None: every path is open).
+    pub token: Option<Arc<str>>,
+    /// Paths answered without a token.
+    pub open_paths: Arc<[&'static str]>,
+}
 
 /// Compares `given` with `expected` in time that depends only on `expected`'s length.
 pub fn token_matches(given: &[u8], expected: &[u8]) -> bool {
@@ -32,16 +42,16 @@ fn bearer(value: &HeaderValue) -> Option<&[u8]> {
     (!token.is_empty()).then_some(token)
 }
 
-/// Middleware: with a configured token, every path but [`OPEN_PATHS`] needs it.
+/// Middleware: with a configured token, every path but the open ones needs it.
 pub async fn require_token(
-    State(token): State<Option<Arc<str>>>,
+    State(auth): State<AuthState>,
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(expected) = token else {
+    let Some(expected) = auth.token else {
         return next.run(request).await;
     };
-    if OPEN_PATHS.contains(&request.uri().path()) {
+    if auth.open_paths.contains(&request.uri().path()) {
         return next.run(request).await;
     }
     let given = request

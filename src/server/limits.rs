@@ -1,7 +1,9 @@
 //! The server's resource limits: timeouts, connections, CPU workers, starts in progress.
-//! Read in one place: [`LimitArgs`], the `tycho api` flags, each with an environment
-//! variable (a flag wins over its variable, the variable over the default).
+//! [`LimitArgs`] are the `tycho api` flags; each has an environment variable, read by
+//! [`crate::environment::server::ServerEnv`] (a flag wins over its variable, the
+//! variable over the default; the same checks apply to both).
 
+use crate::environment::server::ServerEnv;
 use crate::error::{Error, Result};
 use std::time::Duration;
 
@@ -66,24 +68,48 @@ impl Default for Limits {
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct LimitArgs {
     /// Seconds a client has to send a request head (after connecting, or between
-    /// requests on a kept-alive connection) before it is disconnected. Default 10.
-    #[arg(long, value_name = "S", env = "TYCHO_API_HEADER_TIMEOUT")]
+    /// requests on a kept-alive connection) before it is disconnected. Default 10
+    /// [env: TYCHO_API_HEADER_TIMEOUT].
+    #[arg(long, value_name = "S")]
     pub header_timeout: Option<f64>,
     /// Seconds a request body may take to arrive, and an unread answer may stall,
-    /// before the connection is closed. Default 30.
-    #[arg(long, value_name = "S", env = "TYCHO_API_IDLE_TIMEOUT")]
+    /// before the connection is closed. Default 30 [env: TYCHO_API_IDLE_TIMEOUT].
+    #[arg(long, value_name = "S")]
     pub idle_timeout: Option<f64>,
     /// Connections served at once (more wait to be accepted). Default 1024, or less
-    /// when the open-files limit is lower.
-    #[arg(long, value_name = "N", env = "TYCHO_API_MAX_CONNECTIONS")]
+    /// when the open-files limit is lower [env: TYCHO_API_MAX_CONNECTIONS].
+    #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
     /// Requests compiled at once, off the threads that answer clients. Default: the
-    /// number of CPUs.
-    #[arg(long, value_name = "N", env = "TYCHO_API_WORKERS")]
+    /// number of CPUs [env: TYCHO_API_WORKERS].
+    #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
-    /// Starts in progress at once; one more is answered 503. Default 64.
-    #[arg(long, value_name = "N", env = "TYCHO_API_MAX_STARTS")]
+    /// Starts in progress at once; one more is answered 503. Default 64
+    /// [env: TYCHO_API_MAX_STARTS].
+    #[arg(long, value_name = "N")]
     pub max_starts: Option<usize>,
+}
+
+/// The flag's value, else its variable's (parsed as `T`), else None.
+fn given<T: std::str::FromStr>(
+    flag: Option<T>,
+    var: &str,
+    text: Option<&str>,
+    what: &str,
+) -> Result<Option<T>> {
+    if flag.is_some() {
+        return Ok(flag);
+    }
+    match text {
+        None => Ok(None),
+        Some(t) => t.trim().parse::<T>().map(Some).map_err(|_| {
+            Error::input(format!(
+                "{var} must be {what}, got {}",
+                crate::limits::echo(&format!("{t:?}"))
+            ))
+            .at(var)
+        }),
+    }
 }
 
 fn seconds(flag: &str, value: Option<f64>, default: Duration) -> Result<Duration> {
@@ -92,7 +118,8 @@ fn seconds(flag: &str, value: Option<f64>, default: Duration) -> Result<Duration
         Some(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Ok(Duration::from_secs_f64(s)),
         Some(s) => Err(Error::input(format!(
             "--{flag} must be a positive number of seconds (at most 86400), got {s}"
-        ))),
+        ))
+        .at(format!("--{flag}"))),
     }
 }
 
@@ -100,23 +127,51 @@ fn count(flag: &str, value: Option<usize>, default: usize) -> Result<usize> {
     match value {
         None => Ok(default),
         Some(n) if n >= 1 => Ok(n),
-        Some(n) => Err(Error::input(format!(
-            "--{flag} must be at least 1, got {n}"
-        ))),
+        Some(n) => Err(
+            Error::input(format!("--{flag} must be at least 1, got {n}")).at(format!("--{flag}")),
+        ),
     }
 }
 
 impl LimitArgs {
-    /// The limits these flags describe (defaults for those not given).
-    pub fn limits(&self) -> Result<Limits> {
+    /// The limits these flags describe, the variables of `env` standing in for flags
+    /// not given, defaults for the rest.
+    pub fn limits(&self, env: &ServerEnv) -> Result<Limits> {
         let d = Limits::default();
+        let secs = "a number of seconds";
+        let n = "a whole number";
+        let header = given(
+            self.header_timeout,
+            "TYCHO_API_HEADER_TIMEOUT",
+            env.header_timeout.as_deref(),
+            secs,
+        )?;
+        let idle = given(
+            self.idle_timeout,
+            "TYCHO_API_IDLE_TIMEOUT",
+            env.idle_timeout.as_deref(),
+            secs,
+        )?;
+        let connections = given(
+            self.max_connections,
+            "TYCHO_API_MAX_CONNECTIONS",
+            env.max_connections.as_deref(),
+            n,
+        )?;
+        let workers = given(self.workers, "TYCHO_API_WORKERS", env.workers.as_deref(), n)?;
+        let starts = given(
+            self.max_starts,
+            "TYCHO_API_MAX_STARTS",
+            env.max_starts.as_deref(),
+            n,
+        )?;
         Ok(Limits {
-            header_timeout: seconds("header-timeout", self.header_timeout, d.header_timeout)?,
-            idle_timeout: seconds("idle-timeout", self.idle_timeout, d.idle_timeout)?,
-            max_connections: count("max-connections", self.max_connections, d.max_connections)?,
+            header_timeout: seconds("header-timeout", header, d.header_timeout)?,
+            idle_timeout: seconds("idle-timeout", idle, d.idle_timeout)?,
+            max_connections: count("max-connections", connections, d.max_connections)?,
             // 0: the number of CPUs (decided by the pool).
-            workers: count("workers", self.workers, 0)?,
-            max_starts: count("max-starts", self.max_starts, d.max_starts)?,
+            workers: count("workers", workers, 0)?,
+            max_starts: count("max-starts", starts, d.max_starts)?,
         })
     }
 }
@@ -127,7 +182,7 @@ mod tests {
 
     #[test]
     fn defaults_and_bad_values() {
-        let l = LimitArgs::default().limits().unwrap();
+        let l = LimitArgs::default().limits(&ServerEnv::default()).unwrap();
         assert_eq!(l, Limits::default());
         assert!(l.max_connections >= 8 && l.max_connections <= 1024);
         let bad = LimitArgs {
@@ -135,7 +190,7 @@ mod tests {
             ..LimitArgs::default()
         };
         assert!(bad
-            .limits()
+            .limits(&ServerEnv::default())
             .unwrap_err()
             .message
             .contains("--header-timeout"));
@@ -143,14 +198,39 @@ mod tests {
             max_starts: Some(0),
             ..LimitArgs::default()
         };
-        assert!(bad.limits().unwrap_err().message.contains("--max-starts"));
+        assert!(bad
+            .limits(&ServerEnv::default())
+            .unwrap_err()
+            .message
+            .contains("--max-starts"));
         let set = LimitArgs {
             header_timeout: Some(0.5),
             workers: Some(3),
             ..LimitArgs::default()
         };
-        let l = set.limits().unwrap();
+        let l = set.limits(&ServerEnv::default()).unwrap();
         assert_eq!(l.header_timeout, Duration::from_millis(500));
         assert_eq!(l.workers, 3);
+        let env = ServerEnv {
+            header_timeout: Some("2".into()),
+            workers: Some("x".into()),
+            ..ServerEnv::default()
+        };
+        // A flag stands in for a bad variable; without the flag, the variable is refused.
+        assert_eq!(set.limits(&env).unwrap().workers, 3);
+        let e = LimitArgs::default().limits(&env).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("TYCHO_API_WORKERS"), "{e}");
+        assert!(e.message.contains("\"x\""), "{e}");
+        let env = ServerEnv {
+            header_timeout: Some("2".into()),
+            ..ServerEnv::default()
+        };
+        // The flag wins over the variable; the variable over the default.
+        assert_eq!(
+            set.limits(&env).unwrap().header_timeout,
+            Duration::from_millis(500)
+        );
+        let l = LimitArgs::default().limits(&env).unwrap();
+        assert_eq!(l.header_timeout, Duration::from_secs(2));
     }
 }

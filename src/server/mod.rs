@@ -1,7 +1,8 @@
 //! `tycho api`: the REST server (axum).
 //!
 //! - [`routes`]: `POST /system/{start,status,delete,modify}` with the original's
-//!   `{status, result, message}` answers, `GET /healthz`, `/readyz`, `/openapi.json`;
+//!   `{status, result, message}` answers, `GET /healthz`, `/readyz`, `/openapi.json`,
+//!   `/metrics` (the Prometheus text of [`crate::metrics`], see [`MetricsAccess`]);
 //! - [`validation`]: request bodies against the embedded api-schema components;
 //! - [`auth`]: bearer token (`TYCHO_API_TOKEN`), the loopback-unless-authenticated rule;
 //! - [`openapi`]: the OpenAPI 3 document of exactly these routes;
@@ -28,7 +29,7 @@ pub mod shutdown;
 pub mod validation;
 
 use crate::error::{Error, ErrorKind, Result};
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -69,6 +70,35 @@ impl AppState {
     }
 }
 
+/// Who may read `GET /metrics` (`--metrics`, `TYCHO_API_METRICS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum MetricsAccess {
+    /// Anyone who can reach the server, token or not (as Prometheus scrapes by default;
+    /// the default).
+    #[default]
+    Open,
+    /// Like the other routes: the bearer token when `TYCHO_API_TOKEN` is set.
+    Token,
+    /// No `/metrics` route (404).
+    Off,
+}
+
+impl MetricsAccess {
+    /// The access named `text` (`open`, `token`, `off`), else an error naming `source`.
+    pub fn parse(text: &str, source: &str) -> Result<MetricsAccess> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "open" => Ok(MetricsAccess::Open),
+            "token" => Ok(MetricsAccess::Token),
+            "off" => Ok(MetricsAccess::Off),
+            _ => Err(Error::input(format!(
+                "{source} must be one of open, token, off; got {}",
+                crate::limits::echo(&format!("{text:?}"))
+            ))
+            .at(source)),
+        }
+    }
+}
+
 /// How to serve.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -86,6 +116,8 @@ pub struct ServerOptions {
     pub request_timeout: Duration,
     /// Timeouts and limits of connections, workers and starts.
     pub limits: limits::Limits,
+    /// Who may read `/metrics`.
+    pub metrics: MetricsAccess,
 }
 
 impl Default for ServerOptions {
@@ -98,6 +130,7 @@ impl Default for ServerOptions {
             cors_origins: Vec::new(),
             request_timeout: Duration::from_secs(150),
             limits: limits::Limits::default(),
+            metrics: MetricsAccess::default(),
         }
     }
 }
@@ -172,12 +205,40 @@ async fn body_timeout(State(limit): State<Duration>, mut request: Request, next:
     next.run(request).await
 }
 
-/// The application: routes plus middleware (outermost first: access log, CORS, auth,
-/// JSON 405s, timeout, body timeout).
+/// Counts every answer by route template (the path the router matched; `unmatched` for
+/// the 404 of an unknown path: label values stay bounded), method and status code.
+async fn count_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = request.method().clone();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    crate::metrics::http_request(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// The application: routes plus middleware (outermost first: request metrics, access
+/// log, CORS, auth, JSON 405s, timeout, body timeout).
 pub fn app(state: AppState, options: &ServerOptions) -> Result<Router> {
-    let token: Option<Arc<str>> = options.token.as_deref().map(Arc::from);
+    let open_paths: Vec<&'static str> = auth::OPEN_PATHS
+        .iter()
+        .copied()
+        .chain((options.metrics == MetricsAccess::Open).then_some(routes::METRICS_PATH))
+        .collect();
+    let auth_state = auth::AuthState {
+        token: options.token.as_deref().map(Arc::from),
+        open_paths: Arc::from(open_paths),
+    };
     state.operations.set_max_starts(options.limits.max_starts);
-    let mut router = routes::routes(state)
+    let mut router = routes::routes(state, options.metrics != MetricsAccess::Off)
         .layer(middleware::from_fn_with_state(
             options.limits.idle_timeout,
             body_timeout,
@@ -187,11 +248,16 @@ pub fn app(state: AppState, options: &ServerOptions) -> Result<Router> {
             timeout_layer,
         ))
         .layer(middleware::from_fn(json_errors))
-        .layer(middleware::from_fn_with_state(token, auth::require_token));
+        .layer(middleware::from_fn_with_state(
+            auth_state,
+            auth::require_token,
+        ));
     if let Some(layer) = cors(&options.cors_origins)? {
         router = router.layer(layer);
     }
-    Ok(router.layer(middleware::from_fn(logging::access_log)))
+    Ok(router
+        .layer(middleware::from_fn(logging::access_log))
+        .layer(middleware::from_fn(count_requests)))
 }
 
 /// Resolves `host:port` to the addresses to bind.

@@ -1,5 +1,5 @@
 //! The routes: `/system/{start,status,delete,modify}`, `/healthz`, `/readyz`,
-//! `/openapi.json`, and the JSON shapes of their answers.
+//! `/openapi.json`, `/metrics`, and the JSON shapes of their answers.
 
 use super::backend::Executor;
 use super::validation::{validate, Problem};
@@ -13,6 +13,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::sync::Arc;
+
+/// The path of the metrics route.
+pub const METRICS_PATH: &str = "/metrics";
 
 /// Largest request body accepted (bytes).
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -45,9 +48,22 @@ fn success(result: Value, message: String) -> Response {
 }
 
 /// An operation failed: HTTP 200 with status "error", as the original answers (TychoClient
-/// raises TychoException with the message from it).
+/// raises TychoException with the message from it); `result.field` names the field at
+/// fault when the error knows it.
 fn failure(e: &Error) -> Response {
-    error_response(StatusCode::OK, &e.message, None)
+    error_response(StatusCode::OK, &e.message, e.field.as_deref())
+}
+
+/// Whether `e` or one of its causes is the body-size limit's error.
+fn is_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -112,9 +128,7 @@ async fn read_body(request: Request, component: &str) -> Result<Value, Response>
     let bytes = match read {
         Ok(b) => b,
         Err(e) => {
-            // The limit error is the only one whose source is a LengthLimitError.
-            let text = format!("{e:?}");
-            if text.contains("LengthLimit") {
+            if is_length_limit(&e) {
                 return Err(too_large());
             }
             return Err(error_response(
@@ -137,7 +151,7 @@ async fn read_body(request: Request, component: &str) -> Result<Value, Response>
         .unwrap_or_else(|e| {
             Err(BadBody {
                 message: e.message,
-                field: None,
+                field: e.field,
             })
         })
     };
@@ -257,7 +271,11 @@ impl Drop for Running {
 /// Runs a back-end operation in its own task, so a client that goes away or a request
 /// timeout never cancels a start or delete half-way (the operation finishes or rolls
 /// back; shutdown waits for it).
-async fn detached<T, F>(state: &AppState, op: F) -> crate::Result<T>
+async fn detached<T, F>(
+    state: &AppState,
+    operation: crate::metrics::Operation,
+    op: F,
+) -> crate::Result<T>
 where
     T: Send + 'static,
     F: for<'a> FnOnce(&'a dyn Executor) -> super::backend::BoxFut<'a, T> + Send + 'static,
@@ -270,14 +288,19 @@ where
     let executor = state.executor.clone();
     let task = tokio::spawn(async move {
         let _guard = guard;
-        op(executor.as_ref()).await
+        let result = op(executor.as_ref()).await;
+        crate::metrics::operation(operation, &result);
+        result
     });
     match task.await {
         Ok(r) => r,
-        Err(e) => Err(Error::new(
-            crate::error::ErrorKind::Kube,
-            format!("internal error: the operation did not complete ({e})"),
-        )),
+        Err(e) => {
+            let result = Err(Error::internal(format!(
+                "the operation did not complete ({e})"
+            )));
+            crate::metrics::operation::<T, _>(operation, &result);
+            result
+        }
     }
 }
 
@@ -298,7 +321,7 @@ async fn start(State(state): State<AppState>, request: Request) -> Response {
         Err(r) => return r,
     };
     // The slot lives as long as the operation, which may outlive the request.
-    let started = detached(&state, move |x| {
+    let started = detached(&state, crate::metrics::Operation::Start, move |x| {
         Box::pin(async move {
             let _slot = slot;
             x.start(body).await
@@ -352,8 +375,20 @@ async fn status(State(state): State<AppState>, request: Request) -> Response {
     let username = opt_string(&body, "username");
     // The original prints Python's None for a missing name.
     let shown = name.clone().unwrap_or_else(|| "None".into());
-    match detached(&state, move |x| x.status(name, username)).await {
-        Ok(result) => success(result, format!("Get status for system {shown}")),
+    let all = name.is_none() && username.is_none();
+    match detached(&state, crate::metrics::Operation::Status, move |x| {
+        x.status(name, username)
+    })
+    .await
+    {
+        Ok(result) => {
+            if all {
+                if let Value::Array(rows) = &result {
+                    crate::metrics::systems(rows);
+                }
+            }
+            success(result, format!("Get status for system {shown}"))
+        }
         Err(e) => {
             log::warn!(target: crate::server::LOG_TARGET, "status failed: {}", loggable(&e.message));
             failure(&e)
@@ -368,7 +403,11 @@ async fn delete(State(state): State<AppState>, request: Request) -> Response {
     };
     let name = opt_string(&body, "name").unwrap_or_default();
     let shown = name.clone();
-    match detached(&state, move |x| x.delete(name)).await {
+    match detached(&state, crate::metrics::Operation::Delete, move |x| {
+        x.delete(name)
+    })
+    .await
+    {
         Ok(result) => {
             log::debug!(target: crate::server::LOG_TARGET, "deleted system {}", loggable(&shown));
             success(result, format!("Deleted system {shown}"))
@@ -385,7 +424,11 @@ async fn modify(State(state): State<AppState>, request: Request) -> Response {
         Ok(v) => v,
         Err(r) => return r,
     };
-    match detached(&state, move |x| x.modify(body)).await {
+    match detached(&state, crate::metrics::Operation::Modify, move |x| {
+        x.modify(body)
+    })
+    .await
+    {
         Ok(result) => success(result, "Modified the system".into()),
         Err(e) => {
             log::warn!(target: crate::server::LOG_TARGET, "modify failed: {}", loggable(&e.message));
@@ -415,6 +458,15 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// The process's metrics in the OpenMetrics text format (src/metrics.rs).
+async fn metrics() -> Response {
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        crate::metrics::text(),
+    )
+        .into_response()
+}
+
 async fn openapi(State(state): State<AppState>) -> Response {
     Json(state.openapi.as_ref().clone()).into_response()
 }
@@ -427,9 +479,14 @@ async fn not_found(request: Request<Body>) -> Response {
     )
 }
 
-/// The routes, without middleware.
-pub fn routes(state: AppState) -> Router {
-    Router::new()
+/// The routes, without middleware; `/metrics` when `with_metrics`.
+pub fn routes(state: AppState, with_metrics: bool) -> Router {
+    let router = if with_metrics {
+        Router::new().route(METRICS_PATH, get(metrics))
+    } else {
+        Router::new()
+    };
+    router
         .route("/system/start", post(start))
         .route("/system/status", post(status))
         .route("/system/delete", post(delete))
