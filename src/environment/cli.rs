@@ -1,0 +1,25 @@
+//! Settings of the `tycho` command line: the access token of `render`/`up` and the API
+//! token of `tycho api`.
+//!
+//! Read from the process environment by [`super::var`] only.
+
+/// What the command line reads from the environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CliEnv {
+    /// `TYCHO_ACCESS_TOKEN`: the `access_token` of the principal `render` and `up` send
+    /// (never a command-line argument: those are visible to every user of the machine).
+    /// `None` when unset or empty.
+    pub access_token: Option<String>,
+    /// `TYCHO_API_TOKEN`, as set (an empty value is an error `tycho api` reports).
+    pub api_token: Option<String>,
+}
+
+impl CliEnv {
+    /// The settings the process environment gives.
+    pub fn from_env() -> Self {
+        CliEnv {
+            access_token: super::var("TYCHO_ACCESS_TOKEN").filter(|t| !t.is_empty()),
+            api_token: super::var("TYCHO_API_TOKEN"),
+        }
+    }
+}
