@@ -60,7 +60,8 @@ pub fn cell(v: Option<&Value>) -> String {
 }
 
 /// A table with the original's minimum column widths; a column grows to fit its longest
-/// cell (plus two spaces), so nothing is cut. The last column is not padded.
+/// cell (plus two spaces), so nothing is cut. A last column without a minimum width is
+/// not padded.
 pub fn table(header: &[&str], min_widths: &[usize], rows: &[Vec<String>]) -> String {
     let widths: Vec<usize> = header
         .iter()
@@ -83,7 +84,7 @@ pub fn table(header: &[&str], min_widths: &[usize], rows: &[Vec<String>]) -> Str
             if i > 0 {
                 out.push(' ');
             }
-            if i == last {
+            if i == last && min_widths.get(i).is_none() {
                 out.push_str(c);
             } else {
                 let w = widths[i];
@@ -154,13 +155,16 @@ mod tests {
         let long = "x".repeat(40);
         let out = table(
             &["A", "B"],
-            &[5, 5],
+            &[5],
             &[vec![long.clone(), "1".into()], vec!["y".into(), "2".into()]],
         );
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], format!("{:<42} B", "A"));
         assert_eq!(lines[1], format!("{long}   1"));
-        assert_eq!(table(&["A", "B"], &[5, 5], &[]), format!("{:<5} B\n", "A"));
+        assert_eq!(
+            table(&["A", "B"], &[5, 5], &[]),
+            format!("{:<5} {:<5}\n", "A", "B")
+        );
     }
 
     #[test]
