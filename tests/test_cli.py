@@ -74,8 +74,10 @@ def test_up_status_modify_down(kubeconfig, kube_emulator):  # noqa: F811
     proc = tycho(kubeconfig, "status")
     assert proc.returncode == 0, proc.stderr
     header, row = proc.stdout.splitlines()
-    assert header == "{:<30} {:<35} {:<15} {:<7} {:<1}".format(
-        "SYSTEM", "GUID", "IP_ADDRESS", "PORT", "CREATION_TIME")
+    # the original's widths, the first column grown to fit the name (nothing is cut)
+    width = max(30, len(f"nginx-{guid}") + 2)
+    assert header == "{:<{}} {:<35} {:<15} {:<7} {:<1}".format(
+        "SYSTEM", width, "GUID", "IP_ADDRESS", "PORT", "CREATION_TIME")
     cells = row.split()
     assert cells[0] == f"nginx-{guid}" and cells[1] == guid  # names are not cut
     assert re.fullmatch(r"\d{1,2}-\d{1,2}-\d{4}", cells[4]) and re.fullmatch(r"\d{1,2}:\d{1,2}:\d{1,2}", cells[5])
@@ -298,7 +300,8 @@ def test_output_name_and_wide(kubeconfig, kube_emulator):  # noqa: F811
     cells = row.split()
     assert cells[:4] == [f"a-rather-long-system-name-here-{guid}", guid, "a-rather-long-system-name-here", "renci"]
     # columns line up: the header's columns start where the row's do
-    assert header.index("GUID") == row.index(guid)
+    assert header.index("GUID") == row.index(guid, len(cells[0]))
+    assert header.index("USERNAME") == row.index("renci")
 
 
 def test_compose_from_stdin(kubeconfig, kube_emulator):  # noqa: F811
