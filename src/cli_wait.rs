@@ -22,42 +22,62 @@ struct Shared {
 
 static CLIENT: OnceCell<Shared> = OnceCell::const_new();
 
+/// The client configuration of the command line: in-cluster when
+/// `KUBERNETES_SERVICE_HOST` is set, else the kubeconfig; connect timeout 5 s, read
+/// timeout 15 s.
+pub async fn config() -> Result<kube::Config> {
+    let in_cluster = std::env::var("KUBERNETES_SERVICE_HOST").is_ok_and(|h| !h.is_empty());
+    let mut config = if in_cluster {
+        kube::Config::incluster().map_err(|e| {
+            Error::new(
+                KIND,
+                format!("no usable Kubernetes configuration: in-cluster: {e}"),
+            )
+        })?
+    } else {
+        kube::Config::from_kubeconfig(&kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(|e| {
+                let source = match std::env::var("KUBECONFIG") {
+                    Ok(p) if !p.is_empty() => format!("KUBECONFIG={p}"),
+                    _ => "~/.kube/config".into(),
+                };
+                Error::new(
+                    KIND,
+                    format!("no usable Kubernetes configuration: kubeconfig ({source}): {e}"),
+                )
+            })?
+    };
+    config.connect_timeout = Some(Duration::from_secs(5));
+    config.read_timeout = Some(Duration::from_secs(15));
+    Ok(config)
+}
+
+/// A client for `config` (on the current runtime: a kube client lives on the runtime
+/// it was made on).
+pub fn client(config: kube::Config) -> Result<kube::Client> {
+    kube::Client::try_from(config)
+        .map_err(|e| Error::new(KIND, format!("cannot create the Kubernetes client: {e}")))
+}
+
 async fn shared() -> Result<&'static Shared> {
     CLIENT
         .get_or_try_init(|| async {
-            let in_cluster = std::env::var("KUBERNETES_SERVICE_HOST").is_ok_and(|h| !h.is_empty());
-            let mut config = if in_cluster {
-                kube::Config::incluster().map_err(|e| {
-                    Error::new(
-                        KIND,
-                        format!("no usable Kubernetes configuration: in-cluster: {e}"),
-                    )
-                })?
-            } else {
-                kube::Config::from_kubeconfig(&kube::config::KubeConfigOptions::default())
-                    .await
-                    .map_err(|e| {
-                        let source = match std::env::var("KUBECONFIG") {
-                            Ok(p) if !p.is_empty() => format!("KUBECONFIG={p}"),
-                            _ => "~/.kube/config".into(),
-                        };
-                        Error::new(
-                            KIND,
-                            format!(
-                                "no usable Kubernetes configuration: kubeconfig ({source}): {e}"
-                            ),
-                        )
-                    })?
-            };
-            config.connect_timeout = Some(Duration::from_secs(5));
-            config.read_timeout = Some(Duration::from_secs(15));
+            let config = config().await?;
             let namespace = config.default_namespace.clone();
-            let client = kube::Client::try_from(config).map_err(|e| {
-                Error::new(KIND, format!("cannot create the Kubernetes client: {e}"))
-            })?;
+            let client = client(config)?;
             Ok(Shared { client, namespace })
         })
         .await
+}
+
+/// Ok when the API server behind `client` answers (`GET /version`).
+pub async fn answers(client: &kube::Client) -> Result<()> {
+    client
+        .apiserver_version()
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::new(KIND, describe(&e)))
 }
 
 /// The namespace the executor uses for `explicit`: it, else NAMESPACE, else the pod's
@@ -78,13 +98,7 @@ fn describe(e: &kube::Error) -> String {
 
 /// Ok when the Kubernetes API server answers (`GET /version`).
 pub async fn api_ready() -> Result<()> {
-    let shared = shared().await?;
-    shared
-        .client
-        .apiserver_version()
-        .await
-        .map(|_| ())
-        .map_err(|e| Error::new(KIND, describe(&e)))
+    answers(&shared().await?.client).await
 }
 
 /// How waiting for a Deployment ended.

@@ -21,6 +21,7 @@ pub mod offload;
 pub mod pyfmt;
 pub mod registry;
 pub mod render;
+pub mod request_schema;
 pub mod server;
 pub mod settings;
 pub mod template_guard;

@@ -26,7 +26,8 @@ pub mod logging;
 pub mod openapi;
 pub mod routes;
 pub mod shutdown;
-pub mod validation;
+/// The request schema checker, shared with the command line: [`crate::request_schema`].
+pub use crate::request_schema as validation;
 
 use crate::error::{Error, ErrorKind, Result};
 use axum::extract::{MatchedPath, Request, State};

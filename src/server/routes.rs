@@ -2,9 +2,9 @@
 //! `/openapi.json`, `/metrics`, and the JSON shapes of their answers.
 
 use super::backend::Executor;
-use super::validation::{validate, Problem};
 use super::AppState;
 use crate::error::Error;
+use crate::request_schema::{validate, Problem};
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -182,8 +182,8 @@ fn parse_and_check(bytes: &[u8], component: &str) -> Result<Value, BadBody> {
 /// A JSON syntax error, naming the field where it happened (numbers out of range,
 /// nesting deeper than the parser's limit, ...).
 fn json_error(bytes: &[u8], e: &serde_json::Error) -> BadBody {
-    let offset = super::validation::offset_of(bytes, e.line(), e.column());
-    let field = super::validation::field_at(bytes, offset);
+    let offset = crate::request_schema::offset_of(bytes, e.line(), e.column());
+    let field = crate::request_schema::field_at(bytes, offset);
     let cause = e.to_string();
     let cause = if cause.starts_with("recursion limit exceeded") {
         cause.replacen(

@@ -1,4 +1,5 @@
-//! Request checking: the JSON body of a request against a component of the embedded
+//! The request schema shared by the `tycho api` server, the command line and the Python
+//! bindings: the JSON body of a request checked against a component of the embedded
 //! api-schema (OpenAPI 3.0 schema objects).
 //!
 //! The schema objects use OpenAPI 3.0's `nullable`, which JSON Schema validators do not
@@ -11,7 +12,7 @@ use serde_json::Value;
 use std::sync::OnceLock;
 
 /// The API schema shipped with the Python package (the same file `tycho.actions` reads).
-pub const API_SCHEMA_YAML: &str = include_str!("../../python/tycho/api-schema.yaml");
+pub const API_SCHEMA_YAML: &str = include_str!("../python/tycho/api-schema.yaml");
 
 /// The parsed API schema.
 pub fn api_schema() -> &'static Value {

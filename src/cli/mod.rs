@@ -1,0 +1,149 @@
+//! The `tycho` command line:
+//!
+//! - `tycho render` compiles a system offline and prints the objects for
+//!   `kubectl apply -f -` (the token Secret's values as `<redacted>` unless
+//!   `--show-secrets`);
+//! - `tycho up`, `status`, `down`, `modify` run systems on the cluster through the
+//!   executor (`crate::kube`), with the original client's arguments and tables;
+//!   `up --wait` follows the Deployment until it is available ([`crate::cli_wait`]);
+//!   `up --dry-run=client|server` creates nothing ([`dry_run`]);
+//! - `tycho api` serves the REST API ([`crate::server`]).
+//!
+//! A system comes from a compose file (`-f FILE`, `-f -` for standard input) or from an
+//! app of a registry (`--registry URL|DIR --product P --app A`, the request appstore
+//! would send): [`request`]. Output formats and tables: [`output`]. A cluster that does
+//! not answer is named within seconds: [`connect`]. The commands: [`commands`].
+//!
+//! Exit codes: 0 success, 1 failure, 2 usage. Errors are one line on stderr
+//! (`tycho: error: ...`); `-d/--debug` adds debug logging and the error's kind.
+
+pub mod commands;
+pub mod connect;
+pub mod dry_run;
+pub mod output;
+pub mod request;
+
+pub use request::{parse_env, services_from_compose};
+
+use crate::environment::cli::CliEnv;
+use crate::error::Error;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Command line of `tycho`.
+#[derive(Parser, Debug)]
+#[command(
+    name = "tycho",
+    version,
+    about = "Compile docker-compose systems into Kubernetes objects and run them"
+)]
+pub struct Cli {
+    /// Show details (debug logging, full errors).
+    #[arg(short = 'd', long = "debug", global = true)]
+    pub debug: bool,
+    /// Kubernetes namespace (default: NAMESPACE, the pod's namespace, the kubeconfig's).
+    /// On `render`, the objects' metadata.namespace.
+    #[arg(long, global = true, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Kubeconfig file (default: KUBECONFIG, then ~/.kube/config; in-cluster in a pod).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Start a system (a compose file, or a registry app) on the cluster.
+    Up(commands::UpArgs),
+    /// List running systems (all, one GUID, or one user's).
+    Status(commands::StatusArgs),
+    /// Delete systems by GUID.
+    Down(commands::DownArgs),
+    /// Change labels and cpu/memory of a running system.
+    Modify(commands::ModifyArgs),
+    /// Compile a system (a compose file, or a registry app) into Kubernetes objects, offline.
+    Render(commands::RenderArgs),
+    /// Serve the REST API (POST /system/start, status, delete, modify).
+    Api(commands::ApiArgs),
+}
+
+/// What every command gets besides its own arguments.
+#[derive(Debug)]
+pub struct Context {
+    /// `--namespace`.
+    pub namespace: Option<String>,
+    /// `-d/--debug`.
+    pub debug: bool,
+    /// The environment the command line reads.
+    pub env: CliEnv,
+}
+
+impl Context {
+    /// Prints `e` as a failure (one line; with `--debug`, the kind and the whole message).
+    pub fn report(&self, e: &Error) {
+        if self.debug {
+            eprintln!("tycho: error ({:?}): {}", e.kind, e.message);
+        } else {
+            eprintln!("tycho: error: {}", one_line(&e.message));
+        }
+    }
+}
+
+/// Runs the command line; returns the process exit code (0 ok, 1 failure, 2 usage).
+pub fn run<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    crate::server::logging::init(cli.debug);
+    let ctx = Context {
+        namespace: cli.namespace.clone(),
+        debug: cli.debug,
+        env: CliEnv::from_env(),
+    };
+    if let Some(path) = &cli.kubeconfig {
+        if !path.is_file() {
+            ctx.report(&Error::input(format!(
+                "--kubeconfig {}: no such file",
+                path.display()
+            )));
+            return 1;
+        }
+        // The executor and the wait loop read KUBECONFIG when they make their client.
+        std::env::set_var("KUBECONFIG", path);
+    }
+    let result = match &cli.command {
+        Command::Render(a) => commands::render(a, &ctx),
+        Command::Up(a) => commands::up(a, &ctx),
+        Command::Status(a) => commands::status(a, &ctx),
+        Command::Down(a) => commands::down(a, &ctx),
+        Command::Modify(a) => commands::modify(a, &ctx),
+        Command::Api(a) => commands::api(a, &ctx),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            ctx.report(&e);
+            1
+        }
+    }
+}
+
+/// A usage error found after parsing: one line, exit code 2.
+fn usage(message: impl AsRef<str>) -> i32 {
+    eprintln!("tycho: error: {}", one_line(message.as_ref()));
+    2
+}
+
+pub(crate) fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
