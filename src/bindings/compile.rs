@@ -232,7 +232,7 @@ fn model_defaults<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
 #[pyfunction]
 fn validate_request(py: Python<'_>, component: String, request: &Bound<'_, PyAny>) -> PyResult<()> {
     let body = from_py(request, "request")?;
-    match crate::server::validation::validate(&component, &body) {
+    match crate::request_schema::validate(&component, &body) {
         Ok(()) => Ok(()),
         Err(problems) => {
             let all: Vec<String> = problems.iter().map(|p| p.describe()).collect();
