@@ -506,9 +506,9 @@ fn up(args: &UpArgs, namespace: Option<&str>) -> Result<i32> {
         return Ok(0);
     }
     let timeout = std::time::Duration::from_secs_f64(args.timeout);
-    let waited = crate::cli_wait::block_on(async {
+    let waited = crate::kube::wait::block_on(async {
         tokio::select! {
-            r = crate::cli_wait::wait_available(namespace, &name, &guid, timeout, |line| {
+            r = crate::kube::wait::wait_available(namespace, &name, &guid, timeout, |line| {
                 eprintln!("tycho: {line}");
             }) => r,
             _ = tokio::signal::ctrl_c() => Err(Error::new(
@@ -517,7 +517,7 @@ fn up(args: &UpArgs, namespace: Option<&str>) -> Result<i32> {
             )),
         }
     })?;
-    use crate::cli_wait::WaitOutcome;
+    use crate::kube::wait::WaitOutcome;
     match waited {
         WaitOutcome::Available => {
             eprintln!("tycho: system {name} is available");

@@ -25,6 +25,7 @@ mod modify;
 mod retry;
 mod start;
 mod status;
+pub mod wait;
 
 /// The process's executor runtime, shared with the Docker backplane.
 pub(crate) use client::block_on;
