@@ -508,8 +508,8 @@ fn up(args: &UpArgs, namespace: Option<&str>) -> Result<i32> {
     let timeout = std::time::Duration::from_secs_f64(args.timeout);
     let waited = crate::kube::wait::block_on(async {
         tokio::select! {
-            r = crate::kube::wait::wait_available(namespace, &name, &guid, timeout, |line| {
-                eprintln!("tycho: {line}");
+            r = crate::kube::wait::wait_async(&guid, namespace, timeout, |event| {
+                eprintln!("tycho: {}", event.message);
             }) => r,
             _ = tokio::signal::ctrl_c() => Err(Error::new(
                 ErrorKind::Kube,

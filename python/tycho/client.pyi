@@ -20,6 +20,7 @@ class TychoService:
     conn_string: str
     workspace_name: str
     is_ready: bool
+    reason: Optional[str]
     def __init__(
         self,
         name: Any,

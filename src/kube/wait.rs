@@ -1,104 +1,32 @@
-//! Cluster reads of the command line and the server that the executor does not offer:
-//! `tycho up --wait` (is the Deployment available, and if not, why: pod status and
-//! Warning events) and `/readyz` (does the API server answer).
+//! Readiness of one system and why it is not ready, one look at a time or as a stream
+//! of progress events until it is: `tycho up --wait`, `TychoContext.readiness`,
+//! `TychoContext.aprogress` and `TychoContext.wait`.
 //!
-//! Its own kube client (one per process, made on first use) reads the same
-//! configuration as the executor: in-cluster when `KUBERNETES_SERVICE_HOST` is set,
-//! else the kubeconfig (`KUBECONFIG`, else `~/.kube/config`).
+//! A look reads the system's Deployment (by its `tycho-guid` label), its pods and their
+//! Warning events on the executor's client ([`super::client`]): the same configuration,
+//! runtime and namespace rule as start, status and delete. Readiness comes from the
+//! Deployment's status (every replica available, of the current generation); the reason
+//! it is not ready from the pods' conditions, their containers' states and the newest
+//! Warning event (`ImagePullBackOff: ...`, `Unschedulable: 0/3 nodes are available: 3
+//! Insufficient cpu.`, `CrashLoopBackOff`). Progress events are modelled on JupyterHub
+//! KubeSpawner's: a percentage, a message, and `ready` / `failed` flags.
 
-use crate::error::{Error, ErrorKind, Result};
+use super::client;
+use super::error::KubeError;
+use super::GUID_LABEL;
+use crate::error::{ErrorKind, Result};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ListParams};
+use serde::Serialize;
 use std::time::{Duration, Instant};
-use tokio::sync::OnceCell;
 
 const KIND: ErrorKind = ErrorKind::Kube;
-const NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
-struct Shared {
-    client: kube::Client,
-    namespace: String,
-}
+/// How often a wait looks again.
+const INTERVAL: Duration = Duration::from_millis(500);
 
-static CLIENT: OnceCell<Shared> = OnceCell::const_new();
-
-async fn shared() -> Result<&'static Shared> {
-    CLIENT
-        .get_or_try_init(|| async {
-            let in_cluster = std::env::var("KUBERNETES_SERVICE_HOST").is_ok_and(|h| !h.is_empty());
-            let mut config = if in_cluster {
-                kube::Config::incluster().map_err(|e| {
-                    Error::new(
-                        KIND,
-                        format!("no usable Kubernetes configuration: in-cluster: {e}"),
-                    )
-                })?
-            } else {
-                kube::Config::from_kubeconfig(&kube::config::KubeConfigOptions::default())
-                    .await
-                    .map_err(|e| {
-                        let source = match std::env::var("KUBECONFIG") {
-                            Ok(p) if !p.is_empty() => format!("KUBECONFIG={p}"),
-                            _ => "~/.kube/config".into(),
-                        };
-                        Error::new(
-                            KIND,
-                            format!(
-                                "no usable Kubernetes configuration: kubeconfig ({source}): {e}"
-                            ),
-                        )
-                    })?
-            };
-            config.connect_timeout = Some(Duration::from_secs(5));
-            config.read_timeout = Some(Duration::from_secs(15));
-            let namespace = config.default_namespace.clone();
-            let client = kube::Client::try_from(config).map_err(|e| {
-                Error::new(KIND, format!("cannot create the Kubernetes client: {e}"))
-            })?;
-            Ok(Shared { client, namespace })
-        })
-        .await
-}
-
-/// The namespace the executor uses for `explicit`: it, else NAMESPACE, else the pod's
-/// service-account namespace, else the kubeconfig context's.
-pub async fn namespace(explicit: Option<&str>) -> Result<String> {
-    if let Some(n) = explicit.filter(|s| !s.is_empty()) {
-        return Ok(n.to_string());
-    }
-    if let Some(n) = std::env::var("NAMESPACE").ok().filter(|s| !s.is_empty()) {
-        return Ok(n);
-    }
-    if let Some(n) = std::fs::read_to_string(NAMESPACE_FILE)
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-    {
-        return Ok(n);
-    }
-    Ok(shared().await?.namespace.clone())
-}
-
-fn describe(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => format!("{} (HTTP {}): {}", s.reason, s.code, s.message),
-        other => format!("cannot reach the Kubernetes API: {other}"),
-    }
-}
-
-/// Ok when the Kubernetes API server answers (`GET /version`).
-pub async fn api_ready() -> Result<()> {
-    let shared = shared().await?;
-    shared
-        .client
-        .apiserver_version()
-        .await
-        .map(|_| ())
-        .map_err(|e| Error::new(KIND, describe(&e)))
-}
-
-/// How waiting for a Deployment ended.
+/// How waiting for a system ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WaitOutcome {
     /// Every replica is available.
@@ -107,6 +35,24 @@ pub enum WaitOutcome {
     Failed(String),
     /// The time ran out; the last reason seen, if any.
     TimedOut(String),
+}
+
+/// One progress event of a system (KubeSpawner's `{"progress", "message", "ready"}`,
+/// plus `failed` and the short `reason`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Progress {
+    /// The system's GUID.
+    pub sid: String,
+    /// 0 (nothing seen yet) to 100 (ready).
+    pub progress: u8,
+    /// What is happening, in one line (names the Deployment and the pod).
+    pub message: String,
+    /// Every replica is available.
+    pub ready: bool,
+    /// It cannot become ready without a change (image, crash loop, deadline).
+    pub failed: bool,
+    /// Why it is not ready, short (`ImagePullBackOff: ...`); None when ready or unknown.
+    pub reason: Option<String>,
 }
 
 /// Waiting reasons of a container that do not go away by waiting.
@@ -124,6 +70,12 @@ const FATAL_WAITING: &[&str] = &[
 /// What one look at the cluster found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observation {
+    /// The Deployment's name.
+    pub name: String,
+    /// How far the pods got: 0 none, 1 created, 2 scheduled, 3 containers running.
+    pub stage: u8,
+    /// Why it is not ready, short (the fatal reason first).
+    pub reason: Option<String>,
     /// Replicas wanted.
     pub desired: i32,
     /// Replicas available.
@@ -150,8 +102,10 @@ pub fn observe(deployment: &Deployment, pods: &[Pod], events: &[Event]) -> Obser
     let status = deployment.status.clone().unwrap_or_default();
     let available = status.available_replicas.unwrap_or(0);
     let generation = deployment.metadata.generation.unwrap_or(0);
+    let mut pending_reason: Option<String> = None;
     let current = status.observed_generation.is_none_or(|g| g >= generation);
     let mut obs = Observation {
+        name: deployment.metadata.name.clone().unwrap_or_default(),
         desired,
         available,
         done: current && available >= desired,
@@ -161,17 +115,38 @@ pub fn observe(deployment: &Deployment, pods: &[Pod], events: &[Event]) -> Obser
         let reason = c.reason.clone().unwrap_or_default();
         let message = one_line(c.message.as_deref().unwrap_or(""));
         if c.type_ == "Progressing" && c.status == "False" && reason == "ProgressDeadlineExceeded" {
-            obs.fatal = Some(format!("ProgressDeadlineExceeded: {message}"));
+            let text = short("ProgressDeadlineExceeded", &message);
+            obs.fatal = Some(text.clone());
+            obs.reason = Some(text);
         }
         if c.type_ == "ReplicaFailure" && c.status == "True" {
             obs.fatal = Some(format!("ReplicaFailure {reason}: {message}"));
+            obs.reason = Some(short(&reason, &message));
         }
     }
     for pod in pods {
         let pod_name = pod.metadata.name.clone().unwrap_or_default();
+        obs.stage = obs.stage.max(1);
         let Some(ps) = pod.status.as_ref() else {
             continue;
         };
+        let scheduled = ps
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "PodScheduled" && c.status == "True")
+            || ps.phase.as_deref() == Some("Running");
+        if scheduled {
+            obs.stage = obs.stage.max(2);
+        }
+        let running = ps.container_statuses.as_ref().is_some_and(|s| {
+            !s.is_empty()
+                && s.iter()
+                    .all(|c| c.state.as_ref().is_some_and(|st| st.running.is_some()))
+        });
+        if running {
+            obs.stage = obs.stage.max(3);
+        }
         let statuses = ps
             .init_container_statuses
             .iter()
@@ -189,22 +164,29 @@ pub fn observe(deployment: &Deployment, pods: &[Pod], events: &[Event]) -> Obser
                 format!("pod {pod_name} container {}: {reason}: {message}", cs.name)
             };
             if FATAL_WAITING.contains(&reason.as_str()) {
-                obs.fatal.get_or_insert(text);
-            } else if !reason.is_empty() {
-                obs.pending.get_or_insert(text);
+                if obs.fatal.is_none() {
+                    obs.fatal = Some(text);
+                    obs.reason = Some(short(&reason, &message));
+                }
+            } else if !reason.is_empty() && obs.pending.is_none() {
+                obs.pending = Some(text);
+                pending_reason = Some(short(&reason, &message));
             }
         }
         for c in ps.conditions.iter().flatten() {
             if c.type_ == "PodScheduled" && c.status == "False" {
                 let reason = c.reason.clone().unwrap_or_else(|| "Unschedulable".into());
                 let message = one_line(c.message.as_deref().unwrap_or(""));
-                obs.pending
-                    .get_or_insert(format!("pod {pod_name}: {reason}: {message}"));
+                if obs.pending.is_none() {
+                    obs.pending = Some(format!("pod {pod_name}: {reason}: {message}"));
+                    pending_reason = Some(short(&reason, &message));
+                }
             }
         }
         if obs.pending.is_none() {
             if let Some(phase) = ps.phase.as_deref().filter(|p| *p != "Running") {
                 obs.pending = Some(format!("pod {pod_name}: {phase}"));
+                pending_reason = Some(phase.to_string());
             }
         }
     }
@@ -226,29 +208,82 @@ pub fn observe(deployment: &Deployment, pods: &[Pod], events: &[Event]) -> Obser
             let text = format!("pod {who}: {reason}: {message}");
             if matches!(reason.as_str(), "FailedScheduling") || obs.pending.is_none() {
                 obs.pending = Some(text);
+                pending_reason = Some(short(&reason, &message));
             }
         }
+    }
+    if obs.reason.is_none() && !obs.done {
+        obs.reason = pending_reason;
     }
     obs
 }
 
+/// `Reason: message`, or the reason alone.
+fn short(reason: &str, message: &str) -> String {
+    if message.is_empty() {
+        reason.to_string()
+    } else {
+        format!("{reason}: {message}")
+    }
+}
+
+impl Observation {
+    /// The progress event of this observation of system `sid`.
+    pub fn progress(&self, sid: &str) -> Progress {
+        let ready = self.done && self.desired > 0;
+        let failed = !ready && self.fatal.is_some();
+        let progress = if ready {
+            100
+        } else {
+            [10, 30, 50, 80][usize::from(self.stage.min(3))]
+        };
+        let detail = self.fatal.as_ref().or(self.pending.as_ref());
+        let message = match detail {
+            _ if ready => format!(
+                "{}: {}/{} replicas available",
+                self.name, self.available, self.desired
+            ),
+            Some(p) => format!(
+                "{}: {}/{} available; {p}",
+                self.name, self.available, self.desired
+            ),
+            None => format!(
+                "{}: {}/{} available",
+                self.name, self.available, self.desired
+            ),
+        };
+        Progress {
+            sid: sid.to_string(),
+            progress,
+            message,
+            ready,
+            failed,
+            reason: if ready { None } else { self.reason.clone() },
+        }
+    }
+}
+
+/// One look at system `guid`: None when it has no Deployment.
 async fn look(
     client: &kube::Client,
     namespace: &str,
-    name: &str,
     guid: &str,
-) -> Result<Observation> {
+) -> std::result::Result<Option<Observation>, KubeError> {
+    let selector = format!("{GUID_LABEL}={guid}");
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let deployment = deployments.get(name).await.map_err(|e| match &e {
-        kube::Error::Api(s) if s.code == 404 => Error::new(
-            KIND,
-            format!("deployment {name} no longer exists in namespace {namespace}"),
-        ),
-        _ => Error::new(KIND, describe(&e)),
-    })?;
+    let found = deployments
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| {
+            KubeError::from_kube(&e, 1)
+                .context(format!("cannot read the deployment of system {guid}"))
+        })?;
+    let Some(deployment) = found.items.into_iter().next() else {
+        return Ok(None);
+    };
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let pods = pods
-        .list(&ListParams::default().labels(&format!("tycho-guid={guid}")))
+        .list(&ListParams::default().labels(&selector))
         .await
         .map(|l| l.items)
         .unwrap_or_default();
@@ -268,75 +303,114 @@ async fn look(
             events.extend(list.items);
         }
     }
-    Ok(observe(&deployment, &pods, &events))
+    Ok(Some(observe(&deployment, &pods, &events)))
 }
 
-/// Waits for Deployment `name` (of system `guid`) to become available, calling
-/// `progress` with a line whenever what it sees changes.
-pub async fn wait_available(
+/// The event of a system without a Deployment.
+fn gone(sid: &str, namespace: &str) -> Progress {
+    Progress {
+        sid: sid.to_string(),
+        progress: 0,
+        message: format!("system {sid} has no deployment in namespace {namespace}"),
+        ready: false,
+        failed: true,
+        reason: Some("NotFound".into()),
+    }
+}
+
+/// One look at system `sid` (its GUID) in `namespace` (None: the executor's rule).
+/// A system without a Deployment is `failed` with reason `NotFound`.
+pub async fn readiness_async(sid: &str, namespace: Option<&str>) -> Result<Progress> {
+    super::check_label_value(KIND, "GUID", sid)?;
+    let connection = client::connection(KIND).await?;
+    let namespace = client::resolve_namespace(KIND, namespace, &connection)?;
+    match look(&connection.client, &namespace, sid).await {
+        Ok(Some(obs)) => Ok(obs.progress(sid)),
+        Ok(None) => Ok(gone(sid, &namespace)),
+        Err(e) => Err(e.into_error(KIND)),
+    }
+}
+
+/// [`readiness_async`], blocking (on the executor's runtime).
+pub fn readiness(sid: &str, namespace: Option<&str>) -> Result<Progress> {
+    client::block_on(KIND, readiness_async(sid, namespace))
+}
+
+/// Follows system `sid` until it is ready, cannot become ready, or `timeout` passes,
+/// calling `progress` with each event that differs from the one before. A failing read
+/// of the API server is reported as an event and the wait goes on.
+pub async fn wait_async(
+    sid: &str,
     namespace: Option<&str>,
-    name: &str,
-    guid: &str,
     timeout: Duration,
-    mut progress: impl FnMut(&str),
+    mut progress: impl FnMut(&Progress),
 ) -> Result<WaitOutcome> {
-    let shared = shared().await?;
-    let namespace = self::namespace(namespace).await?;
+    super::check_label_value(KIND, "GUID", sid)?;
+    let connection = client::connection(KIND).await?;
+    let namespace = client::resolve_namespace(KIND, namespace, &connection)?;
     let deadline = Instant::now() + timeout;
-    let mut last_line = String::new();
+    let mut last = Progress::default();
     let mut last_reason = String::new();
     loop {
-        let obs = match look(&shared.client, &namespace, name, guid).await {
-            Ok(o) => o,
-            Err(e) if e.message.contains("no longer exists") => {
-                return Ok(WaitOutcome::Failed(e.message))
+        let (event, obs) = match look(&connection.client, &namespace, sid).await {
+            Ok(Some(obs)) => (obs.progress(sid), Some(obs)),
+            Ok(None) => {
+                let event = gone(sid, &namespace);
+                progress(&event);
+                return Ok(WaitOutcome::Failed(event.message));
             }
             Err(e) => {
-                // A hiccup of the API server: say so, keep waiting.
-                let line = format!("cannot read the deployment yet: {}", e.message);
-                if line != last_line {
-                    progress(&line);
-                    last_line = line;
-                }
-                Observation::default()
+                let event = Progress {
+                    sid: sid.to_string(),
+                    progress: last.progress,
+                    message: format!("cannot read the deployment yet: {}", e.message),
+                    ..Progress::default()
+                };
+                (event, None)
             }
         };
-        if obs.done && obs.desired > 0 {
-            progress(&format!(
-                "{name}: {}/{} replicas available",
-                obs.available, obs.desired
-            ));
+        if event != last {
+            progress(&event);
+        }
+        if event.ready {
             return Ok(WaitOutcome::Available);
         }
-        if let Some(reason) = obs.fatal {
-            return Ok(WaitOutcome::Failed(reason));
+        if let Some(obs) = obs {
+            if let Some(reason) = obs.fatal {
+                return Ok(WaitOutcome::Failed(reason));
+            }
+            if let Some(p) = obs.pending {
+                last_reason = p;
+            }
         }
-        if let Some(p) = &obs.pending {
-            last_reason = p.clone();
-        }
-        let line = match &obs.pending {
-            Some(p) => format!("{name}: {}/{} available; {p}", obs.available, obs.desired),
-            None => format!("{name}: {}/{} available", obs.available, obs.desired),
-        };
-        if line != last_line && obs.desired > 0 {
-            progress(&line);
-            last_line = line;
-        }
+        last = event;
         let now = Instant::now();
         if now >= deadline {
             return Ok(WaitOutcome::TimedOut(last_reason));
         }
-        tokio::time::sleep((deadline - now).min(Duration::from_millis(500))).await;
+        tokio::time::sleep((deadline - now).min(INTERVAL)).await;
     }
 }
 
-/// Runs `fut` on a runtime of its own (for the blocking command line).
+/// [`wait_async`], blocking (on the executor's runtime); returns the last event.
+pub fn wait(sid: &str, namespace: Option<&str>, timeout: Duration) -> Result<Progress> {
+    client::block_on(KIND, async {
+        let mut last = Progress::default();
+        let outcome = wait_async(sid, namespace, timeout, |p| last = p.clone()).await?;
+        if let WaitOutcome::TimedOut(_) = outcome {
+            last.message = format!(
+                "not ready after {} s (timeout): {}",
+                timeout.as_secs_f64(),
+                last.message
+            );
+        }
+        Ok(last)
+    })
+}
+
+/// Runs `fut` on the executor's runtime (the command line's `up --wait`).
 pub fn block_on<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::new(KIND, format!("cannot start a runtime: {e}")))?
-        .block_on(fut)
+    client::block_on(KIND, fut)
 }
 
 #[cfg(test)]
