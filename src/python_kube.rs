@@ -143,7 +143,9 @@ fn kube_readiness<'py>(
     sid: String,
     namespace: Option<String>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let event = run(py, || crate::kube::wait::readiness(&sid, namespace.as_deref()))?;
+    let event = run(py, || {
+        crate::kube::wait::readiness(&sid, namespace.as_deref())
+    })?;
     to_py(py, &progress_value(&event))
 }
 
@@ -166,6 +168,8 @@ fn kube_wait<'py>(
         ));
     }
     let timeout = std::time::Duration::from_secs_f64(timeout);
-    let event = run(py, || crate::kube::wait::wait(&sid, namespace.as_deref(), timeout))?;
+    let event = run(py, || {
+        crate::kube::wait::wait(&sid, namespace.as_deref(), timeout)
+    })?;
     to_py(py, &progress_value(&event))
 }

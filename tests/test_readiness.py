@@ -140,9 +140,12 @@ def test_two_cli_main_runs_in_one_process(cluster):
     (once, a client bound to the first run's dropped runtime made it fail)."""
     for run in range(2):
         before = {d["metadata"]["name"] for d in _deployments(cluster)}
-        result = {}
-        thread = threading.Thread(target=lambda: result.setdefault(
-            "code", _native.cli_main(["tycho", "up", "-f", str(NGINX), "--wait", "--timeout", "120"])))
+        result: dict = {}
+
+        def up(result=result):
+            result["code"] = _native.cli_main(["tycho", "up", "-f", str(NGINX), "--wait", "--timeout", "120"])
+
+        thread = threading.Thread(target=up)
         thread.start()
         deadline = time.monotonic() + 60
         new = []

@@ -9,7 +9,7 @@
 //! the object carries our `tycho-guid` label.
 //!
 //! A refused connection before this process has ever had an answer from the API server
-//! is not retried: nothing listens at the configured URL, and saying so at once is what
+//! at the current URL is not retried: nothing listens at the configured URL, and saying so at once is what
 //! kubectl does. Once the server has answered, a refused connection is a restart and is
 //! retried like any transport error. A call that fails after its retries reports them in
 //! one error (`... (5 attempts)`), not once per attempt.
@@ -18,21 +18,30 @@ use super::error::KubeError;
 use super::{describe, status_code, LOG_TARGET};
 use kube::api::{Api, DynamicObject, PostParams};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
-/// The API server has answered a request of this process (any HTTP status).
-static ANSWERED: AtomicBool = AtomicBool::new(false);
+/// The URL of the API server that has answered a request of this process (any HTTP
+/// status); "" before any answer.
+static ANSWERED: Mutex<String> = Mutex::new(String::new());
+
+fn answered() -> std::sync::MutexGuard<'static, String> {
+    ANSWERED.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 fn note<T>(result: &Result<T, kube::Error>) {
     if matches!(result, Ok(_) | Err(kube::Error::Api(_))) {
-        ANSWERED.store(true, Ordering::Relaxed);
+        let url = super::client::api_url();
+        let mut slot = answered();
+        if *slot != url {
+            *slot = url;
+        }
     }
 }
 
-/// A refused connection while the API server has never answered: fail at once.
+/// A refused connection while the API server at this URL has never answered: fail at once.
 fn never_there(e: &kube::Error) -> bool {
-    refused(e) && !ANSWERED.load(Ordering::Relaxed)
+    refused(e) && *answered() != super::client::api_url()
 }
 
 /// Attempts per call (the first one included).
