@@ -44,7 +44,7 @@ def test_the_original_client_reads_our_status_rows(tmp_path, kube_emulator):  # 
         assert started["status"] == "success", started
         guid = started["result"]["sid"]
         out = subprocess.run([python, "-c", SCRIPT, server.url, guid], capture_output=True, text=True, timeout=120,
-                             env=orig_env.isolated_env(str(tmp_path)))
+                             env=orig_env.isolated_env(str(tmp_path), {"REST_API": "true"}))
         assert out.returncode == 0, out.stderr
         seen = json.loads(out.stdout)
         (one,) = seen["one"]["services"]

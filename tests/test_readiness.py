@@ -108,7 +108,7 @@ def test_progress_stream_ends_ready(cluster):
             events.append(event)
             if len(events) == 1:
                 make_pod(cluster, sid, UNSCHEDULABLE)
-            elif event.get("reason", "").startswith("Unschedulable"):
+            elif (event["reason"] or "").startswith("Unschedulable"):
                 cluster.control.set_deployment_status(cluster.namespace, system.name, pods=True)
 
     asyncio.run(follow())
