@@ -159,7 +159,7 @@ fn kube_wait<'py>(
     timeout: f64,
     namespace: Option<String>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    if !(timeout.is_finite() && timeout >= 0.0 && timeout <= 1e9) {
+    if !(0.0..=1e9).contains(&timeout) {
         return Err(crate::python::to_pyerr(
             py,
             crate::error::Error::input(format!(
