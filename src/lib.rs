@@ -6,7 +6,6 @@
 
 pub mod backplane;
 pub mod cli;
-pub mod cli_wait;
 pub mod compile;
 pub mod config;
 pub mod docker;

@@ -146,7 +146,7 @@ def test_start_times_out_as_a_whole_and_cleans_up(cluster, monkeypatch):
 
 
 def test_unreachable_api_server(monkeypatch, tmp_path):
-    """No cluster at all (connection refused): clear errors after the retries."""
+    """No cluster at all (connection refused): clear errors naming the server, at once."""
     import socket
 
     with socket.socket() as s:
@@ -163,7 +163,7 @@ def test_unreachable_api_server(monkeypatch, tmp_path):
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.delenv("NAMESPACE", raising=False)
     system = Tycho().parse(start_request())
-    with pytest.raises(StartException, match="connection to the Kubernetes API failed") as info:
+    with pytest.raises(StartException, match=f"connection to the Kubernetes API at http://127.0.0.1:{port}/? failed") as info:
         compute().start(system)
     assert "Unable to start system" in str(info.value) and "not-a-real-token" not in str(info.value)
     with pytest.raises(TychoException, match="connection"):

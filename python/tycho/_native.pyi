@@ -103,6 +103,8 @@ __all__ += [
     "kube_delete",
     "kube_modify",
     "kube_namespace",
+    "kube_readiness",
+    "kube_wait",
 ]
 
 def kube_start(
@@ -116,6 +118,8 @@ def kube_modify(
     modify: Mapping[str, Any], *, config: Any = ..., namespace: Optional[str] = ...
 ) -> dict[str, Any]: ...
 def kube_namespace() -> str: ...
+def kube_readiness(sid: str, *, namespace: Optional[str] = ...) -> dict[str, Any]: ...
+def kube_wait(sid: str, timeout: float, *, namespace: Optional[str] = ...) -> dict[str, Any]: ...
 
 # ---- Docker backplane (src/bindings/docker.rs)
 __all__ += [

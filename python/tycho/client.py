@@ -74,6 +74,10 @@ class TychoService:
     """A running service endpoint (a status row or a started container)."""
 
     try_minikube: bool = True
+    #: Why the system is not ready (``TychoContext.status`` with ``"reasons": True``
+    #: fills it); None otherwise. Not a constructor argument, so rows keep the
+    #: original's keys.
+    reason: Optional[str] = None
 
     def __init__(
         self,

@@ -36,7 +36,7 @@ import copy
 import json
 import logging
 import os
-from typing import Any, Mapping, Optional
+from typing import Any, AsyncIterator, Mapping, Optional
 
 from tycho import _native
 from tycho.client import TychoClient, TychoClientFactory, TychoStatus, TychoSystem  # noqa: F401 - re-exported
@@ -347,7 +347,55 @@ class TychoContext:
     # ------------------------------------------------------------------ operations
 
     def status(self, request: Mapping[str, Any]) -> TychoStatus:
-        return self.client.status(request)
+        """Status of systems (the original's call and result). Opt-in: ``"reasons": True``
+        in ``request`` also fills ``reason`` on each row's TychoService that is not ready
+        (from :meth:`readiness`; None when ready). The rows themselves keep the
+        original's keys, so ``TychoService(**row)`` of the original still works."""
+        reasons = isinstance(request, dict) and request.get("reasons") is True
+        if reasons:
+            request = {k: v for k, v in request.items() if k != "reasons"}
+        result = self.client.status(request)
+        if reasons:
+            for service in getattr(result, "services", []):
+                if service.identifier and not service.is_ready:
+                    service.reason = self.readiness(service.identifier).get("reason")
+        return result
+
+    def readiness(self, sid: Any) -> dict[str, Any]:
+        """One progress event of system ``sid`` (its GUID), read from the cluster:
+        ``{"sid", "progress" (0-100), "message", "ready", "failed", "reason"}``.
+        ``reason`` says why it is not ready (``ImagePullBackOff: ...``,
+        ``Unschedulable: 0/3 nodes are available: 3 Insufficient cpu.``,
+        ``CrashLoopBackOff``); ``failed`` means it cannot get ready without a change."""
+        return _native.kube_readiness(str(sid))
+
+    def wait(self, sid: Any, timeout: float = 300.0) -> dict[str, Any]:
+        """Block until system ``sid`` is ready, has failed, or ``timeout`` seconds pass;
+        returns the last progress event (``ready`` / ``failed``; neither on timeout)."""
+        return _native.kube_wait(str(sid), float(timeout))
+
+    async def aprogress(
+        self, sid: Any, interval: float = 1.0, timeout: Optional[float] = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Progress events of system ``sid`` (KubeSpawner's shape: ``progress``,
+        ``message``, ``ready``, plus ``failed`` and ``reason``), each one that differs
+        from the one before; ends after the event that is ``ready`` or ``failed``, or
+        when ``timeout`` seconds (None: no limit) have passed."""
+        import asyncio
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + float(timeout)
+        last: Optional[dict[str, Any]] = None
+        while True:
+            event = await _native.aio_call(self.readiness, sid)
+            if event != last:
+                yield event
+                last = event
+            if event.get("ready") or event.get("failed"):
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            await asyncio.sleep(interval)
 
     def delete(self, request: Mapping[str, Any]) -> Any:
         return self.client.delete(request)

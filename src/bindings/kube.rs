@@ -24,6 +24,8 @@ pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kube_delete, m)?)?;
     m.add_function(wrap_pyfunction!(kube_modify, m)?)?;
     m.add_function(wrap_pyfunction!(kube_namespace, m)?)?;
+    m.add_function(wrap_pyfunction!(kube_readiness, m)?)?;
+    m.add_function(wrap_pyfunction!(kube_wait, m)?)?;
     if LOG_RESET.get().is_none() {
         let logger = pyo3_log::Logger::new(m.py(), pyo3_log::Caching::LoggersAndLevels)?
             .filter(log::LevelFilter::Warn)
@@ -137,4 +139,49 @@ fn kube_modify<'py>(
 #[pyfunction]
 fn kube_namespace(py: Python<'_>) -> PyResult<String> {
     run(py, || Ok(crate::kube::default_namespace()))
+}
+
+fn progress_value(p: &crate::kube::wait::Progress) -> Value {
+    serde_json::to_value(p).unwrap_or(Value::Null)
+}
+
+/// One progress event of system `sid` (its GUID): `{"sid", "progress" (0-100),
+/// "message", "ready", "failed", "reason"}` from the Deployment, its pods and their
+/// newest Warning event.
+#[pyfunction]
+#[pyo3(signature = (sid, *, namespace=None))]
+fn kube_readiness<'py>(
+    py: Python<'py>,
+    sid: String,
+    namespace: Option<String>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let event = run(py, || {
+        crate::kube::wait::readiness(&sid, namespace.as_deref())
+    })?;
+    to_py(py, &progress_value(&event))
+}
+
+/// Waits up to `timeout` seconds for system `sid` to become ready or to fail; returns
+/// the last progress event (`ready` or `failed` set, or neither on timeout).
+#[pyfunction]
+#[pyo3(signature = (sid, timeout, *, namespace=None))]
+fn kube_wait<'py>(
+    py: Python<'py>,
+    sid: String,
+    timeout: f64,
+    namespace: Option<String>,
+) -> PyResult<Bound<'py, PyAny>> {
+    if !(0.0..=1e9).contains(&timeout) {
+        return Err(crate::python::to_pyerr(
+            py,
+            crate::error::Error::input(format!(
+                "timeout must be a number of seconds, not {timeout}"
+            )),
+        ));
+    }
+    let timeout = std::time::Duration::from_secs_f64(timeout);
+    let event = run(py, || {
+        crate::kube::wait::wait(&sid, namespace.as_deref(), timeout)
+    })?;
+    to_py(py, &progress_value(&event))
 }

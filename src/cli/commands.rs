@@ -390,10 +390,10 @@ fn wait(
         eprintln!("tycho: system {name} is ready");
         return Ok(0);
     }
-    let waited = crate::cli_wait::block_on(async {
+    let waited = crate::kube::wait::block_on(async {
         tokio::select! {
-            r = crate::cli_wait::wait_available(namespace, name, guid, timeout, |line| {
-                eprintln!("tycho: {line}");
+            r = crate::kube::wait::wait_async(guid, namespace, timeout, |event| {
+                eprintln!("tycho: {}", event.message);
             }) => r,
             _ = tokio::signal::ctrl_c() => Err(Error::new(
                 ErrorKind::Kube,
@@ -401,7 +401,7 @@ fn wait(
             )),
         }
     })?;
-    use crate::cli_wait::WaitOutcome;
+    use crate::kube::wait::WaitOutcome;
     match waited {
         WaitOutcome::Available => {
             eprintln!("tycho: system {name} is available");

@@ -16,12 +16,19 @@ pub const GIVE_UP_AFTER: Duration = Duration::from_secs(12);
 /// Ok when the Kubernetes API server answers; an error naming its URL when it refuses,
 /// fails or does not answer within [`GIVE_UP_AFTER`].
 pub fn check_cluster() -> Result<()> {
-    crate::cli_wait::block_on(async {
-        let config = crate::cli_wait::config().await?;
-        let url = config.cluster_url.to_string();
+    crate::kube::wait::block_on(async {
+        // The executor's own client (kubeconfig, context and timeouts as it uses them).
+        let connection = crate::kube::client::connection(ErrorKind::Kube).await?;
+        let url = crate::kube::client::api_url();
         let url = url.trim_end_matches('/').to_string();
-        let client = crate::cli_wait::client(config)?;
-        let probe = crate::cli_wait::answers(&client);
+        let client = connection.client;
+        let probe = async move {
+            client
+                .apiserver_version()
+                .await
+                .map(|_| ())
+                .map_err(|e| Error::new(ErrorKind::Kube, crate::kube::describe(&e)))
+        };
         tokio::pin!(probe);
         let named = |e: Error| {
             if e.message.contains(&url) {

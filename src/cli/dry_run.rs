@@ -11,10 +11,11 @@ use serde_json::Value;
 /// executor chooses it); returns the server's answers. The first refusal is the error,
 /// naming the object.
 pub fn create_all(namespace: Option<&str>, objects: Vec<Value>) -> Result<Vec<Value>> {
-    crate::cli_wait::block_on(async move {
-        let namespace = crate::cli_wait::namespace(namespace).await?;
-        let config = crate::cli_wait::config().await?;
-        let client = crate::cli_wait::client(config)?;
+    crate::kube::wait::block_on(async move {
+        let connection = crate::kube::client::connection(ErrorKind::Start).await?;
+        let namespace =
+            crate::kube::client::resolve_namespace(ErrorKind::Start, namespace, &connection)?;
+        let client = connection.client;
         let params = PostParams {
             dry_run: true,
             ..Default::default()

@@ -5,7 +5,7 @@
 //!   `--show-secrets`);
 //! - `tycho up`, `status`, `down`, `modify` run systems on the cluster through the
 //!   executor (`crate::kube`), with the original client's arguments and tables;
-//!   `up --wait` follows the Deployment until it is available ([`crate::cli_wait`]);
+//!   `up --wait` follows the Deployment until it is available ([`crate::kube::wait`]);
 //!   `up --dry-run=client|server` creates nothing ([`dry_run`]);
 //! - `tycho api` serves the REST API ([`crate::server`]).
 //!

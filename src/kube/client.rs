@@ -80,6 +80,30 @@ struct CachedClient {
 
 static RUNTIME: Mutex<Option<(u32, &'static tokio::runtime::Runtime)>> = Mutex::new(None);
 static CLIENT: Mutex<Option<CachedClient>> = Mutex::new(None);
+/// The URL of the API server the process's client talks to (for error messages).
+static API_URL: Mutex<String> = Mutex::new(String::new());
+
+/// The API server URL of the process's client ("" before one is made).
+pub(crate) fn api_url() -> String {
+    lock(&API_URL).clone()
+}
+
+/// The URL of the API server the current settings point at (kubeconfig or in-cluster),
+/// without connecting; for messages such as `waiting for <url> ...`.
+pub fn api_server_url() -> Result<String> {
+    let settings = Settings::from_env();
+    block_on(ErrorKind::Kube, async {
+        load_config(&settings)
+            .await
+            .map(|c| c.cluster_url.to_string())
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Kube,
+                    format!("no usable Kubernetes configuration: {e}"),
+                )
+            })
+    })
+}
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -169,6 +193,7 @@ pub(crate) async fn connection(kind: ErrorKind) -> Result<Connection> {
         .map_err(|e| Error::new(kind, format!("no usable Kubernetes configuration: {e}")))?;
     let config_namespace = config.default_namespace.clone();
     log::debug!(target: super::LOG_TARGET, "connecting to the Kubernetes API at {}", config.cluster_url);
+    *lock(&API_URL) = config.cluster_url.to_string();
     // Every request is counted by verb and code (src/metrics.rs).
     let client = kube::client::ClientBuilder::try_from(config)
         .map(|b| b.with_layer(&crate::metrics::KubeMetricsLayer).build())

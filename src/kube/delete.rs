@@ -12,9 +12,10 @@
 //! was created after the Deployment vanished) and removes what it created.
 
 use super::client::{self, Settings};
+use super::error::{summarise, Cause, KubeError};
 use super::inflight;
 use super::retry;
-use super::{check_label_value, describe, err, is_not_found, status_code, Kind, GUID_LABEL};
+use super::{check_label_value, err, Kind, GUID_LABEL};
 use crate::error::{ErrorKind, Result};
 use futures::future::join_all;
 use kube::api::{DeleteParams, ListParams};
@@ -42,8 +43,12 @@ pub async fn delete_async(guid: &str, namespace: Option<&str>) -> Result<Value> 
     let outcome = tokio::time::timeout(timeout, cleanup(&connection.client, &namespace, guid, &[]))
         .await
         .unwrap_or_else(|_| {
-            Err(vec![format!(
-                "timed out after {timeout:?} (TYCHO_KUBE_TIMEOUT)"
+            Err(vec![(
+                "delete".to_string(),
+                KubeError::new(
+                    Cause::Timeout,
+                    format!("timed out after {timeout:?} (TYCHO_KUBE_TIMEOUT)"),
+                ),
             )])
         });
     match outcome {
@@ -53,19 +58,20 @@ pub async fn delete_async(guid: &str, namespace: Option<&str>) -> Result<Value> 
         }
         Err(problems) => Err(err(
             KIND,
-            format!("Failed to delete system {guid}: {}", problems.join("; ")),
+            format!("Failed to delete system {guid}: {}", summarise(&problems)),
         )),
     }
 }
 
 /// Deletes everything labelled with `guid`, plus the objects `by_name` (which may lack
-/// the label). Returns the problems, if any; all deletions are attempted.
+/// the label). Returns the problems (what was being done, why it failed), if any; all
+/// deletions are attempted. [`summarise`] puts them in one line.
 pub(crate) async fn cleanup(
     client: &kube::Client,
     namespace: &str,
     guid: &str,
     by_name: &[(Kind, String)],
-) -> std::result::Result<(), Vec<String>> {
+) -> std::result::Result<(), Problems> {
     let selector = format!("{GUID_LABEL}={guid}");
     // The Deployments first: a start running elsewhere checks its Deployment after its
     // last create, so whatever it creates after the rest is deleted, it removes itself.
@@ -83,10 +89,11 @@ pub(crate) async fn cleanup(
             .map(|(kind, name)| delete_named(client, namespace, *kind, name)),
     );
     let (collections, named) = tokio::join!(collections, named);
-    let problems: Vec<String> = std::iter::once(first)
+    let problems: Problems = std::iter::once(first)
         .chain(collections)
         .chain(named)
         .filter_map(|r| r.err())
+        .flatten()
         .collect();
     if problems.is_empty() {
         Ok(())
@@ -95,19 +102,22 @@ pub(crate) async fn cleanup(
     }
 }
 
+/// What failed, and why.
+pub(crate) type Problems = Vec<(String, KubeError)>;
+
 async fn delete_named(
     client: &kube::Client,
     namespace: &str,
     kind: Kind,
     name: &str,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), Problems> {
     let api = kind.api(client, namespace);
     let what = format!("{} {name:?}", kind.name());
     let dp = DeleteParams::background();
     match retry::idempotent(&what, || api.delete(name, &dp)).await {
         Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(format!("cannot delete {what}: {}", describe(&e))),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(vec![(format!("cannot delete {what}"), e)]),
     }
 }
 
@@ -116,7 +126,7 @@ async fn delete_collection(
     namespace: &str,
     kind: Kind,
     selector: &str,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), Problems> {
     let api = kind.api(client, namespace);
     let what = format!("{} labelled {selector}", kind.plural());
     let list = ListParams::default().labels(selector);
@@ -124,10 +134,10 @@ async fn delete_collection(
     match retry::idempotent(&what, || api.delete_collection(&dp, &list)).await {
         Ok(_) => Ok(()),
         // An API server without deletecollection for this kind: list, then delete each.
-        Err(e) if status_code(&e) == Some(405) => {
+        Err(e) if e.code() == Some(405) => {
             let items = retry::idempotent(&what, || api.list(&list))
                 .await
-                .map_err(|e| format!("cannot list {what}: {}", describe(&e)))?;
+                .map_err(|e| vec![(format!("cannot list {what}"), e)])?;
             let names: Vec<(Kind, String)> = items
                 .items
                 .into_iter()
@@ -140,17 +150,21 @@ async fn delete_collection(
                     .map(|(k, n)| delete_named(client, namespace, *k, n)),
             )
             .await;
-            let problems: Vec<String> = results.into_iter().filter_map(|r| r.err()).collect();
+            let problems: Problems = results
+                .into_iter()
+                .filter_map(|r| r.err())
+                .flatten()
+                .collect();
             if problems.is_empty() {
                 Ok(())
             } else {
-                Err(problems.join("; "))
+                Err(problems)
             }
         }
-        Err(e) if kind == Kind::Secret && status_code(&e) == Some(403) => {
+        Err(e) if kind == Kind::Secret && e.code() == Some(403) => {
             log::warn!(target: super::LOG_TARGET, "not allowed to delete {what} (RBAC rule `deletecollection secrets` missing): the garbage collector removes them with their Deployment");
             Ok(())
         }
-        Err(e) => Err(format!("cannot delete {what}: {}", describe(&e))),
+        Err(e) => Err(vec![(format!("cannot delete {what}"), e)]),
     }
 }

@@ -18,18 +18,21 @@
 //! Python and the CLI; it runs on the executor's own runtime) and an `_async` form for
 //! callers that already run on tokio.
 
-mod client;
+pub(crate) mod client;
 mod delete;
+pub mod error;
 mod inflight;
 mod modify;
 mod retry;
 mod start;
 mod status;
+pub mod wait;
 
 /// The process's executor runtime, shared with the Docker backplane.
 pub(crate) use client::block_on;
-pub use client::{default_namespace, Settings};
+pub use client::{api_server_url, default_namespace, Settings};
 pub use delete::{delete, delete_async};
+pub use error::{Cause, KubeError};
 pub use modify::{modify, modify_async};
 pub use start::{start, start_async, system_from_value};
 /// The original's creation-time format, shared with the Docker backplane.
@@ -150,11 +153,31 @@ fn describe_unredacted(e: &kube::Error) -> String {
                 format!("{reason} (HTTP {}): {}", status.code, status.message)
             }
         }
-        other => crate::error::with_causes(
-            format!("connection to the Kubernetes API failed: {other}"),
-            other,
-        ),
+        other => {
+            let url = client::api_url();
+            let at = if url.is_empty() {
+                String::new()
+            } else {
+                format!(" at {url}")
+            };
+            crate::error::with_causes(
+                format!("connection to the Kubernetes API{at} failed: {other}"),
+                other,
+            )
+        }
     }
+}
+
+/// Ok when the Kubernetes API server answers `GET /version` on the executor's client
+/// (the `/readyz` of `tycho api`).
+pub async fn api_ready() -> crate::Result<()> {
+    let connection = client::connection(ErrorKind::Kube).await?;
+    connection
+        .client
+        .apiserver_version()
+        .await
+        .map(|_| ())
+        .map_err(|e| KubeError::from_kube(&e, 1).into_error(ErrorKind::Kube))
 }
 
 /// HTTP status of an API error (None for transport errors).
@@ -163,10 +186,6 @@ pub(crate) fn status_code(e: &kube::Error) -> Option<u16> {
         kube::Error::Api(s) => Some(s.code),
         _ => None,
     }
-}
-
-pub(crate) fn is_not_found(e: &kube::Error) -> bool {
-    status_code(e) == Some(404)
 }
 
 /// An error of `kind` with `message`.

@@ -5,7 +5,7 @@
 
 use super::client::{self, Settings};
 use super::retry;
-use super::{check_label_value, describe, err, GUID_LABEL, LOG_TARGET};
+use super::{check_label_value, err, GUID_LABEL, LOG_TARGET};
 use crate::error::{ErrorKind, Result};
 use crate::names;
 use crate::pyfmt::py_str;
@@ -196,7 +196,7 @@ async fn run(
     let params = ListParams::default().labels(&selector);
     let list = retry::idempotent(&what, || api.list(&params))
         .await
-        .map_err(|e| fail(format!("cannot list {what}: {}", describe(&e))))?;
+        .map_err(|e| fail(format!("cannot list {what}: {e}")))?;
     if list.items.is_empty() {
         return Err(err(
             KIND,
@@ -244,7 +244,7 @@ async fn run(
         .iter()
         .filter(|(_, p, _)| p.as_object().is_some_and(|m| !m.is_empty()))
         .collect();
-    let results: Vec<std::result::Result<DynamicObject, kube::Error>> =
+    let results: Vec<std::result::Result<DynamicObject, super::KubeError>> =
         join_all(to_send.iter().map(|(name, patch, _)| {
             let api = &api;
             async move {
@@ -261,7 +261,7 @@ async fn run(
         .filter_map(|((name, _, _), r)| {
             r.as_ref()
                 .err()
-                .map(|e| format!("cannot patch Deployment {name:?}: {}", describe(e)))
+                .map(|e| format!("cannot patch Deployment {name:?}: {e}"))
         })
         .collect();
     if problems.is_empty() {
@@ -276,7 +276,7 @@ async fn run(
         .zip(&results)
         .filter(|(_, r)| match r {
             Ok(_) => true,
-            Err(e) => retry::transient(e),
+            Err(e) => e.transient(),
         })
         .map(|(plan, _)| plan)
         .collect();
@@ -286,9 +286,9 @@ async fn run(
             let what = format!("Deployment {name:?}");
             let params = PatchParams::default();
             let body = Patch::Merge(revert);
-            let r: std::result::Result<DynamicObject, kube::Error> =
+            let r: std::result::Result<DynamicObject, super::KubeError> =
                 retry::idempotent(&what, || api.patch(name, &params, &body)).await;
-            r.map_err(|e| format!("cannot revert {what}: {}", describe(&e)))
+            r.map_err(|e| format!("cannot revert {what}: {e}"))
         }
     }))
     .await;

@@ -7,11 +7,42 @@
 //! a dropped connection, a timeout) the object is read back by name first: ours → done,
 //! absent → created again. A 409 AlreadyExists on a repeated create is success when
 //! the object carries our `tycho-guid` label.
+//!
+//! A refused connection before this process has ever had an answer from the API server
+//! at the current URL is not retried: nothing listens at the configured URL, and saying so at once is what
+//! kubectl does. Once the server has answered, a refused connection is a restart and is
+//! retried like any transport error. A call that fails after its retries reports them in
+//! one error (`... (5 attempts)`), not once per attempt.
 
-use super::{describe, is_not_found, status_code, LOG_TARGET};
+use super::error::KubeError;
+use super::{describe, status_code, LOG_TARGET};
 use kube::api::{Api, DynamicObject, PostParams};
 use std::future::Future;
+use std::sync::Mutex;
 use std::time::Duration;
+
+/// The URL of the API server that has answered a request of this process (any HTTP
+/// status); "" before any answer.
+static ANSWERED: Mutex<String> = Mutex::new(String::new());
+
+fn answered() -> std::sync::MutexGuard<'static, String> {
+    ANSWERED.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn note<T>(result: &Result<T, kube::Error>) {
+    if matches!(result, Ok(_) | Err(kube::Error::Api(_))) {
+        let url = super::client::api_url();
+        let mut slot = answered();
+        if *slot != url {
+            *slot = url;
+        }
+    }
+}
+
+/// A refused connection while the API server at this URL has never answered: fail at once.
+fn never_there(e: &kube::Error) -> bool {
+    refused(e) && *answered() != super::client::api_url()
+}
 
 /// Attempts per call (the first one included).
 pub(crate) const MAX_ATTEMPTS: u32 = 5;
@@ -40,14 +71,21 @@ fn io_kind_in_chain(e: &kube::Error, wanted: std::io::ErrorKind) -> bool {
     false
 }
 
-/// The request cannot have reached the server's storage: safe to send again, even a create.
-fn not_applied(e: &kube::Error) -> bool {
+/// The connection was refused (nothing listens at the API server's address).
+pub(crate) fn refused(e: &kube::Error) -> bool {
     match e {
-        kube::Error::Api(s) => s.code == 429 || s.code == 503,
         kube::Error::HyperError(_) | kube::Error::Service(_) => {
             io_kind_in_chain(e, std::io::ErrorKind::ConnectionRefused)
         }
         _ => false,
+    }
+}
+
+/// The request cannot have reached the server's storage: safe to send again, even a create.
+fn not_applied(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => s.code == 429 || s.code == 503,
+        _ => refused(e),
     }
 }
 
@@ -66,22 +104,24 @@ fn ambiguous(e: &kube::Error) -> bool {
 }
 
 /// Runs an idempotent call, retrying transient failures. `what` names the call in logs.
-pub(crate) async fn idempotent<T, F, Fut>(what: &str, mut call: F) -> Result<T, kube::Error>
+pub(crate) async fn idempotent<T, F, Fut>(what: &str, mut call: F) -> Result<T, KubeError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, kube::Error>>,
 {
     let mut attempt = 0;
     loop {
-        match call().await {
+        let result = call().await;
+        note(&result);
+        match result {
             Ok(v) => return Ok(v),
-            Err(e) if attempt + 1 < MAX_ATTEMPTS && transient(&e) => {
+            Err(e) if attempt + 1 < MAX_ATTEMPTS && transient(&e) && !never_there(&e) => {
                 let delay = backoff(attempt);
                 log::info!(target: LOG_TARGET, "{what}: {}; retrying in {} ms", describe(&e), delay.as_millis());
                 tokio::time::sleep(delay).await;
                 attempt += 1;
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(KubeError::from_kube(&e, attempt + 1)),
         }
     }
 }
@@ -102,17 +142,20 @@ async fn read_back(
     what: &str,
     name: &str,
     guid: &str,
-) -> Result<Option<DynamicObject>, kube::Error> {
+) -> Result<Option<DynamicObject>, KubeError> {
     match idempotent(what, || api.get(name)).await {
         Ok(existing) if carries_guid(&existing, guid) => Ok(Some(existing)),
-        Ok(_) => Err(kube::Error::Api(Box::new(
-            kube::core::Status::failure(
-                &format!("{name} already exists and does not belong to system {guid}"),
-                "AlreadyExists",
-            )
-            .with_code(409),
-        ))),
-        Err(e) if is_not_found(&e) => Ok(None),
+        Ok(_) => Err(KubeError::from_kube(
+            &kube::Error::Api(Box::new(
+                kube::core::Status::failure(
+                    &format!("{name} already exists and does not belong to system {guid}"),
+                    "AlreadyExists",
+                )
+                .with_code(409),
+            )),
+            1,
+        )),
+        Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -124,14 +167,17 @@ pub(crate) async fn create(
     name: &str,
     guid: &str,
     object: &DynamicObject,
-) -> Result<DynamicObject, kube::Error> {
+) -> Result<DynamicObject, KubeError> {
     let mut attempt = 0;
     loop {
-        let error = match api.create(&PostParams::default(), object).await {
+        let result = api.create(&PostParams::default(), object).await;
+        note(&result);
+        let error = match result {
             Ok(created) => return Ok(created),
             Err(e) => e,
         };
-        let last = attempt + 1 >= MAX_ATTEMPTS;
+        let failed = |e: &kube::Error| KubeError::from_kube(e, attempt + 1);
+        let last = attempt + 1 >= MAX_ATTEMPTS || never_there(&error);
         if attempt > 0 && status_code(&error) == Some(409) {
             // An earlier attempt may have been applied after all.
             return match read_back(api, what, name, guid).await {
@@ -141,19 +187,19 @@ pub(crate) async fn create(
                 }
                 // Could not tell: report the read's (transient) failure, so the caller
                 // treats the outcome as unknown.
-                Err(read) if transient(&read) => Err(read),
-                Ok(None) | Err(_) => Err(error),
+                Err(read) if read.transient() => Err(read),
+                Ok(None) | Err(_) => Err(failed(&error)),
             };
         }
         if last || !(not_applied(&error) || ambiguous(&error)) {
-            return Err(error);
+            return Err(failed(&error));
         }
         if ambiguous(&error) {
             log::info!(target: LOG_TARGET, "{what}: {}; reading it back", describe(&error));
             match read_back(api, what, name, guid).await {
                 Ok(Some(existing)) => return Ok(existing),
                 Ok(None) => {}
-                Err(_) => return Err(error),
+                Err(_) => return Err(failed(&error)),
             }
         }
         let delay = backoff(attempt);

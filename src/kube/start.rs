@@ -19,9 +19,10 @@
 //! Rendering runs on the CPU worker pool (`crate::offload`), off the async threads.
 
 use super::client::{self, Settings};
+use super::error::{summarise, Cause, KubeError};
 use super::inflight;
 use super::retry;
-use super::{describe, err, Kind, GUID_LABEL, LOG_TARGET};
+use super::{err, Kind, GUID_LABEL, LOG_TARGET};
 use crate::compile;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::System;
@@ -193,14 +194,16 @@ pub(crate) fn redact_current(text: String) -> String {
 }
 
 /// A refused Secret create: name the RBAC rule and the setting.
-fn secret_hint(problem: String, namespace: &str) -> String {
-    if !problem.contains("(HTTP 403)") {
+fn secret_hint(mut problem: KubeError, namespace: &str) -> KubeError {
+    if problem.code() != Some(403) {
         return problem;
     }
-    format!(
-        "{problem}; tycho's service account needs the RBAC rule `create secrets` in namespace {namespace} (apiGroups [\"\"], resources [\"secrets\"], verbs [\"create\"]; see deploy/role.yaml) to deliver ACCESS_TOKEN, or set {} (TYCHO_ACCESS_TOKEN_ENV) to `literal` or `off`",
+    problem.message = format!(
+        "{}; tycho's service account needs the RBAC rule `create secrets` in namespace {namespace} (apiGroups [\"\"], resources [\"secrets\"], verbs [\"create\"]; see deploy/role.yaml) to deliver ACCESS_TOKEN, or set {} (TYCHO_ACCESS_TOKEN_ENV) to `literal` or `off`",
+        problem.message,
         crate::config::ACCESS_TOKEN_ENV_SETTING
-    )
+    );
+    problem
 }
 
 async fn start_inner(config: &Value, system: System, namespace: Option<&str>) -> Result<Value> {
@@ -219,9 +222,12 @@ async fn start_inner(config: &Value, system: System, namespace: Option<&str>) ->
     )
     .await
     .unwrap_or_else(|_| {
-        Err(format!(
-            "timed out after {:?} (TYCHO_KUBE_TIMEOUT)",
-            settings.operation_timeout
+        Err(KubeError::new(
+            Cause::Timeout,
+            format!(
+                "timed out after {:?} (TYCHO_KUBE_TIMEOUT)",
+                settings.operation_timeout
+            ),
         ))
     });
     let failure = match outcome {
@@ -252,7 +258,12 @@ async fn start_inner(config: &Value, system: System, namespace: Option<&str>) ->
         super::delete::cleanup(client, &namespace, &guid, &unlabelled),
     )
     .await
-    .unwrap_or_else(|_| Err(vec!["clean-up timed out".to_string()]));
+    .unwrap_or_else(|_| {
+        Err(vec![(
+            "clean-up".to_string(),
+            KubeError::new(Cause::Timeout, "timed out"),
+        )])
+    });
     match cleanup {
         Ok(()) => Err(err(
             KIND,
@@ -261,12 +272,12 @@ async fn start_inner(config: &Value, system: System, namespace: Option<&str>) ->
             ),
         )),
         Err(problems) => {
-            log::error!(target: LOG_TARGET, "clean-up of system {name} failed: {}", problems.join("; "));
+            let problems = summarise(&problems);
+            log::error!(target: LOG_TARGET, "clean-up of system {name} failed: {problems}");
             Err(err(
                 KIND,
                 format!(
-                    "Unable to start system {name}: {failure}; removing what was created failed too: {} (delete the system {guid} again)",
-                    problems.join("; ")
+                    "Unable to start system {name}: {failure}; removing what was created failed too: {problems} (delete the system {guid} again)"
                 ),
             ))
         }
@@ -277,13 +288,13 @@ async fn get_opt<K>(
     api: &Api<K>,
     what: String,
     name: &str,
-) -> std::result::Result<Option<K>, String>
+) -> std::result::Result<Option<K>, KubeError>
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     retry::idempotent(&what, || api.get_opt(name))
         .await
-        .map_err(|e| format!("cannot read {what}: {}", describe(&e)))
+        .map_err(|e| e.context(format!("cannot read {what}")))
 }
 
 /// What the cluster tells about the system before it is rendered.
@@ -297,15 +308,15 @@ async fn read_facts(
     system: &System,
     client: &kube::Client,
     namespace: &str,
-) -> std::result::Result<Facts, String> {
+) -> std::result::Result<Facts, KubeError> {
     let ambassador_name = std::env::var("AMBASSADOR_SVC_NAME")
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "ambassador".into());
     if !names::is_dns_label(&ambassador_name, 63) {
-        return Err(format!(
+        return Err(KubeError::invalid(format!(
             "AMBASSADOR_SVC_NAME {ambassador_name:?} is not a valid Service name"
-        ));
+        )));
     }
     let secret_name = format!("{}-env", system.system_name);
     let mut claims: Vec<&str> = Vec::new();
@@ -341,8 +352,11 @@ async fn read_facts(
     let mut secret_env = Vec::new();
     if let Some(secret) = secret? {
         for (key, bytes) in secret.data.unwrap_or_default() {
-            let value = String::from_utf8(bytes.0)
-                .map_err(|_| format!("Secret {secret_name:?} key {key:?} is not UTF-8 text"))?;
+            let value = String::from_utf8(bytes.0).map_err(|_| {
+                KubeError::invalid(format!(
+                    "Secret {secret_name:?} key {key:?} is not UTF-8 text"
+                ))
+            })?;
             secret_env.push((key, value));
         }
         for (key, value) in secret.string_data.unwrap_or_default() {
@@ -356,16 +370,16 @@ async fn read_facts(
     })
 }
 
-fn to_dynamic(object: &Value) -> std::result::Result<DynamicObject, String> {
+fn to_dynamic(object: &Value) -> std::result::Result<DynamicObject, KubeError> {
     serde_json::from_value(object.clone()).map_err(|e| {
-        format!(
+        KubeError::invalid(format!(
             "rendered {} {:?} is not a Kubernetes object: {e}",
             object
                 .get("kind")
                 .and_then(Value::as_str)
                 .unwrap_or("object"),
             name_of(object)
-        )
+        ))
     })
 }
 
@@ -396,13 +410,13 @@ async fn create_object(
     guid: &str,
     object: &Value,
     attempted: &Attempted,
-) -> std::result::Result<DynamicObject, String> {
+) -> std::result::Result<DynamicObject, KubeError> {
     let kind = Kind::of(object).ok_or_else(|| {
-        format!(
+        KubeError::invalid(format!(
             "rendered object {:?} has a kind tycho does not create: {}",
             name_of(object),
             object.get("kind").unwrap_or(&Value::Null)
-        )
+        ))
     })?;
     let name = name_of(object);
     let dynamic = to_dynamic(object)?;
@@ -415,10 +429,10 @@ async fn create_object(
             created
         }
         Err(e) => {
-            if !retry::transient(&e) {
+            if !e.transient() {
                 settle(attempted, index, Outcome::Refused);
             }
-            return Err(format!("cannot create {what}: {}", describe(&e)));
+            return Err(e.context(format!("cannot create {what}")));
         }
     };
     log::debug!(target: LOG_TARGET, "created {what}");
@@ -444,9 +458,9 @@ pub(crate) fn ingress_address(service: &Value) -> Value {
 /// The message of a start that a delete of its system overtook.
 const DELETED: &str = "the system was deleted while it was starting";
 
-fn check_cancelled(in_flight: &inflight::Start) -> std::result::Result<(), String> {
+fn check_cancelled(in_flight: &inflight::Start) -> std::result::Result<(), KubeError> {
     if in_flight.cancelled() {
-        Err(DELETED.to_string())
+        Err(KubeError::new(Cause::Overtaken, DELETED))
     } else {
         Ok(())
     }
@@ -485,14 +499,14 @@ async fn render(
     config: &Value,
     system: System,
     uid: Option<String>,
-) -> std::result::Result<compile::Compiled, String> {
+) -> std::result::Result<compile::Compiled, KubeError> {
     let config = config.clone();
     crate::offload::run(KIND, "rendering the system", move || {
         compile::compile_system(&config, system, uid.as_deref())
     })
     .await
     .and_then(|r| r)
-    .map_err(|e| e.message)
+    .map_err(|e| KubeError::invalid(e.message))
 }
 
 /// Stage 4: the Deployment `name` with `uid` still exists.
@@ -501,13 +515,16 @@ async fn check_deployment(
     namespace: &str,
     name: &str,
     uid: &str,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), KubeError> {
     let api = Kind::Deployment.api(client, namespace);
     let what = format!("Deployment {name:?}");
     let found = get_opt(&api, what.clone(), name).await?;
     match found {
         Some(d) if d.metadata.uid.as_deref() == Some(uid) => Ok(()),
-        _ => Err(format!("{DELETED} ({what} vanished)")),
+        _ => Err(KubeError::new(
+            Cause::Overtaken,
+            format!("{DELETED} ({what} vanished)"),
+        )),
     }
 }
 
@@ -518,7 +535,7 @@ async fn run(
     namespace: &str,
     attempted: &Attempted,
     in_flight: &inflight::Start,
-) -> std::result::Result<Value, String> {
+) -> std::result::Result<Value, KubeError> {
     let guid = system.identifier.clone();
     // Stage 1: what the cluster knows.
     let facts = read_facts(&system, client, namespace).await?;
@@ -528,7 +545,7 @@ async fn run(
         &facts.missing_claims,
         &facts.secret_env,
     )
-    .map_err(|e| e.message)?;
+    .map_err(|e| KubeError::invalid(e.message))?;
     let compiled = render(config, system.clone(), None).await?;
     check_cancelled(in_flight)?;
 
@@ -536,10 +553,10 @@ async fn run(
     let deployment =
         create_object(client, namespace, &guid, &compiled.deployment, attempted).await?;
     let uid = deployment.metadata.uid.clone().ok_or_else(|| {
-        format!(
+        KubeError::invalid(format!(
             "the API server returned Deployment {:?} without a uid",
             system.name
-        )
+        ))
     })?;
     check_cancelled(in_flight)?;
 
@@ -584,7 +601,7 @@ async fn run(
             .map(|s| create_object(client, namespace, &guid, s, attempted)),
     );
     let (policy, services, secret) = tokio::join!(policy, services, secret);
-    let mut problems: Vec<String> = Vec::new();
+    let mut problems: Vec<KubeError> = Vec::new();
     if let Err(e) = policy {
         problems.push(e);
     }
@@ -617,8 +634,13 @@ async fn run(
         );
         containers.insert(container.clone(), Value::Object(entry));
     }
-    if !problems.is_empty() {
-        return Err(problems.join("; "));
+    if let Some(first) = problems.first() {
+        let message = problems
+            .iter()
+            .map(|e| e.message.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(KubeError::new(first.cause.clone(), message));
     }
     // Stage 4: a delete that ran meanwhile wins.
     check_cancelled(in_flight)?;

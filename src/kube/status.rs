@@ -4,7 +4,7 @@
 
 use super::client::{self, Settings};
 use super::retry;
-use super::{describe, err, GUID_LABEL, LOG_TARGET};
+use super::{err, GUID_LABEL, LOG_TARGET};
 use crate::error::{ErrorKind, Result};
 use kube::api::ListParams;
 use serde_json::{json, Map, Value};
@@ -71,10 +71,8 @@ pub async fn status_async(
             format!("status of {selector}: timed out after {timeout:?} (TYCHO_KUBE_TIMEOUT)"),
         )
     })?;
-    let deployments =
-        deployments.map_err(|e| err(KIND, format!("cannot list {what_d}: {}", describe(&e))))?;
-    let services =
-        services.map_err(|e| err(KIND, format!("cannot list {what_s}: {}", describe(&e))))?;
+    let deployments = deployments.map_err(|e| err(KIND, format!("cannot list {what_d}: {e}")))?;
+    let services = services.map_err(|e| err(KIND, format!("cannot list {what_s}: {e}")))?;
 
     let mut by_guid: HashMap<String, Vec<Value>> = HashMap::new();
     for service in services.items {

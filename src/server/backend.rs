@@ -126,6 +126,6 @@ impl Executor for Kubernetes {
         })
     }
     fn ready(&self) -> BoxFut<'_, ()> {
-        Box::pin(async move { crate::cli_wait::api_ready().await })
+        Box::pin(async move { crate::kube::api_ready().await })
     }
 }
