@@ -172,7 +172,7 @@ fn kube_wait<'py>(
     namespace: Option<String>,
 ) -> PyResult<Bound<'py, PyAny>> {
     if !(0.0..=1e9).contains(&timeout) {
-        return Err(crate::python::to_pyerr(
+        return Err(crate::bindings::to_pyerr(
             py,
             crate::error::Error::input(format!(
                 "timeout must be a number of seconds, not {timeout}"
