@@ -2,16 +2,14 @@
 //! `tycho up --wait` (is the Deployment available, and if not, why: pod status and
 //! Warning events) and `/readyz` (does the API server answer).
 //!
-//! Its own kube client (one per process, made on first use) reads the same
-//! configuration as the executor: in-cluster when `KUBERNETES_SERVICE_HOST` is set,
-//! else the kubeconfig (`KUBECONFIG`, else `~/.kube/config`).
+//! It uses the executor's kube client (one per process, made on first use and again
+//! after `fork()`), so it honours the same configuration, `--kubeconfig` and `--context`.
 
 use crate::error::{Error, ErrorKind, Result};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ListParams};
 use std::time::{Duration, Instant};
-use tokio::sync::OnceCell;
 
 const KIND: ErrorKind = ErrorKind::Kube;
 const NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
@@ -21,44 +19,11 @@ struct Shared {
     namespace: String,
 }
 
-static CLIENT: OnceCell<Shared> = OnceCell::const_new();
-
-async fn shared() -> Result<&'static Shared> {
-    CLIENT
-        .get_or_try_init(|| async {
-            let in_cluster = std::env::var("KUBERNETES_SERVICE_HOST").is_ok_and(|h| !h.is_empty());
-            let mut config = if in_cluster {
-                kube::Config::incluster().map_err(|e| {
-                    Error::new(
-                        KIND,
-                        format!("no usable Kubernetes configuration: in-cluster: {e}"),
-                    )
-                })?
-            } else {
-                kube::Config::from_kubeconfig(&kube::config::KubeConfigOptions::default())
-                    .await
-                    .map_err(|e| {
-                        let source = match std::env::var("KUBECONFIG") {
-                            Ok(p) if !p.is_empty() => format!("KUBECONFIG={p}"),
-                            _ => "~/.kube/config".into(),
-                        };
-                        Error::new(
-                            KIND,
-                            format!(
-                                "no usable Kubernetes configuration: kubeconfig ({source}): {e}"
-                            ),
-                        )
-                    })?
-            };
-            config.connect_timeout = Some(Duration::from_secs(5));
-            config.read_timeout = Some(Duration::from_secs(15));
-            let namespace = config.default_namespace.clone();
-            let client = kube::Client::try_from(config).map_err(|e| {
-                Error::new(KIND, format!("cannot create the Kubernetes client: {e}"))
-            })?;
-            Ok(Shared { client, namespace })
-        })
-        .await
+/// The executor's client (`crate::kube`): same configuration, same process-wide client
+/// (made again after `fork()`).
+async fn shared() -> Result<Shared> {
+    let (client, namespace) = crate::kube::shared_client(KIND).await?;
+    Ok(Shared { client, namespace })
 }
 
 /// The namespace the executor uses for `explicit`: it, else NAMESPACE, else the pod's
@@ -67,7 +32,7 @@ pub async fn namespace(explicit: Option<&str>) -> Result<String> {
     if let Some(n) = explicit.filter(|s| !s.is_empty()) {
         return Ok(n.to_string());
     }
-    if let Some(n) = std::env::var("NAMESPACE").ok().filter(|s| !s.is_empty()) {
+    if let Some(n) = crate::kube::settings().namespace {
         return Ok(n);
     }
     if let Some(n) = std::fs::read_to_string(NAMESPACE_FILE)
@@ -330,13 +295,9 @@ pub async fn wait_available(
     }
 }
 
-/// Runs `fut` on a runtime of its own (for the blocking command line).
+/// Runs `fut` on the process's runtime (`crate::runtime`; for the blocking command line).
 pub fn block_on<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::new(KIND, format!("cannot start a runtime: {e}")))?
-        .block_on(fut)
+    crate::runtime::block_on(KIND, fut)
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ pub mod offload;
 pub mod pyfmt;
 pub mod registry;
 pub mod render;
+pub mod runtime;
 pub mod server;
 pub mod settings;
 pub mod template_guard;

@@ -13,11 +13,13 @@
 //! * [`modify`] — strategic-merge-patches labels and cpu/memory into the system's
 //!   Deployments; reverted when any patch fails.
 //!
-//! Configuration, the per-process runtime and client, timeouts and namespaces are in
-//! `client`; retries with backoff in `retry`. Each operation has a blocking form (for
+//! Configuration, the per-process client, timeouts and namespaces are in `client` (the
+//! runtime is `crate::runtime`); the watch cache of long-lived processes, which status
+//! and start read when it is warm, in `cache`; retries with backoff in `retry`. Each operation has a blocking form (for
 //! Python and the CLI; it runs on the executor's own runtime) and an `_async` form for
 //! callers that already run on tokio.
 
+mod cache;
 mod client;
 mod delete;
 mod inflight;
@@ -28,7 +30,7 @@ mod status;
 
 /// The process's executor runtime, shared with the Docker backplane.
 pub(crate) use client::block_on;
-pub use client::{default_namespace, Settings};
+pub use client::{default_namespace, set_overrides, settings, KubeOverrides, Settings};
 pub use delete::{delete, delete_async};
 pub use modify::{modify, modify_async};
 pub use start::{start, start_async, system_from_value};
@@ -40,6 +42,14 @@ use crate::error::{Error, ErrorKind};
 use k8s_openapi::api::{apps, core, networking};
 use kube::api::{Api, ApiResource, DynamicObject};
 
+/// The executor's client and the namespace of its configuration (for the command
+/// line's other cluster reads, `crate::cli_wait`).
+pub(crate) async fn shared_client(kind: ErrorKind) -> crate::Result<(kube::Client, String)> {
+    let settings = client::settings();
+    let connection = client::connection(kind, &settings).await?;
+    Ok((connection.client, connection.config_namespace))
+}
+
 /// Log target of the executor (a Python logger of the same name receives the records).
 pub const LOG_TARGET: &str = "tycho.kube";
 
@@ -47,7 +57,7 @@ pub const LOG_TARGET: &str = "tycho.kube";
 pub(crate) const GUID_LABEL: &str = "tycho-guid";
 
 /// The kinds tycho creates or cleans up, in the order delete reports them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Kind {
     Deployment,
     ReplicaSet,
