@@ -55,7 +55,10 @@ pub fn generation() -> u32 {
 }
 
 /// Runs `fut` to completion on the process's runtime (blocking the calling thread).
-pub fn block_on<T>(kind: ErrorKind, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+pub fn block_on<T>(
+    kind: ErrorKind,
+    fut: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
     get(kind)?.block_on(fut)
 }
 

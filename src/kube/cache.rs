@@ -167,14 +167,12 @@ impl Store {
 /// One reflector: a watch and the store it feeds.
 pub(crate) struct Reflector {
     store: Mutex<Store>,
-    changed: tokio::sync::Notify,
 }
 
 impl Reflector {
     fn new() -> Arc<Reflector> {
         Arc::new(Reflector {
             store: Mutex::new(Store::default()),
-            changed: tokio::sync::Notify::new(),
         })
     }
 
@@ -286,8 +284,6 @@ impl Reflector {
             Event::Delete(o) => s.delete(&value(o)),
             Event::InitDone => s.relist_done(),
         }
-        drop(s);
-        self.changed.notify_waiters();
     }
 
     fn on_error(&self, e: &watcher::Error) {
@@ -296,20 +292,6 @@ impl Reflector {
             log::debug!(target: LOG_TARGET, "watch failed, reading from the API server until it recovers: {e}");
         }
         s.healthy = false;
-    }
-
-    /// Waits until `ready` holds or `bound` passes.
-    pub(crate) async fn wait_for(&self, bound: Duration, ready: impl Fn(&Reflector) -> bool) -> bool {
-        let deadline = tokio::time::Instant::now() + bound;
-        loop {
-            let changed = self.changed.notified();
-            if ready(self) {
-                return true;
-            }
-            if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return ready(self);
-            }
-        }
     }
 }
 
@@ -380,7 +362,8 @@ impl Namespace {
                         return None;
                     }
                     let api = kind.api(&self.client, &self.namespace);
-                    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+                    let config =
+                        watcher::Config::default().fields(&format!("metadata.name={name}"));
                     let r = spawn(self.runtime, &self.tasks, api, config);
                     named.insert((kind, name.to_string()), Arc::clone(&r));
                     log::debug!(target: LOG_TARGET, "watching {} {name:?} in namespace {}", kind.name(), self.namespace);
@@ -394,7 +377,12 @@ impl Namespace {
     /// Records a delete of this process: everything labelled with `guid` is hidden
     /// until the watches deliver the deletions.
     pub(crate) fn deleted_guid(&self, guid: &str) {
-        for r in [&self.deployments, &self.services, &self.network_policies, &self.pods] {
+        for r in [
+            &self.deployments,
+            &self.services,
+            &self.network_policies,
+            &self.pods,
+        ] {
             r.deleted_where(|o| label(o, GUID_LABEL) == Some(guid));
         }
     }

@@ -154,11 +154,11 @@ pub(crate) async fn connection(kind: ErrorKind, settings: &Settings) -> Result<C
 /// NAMESPACE, else the pod's service-account namespace file (non-empty values only).
 fn environment_namespace(settings: &Settings) -> Option<String> {
     settings.namespace.clone().or_else(|| {
-            std::fs::read_to_string(NAMESPACE_FILE)
-                .ok()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-        })
+        std::fs::read_to_string(NAMESPACE_FILE)
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    })
 }
 
 /// The namespace an operation runs in: `explicit`, else NAMESPACE, else the pod's

@@ -25,8 +25,8 @@
 //! object that lacks the label, by name) is deleted before the error is returned.
 //! Rendering runs on the CPU worker pool (`crate::offload`), off the async threads.
 
-use super::client;
 use super::cache;
+use super::client;
 use super::inflight;
 use super::retry;
 use super::{describe, err, Kind, GUID_LABEL, LOG_TARGET};
@@ -630,9 +630,7 @@ async fn run(
     };
     let policy = async {
         match &policy {
-            Some(p) => create_object(ctx, p)
-                .await
-                .map(Some),
+            Some(p) => create_object(ctx, p).await.map(Some),
             None => Ok(None),
         }
     };
@@ -641,11 +639,7 @@ async fn run(
         .iter()
         .map(|(_, s)| owned_by(s, &deployment_name, &uid))
         .collect();
-    let services = join_all(
-        service_objects
-            .iter()
-            .map(|s| create_object(ctx, s)),
-    );
+    let services = join_all(service_objects.iter().map(|s| create_object(ctx, s)));
     let (policy, services, secret) = tokio::join!(policy, services, secret);
     let mut problems: Vec<String> = Vec::new();
     if let Err(e) = policy {

@@ -128,9 +128,7 @@ fn from_cache(
     name: Option<&str>,
     username: Option<&str>,
 ) -> Option<Vec<Value>> {
-    let deployments = cache
-        .deployments
-        .select(|d| selected(d, name, username))?;
+    let deployments = cache.deployments.select(|d| selected(d, name, username))?;
     let services = cache.services.select(|s| selected(s, name, username))?;
     let by_guid = by_guid(services.iter().map(|s| s.as_ref()));
     Some(deployments.iter().map(|d| row(d, &by_guid)).collect())
