@@ -130,10 +130,10 @@ def test_status_from_memory_makes_no_request_and_gives_the_same_rows(cluster, mo
     b, _ = start(cluster, username="bob")
     warm(cluster)
     for kw in ({"name": a.identifier}, {"username": "bob"}, {}):
-        wait_until(lambda: status_is_warm(cluster, **kw), f"status({kw}) from memory")
-        rows, made = requests_of(cluster, lambda: compute().status(**kw))
+        wait_until(lambda kw=kw: status_is_warm(cluster, **kw), f"status({kw}) from memory")
+        rows, made = requests_of(cluster, lambda kw=kw: compute().status(**kw))
         assert made == []
-        assert rows == uncached(monkeypatch, lambda: compute().status(**kw))
+        assert rows == uncached(monkeypatch, lambda kw=kw: compute().status(**kw))
     assert {r["sid"] for r in compute().status()} >= {a.identifier, b.identifier}
 
 

@@ -444,7 +444,12 @@ pub(crate) fn namespace(
         return None;
     }
     log::debug!(target: LOG_TARGET, "starting the watch cache of namespace {namespace}");
-    let own = || watcher::Config::default().labels(OWN_SELECTOR);
+    // One unpaginated list, as status makes without the cache (the emulator answers a
+    // `limit` with a truncated page and no continue token).
+    let own = || watcher::Config {
+        page_size: None,
+        ..watcher::Config::default().labels(OWN_SELECTOR)
+    };
     let tasks = Mutex::new(Vec::new());
     let kind = |k: Kind| spawn(runtime, &tasks, k.api(client, namespace), own());
     let (deployments, services, network_policies, pods) = (
