@@ -302,6 +302,26 @@ class Emulator:
         (None clears it). Returns how many existing services were updated."""
         return self._call("POST", "/loadbalancer", {"ip": ip})["updated"]
 
+    # ------------------------------------------------------------ watches
+    def watch_delay(self, ms: int) -> None:
+        """Deliver each watch event ``ms`` milliseconds after its write
+        (lists and gets see the write at once). ``reset()`` sets it to 0."""
+        self._call("POST", "/watch-delay", {"ms": int(ms)})
+
+    def cut_watches(self) -> int:
+        """End every open watch stream; returns how many were open."""
+        return int(self._call("POST", "/watch-cut")["cut"])
+
+    def compact(self) -> None:
+        """Forget the event history: a watch from any resourceVersion older
+        than the current one answers 410 Gone (an ERROR event, reason
+        Expired), and the client must list again."""
+        self._call("POST", "/compact")
+
+    def open_watches(self) -> int:
+        """How many watch streams are open now."""
+        return int(self._call("GET", "/watches")["open"])
+
 
 _VOLATILE_META = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields",
                   "selfLink")
@@ -385,6 +405,18 @@ class RealCluster:
 
     def set_loadbalancer_ip(self, ip):
         self._skip("simulated load balancer")
+
+    def watch_delay(self, ms):
+        self._skip("watch event delay")
+
+    def cut_watches(self):
+        self._skip("cutting watch streams")
+
+    def compact(self):
+        self._skip("compaction of the watch history")
+
+    def open_watches(self):
+        self._skip("counting open watches")
 
 
 try:

@@ -2,10 +2,11 @@
 //!
 //! Plain HTTP/1.1 on 127.0.0.1 only, JSON only, any (or no) bearer token.
 //! The object store is kube-fake-client (controller-runtime's fake client
-//! for Rust); see store.rs for what comes from it and server.rs for the
+//! for Rust); see store.rs for what comes from it and server/ for the
 //! few things added in front of it.
 //!
 //! Usage: kube-emulator [--port N] [--port-file PATH] [--latency-ms N]
+//!        [--event-window N] [--bookmark-interval-ms N]
 
 mod discovery;
 mod server;
@@ -21,10 +22,16 @@ struct Args {
     port: u16,
     port_file: Option<String>,
     latency_ms: u64,
+    event_window: usize,
+    bookmark_interval_ms: u64,
 }
 
 fn usage() -> ! {
-    eprintln!("usage: kube-emulator [--port N (0 = any)] [--port-file PATH] [--latency-ms N]");
+    eprintln!(
+        "usage: kube-emulator [--port N (0 = any)] [--port-file PATH] [--latency-ms N] \
+         [--event-window N (watch events kept, default 10000)] \
+         [--bookmark-interval-ms N (default 5000)]"
+    );
     std::process::exit(2)
 }
 
@@ -33,6 +40,8 @@ fn parse_args() -> Args {
         port: 0,
         port_file: None,
         latency_ms: 0,
+        event_window: server::DEFAULT_EVENT_WINDOW,
+        bookmark_interval_ms: 5000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -50,6 +59,10 @@ fn parse_args() -> Args {
             "--port" => args.port = value().parse().unwrap_or_else(|_| usage()),
             "--port-file" => args.port_file = Some(value()),
             "--latency-ms" => args.latency_ms = value().parse().unwrap_or_else(|_| usage()),
+            "--event-window" => args.event_window = value().parse().unwrap_or_else(|_| usage()),
+            "--bookmark-interval-ms" => {
+                args.bookmark_interval_ms = value().parse().unwrap_or_else(|_| usage())
+            }
             "-h" | "--help" => usage(),
             _ => usage(),
         }
@@ -75,7 +88,7 @@ async fn run(args: Args) {
             std::process::exit(1)
         });
     let addr = listener.local_addr().expect("local addr");
-    let app = server::App::new().await;
+    let app = server::App::new(args.event_window, args.bookmark_interval_ms).await;
     *app.server_address.lock().unwrap() = addr.to_string();
     if args.latency_ms > 0 {
         app.set_latency(args.latency_ms);
