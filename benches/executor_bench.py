@@ -9,6 +9,11 @@ Kubernetes API server (tests/kube-emulator), same inputs, one run. Not a test.
    virtualenv through tests/parity/exec_oracle.py (the driver ours runs through too),
    with its 3 s sleep per Service outside Ambassador patched out; one row shows it as
    shipped (sleep kept) on a LoadBalancer start.
+3. The watch cache (ours only; rows 1 and 2 run ours with it off, ``TYCHO_KUBE_CACHE=off``):
+   start at ``--latency`` with the cache warm (round trips and wall time), status with
+   1,000 and 10,000 systems from memory (API requests per call, p50 beside the same call
+   with the cache off), and the resident memory a process's cache of 10,000 systems costs
+   (a fresh interpreter: RSS before the first operation and once the cache has listed).
 2. status with 1,000 and 10,000 systems in the namespace: the store is filled by POSTing
    tycho-labelled Deployments and their Services straight to the emulator (concurrently,
    no latency); then ``status(username="alice")`` (10 of the systems) and ``status()``
@@ -101,6 +106,128 @@ def bare_lists(url, selector, kinds, repeat):
     return times
 
 
+def api_requests(emu):
+    """The emulator's request log without watches (the cache's own long-lived requests)."""
+    return [r for r in emu.requests() if "watch=" not in (r.get("query") or "")]
+
+
+def cached_env(kubeconfig, on=True):
+    return {"KUBECONFIG": kubeconfig, "NAMESPACE": NAMESPACE, "TYCHO_KUBE_CACHE": "on" if on else "off"}
+
+
+def warm_status(emu, compute, bound=120.0):
+    """Calls status until one makes no API request (the cache has listed)."""
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        emu.clear_requests()
+        compute.status()
+        if not api_requests(emu):
+            return
+        time.sleep(0.05)
+    raise RuntimeError("the watch cache did not warm up")
+
+
+def bench_status_cache(emu, kubeconfig, repeat):
+    """status(username="alice") and status() with the cache warm and off: p50 and requests."""
+    from tycho.core import Tycho
+
+    out = {}
+    for on in (True, False):
+        with exec_oracle.case_environ(cached_env(kubeconfig, on), kubeconfig, NAMESPACE):
+            compute = Tycho().get_compute()
+            if on:
+                warm_status(emu, compute)
+            for label, call in (("by_user", lambda c=compute: c.status(username="alice")),
+                                ("all", lambda c=compute: c.status())):
+                times, made = [], []
+                for _ in range(repeat):
+                    emu.clear_requests()
+                    t0 = time.perf_counter()
+                    call()
+                    times.append(time.perf_counter() - t0)
+                    made.append(len(api_requests(emu)))
+                out.setdefault(label, {})["cache" if on else "off"] = {"seconds": times, "requests": made}
+    return out
+
+
+def bench_start_cache(emu, kubeconfig, iterations, latency_ms):
+    """Starts of one case with the cache warm and off: requests, round trips, wall time."""
+    from tycho.core import Tycho
+
+    case = SCENARIOS[0][1]
+    out = {}
+    for name, on, secrets in (("off", False, False), ("cache", True, False), ("cache+secrets", True, True)):
+        env = dict(case.get("environ") or {}, **cached_env(kubeconfig, on))
+        if secrets:
+            env["TYCHO_KUBE_CACHE_SECRETS"] = "on"
+        with exec_oracle.case_environ(env, kubeconfig, NAMESPACE):
+            t = Tycho()
+            compute = t.get_compute()
+            emu.reset()
+            exec_oracle.create_fixtures(emu.url, NAMESPACE, case)
+            times, made, rounds = [], [], []
+            for i in range(iterations + 2):  # two warm-up starts: the named watches list
+                system = t.parse(copy.deepcopy(case["request"]))
+                emu.latency(latency_ms)
+                emu.clear_requests()
+                t0 = time.perf_counter()
+                compute.start(system)
+                elapsed = time.perf_counter() - t0
+                emu.latency(0)
+                log = api_requests(emu)
+                if i >= 2:
+                    times.append(elapsed)
+                    made.append(len(log))
+                    # a round trip: requests made together (same method and stage)
+                    rounds.append(len({(r["method"], "deployments" in r["path"]) for r in log}))
+                if on and i == 0:
+                    warm_status(emu, compute)
+            out[name] = {"seconds": times, "requests": made, "round_trips": rounds}
+    return out
+
+
+RSS_PROBE = r"""
+import json, os, sys, time, urllib.request
+url, size = sys.argv[1], int(sys.argv[2])
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def control(method, path):
+    req = urllib.request.Request(url + "/__emulator" + path, method=method)
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        raw = resp.read()
+    return json.loads(raw) if raw else None
+from tycho.core import Tycho
+compute = Tycho().get_compute()
+compute.status(username="nobody")  # the runtime, the client, the watches started
+before = rss()
+deadline = time.monotonic() + 600
+while time.monotonic() < deadline:
+    control("DELETE", "/requests")
+    compute.status(username="nobody")
+    made = [r for r in control("GET", "/requests")["requests"] if "watch=" not in (r.get("query") or "")]
+    if not made:
+        break
+    time.sleep(0.2)
+after = rss()  # before any rows are built in Python
+rows = len(compute.status())
+print(json.dumps({"before": before, "after": after, "rows": rows}))
+"""
+
+
+def bench_cache_rss(emu, kubeconfig, size):
+    env = dict(os.environ, **cached_env(kubeconfig, True))
+    proc = subprocess.run([sys.executable, "-c", RSS_PROBE, emu.url, str(size)], env=env,
+                          capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    return json.loads(proc.stdout)
+
+
+def p50(seconds):
+    return statistics.median(seconds) * 1e3
+
+
 def ms(seconds):
     return statistics.mean(seconds) * 1e3
 
@@ -172,6 +299,7 @@ def main() -> int:
 
         # ---------------------------------------------------------------- status at scale
         rows = []
+        cache_rows = []
         filled = 0
         for size in sizes:
             emu.latency(0)
@@ -195,9 +323,36 @@ def main() -> int:
                              fmt_ms(tb), f"{ta / tb:.1f}x", fmt_ms(ms(bare[call]["deployments"])),
                              fmt_ms(ms(bare[call]["deployments+services"]))])
             print(f"\n(filled {size:,} Deployments + Services in {fill_s:.1f} s)", end="")
+            cache = bench_status_cache(emu, kubeconfig, max(args.repeat, 5))
+            raw["status_scale"][size]["cache"] = cache
+            for call, label in (("by_user", 'status(username="alice")'), ("all", "status()")):
+                on, off = cache[call]["cache"], cache[call]["off"]
+                cache_rows.append([f"{size:,} systems: {label}", requests_of(off["requests"]),
+                                   requests_of(on["requests"]), fmt_ms(p50(off["seconds"])),
+                                   fmt_ms(p50(on["seconds"])), f"{p50(off['seconds']) / p50(on['seconds']):.1f}x"])
+            if size == 10000:
+                rss = bench_cache_rss(emu, kubeconfig, size)
+                raw["cache_rss"] = rss
         print("\n")
         table(["status", "rows", "API requests orig", "ours", "ms orig (mean)", "ms ours (mean)", "orig/ours",
                "bare list: deps", "deps+svcs"], rows)
+        print()
+        table(["status, ours (latency %d ms)" % args.latency, "API requests, cache off", "cache warm",
+               "p50 ms, off", "p50 ms, warm", "off/warm"], cache_rows)
+        if "cache_rss" in raw:
+            rss = raw["cache_rss"]
+            print(f"\nwatch cache of {rss['rows']:,} systems: RSS {rss['before'] / 2**20:,.0f} MiB before, "
+                  f"{rss['after'] / 2**20:,.0f} MiB listed: {(rss['after'] - rss['before']) / 2**20:,.0f} MiB")
+
+        emu.reset()
+        start_cache = bench_start_cache(emu, kubeconfig, args.iterations, args.latency)
+        raw["start_cache"] = start_cache
+        print()
+        table([f"start, ours ({SCENARIOS[0][0]}, latency {args.latency} ms)", "API requests", "round trips",
+               "ms (p50)"],
+              [[name, requests_of(v["requests"]), requests_of(v["round_trips"]), fmt_ms(p50(v["seconds"]))]
+               for name, v in (("cache off", start_cache["off"]), ("cache warm", start_cache["cache"]),
+                               ("cache warm, TYCHO_KUBE_CACHE_SECRETS=on", start_cache["cache+secrets"]))])
 
     print("\nNotes: times are wall clock around each call in its own process (the original's "
           "interpreter start and imports are not counted); the emulator's own time to select "

@@ -404,7 +404,10 @@ mod tests {
         assert_eq!(owner["uid"], "uid-1");
         assert_eq!(owner["name"], c.system.name);
         let objects = c.objects();
-        assert_eq!(objects[0]["kind"], "Deployment", "the Deployment is created first");
+        assert_eq!(
+            objects[0]["kind"], "Deployment",
+            "the Deployment is created first"
+        );
         assert!(objects.iter().any(|o| o["kind"] == "Service"));
     }
 
@@ -428,7 +431,9 @@ mod tests {
             open.network_policy.is_some(),
             open.system.requires_network_policy()
         );
-        let policy = closed.network_policy.expect("a policy for restricted clients");
+        let policy = closed
+            .network_policy
+            .expect("a policy for restricted clients");
         assert_eq!(policy["kind"], "NetworkPolicy");
         assert!(policy.to_string().contains("10.1.0.0/16"));
     }
@@ -444,7 +449,9 @@ mod tests {
     fn a_fresh_guid_is_32_hex_digits() {
         let id = new_identifier();
         assert_eq!(id.len(), 32);
-        assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         assert_ne!(id, new_identifier());
     }
 
@@ -459,11 +466,19 @@ mod tests {
             Some(GUID.into()),
         )
         .expect("parses");
-        let before: Vec<String> = system.volumes.iter().map(|v| v.volume_name.clone()).collect();
+        let before: Vec<String> = system
+            .volumes
+            .iter()
+            .map(|v| v.volume_name.clone())
+            .collect();
         assert!(before.contains(&"data".to_string()), "{before:?}");
         apply_cluster_facts(&mut system, true, &["data".into(), "stdnfs".into()], &[])
             .expect("applies");
-        let after: Vec<String> = system.volumes.iter().map(|v| v.volume_name.clone()).collect();
+        let after: Vec<String> = system
+            .volumes
+            .iter()
+            .map(|v| v.volume_name.clone())
+            .collect();
         assert!(!after.contains(&"data".to_string()), "{after:?}");
         assert!(system.amb);
     }
@@ -488,7 +503,8 @@ mod tests {
         .expect("applies");
         let env = &system.containers[0].env;
         assert!(
-            env.iter().any(|p| p[0] == "MESSAGE" && p[1] == "hello world"),
+            env.iter()
+                .any(|p| p[0] == "MESSAGE" && p[1] == "hello world"),
             "{env:?}"
         );
     }

@@ -21,6 +21,7 @@ pub mod pyfmt;
 pub mod registry;
 pub mod render;
 pub mod request_schema;
+pub mod runtime;
 pub mod server;
 pub mod settings;
 pub mod template_guard;

@@ -137,6 +137,10 @@ def cluster_fixture(kube_emulator, tmp_path, monkeypatch):  # noqa: F811 - the i
     path = kube_emulator.write_kubeconfig(tmp_path / "kubeconfig", namespace=namespace)
     monkeypatch.setenv("KUBECONFIG", str(path))
     monkeypatch.setenv("NAMESPACE", namespace)
+    # These tests change the cluster behind the executor's back (fixtures, deployment
+    # status) and read at once: they exercise the API-server path. The watch cache has
+    # its own tests (test_executor_cache.py), which await what a watch delivers.
+    monkeypatch.setenv("TYCHO_KUBE_CACHE", "off")
     c = Cluster(kube_emulator, str(path), namespace)
     yield c
     c.cleanup()

@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use std::cell::OnceCell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 // ---------------------------------------------------------------- HTTP cache
 
@@ -258,29 +258,9 @@ fn registry_icon_url(spec_url: &str) -> String {
 
 // ---------------------------------------------------------------- asyncio bridge
 
-/// The tokio runtime of this process (rebuilt in a forked child).
+/// The process's tokio runtime (`crate::runtime`; rebuilt in a forked child).
 fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: Mutex<Option<(u32, &'static tokio::runtime::Runtime)>> = Mutex::new(None);
-    let pid = std::process::id();
-    let mut slot = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((owner, rt)) = *slot {
-        if owner == pid {
-            return rt;
-        }
-        // A runtime inherited over fork has no threads here; it is never dropped.
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .max_blocking_threads(256)
-        .thread_name("tycho-aio")
-        // Python code and the core run on these threads: not the 2 MiB default
-        .thread_stack_size(crate::limits::THREAD_STACK)
-        .enable_all()
-        .build()
-        .expect("the tokio runtime starts");
-    let rt: &'static tokio::runtime::Runtime = Box::leak(Box::new(rt));
-    *slot = Some((pid, rt));
-    rt
+    crate::runtime::get(crate::error::ErrorKind::Kube).expect("the tokio runtime starts")
 }
 
 struct AioRuntime;

@@ -18,7 +18,8 @@ pub const GIVE_UP_AFTER: Duration = Duration::from_secs(12);
 pub fn check_cluster() -> Result<()> {
     crate::kube::wait::block_on(async {
         // The executor's own client (kubeconfig, context and timeouts as it uses them).
-        let connection = crate::kube::client::connection(ErrorKind::Kube).await?;
+        let connection =
+            crate::kube::client::connection(ErrorKind::Kube, &crate::kube::settings()).await?;
         let url = crate::kube::client::api_url();
         let url = url.trim_end_matches('/').to_string();
         let client = connection.client;

@@ -12,9 +12,14 @@ use serde_json::Value;
 /// naming the object.
 pub fn create_all(namespace: Option<&str>, objects: Vec<Value>) -> Result<Vec<Value>> {
     crate::kube::wait::block_on(async move {
-        let connection = crate::kube::client::connection(ErrorKind::Start).await?;
-        let namespace =
-            crate::kube::client::resolve_namespace(ErrorKind::Start, namespace, &connection)?;
+        let settings = crate::kube::settings();
+        let connection = crate::kube::client::connection(ErrorKind::Start, &settings).await?;
+        let namespace = crate::kube::client::resolve_namespace(
+            ErrorKind::Start,
+            namespace,
+            &connection,
+            &settings,
+        )?;
         let client = connection.client;
         let params = PostParams {
             dry_run: true,

@@ -48,6 +48,9 @@ pub struct Cli {
     /// Kubeconfig file (default: KUBECONFIG, then ~/.kube/config; in-cluster in a pod).
     #[arg(long, global = true, value_name = "PATH")]
     pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use (default: its current context).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -118,9 +121,14 @@ where
             )));
             return 1;
         }
-        // The executor and the wait loop read KUBECONFIG when they make their client.
-        std::env::set_var("KUBECONFIG", path);
     }
+    // Handed to the executor (and the wait loop, which uses its client) as values; the
+    // watch cache only serves the long-lived `tycho api`.
+    crate::kube::set_overrides(crate::kube::KubeOverrides {
+        kubeconfig: cli.kubeconfig.clone(),
+        context: cli.context.clone(),
+        no_cache: !matches!(cli.command, Command::Api(_)),
+    });
     let result = match &cli.command {
         Command::Render(a) => commands::render(a, &ctx),
         Command::Up(a) => commands::up(a, &ctx),

@@ -155,8 +155,7 @@ pub fn compose_request(
     } else {
         file.display().to_string()
     };
-    let mut system =
-        crate::yaml::load(&text).map_err(|e| Error::input(format!("{shown}: {e}")))?;
+    let mut system = crate::yaml::load(&text).map_err(|e| Error::input(format!("{shown}: {e}")))?;
     // A service's env_file is read relative to the compose file.
     let base = if stdin {
         Path::new(".")

@@ -11,7 +11,7 @@
 //! rest (the Deployment goes first, so anything created after the others were deleted
 //! was created after the Deployment vanished) and removes what it created.
 
-use super::client::{self, Settings};
+use super::client;
 use super::error::{summarise, Cause, KubeError};
 use super::inflight;
 use super::retry;
@@ -37,9 +37,10 @@ pub async fn delete_async(guid: &str, namespace: Option<&str>) -> Result<Value> 
     }
     check_label_value(KIND, "GUID", guid)?;
     let _deleting = inflight::Deleting::begin(guid);
-    let connection = client::connection(KIND).await?;
-    let namespace = client::resolve_namespace(KIND, namespace, &connection)?;
-    let timeout = Settings::from_env().operation_timeout;
+    let settings = client::settings();
+    let connection = client::connection(KIND, &settings).await?;
+    let namespace = client::resolve_namespace(KIND, namespace, &connection, &settings)?;
+    let timeout = settings.operation_timeout;
     let outcome = tokio::time::timeout(timeout, cleanup(&connection.client, &namespace, guid, &[]))
         .await
         .unwrap_or_else(|_| {
@@ -53,6 +54,11 @@ pub async fn delete_async(guid: &str, namespace: Option<&str>) -> Result<Value> 
         });
     match outcome {
         Ok(()) => {
+            // Read your own writes: the system is gone from this process's cache now.
+            if let Some(cache) = super::cache::namespace(&settings, &connection.client, &namespace)
+            {
+                cache.deleted_guid(guid);
+            }
             log::info!(target: super::LOG_TARGET, "deleted system {guid} in namespace {namespace}");
             Ok(json!({}))
         }

@@ -13,11 +13,13 @@
 //! * [`modify`] — strategic-merge-patches labels and cpu/memory into the system's
 //!   Deployments; reverted when any patch fails.
 //!
-//! Configuration, the per-process runtime and client, timeouts and namespaces are in
-//! `client`; retries with backoff in `retry`. Each operation has a blocking form (for
+//! Configuration, the per-process client, timeouts and namespaces are in `client` (the
+//! runtime is `crate::runtime`); the watch cache of long-lived processes, which status
+//! and start read when it is warm, in `cache`; retries with backoff in `retry`. Each operation has a blocking form (for
 //! Python and the CLI; it runs on the executor's own runtime) and an `_async` form for
 //! callers that already run on tokio.
 
+mod cache;
 pub(crate) mod client;
 mod delete;
 pub mod error;
@@ -30,7 +32,9 @@ pub mod wait;
 
 /// The process's executor runtime, shared with the Docker backplane.
 pub(crate) use client::block_on;
-pub use client::{api_server_url, default_namespace, Settings};
+pub use client::{
+    api_server_url, default_namespace, set_overrides, settings, KubeOverrides, Settings,
+};
 pub use delete::{delete, delete_async};
 pub use error::{Cause, KubeError};
 pub use modify::{modify, modify_async};
@@ -50,7 +54,7 @@ pub const LOG_TARGET: &str = "tycho.kube";
 pub(crate) const GUID_LABEL: &str = "tycho-guid";
 
 /// The kinds tycho creates or cleans up, in the order delete reports them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Kind {
     Deployment,
     ReplicaSet,
@@ -171,7 +175,7 @@ fn describe_unredacted(e: &kube::Error) -> String {
 /// Ok when the Kubernetes API server answers `GET /version` on the executor's client
 /// (the `/readyz` of `tycho api`).
 pub async fn api_ready() -> crate::Result<()> {
-    let connection = client::connection(ErrorKind::Kube).await?;
+    let connection = client::connection(ErrorKind::Kube, &client::settings()).await?;
     connection
         .client
         .apiserver_version()

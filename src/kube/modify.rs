@@ -3,7 +3,7 @@
 //! `patch.yaml` per Deployment. Checked before anything is sent; when a patch fails,
 //! the Deployments already patched are put back as they were.
 
-use super::client::{self, Settings};
+use super::client;
 use super::retry;
 use super::{check_label_value, err, GUID_LABEL, LOG_TARGET};
 use crate::error::{ErrorKind, Result};
@@ -166,9 +166,10 @@ pub async fn modify_async(
     namespace: Option<&str>,
 ) -> Result<Value> {
     let request = check(request)?;
-    let connection = client::connection(KIND).await?;
-    let namespace = client::resolve_namespace(KIND, namespace, &connection)?;
-    let timeout = Settings::from_env().operation_timeout;
+    let settings = client::settings();
+    let connection = client::connection(KIND, &settings).await?;
+    let namespace = client::resolve_namespace(KIND, namespace, &connection, &settings)?;
+    let timeout = settings.operation_timeout;
     let guid = request.guid.clone();
     let work = run(config, &request, &connection.client, &namespace);
     match tokio::time::timeout(timeout, work).await {

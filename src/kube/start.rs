@@ -1,9 +1,11 @@
-//! Starting a system: at most three sequential stages of API calls.
+//! Starting a system: at most four sequential stages of API calls; two (stages 2 and
+//! 3) when the watch cache (`cache`) is warm.
 //!
 //! 1. Concurrent reads by name: the Ambassador Service (`AMBASSADOR_SVC_NAME`, default
 //!    `ambassador`), the `<app>-env` Secret and each claim the system mounts (stdnfs
 //!    exempt). Not found is an answer; any other failure stops the start (nothing has
-//!    been created yet).
+//!    been created yet). From the watch cache for the names it watches (the Secret
+//!    only with `TYCHO_KUBE_CACHE_SECRETS=on`).
 //! 2. Create the Deployment.
 //! 3. Create the Services and the token Secret and the NetworkPolicy, concurrently, all
 //!    owned by the Deployment (ownerReferences with its uid). The Secret exists when the
@@ -11,14 +13,20 @@
 //!    [`crate::token_env`]); its values are redacted from every message and log line of
 //!    the start.
 //! 4. Read the Deployment back: a delete of the system that ran meanwhile (from any
-//!    process) removed it, or (in this process) cancelled the start.
+//!    process) removed it, or (in this process) cancelled the start. With a fresh
+//!    cache, no request: whether its Deployments watch saw that uid deleted. (A delete
+//!    elsewhere that the watch has not delivered yet goes unseen here; the objects of
+//!    stage 3 are owned by the Deployment, so the garbage collector removes them.)
+//!
+//! What the start creates is applied to the process's cache (read your own writes).
 //!
 //! When stage 2 or 3 fails, the Deployment vanished, a delete of the GUID ran, or the
 //! operation times out, every object labelled with the system's GUID (and any created
 //! object that lacks the label, by name) is deleted before the error is returned.
 //! Rendering runs on the CPU worker pool (`crate::offload`), off the async threads.
 
-use super::client::{self, Settings};
+use super::cache;
+use super::client;
 use super::error::{summarise, Cause, KubeError};
 use super::inflight;
 use super::retry;
@@ -208,17 +216,26 @@ fn secret_hint(mut problem: KubeError, namespace: &str) -> KubeError {
 
 async fn start_inner(config: &Value, system: System, namespace: Option<&str>) -> Result<Value> {
     checks(&system)?;
-    let connection = client::connection(KIND).await?;
-    let namespace = client::resolve_namespace(KIND, namespace, &connection)?;
+    let settings = client::settings();
+    let connection = client::connection(KIND, &settings).await?;
+    let namespace = client::resolve_namespace(KIND, namespace, &connection, &settings)?;
     let client = &connection.client;
-    let settings = Settings::from_env();
     let name = system.name.clone();
     let guid = system.identifier.clone();
     let attempted: Attempted = Mutex::new(Vec::new());
     let in_flight = inflight::Start::register(&guid);
+    let cache = cache::namespace(&settings, client, &namespace);
+    let ctx = Ctx {
+        client,
+        namespace: &namespace,
+        guid: &guid,
+        attempted: &attempted,
+        settings: &settings,
+        cache: cache.as_deref(),
+    };
     let outcome = tokio::time::timeout(
         settings.operation_timeout,
-        run(config, system, client, &namespace, &attempted, &in_flight),
+        run(config, system, &ctx, &in_flight),
     )
     .await
     .unwrap_or_else(|_| {
@@ -264,6 +281,10 @@ async fn start_inner(config: &Value, system: System, namespace: Option<&str>) ->
             KubeError::new(Cause::Timeout, "timed out"),
         )])
     });
+    if let Some(cache) = &cache {
+        // What was removed is gone from this process's cache too.
+        cache.deleted_guid(&guid);
+    }
     match cleanup {
         Ok(()) => Err(err(
             KIND,
@@ -304,15 +325,37 @@ struct Facts {
     secret_env: Vec<(String, String)>,
 }
 
+/// The object `name` of `kind`: from the watch cache when it knows the name, else read
+/// from the API server.
+async fn lookup<K>(
+    cache: Option<&cache::Namespace>,
+    kind: Kind,
+    api: &Api<K>,
+    name: &str,
+) -> std::result::Result<Option<K>, KubeError>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let what = format!("{} {name:?}", kind.name());
+    if let Some(known) = cache.and_then(|c| c.named(kind, name)) {
+        return known
+            .map(|object| {
+                serde_json::from_value(object.as_ref().clone())
+                    .map_err(|e| KubeError::invalid(format!("cannot read {what}: {e}")))
+            })
+            .transpose();
+    }
+    get_opt(api, what, name).await
+}
+
 async fn read_facts(
     system: &System,
     client: &kube::Client,
     namespace: &str,
+    settings: &client::Settings,
+    cache: Option<&cache::Namespace>,
 ) -> std::result::Result<Facts, KubeError> {
-    let ambassador_name = std::env::var("AMBASSADOR_SVC_NAME")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "ambassador".into());
+    let ambassador_name = settings.ambassador_service.clone();
     if !names::is_dns_label(&ambassador_name, 63) {
         return Err(KubeError::invalid(format!(
             "AMBASSADOR_SVC_NAME {ambassador_name:?} is not a valid Service name"
@@ -329,16 +372,13 @@ async fn read_facts(
     let services = Kind::Service.api(client, namespace);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let pvcs = Kind::PersistentVolumeClaim.api(client, namespace);
-    let ambassador = get_opt(
-        &services,
-        format!("Service {ambassador_name:?}"),
-        &ambassador_name,
-    );
-    let secret = get_opt(&secrets, format!("Secret {secret_name:?}"), &secret_name);
+    let ambassador = lookup(cache, Kind::Service, &services, &ambassador_name);
+    let secret_cache = cache.filter(|_| settings.cache_secrets);
+    let secret = lookup(secret_cache, Kind::Secret, &secrets, &secret_name);
     let claim_reads = join_all(
         claims
             .iter()
-            .map(|claim| get_opt(&pvcs, format!("PersistentVolumeClaim {claim:?}"), claim)),
+            .map(|claim| lookup(cache, Kind::PersistentVolumeClaim, &pvcs, claim)),
     );
     let (ambassador, secret, claim_reads) = tokio::join!(ambassador, secret, claim_reads);
     let ambassador = ambassador?.is_some();
@@ -405,12 +445,16 @@ fn settle(attempted: &Attempted, index: usize, outcome: Outcome) {
 }
 
 async fn create_object(
-    client: &kube::Client,
-    namespace: &str,
-    guid: &str,
+    ctx: &Ctx<'_>,
     object: &Value,
-    attempted: &Attempted,
 ) -> std::result::Result<DynamicObject, KubeError> {
+    let Ctx {
+        client,
+        namespace,
+        guid,
+        attempted,
+        ..
+    } = *ctx;
     let kind = Kind::of(object).ok_or_else(|| {
         KubeError::invalid(format!(
             "rendered object {:?} has a kind tycho does not create: {}",
@@ -436,6 +480,10 @@ async fn create_object(
         }
     };
     log::debug!(target: LOG_TARGET, "created {what}");
+    // Read your own writes: the process's cache shows it from now on.
+    if let Some(reflector) = ctx.cache.and_then(|c| c.of_kind(kind)) {
+        reflector.wrote(serde_json::to_value(&created).unwrap_or_default());
+    }
     Ok(created)
 }
 
@@ -509,15 +557,27 @@ async fn render(
     .map_err(|e| KubeError::invalid(e.message))
 }
 
-/// Stage 4: the Deployment `name` with `uid` still exists.
+/// Stage 4: the Deployment `name` with `uid` still exists. With a fresh watch cache,
+/// what it saw: the Deployment was not deleted (nor replaced) since it was created.
 async fn check_deployment(
-    client: &kube::Client,
-    namespace: &str,
+    ctx: &Ctx<'_>,
     name: &str,
     uid: &str,
 ) -> std::result::Result<(), KubeError> {
-    let api = Kind::Deployment.api(client, namespace);
     let what = format!("Deployment {name:?}");
+    if let Some(deployments) = ctx.cache.map(|c| &c.deployments) {
+        if deployments.fresh() {
+            return if deployments.saw_deleted(uid) {
+                Err(KubeError::new(
+                    Cause::Overtaken,
+                    format!("{DELETED} ({what} vanished)"),
+                ))
+            } else {
+                Ok(())
+            };
+        }
+    }
+    let api = Kind::Deployment.api(ctx.client, ctx.namespace);
     let found = get_opt(&api, what.clone(), name).await?;
     match found {
         Some(d) if d.metadata.uid.as_deref() == Some(uid) => Ok(()),
@@ -528,17 +588,28 @@ async fn check_deployment(
     }
 }
 
+/// What the stages of a start share.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    client: &'a kube::Client,
+    namespace: &'a str,
+    guid: &'a str,
+    attempted: &'a Attempted,
+    settings: &'a client::Settings,
+    cache: Option<&'a cache::Namespace>,
+}
+
 async fn run(
     config: &Value,
     mut system: System,
-    client: &kube::Client,
-    namespace: &str,
-    attempted: &Attempted,
+    ctx: &Ctx<'_>,
     in_flight: &inflight::Start,
 ) -> std::result::Result<Value, KubeError> {
-    let guid = system.identifier.clone();
-    // Stage 1: what the cluster knows.
-    let facts = read_facts(&system, client, namespace).await?;
+    let Ctx {
+        client, namespace, ..
+    } = *ctx;
+    // Stage 1: what the cluster knows (from the watch cache when warm).
+    let facts = read_facts(&system, client, namespace, ctx.settings, ctx.cache).await?;
     compile::apply_cluster_facts(
         &mut system,
         facts.ambassador,
@@ -550,8 +621,7 @@ async fn run(
     check_cancelled(in_flight)?;
 
     // Stage 2: the Deployment.
-    let deployment =
-        create_object(client, namespace, &guid, &compiled.deployment, attempted).await?;
+    let deployment = create_object(ctx, &compiled.deployment).await?;
     let uid = deployment.metadata.uid.clone().ok_or_else(|| {
         KubeError::invalid(format!(
             "the API server returned Deployment {:?} without a uid",
@@ -575,7 +645,7 @@ async fn run(
         .map(|s| owned_by(s, &deployment_name, &uid));
     let secret = async {
         match &secret_object {
-            Some(s) => create_object(client, namespace, &guid, s, attempted)
+            Some(s) => create_object(ctx, s)
                 .await
                 .map(|_| ())
                 .map_err(|e| secret_hint(e, namespace)),
@@ -584,9 +654,7 @@ async fn run(
     };
     let policy = async {
         match &policy {
-            Some(p) => create_object(client, namespace, &guid, p, attempted)
-                .await
-                .map(Some),
+            Some(p) => create_object(ctx, p).await.map(Some),
             None => Ok(None),
         }
     };
@@ -595,11 +663,7 @@ async fn run(
         .iter()
         .map(|(_, s)| owned_by(s, &deployment_name, &uid))
         .collect();
-    let services = join_all(
-        service_objects
-            .iter()
-            .map(|s| create_object(client, namespace, &guid, s, attempted)),
-    );
+    let services = join_all(service_objects.iter().map(|s| create_object(ctx, s)));
     let (policy, services, secret) = tokio::join!(policy, services, secret);
     let mut problems: Vec<KubeError> = Vec::new();
     if let Err(e) = policy {
@@ -644,7 +708,7 @@ async fn run(
     }
     // Stage 4: a delete that ran meanwhile wins.
     check_cancelled(in_flight)?;
-    check_deployment(client, namespace, &deployment_name, &uid).await?;
+    check_deployment(ctx, &deployment_name, &uid).await?;
     check_cancelled(in_flight)?;
     Ok(json!({
         "name": owned.system.name,

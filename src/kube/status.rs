@@ -2,7 +2,7 @@
 //! concurrently and selected on the server by label (`username=<u>`, else
 //! `tycho-guid=<name>`, else `executor=tycho`).
 
-use super::client::{self, Settings};
+use super::client;
 use super::retry;
 use super::{err, GUID_LABEL, LOG_TARGET};
 use crate::error::{ErrorKind, Result};
@@ -49,10 +49,16 @@ pub async fn status_async(
             return Ok(Vec::new());
         }
     }
-    let connection = client::connection(KIND).await?;
-    let namespace = client::resolve_namespace(KIND, namespace, &connection)?;
+    let settings = client::settings();
+    let connection = client::connection(KIND, &settings).await?;
+    let namespace = client::resolve_namespace(KIND, namespace, &connection, &settings)?;
     let client = &connection.client;
     let selector = selector(name, username);
+    if let Some(rows) = super::cache::namespace(&settings, client, &namespace)
+        .and_then(|cache| from_cache(&cache, name, username))
+    {
+        return Ok(rows);
+    }
     let list = ListParams::default().labels(&selector);
     let deployments_api = super::Kind::Deployment.api(client, &namespace);
     let services_api = super::Kind::Service.api(client, &namespace);
@@ -64,7 +70,7 @@ pub async fn status_async(
             retry::idempotent(&what_s, || services_api.list(&list)),
         )
     };
-    let timeout = Settings::from_env().operation_timeout;
+    let timeout = settings.operation_timeout;
     let (deployments, services) = tokio::time::timeout(timeout, lists).await.map_err(|_| {
         err(
             KIND,
@@ -74,19 +80,56 @@ pub async fn status_async(
     let deployments = deployments.map_err(|e| err(KIND, format!("cannot list {what_d}: {e}")))?;
     let services = services.map_err(|e| err(KIND, format!("cannot list {what_s}: {e}")))?;
 
-    let mut by_guid: HashMap<String, Vec<Value>> = HashMap::new();
-    for service in services.items {
-        let service = serde_json::to_value(&service).unwrap_or_default();
-        if let Some(guid) = label(&service, "/metadata/labels", GUID_LABEL) {
-            by_guid.entry(guid.to_string()).or_default().push(service);
-        }
-    }
+    let services: Vec<Value> = services
+        .items
+        .iter()
+        .map(|s| serde_json::to_value(s).unwrap_or_default())
+        .collect();
+    let by_guid = by_guid(services.iter());
     let rows = deployments
         .items
         .iter()
         .map(|d| row(&serde_json::to_value(d).unwrap_or_default(), &by_guid))
         .collect();
     Ok(rows)
+}
+
+/// The Services by their system's GUID, in list order.
+fn by_guid<'a>(services: impl Iterator<Item = &'a Value>) -> HashMap<String, Vec<&'a Value>> {
+    let mut by_guid: HashMap<String, Vec<&Value>> = HashMap::new();
+    for service in services {
+        if let Some(guid) = label(service, "/metadata/labels", GUID_LABEL) {
+            by_guid.entry(guid.to_string()).or_default().push(service);
+        }
+    }
+    by_guid
+}
+
+/// Whether `object` matches the status selector (as the API server would select it).
+fn selected(object: &Value, name: Option<&str>, username: Option<&str>) -> bool {
+    let is = |key: &str, want: &str| super::cache::label(object, key) == Some(want);
+    match (
+        name.filter(|s| !s.is_empty()),
+        username.filter(|s| !s.is_empty()),
+    ) {
+        (_, Some(u)) => is("username", u),
+        (Some(n), None) => is(GUID_LABEL, n),
+        (None, None) => true,
+    }
+}
+
+/// The rows from the watch cache, when its Deployments and Services are fresh. Every
+/// object tycho creates is labelled `executor=tycho` (what the cache watches), so the
+/// rows are those the lists would answer.
+fn from_cache(
+    cache: &super::cache::Namespace,
+    name: Option<&str>,
+    username: Option<&str>,
+) -> Option<Vec<Value>> {
+    let deployments = cache.deployments.select(|d| selected(d, name, username))?;
+    let services = cache.services.select(|s| selected(s, name, username))?;
+    let by_guid = by_guid(services.iter().map(|s| s.as_ref()));
+    Some(deployments.iter().map(|d| row(d, &by_guid)).collect())
 }
 
 fn label<'a>(object: &'a Value, pointer: &str, key: &str) -> Option<&'a str> {
@@ -122,7 +165,7 @@ fn replicas(d: &Value, field: &str) -> i64 {
         .unwrap_or(0)
 }
 
-fn row(d: &Value, services: &HashMap<String, Vec<Value>>) -> Value {
+fn row(d: &Value, services: &HashMap<String, Vec<&Value>>) -> Value {
     let template_labels = "/spec/template/metadata/labels";
     let guid = label(d, "/metadata/labels", GUID_LABEL);
     let app_id = label(d, template_labels, "original-app-name");
@@ -154,6 +197,7 @@ fn row(d: &Value, services: &HashMap<String, Vec<Value>>) -> Value {
                 })
             })
             .or_else(|| list.first())
+            .copied()
     });
     let ip_address = service
         .map(super::start::ingress_address)

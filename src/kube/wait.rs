@@ -322,8 +322,9 @@ fn gone(sid: &str, namespace: &str) -> Progress {
 /// A system without a Deployment is `failed` with reason `NotFound`.
 pub async fn readiness_async(sid: &str, namespace: Option<&str>) -> Result<Progress> {
     super::check_label_value(KIND, "GUID", sid)?;
-    let connection = client::connection(KIND).await?;
-    let namespace = client::resolve_namespace(KIND, namespace, &connection)?;
+    let settings = client::settings();
+    let connection = client::connection(KIND, &settings).await?;
+    let namespace = client::resolve_namespace(KIND, namespace, &connection, &settings)?;
     match look(&connection.client, &namespace, sid).await {
         Ok(Some(obs)) => Ok(obs.progress(sid)),
         Ok(None) => Ok(gone(sid, &namespace)),
@@ -346,8 +347,9 @@ pub async fn wait_async(
     mut progress: impl FnMut(&Progress),
 ) -> Result<WaitOutcome> {
     super::check_label_value(KIND, "GUID", sid)?;
-    let connection = client::connection(KIND).await?;
-    let namespace = client::resolve_namespace(KIND, namespace, &connection)?;
+    let settings = client::settings();
+    let connection = client::connection(KIND, &settings).await?;
+    let namespace = client::resolve_namespace(KIND, namespace, &connection, &settings)?;
     let deadline = Instant::now() + timeout;
     let mut last = Progress::default();
     let mut last_reason = String::new();

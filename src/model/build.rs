@@ -255,10 +255,10 @@ fn container(
             )))
         }
         None => {
-            return Err(Error::input(format!(
-                "service '{cname}': field 'image' is required"
-            ))
-            .at(format!("system.services.{cname}.image")))
+            return Err(
+                Error::input(format!("service '{cname}': field 'image' is required"))
+                    .at(format!("system.services.{cname}.image")),
+            )
         }
     };
     let command = match spec_map.get("entrypoint") {
@@ -418,7 +418,13 @@ fn services(
                 .iter()
                 .map(|c| client_network(sname, c))
                 .collect::<Result<_>>()?,
-            Some(other) => return Err(Error::input(format!("services.{sname}.clients must be a list of CIDRs, got {}", echo_value(other))).at(format!("services.{sname}.clients"))),
+            Some(other) => {
+                return Err(Error::input(format!(
+                    "services.{sname}.clients must be a list of CIDRs, got {}",
+                    echo_value(other)
+                ))
+                .at(format!("services.{sname}.clients")))
+            }
         };
         if !container_names.contains(sname.as_str()) {
             // The original keeps such an entry but creates nothing for it.

@@ -22,8 +22,8 @@ pub mod warning;
 
 pub use crate::environment::model::ModelSwitches;
 pub use build::{client_network, parse, StringRenderer};
-pub use volumes::volumes_of;
 pub use request::StartRequest;
+pub use volumes::volumes_of;
 pub use warning::Warning;
 
 /// Log target (Python logger) of the model's warnings about odd but accepted input.

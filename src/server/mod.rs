@@ -276,7 +276,7 @@ pub fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>> {
     Ok(addrs)
 }
 
-/// Serves until SIGTERM/SIGINT (blocking; builds its own tokio runtime).
+/// Serves until SIGTERM/SIGINT (blocking; on the process's runtime, `crate::runtime`).
 pub fn serve(executor: Arc<dyn Executor>, options: ServerOptions) -> Result<()> {
     let addrs = resolve(&options.host, options.port)?;
     auth::check_bind(&addrs, options.token.is_some(), options.insecure).map_err(Error::input)?;
@@ -287,12 +287,8 @@ pub fn serve(executor: Arc<dyn Executor>, options: ServerOptions) -> Result<()> 
     let state = AppState::new(executor, options.token.is_some());
     let operations = state.operations.clone();
     let router = app(state, &options)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("tycho-api")
-        .build()
-        .map_err(|e| Error::new(ErrorKind::Kube, format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(async move {
+    // The process's runtime, shared with the executor (its client and watch cache).
+    crate::runtime::block_on(ErrorKind::Kube, async move {
         let listener = tokio::net::TcpListener::bind(addrs[0])
             .await
             .map_err(|e| Error::input(format!("cannot listen on {}: {e}", addrs[0])))?;
@@ -322,6 +318,5 @@ pub fn serve(executor: Arc<dyn Executor>, options: ServerOptions) -> Result<()> 
         log::info!(target: crate::server::LOG_TARGET, "stopped");
         Ok(())
     })?;
-    runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())
 }

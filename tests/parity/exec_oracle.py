@@ -210,6 +210,9 @@ def request_log(emu: Emulator) -> list:
 def case_environ(environ: dict | None, kubeconfig: str, namespace: str):
     """The case's switches (all others cleared), KUBECONFIG and NAMESPACE; restored after."""
     env = dict(environ or {}, KUBECONFIG=kubeconfig, NAMESPACE=namespace)
+    # The cases create fixtures behind the executor's back and start at once: the
+    # API-server path (the watch cache has its own tests and benchmark rows).
+    env.setdefault("TYCHO_KUBE_CACHE", "off")
     with _load_sibling("oracle")._case_environ(env):
         yield
 

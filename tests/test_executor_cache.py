@@ -1,0 +1,288 @@
+"""The executor's watch cache (issue 12), against the emulated Kubernetes API server.
+
+In a long-lived process (this one) the first operation starts watches of tycho's own
+objects; once they have listed, status answers from memory (no API request), start reads
+its facts from memory (two round trips: the Deployment, then the rest), a process reads its
+own writes at once, and objects written elsewhere appear when the watch delivers them
+(awaited here, never slept for). The fault tests cut the watch streams and compact the
+emulator's history (410 Gone): the cache converges and status stays right.
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from forking import run_in_child
+from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401 - fixtures
+from test_executor import Cluster, compute, start, start_request
+from tycho.core import Tycho
+from tycho.exceptions import StartException
+from tycho.kube import KubernetesCompute
+
+pytestmark = pytest.mark.skipif(not KubernetesCompute.executor_available(),
+                                reason="this build has no native Kubernetes executor")
+
+BOUND = 30.0  # seconds a watch may take to deliver on a busy machine
+
+
+def wait_until(condition, what, bound=BOUND):
+    """Awaits ``condition()`` (polled); fails naming ``what`` after ``bound`` seconds."""
+    deadline = time.monotonic() + bound
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {bound} s: {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture(name="cluster")
+def cached_cluster(kube_emulator, tmp_path, monkeypatch):  # noqa: F811 - the imported fixture
+    if not getattr(kube_emulator, "is_emulator", False):
+        pytest.skip("the cache tests count API requests: they need the emulator")
+    for var in ("KUBERNETES_SERVICE_HOST", "AMBASSADOR_SVC_NAME", "REST_API", "TYCHO_KUBE_READ_TIMEOUT",
+                "TYCHO_KUBE_CONNECT_TIMEOUT", "TYCHO_KUBE_TIMEOUT", "DEV_PHASE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("TYCHO_KUBE_CACHE", raising=False)
+    path = kube_emulator.write_kubeconfig(tmp_path / "kubeconfig", namespace="default")
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    monkeypatch.setenv("NAMESPACE", "default")
+    c = Cluster(kube_emulator, str(path), "default")
+    yield c
+    c.cleanup()
+
+
+def api_requests(cluster):
+    """Requests other than watches (a watch is the cache's own, long-lived request)."""
+    out = []
+    for r in cluster.backend.requests():
+        query = r.get("query") or ""
+        if "watch=true" in query or "watch=1" in query:
+            continue
+        out.append(r)
+    return out
+
+
+def requests_of(cluster, fn):
+    """(fn's result, the API requests made while it ran)."""
+    cluster.backend.clear_requests()
+    result = fn()
+    return result, api_requests(cluster)
+
+
+def status_is_warm(cluster, **kw):
+    _, made = requests_of(cluster, lambda: compute().status(**kw))
+    return not made
+
+
+def uncached(monkeypatch, fn):
+    """``fn()`` with the cache off (the API-server path, as without the cache)."""
+    monkeypatch.setenv("TYCHO_KUBE_CACHE", "off")
+    try:
+        return fn()
+    finally:
+        monkeypatch.delenv("TYCHO_KUBE_CACHE")
+
+
+def warm(cluster):
+    compute().status()
+    wait_until(lambda: status_is_warm(cluster), "status answers from the watch cache")
+
+
+def start_elsewhere(cluster, username):
+    """Starts a system from another process (cache off there); returns its GUID."""
+    code = (
+        "import json, sys\n"
+        "sys.path.insert(0, 'tests')\n"
+        "from test_executor import start_request\n"
+        "from tycho.core import Tycho\n"
+        "from tycho.config import Config\n"
+        "from tycho.kube import KubernetesCompute\n"
+        f"s = Tycho().parse(start_request(username={username!r}))\n"
+        "KubernetesCompute(Config()).start(s)\n"
+        "print(s.identifier)\n"
+    )
+    env = dict(os.environ, TYCHO_KUBE_CACHE="off", KUBECONFIG=cluster.kubeconfig)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True,
+                         timeout=120, check=True)
+    guid = out.stdout.strip().splitlines()[-1]
+    cluster.guids.append(guid)
+    return guid
+
+
+def control(cluster, method):
+    """An emulator control the `emulator` branch adds; skip (with the reason) without it."""
+    fn = getattr(cluster.backend, method, None)
+    if fn is None:
+        pytest.skip(f"the emulator has no {method}() (branch `emulator` not merged)")
+    return fn
+
+
+# ------------------------------------------------------------------ status from memory
+
+
+def test_status_from_memory_makes_no_request_and_gives_the_same_rows(cluster, monkeypatch):
+    a, _ = start(cluster, username="alice")
+    b, _ = start(cluster, username="bob")
+    warm(cluster)
+    for kw in ({"name": a.identifier}, {"username": "bob"}, {}):
+        wait_until(lambda kw=kw: status_is_warm(cluster, **kw), f"status({kw}) from memory")
+        rows, made = requests_of(cluster, lambda kw=kw: compute().status(**kw))
+        assert made == []
+        assert rows == uncached(monkeypatch, lambda kw=kw: compute().status(**kw))
+    assert {r["sid"] for r in compute().status()} >= {a.identifier, b.identifier}
+
+
+def test_cache_off_reads_the_api_server(cluster, monkeypatch):
+    start(cluster)
+    warm(cluster)
+    monkeypatch.setenv("TYCHO_KUBE_CACHE", "off")
+    _, made = requests_of(cluster, lambda: compute().status())
+    assert [r["method"] for r in made] == ["GET", "GET"]
+
+
+# ------------------------------------------------------------------ read your own writes
+
+
+def test_a_process_reads_its_own_writes(cluster):
+    warm(cluster)
+    delay = getattr(cluster.backend, "watch_delay", None)
+    if delay is not None:
+        delay(5000)  # the watch is slower than the reads below: they see the writes all the same
+    try:
+        system, _ = start(cluster, username="self")
+        rows = compute().status(name=system.identifier)
+        assert [r["sid"] for r in rows] == [system.identifier]
+        assert [r["sid"] for r in compute().status(username="self")] == [system.identifier]
+        compute().delete(system.identifier)
+        assert compute().status(name=system.identifier) == []
+        assert compute().status(username="self") == []
+    finally:
+        if delay is not None:
+            delay(0)
+
+
+def test_objects_of_other_processes_appear_when_the_watch_delivers(cluster):
+    warm(cluster)
+    guid = start_elsewhere(cluster, "elsewhere")
+    rows = wait_until(lambda: compute().status(name=guid), "the other process's system")
+    assert [r["sid"] for r in rows] == [guid]
+    compute().delete(guid)
+    assert compute().status(name=guid) == []
+
+
+# ------------------------------------------------------------------ start's round trips
+
+
+def warm_start(cluster):
+    """Starts until a start reads nothing (the named watches of its facts have listed)."""
+    secrets_cached = os.environ.get("TYCHO_KUBE_CACHE_SECRETS") == "on"
+
+    def reads_nothing():
+        _, made = requests_of(cluster, lambda: start(cluster))
+        return not [r for r in made if r["method"] == "GET"
+                    and (secrets_cached or "/secrets/" not in r["path"])]
+    start(cluster)
+    wait_until(reads_nothing, "start reads its facts from the watch cache")
+
+
+def test_warm_start_writes_only(cluster, monkeypatch):
+    monkeypatch.setenv("TYCHO_KUBE_CACHE_SECRETS", "on")  # the <app>-env Secret from the cache too
+    warm(cluster)
+    warm_start(cluster)
+    (system, result), made = requests_of(cluster, lambda: start(cluster))
+    assert [r["method"] for r in made] == ["POST"] * len(made)
+    paths = [r["path"] for r in made]
+    assert paths[0].endswith("/deployments")  # round 1: the Deployment, alone
+    assert sum(p.endswith("/services") for p in paths) == 1
+    assert sum(p.endswith("/networkpolicies") for p in paths) <= 1
+    assert result["sid"] == system.identifier
+    assert [r["sid"] for r in compute().status(name=system.identifier)] == [system.identifier]
+
+
+def test_warm_start_reads_the_env_secret_without_secret_watches(cluster):
+    warm(cluster)
+    warm_start(cluster)
+    _, made = requests_of(cluster, lambda: start(cluster))
+    gets = [r["path"] for r in made if r["method"] == "GET"]
+    assert len(gets) == 1 and gets[0].endswith("/secrets/jupyter-ds-env")
+
+
+def test_warm_start_sees_an_ambassador_created_elsewhere(cluster):
+    warm(cluster)
+    warm_start(cluster)
+    cluster.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ambassador"},
+                    "spec": {"ports": [{"port": 80}]}})
+
+    def mapped():
+        system = Tycho().parse(start_request())
+        cluster.guids.append(system.identifier)
+        compute().start(system)
+        svc = cluster.named("Service", f"jupyter-ds-{system.identifier}")
+        return svc and "getambassador.io/config" in (svc["metadata"].get("annotations") or {})
+    wait_until(mapped, "start sees the Ambassador Service")
+
+
+def test_failed_start_leaves_nothing_in_the_cache(cluster):
+    warm(cluster)
+    warm_start(cluster)
+    cluster.backend.faults("POST", r"/services$", status=422, reason="Invalid", message="no")
+    system = Tycho().parse(start_request(username="fails"))
+    cluster.guids.append(system.identifier)
+    with pytest.raises(StartException):
+        compute().start(system)
+    assert compute().status(name=system.identifier) == []
+
+
+# ------------------------------------------------------------------ fork
+
+
+def test_a_forked_child_makes_its_own_cache(cluster):
+    system, _ = start(cluster)
+    warm(cluster)
+
+    def child():
+        compute().status()
+        deadline = time.monotonic() + BOUND
+        while time.monotonic() < deadline:
+            if status_is_warm(cluster, name=system.identifier):
+                return [r["sid"] for r in compute().status(name=system.identifier)]
+            time.sleep(0.02)
+        return "never warm"
+
+    assert run_in_child(child) == [system.identifier]
+    assert status_is_warm(cluster, name=system.identifier)
+
+
+# ------------------------------------------------------------------ recovery
+
+
+def test_cut_watch_streams_converge(cluster):
+    cut = control(cluster, "cut_watches")
+    warm(cluster)
+    mine, _ = start(cluster, username="cut")
+    cut()
+    other = start_elsewhere(cluster, "cut")
+    wait_until(lambda: {r["sid"] for r in compute().status(username="cut")} == {mine.identifier, other},
+               "status after the watch streams were cut")
+    wait_until(lambda: status_is_warm(cluster, username="cut"), "the cache recovers")
+
+
+def test_gone_resource_version_relists(cluster, monkeypatch):
+    compact = control(cluster, "compact")
+    cut = control(cluster, "cut_watches")
+    warm(cluster)
+    gone, _ = start(cluster, username="relist")
+    monkeypatch.setenv("TYCHO_KUBE_CACHE", "off")
+    compute().delete(gone.identifier)  # not seen by this process's cache as its own write
+    monkeypatch.delenv("TYCHO_KUBE_CACHE")
+    compact()
+    cut()  # the watches resume from a compacted resourceVersion: 410 Gone, then a relist
+    wait_until(lambda: compute().status(username="relist") == [], "the relisted cache")
+    wait_until(lambda: status_is_warm(cluster, username="relist"), "the cache recovers")
+    assert uncached(monkeypatch, lambda: compute().status()) == compute().status()
+
