@@ -19,10 +19,6 @@ from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401 - f
 from test_executor import Cluster, compute, start, start_request
 from tycho.core import Tycho
 from tycho.exceptions import StartException
-from tycho.kube import KubernetesCompute
-
-pytestmark = pytest.mark.skipif(not KubernetesCompute.executor_available(),
-                                reason="this build has no native Kubernetes executor")
 
 BOUND = 30.0  # seconds a watch may take to deliver on a busy machine
 
