@@ -535,7 +535,10 @@ mod tests {
         r.deleted_where(|o| label(o, GUID_LABEL) == Some("g"));
         assert_eq!(names(&r), ["b"]);
         lock(&r.store).delete(&obj("a", "u1", "13", "g"));
-        assert!(lock(&r.store).hidden.is_empty());
+        // a's delete was delivered: no longer hidden; c (own write, never delivered)
+        // stays hidden, so a late ADDED of it cannot bring it back
+        assert!(!lock(&r.store).hidden.contains_key("u1"));
+        assert!(lock(&r.store).hidden.contains_key("u3"));
         assert!(r.saw_deleted("u1"));
         // a new object of the same name (a new start of the GUID) shows
         lock(&r.store).apply(obj("a", "u9", "14", "g"));
