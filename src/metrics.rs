@@ -253,7 +253,7 @@ pub fn systems(rows: &[Value]) {
     }
 }
 
-/// Records the state of the watch cache of `kind` (e.g. `"Deployment"`): `true` when it
+/// Records the state of the watch cache of `kind` (the resource plural, e.g. `"deployments"`): `true` when it
 /// has listed and serves reads from memory, `false` when reads go to the API server.
 pub fn cache_synced(kind: &str, synced: bool) {
     metrics()

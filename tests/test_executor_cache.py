@@ -83,6 +83,16 @@ def uncached(monkeypatch, fn):
         monkeypatch.delenv("TYCHO_KUBE_CACHE")
 
 
+def metric(name, kind):
+    """The value of metric family ``name`` for ``kind`` in this process (0 when absent)."""
+    import re
+
+    import tycho
+
+    m = re.search(rf'^{name}\{{kind="{kind}"\}} (\S+)$', tycho.metrics(), re.M)
+    return float(m.group(1)) if m else 0.0
+
+
 def warm(cluster):
     compute().status()
     wait_until(lambda: status_is_warm(cluster), "status answers from the watch cache")
@@ -280,5 +290,8 @@ def test_gone_resource_version_relists(cluster, monkeypatch):
     cut()  # the watches resume from a compacted resourceVersion: 410 Gone, then a relist
     wait_until(lambda: compute().status(username="relist") == [], "the relisted cache")
     wait_until(lambda: status_is_warm(cluster, username="relist"), "the cache recovers")
+    # The 410 restarted the watches, and they are synced again (tycho.metrics()).
+    assert metric("tycho_watch_restarts_total", "deployments") >= 1
+    wait_until(lambda: metric("tycho_cache_synced", "deployments") == 1, "the synced gauge")
     assert uncached(monkeypatch, lambda: compute().status()) == compute().status()
 

@@ -311,12 +311,30 @@ fn spawn(
 ) -> Arc<Reflector> {
     let reflector = Reflector::new();
     let feed = Arc::clone(&reflector);
+    // The resource's plural (the URL's last segment) labels its metrics.
+    let kind = api
+        .resource_url()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let task = runtime.spawn(async move {
         let mut events = watcher::watcher(api, config).default_backoff().boxed();
         while let Some(event) = events.next().await {
             match event {
-                Ok(e) => feed.on_event(e),
-                Err(e) => feed.on_error(&e),
+                Ok(e) => {
+                    let synced = matches!(e, Event::InitDone);
+                    feed.on_event(e);
+                    if synced {
+                        crate::metrics::cache_synced(&kind, true);
+                    }
+                }
+                Err(e) => {
+                    feed.on_error(&e);
+                    // The watcher starts again (with backoff); reads go to the API server.
+                    crate::metrics::cache_synced(&kind, false);
+                    crate::metrics::watch_restarted(&kind);
+                }
             }
         }
     });
