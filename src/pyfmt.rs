@@ -177,6 +177,19 @@ pub fn mj_str(v: &minijinja::Value) -> String {
     }
 }
 
+/// Python's truth value of a JSON value (`bool(x)`): null, false, 0, "" and empty
+/// containers are false.
+pub fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

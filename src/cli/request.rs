@@ -4,6 +4,7 @@
 
 use crate::environment::cli::CliEnv;
 use crate::error::{Error, ErrorKind, Result};
+use crate::pyfmt::truthy;
 use crate::registry::{model as registry_model, spec, GrokOptions, HttpCache, Source};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
@@ -267,18 +268,6 @@ fn fetch(
             ErrorKind::Context,
             format!("cannot fetch {what} {url}: HTTP status {status}"),
         )),
-    }
-}
-
-/// Python's truth value of a JSON value.
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
     }
 }
 

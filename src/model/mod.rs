@@ -29,17 +29,7 @@ pub use warning::Warning;
 /// Log target (Python logger) of the model's warnings about odd but accepted input.
 pub const LOG_TARGET: &str = "tycho.model";
 
-/// Python's truth value of a JSON value.
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(m) => !m.is_empty(),
-    }
-}
+pub(crate) use crate::pyfmt::truthy;
 
 /// Resource limits or reservations of a container (`deploy.resources.limits`).
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
