@@ -12,12 +12,14 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import json
+import logging
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from unittest import mock
 
 import pytest
+from tycho import _native
 from tycho.client import TychoSystem
 from tycho.context import ContextFactory, Principal, RegistryHttpCache, TychoContext, mixin_merge
 from tycho.exceptions import ContextException
@@ -517,3 +519,18 @@ def test_parallel_fetches_release_the_gil(server):
     # one after another they would take 6 s; overlapping, about 1.5 s
     assert elapsed < 4.5, f"fetches did not overlap: {elapsed:.2f}s"
     assert ticks > 10
+
+
+def test_spec_with_an_undefined_variable_warns_and_renders_it_empty(caplog):
+    text = "services:\n  web:\n    image: '{{ helx_registry }}/web:1'\n"
+    with caplog.at_level(logging.WARNING, logger="tycho.model"):
+        spec = _native.registry_render_spec("web", "https://r.example/web/docker-compose.yaml", text,
+                                            {"other": "x"})
+    assert spec["services"]["web"]["image"] == "/web:1"  # as the original renders it
+    warned = [r.getMessage() for r in caplog.records if r.name == "tycho.model"]
+    assert any("'helx_registry'" in m and "web/docker-compose.yaml" in m for m in warned), warned
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tycho.model"):
+        _native.registry_render_spec("web", "https://r.example/web/docker-compose.yaml", text,
+                                     {"helx_registry": "containers.example"})
+    assert not [r for r in caplog.records if r.name == "tycho.model"]

@@ -23,6 +23,16 @@ fn render_spec_in(app_id: &str, url: &str, text: &str, settings: &Value) -> Resu
     let document = crate::yaml::load(text)
         .map_err(|e| context_error(format!("app {app_id}: spec {url} is not valid YAML: {e}")))?;
     let source = crate::pyfmt::py_repr(&document);
+    // As in the compose pass of the model: an undefined variable renders empty (as in the
+    // original), with one warning naming it and the spec.
+    for name in crate::render::undefined_variables(&source, settings) {
+        log::warn!(
+            target: crate::model::LOG_TARGET,
+            "app {app_id}: spec {}: uses the undefined template variable '{}' (not in the registry settings): it renders empty",
+            crate::limits::echo(url),
+            crate::limits::echo(&name)
+        );
+    }
     let rendered = crate::render::render_string(&source, settings)
         .map_err(|e| context_error(format!("app {app_id}: cannot render spec {url}: {e}")))?;
     let spec = crate::yaml::load(&rendered).map_err(|e| {
