@@ -252,6 +252,40 @@ fn compile_system_in(
     } else {
         None
     };
+    let services = services_with(config, &system, &sys_value, deployment_uid)?;
+    let secret = crate::token_env::secret_object(&system, token_mode, deployment_uid);
+    Ok(Compiled {
+        system,
+        deployment,
+        network_policy,
+        services,
+        secret,
+    })
+}
+
+/// The Services of an already-compiled system, rendered again with the Deployment's uid
+/// (their ownerReferences): what start needs after the Deployment exists, without
+/// rendering the pod a second time.
+pub fn render_services(
+    config: &Value,
+    system: &System,
+    deployment_uid: &str,
+) -> Result<Vec<(String, Value)>> {
+    crate::render::with_total_budget(|| {
+        let mut system = system.clone();
+        system.resolve_system_port();
+        let sys_value = MjValue::from(minijinja::value::Serde(&system));
+        services_with(config, &system, &sys_value, Some(deployment_uid))
+    })
+}
+
+/// One Service per container that has a `services` entry (service.yaml).
+fn services_with(
+    config: &Value,
+    system: &System,
+    sys_value: &MjValue,
+    deployment_uid: Option<&str>,
+) -> Result<Vec<(String, Value)>> {
     let mut services = Vec::new();
     let containers_value = sys_value.get_attr("containers").ok();
     for (index, container) in system.containers.iter().enumerate() {
@@ -272,18 +306,11 @@ fn compile_system_in(
                 json!({"metadata": {"name": system.name, "uid": uid}}),
             );
         }
-        for doc in render_with(config, &sys_value, "service.yaml", &extra, container_value)? {
+        for doc in render_with(config, sys_value, "service.yaml", &extra, container_value)? {
             services.push((container.name.clone(), doc));
         }
     }
-    let secret = crate::token_env::secret_object(&system, token_mode, deployment_uid);
-    Ok(Compiled {
-        system,
-        deployment,
-        network_policy,
-        services,
-        secret,
-    })
+    Ok(services)
 }
 
 /// Adds `container_env` (see [`crate::token_env`]) to a template context that holds a

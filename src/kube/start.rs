@@ -633,14 +633,28 @@ async fn run(
     // Stage 3: Services, the token Secret and the NetworkPolicy, together, all owned by
     // the Deployment.
     let deployment_name = system.name.clone();
-    let owned = render(config, system, Some(uid.clone())).await?;
+    // The pod is rendered once (stage 1); the Services again, now with the uid their
+    // templates put in ownerReferences.
+    let services_rendered = {
+        let config = config.clone();
+        let system = compiled.system.clone();
+        let uid = uid.clone();
+        crate::offload::run(KIND, "rendering the Services", move || {
+            compile::render_services(&config, &system, &uid)
+        })
+        .await
+        .and_then(|r| r)
+        .map_err(|e| KubeError::invalid(e.message))?
+    };
+    let token_mode =
+        crate::config::access_token_env(config).map_err(|e| KubeError::invalid(e.message))?;
+    let owned_secret = crate::token_env::secret_object(&compiled.system, token_mode, Some(&uid));
     check_cancelled(in_flight)?;
     let policy = compiled
         .network_policy
         .as_ref()
         .map(|p| owned_by(p, &deployment_name, &uid));
-    let secret_object = owned
-        .secret
+    let secret_object = owned_secret
         .as_ref()
         .map(|s| owned_by(s, &deployment_name, &uid));
     let secret = async {
@@ -658,8 +672,7 @@ async fn run(
             None => Ok(None),
         }
     };
-    let service_objects: Vec<Value> = owned
-        .services
+    let service_objects: Vec<Value> = services_rendered
         .iter()
         .map(|(_, s)| owned_by(s, &deployment_name, &uid))
         .collect();
@@ -673,7 +686,7 @@ async fn run(
         problems.push(e);
     }
     let mut containers = Map::new();
-    for ((container, _), created) in owned.services.iter().zip(services) {
+    for ((container, _), created) in services_rendered.iter().zip(services) {
         let created = match created {
             Ok(c) => c,
             Err(e) => {
@@ -711,9 +724,9 @@ async fn run(
     check_deployment(ctx, &deployment_name, &uid).await?;
     check_cancelled(in_flight)?;
     Ok(json!({
-        "name": owned.system.name,
-        "sid": owned.system.identifier,
+        "name": compiled.system.name,
+        "sid": compiled.system.identifier,
         "containers": containers,
-        "conn_string": owned.system.conn_string,
+        "conn_string": compiled.system.conn_string,
     }))
 }
