@@ -150,13 +150,18 @@ impl Executor for DockerExecutor {
             crate::docker::start_async(&self.config, system).await
         })
     }
-    fn status(&self, name: Option<String>, username: Option<String>) -> BoxFut<'_, Value> {
+    fn status(
+        &self,
+        name: Option<String>,
+        username: Option<String>,
+        reasons: bool,
+    ) -> BoxFut<'_, Value> {
         Box::pin(async move {
             let rows = crate::docker::status_async(
                 &self.config,
                 name.as_deref(),
                 username.as_deref(),
-                false,
+                reasons,
             )
             .await?;
             Ok(Value::Array(rows))

@@ -67,9 +67,11 @@ pub const ACCESS_TOKEN_ENV_SETTING: &str = "tycho.compute.system.access_token_en
 /// Reads `tycho.compute.system.access_token_env` (`secret`, `literal` or `off`; default
 /// `secret`); a non-empty `TYCHO_ACCESS_TOKEN_ENV` environment variable takes precedence.
 pub fn access_token_env(config: &Value) -> Result<AccessTokenEnv> {
-    let from_env = std::env::var("TYCHO_ACCESS_TOKEN_ENV")
-        .ok()
-        .filter(|s| !s.trim().is_empty());
+    access_token_env_with(config, crate::environment::access_token_env())
+}
+
+/// [`access_token_env`] with `TYCHO_ACCESS_TOKEN_ENV`'s value given (`from_env`).
+pub fn access_token_env_with(config: &Value, from_env: Option<String>) -> Result<AccessTokenEnv> {
     let (raw, source) = match from_env {
         Some(v) => (Value::String(v), "TYCHO_ACCESS_TOKEN_ENV"),
         None => match lookup(config, &["tycho", "compute", "system", "access_token_env"]) {

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.parse
 
 import pytest
 from forking import run_in_child
@@ -172,6 +173,22 @@ def test_a_process_reads_its_own_writes(cluster):
             delay(0)
 
 
+def test_a_process_reads_its_own_modify(cluster):
+    warm(cluster)
+    system, _ = start(cluster, username="self")
+    delay = control(cluster, "watch_delay")
+    delay(5000)  # the patch's watch event comes late: status shows the patch all the same
+    try:
+        compute().modify(Tycho().parse_modify({"tycho-guid": system.identifier, "cpu": "3",
+                                                "memory": "3G"}))
+        _, made = requests_of(cluster, lambda: compute().status(name=system.identifier))
+        (row,) = compute().status(name=system.identifier)
+        assert made == []
+        assert {u["cpu"] for u in row["utilization"].values()} == {"3"}, row
+    finally:
+        delay(0)
+
+
 def test_objects_of_other_processes_appear_when_the_watch_delivers(cluster):
     warm(cluster)
     guid = start_elsewhere(cluster, "elsewhere")
@@ -186,7 +203,7 @@ def test_objects_of_other_processes_appear_when_the_watch_delivers(cluster):
 
 def warm_start(cluster):
     """Starts until a start reads nothing (the named watches of its facts have listed)."""
-    secrets_cached = os.environ.get("TYCHO_KUBE_CACHE_SECRETS") == "on"
+    secrets_cached = os.environ.get("TYCHO_KUBE_CACHE_SECRETS") != "off"
 
     def reads_nothing():
         _, made = requests_of(cluster, lambda: start(cluster))
@@ -196,8 +213,7 @@ def warm_start(cluster):
     wait_until(reads_nothing, "start reads its facts from the watch cache")
 
 
-def test_warm_start_writes_only(cluster, monkeypatch):
-    monkeypatch.setenv("TYCHO_KUBE_CACHE_SECRETS", "on")  # the <app>-env Secret from the cache too
+def test_warm_start_writes_only(cluster):
     warm(cluster)
     warm_start(cluster)
     (system, result), made = requests_of(cluster, lambda: start(cluster))
@@ -210,7 +226,25 @@ def test_warm_start_writes_only(cluster, monkeypatch):
     assert [r["sid"] for r in compute().status(name=system.identifier)] == [system.identifier]
 
 
-def test_warm_start_reads_the_env_secret_without_secret_watches(cluster):
+def test_the_env_secret_is_watched_by_name_as_a_streaming_list(cluster):
+    """deploy/role.yaml grants secrets `watch`, not `list`: the cache's Secret watch
+    must be one watch request with sendInitialEvents, selected by name."""
+    warm(cluster)
+    cluster.backend.clear_requests()
+    warm_start(cluster)
+    secret_requests = [r for r in cluster.backend.requests() if "/secrets" in r["path"]
+                       and r["method"] == "GET" and not r["path"].endswith("-env")]
+    watches = [r for r in secret_requests if "watch=true" in (r.get("query") or "")]
+    assert watches, secret_requests
+    for r in watches:
+        query = urllib.parse.parse_qs(r["query"])
+        assert query["sendInitialEvents"] == ["true"], r
+        assert query["fieldSelector"] == ["metadata.name=jupyter-ds-env"], r
+    assert not [r for r in secret_requests if r not in watches], "a list of Secrets was made"
+
+
+def test_warm_start_reads_the_env_secret_without_secret_watches(cluster, monkeypatch):
+    monkeypatch.setenv("TYCHO_KUBE_CACHE_SECRETS", "off")
     warm(cluster)
     warm_start(cluster)
     _, made = requests_of(cluster, lambda: start(cluster))

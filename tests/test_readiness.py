@@ -186,3 +186,40 @@ def test_a_refused_connection_fails_at_once_naming_the_server(monkeypatch, tmp_p
     assert "attempts)" not in message, message
     with pytest.raises(TychoException, match=f"127.0.0.1:{port}"):
         context().readiness("0123456789abcdef0123456789abcdef")
+
+
+def test_rest_server_gives_reasons_on_request_only(cluster, tmp_path, monkeypatch):
+    """``tycho api``: ``"reasons": true`` in a status request adds ``reason`` to each row;
+    without it the rows keep the original's keys (its client builds TychoService(**row));
+    our TychoContext over REST (REST_API=true) puts the reason on the TychoService."""
+    from test_server import Server
+
+    system, _ = start(cluster)
+    make_pod(cluster, system.identifier, UNSCHEDULABLE)
+    server = Server(tmp_path, cluster.kubeconfig).wait_listening()
+    try:
+        def status(body):
+            req = urllib.request.Request(server.url + "/system/status", data=json.dumps(body).encode(),
+                                         method="POST", headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                answer = json.loads(resp.read())
+            assert answer["status"] == "success", answer
+            return answer["result"]
+
+        (plain,) = status({"name": system.identifier})
+        assert "reason" not in plain
+        (row,) = status({"name": system.identifier, "reasons": True})
+        assert row["reason"] == "Unschedulable: 0/3 nodes are available: 3 Insufficient cpu."
+        assert {k: v for k, v in row.items() if k != "reason"} == plain
+        monkeypatch.setenv("REST_API", "true")
+        monkeypatch.setenv("TYCHO_URL", server.url)
+        ctx = context()
+        (service,) = ctx.status({"name": system.identifier, "reasons": True}).services
+        assert service.reason == row["reason"] and service.identifier == system.identifier
+        (no_reason,) = ctx.status({"name": system.identifier}).services
+        assert no_reason.reason is None
+        cluster.control.set_deployment_status(cluster.namespace, system.name, pods=True)
+        (ready,) = status({"name": system.identifier, "reasons": True})
+        assert ready["is_ready"] is True and ready["reason"] is None
+    finally:
+        server.stop()

@@ -525,9 +525,10 @@ def test_deploy_manifests_validate(version):
     assert sorted(kinds) == ["Deployment", "Role", "RoleBinding", "Service", "ServiceAccount"]
     role = yaml.safe_load((ROOT / "deploy" / "role.yaml").read_text())
     rules = {(g, r): set(rule["verbs"]) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
-    # access_token_env: secret creates the token Secret; never list/watch/update (which
-    # would read or change every Secret of the namespace).
-    assert rules[("", "secrets")] == {"get", "create", "delete", "deletecollection"}
+    # access_token_env: secret creates the token Secret; the cache watches "<app>-env" by
+    # name as a streaming list (watch only). Never list or update (list would read, in one
+    # request, and update change, every Secret of the namespace).
+    assert rules[("", "secrets")] == {"get", "watch", "create", "delete", "deletecollection"}
     assert rules[("", "persistentvolumeclaims")] >= {"get", "deletecollection"}
     assert all("*" not in verbs for verbs in rules.values()) and ("", "*") not in rules
     deployment = yaml.safe_load((ROOT / "deploy" / "deployment.yaml").read_text())

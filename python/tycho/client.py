@@ -147,7 +147,16 @@ class TychoStatus:
     def __init__(self, status: str, result: Any, message: Any) -> None:
         self.status = status
         rows = result if isinstance(result, list) else []
-        self.services = [TychoService(**row) for row in rows]
+        self.services = []
+        for row in rows:
+            # ``reason`` comes only with the opt-in ``"reasons": true`` of our server.
+            reason = row.get("reason") if isinstance(row, dict) else None
+            if isinstance(row, dict) and "reason" in row:
+                row = {k: v for k, v in row.items() if k != "reason"}
+            service = TychoService(**row)
+            if reason is not None:
+                service.reason = reason
+            self.services.append(service)
         self.message = message
 
     def __repr__(self):

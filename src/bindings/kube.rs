@@ -39,8 +39,11 @@ pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
             // kube-rs reports every failed request at ERROR (through tracing's log
             // bridge), retried ones included; tycho.kube logs them with context instead.
             .filter_target("kube_client".to_string(), log::LevelFilter::Off);
-        // Another logger may already be installed (then records go there).
-        if let Ok(handle) = logger.install() {
+        // Another logger may already be installed (then records go there). Records of
+        // the runtime's threads reach Python only while it is not exiting.
+        let handle = logger.reset_handle();
+        if log::set_boxed_logger(Box::new(super::lifecycle::GatedLogger(logger))).is_ok() {
+            log::set_max_level(log::LevelFilter::Debug);
             let _ = LOG_RESET.set(handle);
         }
     }

@@ -1,7 +1,8 @@
 //! Python bindings (`tycho._native`): the core's entry points as functions taking and
 //! returning plain dicts and lists, one file per area ([`compile`]: the compiler, the
 //! model's rules, templates and YAML; [`kube`], [`registry`], [`docker`]) and the
-//! conversions and error mapping in [`convert`]. Errors become `tycho.exceptions`
+//! conversions and error mapping in [`convert`]; [`lifecycle`] keeps the runtime's
+//! threads out of the interpreter while it exits. Errors become `tycho.exceptions`
 //! classes; a Rust panic is caught and raised as `TychoException`, never as a crash.
 
 use pyo3::prelude::*;
@@ -10,6 +11,7 @@ mod compile;
 mod convert;
 mod docker;
 mod kube;
+mod lifecycle;
 mod registry;
 
 pub(crate) use convert::{config_value, from_py, run, to_py, to_pyerr};
@@ -24,6 +26,7 @@ fn metrics_text() -> String {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DEFAULT_CONFIG", crate::config::DEFAULT_CONFIG)?;
+    lifecycle::init(m)?;
     compile::init(m)?;
     kube::init(m)?;
     docker::init(m)?;

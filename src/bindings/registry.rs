@@ -284,7 +284,13 @@ impl GenericRuntime for AioRuntime {
     where
         F: FnOnce() + Send + 'static,
     {
-        runtime().spawn_blocking(f)
+        // pyo3-async-runtimes resolves the asyncio future here, in Python: not once the
+        // interpreter exits (then `f` and the objects it holds are dropped unrun).
+        runtime().spawn_blocking(move || {
+            if let Some(_entry) = super::lifecycle::enter() {
+                f()
+            }
+        })
     }
 }
 
@@ -329,6 +335,11 @@ fn aio_call<'py>(
     let kwargs = kwargs.map(Bound::unbind);
     pyo3_async_runtimes::generic::future_into_py::<AioRuntime, _, _>(py, async move {
         let job = runtime().spawn_blocking(move || {
+            let Some(_entry) = super::lifecycle::enter() else {
+                return Err(PyRuntimeError::new_err(
+                    "tycho async call refused: the interpreter is exiting",
+                ));
+            };
             Python::attach(|py| -> PyResult<Py<PyAny>> {
                 let args = PyTuple::new(py, call_args.iter().map(|a| a.bind(py)))?;
                 context

@@ -55,11 +55,9 @@ pub struct Settings {
     pub timeout: Duration,
 }
 
-fn setting(config: &Value, env: &str, key: &str) -> Option<String> {
-    if let Ok(v) = std::env::var(env) {
-        if !v.trim().is_empty() {
-            return Some(v.trim().to_string());
-        }
+fn setting(config: &Value, env: &Option<String>, key: &str) -> Option<String> {
+    if let Some(v) = env {
+        return Some(v.clone());
     }
     match config.pointer(&format!("/tycho/docker/{key}")) {
         Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
@@ -71,8 +69,16 @@ fn setting(config: &Value, env: &str, key: &str) -> Option<String> {
 impl Settings {
     /// The settings from the environment and `config` (a tycho configuration).
     pub fn from_config(config: &Value) -> Result<Settings> {
+        Self::from_parts(config, &crate::environment::docker::DockerEnv::from_env())
+    }
+
+    /// The settings of `env` (the environment, as read) and `config`.
+    pub fn from_parts(
+        config: &Value,
+        env: &crate::environment::docker::DockerEnv,
+    ) -> Result<Settings> {
         let kind = ErrorKind::Config;
-        let bind_address = setting(config, "TYCHO_DOCKER_BIND_ADDRESS", "bind_address")
+        let bind_address = setting(config, &env.bind_address, "bind_address")
             .unwrap_or_else(|| "127.0.0.1".into());
         if bind_address.parse::<std::net::IpAddr>().is_err() {
             return Err(err(
@@ -80,7 +86,7 @@ impl Settings {
                 format!("Docker bind address {bind_address:?} (TYCHO_DOCKER_BIND_ADDRESS / tycho.docker.bind_address) is not an IP address"),
             ));
         }
-        let host_ports = match setting(config, "TYCHO_DOCKER_HOST_PORTS", "host_ports").as_deref() {
+        let host_ports = match setting(config, &env.host_ports, "host_ports").as_deref() {
             None | Some("random") => HostPorts::Random,
             Some("compose") => HostPorts::Compose,
             Some(other) => {
@@ -90,7 +96,7 @@ impl Settings {
                 ))
             }
         };
-        let pull = match setting(config, "TYCHO_DOCKER_PULL", "pull").as_deref() {
+        let pull = match setting(config, &env.pull, "pull").as_deref() {
             None | Some("missing") => Pull::Missing,
             Some("never") => Pull::Never,
             Some(other) => {
@@ -100,7 +106,7 @@ impl Settings {
                 ))
             }
         };
-        let timeout = match setting(config, "TYCHO_DOCKER_TIMEOUT", "timeout") {
+        let timeout = match setting(config, &env.timeout, "timeout") {
             None => Duration::from_secs(120),
             Some(s) => match s.parse::<u64>() {
                 Ok(n) if (1..=3600).contains(&n) => Duration::from_secs(n),
@@ -117,7 +123,7 @@ impl Settings {
         Ok(Settings {
             bind_address,
             host_ports,
-            env_dir: setting(config, "TYCHO_DOCKER_ENV_DIR", "env_dir").map(PathBuf::from),
+            env_dir: setting(config, &env.env_dir, "env_dir").map(PathBuf::from),
             pull,
             timeout,
         })
@@ -126,10 +132,7 @@ impl Settings {
 
 /// Where the Engine is, for messages.
 pub(crate) fn engine_address() -> String {
-    std::env::var("DOCKER_HOST")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
+    crate::environment::docker::DockerEnv::from_env().engine_address()
 }
 
 /// A client of the Engine `DOCKER_HOST` names, its API version negotiated.

@@ -36,9 +36,11 @@ pub struct KubeEnv {
     /// The watch cache (`TYCHO_KUBE_CACHE`, default on; `off`, `0`, `false`, `no`
     /// turn it off; always off for one-shot command-line commands).
     pub cache: bool,
-    /// Watch the `<app>-env` Secrets by name too (`TYCHO_KUBE_CACHE_SECRETS=on`; default
-    /// off: it needs the RBAC verbs `list` and `watch` on secrets, which tycho's Role
-    /// does not grant). Off, start reads the Secret with a get (one more round trip).
+    /// Watch the `<app>-env` Secrets by name too (`TYCHO_KUBE_CACHE_SECRETS`, default on;
+    /// `off`, `0`, `false`, `no` turn it off). The watch is a streaming list (one
+    /// `watch` request with `sendInitialEvents=true`), so it needs the RBAC verb `watch`
+    /// on secrets and no `list`. Off, or where the API server cannot stream lists, start
+    /// reads the Secret with a get (one more round trip).
     pub cache_secrets: bool,
     /// The Ambassador Service start looks up (`AMBASSADOR_SVC_NAME`, default `ambassador`).
     pub ambassador_service: String,
@@ -78,12 +80,7 @@ impl KubeEnv {
             read_timeout: super::seconds("TYCHO_KUBE_READ_TIMEOUT", 30.0),
             operation_timeout: super::seconds("TYCHO_KUBE_TIMEOUT", 120.0),
             cache: cache_enabled(super::var("TYCHO_KUBE_CACHE").as_deref()),
-            cache_secrets: matches!(
-                super::var("TYCHO_KUBE_CACHE_SECRETS")
-                    .map(|v| v.trim().to_ascii_lowercase())
-                    .as_deref(),
-                Some("on" | "1" | "true" | "yes")
-            ),
+            cache_secrets: cache_enabled(super::var("TYCHO_KUBE_CACHE_SECRETS").as_deref()),
             ambassador_service: super::var("AMBASSADOR_SVC_NAME")
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "ambassador".into()),

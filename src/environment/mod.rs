@@ -2,7 +2,7 @@
 //!
 //! Every environment variable tycho honours is read by a function of this module tree,
 //! into a typed struct per area ([`cli`], [`model`], [`kube`], [`server`], [`registry`],
-//! [`templates`]). Everything else takes those structs as arguments, so the rules that use
+//! [`docker`], [`templates`], and the access-token mode in [`access_token_env`]). Everything else takes those structs as arguments, so the rules that use
 //! a setting are pure functions and can be tested without touching the process
 //! environment. Nothing in tycho writes the environment (`std::env::set_var` is unsound
 //! with other threads, and Python code can run beside us).
@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 pub mod cli;
+pub mod docker;
 pub mod kube;
 pub mod model;
 pub mod registry;
@@ -23,6 +24,12 @@ pub mod templates;
 /// The value of `name`, if set and valid UTF-8. The one place tycho reads the environment.
 pub fn var(name: &str) -> Option<String> {
     std::env::var(name).ok()
+}
+
+/// `TYCHO_ACCESS_TOKEN_ENV` when set and not blank: it overrides the configuration's
+/// `tycho.compute.system.access_token_env` (`crate::config::access_token_env`).
+pub fn access_token_env() -> Option<String> {
+    var("TYCHO_ACCESS_TOKEN_ENV").filter(|s| !s.trim().is_empty())
 }
 
 /// The value of `name`, or `default` when it is unset.

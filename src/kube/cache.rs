@@ -382,6 +382,14 @@ impl Namespace {
                     let api = kind.api(&self.client, &self.namespace);
                     let config =
                         watcher::Config::default().fields(&format!("metadata.name={name}"));
+                    // Secrets: a streaming list (one watch with sendInitialEvents), which
+                    // needs RBAC `watch` only; `list` would grant reading every Secret's
+                    // data of the namespace in one request.
+                    let config = if kind == Kind::Secret {
+                        config.streaming_lists()
+                    } else {
+                        config
+                    };
                     let r = spawn(self.runtime, &self.tasks, api, config);
                     named.insert((kind, name.to_string()), Arc::clone(&r));
                     log::debug!(target: LOG_TARGET, "watching {} {name:?} in namespace {}", kind.name(), self.namespace);

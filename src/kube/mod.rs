@@ -42,6 +42,7 @@ pub use start::{start, start_async, system_from_value};
 /// The original's creation-time format, shared with the Docker backplane.
 pub(crate) use status::creation_time;
 pub use status::{status, status_async};
+pub use wait::add_reasons;
 
 use crate::error::{Error, ErrorKind};
 use k8s_openapi::api::{apps, core, networking};

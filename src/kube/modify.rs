@@ -171,7 +171,14 @@ pub async fn modify_async(
     let namespace = client::resolve_namespace(KIND, namespace, &connection, &settings)?;
     let timeout = settings.operation_timeout;
     let guid = request.guid.clone();
-    let work = run(config, &request, &connection.client, &namespace);
+    let cache = super::cache::namespace(&settings, &connection.client, &namespace);
+    let work = run(
+        config,
+        &request,
+        &connection.client,
+        &namespace,
+        cache.as_deref(),
+    );
     match tokio::time::timeout(timeout, work).await {
         Ok(result) => result,
         Err(_) => Err(err(
@@ -188,8 +195,15 @@ async fn run(
     request: &Request,
     client: &kube::Client,
     namespace: &str,
+    cache: Option<&super::cache::Namespace>,
 ) -> Result<Value> {
     let guid = &request.guid;
+    // Read your own writes: a patched (or reverted) Deployment as the server answered.
+    let wrote = |object: &DynamicObject| {
+        if let (Some(cache), Ok(value)) = (cache, serde_json::to_value(object)) {
+            cache.deployments.wrote(value);
+        }
+    };
     let fail = |message: String| err(KIND, format!("Failed to modify system {guid}: {message}"));
     let api = super::Kind::Deployment.api(client, namespace);
     let selector = format!("{GUID_LABEL}={guid}");
@@ -265,6 +279,7 @@ async fn run(
                 .map(|e| format!("cannot patch Deployment {name:?}: {e}"))
         })
         .collect();
+    results.iter().flatten().for_each(wrote);
     if problems.is_empty() {
         log::info!(target: LOG_TARGET, "modified system {guid}: {} deployment(s)", to_send.len());
         return Ok(json!({ "patches": patches }));
@@ -289,7 +304,9 @@ async fn run(
             let body = Patch::Merge(revert);
             let r: std::result::Result<DynamicObject, super::KubeError> =
                 retry::idempotent(&what, || api.patch(name, &params, &body)).await;
-            r.map_err(|e| format!("cannot revert {what}: {e}"))
+            r.as_ref().map(wrote).ok();
+            r.map(|_| ())
+                .map_err(|e| format!("cannot revert {what}: {e}"))
         }
     }))
     .await;

@@ -5,7 +5,7 @@
 //!    `ambassador`), the `<app>-env` Secret and each claim the system mounts (stdnfs
 //!    exempt). Not found is an answer; any other failure stops the start (nothing has
 //!    been created yet). From the watch cache for the names it watches (the Secret
-//!    only with `TYCHO_KUBE_CACHE_SECRETS=on`).
+//!    unless `TYCHO_KUBE_CACHE_SECRETS=off`).
 //! 2. Create the Deployment.
 //! 3. Create the Services and the token Secret and the NetworkPolicy, concurrently, all
 //!    owned by the Deployment (ownerReferences with its uid). The Secret exists when the

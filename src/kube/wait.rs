@@ -332,6 +332,46 @@ pub async fn readiness_async(sid: &str, namespace: Option<&str>) -> Result<Progr
     }
 }
 
+/// How many systems' readiness [`add_reasons`] reads at once.
+const REASON_READS: usize = 8;
+
+/// Sets `reason` on each status row: why the system is not ready, from
+/// [`readiness_async`] (at most [`REASON_READS`] at once); None on a ready row, and
+/// when the reading fails (the row itself stays as it was).
+pub async fn add_reasons(rows: &mut [serde_json::Value], namespace: Option<&str>) {
+    use futures::stream::{self, StreamExt};
+    let wanted: Vec<(usize, String)> = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, row)| row.get("is_ready") != Some(&serde_json::Value::Bool(true)))
+        .filter_map(|(i, row)| Some((i, row.get("sid")?.as_str()?.to_string())))
+        .collect();
+    let found: Vec<(usize, Option<String>)> = stream::iter(wanted)
+        .map(|(i, sid)| async move {
+            let reason = match readiness_async(&sid, namespace).await {
+                Ok(p) => p.reason,
+                Err(e) => {
+                    log::debug!(target: super::LOG_TARGET, "no reason for {sid}: {}", e.message);
+                    None
+                }
+            };
+            (i, reason)
+        })
+        .buffer_unordered(REASON_READS)
+        .collect()
+        .await;
+    for row in rows.iter_mut() {
+        if let Some(map) = row.as_object_mut() {
+            map.insert("reason".into(), serde_json::Value::Null);
+        }
+    }
+    for (i, reason) in found {
+        if let Some(map) = rows[i].as_object_mut() {
+            map.insert("reason".into(), reason.into());
+        }
+    }
+}
+
 /// [`readiness_async`], blocking (on the executor's runtime).
 pub fn readiness(sid: &str, namespace: Option<&str>) -> Result<Progress> {
     client::block_on(KIND, readiness_async(sid, namespace))

@@ -54,10 +54,15 @@ pub struct GrokOptions {
 impl GrokOptions {
     /// The options the process environment asks for.
     pub fn from_env() -> Self {
-        let external = std::env::var("EXTERNAL_TYCHO_APP_REGISTRY_ENABLED").unwrap_or_default();
-        let branch = std::env::var("DOCKSTORE_APPS_BRANCH").unwrap_or_default();
+        Self::from(&crate::environment::registry::RegistryEnv::from_env())
+    }
+
+    /// The options of these environment settings.
+    pub fn from(env: &crate::environment::registry::RegistryEnv) -> Self {
+        let branch = &env.dockstore_branch;
         GrokOptions {
-            dockstore_branch: (external == "false" && !branch.is_empty()).then_some(branch),
+            dockstore_branch: (env.external_registry_enabled == "false" && !branch.is_empty())
+                .then(|| branch.clone()),
         }
     }
 }

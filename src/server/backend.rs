@@ -1,7 +1,7 @@
 //! What the routes need from a compute back end, as a trait, so the HTTP layer is
 //! independent of the executor (and testable with a stand-in).
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{ErrorKind, Result};
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
@@ -15,42 +15,21 @@ pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
 pub trait Executor: Send + Sync + 'static {
     /// Starts the system of a start request; returns `{name, sid, containers, conn_string}`.
     fn start(&self, request: Value) -> BoxFut<'_, Value>;
-    /// Status rows: of system `name` (a GUID), of `username`'s systems, or of all.
-    fn status(&self, name: Option<String>, username: Option<String>) -> BoxFut<'_, Value>;
+    /// Status rows: of system `name` (a GUID), of `username`'s systems, or of all. With
+    /// `reasons`, each row also has `reason`: why the system is not ready (None when
+    /// ready or unknown).
+    fn status(
+        &self,
+        name: Option<String>,
+        username: Option<String>,
+        reasons: bool,
+    ) -> BoxFut<'_, Value>;
     /// Deletes system `name` (a GUID); returns `{}`.
     fn delete(&self, name: String) -> BoxFut<'_, Value>;
     /// Applies a modify request; returns `{"patches": [...]}`.
     fn modify(&self, request: Value) -> BoxFut<'_, Value>;
     /// Ok when the cluster's API server answers.
     fn ready(&self) -> BoxFut<'_, ()>;
-}
-
-/// Message of builds without the Kubernetes executor (the same as `tycho.kube`'s).
-pub const EXECUTOR_UNAVAILABLE: &str = "the Kubernetes executor is not available in this build";
-
-/// A back end whose every operation fails: for builds without the executor.
-pub struct Unavailable;
-
-fn unavailable<'a, T: Send + 'a>() -> BoxFut<'a, T> {
-    Box::pin(async { Err(Error::new(ErrorKind::Kube, EXECUTOR_UNAVAILABLE)) })
-}
-
-impl Executor for Unavailable {
-    fn start(&self, _request: Value) -> BoxFut<'_, Value> {
-        unavailable()
-    }
-    fn status(&self, _name: Option<String>, _username: Option<String>) -> BoxFut<'_, Value> {
-        unavailable()
-    }
-    fn delete(&self, _name: String) -> BoxFut<'_, Value> {
-        unavailable()
-    }
-    fn modify(&self, _request: Value) -> BoxFut<'_, Value> {
-        unavailable()
-    }
-    fn ready(&self) -> BoxFut<'_, ()> {
-        unavailable()
-    }
 }
 
 /// The Kubernetes executor (`crate::kube`), run on the server's runtime.
@@ -105,14 +84,22 @@ impl Executor for Kubernetes {
             crate::kube::start_async(&self.config, system, self.namespace.as_deref()).await
         })
     }
-    fn status(&self, name: Option<String>, username: Option<String>) -> BoxFut<'_, Value> {
+    fn status(
+        &self,
+        name: Option<String>,
+        username: Option<String>,
+        reasons: bool,
+    ) -> BoxFut<'_, Value> {
         Box::pin(async move {
-            let rows = crate::kube::status_async(
+            let mut rows = crate::kube::status_async(
                 name.as_deref(),
                 username.as_deref(),
                 self.namespace.as_deref(),
             )
             .await?;
+            if reasons {
+                crate::kube::add_reasons(&mut rows, self.namespace.as_deref()).await;
+            }
             Ok(Value::Array(rows))
         })
     }

@@ -373,11 +373,13 @@ async fn status(State(state): State<AppState>, request: Request) -> Response {
     };
     let name = opt_string(&body, "name");
     let username = opt_string(&body, "username");
+    // Opt-in (not the original's): each row also says why it is not ready.
+    let reasons = body.get("reasons") == Some(&Value::Bool(true));
     // The original prints Python's None for a missing name.
     let shown = name.clone().unwrap_or_else(|| "None".into());
     let all = name.is_none() && username.is_none();
     match detached(&state, crate::metrics::Operation::Status, move |x| {
-        x.status(name, username)
+        x.status(name, username, reasons)
     })
     .await
     {
