@@ -231,15 +231,22 @@ def test_the_env_secret_is_watched_by_name_as_a_streaming_list(cluster):
     must be one watch request with sendInitialEvents, selected by name."""
     warm(cluster)
     cluster.backend.clear_requests()
-    warm_start(cluster)
-    secret_requests = [r for r in cluster.backend.requests() if "/secrets" in r["path"]
-                       and r["method"] == "GET" and not r["path"].endswith("-env")]
+    app = "secret-probe"  # an app no other test starts: its Secret's watch begins here
+
+    def reads_no_secret():  # the request log keeps growing: this test reads all of it
+        before = len(cluster.backend.requests())
+        start(cluster, name=app)
+        made = cluster.backend.requests()[before:]
+        return not [r for r in made if "/secrets/" in r["path"] and r["method"] == "GET"]
+    wait_until(reads_no_secret, "start reads its Secret from the watch cache")
+    secret_requests = [r for r in cluster.backend.requests()
+                       if r["path"].endswith("/secrets") and r["method"] == "GET"]
     watches = [r for r in secret_requests if "watch=true" in (r.get("query") or "")]
     assert watches, secret_requests
     for r in watches:
         query = urllib.parse.parse_qs(r["query"])
-        assert query["sendInitialEvents"] == ["true"], r
-        assert query["fieldSelector"] == ["metadata.name=jupyter-ds-env"], r
+        assert query["fieldSelector"] == [f"metadata.name={app}-env"], r
+    assert urllib.parse.parse_qs(watches[0]["query"])["sendInitialEvents"] == ["true"], watches[0]
     assert not [r for r in secret_requests if r not in watches], "a list of Secrets was made"
 
 
