@@ -324,16 +324,34 @@ pub fn add_container_env(config: &Value, context: &mut Value) -> Result<()> {
     if map.contains_key("container_env") {
         return Ok(());
     }
-    let Some(system) = map
-        .get("system")
-        .and_then(|s| crate::kube::system_from_value(s).ok())
-    else {
+    let Some(system) = map.get("system") else {
         return Ok(());
     };
-    let mode = crate::config::access_token_env(config)?;
+    // The three parts the variables come from, read in place; a system of another
+    // shape goes through the whole model (which may refuse it: then no variables).
+    let parts = (
+        system.get("name").and_then(Value::as_str),
+        system.get("system_env").and_then(Value::as_object),
+        system
+            .get("extra_env")
+            .map(|e| serde_json::from_value::<Vec<Vec<String>>>(e.clone()).ok()),
+    );
+    let env = match parts {
+        (Some(name), Some(system_env), Some(Some(extra_env))) => {
+            let mode = crate::config::access_token_env(config)?;
+            crate::token_env::container_env_of(name, system_env, &extra_env, mode)
+        }
+        _ => {
+            let Ok(system) = crate::kube::system_from_value(system) else {
+                return Ok(());
+            };
+            let mode = crate::config::access_token_env(config)?;
+            crate::token_env::container_env(&system, mode)
+        }
+    };
     map.insert(
         "container_env".into(),
-        serde_json::to_value(crate::token_env::container_env(&system, mode)).unwrap_or_default(),
+        serde_json::to_value(env).unwrap_or_default(),
     );
     Ok(())
 }

@@ -102,23 +102,34 @@ fn by_ref(name: &str, secret: &str, key: &str) -> EnvEntry {
 
 /// The principal's variables of every container of `system` under `mode`.
 pub fn container_env(system: &System, mode: AccessTokenEnv) -> ContainerEnv {
-    let secret = secret_name(system);
+    container_env_of(&system.name, &system.system_env, &system.extra_env, mode)
+}
+
+/// [`container_env`] from the three parts of the system it reads: its `name` (which
+/// names the token Secret), its principal (`system_env`) and its `extra_env` pairs.
+pub fn container_env_of(
+    name: &str,
+    system_env: &Map<String, Value>,
+    extra_env: &[Vec<String>],
+    mode: AccessTokenEnv,
+) -> ContainerEnv {
+    let secret = format!("{name}-tokens");
     let mut head = Vec::new();
-    if let Some(token) = system.system_env.get("access_token").and_then(token_text) {
+    if let Some(token) = system_env.get("access_token").and_then(token_text) {
         match mode {
             AccessTokenEnv::Secret => head.push(by_ref(ACCESS_TOKEN_VAR, &secret, "access_token")),
             AccessTokenEnv::Literal => head.push(literal(ACCESS_TOKEN_VAR, token)),
             AccessTokenEnv::Off => {}
         }
     }
-    for pair in &system.extra_env {
+    for pair in extra_env {
         head.push(literal(
             pair.first().map(String::as_str).unwrap_or_default(),
             pair.get(1).cloned().unwrap_or_default(),
         ));
     }
     let mut principal = Vec::new();
-    for (key, value) in &system.system_env {
+    for (key, value) in system_env {
         if matches!(value, Value::Null | Value::Array(_) | Value::Object(_)) {
             continue;
         }

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 from tycho import _native
 from tycho.config import Config
 from tycho.exceptions import TychoException
-from tycho.tycho_utils import Documents, TemplateUtils, _PlainContext, to_plain
+from tycho.tycho_utils import Documents, TemplateUtils, _PlainContext, _TemplateNotFound, to_plain
 
 logger = logging.getLogger(__name__)
 
@@ -435,11 +435,15 @@ class System:
     def render(self, template: str, context: Mapping[str, Any]={}) -> Documents:
         """Render template ``template`` (e.g. ``"pod.yaml"``) with this system as
         ``system`` plus ``context``; returns the list of YAML documents."""
-        final_context = _PlainContext({"system": self.to_dict()})
-        for k, v in (context or {}).items():
-            final_context[k] = to_plain(v)
-        generator = TemplateUtils(config=self.config)
-        documents = generator.render(template, context=final_context)
+        extra = {k: to_plain(v) for k, v in (context or {}).items() if k != "system"}
+        if type(self) is not System or "system" in (context or {}):
+            # A subclass may convert itself otherwise; a context may replace ``system``.
+            final_context = _PlainContext({"system": self.to_dict()})
+            final_context.update({k: to_plain(v) for k, v in (context or {}).items()})
+            documents = TemplateUtils(config=self.config).render(template, context=final_context)
+        else:
+            # The model converted in one native pass (what to_dict gives), no Python recursion.
+            documents = _render_model(template, self, extra, _config_mapping(self.config))
         logger.debug("--generated template: %s", documents)
         return documents
 
@@ -479,9 +483,10 @@ class System:
             "system": to_plain(system),
             "services": to_plain(services) if services is not None else {},
         }
-        plain = _native.parse_system(request, config=_config_mapping(config))
+        plain = _native.parse_system(request, config=_config_mapping(config), source_text=True)
+        source_text = plain.pop("source_text", None)
         model = System._from_plain(config, plain)
-        model.source_text = _native.yaml_dump_all([model.to_dict()])
+        model.source_text = source_text
         return model
 
     def __repr__(self):
@@ -556,3 +561,24 @@ class Service:
 
     def __repr__(self):
         return json.dumps(f"service: {json.dumps({'port': self.port, 'clients': self.clients}, indent=2)}")
+
+
+#: The model classes whose ``to_dict`` is their public attributes less these names:
+#: ``System.render`` converts them natively (``tycho._native.render_model``); any other
+#: object in the model (a subclass, a user's value) goes through :func:`to_plain`.
+_PLAIN_SKIP: dict[type, tuple[str, ...]] = {
+    Limits: (), Probe: (), HttpProbe: (), TcpProbe: (), Container: (), Service: (),
+    System: ("config",), ModifySystem: ("config",),
+}
+
+
+def _render_model(template: str, system: "System", extra: dict[str, Any], config: Any) -> Documents:
+    """``TemplateUtils.render`` of ``template`` with ``system`` converted natively."""
+    logger.debug("applying template %s", template)
+    try:
+        documents = _native.render_model(template, system, extra, _PLAIN_SKIP, to_plain, config=config)
+    except TychoException as e:
+        if str(e).startswith("no template "):
+            raise _TemplateNotFound(str(e)) from None
+        raise
+    return Documents(documents)

@@ -9,6 +9,7 @@ use crate::compile::{self, CompileOptions};
 use crate::environment::{var, var_or};
 use crate::error::Error;
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 use serde_json::{json, Map, Value};
 
 /// Registers the compiler's and the rules' functions on the native module.
@@ -16,6 +17,7 @@ pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(compile_request, m)?)?;
     m.add_function(wrap_pyfunction!(parse_system, m)?)?;
     m.add_function(wrap_pyfunction!(render_template, m)?)?;
+    m.add_function(wrap_pyfunction!(render_model, m)?)?;
     m.add_function(wrap_pyfunction!(render_string, m)?)?;
     m.add_function(wrap_pyfunction!(yaml_load_all, m)?)?;
     m.add_function(wrap_pyfunction!(template_literal, m)?)?;
@@ -62,21 +64,193 @@ fn compile_request<'py>(
 }
 
 /// Parses a start request into the system model (a dict with the original's attribute names).
+/// With `source_text`, the dict also holds `source_text`: the model as YAML
+/// (`System.source_text`).
 #[pyfunction]
-#[pyo3(signature = (request, identifier=None, config=None))]
+#[pyo3(signature = (request, identifier=None, config=None, source_text=false))]
 fn parse_system<'py>(
     py: Python<'py>,
     request: &Bound<'py, PyAny>,
     identifier: Option<String>,
     config: Option<&Bound<'py, PyAny>>,
+    source_text: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let request = from_py(request, "request")?;
     let config = config_value(config)?;
     let system = run(py, || {
         let s = compile::parse_system(&config, &request, identifier)?;
-        serde_json::to_value(&s).map_err(|e| Error::input(e.to_string()))
+        let mut value = serde_json::to_value(&s).map_err(|e| Error::input(e.to_string()))?;
+        if source_text {
+            let text = crate::yaml::dump_all(std::slice::from_ref(&value));
+            if let Some(map) = value.as_object_mut() {
+                map.insert("source_text".into(), Value::String(text));
+            }
+        }
+        Ok(value)
     })?;
     to_py(py, &system)
+}
+
+/// The plain form of a `tycho.model` object graph, built in one native pass (what
+/// `tycho.tycho_utils.to_plain` gives, without its Python recursion): objects whose
+/// exact type is a key of `skip` become their public instance attributes less the
+/// names in `skip[type]` (the model classes' `to_dict`); dicts with string keys, lists
+/// and tuples are walked; anything else goes through `to_plain` (`fallback`).
+struct ModelWalk<'a, 'py> {
+    skip: &'a Bound<'py, PyDict>,
+    fallback: &'a Bound<'py, PyAny>,
+}
+
+impl<'py> ModelWalk<'_, 'py> {
+    fn generic(&self, obj: &Bound<'py, PyAny>) -> PyResult<Value> {
+        from_py(&self.fallback.call1((obj,))?, "system")
+    }
+
+    fn walk(&self, obj: &Bound<'py, PyAny>, depth: usize) -> PyResult<Value> {
+        use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+        if depth > crate::limits::MAX_DEPTH {
+            // A cycle, or a very deep value: to_plain cuts cycles, from_py names depth.
+            return self.generic(obj);
+        }
+        if obj.is_none() {
+            return Ok(Value::Null);
+        }
+        if let Ok(s) = obj.cast::<PyString>() {
+            return Ok(Value::String(s.to_cow()?.into_owned()));
+        }
+        if let Ok(b) = obj.cast::<PyBool>() {
+            return Ok(Value::Bool(b.is_true()));
+        }
+        if let Ok(f) = obj.cast::<PyFloat>() {
+            if let Some(n) = serde_json::Number::from_f64(f.value()) {
+                return Ok(Value::Number(n));
+            }
+            return from_py(obj, "system"); // NaN, infinity: from_py names the field
+        }
+        if obj.is_instance_of::<PyInt>() {
+            if let Ok(i) = obj.extract::<i64>() {
+                return Ok(Value::from(i));
+            }
+            return from_py(obj, "system");
+        }
+        if let Ok(d) = obj.cast::<PyDict>() {
+            let mut map = Map::new();
+            for (k, v) in d.iter() {
+                let Ok(k) = k.cast::<PyString>() else {
+                    return self.generic(obj);
+                };
+                map.insert(k.to_cow()?.into_owned(), self.walk(&v, depth + 1)?);
+            }
+            return Ok(Value::Object(map));
+        }
+        if let Ok(l) = obj.cast::<PyList>() {
+            return l.iter().map(|v| self.walk(&v, depth + 1)).collect();
+        }
+        if let Ok(t) = obj.cast::<PyTuple>() {
+            return t.iter().map(|v| self.walk(&v, depth + 1)).collect();
+        }
+        if let Some(skip) = self.skip.get_item(obj.get_type())? {
+            let attrs = obj.getattr(pyo3::intern!(obj.py(), "__dict__"))?;
+            let Ok(attrs) = attrs.cast::<PyDict>() else {
+                return self.generic(obj);
+            };
+            let mut map = Map::new();
+            for (k, v) in attrs.iter() {
+                let Ok(key) = k.cast::<PyString>() else {
+                    continue;
+                };
+                let key = key.to_cow()?;
+                if key.starts_with('_') || skip.contains(key.as_ref())? {
+                    continue;
+                }
+                map.insert(key.into_owned(), self.walk(&v, depth + 1)?);
+            }
+            return Ok(Value::Object(map));
+        }
+        self.generic(obj)
+    }
+}
+
+/// The system last rendered on this thread by [`render_model`], converted for the
+/// templates: a system rendered with several templates in a row (pod.yaml, then
+/// service.yaml per service) is converted and its container variables made once.
+struct LastSystem {
+    system: Value,
+    mode: crate::config::AccessTokenEnv,
+    converted: minijinja::Value,
+    container_env: minijinja::Value,
+}
+
+thread_local! {
+    static LAST_SYSTEM: std::cell::RefCell<Option<LastSystem>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Renders template `name` with `system` (a `tycho.model.System`, converted natively:
+/// see [`ModelWalk`]) as `system` plus `context` (a dict, already plain).
+#[pyfunction]
+#[pyo3(signature = (name, system, context, skip, to_plain, config=None))]
+fn render_model<'py>(
+    py: Python<'py>,
+    name: String,
+    system: &Bound<'py, PyAny>,
+    context: &Bound<'py, PyAny>,
+    skip: &Bound<'py, PyDict>,
+    to_plain: &Bound<'py, PyAny>,
+    config: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let walk = ModelWalk {
+        skip,
+        fallback: to_plain,
+    };
+    let system = walk.walk(system, 1)?;
+    let context = from_py(context, "context")?;
+    let config = config_value(config)?;
+    let docs = run(py, || {
+        let mode = crate::config::access_token_env(&config)?;
+        let (converted, container_env) = LAST_SYSTEM.with(|last| -> crate::Result<_> {
+            let mut last = last.borrow_mut();
+            if let Some(l) = last
+                .as_ref()
+                .filter(|l| l.mode == mode && l.system == system)
+            {
+                return Ok((l.converted.clone(), l.container_env.clone()));
+            }
+            let mut parts = Map::new();
+            parts.insert("system".into(), system.clone());
+            let mut parts = Value::Object(parts);
+            compile::add_container_env(&config, &mut parts)?;
+            let env = parts
+                .get("container_env")
+                .map(|e| minijinja::Value::from(minijinja::value::Serde(e)))
+                .unwrap_or_default();
+            let converted = minijinja::Value::from(minijinja::value::Serde(&system));
+            *last = Some(LastSystem {
+                system,
+                mode,
+                converted: converted.clone(),
+                container_env: env.clone(),
+            });
+            Ok((converted, env))
+        })?;
+        let mut ctx: std::collections::BTreeMap<String, minijinja::Value> = context
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    minijinja::Value::from(minijinja::value::Serde(v)),
+                )
+            })
+            .collect();
+        ctx.insert("system".into(), converted);
+        if !container_env.is_undefined() && !ctx.contains_key("container_env") {
+            ctx.insert("container_env".into(), container_env);
+        }
+        let paths = crate::config::template_paths(&config);
+        crate::render::render(&paths, &name, minijinja::Value::from(ctx))
+    })?;
+    to_py(py, &Value::Array(docs))
 }
 
 /// Renders template `name` with `context` (a dict) and returns the YAML documents.

@@ -5,7 +5,7 @@
 use crate::error::{Error, ErrorKind};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyString};
 use serde_json::Value;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -64,42 +64,41 @@ pub(crate) fn run<T: Send>(
 fn check_py_value(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<()> {
     use pyo3::types::{PyFloat, PyInt, PyList, PyTuple};
     let py = obj.py();
-    let mut stack: Vec<(Bound<'_, PyAny>, usize, String)> = vec![(obj.clone(), 1, String::new())];
-    let at = |path: &str| {
-        if path.is_empty() {
-            what.to_string()
-        } else {
-            format!(
-                "{what} field '{}'",
-                crate::limits::echo(path.trim_start_matches('.'))
-            )
+    // Where a node is, kept cheap: a parent index and the key object or list index,
+    // spelled out only for the message of a node at fault.
+    enum Step<'py> {
+        Key(Bound<'py, PyAny>),
+        Index(usize),
+    }
+    let mut steps: Vec<(usize, Step<'_>)> = Vec::new(); // (parent + 1, step); 0: the root
+    let at = |steps: &Vec<(usize, Step<'_>)>, mut node: usize| {
+        let mut parts = Vec::new();
+        while node > 0 {
+            let (parent, step) = &steps[node - 1];
+            parts.push(match step {
+                Step::Key(k) => k.str().map(|s| s.to_string()).unwrap_or_default(),
+                Step::Index(i) => i.to_string(),
+            });
+            node = *parent;
         }
+        if parts.is_empty() {
+            return what.to_string();
+        }
+        parts.reverse();
+        format!("{what} field '{}'", crate::limits::echo(&parts.join(".")))
     };
-    while let Some((node, depth, path)) = stack.pop() {
-        let children: Vec<(Bound<'_, PyAny>, String)> = if let Ok(d) = node.cast::<PyDict>() {
-            d.iter()
-                .map(|(k, v)| {
-                    let key = k.str().map(|s| s.to_string()).unwrap_or_default();
-                    (v, format!("{path}.{key}"))
-                })
-                .collect()
-        } else if let Ok(l) = node.cast::<PyList>() {
-            l.iter()
-                .enumerate()
-                .map(|(i, v)| (v, format!("{path}.{i}")))
-                .collect()
-        } else if let Ok(t) = node.cast::<PyTuple>() {
-            t.iter()
-                .enumerate()
-                .map(|(i, v)| (v, format!("{path}.{i}")))
-                .collect()
-        } else {
+    let mut stack: Vec<(Bound<'_, PyAny>, usize, usize)> = vec![(obj.clone(), 1, 0)];
+    while let Some((node, depth, here)) = stack.pop() {
+        let container = node.is_instance_of::<PyDict>()
+            || node.is_instance_of::<PyList>()
+            || node.is_instance_of::<PyTuple>();
+        if !container {
             if let Ok(f) = node.cast::<PyFloat>() {
                 let v = f.value();
                 if !v.is_finite() {
                     return Err(to_pyerr(
                         py,
-                        Error::input(format!("{}: {v} is not a finite number", at(&path))),
+                        Error::input(format!("{}: {v} is not a finite number", at(&steps, here))),
                     ));
                 }
             } else if node.is_instance_of::<PyInt>()
@@ -111,17 +110,46 @@ fn check_py_value(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<()> {
                     py,
                     Error::input(format!(
                         "{}: {} is out of range (64-bit integers)",
-                        at(&path),
+                        at(&steps, here),
                         crate::limits::echo(&text)
                     )),
                 ));
             }
             continue;
-        };
-        if depth > crate::limits::MAX_DEPTH {
-            return Err(to_pyerr(py, crate::limits::depth_error(&at(&path))));
         }
-        stack.extend(children.into_iter().map(|(c, p)| (c, depth + 1, p)));
+        if depth > crate::limits::MAX_DEPTH {
+            return Err(to_pyerr(py, crate::limits::depth_error(&at(&steps, here))));
+        }
+        let scalar = |v: &Bound<'_, PyAny>| {
+            v.is_none()
+                || v.is_instance_of::<PyString>()
+                || v.is_instance_of::<pyo3::types::PyBool>()
+        };
+        if let Ok(d) = node.cast::<PyDict>() {
+            for (k, v) in d.iter() {
+                if scalar(&v) {
+                    continue;
+                }
+                steps.push((here, Step::Key(k)));
+                stack.push((v, depth + 1, steps.len()));
+            }
+        } else if let Ok(l) = node.cast::<PyList>() {
+            for (i, v) in l.iter().enumerate() {
+                if scalar(&v) {
+                    continue;
+                }
+                steps.push((here, Step::Index(i)));
+                stack.push((v, depth + 1, steps.len()));
+            }
+        } else if let Ok(t) = node.cast::<PyTuple>() {
+            for (i, v) in t.iter().enumerate() {
+                if scalar(&v) {
+                    continue;
+                }
+                steps.push((here, Step::Index(i)));
+                stack.push((v, depth + 1, steps.len()));
+            }
+        }
     }
     Ok(())
 }
