@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "tests" / "parity" / "dropin_script.py"
+SCRIPT = ROOT / "tests" / "support" / "dropin_script.py"
 CORPUS = Path(os.environ.get("TYCHO_HELX_CORPUS", "/work/shared/corpus/helx-apps")) / "app-specs"
 
 PROBE_SPEC = """version: "3.0"

@@ -103,7 +103,7 @@ def start_elsewhere(cluster, username):
     """Starts a system from another process (cache off there); returns its GUID."""
     code = (
         "import json, sys\n"
-        "sys.path.insert(0, 'tests')\n"
+        "sys.path[:0] = ['tests/support', 'tests']\n"
         "from test_executor import start_request\n"
         "from tycho.core import Tycho\n"
         "from tycho.config import Config\n"

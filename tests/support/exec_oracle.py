@@ -60,10 +60,11 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
+# kube_emulator.py is a sibling in tests/support/ (on sys.path when run as a script;
+# put there when imported from elsewhere).
 HERE = os.path.dirname(os.path.abspath(__file__))
-TESTS = os.path.dirname(HERE)
-if TESTS not in sys.path:
-    sys.path.insert(0, TESTS)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
 
 from kube_emulator import Emulator, strip_volatile_fields  # noqa: E402
 
