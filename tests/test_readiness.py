@@ -14,8 +14,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from cluster import cluster_fixture, start  # noqa: F401 - the cluster fixture
 from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401 - pytest fixtures
-from test_executor import cluster_fixture, start  # noqa: F401 - the cluster fixture
 from tycho import _native
 from tycho.config import Config
 from tycho.context import TychoContext
