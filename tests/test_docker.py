@@ -462,7 +462,7 @@ def test_cli_up_status_modify_down_with_backplane(engine, image, docker_env, sys
 
 
 def test_api_server_on_the_docker_backplane(engine, image, docker_env, systems, tmp_path):
-    from test_server import Server
+    from api_server import Server
 
     server = Server(tmp_path, tmp_path / "no-kubeconfig", args=["-b", "docker-compose"]).wait_listening()
     try:

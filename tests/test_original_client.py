@@ -10,8 +10,8 @@ import json
 import subprocess
 
 import orig_env
+from api_server import Server, start_request
 from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401 - pytest fixtures
-from test_server import Server, start_request
 
 SCRIPT = r"""
 import json, sys

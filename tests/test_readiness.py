@@ -192,7 +192,7 @@ def test_rest_server_gives_reasons_on_request_only(cluster, tmp_path, monkeypatc
     """``tycho api``: ``"reasons": true`` in a status request adds ``reason`` to each row;
     without it the rows keep the original's keys (its client builds TychoService(**row));
     our TychoContext over REST (REST_API=true) puts the reason on the TychoService."""
-    from test_server import Server
+    from api_server import Server
 
     system, _ = start(cluster)
     make_pod(cluster, system.identifier, UNSCHEDULABLE)
