@@ -1,4 +1,4 @@
-"""Drop-in differential test: one script (tests/parity/dropin_script.py) uses the
+"""Drop-in differential test: one script (tests/support/dropin_script.py) uses the
 package the way test suites and scripts written for tycho-api 1.17.3 do, and runs
 unchanged in the original's virtualenv and in ours. Every value the original produces
 must be there in ours, equal (ours may add attributes), except where a COMPATIBILITY.md

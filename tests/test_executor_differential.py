@@ -4,8 +4,8 @@ emulated Kubernetes API server (tests/kube-emulator) and must leave the same obj
 
 How it runs:
 
-* The original runs in its own virtualenv (tests/parity/orig_env.py) as the script
-  tests/parity/exec_oracle.py, against one emulator; ours runs in this process, through
+* The original runs in its own virtualenv (tests/support/orig_env.py) as the script
+  tests/support/exec_oracle.py, against one emulator; ours runs in this process, through
   the same driver (``exec_oracle.drive_case``), against a second, fresh emulator, at the
   same time. Each case starts from an empty store holding only its fixtures: a Service
   named ``ambassador`` when the case runs under Ambassador, a PVC for every ``pvc://``

@@ -1,5 +1,5 @@
 """Strictness differential test: odd start requests that tycho-api 1.17.3 accepts
-(tests/parity/odd_cases.py) are accepted by ours too, give the same objects modulo the
+(tests/support/odd_cases.py) are accepted by ours too, give the same objects modulo the
 COMPATIBILITY.md rows (the normalisation of tests/support/parity.py), and ours logs one
 WARNING per field (logger ``tycho.model``) where it had to bend a rule or ignores a
 compose key, none otherwise. The remaining rejections are the rows of COMPATIBILITY.md's strictness audit;
