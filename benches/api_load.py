@@ -8,8 +8,8 @@ For each server and each endpoint (/system/status, then /system/start) a second 
 loopback and reports requests per second and p50/p99 latency; a table with the ratios
 closes the run. Everything runs on 127.0.0.1; nothing outside this machine is contacted.
 
-Setup: the emulator is built by tests/kube_emulator.py; the original runs from the
-virtualenv of tests/parity/orig_env.py (ensure_original_venv()) with the emulator's
+Setup: the emulator is built by tests/support/kube_emulator.py; the original runs from the
+virtualenv of tests/support/orig_env.py (ensure_original_venv()) with the emulator's
 kubeconfig. Before the /system/start runs an "ambassador" Service is created, so the
 original does not sleep 3 s per service (it does outside Ambassador) and both render
 the same variant; the store is reset between runs; the status runs list 10 systems. A
@@ -37,8 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "tests" / "parity"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 COMPOSE = {
     "version": "3",

@@ -1,9 +1,9 @@
 """Compile-time benchmark: ours vs the original tycho-api 1.17.3, same inputs, one run.
 
-For every valid parity case (tests/parity/cases.py) both implementations parse the start
+For every valid parity case (tests/support/cases.py) both implementations parse the start
 request and render every object of the system (Deployment, NetworkPolicy, Services):
 ours through tycho._native.compile_request, the original through System.parse and
-KubernetesCompute.start on an in-memory stand-in of the cluster (tests/parity/oracle.py).
+KubernetesCompute.start on an in-memory stand-in of the cluster (tests/support/oracle.py).
 Prints the mean time per system of each and the ratio.
 
     python benches/compile_bench.py [--rounds N]
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "parity"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 import orig_env  # noqa: E402
 from cases import CASES  # noqa: E402
@@ -75,7 +75,7 @@ def time_ours(cases, rounds):
 def time_original(cases, rounds):
     py = orig_env.ensure_original_venv()
     with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.run([py, "-c", ORIGINAL_TIMER, str(ROOT / "tests" / "parity"), str(rounds)],
+        proc = subprocess.run([py, "-c", ORIGINAL_TIMER, str(ROOT / "tests" / "support"), str(rounds)],
                               input=json.dumps(cases), capture_output=True, text=True, cwd=tmp,
                               env=orig_env.isolated_env(tmp), check=True)
     return json.loads(proc.stdout)

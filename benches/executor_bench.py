@@ -6,7 +6,7 @@ Kubernetes API server (tests/kube-emulator), same inputs, one run. Not a test.
    request; API round trips counted from the emulator's request log. The store is
    emptied and the fixtures (the ambassador Service, claims, ...) made again before each
    iteration; one warm-up iteration is not counted. The original runs in its own
-   virtualenv through tests/parity/exec_oracle.py (the driver ours runs through too),
+   virtualenv through tests/support/exec_oracle.py (the driver ours runs through too),
    with its 3 s sleep per Service outside Ambassador patched out; one row shows it as
    shipped (sleep kept) on a LoadBalancer start.
 3. The watch cache (ours only; rows 1 and 2 run ours with it off, ``TYCHO_KUBE_CACHE=off``):
@@ -43,8 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "tests" / "parity"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 import exec_oracle  # noqa: E402
 import orig_env  # noqa: E402

@@ -8,7 +8,7 @@ reported for each, after one unmeasured warm-up run (so both start with a warm f
 cache and compiled bytecode, kept in a private PYTHONPYCACHEPREFIX). The bare interpreter (``python -c pass``) of each environment is shown as the
 floor.
 
-The original runs from the virtualenv built by tests/parity/orig_env.py
+The original runs from the virtualenv built by tests/support/orig_env.py
 (``ensure_original_venv``); it loads a kubeconfig at import time, so it gets a dummy one
 (``isolated_env``) in a temporary HOME and working directory.
 
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "parity"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 import orig_env  # noqa: E402
 

@@ -1,12 +1,12 @@
-"""Shared test setup: the parity helpers are importable as plain modules, and one
-emulated Kubernetes API server (tests/kube_emulator.py) serves the whole session."""
+"""Shared test setup: the helper modules of tests/support/ are importable as plain
+modules, and one emulated Kubernetes API server (support/kube_emulator.py) serves the
+whole session."""
 
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-for path in (str(HERE / "parity"), str(HERE)):
-    if path not in sys.path:
-        sys.path.insert(0, path)
+SUPPORT = str(Path(__file__).resolve().parent / "support")
+if SUPPORT not in sys.path:
+    sys.path.insert(0, SUPPORT)
 
 from kube_emulator import kube_emulator, kube_emulator_session  # noqa: E402,F401

@@ -26,8 +26,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
+from cluster import cluster_fixture, compute, start_request  # noqa: F401 - fixture and helpers
 from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401 - pytest fixtures
-from test_executor import cluster_fixture, compute, start_request  # noqa: F401 - fixture and helpers
 from tycho import _native
 from tycho.context import ContextFactory, Principal, TychoContext
 from tycho.core import Tycho

@@ -232,8 +232,8 @@ def test_async_in_a_forked_child():
 
 # ---------------------------------------------------------------- against the emulated cluster
 
+from cluster import cluster_fixture  # noqa: F401, E402 - the `cluster` fixture
 from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401, E402 - pytest fixtures
-from test_executor import cluster_fixture  # noqa: F401, E402 - the `cluster` fixture
 
 
 def test_client_async_against_emulator(cluster):

@@ -22,7 +22,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
-from test_executor import cluster_fixture  # noqa: F401 - the `cluster` fixture
+from cluster import cluster_fixture  # noqa: F401 - the `cluster` fixture
 from tycho import _native
 from tycho.context import Principal, TychoContext
 from tycho.exceptions import TychoException

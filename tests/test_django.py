@@ -52,8 +52,8 @@ live_only = pytest.mark.skipif(
     reason="live mode needs the native Kubernetes executor (tycho._native.kube_start), not in this build yet",
 )
 if HAS_EXECUTOR:
+    from cluster import cluster_fixture  # noqa: F401 - the `cluster` fixture
     from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401 - pytest fixtures
-    from test_executor import cluster_fixture  # noqa: F401 - the `cluster` fixture
 
 ACCESS_TOKEN = "secret-access-token-0123456789"
 REFRESH_TOKEN = "secret-refresh-token-9876543210"

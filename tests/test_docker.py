@@ -2,7 +2,7 @@
 
 Images are built here (tests/docker-image/httpd.rs, static, imported into an empty
 image once per session); no registry is needed. What is asserted is read back from the
-Engine directly (tests/docker_engine.py), not through the backplane. Every test removes
+Engine directly (tests/support/docker_engine.py), not through the backplane. Every test removes
 whatever carries its GUID, volumes included, even when it fails.
 
 Skipped with a reason only when no Engine answers and CI is unset; under CI a missing
@@ -462,7 +462,7 @@ def test_cli_up_status_modify_down_with_backplane(engine, image, docker_env, sys
 
 
 def test_api_server_on_the_docker_backplane(engine, image, docker_env, systems, tmp_path):
-    from test_server import Server
+    from api_server import Server
 
     server = Server(tmp_path, tmp_path / "no-kubeconfig", args=["-b", "docker-compose"]).wait_listening()
     try:

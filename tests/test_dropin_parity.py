@@ -1,4 +1,4 @@
-"""Drop-in differential test: one script (tests/parity/dropin_script.py) uses the
+"""Drop-in differential test: one script (tests/support/dropin_script.py) uses the
 package the way test suites and scripts written for tycho-api 1.17.3 do, and runs
 unchanged in the original's virtualenv and in ours. Every value the original produces
 must be there in ours, equal (ours may add attributes), except where a COMPATIBILITY.md
@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "tests" / "parity" / "dropin_script.py"
+SCRIPT = ROOT / "tests" / "support" / "dropin_script.py"
 CORPUS = Path(os.environ.get("TYCHO_HELX_CORPUS", "/work/shared/corpus/helx-apps")) / "app-specs"
 
 PROBE_SPEC = """version: "3.0"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_validate_and_input import base_request
+from start_requests import base_request
 from tycho import _native
 from tycho.exceptions import StartException, TychoException
 

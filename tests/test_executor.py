@@ -1,189 +1,27 @@
 """The Kubernetes executor (tycho._native.kube_*, src/kube) over real HTTP.
 
 Runs against the kube emulator (tests/kube-emulator, started once per session by the
-``kube_emulator`` fixture of tests/kube_emulator.py). With ``TYCHO_TEST_KUBECONFIG`` set
+``kube_emulator`` fixture of tests/support/kube_emulator.py). With ``TYCHO_TEST_KUBECONFIG`` set
 the same tests run against that cluster instead (namespace ``TYCHO_TEST_NAMESPACE`` or
 ``default``; ``kubectl`` is used to create fixtures and read objects back); the parts
 that need the emulator's control API (request log, load-balancer knob, deployment
 status) skip with a reason.
 
-Helpers (``Cluster``, ``start_request``, ``compute``, the ``cluster`` fixture as
-``cluster_fixture``) are imported by
-test_executor_faults.py and test_executor_fork.py.
+The helpers (``Cluster``, ``start_request``, ``compute``, ``start``, the ``cluster``
+fixture as ``cluster_fixture``) live in tests/support/cluster.py.
 """
 
 import base64
 import json
-import os
-import shutil
-import subprocess
 import time
-import urllib.request
 
 import pytest
+from cluster import cluster_fixture, compute, start, start_request  # noqa: F401 - the `cluster` fixture
 from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401 - pytest fixtures
 from tycho.client import TychoClient
 from tycho.config import Config
 from tycho.core import Tycho
 from tycho.exceptions import ModifyException, StartException, TychoException
-from tycho.kube import KubernetesCompute
-
-COLLECTIONS = {
-    "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
-    "ReplicaSet": "/apis/apps/v1/namespaces/{ns}/replicasets",
-    "Pod": "/api/v1/namespaces/{ns}/pods",
-    "Service": "/api/v1/namespaces/{ns}/services",
-    "Secret": "/api/v1/namespaces/{ns}/secrets",
-    "PersistentVolumeClaim": "/api/v1/namespaces/{ns}/persistentvolumeclaims",
-    "NetworkPolicy": "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies",
-}
-KUBECTL_KINDS = "deployments,replicasets,pods,services,networkpolicies,persistentvolumeclaims,secrets"
-
-
-class Cluster:
-    """The cluster under test: the emulator, or a real cluster through kubectl."""
-
-    def __init__(self, backend, kubeconfig, namespace):
-        self.backend = backend
-        self.kubeconfig = kubeconfig
-        self.namespace = namespace
-        self.is_emulator = getattr(backend, "is_emulator", False)
-        self.fixtures = []  # (kind, name) created by the test
-        self.guids = []  # systems started by the test
-
-    @property
-    def control(self):
-        """The emulator's control API (skips the test on a real cluster)."""
-        if not self.is_emulator:
-            pytest.skip("needs the kube emulator's control API (TYCHO_TEST_KUBECONFIG points at a real cluster)")
-        return self.backend
-
-    def _kubectl(self, *args, stdin=None):
-        exe = shutil.which("kubectl")
-        if exe is None:
-            pytest.skip("reading a real cluster needs kubectl")
-        out = subprocess.run([exe, "--kubeconfig", self.kubeconfig, "-n", self.namespace, *args],
-                             input=stdin, capture_output=True, text=True, timeout=60)
-        if out.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)}: {out.stderr}")
-        return out.stdout
-
-    def objects(self, guid):
-        """Every object labelled tycho-guid=<guid> in the namespace."""
-        if self.is_emulator:
-            return [
-                o for o in self.backend.objects()
-                if o["metadata"].get("namespace") == self.namespace
-                and (o["metadata"].get("labels") or {}).get("tycho-guid") == guid
-            ]
-        items = json.loads(self._kubectl("get", KUBECTL_KINDS, "-l", f"tycho-guid={guid}", "-o", "json"))["items"]
-        return items
-
-    def named(self, kind, name):
-        """The object of ``kind`` named ``name``, or None."""
-        if self.is_emulator:
-            for o in self.backend.objects():
-                if (o.get("kind") == kind and o["metadata"]["name"] == name
-                        and o["metadata"].get("namespace") == self.namespace):
-                    return o
-            return None
-        try:
-            return json.loads(self._kubectl("get", kind.lower(), name, "-o", "json"))
-        except AssertionError:
-            return None
-
-    def of_kind(self, guid, kind):
-        return [o for o in self.objects(guid) if o.get("kind") == kind]
-
-    def create(self, obj):
-        """Create a fixture object (removed after the test)."""
-        kind, name = obj["kind"], obj["metadata"]["name"]
-        self.fixtures.append((kind, name))
-        if self.is_emulator:
-            path = COLLECTIONS[kind].format(ns=self.namespace)
-            req = urllib.request.Request(self.backend.url + path, data=json.dumps(obj).encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                return json.loads(resp.read())
-        return json.loads(self._kubectl("create", "--validate=false", "-f", "-", "-o", "json", stdin=json.dumps(obj)))
-
-    def cleanup(self):
-        compute = KubernetesCompute(Config())
-        for guid in self.guids:
-            try:
-                compute.delete(guid)
-            except TychoException:
-                pass
-        for kind, name in self.fixtures:
-            if self.is_emulator:
-                path = COLLECTIONS[kind].format(ns=self.namespace) + "/" + name
-                try:
-                    urllib.request.urlopen(urllib.request.Request(self.backend.url + path, method="DELETE"),
-                                           timeout=10).read()
-                except OSError:
-                    pass
-            else:
-                subprocess.run([shutil.which("kubectl") or "kubectl", "--kubeconfig", self.kubeconfig, "-n",
-                                self.namespace, "delete", kind.lower(), name, "--ignore-not-found"],
-                               capture_output=True, timeout=60)
-
-
-@pytest.fixture(name="cluster")
-def cluster_fixture(kube_emulator, tmp_path, monkeypatch):  # noqa: F811 - the imported fixture
-    for var in ("KUBERNETES_SERVICE_HOST", "AMBASSADOR_SVC_NAME", "REST_API", "TYCHO_KUBE_READ_TIMEOUT",
-                "TYCHO_KUBE_CONNECT_TIMEOUT", "TYCHO_KUBE_TIMEOUT", "DEV_PHASE"):
-        monkeypatch.delenv(var, raising=False)
-    namespace = os.environ.get("TYCHO_TEST_NAMESPACE") or "default"
-    path = kube_emulator.write_kubeconfig(tmp_path / "kubeconfig", namespace=namespace)
-    monkeypatch.setenv("KUBECONFIG", str(path))
-    monkeypatch.setenv("NAMESPACE", namespace)
-    # These tests change the cluster behind the executor's back (fixtures, deployment
-    # status) and read at once: they exercise the API-server path. The watch cache has
-    # its own tests (test_executor_cache.py), which await what a watch delivers.
-    monkeypatch.setenv("TYCHO_KUBE_CACHE", "off")
-    c = Cluster(kube_emulator, str(path), namespace)
-    yield c
-    c.cleanup()
-
-
-COMPOSE = {
-    "version": "3.0",
-    "services": {
-        "jupyter-ds": {
-            "image": "jupyter/datascience-notebook:latest",
-            "entrypoint": "start.sh jupyter lab",
-            "ports": ["8888"],
-            "environment": ["FROM_COMPOSE=compose-value"],
-            "deploy": {"resources": {"limits": {"cpus": "0.5", "memory": "1G"}}},
-        },
-        "sidecar": {"image": "busybox:1.36", "entrypoint": "sleep infinity"},
-    },
-}
-
-
-def start_request(name="jupyter-ds", username="jdoe", clients=(), volumes=None, compose=None):
-    compose = json.loads(json.dumps(compose or COMPOSE))
-    if volumes:
-        compose["services"]["jupyter-ds"]["volumes"] = list(volumes)
-    return {
-        "name": name,
-        "principal": json.dumps({"username": username, "access_token": "secret-token-A", "host": "h.example.org"}),
-        "serviceaccount": "default",
-        "env": {},
-        "system": compose,
-        "services": {"jupyter-ds": {"port": "8888", "clients": list(clients)}},
-    }
-
-
-def compute():
-    return KubernetesCompute(Config())
-
-
-def start(cluster, **kw):
-    """Parse and start a request; returns (system, result)."""
-    system = Tycho().parse(start_request(**kw))
-    cluster.guids.append(system.identifier)
-    return system, compute().start(system)
 
 
 def env_of(container):

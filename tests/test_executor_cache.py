@@ -15,9 +15,9 @@ import time
 import urllib.parse
 
 import pytest
+from cluster import Cluster, compute, start, start_request
 from forking import run_in_child
 from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401 - fixtures
-from test_executor import Cluster, compute, start, start_request
 from tycho.core import Tycho
 from tycho.exceptions import StartException
 
@@ -103,8 +103,8 @@ def start_elsewhere(cluster, username):
     """Starts a system from another process (cache off there); returns its GUID."""
     code = (
         "import json, sys\n"
-        "sys.path.insert(0, 'tests')\n"
-        "from test_executor import start_request\n"
+        "sys.path.insert(0, 'tests/support')\n"
+        "from cluster import start_request\n"
         "from tycho.core import Tycho\n"
         "from tycho.config import Config\n"
         "from tycho.kube import KubernetesCompute\n"

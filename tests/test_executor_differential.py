@@ -4,8 +4,8 @@ emulated Kubernetes API server (tests/kube-emulator) and must leave the same obj
 
 How it runs:
 
-* The original runs in its own virtualenv (tests/parity/orig_env.py) as the script
-  tests/parity/exec_oracle.py, against one emulator; ours runs in this process, through
+* The original runs in its own virtualenv (tests/support/orig_env.py) as the script
+  tests/support/exec_oracle.py, against one emulator; ours runs in this process, through
   the same driver (``exec_oracle.drive_case``), against a second, fresh emulator, at the
   same time. Each case starts from an empty store holding only its fixtures: a Service
   named ``ambassador`` when the case runs under Ambassador, a PVC for every ``pvc://``
@@ -23,7 +23,7 @@ How it runs:
 Stores are compared after removing what differs from run to run (GUIDs, uids,
 timestamps, resourceVersions, generation, managedFields, clusterIPs, nodePorts, the
 emulator's ReplicaSet/Pod name suffixes and pod-template-hash) and applying the
-normalisations of tests/test_parity.py (``normalise``/``prune``/``assert_same``, each a
+normalisations of tests/support/parity.py (``normalise``/``prune``/``assert_same``, each a
 COMPATIBILITY.md row). Differences that are deliberate are asserted, not hidden:
 
 * delete: ours deletes the NetworkPolicies and Services of the GUID itself; the original
@@ -39,7 +39,7 @@ COMPATIBILITY.md row). Differences that are deliberate are asserted, not hidden:
   system's token Secret (owned by the Deployment, deleted with the system) and the
   containers read ACCESS_TOKEN and the principal's token fields from it; the original has
   no Secret and no ACCESS_TOKEN and writes the tokens literally; the container env
-  follows test_parity.expected_principal_env (rows 'extra_container_env' and
+  follows parity.expected_principal_env (rows 'extra_container_env' and
   'principal env: scalars only');
 * the rows of COMPATIBILITY.md that show in a store: NetworkPolicy template, probe timing
   (the original's timing fields land on the container, where the API server drops them),
@@ -65,7 +65,7 @@ import pytest
 import tycho._native
 from cases import CASES
 from kube_emulator import Emulator
-from test_parity import PROBE_TIMING, assert_same, normalise, pop_token_secret, principal_of, prune
+from parity import PROBE_TIMING, assert_same, normalise, pop_token_secret, principal_of, prune
 
 pytestmark = pytest.mark.skipif(
     not hasattr(tycho._native, "kube_start"),
@@ -174,8 +174,8 @@ def _pod_spec(obj):
 
 
 def _view(obj, side, principal=None):
-    """One stored object as test_parity.normalise sees a rendered one (``principal``: the
-    request's, for the original's env; see test_parity.expected_principal_env)."""
+    """One stored object as parity.normalise sees a rendered one (``principal``: the
+    request's, for the original's env; see parity.expected_principal_env)."""
     obj = copy.deepcopy(obj)
     kind = obj["kind"]
     if side == "ours" and kind in ("Deployment", "ReplicaSet", "Pod"):
@@ -221,7 +221,7 @@ def store_view(objs, side, principal=None):
 
 def without_token_secret(objs, case):
     """Row 'ACCESS_TOKEN by Secret': ours stores the system's token Secret, checked by
-    test_parity.pop_token_secret (data, name, label, no token elsewhere) and taken out
+    parity.pop_token_secret (data, name, label, no token elsewhere) and taken out
     of the comparison."""
     objs = _generated_names(objs)
 

@@ -8,8 +8,8 @@ tests skip.
 import time
 
 import pytest
+from cluster import cluster_fixture, compute, start, start_request  # noqa: F401 - fixture and helpers
 from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401 - pytest fixtures
-from test_executor import cluster_fixture, compute, start, start_request  # noqa: F401 - fixture and helpers
 from tycho.core import Tycho
 from tycho.exceptions import DeleteException, ModifyException, StartException, TychoException
 

@@ -5,9 +5,9 @@ child lists (and starts and deletes) through the same module; both succeed."""
 import os
 
 import pytest
+from cluster import cluster_fixture, compute, start  # noqa: F401 - fixture and helpers
 from forking import run_in_child
 from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401 - pytest fixtures
-from test_executor import cluster_fixture, compute, start  # noqa: F401 - fixture and helpers
 from tycho.core import Tycho
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")

@@ -22,8 +22,8 @@ import threading
 import time
 
 import pytest
+from cluster import cluster_fixture, compute, start_request  # noqa: F401 - fixture and helpers
 from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401 - pytest fixtures
-from test_executor import cluster_fixture, compute, start_request  # noqa: F401 - fixture and helpers
 from tycho.core import Tycho
 from tycho.exceptions import StartException
 

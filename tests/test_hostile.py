@@ -16,25 +16,13 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from start_requests import base_request
 from tycho import _native
 from tycho.core import Tycho
 from tycho.exceptions import RequestKeyError, TychoException
 
 # our limit, or saphyr-parser's own limit on flow collections
 DEEP = "deeper than 128|recursion limit"
-
-
-def base_request(**over):
-    req = {
-        "name": "nginx",
-        "principal": json.dumps({"username": "jdoe", "host": "h.example.org"}),
-        "serviceaccount": "default",
-        "env": {},
-        "system": {"services": {"nginx": {"image": "nginx:1.27", "ports": ["8080:80"]}}},
-        "services": {"nginx": {"port": "80", "clients": []}},
-    }
-    req.update(over)
-    return req
 
 
 def deep_list(n):

@@ -10,8 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401
-from test_server import (  # noqa: F401 - fixtures and helpers
+from api_server import (  # noqa: F401 - fixtures and helpers
     TOKEN,
     Server,
     call,
@@ -20,6 +19,7 @@ from test_server import (  # noqa: F401 - fixtures and helpers
     start_request,
     token_server,
 )
+from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401
 
 parser = pytest.importorskip(
     "prometheus_client.openmetrics.parser", reason="prometheus-client (the test extra) is not installed"

@@ -1,5 +1,5 @@
 """The original tycho-api 1.17.3 client (REST_API=true: ``tycho.client.TychoClient(url)``,
-installed in its own venv, tests/parity/orig_env.py) against our ``tycho api``, with the
+installed in its own venv, tests/support/orig_env.py) against our ``tycho api``, with the
 emulated Kubernetes API server behind it: its ``TychoService(**row)`` accepts no extra
 key, so our status rows must keep its shape, readiness reasons included (they are opt-in
 on our side only)."""
@@ -10,8 +10,8 @@ import json
 import subprocess
 
 import orig_env
+from api_server import Server, start_request
 from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401 - pytest fixtures
-from test_server import Server, start_request
 
 SCRIPT = r"""
 import json, sys

@@ -14,8 +14,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from cluster import cluster_fixture, start  # noqa: F401 - the cluster fixture
 from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401 - pytest fixtures
-from test_executor import cluster_fixture, start  # noqa: F401 - the cluster fixture
 from tycho import _native
 from tycho.config import Config
 from tycho.context import TychoContext
@@ -192,7 +192,7 @@ def test_rest_server_gives_reasons_on_request_only(cluster, tmp_path, monkeypatc
     """``tycho api``: ``"reasons": true`` in a status request adds ``reason`` to each row;
     without it the rows keep the original's keys (its client builds TychoService(**row));
     our TychoContext over REST (REST_API=true) puts the reason on the TychoService."""
-    from test_server import Server
+    from api_server import Server
 
     system, _ = start(cluster)
     make_pod(cluster, system.identifier, UNSCHEDULABLE)

@@ -1,6 +1,6 @@
 """Differential test of the bundled app registry: every context of the original tycho-api
-1.17.3 is resolved by the original (in its own virtualenv, tests/parity/orig_env.py) and
-by ours, each context in a fresh process of its own (tests/parity/registry_driver.py),
+1.17.3 is resolved by the original (in its own virtualenv, tests/support/orig_env.py) and
+by ours, each context in a fresh process of its own (tests/support/registry_driver.py),
 with no ``tycho_config_url`` (both read the registry in their package) and the network
 fenced off. Compared, in order and by type:
 
@@ -30,7 +30,7 @@ from pathlib import Path
 import orig_env
 import pytest
 
-DRIVER = Path(__file__).resolve().parent / "parity" / "registry_driver.py"
+DRIVER = Path(__file__).resolve().parent / "support" / "registry_driver.py"
 
 # The contexts of the original's conf/app-registry.yaml (checked against the original
 # itself by test_the_original_has_these_contexts).

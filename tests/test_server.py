@@ -1,4 +1,7 @@
-"""`tycho api` over HTTP, as a subprocess, against the emulated Kubernetes API server."""
+"""`tycho api` over HTTP, as a subprocess, against the emulated Kubernetes API server.
+
+The ``Server`` helper, ``call`` and the ``kubeconfig``/``server``/``token_server`` fixtures
+live in tests/support/api_server.py."""
 
 from __future__ import annotations
 
@@ -12,117 +15,23 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import yaml
+from api_server import (  # noqa: F401 - fixtures and helpers
+    TOKEN,
+    Server,
+    call,
+    kubeconfig,
+    server,
+    start_request,
+    token_server,
+)
 from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
-NGINX = ROOT / "examples" / "nginx" / "docker-compose.yaml"
-TOKEN = "s3cret-token-for-tests"
-
-
-class Server:
-    """A `tycho api` process; `url` once it listens."""
-
-    def __init__(self, tmp_path, kubeconfig, args=(), env=None):
-        self.log_path = tmp_path / f"api-{time.monotonic_ns()}.log"
-        self._log = open(self.log_path, "wb")
-        full_env = dict(os.environ, KUBECONFIG=str(kubeconfig))
-        full_env.pop("TYCHO_API_TOKEN", None)
-        full_env.pop("NAMESPACE", None)
-        full_env.pop("REST_API", None)
-        full_env.update(env or {})
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tycho", "api", "-p", "0", *args],
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=full_env,
-        )
-        self.url = None
-
-    def wait_listening(self, timeout=30):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            m = re.search(r"listening on (http://\S+)", self.log())
-            if m:
-                self.url = m.group(1)
-                return self
-            if self.proc.poll() is not None:
-                self.stop()
-                raise AssertionError(f"tycho api exited with {self.proc.returncode}: {self.log()}")
-            time.sleep(0.05)
-        self.stop()
-        raise AssertionError(f"tycho api did not listen in time: {self.log()}")
-
-    def log(self):
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self):
-        if self._log.closed:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-
-
-@pytest.fixture
-def kubeconfig(kube_emulator, tmp_path):  # noqa: F811
-    return kube_emulator.write_kubeconfig(tmp_path / "kubeconfig")
-
-
-@pytest.fixture
-def server(tmp_path, kubeconfig):
-    s = Server(tmp_path, kubeconfig).wait_listening()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def token_server(tmp_path, kubeconfig):
-    s = Server(tmp_path, kubeconfig, env={"TYCHO_API_TOKEN": TOKEN}).wait_listening()
-    yield s
-    s.stop()
-
-
-def call(method, url, body=None, raw=None, headers=None, timeout=30):
-    """(status, headers, parsed JSON or text) of one request."""
-    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    hdrs = {"Content-Type": "application/json"} if data is not None else {}
-    hdrs.update(headers or {})
-    req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            code, rh, text = resp.status, resp.headers, resp.read().decode()
-    except urllib.error.HTTPError as e:
-        code, rh, text = e.code, e.headers, e.read().decode()
-    try:
-        return code, rh, json.loads(text)
-    except ValueError:
-        return code, rh, text
-
-
-def start_request(name="nginx", username="alice"):
-    system = yaml.safe_load(NGINX.read_text())
-    services = {}
-    for svc_name, svc in system["services"].items():
-        for port in svc.get("ports", []):
-            services[svc_name] = {"port": int(str(port).split(":")[-1])}
-    return {
-        "name": name,
-        "principal": json.dumps({"username": username, "access_token": "tok-" + username}),
-        "serviceaccount": "default",
-        "env": {},
-        "system": system,
-        "services": services,
-    }
 
 
 def deployments(emu):
@@ -197,13 +106,13 @@ def test_operation_failure_is_an_error_response(server, kube_emulator):  # noqa:
 # ------------------------------------------------------------------ bad requests
 
 
-def test_malformed_json_is_400(server):
+def test_malformed_json_is_400(server):  # noqa: F811
     code, _, r = call("POST", server.url + "/system/start", raw=b'{"name": "x",')
     assert code == 400 and r["status"] == "error" and "not valid JSON" in r["message"], r
     assert r["result"]["error"] == r["message"]
 
 
-def test_wrong_types_are_400_naming_the_field(server):
+def test_wrong_types_are_400_naming_the_field(server):  # noqa: F811
     req = start_request()
     req["name"] = 5
     code, _, r = call("POST", server.url + "/system/start", req)
@@ -225,7 +134,7 @@ def test_wrong_types_are_400_naming_the_field(server):
     assert code == 400 and r["result"]["field"] == "cpu"
 
 
-def test_not_json_content_type_is_415(server):
+def test_not_json_content_type_is_415(server):  # noqa: F811
     code, _, r = call("POST", server.url + "/system/status", raw=b"{}", headers={"Content-Type": "text/plain"})
     assert code == 415 and r["status"] == "error"
 
@@ -281,7 +190,7 @@ def _answer_while_sending(host, port, head, chunks, timeout=60):
     return status, received[head_end + 4 :]
 
 
-def test_oversized_body_is_413(server):
+def test_oversized_body_is_413(server):  # noqa: F811
     host, port = server.url.removeprefix("http://").split(":")
     # A declared Content-Length over the limit is refused before the body is read; only
     # the headers are sent, so nothing races the server closing the connection.
@@ -306,7 +215,7 @@ def test_oversized_body_is_413(server):
     assert status == 413 and json.loads(body)["status"] == "error", body
 
 
-def test_unknown_path_and_method(server):
+def test_unknown_path_and_method(server):  # noqa: F811
     code, _, r = call("GET", server.url + "/nothing")
     assert code == 404 and r["status"] == "error"
     code, headers, r = call("GET", server.url + "/system/start")
@@ -316,7 +225,7 @@ def test_unknown_path_and_method(server):
 # ------------------------------------------------------------------ auth
 
 
-def test_token_required_when_configured(token_server):
+def test_token_required_when_configured(token_server):  # noqa: F811
     url = token_server.url + "/system/status"
     code, headers, r = call("POST", url, {})
     assert code == 401 and r["status"] == "error" and "missing bearer token" in r["message"]
@@ -335,7 +244,7 @@ def test_token_required_when_configured(token_server):
     assert TOKEN not in token_server.log()
 
 
-def test_non_loopback_bind_needs_token_or_insecure(tmp_path, kubeconfig):
+def test_non_loopback_bind_needs_token_or_insecure(tmp_path, kubeconfig):  # noqa: F811
     env = dict(os.environ, KUBECONFIG=str(kubeconfig))
     env.pop("TYCHO_API_TOKEN", None)
     proc = subprocess.run([sys.executable, "-m", "tycho", "api", "--host", "0.0.0.0", "-p", "0"],
@@ -349,14 +258,14 @@ def test_non_loopback_bind_needs_token_or_insecure(tmp_path, kubeconfig):
         assert s.proc.returncode == 0
 
 
-def test_empty_token_is_refused(tmp_path, kubeconfig):
+def test_empty_token_is_refused(tmp_path, kubeconfig):  # noqa: F811
     env = dict(os.environ, KUBECONFIG=str(kubeconfig), TYCHO_API_TOKEN="  ")
     proc = subprocess.run([sys.executable, "-m", "tycho", "api", "-p", "0"],
                           capture_output=True, text=True, env=env, timeout=30)
     assert proc.returncode == 1 and "TYCHO_API_TOKEN is set but empty" in proc.stderr
 
 
-def test_unknown_backplane_exits_1_listing_supported(kubeconfig):
+def test_unknown_backplane_exits_1_listing_supported(kubeconfig):  # noqa: F811
     proc = subprocess.run([sys.executable, "-m", "tycho", "api", "-b", "nomad", "-p", "0"],
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 1
@@ -451,7 +360,7 @@ def test_health_and_readiness(server, kube_emulator):  # noqa: F811
     assert code == 503 and r["status"] == "unavailable" and r["message"]
 
 
-def test_access_log_one_line_per_request_without_bodies(server):
+def test_access_log_one_line_per_request_without_bodies(server):  # noqa: F811
     secret_value = "do-not-log-this-value"
     call("POST", server.url + "/system/status", {"username": secret_value})
     call("POST", server.url + "/system/start?token=abc", raw=b"{")
@@ -463,7 +372,7 @@ def test_access_log_one_line_per_request_without_bodies(server):
     assert not any(line.startswith("FORGED") for line in server.log().splitlines())
 
 
-def test_cors_off_by_default_and_configurable(server, tmp_path, kubeconfig):
+def test_cors_off_by_default_and_configurable(server, tmp_path, kubeconfig):  # noqa: F811
     preflight = {"Origin": "https://appstore.example", "Access-Control-Request-Method": "POST"}
     code, headers, _ = call("OPTIONS", server.url + "/system/status", headers=preflight)
     assert "Access-Control-Allow-Origin" not in headers
@@ -481,7 +390,7 @@ def test_cors_off_by_default_and_configurable(server, tmp_path, kubeconfig):
 # ------------------------------------------------------------------ OpenAPI, clients
 
 
-def test_openapi_document(server):
+def test_openapi_document(server):  # noqa: F811
     code, _, doc = call("GET", server.url + "/openapi.json")
     assert code == 200 and doc["openapi"].startswith("3.0")
     assert set(doc["paths"]) == {"/system/start", "/system/status", "/system/delete", "/system/modify",
@@ -540,7 +449,7 @@ def test_deploy_manifests_validate(version):
 # ------------------------------------------------------------------ schemathesis
 
 
-def test_schemathesis_finds_nothing(server, tmp_path):
+def test_schemathesis_finds_nothing(server, tmp_path):  # noqa: F811
     exe = shutil.which("schemathesis") or str(Path(sys.executable).parent / "schemathesis")
     if not os.path.exists(exe):
         pytest.skip("schemathesis is not installed (pip install '.[test]')")

@@ -21,8 +21,8 @@ import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from api_server import Server, call, kubeconfig, start_request  # noqa: F401 - fixture and helpers
 from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401
-from test_server import Server, call, kubeconfig, start_request  # noqa: F401 - fixture and helpers
 
 
 def address(server):

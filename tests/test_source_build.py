@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_wheel_install import clean_env
+from build_env import clean_env
 
 ROOT = Path(__file__).resolve().parent.parent
 

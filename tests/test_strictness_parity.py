@@ -1,6 +1,6 @@
 """Strictness differential test: odd start requests that tycho-api 1.17.3 accepts
-(tests/parity/odd_cases.py) are accepted by ours too, give the same objects modulo the
-COMPATIBILITY.md rows (the normalisation of tests/test_parity.py), and ours logs one
+(tests/support/odd_cases.py) are accepted by ours too, give the same objects modulo the
+COMPATIBILITY.md rows (the normalisation of tests/support/parity.py), and ours logs one
 WARNING per field (logger ``tycho.model``) where it had to bend a rule or ignores a
 compose key, none otherwise. The remaining rejections are the rows of COMPATIBILITY.md's strictness audit;
 the ones Kubernetes or security requires are checked at the end."""
@@ -14,8 +14,8 @@ import pytest
 from cases import PROD
 from compile_case import compile_case
 from odd_cases import ODD_CASES, _jupyter, _odd, _req, principal
+from parity import GUID, assert_same, normalise, pop_token_secret
 from run_oracle import original_objects
-from test_parity import GUID, assert_same, normalise, pop_token_secret
 from tycho.exceptions import TychoException
 
 

@@ -11,6 +11,7 @@ import kubernetes_validate
 import pytest
 from cases import CASES
 from compile_case import compile_case
+from start_requests import base_request
 from tycho import _native
 from tycho.exceptions import TychoException
 
@@ -60,19 +61,6 @@ def test_bad_input_names_what_is_wrong(name):
         compile_case(case)
     for word in REFUSED[name]:
         assert word in str(err.value), f"{word!r} not in {err.value}"
-
-
-def base_request(**over):
-    req = {
-        "name": "nginx",
-        "principal": json.dumps({"username": "jdoe", "host": "h.example.org"}),
-        "serviceaccount": "default",
-        "env": {},
-        "system": {"services": {"nginx": {"image": "nginx:1.27", "ports": ["8080:80"]}}},
-        "services": {"nginx": {"port": "80", "clients": []}},
-    }
-    req.update(over)
-    return req
 
 
 @pytest.mark.parametrize(

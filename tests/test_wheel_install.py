@@ -18,6 +18,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from build_env import clean_env
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_PACKAGE = ROOT / "python" / "tycho"
@@ -33,27 +34,6 @@ def wheel() -> Path:
     p = Path(path)
     assert p.is_file(), f"TYCHO_TEST_WHEEL={path} is not a file"
     return p
-
-
-def no_rust_path() -> str:
-    """PATH without ~/.cargo/bin and without any directory holding cargo or rustc."""
-    cargo_home = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo")) / "bin"
-    keep = []
-    for entry in os.environ.get("PATH", "").split(os.pathsep):
-        if not entry or Path(entry) == cargo_home or Path(entry) == Path.home() / ".cargo" / "bin":
-            continue
-        if any((Path(entry) / tool).exists() for tool in ("cargo", "rustc", "rustup")):
-            continue
-        keep.append(entry)
-    return os.pathsep.join(keep)
-
-
-def clean_env(home: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "CARGO", "RUSTUP", "MATURIN"))}
-    for key in ("PYTHONPATH", "KUBECONFIG", "KUBERNETES_SERVICE_HOST", "VIRTUAL_ENV", "PYTHONHOME"):
-        env.pop(key, None)
-    env.update(PATH=no_rust_path(), HOME=str(home), PIP_DISABLE_PIP_VERSION_CHECK="1")
-    return env
 
 
 def bin_dir(root: Path) -> Path:

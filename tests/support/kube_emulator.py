@@ -11,7 +11,7 @@ drives its ``/__emulator/`` control API.
         ...
 
 pytest: ``pytest_plugins = ["kube_emulator"]`` in a conftest.py (with
-``tests/`` on sys.path), then use the ``kube_emulator`` fixture: one emulator
+``tests/support/`` on sys.path), then use the ``kube_emulator`` fixture: one emulator
 process per session, reset before each test. With ``TYCHO_TEST_KUBECONFIG``
 set, the fixture points at that real cluster instead and every control
 method skips the test.
@@ -34,8 +34,9 @@ import time
 import urllib.error
 import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-CRATE_DIR = os.path.join(HERE, "kube-emulator")
+# This module lives in tests/support/; the crate is tests/kube-emulator.
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CRATE_DIR = os.path.join(TESTS, "kube-emulator")
 TARGET_DIR = os.path.join(CRATE_DIR, "target")
 BIN_NAME = "kube-emulator"
 

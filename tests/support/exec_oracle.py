@@ -2,7 +2,7 @@
 
 The same driver runs both implementations with the same inputs:
 
-* the ORIGINAL tycho-api 1.17.3, as a script inside its virtualenv (tests/parity/orig_env.py)::
+* the ORIGINAL tycho-api 1.17.3, as a script inside its virtualenv (tests/support/orig_env.py)::
 
       python exec_oracle.py < input.json > output.json
 
@@ -11,7 +11,7 @@ The same driver runs both implementations with the same inputs:
 * ours, imported in-process by tests/test_executor_differential.py and
   benches/executor_bench.py (``drive_case``, ``bench_ops``).
 
-Only the stdlib and tests/kube_emulator.py are imported at module level; ``tycho`` is
+Only the stdlib and tests/support/kube_emulator.py are imported at module level; ``tycho`` is
 imported when a case runs, so whichever package is importable is the one driven.
 
 What the script changes in the original (nothing else is patched):
@@ -30,7 +30,7 @@ What the script changes in the original (nothing else is patched):
   (``config['tycho']['templates']['paths']``), so that its delete can be seen leaving
   the NetworkPolicy in the store.
 
-Case keys (those of tests/parity/cases.py, plus a few of this driver's):
+Case keys (those of tests/support/cases.py, plus a few of this driver's):
 ``request``, ``environ``, ``ambassador`` (create a Service named ``ambassador``, or
 ``AMBASSADOR_SVC_NAME``), ``missing_pvcs`` (claims not created; every other
 ``pvc://`` claim of the request is created as a PVC), ``env_secret`` (data of the
@@ -60,10 +60,11 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
+# kube_emulator.py is a sibling in tests/support/ (on sys.path when run as a script;
+# put there when imported from elsewhere).
 HERE = os.path.dirname(os.path.abspath(__file__))
-TESTS = os.path.dirname(HERE)
-if TESTS not in sys.path:
-    sys.path.insert(0, TESTS)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
 
 from kube_emulator import Emulator, strip_volatile_fields  # noqa: E402
 

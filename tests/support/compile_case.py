@@ -1,4 +1,4 @@
-"""Compiles a parity case (tests/parity/cases.py) with ours, with exactly the case's
+"""Compiles a parity case (tests/support/cases.py) with ours, with exactly the case's
 environment switches set (all others unset) for the duration of the call."""
 
 import copy

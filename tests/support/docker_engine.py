@@ -20,8 +20,9 @@ import time
 import urllib.parse
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-HTTPD_SOURCE = HERE / "docker-image" / "httpd.rs"
+# This module lives in tests/support/; the image source is in tests/docker-image/.
+TESTS = Path(__file__).resolve().parents[1]
+HTTPD_SOURCE = TESTS / "docker-image" / "httpd.rs"
 IMAGE_REPO = "tycho-test-httpd"
 
 

@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[2]  # <repo>/tests/support/orig_env.py
 DEFAULT_VENV = REPO_ROOT / ".cache" / "orig-venv"
 MARKER_NAME = ".tycho-orig-ready.json"
 
