@@ -458,3 +458,18 @@ def test_namespace_rules(cluster, monkeypatch, tmp_path):
         bad = compute()
         bad.namespace = "Not_A_Namespace"
         bad.start(Tycho().parse(start_request()))
+
+
+def test_client_factory_finds_the_api_service(cluster):
+    """TychoClientFactory.get_client reads the API's Service (the original's lookup): its
+    name and first port; a missing Service gives the default URL."""
+    from tycho.client import TychoClientFactory
+
+    cluster.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "tycho-api"},
+                    "spec": {"ports": [{"port": 8099}, {"port": 9000}]}})
+    factory = TychoClientFactory()
+    assert factory.get_client(namespace=cluster.namespace).url == "http://tycho-api:8099/system"
+    missing = factory.get_client(name="no-such-api", namespace=cluster.namespace, default_url="http://d:1")
+    assert missing.url == "http://d:1/system"
+    bad = factory.get_client(name="Not_A_Name", namespace=cluster.namespace, default_url="http://d:2")
+    assert bad.url == "http://d:2/system"

@@ -391,9 +391,10 @@ class TychoClient:
 class TychoClientFactory:
     """Locate a Tycho API instance.
 
-    Construction touches nothing. :meth:`get_client` asks the native Kubernetes
-    executor for the API's Service when this build has one (``tycho._native.kube_service_url``)
-    and otherwise, or when the lookup fails, returns a client for ``default_url``.
+    Construction touches nothing. :meth:`get_client` reads the API's Service with the
+    native Kubernetes executor (``tycho._native.kube_service_url``): a client for
+    ``http://<name>:<its first port>``, or for ``default_url`` when there is no such
+    Service or the cluster cannot be read.
     """
 
     def __init__(self) -> None:
@@ -403,12 +404,10 @@ class TychoClientFactory:
         """A :class:`TychoClient` for the Tycho API service ``name`` in ``namespace``."""
         namespace = _native.environment_namespace(None, variable=False) or namespace
         url = None
-        lookup = getattr(_native, "kube_service_url", None)
-        if lookup is not None:
-            try:
-                url = lookup(name, namespace)
-            except Exception as e:
-                logger.info("cannot find %s in namespace %s: %s", name, namespace, e)
+        try:
+            url = _native.kube_service_url(name, namespace)
+        except Exception as e:
+            logger.info("cannot find %s in namespace %s: %s", name, namespace, e)
         if not url:
             url = default_url
         logger.info("creating tycho client with url: %s", url)

@@ -24,6 +24,7 @@ pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kube_delete, m)?)?;
     m.add_function(wrap_pyfunction!(kube_modify, m)?)?;
     m.add_function(wrap_pyfunction!(kube_namespace, m)?)?;
+    m.add_function(wrap_pyfunction!(kube_service_url, m)?)?;
     m.add_function(wrap_pyfunction!(kube_readiness, m)?)?;
     m.add_function(wrap_pyfunction!(kube_wait, m)?)?;
     if LOG_RESET.get().is_none() {
@@ -142,6 +143,13 @@ fn kube_modify<'py>(
 #[pyfunction]
 fn kube_namespace(py: Python<'_>) -> PyResult<String> {
     run(py, || Ok(crate::kube::default_namespace()))
+}
+
+/// `http://<name>:<port>` of the Tycho API Service `name` in `namespace`, None when
+/// there is no such Service (`tycho.client.TychoClientFactory.get_client`).
+#[pyfunction]
+fn kube_service_url(py: Python<'_>, name: String, namespace: String) -> PyResult<Option<String>> {
+    run(py, || crate::kube::service_url_blocking(&name, &namespace))
 }
 
 fn progress_value(p: &crate::kube::wait::Progress) -> Value {

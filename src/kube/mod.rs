@@ -185,6 +185,34 @@ pub async fn api_ready() -> crate::Result<()> {
         .map_err(|e| KubeError::from_kube(&e, 1).into_error(ErrorKind::Kube))
 }
 
+/// The URL of the Tycho API Service `name` in `namespace`, as the original's
+/// `TychoClientFactory.get_client` builds it: `http://<name>:<first port>` (the cluster
+/// DNS name of the Service; the original wrote the literal `tycho-api`, the default
+/// name). None when there is no such Service or it has no port.
+pub async fn service_url(name: &str, namespace: &str) -> crate::Result<Option<String>> {
+    let kind = ErrorKind::Kube;
+    if !crate::names::is_dns_label(name, 63) {
+        return Err(err(kind, format!("{name:?} is not a valid Service name")));
+    }
+    check_label_value(kind, "namespace", namespace)?;
+    let connection = client::connection(kind, &client::settings()).await?;
+    let api: Api<core::v1::Service> = Api::namespaced(connection.client.clone(), namespace);
+    let what = format!("Service {name:?} in namespace {namespace}");
+    let service = retry::idempotent(&what, || api.get_opt(name))
+        .await
+        .map_err(|e| e.context(format!("cannot read {what}")).into_error(kind))?;
+    let port = service
+        .and_then(|s| s.spec)
+        .and_then(|spec| spec.ports)
+        .and_then(|ports| ports.first().map(|p| p.port));
+    Ok(port.map(|port| format!("http://{name}:{port}")))
+}
+
+/// [`service_url`], blocking (on the executor's runtime).
+pub fn service_url_blocking(name: &str, namespace: &str) -> crate::Result<Option<String>> {
+    client::block_on(ErrorKind::Kube, service_url(name, namespace))
+}
+
 /// HTTP status of an API error (None for transport errors).
 pub(crate) fn status_code(e: &kube::Error) -> Option<u16> {
     match e {

@@ -8,8 +8,9 @@
 //!   Last-Modified;
 //! * [`spec`] — specs rendered with the registry `settings`.
 //!
-//! [`Registry`] ties them together for Rust callers; the Python layer calls the pieces
-//! so that its public attributes (`registry`, `apps`, ...) stay plain dicts.
+//! The Python layer (`tycho.context`, through `crate::bindings`) and the command line's
+//! `--registry` (`crate::cli::request`) call the pieces, so that the Python attributes
+//! (`registry`, `apps`, ...) stay plain dicts.
 
 pub mod fetch;
 pub mod grok;
@@ -21,9 +22,8 @@ pub use grok::{deep_merge, grok, GrokOptions};
 
 use crate::error::Result;
 use model::{context_error, url_join};
-use serde_json::{Map, Value};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use serde_json::Value;
+use std::path::PathBuf;
 
 /// Where the registry files come from.
 #[derive(Debug, Clone)]
@@ -72,117 +72,39 @@ pub fn load_config(
     }
 }
 
-/// A loaded and compiled registry for one product.
-#[derive(Debug)]
-pub struct Registry {
-    /// Normalised `tycho_config_url` ("" for the packaged registry).
-    pub tycho_config_url: String,
-    /// The product (context) compiled.
-    pub product: String,
-    /// `app-registry.yaml`.
-    pub registry: Value,
-    /// `app-defaults.yaml`.
-    pub app_defaults: Value,
-    /// The compiled apps.
-    pub apps: Map<String, Value>,
-    /// The HTTP cache used for specs and settings.
-    pub cache: Arc<HttpCache>,
-}
-
-impl Registry {
-    /// Loads `app-registry.yaml` and `app-defaults.yaml` from `source` and compiles
-    /// the apps of `product`.
-    pub fn open(source: &Source, product: &str, cache: Arc<HttpCache>) -> Result<Self> {
-        let (registry, _) = load_config(&cache, source, "app-registry.yaml")?;
-        let (app_defaults, _) = load_config(&cache, source, "app-defaults.yaml")?;
-        let registry = if registry.is_null() {
-            Value::Object(Map::new())
-        } else {
-            registry
-        };
-        let app_defaults = if app_defaults.is_null() {
-            Value::Object(Map::new())
-        } else {
-            app_defaults
-        };
-        let tycho_config_url = source.config_url();
-        let apps = grok(
-            &registry,
-            &app_defaults,
-            product,
-            &tycho_config_url,
-            &GrokOptions::from_env(),
-        )?;
-        Ok(Registry {
-            tycho_config_url,
-            product: product.to_string(),
-            registry,
-            app_defaults,
-            apps,
-            cache,
-        })
-    }
-
-    /// The packaged registry in `conf_dir`.
-    pub fn packaged(conf_dir: &Path, product: &str) -> Result<Self> {
-        Self::open(
-            &Source::Directory(conf_dir.to_path_buf()),
-            product,
-            Arc::new(HttpCache::default()),
-        )
-    }
-
-    /// The compiled entry of `app_id`.
-    pub fn app(&self, app_id: &str) -> Result<&Map<String, Value>> {
-        match self.apps.get(app_id) {
-            Some(Value::Object(app)) => Ok(app),
-            _ => Err(context_error(format!(
-                "app {app_id:?} is not in the {} registry",
-                self.product
-            ))),
-        }
-    }
-
-    fn spec_url(&self, app_id: &str) -> Result<String> {
-        match self.app(app_id)?.get("spec") {
-            Some(Value::String(s)) => Ok(s.clone()),
-            _ => Err(context_error(format!("app {app_id} has no spec URL"))),
-        }
-    }
-
-    /// The app's compose document rendered with the registry settings.
-    pub fn get_spec(&self, app_id: &str) -> Result<Value> {
-        let url = self.spec_url(app_id)?;
-        let answer = self.cache.fetch(&url, &format!("spec of app {app_id}"))?;
-        spec::render_spec(app_id, &url, &answer.text, &model::settings(&self.registry))
-    }
-
-    /// Text of the `.env` beside the app's spec ("" when there is none).
-    pub fn get_settings(&self, app_id: &str) -> Result<String> {
-        let url = spec::settings_url(&self.spec_url(app_id)?);
-        let answer = self.cache.get(&url)?;
-        Ok(if answer.status == 200 {
-            answer.text
-        } else {
-            String::new()
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Map;
+    use std::path::Path;
+
+    /// The apps of `product` in the packaged registry (as `tycho.context` compiles them).
+    fn packaged(product: &str) -> (Value, Map<String, Value>) {
+        let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/tycho/conf");
+        let source = Source::Directory(conf);
+        let cache = HttpCache::default();
+        let (registry, _) = load_config(&cache, &source, "app-registry.yaml").unwrap();
+        let (defaults, _) = load_config(&cache, &source, "app-defaults.yaml").unwrap();
+        let apps = grok(
+            &registry,
+            &defaults,
+            product,
+            &source.config_url(),
+            &GrokOptions::default(),
+        )
+        .unwrap();
+        (registry, apps)
+    }
 
     #[test]
     fn packaged_registry_compiles_every_product() {
-        let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/tycho/conf");
-        let common = Registry::packaged(&conf, "common").unwrap();
-        let products: Vec<String> = model::contexts(&common.registry).keys().cloned().collect();
+        let (registry, _) = packaged("common");
+        let products: Vec<String> = model::contexts(&registry).keys().cloned().collect();
         assert!(products.len() >= 13, "{products:?}");
         for product in &products {
-            let registry = Registry::packaged(&conf, product).unwrap();
-            assert!(!registry.apps.is_empty(), "{product}");
-            for (id, app) in &registry.apps {
+            let (_, apps) = packaged(product);
+            assert!(!apps.is_empty(), "{product}");
+            for (id, app) in &apps {
                 let spec = app["spec"].as_str().unwrap();
                 assert!(
                     spec.starts_with("https://")
@@ -190,9 +112,9 @@ mod tests {
                 );
             }
         }
-        let braini = Registry::packaged(&conf, "braini").unwrap();
+        let (_, braini) = packaged("braini");
         assert_eq!(
-            braini.apps.keys().collect::<Vec<_>>(),
+            braini.keys().collect::<Vec<_>>(),
             [
                 "jupyter-ds",
                 "filebrowser",
@@ -204,7 +126,6 @@ mod tests {
                 "scout"
             ]
         );
-        assert!(braini.app("nope").is_err());
         assert_eq!(Source::Url("http://x/y".into()).config_url(), "http://x/y/");
     }
 }
