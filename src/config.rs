@@ -20,10 +20,23 @@ pub fn load_file(path: &str) -> Result<Value> {
     crate::yaml::load(&text).map_err(|e| Error::config(format!("config {path}: {e}")))
 }
 
-/// Follows `keys` into nested mappings.
+/// Follows `keys` into nested mappings. Every path the core reads must be under one
+/// of [`READ_PATHS`].
 pub fn lookup<'a>(config: &'a Value, keys: &[&str]) -> Option<&'a Value> {
     keys.iter().try_fold(config, |v, k| v.get(*k))
 }
+
+/// Every part of a configuration the core reads. A configuration handed over from
+/// Python (`tycho.config.Config.conf`, often large) is converted only along these
+/// paths; the test `read_paths_cover_every_lookup` holds the list to the code.
+pub const READ_PATHS: &[&[&str]] = &[
+    &["tycho", "templates", "paths"],
+    &["tycho", "compute", "system", "access_token_env"],
+    &["tycho", "compute", "system", "strict"],
+    &["tycho", "compute", "system", "volumes"],
+    &["tycho", "compute", "system", "defaults", "securityContext"],
+    &["tycho", "docker"],
+];
 
 /// The template override directories (`tycho.templates.paths`).
 pub fn template_paths(config: &Value) -> Vec<String> {
@@ -106,5 +119,83 @@ pub fn strict(config: &Value) -> bool {
         Some(Value::Bool(b)) => *b,
         Some(Value::String(s)) => matches!(s.to_ascii_lowercase().as_str(), "true" | "yes" | "1"),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each configuration read in src/ (a `lookup` of a key list, a JSON-pointer read
+    /// under tycho) is of a path under one of READ_PATHS.
+    #[test]
+    fn read_paths_cover_every_lookup() {
+        fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    files(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let mut all = Vec::new();
+        files(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut all,
+        );
+        let covered = |keys: &[String]| {
+            READ_PATHS
+                .iter()
+                .any(|p| keys.len() >= p.len() && p.iter().zip(keys).all(|(a, b)| a == b))
+        };
+        let mut seen = 0;
+        for path in all {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            for (i, _) in flat.match_indices("lookup(") {
+                let rest = &flat[i..];
+                let Some(open) = rest.find("&[\"") else {
+                    continue;
+                };
+                if open > 60 {
+                    continue; // not this call's argument
+                }
+                let close = rest[open..].find(']').unwrap() + open;
+                let keys: Vec<String> = rest[open + 2..close]
+                    .split(',')
+                    .map(|k| k.trim().trim_matches('"').to_string())
+                    .filter(|k| !k.is_empty())
+                    .collect();
+                if keys.first().is_some_and(|k| k == "tycho") {
+                    seen += 1;
+                    assert!(
+                        covered(&keys),
+                        "{}: {keys:?} is not under READ_PATHS",
+                        path.display()
+                    );
+                }
+            }
+            for (i, _) in flat.match_indices("pointer(") {
+                let rest = &flat[i..(i + 80).min(flat.len())];
+                let Some(start) = rest.find("\"/tycho/") else {
+                    continue;
+                };
+                let end = rest[start + 1..].find('"').unwrap() + start + 1;
+                let keys: Vec<String> = rest[start + 2..end]
+                    .split('/')
+                    .take_while(|k| !k.contains('{'))
+                    .map(String::from)
+                    .collect();
+                seen += 1;
+                assert!(
+                    covered(&keys),
+                    "{}: {keys:?} is not under READ_PATHS",
+                    path.display()
+                );
+            }
+        }
+        assert!(seen >= 6, "found only {seen} configuration reads");
     }
 }

@@ -435,7 +435,6 @@ class System:
     def render(self, template: str, context: Mapping[str, Any]={}) -> Documents:
         """Render template ``template`` (e.g. ``"pod.yaml"``) with this system as
         ``system`` plus ``context``; returns the list of YAML documents."""
-        extra = {k: to_plain(v) for k, v in (context or {}).items() if k != "system"}
         if type(self) is not System or "system" in (context or {}):
             # A subclass may convert itself otherwise; a context may replace ``system``.
             final_context = _PlainContext({"system": self.to_dict()})
@@ -443,7 +442,7 @@ class System:
             documents = TemplateUtils(config=self.config).render(template, context=final_context)
         else:
             # The model converted in one native pass (what to_dict gives), no Python recursion.
-            documents = _render_model(template, self, extra, _config_mapping(self.config))
+            documents = _render_model(template, self, dict(context or {}), _config_mapping(self.config))
         logger.debug("--generated template: %s", documents)
         return documents
 
@@ -480,10 +479,11 @@ class System:
             "principal": principal,
             "serviceaccount": service_account,
             "env": env,  # None: no templating pass, as the original
-            "system": to_plain(system),
-            "services": to_plain(services) if services is not None else {},
+            "system": system,
+            "services": services if services is not None else {},
         }
-        plain = _native.parse_system(request, config=_config_mapping(config), source_text=True)
+        # The request's values are converted as to_plain would, natively.
+        plain = _native.parse_system(request, config=_config_mapping(config), source_text=True, to_plain=to_plain)
         source_text = plain.pop("source_text", None)
         model = System._from_plain(config, plain)
         model.source_text = source_text

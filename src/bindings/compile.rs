@@ -4,9 +4,9 @@
 //! `tycho.model.System` reads, the request schema check of the REST server, the
 //! registry's deep merge, `parse_env` and the namespace rule.
 
-use crate::bindings::{config_value, from_py, run, to_py, to_pyerr};
+use crate::bindings::{config_value, from_py, run, to_py, to_pyerr, PlainWalk};
 use crate::compile::{self, CompileOptions};
-use crate::environment::{var, var_or};
+use crate::environment::var;
 use crate::error::Error;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -65,17 +65,23 @@ fn compile_request<'py>(
 
 /// Parses a start request into the system model (a dict with the original's attribute names).
 /// With `source_text`, the dict also holds `source_text`: the model as YAML
-/// (`System.source_text`).
+/// (`System.source_text`). With `to_plain` (`tycho.tycho_utils.to_plain`), the request
+/// may hold any values that function takes (see [`PlainWalk`]).
 #[pyfunction]
-#[pyo3(signature = (request, identifier=None, config=None, source_text=false))]
+#[pyo3(signature = (request, identifier=None, config=None, source_text=false, to_plain=None))]
 fn parse_system<'py>(
     py: Python<'py>,
     request: &Bound<'py, PyAny>,
     identifier: Option<String>,
     config: Option<&Bound<'py, PyAny>>,
     source_text: bool,
+    to_plain: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let request = from_py(request, "request")?;
+    let request = PlainWalk {
+        skip: None,
+        to_plain,
+    }
+    .convert(request, "request")?;
     let config = config_value(config)?;
     let system = run(py, || {
         let s = compile::parse_system(&config, &request, identifier)?;
@@ -89,86 +95,6 @@ fn parse_system<'py>(
         Ok(value)
     })?;
     to_py(py, &system)
-}
-
-/// The plain form of a `tycho.model` object graph, built in one native pass (what
-/// `tycho.tycho_utils.to_plain` gives, without its Python recursion): objects whose
-/// exact type is a key of `skip` become their public instance attributes less the
-/// names in `skip[type]` (the model classes' `to_dict`); dicts with string keys, lists
-/// and tuples are walked; anything else goes through `to_plain` (`fallback`).
-struct ModelWalk<'a, 'py> {
-    skip: &'a Bound<'py, PyDict>,
-    fallback: &'a Bound<'py, PyAny>,
-}
-
-impl<'py> ModelWalk<'_, 'py> {
-    fn generic(&self, obj: &Bound<'py, PyAny>) -> PyResult<Value> {
-        from_py(&self.fallback.call1((obj,))?, "system")
-    }
-
-    fn walk(&self, obj: &Bound<'py, PyAny>, depth: usize) -> PyResult<Value> {
-        use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
-        if depth > crate::limits::MAX_DEPTH {
-            // A cycle, or a very deep value: to_plain cuts cycles, from_py names depth.
-            return self.generic(obj);
-        }
-        if obj.is_none() {
-            return Ok(Value::Null);
-        }
-        if let Ok(s) = obj.cast::<PyString>() {
-            return Ok(Value::String(s.to_cow()?.into_owned()));
-        }
-        if let Ok(b) = obj.cast::<PyBool>() {
-            return Ok(Value::Bool(b.is_true()));
-        }
-        if let Ok(f) = obj.cast::<PyFloat>() {
-            if let Some(n) = serde_json::Number::from_f64(f.value()) {
-                return Ok(Value::Number(n));
-            }
-            return from_py(obj, "system"); // NaN, infinity: from_py names the field
-        }
-        if obj.is_instance_of::<PyInt>() {
-            if let Ok(i) = obj.extract::<i64>() {
-                return Ok(Value::from(i));
-            }
-            return from_py(obj, "system");
-        }
-        if let Ok(d) = obj.cast::<PyDict>() {
-            let mut map = Map::new();
-            for (k, v) in d.iter() {
-                let Ok(k) = k.cast::<PyString>() else {
-                    return self.generic(obj);
-                };
-                map.insert(k.to_cow()?.into_owned(), self.walk(&v, depth + 1)?);
-            }
-            return Ok(Value::Object(map));
-        }
-        if let Ok(l) = obj.cast::<PyList>() {
-            return l.iter().map(|v| self.walk(&v, depth + 1)).collect();
-        }
-        if let Ok(t) = obj.cast::<PyTuple>() {
-            return t.iter().map(|v| self.walk(&v, depth + 1)).collect();
-        }
-        if let Some(skip) = self.skip.get_item(obj.get_type())? {
-            let attrs = obj.getattr(pyo3::intern!(obj.py(), "__dict__"))?;
-            let Ok(attrs) = attrs.cast::<PyDict>() else {
-                return self.generic(obj);
-            };
-            let mut map = Map::new();
-            for (k, v) in attrs.iter() {
-                let Ok(key) = k.cast::<PyString>() else {
-                    continue;
-                };
-                let key = key.to_cow()?;
-                if key.starts_with('_') || skip.contains(key.as_ref())? {
-                    continue;
-                }
-                map.insert(key.into_owned(), self.walk(&v, depth + 1)?);
-            }
-            return Ok(Value::Object(map));
-        }
-        self.generic(obj)
-    }
 }
 
 /// The system last rendered on this thread by [`render_model`], converted for the
@@ -186,7 +112,7 @@ thread_local! {
 }
 
 /// Renders template `name` with `system` (a `tycho.model.System`, converted natively:
-/// see [`ModelWalk`]) as `system` plus `context` (a dict, already plain).
+/// see [`PlainWalk`]) as `system` plus `context` (a dict of values `to_plain` takes).
 #[pyfunction]
 #[pyo3(signature = (name, system, context, skip, to_plain, config=None))]
 fn render_model<'py>(
@@ -198,12 +124,12 @@ fn render_model<'py>(
     to_plain: &Bound<'py, PyAny>,
     config: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let walk = ModelWalk {
-        skip,
-        fallback: to_plain,
+    let walk = PlainWalk {
+        skip: Some(skip),
+        to_plain: Some(to_plain),
     };
-    let system = walk.walk(system, 1)?;
-    let context = from_py(context, "context")?;
+    let system = walk.convert(system, "system")?;
+    let context = walk.convert(context, "context")?;
     let config = config_value(config)?;
     let docs = run(py, || {
         let mode = crate::config::access_token_env(&config)?;
@@ -349,56 +275,36 @@ fn client_network(py: Python<'_>, service: String, client: &Bound<'_, PyAny>) ->
 /// `subpath_dir` and `nfsrods_uid` are None when unset).
 #[pyfunction]
 fn model_defaults<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-    let pairs: &[(&str, &str, &str)] = &[
-        ("dev_phase", "DEV_PHASE", "prod"),
-        ("ambassador_id", "AMBASSADOR_ID", ""),
-        (
-            "enable_init_container",
-            "TYCHO_APP_ENABLE_INIT_CONTAINER",
-            "true",
-        ),
-        ("create_home_dirs", "CREATE_HOME_DIRS", "false"),
-        ("stdnfs_pvc", "STDNFS_PVC", "stdnfs"),
-        ("parent_dir", "PARENT_DIR", "home"),
-        ("shared_dir", "SHARED_DIR", "shared"),
-        (
-            "init_image_repository",
-            "TYCHO_APP_INIT_IMAGE_REPOSITORY",
-            "busybox",
-        ),
-        ("init_image_tag", "TYCHO_APP_INIT_IMAGE_TAG", "latest"),
-        ("init_cpus", "TYCHO_APP_INIT_CPUS", "250m"),
-        ("init_memory", "TYCHO_APP_INIT_MEMORY", "250Mi"),
-        (
-            "gpu_resource_name",
-            "TYCHO_APP_GPU_RESOURCE_NAME",
-            "nvidia.com/gpu",
-        ),
-        ("nfsrods_host", "NFSRODS_HOST", ""),
-        ("gitea_host", "GITEA_HOST", " "),
-        ("gitea_user", "GITEA_USER", " "),
-        ("gitea_service_name", "GITEA_SERVICE_NAME", " "),
-        ("run_as_user", "TYCHO_APP_RUN_AS_USER", "0"),
-        ("run_as_group", "TYCHO_APP_RUN_AS_GROUP", "0"),
-        ("fs_group", "TYCHO_APP_FS_GROUP", "0"),
-        ("init_run_as_user", "INIT_SC_RUN_AS_USER", "0"),
-        ("init_run_as_group", "INIT_SC_RUN_AS_GROUP", "0"),
-    ];
-    let mut out = Map::new();
-    for (key, name, default) in pairs {
-        out.insert((*key).to_string(), Value::String(var_or(name, default)));
-    }
-    if let Some(Value::String(s)) = out.get_mut("create_home_dirs") {
-        *s = s.to_lowercase();
-    }
-    out.insert("subpath_dir".into(), json!(var("SUBPATH_DIR")));
-    out.insert("stdnfs_pvc_variable".into(), json!(var("STDNFS_PVC")));
-    out.insert(
-        "nfsrods_uid".into(),
-        json!(var("NFSRODS_UID").filter(|s| !s.is_empty())),
-    );
-    out.insert("irods_enabled".into(), json!(var("IROD_HOST").is_some()));
-    to_py(py, &Value::Object(out))
+    let s = crate::environment::model::ModelSwitches::from_env();
+    let out = json!({
+        "dev_phase": s.dev_phase,
+        "ambassador_id": s.ambassador_id,
+        "enable_init_container": s.enable_init_container,
+        // The init container's reading: unset is "false".
+        "create_home_dirs": s.create_home_dirs.as_deref().unwrap_or("false").to_lowercase(),
+        "stdnfs_pvc": s.stdnfs_pvc_or_default(),
+        "parent_dir": s.parent_dir,
+        "shared_dir": s.shared_dir,
+        "init_image_repository": s.init_image_repository,
+        "init_image_tag": s.init_image_tag,
+        "init_cpus": s.init_cpus,
+        "init_memory": s.init_memory,
+        "gpu_resource_name": s.gpu_resource_name,
+        "nfsrods_host": s.nfsrods_host,
+        "gitea_host": s.gitea_host,
+        "gitea_user": s.gitea_user,
+        "gitea_service_name": s.gitea_service_name,
+        "run_as_user": s.run_as_user,
+        "run_as_group": s.run_as_group,
+        "fs_group": s.fs_group,
+        "init_run_as_user": s.init_run_as_user,
+        "init_run_as_group": s.init_run_as_group,
+        "subpath_dir": s.subpath_dir,
+        "stdnfs_pvc_variable": s.stdnfs_pvc,
+        "nfsrods_uid": s.nfsrods_uid,
+        "irods_enabled": s.irods_enabled,
+    });
+    to_py(py, &out)
 }
 
 /// Checks `request` against component `component` of the API schema, as the REST

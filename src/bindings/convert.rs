@@ -181,7 +181,232 @@ pub(crate) fn config_value(config: Option<&Bound<'_, PyAny>>) -> PyResult<Value>
             } else {
                 c.clone()
             };
-            from_py(&inner, "config")
+            match inner.cast::<PyDict>() {
+                Ok(dict) => config_parts(dict),
+                Err(_) => from_py(&inner, "config"),
+            }
         }
+    }
+}
+
+/// The parts of a configuration dict the core reads ([`crate::config::READ_PATHS`]),
+/// converted; the rest (templates' own settings, comments of a large conf) is never
+/// crossed over.
+fn config_parts(config: &Bound<'_, PyDict>) -> PyResult<Value> {
+    let mut out = Value::Object(serde_json::Map::new());
+    'paths: for path in crate::config::READ_PATHS {
+        let mut node: Bound<'_, PyAny> = config.clone().into_any();
+        for key in *path {
+            let Ok(dict) = node.cast::<PyDict>() else {
+                if node.is_none() {
+                    continue 'paths;
+                }
+                // Another kind of mapping (or a value where one was expected): convert
+                // it all, as before this shortcut.
+                return from_py(config.as_any(), "config");
+            };
+            match dict.get_item(key)? {
+                Some(next) => node = next,
+                None => continue 'paths,
+            }
+        }
+        let value = from_py(&node, &format!("config {}", path.join(".")))?;
+        let mut slot = &mut out;
+        for (i, key) in path.iter().enumerate() {
+            let map = slot.as_object_mut().expect("built as mappings");
+            slot = if i + 1 == path.len() {
+                map.insert(key.to_string(), value);
+                break;
+            } else {
+                map.entry(key.to_string())
+                    .or_insert_with(|| Value::Object(serde_json::Map::new()))
+            };
+        }
+    }
+    Ok(out)
+}
+
+/// Converts Python values into plain JSON in one native pass, as
+/// `tycho.tycho_utils.to_plain` followed by [`from_py`] would (same result, same errors,
+/// a fraction of the time):
+///
+/// * None, bool, str, int, float, and dicts with string keys, lists and tuples are
+///   converted here; a float that is not finite, an int beyond 64 bits and a value
+///   nested deeper than [`crate::limits::MAX_DEPTH`] are errors naming the field;
+/// * an object whose exact type is a key of `skip` becomes its public instance
+///   attributes less the names in `skip[type]` (what the `tycho.model` classes' `to_dict`
+///   gives);
+/// * anything else (sets, dicts with other keys, other objects) goes through `to_plain`
+///   (when given; else through [`from_py`]).
+pub(crate) struct PlainWalk<'a, 'py> {
+    /// `{type: names left out}` of the model classes converted natively.
+    pub skip: Option<&'a Bound<'py, PyDict>>,
+    /// `tycho.tycho_utils.to_plain`.
+    pub to_plain: Option<&'a Bound<'py, PyAny>>,
+}
+
+/// How deep [`PlainWalk`] goes before it hands the whole value to `to_plain` (which
+/// tracks cycles), as `to_plain`'s own fast path does.
+const FAST_DEPTH: usize = 64;
+
+/// Why a walk stopped.
+enum Walked {
+    Py(PyErr),
+    Deep,
+}
+
+impl From<PyErr> for Walked {
+    fn from(e: PyErr) -> Self {
+        Walked::Py(e)
+    }
+}
+
+/// Where a value sits: the keys and indices from the root.
+enum Step<'py> {
+    Key(Bound<'py, PyAny>),
+    Index(usize),
+}
+
+fn field(what: &str, path: &[Step<'_>]) -> String {
+    if path.is_empty() {
+        return what.to_string();
+    }
+    let parts: Vec<String> = path
+        .iter()
+        .map(|s| match s {
+            Step::Key(k) => k.str().map(|s| s.to_string()).unwrap_or_default(),
+            Step::Index(i) => i.to_string(),
+        })
+        .collect();
+    format!("{what} field '{}'", crate::limits::echo(&parts.join(".")))
+}
+
+impl<'py> PlainWalk<'_, 'py> {
+    /// The plain form of `obj`; errors name it `what` (and the field). A value nested
+    /// deeper than [`FAST_DEPTH`] (a reference cycle, maybe) is converted again the
+    /// slow way, through `to_plain`, which turns a cycle into text as it always did.
+    pub fn convert(&self, obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Value> {
+        let mut path = Vec::new();
+        match self.walk(obj, what, &mut path) {
+            Err(Walked::Deep) => self.generic(obj, what, &[]),
+            Err(Walked::Py(e)) => Err(e),
+            Ok(v) => Ok(v),
+        }
+    }
+
+    fn generic(&self, obj: &Bound<'py, PyAny>, what: &str, path: &[Step<'py>]) -> PyResult<Value> {
+        let plain = match self.to_plain {
+            Some(f) => f.call1((obj,))?,
+            None => obj.clone(),
+        };
+        from_py(&plain, &field(what, path))
+    }
+
+    fn walk(
+        &self,
+        obj: &Bound<'py, PyAny>,
+        what: &str,
+        path: &mut Vec<Step<'py>>,
+    ) -> Result<Value, Walked> {
+        use pyo3::types::{PyBool, PyFloat, PyInt, PyList, PyTuple};
+        let py = obj.py();
+        if obj.is_none() {
+            return Ok(Value::Null);
+        }
+        if let Ok(s) = obj.cast::<PyString>() {
+            return Ok(Value::String(s.to_cow()?.into_owned()));
+        }
+        if let Ok(b) = obj.cast::<PyBool>() {
+            return Ok(Value::Bool(b.is_true()));
+        }
+        if let Ok(f) = obj.cast::<PyFloat>() {
+            let v = f.value();
+            return serde_json::Number::from_f64(v)
+                .map(Value::Number)
+                .ok_or_else(|| {
+                    Walked::Py(to_pyerr(
+                        py,
+                        Error::input(format!("{}: {v} is not a finite number", field(what, path))),
+                    ))
+                });
+        }
+        if obj.is_instance_of::<PyInt>() {
+            if let Ok(i) = obj.extract::<i64>() {
+                return Ok(Value::from(i));
+            }
+            if let Ok(u) = obj.extract::<u64>() {
+                return Ok(Value::from(u));
+            }
+            let text = obj.str().map(|s| s.to_string()).unwrap_or_default();
+            return Err(Walked::Py(to_pyerr(
+                py,
+                Error::input(format!(
+                    "{}: {} is out of range (64-bit integers)",
+                    field(what, path),
+                    crate::limits::echo(&text)
+                )),
+            )));
+        }
+        if path.len() >= FAST_DEPTH {
+            return Err(Walked::Deep);
+        }
+        if let Ok(d) = obj.cast::<PyDict>() {
+            let mut map = serde_json::Map::new();
+            for (k, v) in d.iter() {
+                let Ok(key) = k.cast::<PyString>() else {
+                    return Ok(self.generic(obj, what, path)?);
+                };
+                let key = key.to_cow()?.into_owned();
+                path.push(Step::Key(k));
+                let value = self.walk(&v, what, path)?;
+                path.pop();
+                map.insert(key, value);
+            }
+            return Ok(Value::Object(map));
+        }
+        let items = |iter: &mut dyn Iterator<Item = Bound<'py, PyAny>>,
+                     path: &mut Vec<Step<'py>>| {
+            let mut out = Vec::new();
+            for (i, v) in iter.enumerate() {
+                path.push(Step::Index(i));
+                let value = self.walk(&v, what, path)?;
+                path.pop();
+                out.push(value);
+            }
+            Ok::<_, Walked>(Value::Array(out))
+        };
+        if let Ok(l) = obj.cast::<PyList>() {
+            return items(&mut l.iter(), path);
+        }
+        if let Ok(t) = obj.cast::<PyTuple>() {
+            return items(&mut t.iter(), path);
+        }
+        if let Some(skip) = self
+            .skip
+            .map(|s| s.get_item(obj.get_type()))
+            .transpose()?
+            .flatten()
+        {
+            let attrs = obj.getattr(pyo3::intern!(py, "__dict__"))?;
+            if let Ok(attrs) = attrs.cast::<PyDict>() {
+                let mut map = serde_json::Map::new();
+                for (k, v) in attrs.iter() {
+                    let Ok(key) = k.cast::<PyString>() else {
+                        continue;
+                    };
+                    let key = key.to_cow()?;
+                    if key.starts_with('_') || skip.contains(key.as_ref())? {
+                        continue;
+                    }
+                    let key = key.into_owned();
+                    path.push(Step::Key(k));
+                    let value = self.walk(&v, what, path)?;
+                    path.pop();
+                    map.insert(key, value);
+                }
+                return Ok(Value::Object(map));
+            }
+        }
+        Ok(self.generic(obj, what, path)?)
     }
 }

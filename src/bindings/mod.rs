@@ -14,7 +14,7 @@ mod kube;
 mod lifecycle;
 mod registry;
 
-pub(crate) use convert::{config_value, from_py, run, to_py, to_pyerr};
+pub(crate) use convert::{config_value, from_py, run, to_py, to_pyerr, PlainWalk};
 
 /// The process's metrics in the OpenMetrics text format (`tycho.metrics()`).
 #[pyfunction]
