@@ -223,3 +223,21 @@ def test_rest_server_gives_reasons_on_request_only(cluster, tmp_path, monkeypatc
         assert ready["is_ready"] is True and ready["reason"] is None
     finally:
         server.stop()
+
+
+def test_a_cli_run_leaves_the_library_its_own_settings(cluster, tmp_path):
+    """``cli_main`` hands its --kubeconfig (and "no cache") to the executor for its own run
+    only: the library in the same process reads its KUBECONFIG again afterwards."""
+    port = _closed_port()
+    other = tmp_path / "other-kubeconfig"
+    other.write_text(
+        "apiVersion: v1\nkind: Config\n"
+        f"clusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{port}\n"
+        "contexts:\n- name: c\n  context:\n    cluster: c\n    user: u\n"
+        "current-context: c\nusers:\n- name: u\n  user:\n    token: t\n"
+    )
+    assert _native.cli_main(["tycho", "status", "--kubeconfig", str(other)]) == 1
+    system, _ = start(cluster)
+    rows = KubernetesCompute(Config()).status(system.identifier)
+    assert [r["sid"] for r in rows] == [system.identifier]
+    assert _native.cli_main(["tycho", "status", "--kubeconfig", cluster.kubeconfig]) == 0

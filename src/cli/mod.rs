@@ -124,7 +124,7 @@ where
     }
     // Handed to the executor (and the wait loop, which uses its client) as values; the
     // watch cache only serves the long-lived `tycho api`.
-    crate::kube::set_overrides(crate::kube::KubeOverrides {
+    let _overrides = crate::kube::set_overrides(crate::kube::KubeOverrides {
         kubeconfig: cli.kubeconfig.clone(),
         context: cli.context.clone(),
         no_cache: !matches!(cli.command, Command::Api(_)),

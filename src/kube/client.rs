@@ -20,21 +20,37 @@
 pub use crate::environment::kube::{KubeEnv as Settings, KubeOverrides};
 use crate::error::{Error, ErrorKind, Result};
 use kube::config::KubeConfigOptions;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
-static OVERRIDES: OnceLock<KubeOverrides> = OnceLock::new();
+static OVERRIDES: std::sync::RwLock<Option<KubeOverrides>> = std::sync::RwLock::new(None);
+
+/// What the command line handed the executor, until this guard is dropped (then the
+/// settings are the environment's again, as for the Python library in the same process).
+#[must_use = "the overrides end when the guard is dropped"]
+pub struct OverridesGuard {
+    previous: Option<KubeOverrides>,
+}
+
+impl Drop for OverridesGuard {
+    fn drop(&mut self) {
+        *OVERRIDES.write().unwrap_or_else(|p| p.into_inner()) = self.previous.take();
+    }
+}
 
 /// Hands the executor what the command line says (`--kubeconfig`, `--context`, a
-/// one-shot command); set once per process, before the first operation. Later calls
-/// are ignored (returns false).
-pub fn set_overrides(overrides: KubeOverrides) -> bool {
-    OVERRIDES.set(overrides).is_ok()
+/// one-shot command) for the life of the returned guard: one command's run (`cli_main`
+/// may run several times in one process, beside the library).
+pub fn set_overrides(overrides: KubeOverrides) -> OverridesGuard {
+    let mut slot = OVERRIDES.write().unwrap_or_else(|p| p.into_inner());
+    OverridesGuard {
+        previous: slot.replace(overrides),
+    }
 }
 
 /// The settings of an operation: the environment, with the command line's overrides.
 pub fn settings() -> Settings {
     let env = Settings::from_env();
-    match OVERRIDES.get() {
+    match OVERRIDES.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
         Some(o) => env.with(o),
         None => env,
     }

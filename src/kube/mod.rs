@@ -33,7 +33,8 @@ pub mod wait;
 /// The process's executor runtime, shared with the Docker backplane.
 pub(crate) use client::block_on;
 pub use client::{
-    api_server_url, default_namespace, set_overrides, settings, KubeOverrides, Settings,
+    api_server_url, default_namespace, set_overrides, settings, KubeOverrides, OverridesGuard,
+    Settings,
 };
 pub use delete::{delete, delete_async};
 pub use error::{Cause, KubeError};
