@@ -35,25 +35,17 @@ from forking import run_in_child
 
 django = pytest.importorskip("django", reason="Django is needed for the appstore smoke test (pip install '.[test]')")
 
-from tycho import _native  # noqa: E402
 from tycho.context import ContextFactory, NullContext, TychoContext  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "django_app.settings")
 django.setup()
 
+from cluster import cluster_fixture  # noqa: E402,F401 - the `cluster` fixture
 from django.test import Client  # noqa: E402
 from django.test.utils import override_settings  # noqa: E402
 from django.urls import clear_url_caches  # noqa: E402
 from django_app import logs  # noqa: E402
-
-HAS_EXECUTOR = hasattr(_native, "kube_start")
-live_only = pytest.mark.skipif(
-    not HAS_EXECUTOR,
-    reason="live mode needs the native Kubernetes executor (tycho._native.kube_start), not in this build yet",
-)
-if HAS_EXECUTOR:
-    from cluster import cluster_fixture  # noqa: F401 - the `cluster` fixture
-    from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401 - pytest fixtures
+from kube_emulator import kube_emulator, kube_emulator_session  # noqa: E402,F401 - pytest fixtures
 
 ACCESS_TOKEN = "secret-access-token-0123456789"
 REFRESH_TOKEN = "secret-refresh-token-9876543210"
@@ -281,7 +273,6 @@ def registry_url(tmp_path):
         server.server_close()
 
 
-@live_only
 def test_live_mode(cluster, registry_url):
     with smoke_app("live", "smoke", registry_url) as (client, views):
         assert type(views.tycho) is TychoContext
@@ -323,7 +314,6 @@ def test_live_mode(cluster, registry_url):
     assert_no_tokens_logged("tycho.context", "tycho.client", "tycho.kube")
 
 
-@live_only
 def test_live_mode_in_forked_worker(cluster, registry_url):
     with smoke_app("live", "smoke", registry_url) as (client, views):
         created = post_json(client, "/instances/", {"app_id": "nginx"}, **USER)

@@ -46,7 +46,7 @@ COMPATIBILITY.md row). Differences that are deliberate are asserted, not hidden:
   memory None, env values with =, start all-or-nothing.
 
 Run: ``python -m pytest tests/test_executor_differential.py`` (builds the original's
-virtualenv and the emulator on first use; skips when tycho._native has no executor).
+virtualenv and the emulator on first use).
 """
 
 from __future__ import annotations
@@ -62,15 +62,9 @@ from concurrent.futures import ThreadPoolExecutor
 import exec_oracle
 import orig_env
 import pytest
-import tycho._native
 from cases import CASES
 from kube_emulator import Emulator
 from parity import PROBE_TIMING, assert_same, normalise, pop_token_secret, principal_of, prune
-
-pytestmark = pytest.mark.skipif(
-    not hasattr(tycho._native, "kube_start"),
-    reason="the Rust executor is not in this build (tycho._native has no kube_start)",
-)
 
 NAMESPACE = "tycho-diff"
 LB_IP = "203.0.113.10"

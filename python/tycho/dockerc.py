@@ -15,7 +15,7 @@ the same System model and returns the Kubernetes backplane's result shapes:
 * ``delete(name)`` → ``{}`` (containers and network; named volumes are kept);
 * ``modify(system_modify)`` → ``{"patches": [...]}`` (cpu/memory; labels are refused).
 
-Builds without the backplane raise :class:`tycho.exceptions.TychoException`.
+Errors are :class:`tycho.exceptions.TychoException` subclasses.
 """
 
 import logging
@@ -23,20 +23,10 @@ from typing import Any
 
 from tycho import _native
 from tycho.compute import Compute
-from tycho.exceptions import TychoException
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DockerComposeCompute", "BACKPLANE_UNAVAILABLE"]
-
-BACKPLANE_UNAVAILABLE: str = "the Docker backplane is not available in this build"
-
-
-def _native_fn(function_name):
-    fn = getattr(_native, function_name, None)
-    if fn is None:
-        raise TychoException(BACKPLANE_UNAVAILABLE, f"tycho._native has no {function_name}")
-    return fn
+__all__ = ["DockerComposeCompute"]
 
 
 class DockerComposeCompute(Compute):
@@ -54,22 +44,22 @@ class DockerComposeCompute(Compute):
 
         :raises StartException: a missing image, a taken port, an Engine failure; nothing is left.
         """
-        return _native_fn("docker_start")(system.to_dict(), config=self._conf())
+        return _native.docker_start(system.to_dict(), config=self._conf())
 
     def status(self, name: str | None=None, username: str | None=None, namespace: str="default", reasons: bool=False) -> list[dict[str, Any]]:
         """Status rows of tycho systems: by GUID ``name``, by ``username``, or all.
 
         :param reasons: add ``reason`` to each row: why the system is not ready, else None.
         """
-        return _native_fn("docker_status")(name, username, config=self._conf(), reasons=reasons)
+        return _native.docker_status(name, username, config=self._conf(), reasons=reasons)
 
     def delete(self, name: str, namespace: str="default") -> dict[str, Any]:
         """Remove the containers and network of the system with GUID ``name``. Returns ``{}``."""
-        return _native_fn("docker_delete")(name, config=self._conf())
+        return _native.docker_delete(name, config=self._conf())
 
     def modify(self, system_modify: Any) -> dict[str, Any]:
         """Update cpu/memory of a running system. Returns ``{"patches": [...]}``.
 
         :raises ModifyException: labels were given (the Engine cannot relabel a container).
         """
-        return _native_fn("docker_modify")(system_modify.to_dict(), config=self._conf())
+        return _native.docker_modify(system_modify.to_dict(), config=self._conf())
