@@ -189,6 +189,23 @@ def test_a_process_reads_its_own_modify(cluster):
         delay(0)
 
 
+def test_readiness_reads_the_deployment_and_pods_from_memory(cluster):
+    """Warm, a readiness look (what aprogress and wait repeat) lists no Deployment and no
+    pod: only the pod's Warning events are asked for."""
+    from pods import UNSCHEDULABLE, make_pod
+    from tycho.context import TychoContext
+
+    warm(cluster)
+    system, _ = start(cluster)
+    make_pod(cluster, system.identifier, UNSCHEDULABLE)
+    ctx = TychoContext(product="common", stub=False)
+    wanted = "Unschedulable: 0/3 nodes are available: 3 Insufficient cpu."
+    wait_until(lambda: ctx.readiness(system.identifier)["reason"] == wanted, "the pod reaches the cache")
+    event, made = requests_of(cluster, lambda: ctx.readiness(system.identifier))
+    assert event["reason"] == wanted and event["ready"] is False
+    assert made and all(r["path"].endswith("/events") for r in made), made
+
+
 def test_objects_of_other_processes_appear_when_the_watch_delivers(cluster):
     warm(cluster)
     guid = start_elsewhere(cluster, "elsewhere")

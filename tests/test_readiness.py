@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from cluster import cluster_fixture, start  # noqa: F401 - the cluster fixture
 from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401 - pytest fixtures
+from pods import UNSCHEDULABLE, make_pod, waiting
 from tycho import _native
 from tycho.config import Config
 from tycho.context import TychoContext
@@ -24,39 +25,6 @@ from tycho.kube import KubernetesCompute
 
 ROOT = Path(__file__).resolve().parent.parent
 NGINX = ROOT / "examples" / "nginx" / "docker-compose.yaml"
-
-
-def _api(cluster, method, path, body, content_type="application/json"):
-    req = urllib.request.Request(cluster.control.url + path, data=json.dumps(body).encode(), method=method,
-                                 headers={"Content-Type": content_type})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read())
-
-
-def make_pod(cluster, guid, status, suffix="a"):
-    """A pod of system ``guid`` with ``status`` (created through the API, as a kubelet would report)."""
-    name = f"pod-{guid[:8]}-{suffix}"
-    ns = cluster.namespace
-    cluster.fixtures.append(("Pod", name))
-    _api(cluster, "POST", f"/api/v1/namespaces/{ns}/pods", {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "labels": {"tycho-guid": guid}},
-        "spec": {"containers": [{"name": "jupyter-ds", "image": "jupyter/datascience-notebook:latest"}]},
-    })
-    _api(cluster, "PATCH", f"/api/v1/namespaces/{ns}/pods/{name}/status", {"status": status},
-         content_type="application/merge-patch+json")
-    return name
-
-
-def waiting(reason, message=""):
-    state = {"waiting": {"reason": reason, **({"message": message} if message else {})}}
-    return {"phase": "Pending", "containerStatuses": [
-        {"name": "jupyter-ds", "image": "x", "imageID": "", "ready": False, "restartCount": 0, "state": state}]}
-
-
-UNSCHEDULABLE = {"phase": "Pending", "conditions": [
-    {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-     "message": "0/3 nodes are available: 3 Insufficient cpu."}]}
 
 
 def context():

@@ -263,30 +263,69 @@ impl Observation {
     }
 }
 
-/// One look at system `guid`: None when it has no Deployment.
+/// The objects labelled with `guid` that a fresh reflector holds, as `K` (None: not
+/// fresh, or an object that does not read as `K`: ask the API server).
+fn from_cache<K: serde::de::DeserializeOwned>(
+    reflector: &super::cache::Reflector,
+    guid: &str,
+) -> Option<Vec<K>> {
+    reflector
+        .select(|o| super::cache::label(o, GUID_LABEL) == Some(guid))?
+        .iter()
+        .map(|o| serde_json::from_value(o.as_ref().clone()).ok())
+        .collect()
+}
+
+/// One look at system `guid`: None when it has no Deployment. The Deployment and pods
+/// come from the watch cache when it is fresh (a long-lived process), the Warning
+/// events from the API server.
 async fn look(
     client: &kube::Client,
     namespace: &str,
     guid: &str,
+    cache: Option<&super::cache::Namespace>,
 ) -> std::result::Result<Option<Observation>, KubeError> {
     let selector = format!("{GUID_LABEL}={guid}");
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let found = deployments
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|e| {
-            KubeError::from_kube(&e, 1)
-                .context(format!("cannot read the deployment of system {guid}"))
-        })?;
-    let Some(deployment) = found.items.into_iter().next() else {
+    let cached_deployments = cache.and_then(|c| from_cache::<Deployment>(&c.deployments, guid));
+    let found = match cached_deployments {
+        Some(found) => found,
+        None => {
+            let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+            deployments
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .map_err(|e| {
+                    KubeError::from_kube(&e, 1)
+                        .context(format!("cannot read the deployment of system {guid}"))
+                })?
+                .items
+        }
+    };
+    let Some(deployment) = found.into_iter().next() else {
         return Ok(None);
     };
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let pods = pods
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default();
+    // The pods reflector selects executor=tycho: it knows this system's pods when its
+    // pod template carries that label (tycho's pod.yaml does; an override may not).
+    let labelled = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.labels.as_ref())
+        .and_then(|l| l.get("executor"))
+        .is_some_and(|v| v == "tycho");
+    let pods = match cache
+        .filter(|_| labelled)
+        .and_then(|c| from_cache::<Pod>(&c.pods, guid))
+    {
+        Some(pods) => pods,
+        None => {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+            pods.list(&ListParams::default().labels(&selector))
+                .await
+                .map(|l| l.items)
+                .unwrap_or_default()
+        }
+    };
     let mut events = Vec::new();
     let events_api: Api<Event> = Api::namespaced(client.clone(), namespace);
     for pod in pods.iter().take(5) {
@@ -325,7 +364,8 @@ pub async fn readiness_async(sid: &str, namespace: Option<&str>) -> Result<Progr
     let settings = client::settings();
     let connection = client::connection(KIND, &settings).await?;
     let namespace = client::resolve_namespace(KIND, namespace, &connection, &settings)?;
-    match look(&connection.client, &namespace, sid).await {
+    let cache = super::cache::namespace(&settings, &connection.client, &namespace);
+    match look(&connection.client, &namespace, sid, cache.as_deref()).await {
         Ok(Some(obs)) => Ok(obs.progress(sid)),
         Ok(None) => Ok(gone(sid, &namespace)),
         Err(e) => Err(e.into_error(KIND)),
@@ -393,8 +433,9 @@ pub async fn wait_async(
     let deadline = Instant::now() + timeout;
     let mut last = Progress::default();
     let mut last_reason = String::new();
+    let cache = super::cache::namespace(&settings, &connection.client, &namespace);
     loop {
-        let (event, obs) = match look(&connection.client, &namespace, sid).await {
+        let (event, obs) = match look(&connection.client, &namespace, sid, cache.as_deref()).await {
             Ok(Some(obs)) => (obs.progress(sid), Some(obs)),
             Ok(None) => {
                 let event = gone(sid, &namespace);
