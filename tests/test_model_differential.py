@@ -169,3 +169,60 @@ def test_both_paths_refuse_the_same_clients(client):
     with pytest.raises(TychoException):
         System(config, "app", dict(PRINCIPAL), None, "", None, [Container("app", "busybox:1.36")], "id", False,
                services={"app": {"port": "80", "clients": [client]}})
+
+
+# ------------------------------------------------------------------ the native conversion
+
+class _Odd:
+    """An object with public and private attributes (to_plain takes its __dict__)."""
+
+    def __init__(self):
+        self.a = (1, 2)
+        self._hidden = "x"
+
+
+class _WithToDict:
+    def to_dict(self):
+        return {"from": "to_dict", "n": 3}
+
+
+def test_render_converts_the_model_natively_as_to_plain_does(tmp_path):
+    """System.render converts the model in one native pass (tycho._native.render_model);
+    what a template sees must equal what to_plain gives, for odd values too."""
+    import datetime
+    import json
+
+    from tycho import _native
+    from tycho.tycho_utils import to_plain
+
+    (tmp_path / "dump.yaml").write_text("system: {{ system | tojson }}\nservice: {{ service | tojson }}\n")
+    config = Config()
+    config.conf = json.loads(json.dumps(config.conf))
+    config.conf["tycho"]["templates"]["paths"] = [str(tmp_path)]
+    compose = yaml.safe_load((ROOT / "examples" / "jupyter-ds" / "docker-compose.yaml").read_text())
+    system = System.parse(config, "jupyter-ds", PRINCIPAL, compose, "default", {}, {})
+    cycle: list = []
+    cycle.append(cycle)
+    system.odd = {
+        "tuple": (1, "two", None), "set": {3}, "frozen": frozenset(["f"]),
+        "object": _Odd(), "to_dict": _WithToDict(), "when": datetime.date(2026, 12, 2),
+        "big": 2**63, "float": 1.5, "nested": [[[{"deep": ["x"]}]]], "cycle": cycle,
+    }
+    system.containers[0].extra = _Odd()
+    service = next(iter(system.services.values()), _WithToDict())
+    (native,) = system.render("dump.yaml", context={"service": service})
+    reference = _native.render_template(
+        "dump.yaml", {"system": to_plain(system.to_dict()), "service": to_plain(service)}, config=config.conf)
+    assert native == reference[0]
+    assert native["system"]["odd"]["tuple"] == [1, "two", None] and native["system"]["odd"]["set"] == [3]
+    assert native["system"]["odd"]["object"] == {"a": [1, 2]}
+    assert native["system"]["containers"][0]["extra"] == {"a": [1, 2]}
+
+
+def test_render_names_the_field_of_a_value_that_cannot_cross():
+    config = Config()
+    compose = yaml.safe_load((ROOT / "examples" / "jupyter-ds" / "docker-compose.yaml").read_text())
+    system = System.parse(config, "jupyter-ds", PRINCIPAL, compose, "default", {}, {})
+    system.containers[0].limits.cpus = float("nan")
+    with pytest.raises(TychoException, match=r"system field 'containers\.0\.limits\.cpus': NaN is not a finite number"):
+        system.render("pod.yaml")

@@ -249,8 +249,7 @@ class Container:
     @classmethod
     def _from_plain(cls, d):
         c = cls.__new__(cls)
-        for k, v in d.items():
-            setattr(c, k, v)
+        c.__dict__.update(d)
         c.limits = Limits(**d["limits"]) if isinstance(d.get("limits"), dict) else d.get("limits")
         c.requests = Limits(**d["requests"]) if isinstance(d.get("requests"), dict) else d.get("requests")
         c.liveness_probe = _probe_from_plain(d.get("liveness_probe"))
@@ -378,8 +377,7 @@ class System:
         """A System from the plain model produced by ``tycho._native.parse_system``."""
         system = cls.__new__(cls)
         system.config = config
-        for k, v in d.items():
-            setattr(system, k, v)
+        system.__dict__.update(d)
         system.containers = [Container._from_plain(c) for c in d.get("containers", [])]
         system.services = {k: Service._from_plain(v) for k, v in (d.get("services") or {}).items()}
         system.source_text = None
@@ -483,14 +481,29 @@ class System:
             "services": services if services is not None else {},
         }
         # The request's values are converted as to_plain would, natively.
-        plain = _native.parse_system(request, config=_config_mapping(config), source_text=True, to_plain=to_plain)
-        source_text = plain.pop("source_text", None)
+        plain = _native.parse_system(request, config=_config_mapping(config), to_plain=to_plain)
         model = System._from_plain(config, plain)
-        model.source_text = source_text
+        model._source_text = _DUMP_ON_READ  # the model as YAML, made when first read
         return model
+
+    @property
+    def source_text(self) -> Optional[str]:
+        """The parsed system as YAML text (None for a system built directly)."""
+        text = self.__dict__.get("_source_text")
+        if text is _DUMP_ON_READ:
+            text = self._source_text = _native.yaml_dump_all([self.to_dict()])
+        return text
+
+    @source_text.setter
+    def source_text(self, value: Optional[str]) -> None:
+        self._source_text = value
 
     def __repr__(self):
         return f"name:{self.name} containers:{self.containers}"
+
+
+#: ``System.source_text`` of a parsed system before it is first read.
+_DUMP_ON_READ: Any = object()
 
 
 class ModifySystem:

@@ -8,6 +8,7 @@ use crate::bindings::{config_value, from_py, run, to_py, to_pyerr, PlainWalk};
 use crate::compile::{self, CompileOptions};
 use crate::environment::var;
 use crate::error::Error;
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use serde_json::{json, Map, Value};
@@ -64,17 +65,15 @@ fn compile_request<'py>(
 }
 
 /// Parses a start request into the system model (a dict with the original's attribute names).
-/// With `source_text`, the dict also holds `source_text`: the model as YAML
-/// (`System.source_text`). With `to_plain` (`tycho.tycho_utils.to_plain`), the request
+/// With `to_plain` (`tycho.tycho_utils.to_plain`), the request
 /// may hold any values that function takes (see [`PlainWalk`]).
 #[pyfunction]
-#[pyo3(signature = (request, identifier=None, config=None, source_text=false, to_plain=None))]
+#[pyo3(signature = (request, identifier=None, config=None, to_plain=None))]
 fn parse_system<'py>(
     py: Python<'py>,
     request: &Bound<'py, PyAny>,
     identifier: Option<String>,
     config: Option<&Bound<'py, PyAny>>,
-    source_text: bool,
     to_plain: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let request = PlainWalk {
@@ -83,18 +82,9 @@ fn parse_system<'py>(
     }
     .convert(request, "request")?;
     let config = config_value(config)?;
-    let system = run(py, || {
-        let s = compile::parse_system(&config, &request, identifier)?;
-        let mut value = serde_json::to_value(&s).map_err(|e| Error::input(e.to_string()))?;
-        if source_text {
-            let text = crate::yaml::dump_all(std::slice::from_ref(&value));
-            if let Some(map) = value.as_object_mut() {
-                map.insert("source_text".into(), Value::String(text));
-            }
-        }
-        Ok(value)
-    })?;
-    to_py(py, &system)
+    let system = run(py, || compile::parse_system(&config, &request, identifier))?;
+    // Straight from the model (no serde_json::Value in between): the same dict.
+    pythonize::pythonize(py, &system).map_err(|e| PyRuntimeError::new_err(e.to_string()))
 }
 
 /// The system last rendered on this thread by [`render_model`], converted for the
