@@ -257,3 +257,28 @@ def test_list_with_expired_exact_version_is_410(emu):
     rv = created["metadata"]["resourceVersion"]
     status, body = _request(emu, "GET", f"{SECRETS}?resourceVersion={rv}&resourceVersionMatch=Exact")
     assert status == 410 and body["reason"] == "Expired"
+
+
+def test_lists_page_with_limit_and_continue(emu):
+    """``limit`` gives a page, a ``continue`` token and ``remainingItemCount``; the token
+    gives the rest, under the first page's resourceVersion; a bad token is a 400."""
+    for i in range(7):
+        status, _ = _request(emu, "POST", SECRETS, _secret(f"page-{i}", {"pages": "yes"}))
+        assert status == 201
+    query = "?" + urllib.parse.urlencode({"labelSelector": "pages=yes", "limit": 3})
+    status, first = _request(emu, "GET", SECRETS + query)
+    assert status == 200 and [o["metadata"]["name"] for o in first["items"]] == ["page-0", "page-1", "page-2"]
+    assert first["metadata"]["remainingItemCount"] == 4
+    names, page = [], first
+    while page["metadata"].get("continue"):
+        q = urllib.parse.urlencode({"labelSelector": "pages=yes", "limit": 3, "continue": page["metadata"]["continue"]})
+        status, page = _request(emu, "GET", SECRETS + "?" + q)
+        assert status == 200, page
+        assert page["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+        names += [o["metadata"]["name"] for o in page["items"]]
+    assert names == [f"page-{i}" for i in range(3, 7)]
+    assert "remainingItemCount" not in page["metadata"]
+    status, bad = _request(emu, "GET", SECRETS + "?continue=not-a-token")
+    assert status == 400 and bad["reason"] == "BadRequest", bad
+    status, whole = _request(emu, "GET", SECRETS + "?labelSelector=pages%3Dyes")
+    assert len(whole["items"]) == 7 and "continue" not in whole["metadata"]

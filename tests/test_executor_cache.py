@@ -353,3 +353,32 @@ def test_gone_resource_version_relists(cluster, monkeypatch):
     wait_until(lambda: metric("tycho_cache_synced", "deployments") == 1, "the synced gauge")
     assert uncached(monkeypatch, lambda: compute().status()) == compute().status()
 
+
+
+def test_a_cache_of_more_than_a_page_keeps_every_object(cluster, monkeypatch):
+    """kube-rs lists in pages of 500 (limit + continue, as the API server answers): a
+    process whose cache starts among 1,100 Deployments must hold all of them."""
+    import exec_oracle
+
+    exec_oracle.populate(cluster.backend.url, cluster.namespace, 1100, services=False, workers=8)
+    want = uncached(monkeypatch, lambda: len(compute().status()))
+    assert want >= 1100
+    cluster.backend.clear_requests()
+    code = (
+        "import time, tycho\n"
+        "from tycho.config import Config\n"
+        "from tycho.kube import KubernetesCompute\n"
+        "c = KubernetesCompute(Config())\n"
+        "c.status()\n"
+        "deadline = time.monotonic() + 60\n"
+        "synced = 'tycho_cache_synced{kind=\"deployments\"} 1'\n"
+        "while synced not in tycho.metrics() and time.monotonic() < deadline:\n"
+        "    time.sleep(0.05)\n"
+        "print(len(c.status()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split()[-1] == str(want), out.stderr[-2000:]
+    pages = [r["query"] for r in cluster.backend.requests()
+             if r["method"] == "GET" and r["path"].endswith("/deployments")
+             and "watch=true" not in r["query"] and "continue=" in r["query"]]
+    assert pages, [r["query"] for r in cluster.backend.requests() if r["path"].endswith("/deployments")]

@@ -470,12 +470,9 @@ pub(crate) fn namespace(
         return None;
     }
     log::debug!(target: LOG_TARGET, "starting the watch cache of namespace {namespace}");
-    // One unpaginated list, as status makes without the cache (the emulator answers a
-    // `limit` with a truncated page and no continue token).
-    let own = || watcher::Config {
-        page_size: None,
-        ..watcher::Config::default().labels(OWN_SELECTOR)
-    };
+    // Lists in pages of 500 (kube-rs's default, client-go's): a namespace of 10,000
+    // systems is not one response the API server must build in memory.
+    let own = || watcher::Config::default().labels(OWN_SELECTOR);
     let tasks = Mutex::new(Vec::new());
     let kind = |k: Kind| spawn(runtime, &tasks, k.api(client, namespace), own());
     let (deployments, services, network_policies, pods) = (

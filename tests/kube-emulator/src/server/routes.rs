@@ -221,11 +221,29 @@ impl App {
                 // The newest version before the list: every event after it
                 // is one the list may not show (see store_ops finish_list).
                 let before = self.store.current_rv();
-                let mut r = self.store.get(&with_query(api.collection_path())).await;
-                if r.ok() {
-                    self.finish_list(&mut r, before);
+                // Paging is done here (finish_list), on the whole sorted list: the
+                // store's own `limit` cuts without a continue token.
+                let unpaged: Vec<(String, String)> = params
+                    .iter()
+                    .filter(|(k, _)| k != "limit" && k != "continue")
+                    .cloned()
+                    .collect();
+                let unpaged = encode_query(&unpaged);
+                let collection = if unpaged.is_empty() {
+                    api.collection_path()
+                } else {
+                    format!("{}?{unpaged}", api.collection_path())
+                };
+                let mut r = self.store.get(&collection).await;
+                match r.ok() {
+                    true => {
+                        match self.finish_list(&mut r, before, param("limit"), param("continue")) {
+                            Ok(()) => r,
+                            Err(bad) => bad,
+                        }
+                    }
+                    false => r,
                 }
-                r
             }
             _ if api.sub.as_deref() == Some("scale") => {
                 self.scale(&api, method, content_type.unwrap_or(""), body)

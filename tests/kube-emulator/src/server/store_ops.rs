@@ -20,8 +20,42 @@ impl App {
     /// Writes are serialised and take their version after the store holds
     /// them, so every event up to it is in the list: a watch from it has no
     /// gap.
-    pub(super) fn finish_list(&self, r: &mut StoreResponse, before: u64) {
+    ///
+    /// Pages as the API server does: `limit` cuts the list and gives a `continue`
+    /// token (the list's resourceVersion and the last key served) and
+    /// `remainingItemCount`; a request with that token answers the items after
+    /// the key, with the first page's resourceVersion (a watch from it replays
+    /// every write since, so nothing between the pages is lost). A token that
+    /// does not decode is a 400.
+    pub(super) fn finish_list(
+        &self,
+        r: &mut StoreResponse,
+        before: u64,
+        limit: Option<&str>,
+        continue_token: Option<&str>,
+    ) -> Result<(), StoreResponse> {
+        let key = |o: &Value| {
+            format!(
+                "{}/{}",
+                meta_str(o, "namespace").unwrap_or_default(),
+                meta_str(o, "name").unwrap_or_default()
+            )
+        };
         let mut max_rv = before;
+        let mut resume: Option<(u64, String)> = None;
+        if let Some(token) = continue_token.filter(|t| !t.is_empty()) {
+            resume = Some(decode_continue(token).ok_or_else(|| {
+                status_error(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "continue key is not valid: the token does not decode",
+                )
+            })?);
+        }
+        let limit = limit
+            .and_then(|l| l.parse::<usize>().ok())
+            .filter(|n| *n > 0);
+        let mut page: Option<(String, usize)> = None;
         if let Some(items) = r.body.get_mut("items").and_then(Value::as_array_mut) {
             items.sort_by(|a, b| {
                 (meta_str(a, "namespace"), meta_str(a, "name"))
@@ -30,8 +64,25 @@ impl App {
             for i in items.iter() {
                 max_rv = max_rv.max(rv_of(i));
             }
+            if let Some((_, after)) = &resume {
+                items.retain(|o| key(o).as_str() > after.as_str());
+            }
+            if let Some(n) = limit {
+                if items.len() > n {
+                    let remaining = items.len() - n;
+                    items.truncate(n);
+                    page = Some((key(&items[n - 1]), remaining));
+                }
+            }
         }
-        r.body["metadata"] = json!({"resourceVersion": max_rv.to_string()});
+        let list_rv = resume.as_ref().map_or(max_rv, |(rv, _)| *rv);
+        let mut metadata = json!({"resourceVersion": list_rv.to_string()});
+        if let Some((last, remaining)) = page {
+            metadata["continue"] = json!(encode_continue(list_rv, &last));
+            metadata["remainingItemCount"] = json!(remaining);
+        }
+        r.body["metadata"] = metadata;
+        Ok(())
     }
 
     pub(super) async fn create(
@@ -551,4 +602,22 @@ pub(super) fn decode_object(body: &[u8]) -> Result<Value, StoreResponse> {
         obj["metadata"] = json!({});
     }
     Ok(obj)
+}
+
+/// A list's `continue` token: base64 of `{"rv": N, "start": "<namespace>/<name>"}`.
+fn encode_continue(rv: u64, start: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(json!({"rv": rv, "start": start}).to_string())
+}
+
+fn decode_continue(token: &str) -> Option<(u64, String)> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .ok()?;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    Some((
+        v.get("rv")?.as_u64()?,
+        v.get("start")?.as_str()?.to_string(),
+    ))
 }
