@@ -283,6 +283,9 @@ def _security_context(sc_from_registry, registry_keys, switch_keys):
 class System:
     """Distributed system of interacting containerized software."""
 
+    #: Behind ``source_text``: the text, None, or "dump when first read".
+    _source_text: Any
+
     def __init__(
         self,
         config: _Config,
