@@ -149,7 +149,7 @@ fn kube_namespace(py: Python<'_>) -> PyResult<String> {
 /// there is no such Service (`tycho.client.TychoClientFactory.get_client`).
 #[pyfunction]
 fn kube_service_url(py: Python<'_>, name: String, namespace: String) -> PyResult<Option<String>> {
-    run(py, || crate::kube::service_url_blocking(&name, &namespace))
+    run(py, || crate::kube::service_url(&name, &namespace))
 }
 
 fn progress_value(p: &crate::kube::wait::Progress) -> Value {

@@ -190,7 +190,7 @@ pub async fn api_ready() -> crate::Result<()> {
 /// `TychoClientFactory.get_client` builds it: `http://<name>:<first port>` (the cluster
 /// DNS name of the Service; the original wrote the literal `tycho-api`, the default
 /// name). None when there is no such Service or it has no port.
-pub async fn service_url(name: &str, namespace: &str) -> crate::Result<Option<String>> {
+pub async fn service_url_async(name: &str, namespace: &str) -> crate::Result<Option<String>> {
     let kind = ErrorKind::Kube;
     if !crate::names::is_dns_label(name, 63) {
         return Err(err(kind, format!("{name:?} is not a valid Service name")));
@@ -209,9 +209,9 @@ pub async fn service_url(name: &str, namespace: &str) -> crate::Result<Option<St
     Ok(port.map(|port| format!("http://{name}:{port}")))
 }
 
-/// [`service_url`], blocking (on the executor's runtime).
-pub fn service_url_blocking(name: &str, namespace: &str) -> crate::Result<Option<String>> {
-    client::block_on(ErrorKind::Kube, service_url(name, namespace))
+/// [`service_url_async`], blocking (on the executor's runtime).
+pub fn service_url(name: &str, namespace: &str) -> crate::Result<Option<String>> {
+    client::block_on(ErrorKind::Kube, service_url_async(name, namespace))
 }
 
 /// HTTP status of an API error (None for transport errors).
