@@ -484,6 +484,33 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_naming_no_container_stays_in_the_model_and_makes_no_service() {
+        let c = compile_one(
+            json!({"image": "nginx:1.27", "ports": ["8080:80"]}),
+            json!({
+                "web-application": {"port": "8888", "clients": ["10.1.0.0/16"]},
+                "portless-and-nameless": {"clients": ["10.2.0.0/16"]},
+            }),
+        );
+        // Kept, with the original's shape, for templates that iterate system.services.
+        let kept = &c.system.services["web-application"];
+        assert_eq!(kept.port, json!("8888"));
+        assert_eq!(kept.name_noid, "web-application");
+        assert!(c.system.services.contains_key("portless-and-nameless"));
+        assert!(c.system.requires_network_policy());
+        // No Service for a container that does not exist.
+        assert!(c.services.is_empty());
+        // The NetworkPolicy admits the entry's clients on its port (a number); the entry
+        // without a port adds no rule (it would open every port).
+        let policy = c.network_policy.expect("a policy");
+        let rules = policy["spec"]["ingress"].as_array().expect("rules");
+        assert_eq!(rules.len(), 1, "{policy}");
+        assert_eq!(rules[0]["from"][0]["ipBlock"]["cidr"], "10.1.0.0/16");
+        assert_eq!(rules[0]["ports"], json!([{"port": 8888, "protocol": "TCP"}]));
+        assert!(!policy.to_string().contains("10.2.0.0/16"));
+    }
+
+    #[test]
     fn the_guid_given_is_the_guid_used() {
         let c = compile_one(json!({"image": "nginx:1.27"}), json!({}));
         assert_eq!(c.system.identifier, GUID);

@@ -100,6 +100,48 @@ def _composes():
     return composes
 
 
+# The NetworkPolicy template of the original's repository, as it behaves (the published
+# wheel lacks it): a policy selecting the system's pod that admits every `services`
+# entry's clients on every entry's port. Written for this test from that behaviour.
+NETPOLICY_TEMPLATE = """\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: {{ system.name }}-netpolicy
+  labels:
+    tycho-guid: {{ system.identifier }}
+spec:
+  podSelector:
+    matchLabels:
+      tycho-guid: {{ system.identifier }}
+  policyTypes:
+  - Ingress
+  ingress:
+  - from:
+{%- for name, service in system.services.items() %}
+{%- for client in service.clients %}
+    - ipBlock:
+        cidr: {{ client }}
+{%- endfor %}
+{%- endfor %}
+    ports:
+{%- for name, service in system.services.items() %}
+    - protocol: TCP
+      port: {{ service.port }}
+{%- endfor %}
+"""
+
+# The original's template test: `services` names `jupyter-datascience` for the compose
+# service `jupyter-ds`.
+NETPOLICY_REQUEST = {
+    "name": "jupyter-ds",
+    "system": {"version": "3.0", "services": {"jupyter-ds": {"image": "jupyter/datascience-notebook:latest",
+                                                            "ports": ["8888:8888"]}}},
+    "env": {},
+    "services": {"jupyter-datascience": {"port": "8888", "clients": ["10.16.0.0/16", "192.168.8.0/24"]}},
+}
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     site = tmp_path_factory.mktemp("site")
@@ -110,7 +152,8 @@ def results(tmp_path_factory):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     payload = {"composes": _composes(), "tmp": str(tmp_path_factory.mktemp("res")),
-               "spec_url": f"http://127.0.0.1:{server.server_port}/probe/docker-compose.yaml"}
+               "spec_url": f"http://127.0.0.1:{server.server_port}/probe/docker-compose.yaml",
+               "netpolicy_template": NETPOLICY_TEMPLATE, "netpolicy_request": NETPOLICY_REQUEST}
     out = {}
     try:
         for side, py in (("original", orig_env.ensure_original_venv()), ("ours", sys.executable)):
@@ -129,12 +172,26 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-SECTIONS = ["parse", "render", "constructors", "utils", "client", "context"]
+SECTIONS = ["parse", "render", "constructors", "user_templates", "utils", "client", "context"]
 
 
 @pytest.mark.parametrize("section", SECTIONS)
 def test_same_values_as_original(results, section):
     assert_contained(results["original"][section], results["ours"][section], "." + section)
+
+
+def test_network_policy_template_of_the_original_repository(results):
+    """A services entry that names no compose service stays in `system.services`: the
+    original's template admits its clients on its port, with ours exactly as with it."""
+    theirs = results["original"]["user_templates"]["netpolicy_named_entry"]
+    ours = results["ours"]["user_templates"]["netpolicy_named_entry"]
+    assert "__error__" not in theirs, theirs
+    assert ours == theirs
+    assert ours["services"] == ["jupyter-datascience"] and ours["requires_network_policy"] is True
+    (policy,) = ours["netpolicy"]
+    (rule,) = policy["spec"]["ingress"]
+    assert [b["ipBlock"]["cidr"] for b in rule["from"]] == ["10.16.0.0/16", "192.168.8.0/24"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8888}]
 
 
 def _pod_envs(render):

@@ -8,7 +8,6 @@ against the component schemas of ``api-schema.yaml`` by the REST server's own ch
 The module-level :class:`tycho.core.Tycho` instance is created on first use.
 """
 
-import json
 import logging
 import os
 import threading
@@ -16,6 +15,7 @@ from typing import Any, Optional
 
 from tycho import _native
 from tycho.core import Tycho
+from tycho.tycho_utils import brief
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class DeleteSystemResource(TychoResource):
     def post(self, request: Any) -> dict[str, Any]:
         system_name = None
         try:
-            logger.debug("delete-request: %s", json.dumps(request, default=str))
+            logger.debug("delete-request: %s", brief(request))
             self.validate(request, component="DeleteRequest")
             system_name = request["name"]
             return self.create_response(

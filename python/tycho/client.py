@@ -24,7 +24,7 @@ from tycho.actions import (
     StatusSystemResource,
 )
 from tycho.exceptions import TychoException
-from tycho.tycho_utils import TemplateUtils
+from tycho.tycho_utils import TemplateUtils, brief, to_json
 
 logger = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ class TychoClient:
         import urllib.request
 
         url = f"{self.url}/{service}"
-        body = json.dumps(request).encode("utf-8")
+        body = to_json(request, what="request").encode("utf-8")
         req = urllib.request.Request(
             url, data=body, method="POST", headers={"Content-Type": "application/json", "Accept": "application/json"}
         )
@@ -261,7 +261,7 @@ class TychoClient:
 
     def delete(self, request: Mapping[str, Any]) -> dict[str, Any]:
         """Delete a system: ``{"name": <GUID>}``. Returns the response dict."""
-        logger.debug("-- delete: %s", json.dumps(request, default=str))
+        logger.debug("-- delete: %s", brief(request))
         return self.request("delete", request)
 
     def status(self, request: Mapping[str, Any]) -> TychoStatus:

@@ -33,14 +33,14 @@ Tokens are never logged.
 """
 
 import copy
-import json
 import logging
 import os
 from typing import Any, AsyncIterator, Mapping, Optional
 
 from tycho import _native
 from tycho.client import TychoClient, TychoClientFactory, TychoStatus, TychoSystem  # noqa: F401 - re-exported
-from tycho.exceptions import ContextException, StartException
+from tycho.exceptions import ContextException, StartException, TychoException
+from tycho.tycho_utils import brief, to_json
 
 logger = logging.getLogger(__name__)
 
@@ -252,7 +252,11 @@ class TychoContext:
 
     def log_dict(self, dict: Any, pre_dict_message: str="", level: int=logging.DEBUG) -> None:
         if logger.isEnabledFor(level):
-            logger.log(level, pre_dict_message + json.dumps(dict, sort_keys=True, indent=4, default=str))
+            try:
+                text = to_json(dict, what="registry data", sort_keys=True, indent=4, default=str)
+            except TychoException:
+                text = str(brief(dict))
+            logger.log(level, pre_dict_message + text)
 
     # ------------------------------------------------------------------ compiling
     # _grok compiles natively in one pass; the steps stay available one by one.
@@ -415,7 +419,7 @@ class TychoContext:
         :param extra_container_env: Extra environment variables for every container.
         """
         logger.info("start: principal: %s app_id: %s resource_request: %s host: %s",
-                    principal, app_id, resource_request, host)
+                    principal, app_id, brief(resource_request), host)
         app = self._app(app_id)
         spec = self.get_spec(app_id)
         settings = self.client.parse_env(self.get_settings(app_id))
@@ -431,7 +435,7 @@ class TychoContext:
         # Only when given, so the request is the original's otherwise.
         if extra_container_env:
             principal_params["extra_container_env"] = extra_container_env
-        principal_params_json = json.dumps(principal_params, indent=4)
+        principal_params_json = to_json(principal_params, what="principal", indent=4)
         compose_services = spec.get("services") or {}
         if app_id not in compose_services or not isinstance(compose_services[app_id], dict):
             raise _UnknownApp(f"app {app_id}: its spec {app['spec']} has no service named {app_id}")

@@ -19,7 +19,7 @@ Errors are :class:`tycho.exceptions.TychoException` subclasses.
 """
 
 import logging
-from typing import Any
+from typing import Any, Optional
 
 from tycho import _native
 from tycho.compute import Compute
@@ -46,7 +46,7 @@ class DockerComposeCompute(Compute):
         """
         return _native.docker_start(system.to_dict(), config=self._conf())
 
-    def status(self, name: str | None=None, username: str | None=None, namespace: str="default", reasons: bool=False) -> list[dict[str, Any]]:
+    def status(self, name: Optional[str]=None, username: Optional[str]=None, namespace: str="default", reasons: bool=False) -> list[dict[str, Any]]:
         """Status rows of tycho systems: by GUID ``name``, by ``username``, or all.
 
         :param reasons: add ``reason`` to each row: why the system is not ready, else None.

@@ -4,6 +4,8 @@ All of them derive from :class:`TychoException` (in tycho-api 1.17.3 only
 ContextException did), so one ``except TychoException`` catches every tycho error.
 """
 
+from typing import Optional
+
 __all__ = [
     "TychoException",
     "StartException",
@@ -24,9 +26,9 @@ class TychoException(Exception):
     tycho (a Rust panic) is a TychoException whose message says so.
     """
 
-    field: "str | None" = None
-    template: "str | None" = None
-    line: "int | None" = None
+    field: Optional[str] = None
+    template: Optional[str] = None
+    line: Optional[int] = None
 
     def __init__(self, message, details=""):
         super().__init__(message)

@@ -6,7 +6,7 @@ Engine), also reachable as ``docker``.
 """
 
 import logging
-from typing import Any, Callable, KeysView
+from typing import Any, Callable, KeysView, Optional
 
 from tycho.compute import Compute
 
@@ -45,7 +45,7 @@ class ComputeFactory:
         config["backplane"] = backplane
 
     @staticmethod
-    def create_compute(config: Any, backplane: str | None=None) -> Compute:
+    def create_compute(config: Any, backplane: Optional[str]=None) -> Compute:
         """The compute object for ``backplane`` when given, else for
         ``config['tycho']['backplane']`` (default kubernetes)."""
         if not backplane:

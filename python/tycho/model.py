@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 from tycho import _native
 from tycho.config import Config
 from tycho.exceptions import TychoException
-from tycho.tycho_utils import Documents, TemplateUtils, _PlainContext, _TemplateNotFound, to_plain
+from tycho.tycho_utils import Documents, TemplateUtils, _PlainContext, _TemplateNotFound, _too_deep, to_json, to_plain
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,15 @@ __all__ = [
     "ModifySystem",
     "Service",
 ]
+
+def _text(value: Any, field: str) -> str:
+    """``str(value)`` of a user's value; one nested too deep for ``str`` (RecursionError)
+    is a TychoException naming ``field``."""
+    try:
+        return str(value)
+    except RecursionError:
+        raise _too_deep(field, []) from None
+
 
 def _public_attrs(obj, skip=()):
     return {k: to_plain(v) for k, v in vars(obj).items() if not k.startswith("_") and k not in skip}
@@ -98,7 +107,8 @@ class Volumes:
                 name, specs = container["name"], container.get("volumes")
             else:
                 name, specs = container.name, container.volumes
-            mounts.append((str(name), [str(v) for v in specs or []]))
+            field = f"containers.{_text(name, 'containers.name')}.volumes"
+            mounts.append((_text(name, "containers.name"), [_text(v, field) for v in specs or []]))
         try:
             volumes = _native.model_volumes(mounts)
         except TychoException as e:
@@ -190,8 +200,8 @@ def _probe_from_plain(d):
 
 def _split_env(entry):
     if isinstance(entry, (list, tuple)):
-        return [str(v) for v in entry]
-    key, sep, value = str(entry).partition("=")
+        return [_text(v, "env") for v in entry]
+    key, sep, value = _text(entry, "env").partition("=")
     return [key, value] if sep else [key]
 
 
@@ -276,7 +286,7 @@ def _security_context(sc_from_registry, registry_keys, switch_keys):
     switches = _defaults()
     context = {}
     for key, registry_key in registry_keys.items():
-        context[key] = str(sc.get(registry_key)) if registry_key in sc else switches[switch_keys[key]]
+        context[key] = _text(sc.get(registry_key), registry_key) if registry_key in sc else switches[switch_keys[key]]
     return context
 
 
@@ -336,9 +346,12 @@ class System:
         principal_env = dict(principal or {})
         extra = principal_env.pop("extra_container_env", None) or {}
         self.system_env = principal_env
-        self.extra_env = [[str(k), "" if v is None else str(v)] for k, v in extra.items()]
+        self.extra_env = []
+        for k, v in extra.items():
+            name = _text(k, "extra_container_env")
+            self.extra_env.append([name, "" if v is None else _text(v, f"extra_container_env.{name}")])
         self.username = principal_env.get("username")
-        self.username_all_hyphens = str(self.username).replace("_", "-").replace(".", "-")
+        self.username_all_hyphens = _text(self.username, "principal.username").replace("_", "-").replace(".", "-")
         self.host = principal_env.get("host")
         self.annotations: dict[str, Any] = {}
         self.namespace = "default"
@@ -455,10 +468,12 @@ class System:
         from_spec = list(spec.get("env", []) or spec.get("environment", []) or [])
         from_registry = []
         for key, value in (env or {}).items():
-            if "STDNFS_PVC" in str(value):
-                from_registry.append(f"{key}={_defaults()['stdnfs_pvc_variable']}")
+            name = _text(key, "env")
+            text = _text(value, f"env.{name}")
+            if "STDNFS_PVC" in text:
+                from_registry.append(f"{name}={_defaults()['stdnfs_pvc_variable']}")
             else:
-                from_registry.append(TemplateUtils.render_string(f"{key}={value}", env or {}))
+                from_registry.append(TemplateUtils.render_string(f"{name}={text}", env or {}))
         return from_spec + from_registry
 
     @staticmethod
@@ -474,7 +489,7 @@ class System:
         :param services: Networking rules per container.
         """
         if isinstance(principal, dict):
-            principal = json.dumps(principal)
+            principal = to_json(principal, what="principal")
         request = {
             "name": name,
             "principal": principal,

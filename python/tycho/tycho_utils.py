@@ -23,12 +23,20 @@ __all__ = ["TemplateUtils", "NetworkUtils", "Resource", "to_plain"]
 _SCALARS = (str, int, float, bool, type(None))
 
 
-def to_plain(value: Any, _seen: Optional[set[int]]=None) -> Any:
+#: How deep a value may nest (mappings and sequences), as in the native core
+#: (``crate::limits::MAX_DEPTH``): a deeper value is refused with the field named.
+MAX_DEPTH = 128
+
+
+def to_plain(value: Any, _seen: Optional[set[int]]=None, *, what: str="value") -> Any:
     """Convert ``value`` into plain dicts, lists and scalars for the native core.
 
     Objects are converted, in order of preference, with their ``to_dict()`` method,
     their ``__json__()`` method, or their public instance attributes. Anything else
-    (and any reference cycle) becomes its ``str()``.
+    (and any reference cycle) becomes its ``str()``. Mapping keys that are not str,
+    int, float, bool or None become their ``str()``. A value nested deeper than
+    :data:`MAX_DEPTH` levels raises :class:`tycho.exceptions.TychoException` naming
+    the field (``exc.field``, a path from ``value``; ``what`` names the whole).
     """
     if isinstance(value, _SCALARS):
         return value
@@ -37,23 +45,33 @@ def to_plain(value: Any, _seen: Optional[set[int]]=None) -> Any:
             return _to_plain_fast(value, 0)
         except _TooDeep:
             _seen = set()
-    marker = id(value)
-    if marker in _seen:
-        return str(value)
-    # `_seen` holds the objects on the path from the root (a cycle is an object inside
-    # itself; the same object twice side by side is converted twice).
-    _seen.add(marker)
+    path: list[Any] = []
     try:
-        return _to_plain_inner(value, _seen)
-    finally:
-        _seen.discard(marker)
+        return _to_plain_inner(value, _seen, path)
+    except _DepthExceeded as e:
+        raise _too_deep(what, e.path) from None
+    except RecursionError:
+        # A to_dict()/__json__() of a user's object that recurses by itself.
+        raise _too_deep(what, path) from None
 
 
 class _TooDeep(Exception):
     """The fast conversion went deeper than _FAST_DEPTH (maybe a reference cycle)."""
 
 
+class _DepthExceeded(Exception):
+    """The conversion went deeper than MAX_DEPTH; ``path`` is where."""
+
+    def __init__(self, path: list[Any]) -> None:
+        super().__init__()
+        self.path = path
+
+
 _FAST_DEPTH = 64
+
+
+def _key(k: Any) -> Any:
+    return k if isinstance(k, _SCALARS) else str(k)
 
 
 def _to_plain_fast(value: Any, depth: int) -> Any:
@@ -64,8 +82,7 @@ def _to_plain_fast(value: Any, depth: int) -> Any:
         raise _TooDeep
     depth += 1
     if isinstance(value, dict):
-        return {k if isinstance(k, _SCALARS) else str(k): v if isinstance(v, _SCALARS) else _to_plain_fast(v, depth)
-                for k, v in value.items()}
+        return {_key(k): v if isinstance(v, _SCALARS) else _to_plain_fast(v, depth) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [v if isinstance(v, _SCALARS) else _to_plain_fast(v, depth) for v in value]
     for method in ("to_dict", "__json__"):
@@ -75,6 +92,8 @@ def _to_plain_fast(value: Any, depth: int) -> Any:
                 result = fn()
             except TypeError:
                 continue
+            except RecursionError:
+                raise _TooDeep from None
             return result if isinstance(result, _SCALARS) else _to_plain_fast(result, depth)
     if hasattr(value, "isoformat") and callable(value.isoformat):
         return value.isoformat()
@@ -85,27 +104,98 @@ def _to_plain_fast(value: Any, depth: int) -> Any:
     return str(value)
 
 
-def _to_plain_inner(value: Any, _seen: set[int]) -> Any:
-    if isinstance(value, dict):
-        return {k if isinstance(k, _SCALARS) else str(k): v if isinstance(v, _SCALARS) else to_plain(v, _seen)
-                for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [v if isinstance(v, _SCALARS) else to_plain(v, _seen) for v in value]
-    for method in ("to_dict", "__json__"):
-        fn = getattr(value, method, None)
-        if callable(fn):
-            try:
-                result = fn()
-            except TypeError:
-                # e.g. an unbound method on a class object: fall through.
-                continue
-            return to_plain(result, _seen)
-    if hasattr(value, "isoformat") and callable(value.isoformat):
-        return value.isoformat()
-    attrs = getattr(value, "__dict__", None)
-    if isinstance(attrs, dict):
-        return {k: to_plain(v, _seen) for k, v in attrs.items() if not k.startswith("_") and not callable(v)}
-    return str(value)
+def _too_deep(what: str, path: list[Any]) -> TychoException:
+    """The native core's error for a value nested deeper than MAX_DEPTH."""
+    where = ".".join(str(p) for p in path[:MAX_DEPTH + 1])
+    where = where if len(where) <= 200 else where[:200] + "..."
+    named = f"{what} field '{where}'" if path else what
+    error = TychoException(f"{named}: nested deeper than {MAX_DEPTH} levels of mappings and sequences")
+    error.field = where or None
+    return error
+
+
+def _to_plain_inner(value: Any, seen: set[int], path: list[Any]) -> Any:
+    """:func:`to_plain` with cycle tracking (``seen``: the objects on the path from the
+    root; the same object twice side by side is converted twice) and the depth bound."""
+    if isinstance(value, _SCALARS):
+        return value
+    marker = id(value)
+    if marker in seen:
+        return str(value)
+    if len(path) >= MAX_DEPTH:
+        raise _DepthExceeded(list(path))
+    seen.add(marker)
+    try:
+        if isinstance(value, dict):
+            out: dict[Any, Any] = {}
+            for k, v in value.items():
+                path.append(k)
+                out[_key(k)] = _to_plain_inner(v, seen, path)
+                path.pop()
+            return out
+        if isinstance(value, (list, tuple, set, frozenset)):
+            items = []
+            for i, v in enumerate(value):
+                path.append(i)
+                items.append(_to_plain_inner(v, seen, path))
+                path.pop()
+            return items
+        for method in ("to_dict", "__json__"):
+            fn = getattr(value, method, None)
+            if callable(fn):
+                try:
+                    result = fn()
+                except TypeError:
+                    # e.g. an unbound method on a class object: fall through.
+                    continue
+                return _to_plain_inner(result, seen, path)
+        if hasattr(value, "isoformat") and callable(value.isoformat):
+            return value.isoformat()
+        attrs = getattr(value, "__dict__", None)
+        if isinstance(attrs, dict):
+            out = {}
+            for k, v in attrs.items():
+                if k.startswith("_") or callable(v):
+                    continue
+                path.append(k)
+                out[k] = _to_plain_inner(v, seen, path)
+                path.pop()
+            return out
+        return str(value)
+    finally:
+        seen.discard(marker)
+
+
+def to_json(value: Any, what: str="value", **dumps: Any) -> str:
+    """``json.dumps`` of ``value`` after :func:`to_plain` (bounded in depth, any key type):
+    a TychoException naming the field, never RecursionError or TypeError."""
+    try:
+        return json.dumps(to_plain(value, what=what), **dumps)
+    except (TypeError, ValueError) as e:  # e.g. sort_keys over keys of mixed types
+        raise TychoException(f"{what}: cannot be written as JSON: {str(e)[:200]}") from None
+
+
+class _Brief:
+    """A value as log text, computed only when a record is emitted: nested levels and
+    long strings cut (``reprlib``), so a deep or huge request cannot break logging."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        import reprlib
+
+        brief = reprlib.Repr()
+        brief.maxlevel, brief.maxstring, brief.maxother = 8, 200, 200
+        brief.maxdict = brief.maxlist = brief.maxtuple = brief.maxset = 50
+        return brief.repr(self.value)
+
+
+def brief(value: Any) -> Any:
+    """``value`` for a log message argument (``%s``): depth and length bounded."""
+    return _Brief(value)
 
 
 class _PlainContext(dict):

@@ -393,7 +393,8 @@ fn container(
     })
 }
 
-/// The request's `services` (network exposure) of the containers that exist.
+/// The request's `services` (network exposure), every entry in request order: an entry
+/// that names no container is kept (with a warning), as the original keeps it.
 fn services(
     inputs: &Inputs<'_>,
     containers: &[Container],
@@ -426,16 +427,17 @@ fn services(
                 .at(format!("services.{sname}.clients")))
             }
         };
-        if !container_names.contains(sname.as_str()) {
-            // The original keeps such an entry but creates nothing for it.
+        let has_container = container_names.contains(sname.as_str());
+        if !has_container {
+            // The original keeps such an entry in `system.services` (templates iterate
+            // it) but creates no Service for it; so do we (compile.rs makes a Service
+            // per container only), and its name never becomes an object name.
             warnings.push(
                 "",
                 &format!("services.{sname}"),
-                "of the request names no service of the compose document: ignored",
+                "of the request names no service of the compose document: no Service is created for it",
             );
-            continue;
-        }
-        if sname.len() > 30 || !sname.as_bytes()[0].is_ascii_lowercase() {
+        } else if sname.len() > 30 || !sname.as_bytes()[0].is_ascii_lowercase() {
             return Err(Error::input(format!(
                 "services.{sname}: a service name must start with a letter and have at most 30 characters (it becomes a Kubernetes Service name with the GUID)"
             )));

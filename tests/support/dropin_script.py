@@ -7,7 +7,8 @@ of each template, ``Resource.get_resource_obj``, ``TemplateUtils.render_text``,
 
     python dropin_script.py < input.json > output.json
 
-Input: ``{"composes": [{name, system, env, services}], "spec_url": str, "tmp": dir}``.
+Input: ``{"composes": [{name, system, env, services}], "spec_url": str, "tmp": dir,
+"netpolicy_template": text, "netpolicy_request": {name, system, env, services}}``.
 Output: one JSON object of plain values (attributes of objects as dicts, with a
 ``__class__`` key); every GUID is replaced by ``<GUID>``. Only the standard library and
 ``tycho`` are imported.
@@ -121,6 +122,33 @@ def render_scenarios(systems):
     ]
     out["pvc_with_keys"] = guarded(lambda: list(system.render("pvc.yaml")))
     out["pv_with_keys"] = guarded(lambda: list(system.render("pv.yaml")))
+    return out
+
+
+def user_template_scenarios(payload):
+    """A user's NetworkPolicy template (``payload["netpolicy_template"]``, from
+    ``tycho.templates.paths``) on a request whose ``services`` names an entry that no
+    compose service has: the template iterates ``system.services``."""
+    from tycho.config import Config
+    from tycho.model import System
+
+    root = os.path.join(payload["tmp"], "user-templates")
+    os.makedirs(os.path.join(root, "policy"), exist_ok=True)
+    with open(os.path.join(root, "policy", "tycho-default-netpolicy.yaml"), "w") as f:
+        f.write(payload["netpolicy_template"])
+    config = Config("conf/tycho.yaml")
+    config["tycho"]["templates"]["paths"] = [root]
+    request = payload["netpolicy_request"]
+    out = {}
+
+    def go():
+        system = System.parse(config, request["name"], PRINCIPAL, request["system"], "default",
+                              dict(request["env"]), request["services"])
+        return {"services": sorted(system.services),
+                "requires_network_policy": system.requires_network_policy(),
+                "netpolicy": list(system.render("policy/tycho-default-netpolicy.yaml"))}
+
+    out["netpolicy_named_entry"] = guarded(go)
     return out
 
 
@@ -276,6 +304,7 @@ def main():
         out["parse"], systems = parse_scenarios(payload["composes"], config)
         out["render"] = render_scenarios(systems)
         out["constructors"] = constructor_scenarios(config)
+        out["user_templates"] = user_template_scenarios(payload)
         out["utils"] = util_scenarios(payload["tmp"])
         out["client"] = client_scenarios()
         out["context"] = context_scenarios(payload["spec_url"])
