@@ -187,18 +187,25 @@ pub fn pod_to_deployment(system: &System, pod: Value) -> Result<Value> {
     if let Some(Value::Object(meta)) = pod.get_mut("metadata") {
         meta.shift_remove("name");
     }
+    // The username label is the username, or its slug with the real name in an
+    // annotation (crate::names::username_label).
+    let username = crate::names::username_label(&system.username);
     let mut deployment = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
             "name": system.name,
-            "labels": {"tycho-guid": system.identifier, "executor": "tycho", "username": system.username},
+            "labels": {"tycho-guid": system.identifier, "executor": "tycho", "username": username},
         },
         "spec": {
             "replicas": 1,
-            "selector": {"matchLabels": {"tycho-guid": system.identifier, "username": system.username}},
+            "selector": {"matchLabels": {"tycho-guid": system.identifier, "username": username}},
         },
     });
+    if crate::names::username_is_slugged(&system.username) {
+        deployment["metadata"]["annotations"] =
+            json!({ crate::names::USERNAME_ANNOTATION: system.username });
+    }
     // Moved in, not copied through json!.
     deployment["spec"]
         .as_object_mut()
@@ -506,7 +513,10 @@ mod tests {
         let rules = policy["spec"]["ingress"].as_array().expect("rules");
         assert_eq!(rules.len(), 1, "{policy}");
         assert_eq!(rules[0]["from"][0]["ipBlock"]["cidr"], "10.1.0.0/16");
-        assert_eq!(rules[0]["ports"], json!([{"port": 8888, "protocol": "TCP"}]));
+        assert_eq!(
+            rules[0]["ports"],
+            json!([{"port": 8888, "protocol": "TCP"}])
+        );
         assert!(!policy.to_string().contains("10.2.0.0/16"));
     }
 
@@ -594,5 +604,203 @@ mod tests {
         req["system"]["services"] = json!({});
         let err = compile(crate::config::default_config(), &req, &options()).unwrap_err();
         assert!(err.to_string().contains("no services"), "{err}");
+    }
+
+    fn pod_spec(c: &Compiled) -> &Value {
+        &c.deployment["spec"]["template"]["spec"]
+    }
+
+    #[test]
+    fn placement_from_config_request_and_compose() {
+        let config = json!({"tycho": {"compute": {
+            "placement": {"nodeSelector": {"pool": "apps", "gpu": "any"}, "priorityClassName": "low",
+                          "tolerations": [{"key": "pool", "operator": "Equal", "value": "apps", "effect": "NoSchedule"}]},
+            "system": {"defaults": {"securityContext": {"uid": 1000, "gid": 1000}}}}}});
+        let mut req = request(
+            json!({"image": "nginx:1.27",
+                   "deploy": {"placement": {"constraints": ["node.labels.gpu == a100", "node.hostname != n1"]}}}),
+            json!({}),
+        );
+        req["system"]["placement"] = json!({"nodeSelector": {"gpu": "t4", "zone": "z1"},
+            "runtimeClassName": "nvidia", "imagePullSecrets": [{"name": "regcred"}]});
+        let c = compile(&config, &req, &options()).expect("compiles");
+        let spec = pod_spec(&c);
+        assert_eq!(
+            spec["nodeSelector"],
+            json!({"pool": "apps", "gpu": "a100", "zone": "z1"})
+        );
+        assert_eq!(spec["priorityClassName"], "low");
+        assert_eq!(spec["runtimeClassName"], "nvidia");
+        assert_eq!(spec["imagePullSecrets"], json!([{"name": "regcred"}]));
+        assert_eq!(
+            spec["tolerations"],
+            json!([{"key": "pool", "operator": "Equal", "value": "apps", "effect": "NoSchedule"}])
+        );
+        assert_eq!(
+            spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+                ["nodeSelectorTerms"][0]["matchExpressions"],
+            json!([{"key": "kubernetes.io/hostname", "operator": "NotIn", "values": ["n1"]}])
+        );
+        // No placement anywhere: none of the fields.
+        let plain = compile_one(json!({"image": "nginx:1.27"}), json!({}));
+        for field in crate::model::placement::FIELDS {
+            assert!(pod_spec(&plain).get(*field).is_none(), "{field}");
+        }
+    }
+
+    #[test]
+    fn every_gpu_container_gets_the_toleration() {
+        let mut req = request(json!({"image": "nginx:1.27"}), json!({}));
+        req["system"]["services"]["b-gpu"] = json!({"image": "cuda", "deploy": {"resources": {
+            "reservations": {"devices": [{"capabilities": ["gpu"], "count": 2, "driver": "nvidia"}]}}}});
+        req["system"]["services"]["c-amd"] = json!({"image": "rocm", "deploy": {"resources": {
+            "reservations": {"devices": [{"capabilities": ["gpu"], "driver": "amd", "count": 1}]}}}});
+        req["system"]["services"]["d-lim"] = json!({"image": "cuda", "deploy": {"resources": {
+            "limits": {"gpus": 1}}}});
+        req["system"]["gpu_resource"] = json!("nvidia.com/mig-1g.5gb");
+        let c = compile(crate::config::default_config(), &req, &options()).expect("compiles");
+        let spec = pod_spec(&c);
+        assert_eq!(
+            spec["tolerations"],
+            json!([{"key": "nvidia.com/mig-1g.5gb", "operator": "Exists", "effect": "NoSchedule"},
+                   {"key": "amd.com/gpu", "operator": "Exists", "effect": "NoSchedule"}])
+        );
+        let container = |name: &str| {
+            spec["containers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == name)
+                .cloned()
+                .unwrap()
+        };
+        let limits = |name: &str| container(name)["resources"]["limits"].clone();
+        assert_eq!(container("web-app").get("resources"), None);
+        assert_eq!(limits("b-gpu"), json!({"nvidia.com/mig-1g.5gb": 2}));
+        assert_eq!(limits("c-amd"), json!({"amd.com/gpu": 1}));
+        assert_eq!(limits("d-lim"), json!({"nvidia.com/mig-1g.5gb": 1}));
+    }
+
+    #[test]
+    fn gpu_devices_all_and_ids_warn_on_kubernetes() {
+        let svc = |devices: Value| json!({"image": "cuda", "deploy": {"resources": {"reservations": {"devices": devices}}}});
+        let parse = |service: Value| {
+            parse_system_with(
+                crate::config::default_config(),
+                &request(service, json!({})),
+                Some(GUID.into()),
+                false,
+                true,
+            )
+            .expect("parses")
+        };
+        let all = parse(svc(json!([{"capabilities": ["gpu"]}])));
+        assert_eq!(all.containers[0].compose.gpu_count, Some(1));
+        assert!(all.warnings.iter().any(|w| w.message.contains("count all")));
+        let ids = parse(svc(
+            json!([{"capabilities": ["gpu"], "device_ids": ["0", "3"]}]),
+        ));
+        assert_eq!(ids.containers[0].compose.gpu_count, Some(2));
+        assert!(ids
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("device_ids")));
+        let limited = parse(json!({"image": "cuda", "deploy": {"resources": {
+            "limits": {"gpus": 3}, "reservations": {"devices": [{"capabilities": ["gpu"], "count": 1}]}}}}));
+        assert_eq!(limited.containers[0].compose.gpu_count, None);
+        assert!(limited
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("gives way")));
+        let other = parse(svc(json!([{"capabilities": ["tpu"]}])));
+        assert!(other.containers[0].compose.gpu_devices.is_none());
+        assert!(other
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("only GPUs")));
+        for (bad, words) in [
+            (
+                json!([{"capabilities": ["gpu"], "count": 1, "device_ids": ["0"]}]),
+                "exclude",
+            ),
+            (json!([{"capabilities": ["gpu"], "count": "many"}]), "many"),
+            (json!([{"count": 1}]), "capabilities"),
+            (json!({"count": 1}), "must be a list"),
+        ] {
+            let e = parse_system_with(
+                crate::config::default_config(),
+                &request(svc(bad), json!({})),
+                Some(GUID.into()),
+                false,
+                true,
+            )
+            .unwrap_err();
+            assert!(
+                e.message.contains(words) && e.message.contains("web-app"),
+                "{}",
+                e.message
+            );
+        }
+    }
+
+    #[test]
+    fn a_username_that_is_no_label_value_is_labelled_with_its_slug() {
+        let email = "Jane.Doe@example.org";
+        let mut req = request(
+            json!({"image": "nginx:1.27"}),
+            json!({"web-app": {"port": 80}}),
+        );
+        req["principal"] = json!(format!("{{\"username\": \"{email}\"}}"));
+        let c = compile(crate::config::default_config(), &req, &options()).expect("compiles");
+        let slug = crate::names::username_label(email).into_owned();
+        let d = &c.deployment;
+        assert_eq!(d["metadata"]["labels"]["username"], slug.as_str());
+        assert_eq!(
+            d["spec"]["selector"]["matchLabels"]["username"],
+            slug.as_str()
+        );
+        assert_eq!(
+            d["metadata"]["annotations"][crate::names::USERNAME_ANNOTATION],
+            email
+        );
+        let template = &d["spec"]["template"]["metadata"];
+        assert_eq!(template["labels"]["username"], slug.as_str());
+        assert_eq!(
+            template["annotations"][crate::names::USERNAME_ANNOTATION],
+            email
+        );
+        for (_, service) in &c.services {
+            assert_eq!(service["metadata"]["labels"]["username"], slug.as_str());
+        }
+        // The real name where a name is used: env, home directory.
+        let env = &d["spec"]["template"]["spec"]["containers"][0]["env"];
+        let value = |name: &str| {
+            env.as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == name)
+                .map(|e| e["value"].clone())
+        };
+        assert_eq!(value("USER_NAME"), Some(json!(email)));
+        assert_eq!(value("USER"), Some(json!(email)));
+        assert!(c.system.containers[0]
+            .volumes
+            .iter()
+            .any(|v| v.contains(email)));
+        // A valid label value: labelled as itself, no annotation.
+        let plain = compile_one(json!({"image": "nginx:1.27"}), json!({}));
+        assert!(plain.deployment["metadata"].get("annotations").is_none());
+        assert!(plain.deployment["spec"]["template"]["metadata"]
+            .get("annotations")
+            .is_none());
+        // A name that cannot be a directory is refused, naming the field.
+        req["principal"] = json!("{\"username\": \"../etc\"}");
+        let e = compile(crate::config::default_config(), &req, &options()).unwrap_err();
+        assert_eq!(
+            e.field.as_deref(),
+            Some("principal.username"),
+            "{}",
+            e.message
+        );
     }
 }

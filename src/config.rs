@@ -31,6 +31,7 @@ pub fn lookup<'a>(config: &'a Value, keys: &[&str]) -> Option<&'a Value> {
 /// paths; the test `read_paths_cover_every_lookup` holds the list to the code.
 pub const READ_PATHS: &[&[&str]] = &[
     &["tycho", "templates", "paths"],
+    &["tycho", "compute", "placement"],
     &["tycho", "compute", "system", "access_token_env"],
     &["tycho", "compute", "system", "strict"],
     &["tycho", "compute", "system", "volumes"],

@@ -66,6 +66,89 @@ pub fn check_label_value(what: &str, value: &str) -> Result<()> {
     }
 }
 
+/// Longest username accepted (bytes): it is a directory name and an env value.
+pub const USERNAME_MAX: usize = 256;
+
+/// Annotation holding the real username on every object whose `username` label is a
+/// slug ([`username_label`]); status rows read it.
+pub const USERNAME_ANNOTATION: &str = "tycho.renci.org/username";
+
+/// Refuses a username that cannot name a home directory: empty, over
+/// [`USERNAME_MAX`] bytes, `.` or `..`, or holding `/`, `\` or a control character.
+/// Anything else is accepted (an e-mail address, a long name); see [`username_label`].
+pub fn check_username(value: &str) -> Result<()> {
+    let why = if value.is_empty() {
+        Some("is empty")
+    } else if value.len() > USERNAME_MAX {
+        Some("is longer than 256 bytes")
+    } else if value == "." || value == ".." {
+        Some("is not a directory name")
+    } else if value.contains(['/', '\\']) {
+        Some("contains '/' or '\\' (it names the home directory)")
+    } else if value.chars().any(char::is_control) {
+        Some("contains a control character")
+    } else {
+        None
+    };
+    match why {
+        None => Ok(()),
+        Some(why) => Err(Error::input(format!(
+            "principal username {} {why}",
+            crate::limits::echo(&format!("{value:?}"))
+        ))
+        .at("principal.username")),
+    }
+}
+
+/// The value of a system's `username` label. A username that is a valid label value is
+/// its own label (as the original labels it). Any other (an e-mail address, more than
+/// 63 characters, ...) gets a slug: the name with each run of characters other than
+/// `[A-Za-z0-9._-]` turned into one `-`, cut to 52 characters and trimmed to start and
+/// end with a letter or digit, then `--` and the first 8 hex digits of the name's
+/// SHA-256: `Jane.Doe@example.org` → `Jane.Doe-example.org--<8 hex>`. Deterministic, at
+/// most 63 characters, and always a valid label value. Two names whose slugs agree (a
+/// hash collision, or a real name spelled like another's slug) are told apart by
+/// [`USERNAME_ANNOTATION`], which status compares too.
+pub fn username_label(name: &str) -> std::borrow::Cow<'_, str> {
+    if !name.is_empty() && is_label_value(name) {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    std::borrow::Cow::Owned(username_slug(name))
+}
+
+/// Whether `name` is labelled with a slug (not with itself).
+pub fn username_is_slugged(name: &str) -> bool {
+    name.is_empty() || !is_label_value(name)
+}
+
+fn username_slug(name: &str) -> String {
+    let mut escaped = String::with_capacity(name.len().min(64));
+    let mut in_run = false;
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+            escaped.push(c);
+            in_run = false;
+        } else if !in_run {
+            escaped.push('-');
+            in_run = true;
+        }
+        if escaped.len() >= 52 {
+            break;
+        }
+    }
+    let escaped = escaped.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+    let digest = ring::digest::digest(&ring::digest::SHA256, name.as_bytes());
+    let hash: String = digest.as_ref()[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if escaped.is_empty() {
+        hash
+    } else {
+        format!("{escaped}--{hash}")
+    }
+}
+
 /// A Kubernetes quantity such as `500m`, `1`, `2.5`, `250Mi` or `1e3`.
 pub fn is_quantity(s: &str) -> bool {
     let s = s.strip_prefix(['+', '-']).unwrap_or(s);
@@ -117,5 +200,53 @@ mod tests {
         for q in ["", "abc", "1 G", "5Q", "1.2.3"] {
             assert!(!is_quantity(q), "{q}");
         }
+    }
+
+    #[test]
+    fn usernames() {
+        for ok in ["jdoe", "Jane.Doe@example.org", &"x".repeat(100), "a b", "ü"] {
+            assert!(check_username(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "a/b", "a\\b", "a\nb", &"x".repeat(257)] {
+            let e = check_username(bad).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("principal.username"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn username_labels() {
+        // Valid label values are their own label, byte for byte.
+        for same in ["jdoe", "j.doe_1", "renci", &"a".repeat(63)] {
+            assert_eq!(username_label(same), same);
+            assert!(!username_is_slugged(same));
+        }
+        let email = username_label("Jane.Doe@example.org");
+        assert!(email.starts_with("Jane.Doe-example.org--"), "{email}");
+        assert_eq!(email.len(), "Jane.Doe-example.org--".len() + 8);
+        // Deterministic; different names, different labels, even when they escape alike.
+        assert_eq!(username_label("Jane.Doe@example.org"), email);
+        assert_ne!(username_label("Jane.Doe#example.org"), email);
+        let long = "y".repeat(100);
+        let long_label = username_label(&long);
+        assert_ne!(username_label(&"y".repeat(101)), long_label);
+        for name in [
+            "Jane.Doe@example.org",
+            &long,
+            "@@@",
+            "-lead@x-",
+            "a b",
+            "ü@ü",
+            "",
+            &"é".repeat(80),
+        ] {
+            let label = username_label(name);
+            assert!(
+                is_label_value(&label) && !label.is_empty(),
+                "{name:?} -> {label}"
+            );
+            assert!(label.len() <= 63);
+            assert!(username_is_slugged(name));
+        }
+        assert_eq!(username_label("@@@").len(), 8);
     }
 }

@@ -81,6 +81,10 @@ pub fn plain_environment() -> Environment<'static> {
     // `v`: the value typed as PyYAML would type it pasted bare, written safely.
     env.add_filter("v", v_filter);
     env.add_filter("tycho_group_by", group_by_filter);
+    // `tycho_username_label`: the `username` label of a username (itself, or its slug).
+    env.add_filter("tycho_username_label", |v: MjValue| {
+        crate::names::username_label(&mj_str(&v)).into_owned()
+    });
     env.add_test("valid_label", |v: MjValue| {
         crate::names::is_label_value(&mj_str(&v))
     });

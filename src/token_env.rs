@@ -172,7 +172,7 @@ pub fn secret_object(
     let mut metadata = json!({
         "name": name,
         "labels": {
-            "username": system.username,
+            "username": crate::names::username_label(&system.username),
             "executor": "tycho",
             "tycho-app": system.name,
             "tycho-guid": system.identifier,

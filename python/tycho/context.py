@@ -16,7 +16,10 @@ attributes and methods around it:
   (a relative repository URL is resolved against ``tycho_config_url``) and every app
   gets ``icon`` beside its spec; ``$repository`` names in spec, icon and docs are
   substituted;
-* top-level keys of the product context named like an app are merged into that app.
+* top-level keys of the product context named like an app are merged into that app;
+* a start carries the ``placement`` (Kubernetes pod spec fields) and ``gpu_resource`` of
+  the product's context (inherited through ``extends`` and mixins) and of the app, the
+  app's merged over the context's (``tycho._native.registry_start_spec``).
 
 Specs (docker-compose files) and ``.env`` settings are fetched over HTTP(S) by the
 native client (10 s timeout, the GIL released) through an in-memory cache that
@@ -440,6 +443,8 @@ class TychoContext:
         if app_id not in compose_services or not isinstance(compose_services[app_id], dict):
             raise _UnknownApp(f"app {app_id}: its spec {app['spec']} has no service named {app_id}")
         service = compose_services[app_id]
+        # The spec's own deploy (placement, GPU devices): the resource request replaces it.
+        spec_deploy = copy.deepcopy(service.get("deploy"))
         spec["security_context"] = copy.deepcopy(app.get("securityContext", {}))
         service["ext"] = copy.deepcopy(app.get("ext"))
 
@@ -463,6 +468,9 @@ class TychoContext:
             proxy_rewrite["enabled"] = True
         service["proxy_rewrite"] = proxy_rewrite
         service["gitea_integration"] = app.get("gitea-integration", False)
+        # The registry's placement and gpu_resource (context, then app) and the spec's own
+        # deploy.placement and GPU devices: the core's rule, shared with the command line.
+        spec = _native.registry_start_spec(self.registry, self.product, app_id, app, spec, spec_deploy)
 
         request = {
             "name": app_id,

@@ -244,6 +244,32 @@ fn registry_render_spec<'py>(
     to_py(py, &spec)
 }
 
+/// The compose `spec` of a start of `app_id` (the compiled `app` of context `product`)
+/// finished as `crate::registry::placement` says: the spec's own `deploy.placement` and
+/// GPU devices (`spec_deploy`, the service's `deploy` before the resource request) kept,
+/// and the registry's `placement` and `gpu_resource` added.
+#[pyfunction]
+fn registry_start_spec<'py>(
+    py: Python<'py>,
+    registry: &Bound<'py, PyAny>,
+    product: String,
+    app_id: String,
+    app: &Bound<'py, PyAny>,
+    spec: &Bound<'py, PyAny>,
+    spec_deploy: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let registry = from_py(registry, "registry")?;
+    let app = from_py(app, "app")?;
+    let mut spec = from_py(spec, "spec")?;
+    let spec_deploy = from_py(spec_deploy, "spec_deploy")?;
+    let spec = run(py, move || {
+        let fields = crate::registry::placement::start_fields(&registry, &product, &app_id, &app)?;
+        crate::registry::placement::finish_spec(&mut spec, &app_id, Some(&spec_deploy), &fields);
+        Ok(spec)
+    })?;
+    to_py(py, &spec)
+}
+
 /// The `.env` URL beside a spec URL.
 #[pyfunction]
 fn registry_settings_url(spec_url: &str) -> String {
@@ -367,6 +393,7 @@ pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(registry_mixin, m)?)?;
     m.add_function(wrap_pyfunction!(registry_add_conf_impl, m)?)?;
     m.add_function(wrap_pyfunction!(registry_render_spec, m)?)?;
+    m.add_function(wrap_pyfunction!(registry_start_spec, m)?)?;
     m.add_function(wrap_pyfunction!(registry_settings_url, m)?)?;
     m.add_function(wrap_pyfunction!(registry_icon_url, m)?)?;
     m.add_function(wrap_pyfunction!(aio_call, m)?)?;

@@ -289,8 +289,9 @@ pub struct RegistryApp<'a> {
 /// The start request appstore would send for `app`: the registry compiled for `product`
 /// (extends, app-defaults, mixins), the app's spec rendered with the registry `settings`,
 /// the `.env` beside it plus the app's registry `env`, its `services`, `serviceAccount`,
-/// `securityContext`, `ext`, `conn_string`, `proxy-rewrite` and `gitea-integration`, as
-/// `TychoContext.start` builds it. The resource request is the spec's own
+/// `securityContext`, `ext`, `conn_string`, `proxy-rewrite` and `gitea-integration`, and
+/// the context's and app's `placement` and `gpu_resource`
+/// ([`crate::registry::placement`]), as `TychoContext.start` builds it. The resource request is the spec's own
 /// `deploy.resources` (what appstore sends when the user keeps the defaults).
 pub fn registry_request(which: &RegistryApp<'_>, env: &CliEnv) -> Result<Value> {
     let source = registry_source(which.registry)?;
@@ -377,6 +378,7 @@ pub fn registry_request(which: &RegistryApp<'_>, env: &CliEnv) -> Result<Value> 
             format!("app {app_id}: its spec {spec_url} has no service named {app_id}"),
         ));
     };
+    let spec_deploy = service.get("deploy").cloned();
     service.insert("ext".into(), app.get("ext").cloned().unwrap_or(Value::Null));
     // The resources appstore sends by default: the spec's own (made literal as
     // tycho.context does with the request's values).
@@ -405,6 +407,15 @@ pub fn registry_request(which: &RegistryApp<'_>, env: &CliEnv) -> Result<Value> 
             .unwrap_or(json!(false)),
     );
     system["security_context"] = security_context;
+    // The registry's placement and GPU resource, and the spec's own deploy.placement and
+    // GPU devices kept (the rule TychoContext.start calls too).
+    let fields = crate::registry::placement::start_fields(
+        &registry,
+        which.product,
+        app_id,
+        &Value::Object(app.clone()),
+    )?;
+    crate::registry::placement::finish_spec(&mut system, app_id, spec_deploy.as_ref(), &fields);
     let principal = json!({
         "username": which.username,
         "access_token": env.access_token,

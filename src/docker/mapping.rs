@@ -107,6 +107,47 @@ pub(crate) fn volume_name(claim: &str, subpath: Option<&str>) -> String {
     }
 }
 
+/// The GPUs of container `c` as Engine device requests: compose's device form
+/// (`deploy.resources.reservations.devices`: `count` or all, `device_ids`, `driver`),
+/// with `deploy.resources.limits.gpus` (a number or "all") as the count when it is set.
+fn device_requests(c: &Container) -> Result<Option<Vec<DeviceRequest>>> {
+    let limit = if set(&c.limits.gpus) {
+        let text = py_str(&c.limits.gpus);
+        Some(if text == "all" {
+            -1
+        } else {
+            text.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                Error::input(format!(
+                    "service '{}': limits.gpus {text:?} must be a positive whole number or \"all\"",
+                    c.name
+                ))
+            })?
+        })
+    } else {
+        None
+    };
+    let devices = c.compose.gpu_devices.as_ref();
+    if limit.is_none() && devices.is_none() {
+        return Ok(None);
+    }
+    let ids = devices.map(|d| d.device_ids.clone()).unwrap_or_default();
+    // limits.gpus wins over the device form's count (as on Kubernetes); device ids
+    // stand for the count when there is no limit.
+    let count = match (limit, devices) {
+        (Some(n), _) => Some(n),
+        (None, _) if !ids.is_empty() => None,
+        (None, Some(d)) => Some(d.count.map_or(-1, |n| n.min(i64::MAX as u64) as i64)),
+        (None, None) => None,
+    };
+    Ok(Some(vec![DeviceRequest {
+        driver: devices.and_then(|d| d.driver.clone()),
+        count,
+        device_ids: (count.is_none() && !ids.is_empty()).then_some(ids),
+        capabilities: Some(vec![vec!["gpu".to_string()]]),
+        ..Default::default()
+    }]))
+}
+
 /// CPUs (`0.5`, `"2"`, `"500m"`) in billionths of a CPU.
 pub fn cpus_to_nano(value: &Value) -> std::result::Result<i64, String> {
     let text = match value {
@@ -447,26 +488,7 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
         } else {
             None
         };
-        let device_requests = if set(&limits.gpus) {
-            let text = py_str(&limits.gpus);
-            let count = if text == "all" {
-                -1
-            } else {
-                text.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    Error::input(format!(
-                        "service '{}': limits.gpus {text:?} must be a positive whole number or \"all\"",
-                        c.name
-                    ))
-                })?
-            };
-            Some(vec![DeviceRequest {
-                count: Some(count),
-                capabilities: Some(vec![vec!["gpu".to_string()]]),
-                ..Default::default()
-            }])
-        } else {
-            None
-        };
+        let device_requests = device_requests(c)?;
         let group_add = system
             .security_context
             .get("fs_group")
@@ -695,6 +717,44 @@ mod tests {
             Some(Some(String::new())),
             "random: the Engine picks"
         );
+    }
+
+    #[test]
+    fn gpu_devices_become_device_requests() {
+        let mut s = system();
+        let gpus = |s: &System| {
+            let plan = plan(s, &settings(HostPorts::Compose)).expect("plan");
+            let host = plan.containers[0]
+                .body
+                .host_config
+                .clone()
+                .unwrap_or_default();
+            host.device_requests.unwrap_or_default()
+        };
+        s.containers[0].limits.gpus = Value::Null;
+        s.containers[0].compose.gpu_devices = Some(crate::model::GpuDevices {
+            count: None,
+            device_ids: vec!["0".into(), "3".into()],
+            driver: Some("nvidia".into()),
+        });
+        let r = &gpus(&s)[0];
+        assert_eq!(r.count, None);
+        assert_eq!(r.device_ids, Some(vec!["0".to_string(), "3".into()]));
+        assert_eq!(r.driver.as_deref(), Some("nvidia"));
+        assert_eq!(r.capabilities, Some(vec![vec!["gpu".to_string()]]));
+        s.containers[0].compose.gpu_devices = Some(crate::model::GpuDevices::default());
+        assert_eq!(gpus(&s)[0].count, Some(-1), "all");
+        s.containers[0].compose.gpu_devices = Some(crate::model::GpuDevices {
+            count: Some(2),
+            ..Default::default()
+        });
+        assert_eq!(gpus(&s)[0].count, Some(2));
+        // limits.gpus wins over the device form's count.
+        s.containers[0].limits.gpus = json!(1);
+        assert_eq!(gpus(&s)[0].count, Some(1));
+        s.containers[0].limits.gpus = Value::Null;
+        s.containers[0].compose.gpu_devices = None;
+        assert!(gpus(&s).is_empty());
     }
 
     fn plan_random(s: &System) -> Option<Option<String>> {

@@ -155,7 +155,9 @@ fn checks(system: &System) -> Result<()> {
     if system.identifier.is_empty() || !names::is_dns_label(&system.identifier, 63) {
         return Err(bad("GUID", &system.identifier));
     }
-    if !names::is_label_value(&system.username) {
+    // Any username but one that cannot name a home directory: its label is a slug when
+    // it is no label value (names::username_label).
+    if names::check_username(&system.username).is_err() {
         return Err(bad("username", &system.username));
     }
     for v in &system.volumes {

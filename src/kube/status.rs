@@ -1,6 +1,9 @@
 //! Status of running systems: one list of Deployments and one of Services, made
 //! concurrently and selected on the server by label (`username=<u>`, else
-//! `tycho-guid=<name>`, else `executor=tycho`).
+//! `tycho-guid=<name>`, else `executor=tycho`). A username that is no label value is
+//! selected by its slug ([`crate::names::username_label`]), and only the Deployments
+//! whose real name (the annotation `tycho.renci.org/username`, else the label) is the
+//! username asked for are rows; a row's `username` is that real name.
 
 use super::client;
 use super::retry;
@@ -28,26 +31,41 @@ pub(crate) fn selector(name: Option<&str>, username: Option<&str>) -> String {
         name.filter(|s| !s.is_empty()),
         username.filter(|s| !s.is_empty()),
     ) {
-        (_, Some(u)) => format!("username={u}"),
+        (_, Some(u)) => format!("username={}", crate::names::username_label(u)),
         (Some(n), None) => format!("{GUID_LABEL}={n}"),
         (None, None) => "executor=tycho".to_string(),
     }
 }
 
+/// The real username of a Deployment: its annotation, else its `username` label.
+fn real_username(d: &Value) -> Option<&str> {
+    d.pointer("/metadata/annotations")
+        .and_then(|a| a.get(crate::names::USERNAME_ANNOTATION))
+        .and_then(Value::as_str)
+        .or_else(|| label(d, "/metadata/labels", "username"))
+}
+
+/// Whether Deployment `d`, selected by the username's label, is `username`'s (a slug
+/// shared by two names, or a name spelled like another's slug, selects both).
+fn owned_by(d: &Value, username: Option<&str>) -> bool {
+    match username.filter(|s| !s.is_empty()) {
+        None => true,
+        Some(u) => real_username(d) == Some(u),
+    }
+}
+
 /// Status rows of the systems with GUID `name`, of user `username`, or all:
 /// `{name, app_id, sid, ip_address, port, creation_time, username, utilization,
-/// workspace_name, is_ready}` per Deployment. A GUID or username that is not a valid
-/// label value matches no system (no request is made).
+/// workspace_name, is_ready}` per Deployment. A GUID that is not a valid label value
+/// matches no system (no request is made); any username is selected by its label.
 pub async fn status_async(
     name: Option<&str>,
     username: Option<&str>,
     namespace: Option<&str>,
 ) -> Result<Vec<Value>> {
-    for value in [name, username].into_iter().flatten() {
-        if !crate::names::is_label_value(value) {
-            log::debug!(target: LOG_TARGET, "status: {value:?} is not a label value; no system can match");
-            return Ok(Vec::new());
-        }
+    if let Some(value) = name.filter(|n| !crate::names::is_label_value(n)) {
+        log::debug!(target: LOG_TARGET, "status: {value:?} is not a label value; no system can match");
+        return Ok(Vec::new());
     }
     let settings = client::settings();
     let connection = client::connection(KIND, &settings).await?;
@@ -89,7 +107,9 @@ pub async fn status_async(
     let rows = deployments
         .items
         .iter()
-        .map(|d| row(&serde_json::to_value(d).unwrap_or_default(), &by_guid))
+        .map(|d| serde_json::to_value(d).unwrap_or_default())
+        .filter(|d| owned_by(d, username))
+        .map(|d| row(&d, &by_guid))
         .collect();
     Ok(rows)
 }
@@ -112,7 +132,7 @@ fn selected(object: &Value, name: Option<&str>, username: Option<&str>) -> bool 
         name.filter(|s| !s.is_empty()),
         username.filter(|s| !s.is_empty()),
     ) {
-        (_, Some(u)) => is("username", u),
+        (_, Some(u)) => is("username", &crate::names::username_label(u)),
         (Some(n), None) => is(GUID_LABEL, n),
         (None, None) => true,
     }
@@ -126,7 +146,9 @@ fn from_cache(
     name: Option<&str>,
     username: Option<&str>,
 ) -> Option<Vec<Value>> {
-    let deployments = cache.deployments.select(|d| selected(d, name, username))?;
+    let deployments = cache
+        .deployments
+        .select(|d| selected(d, name, username) && owned_by(d, username))?;
     let services = cache.services.select(|s| selected(s, name, username))?;
     let by_guid = by_guid(services.iter().map(|s| s.as_ref()));
     Some(deployments.iter().map(|d| row(d, &by_guid)).collect())
@@ -220,7 +242,7 @@ fn row(d: &Value, services: &HashMap<String, Vec<&Value>>) -> Value {
         "ip_address": ip_address,
         "port": port,
         "creation_time": creation,
-        "username": opt_str(label(d, "/metadata/labels", "username")),
+        "username": opt_str(real_username(d)),
         "utilization": utilization,
         "workspace_name": label(d, template_labels, "app-name").unwrap_or(""),
         "is_ready": replicas(d, "readyReplicas") == replicas(d, "replicas"),
@@ -238,6 +260,28 @@ mod tests {
         assert_eq!(selector(Some("g"), None), "tycho-guid=g");
         assert_eq!(selector(Some("g"), Some("u")), "username=u");
         assert_eq!(selector(None, Some("u")), "username=u");
+        assert_eq!(
+            selector(None, Some("Jane.Doe@example.org")),
+            format!(
+                "username={}",
+                crate::names::username_label("Jane.Doe@example.org")
+            )
+        );
+    }
+
+    #[test]
+    fn rows_carry_the_real_name_and_only_its_systems() {
+        let email = "Jane.Doe@example.org";
+        let slug = crate::names::username_label(email).into_owned();
+        let mine = json!({"metadata": {"name": "a", "labels": {"username": slug},
+            "annotations": {crate::names::USERNAME_ANNOTATION: email}}});
+        // A user whose real name is spelled like the slug: same label, no annotation.
+        let other = json!({"metadata": {"name": "b", "labels": {"username": slug}}});
+        assert_eq!(row(&mine, &HashMap::new())["username"], email);
+        assert_eq!(row(&other, &HashMap::new())["username"], slug.as_str());
+        assert!(owned_by(&mine, Some(email)) && !owned_by(&other, Some(email)));
+        assert!(owned_by(&other, Some(&slug)) && !owned_by(&mine, Some(&slug)));
+        assert!(owned_by(&mine, None));
     }
 
     #[test]

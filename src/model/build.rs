@@ -99,7 +99,7 @@ pub fn parse<'a>(
             .at("principal.username"))
         }
     };
-    names::check_label_value("principal username", &username)?;
+    names::check_username(&username)?;
     if !names::is_dns_label(&req.name, 30) {
         return Err(Error::input(format!(
             "system name {:?} is not valid: use at most 30 lowercase letters, digits and '-', starting and ending with a letter or digit (it becomes part of DNS names and labels)",
@@ -329,6 +329,7 @@ fn container(
     }
     let kube = spec_map.get("ext").and_then(|e| e.get("kube"));
     let resources = spec_map.get("deploy").and_then(|d| d.get("resources"));
+    let mut extras = super::ComposeExtras::parse(cname, spec_map, inputs.registry_ids, warnings)?;
     let mut liveness_probe = compose::probe(
         cname,
         "livenessProbe",
@@ -361,16 +362,20 @@ fn container(
     system
         .memory_volumes
         .extend(compose::memory_volumes(cname, index, spec_map)?);
+    let limits = compose::limits(
+        cname,
+        "limits",
+        resources.and_then(|r| r.get("limits")),
+        warnings,
+    )?;
+    if let Some(gpus) = &extras.gpu_devices {
+        extras.gpu_count = gpu_count(cname, gpus, &limits, warnings);
+    }
     Ok(Container {
         name: cname.to_string(),
         image,
         identity: Value::Null,
-        limits: compose::limits(
-            cname,
-            "limits",
-            resources.and_then(|r| r.get("limits")),
-            warnings,
-        )?,
+        limits,
         requests: compose::limits(
             cname,
             "reservations",
@@ -389,8 +394,49 @@ fn container(
             "readinessProbe",
             kube.and_then(|k| k.get("readinessProbe")),
         )?,
-        compose: super::ComposeExtras::parse(cname, spec_map, inputs.registry_ids, warnings)?,
+        compose: extras,
     })
+}
+
+/// The Kubernetes GPU limit of a compose device request: its count (or the number of
+/// its device ids), none when `deploy.resources.limits.gpus` is set (it wins). Kubernetes
+/// has no "every GPU of the node" (1 is asked for) and no device ids (their count is).
+fn gpu_count(
+    cname: &str,
+    gpus: &super::GpuDevices,
+    limits: &super::Limits,
+    warnings: &mut Warnings,
+) -> Option<u64> {
+    const KEY: &str = "deploy.resources.reservations.devices";
+    let number = gpus.number();
+    if !limits.gpus.is_null() {
+        if number.is_none_or(|n| py_str(&limits.gpus) != n.to_string()) {
+            warnings.push(
+                cname,
+                KEY,
+                format!(
+                    "gives way to deploy.resources.limits.gpus ({})",
+                    crate::limits::echo_value(&limits.gpus)
+                ),
+            );
+        }
+        return None;
+    }
+    if number.is_none() {
+        warnings.push(
+            cname,
+            KEY,
+            "count all: a Kubernetes pod cannot ask for every GPU of its node; it asks for 1",
+        );
+    }
+    if !gpus.device_ids.is_empty() {
+        warnings.push(
+            cname,
+            KEY,
+            "device_ids: Kubernetes schedules GPUs by count; the pod asks for that many, not these devices",
+        );
+    }
+    Some(number.unwrap_or(1))
 }
 
 /// The request's `services` (network exposure), every entry in request order: an entry
@@ -575,7 +621,16 @@ fn build(
         init_image_tag: switches.init_image_tag.clone(),
         init_cpus: switches.init_cpus.clone(),
         init_memory: switches.init_memory.clone(),
-        gpu_resource_name: switches.gpu_resource_name.clone(),
+        gpu_resource_name: super::placement::gpu_resource(
+            compose.as_object().unwrap_or(&Map::new()),
+            &switches.gpu_resource_name,
+        )?,
+        placement: super::placement::resolve(
+            inputs.config,
+            compose.as_object().unwrap_or(&Map::new()),
+            &services_in,
+            &mut warnings,
+        )?,
         proxy_rewrite: Value::Null,
         gitea_integration: last
             .get("gitea_integration")

@@ -91,7 +91,10 @@ pub const IGNORED_KEYS: &[(&str, &str)] = &[
     ("extends", "write the service out in full"),
     ("external_links", SHARED_NETWORK),
     ("extra_hosts", SHARED_NETWORK),
-    ("gpus", "use deploy.resources.limits.gpus"),
+    (
+        "gpus",
+        "use deploy.resources.reservations.devices or deploy.resources.limits.gpus",
+    ),
     ("group_add", NOT_CONVERTED),
     ("hostname", "Kubernetes names the pod"),
     ("init", "no init process is added"),
@@ -144,7 +147,8 @@ pub const IGNORED_KEYS: &[(&str, &str)] = &[
 ];
 
 /// Top-level keys of a compose document that tycho ignores (besides `services`,
-/// `security_context`, the informative `version` and `name`, and `x-` extensions).
+/// `security_context`, `placement` and `gpu_resource` (the registry's, see
+/// [`super::placement`]), the informative `version` and `name`, and `x-` extensions).
 const IGNORED_TOP_LEVEL: &[(&str, &str)] = &[
     ("networks", SHARED_NETWORK),
     (
@@ -183,7 +187,8 @@ pub fn warn_keys(name: &str, spec: &Map<String, Value>, warnings: &mut Warnings)
         for key in deploy.keys() {
             let dotted = format!("deploy.{key}");
             match key.as_str() {
-                "resources" => {}
+                // placement: converted (and its keys warned about) by super::placement.
+                "resources" | "placement" => {}
                 "replicas" => warnings.push(name, &dotted, format!("is ignored: {ONE_POD}")),
                 "restart_policy" => {
                     warnings.push(name, &dotted, "is ignored: Deployments always restart")
@@ -198,7 +203,15 @@ pub fn warn_keys(name: &str, spec: &Map<String, Value>, warnings: &mut Warnings)
 pub fn warn_top_level(doc: &Map<String, Value>, warnings: &mut Warnings) {
     for key in doc.keys() {
         if key.starts_with("x-")
-            || ["services", "security_context", "version", "name"].contains(&key.as_str())
+            || [
+                "services",
+                "security_context",
+                "placement",
+                "gpu_resource",
+                "version",
+                "name",
+            ]
+            .contains(&key.as_str())
         {
             continue;
         }
@@ -598,6 +611,9 @@ impl ComposeExtras {
             && !self.read_only
             && self.cap_add.is_empty()
             && self.cap_drop.is_empty()
+            && self.gpu_devices.is_none()
+            && self.gpu_resource.is_none()
+            && self.gpu_count.is_none()
     }
 
     /// Reads the fields from a compose service; `registry` tells which ids the
@@ -677,7 +693,32 @@ impl ComposeExtras {
                 )))
             }
         };
+        let reservations = spec
+            .get("deploy")
+            .and_then(|d| d.get("resources"))
+            .and_then(|r| r.get("reservations"));
+        let gpu_devices = gpu_devices(service, reservations, warnings)?;
+        let gpu_resource = match gpu_devices.as_ref().and_then(|g| g.driver.as_deref()) {
+            None => None,
+            Some(driver) => match driver_resource(driver) {
+                Some(resource) => resource,
+                None => {
+                    warnings.push(
+                        service,
+                        "deploy.resources.reservations.devices",
+                        format!(
+                            "driver {} has no known Kubernetes resource (nvidia, amd, intel): the system's GPU resource is used",
+                            echo(driver)
+                        ),
+                    );
+                    None
+                }
+            },
+        };
         Ok(ComposeExtras {
+            gpu_devices,
+            gpu_resource,
+            gpu_count: None,
             command,
             working_dir: text("working_dir")?,
             user,
@@ -689,6 +730,172 @@ impl ComposeExtras {
             cap_drop: capabilities(service, "cap_drop", spec.get("cap_drop"))?,
         })
     }
+}
+
+/// The Kubernetes resource of a compose GPU device `driver`: `Some(None)` for nvidia
+/// (the system's `gpu_resource_name`), `Some(Some(name))` for another vendor's device
+/// plugin, None for a driver without a known resource.
+fn driver_resource(driver: &str) -> Option<Option<String>> {
+    match driver.to_ascii_lowercase().as_str() {
+        "nvidia" => Some(None),
+        "amd" => Some(Some("amd.com/gpu".into())),
+        "intel" => Some(Some("gpu.intel.com/i915".into())),
+        _ => None,
+    }
+}
+
+/// The GPUs of `deploy.resources.reservations.devices`: the first entry whose
+/// `capabilities` hold `gpu` (`count` a number or `all`, `device_ids`, `driver`); the
+/// other entries are warnings. None without such an entry.
+pub fn gpu_devices(
+    service: &str,
+    reservations: Option<&Value>,
+    warnings: &mut Warnings,
+) -> Result<Option<super::GpuDevices>> {
+    const KEY: &str = "deploy.resources.reservations.devices";
+    let devices = match reservations.and_then(|r| r.get("devices")) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(items)) if items.len() <= 64 => items,
+        Some(other) => {
+            return Err(Error::input(format!(
+                "service '{service}': {KEY} must be a list of at most 64 device requests, got {}",
+                echo_value(other)
+            ))
+            .at(format!("system.services.{service}.{KEY}")))
+        }
+    };
+    let bad = |i: usize, field: &str, why: String| {
+        Error::input(format!("service '{service}': {KEY}[{i}].{field} {why}"))
+            .at(format!("system.services.{service}.{KEY}"))
+    };
+    let mut found: Option<super::GpuDevices> = None;
+    for (i, entry) in devices.iter().enumerate() {
+        let m = entry.as_object().ok_or_else(|| {
+            Error::input(format!(
+                "service '{service}': {KEY}[{i}] must be a mapping (capabilities, count, device_ids, driver), got {}",
+                echo_value(entry)
+            ))
+            .at(format!("system.services.{service}.{KEY}"))
+        })?;
+        let capabilities: Vec<String> = match m.get("capabilities") {
+            Some(Value::Array(caps)) => caps.iter().map(py_str).collect(),
+            other => {
+                return Err(bad(
+                    i,
+                    "capabilities",
+                    format!(
+                        "must be a list such as [gpu], got {}",
+                        echo_value(other.unwrap_or(&Value::Null))
+                    ),
+                ))
+            }
+        };
+        if !capabilities.iter().any(|c| c == "gpu") {
+            warnings.push(
+                service,
+                KEY,
+                format!(
+                    "entry {} is not converted: only GPUs (capabilities: [gpu]) are",
+                    echo_value(entry)
+                ),
+            );
+            continue;
+        }
+        if found.is_some() {
+            warnings.push(
+                service,
+                KEY,
+                format!(
+                    "entry {} is not converted: only the first GPU request is",
+                    echo_value(entry)
+                ),
+            );
+            continue;
+        }
+        for key in m.keys() {
+            if !["capabilities", "count", "device_ids", "driver", "options"].contains(&key.as_str())
+            {
+                warnings.push(
+                    service,
+                    &format!("{KEY}.{key}"),
+                    "is ignored: it is not a compose device request key (a typo?)",
+                );
+            }
+        }
+        if m.get("options").is_some_and(|o| !o.is_null()) {
+            warnings.push(
+                service,
+                &format!("{KEY}.options"),
+                "is ignored: driver options are not converted",
+            );
+        }
+        let count = match m.get("count") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s == "all" => None,
+            Some(v) => match v
+                .as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            {
+                Some(n) if (1..=1024).contains(&n) => Some(n),
+                _ => {
+                    return Err(bad(
+                        i,
+                        "count",
+                        format!(
+                            "{} must be a whole number from 1 to 1024 or \"all\"",
+                            echo_value(v)
+                        ),
+                    ))
+                }
+            },
+        };
+        let device_ids: Vec<String> = match m.get("device_ids") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(ids)) if ids.len() <= 1024 => ids
+                .iter()
+                .map(|id| match id {
+                    Value::String(s) if !s.is_empty() && s.len() <= 200 => Ok(s.clone()),
+                    Value::Number(n) => Ok(n.to_string()),
+                    other => Err(bad(
+                        i,
+                        "device_ids",
+                        format!("entry {} must be a device id", echo_value(other)),
+                    )),
+                })
+                .collect::<Result<_>>()?,
+            Some(other) => {
+                return Err(bad(
+                    i,
+                    "device_ids",
+                    format!("must be a list of device ids, got {}", echo_value(other)),
+                ))
+            }
+        };
+        if count.is_some() && !device_ids.is_empty() {
+            return Err(bad(
+                i,
+                "count",
+                "and device_ids exclude each other (compose specification)".into(),
+            ));
+        }
+        let driver = match m.get("driver") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if !s.is_empty() && s.len() <= 200 => Some(s.clone()),
+            Some(other) => {
+                return Err(bad(
+                    i,
+                    "driver",
+                    format!("must be a driver name, got {}", echo_value(other)),
+                ))
+            }
+        };
+        found = Some(super::GpuDevices {
+            count,
+            device_ids,
+            driver,
+        });
+    }
+    Ok(found)
 }
 
 /// The container side of a compose port ("8888", "8080:8888", "127.0.0.1:80:8888/tcp").
@@ -795,6 +1002,8 @@ pub(super) fn limits(
             "gpus" => out.gpus = val.clone(),
             "memory" => out.memory = val.clone(),
             "ephemeralStorage" => out.ephemeralStorage = val.clone(),
+            // GPUs in compose's device form: read by `gpu_devices`.
+            "devices" if field == "reservations" => {}
             other => {
                 return Err(Error::input(format!(
                     "service '{service}': deploy.resources.{field}.{other} is not supported (use cpus, gpus, memory, ephemeralStorage)"

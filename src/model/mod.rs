@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 pub mod build;
 pub mod compose;
+pub mod placement;
 pub mod request;
 pub mod template;
 pub mod volumes;
@@ -148,6 +149,41 @@ pub struct ComposeExtras {
     /// `cap_drop`, without the CAP_ prefix.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cap_drop: Vec<String>,
+    /// The GPUs of `deploy.resources.reservations.devices` (`capabilities: [gpu]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_devices: Option<GpuDevices>,
+    /// The Kubernetes resource of this container's GPUs when its device `driver` names
+    /// another vendor than the system's (`amd` → `amd.com/gpu`); none: the system's
+    /// `gpu_resource_name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_resource: Option<String>,
+    /// The GPU limit of the pod's container from `gpu_devices` (none when
+    /// `deploy.resources.limits.gpus` is set, which wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_count: Option<u64>,
+}
+
+/// GPUs a container reserves in compose's device form: an entry of
+/// `deploy.resources.reservations.devices` whose `capabilities` hold `gpu`.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct GpuDevices {
+    /// `count`; none with no `device_ids`: every GPU of the host (`all`, or unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// `device_ids`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_ids: Vec<String>,
+    /// `driver` (`nvidia`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+}
+
+impl GpuDevices {
+    /// How many GPUs: `count`, else the number of `device_ids`; none for all of them.
+    pub fn number(&self) -> Option<u64> {
+        self.count
+            .or_else(|| (!self.device_ids.is_empty()).then_some(self.device_ids.len() as u64))
+    }
 }
 
 /// A memory-backed emptyDir volume (`tmpfs`, `shm_size` at /dev/shm).
@@ -266,8 +302,13 @@ pub struct System {
     pub init_cpus: String,
     /// TYCHO_APP_INIT_MEMORY.
     pub init_memory: String,
-    /// TYCHO_APP_GPU_RESOURCE_NAME.
+    /// The GPU resource: the request's `gpu_resource` (the registry's app or context),
+    /// else TYCHO_APP_GPU_RESOURCE_NAME (`nvidia.com/gpu`).
     pub gpu_resource_name: String,
+    /// Pod placement (nodeSelector, tolerations, affinity, priorityClassName,
+    /// runtimeClassName, imagePullSecrets), merged from its sources (see [`placement`]).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub placement: Map<String, Value>,
     /// `{"enabled": bool, "target": str|null}`.
     pub proxy_rewrite: Value,
     /// Mount a gitea ssh key.

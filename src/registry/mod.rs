@@ -6,7 +6,9 @@
 //!   and icon URLs, `$repository` substitution, product-level app entries);
 //! * [`fetch`] — HTTP(S) with timeouts and an in-memory cache revalidated with ETag /
 //!   Last-Modified;
-//! * [`spec`] — specs rendered with the registry `settings`.
+//! * [`spec`] — specs rendered with the registry `settings`;
+//! * [`placement`] — a context's and an app's `placement` and `gpu_resource`, and how a
+//!   start request carries them.
 //!
 //! The Python layer (`tycho.context`, through `crate::bindings`) and the command line's
 //! `--registry` (`crate::cli::request`) call the pieces, so that the Python attributes
@@ -15,6 +17,7 @@
 pub mod fetch;
 pub mod grok;
 pub mod model;
+pub mod placement;
 pub mod spec;
 
 pub use fetch::{CacheStats, Fetched, HttpCache};
