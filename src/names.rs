@@ -74,7 +74,8 @@ pub const USERNAME_MAX: usize = 256;
 pub const USERNAME_ANNOTATION: &str = "tycho.renci.org/username";
 
 /// Refuses a username that cannot name a home directory: empty, over
-/// [`USERNAME_MAX`] bytes, `.` or `..`, or holding `/`, `\` or a control character.
+/// [`USERNAME_MAX`] bytes, `.` or `..`, or holding `/`, `\`, `:` (the separator of the
+/// `pvc://` home volume) or a control character.
 /// Anything else is accepted (an e-mail address, a long name); see [`username_label`].
 pub fn check_username(value: &str) -> Result<()> {
     let why = if value.is_empty() {
@@ -83,8 +84,8 @@ pub fn check_username(value: &str) -> Result<()> {
         Some("is longer than 256 bytes")
     } else if value == "." || value == ".." {
         Some("is not a directory name")
-    } else if value.contains(['/', '\\']) {
-        Some("contains '/' or '\\' (it names the home directory)")
+    } else if value.contains(['/', '\\', ':']) {
+        Some("contains '/', '\\' or ':' (it names the home directory in a pvc:// volume)")
     } else if value.chars().any(char::is_control) {
         Some("contains a control character")
     } else {
@@ -207,7 +208,16 @@ mod tests {
         for ok in ["jdoe", "Jane.Doe@example.org", &"x".repeat(100), "a b", "ü"] {
             assert!(check_username(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ".", "..", "a/b", "a\\b", "a\nb", &"x".repeat(257)] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a\\b",
+            "a: b",
+            "a\nb",
+            &"x".repeat(257),
+        ] {
             let e = check_username(bad).unwrap_err();
             assert_eq!(e.field.as_deref(), Some("principal.username"), "{bad}");
         }

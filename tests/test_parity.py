@@ -66,6 +66,48 @@ def test_same_objects_as_original(case, originals):
         assert_same(normalise(a, "original", principal), normalise(b, "ours"), f"{case['name']}:{a['kind']}")
 
 
+def _username_labels(objects):
+    """Every ``username`` label and selector value of ``objects``, by where it is, and
+    the annotations of each object."""
+    found = {}
+    for i, obj in enumerate(objects):
+        where = f"{i}:{obj['kind']}"
+        found[where + ".labels"] = (obj["metadata"].get("labels") or {}).get("username")
+        spec = obj.get("spec") or {}
+        if obj["kind"] == "Deployment":
+            found[where + ".selector"] = spec["selector"]["matchLabels"].get("username")
+            found[where + ".template"] = spec["template"]["metadata"]["labels"].get("username")
+    return found
+
+
+# Row 'any username': a username that is a valid label value is labelled exactly as the
+# original labels it.
+LABELLED = [c for c in GOOD if isinstance(json.loads(c["request"]["principal"]).get("username"), str)]
+
+
+@pytest.mark.parametrize("case", LABELLED, ids=[c["name"] for c in LABELLED])
+def test_valid_usernames_are_labelled_byte_for_byte_as_the_original(case, originals):
+    username = json.loads(case["request"]["principal"])["username"]
+    assert _native.username_label(username) == username
+    theirs = [o for o in originals[case["name"]]["objects"] if o.get("kind") != "__missing_template__"]
+    mine = [o for o in compile_case(case, identifier=GUID) if o["kind"] != "Secret"]
+    mine = [o for o in mine if o["kind"] != "NetworkPolicy" or any(t["kind"] == "NetworkPolicy" for t in theirs)]
+    # Row 'values are strings': the original pastes the name bare, so "12345" becomes an
+    # int in its template labels (which the API server refuses); ours is the string.
+    expected = {k: v if v is None or isinstance(v, str) else str(v) for k, v in _username_labels(theirs).items()}
+    assert expected and set(expected.values()) <= {username, None}, expected
+    assert _username_labels(mine) == expected
+    for obj in mine:
+        assert "tycho.renci.org/username" not in (obj["metadata"].get("annotations") or {})
+        if obj["kind"] == "Deployment":
+            assert "annotations" not in obj["spec"]["template"]["metadata"]
+
+
+def test_the_edge_username_case_is_there():
+    names = {json.loads(c["request"]["principal"])["username"] for c in LABELLED}
+    assert any(len(n) == 63 and "." in n and "_" in n and n != n.lower() for n in names), names
+
+
 def _case(name):
     return next(c for c in CASES if c["name"] == name)
 

@@ -76,6 +76,13 @@ def test_bad_input_names_what_is_wrong(name):
         (lambda r: r.update(principal="{not json"), ["principal"]),
         (lambda r: r.update(name="My_App"), ["My_App"]),
         (lambda r: r.update(principal=json.dumps({"username": "a: b"})), ["username", "a: b"]),
+        (lambda r: r.update(principal=json.dumps({"username": "../etc"})), ["username", "../etc"]),
+        (lambda r: r["system"].update(placement={"nodeSelector": {"gpu": ["a100"]}}), ["placement", "nodeSelector.gpu"]),
+        (lambda r: r["system"].update(placement={"tolerations": [{"key": "k", "effect": "Never"}]}), ["tolerations[0].effect", "Never"]),
+        (lambda r: r["system"].update(gpu_resource="gpu"), ["gpu_resource", "gpu"]),
+        (lambda r: r["system"]["services"]["nginx"].update(
+            deploy={"resources": {"reservations": {"devices": [{"capabilities": ["gpu"], "count": "lots"}]}}}),
+         ["nginx", "devices", "lots"]),
         (lambda r: r.update(system="services: [}"), ["system"]),
     ],
 )
@@ -86,6 +93,41 @@ def test_bad_input_raises_tycho_exception(mutate, words):
         _native.compile_request(req)
     for w in words:
         assert w in str(err.value), f"{w!r} not in {err.value!r}"
+
+
+PLACED = {
+    "nodeSelector": {"pool": "gpu", "topology.kubernetes.io/zone": "z1"},
+    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "science", "effect": "NoSchedule"},
+                    {"operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60}],
+    "affinity": {
+        "nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 50, "preference": {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}}]},
+        "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app-name": "nginx"}}}]},
+    },
+    "priorityClassName": "high",
+    "runtimeClassName": "nvidia",
+    "imagePullSecrets": [{"name": "regcred"}],
+}
+
+
+@pytest.mark.parametrize("username", ["jdoe", "Jane.Doe@example.org", "x" * 100])
+def test_placement_gpus_and_any_username_validate_strictly(username):
+    req = base_request(principal=json.dumps({"username": username, "host": "h.example.org"}))
+    req["system"]["placement"] = PLACED
+    req["system"]["gpu_resource"] = "nvidia.com/mig-1g.5gb"
+    nginx = req["system"]["services"]["nginx"]
+    nginx["deploy"] = {"placement": {"constraints": ["node.labels.gpu == a100", "node.hostname != n1"]},
+                       "resources": {"reservations": {"devices": [{"capabilities": ["gpu"], "count": 2}]}}}
+    req["system"]["services"]["amd"] = {"image": "rocm/rocm-terminal", "deploy": {"resources": {
+        "reservations": {"devices": [{"capabilities": ["gpu"], "driver": "amd", "count": 1}]}}}}
+    objects = _native.compile_request(req, ambassador=False)
+    assert_valid(objects)
+    spec = objects[0]["spec"]["template"]["spec"]
+    assert spec["nodeSelector"] == {"pool": "gpu", "topology.kubernetes.io/zone": "z1", "gpu": "a100"}
+    assert [t.get("key") for t in spec["tolerations"]] == ["amd.com/gpu", "nvidia.com/mig-1g.5gb", "dedicated", None]
+    labels = {o["kind"]: o["metadata"]["labels"]["username"] for o in objects}
+    assert set(labels.values()) == {_native.username_label(username)}
 
 
 def test_unknown_template_is_a_clear_error(tmp_path):

@@ -43,6 +43,7 @@ __all__ += [
     "template_literal",
     "model_volumes",
     "client_network",
+    "username_label",
     "model_defaults",
     "validate_request",
     "deep_merge",
@@ -52,6 +53,7 @@ __all__ += [
 
 def model_volumes(containers: Sequence[tuple[str, Sequence[str]]]) -> list[dict[str, Any]]: ...
 def client_network(service: str, client: Any) -> str: ...
+def username_label(username: str) -> str: ...
 def model_defaults() -> dict[str, Any]: ...
 def validate_request(component: str, request: Any) -> None: ...
 def deep_merge(base: Any, addition: Any) -> Any: ...
@@ -68,6 +70,7 @@ __all__ += [
     "registry_mixin",
     "registry_add_conf_impl",
     "registry_render_spec",
+    "registry_start_spec",
     "registry_settings_url",
     "registry_icon_url",
     "aio_call",

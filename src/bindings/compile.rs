@@ -26,6 +26,7 @@ pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add_function(wrap_pyfunction!(model_volumes, m)?)?;
     m.add_function(wrap_pyfunction!(client_network, m)?)?;
+    m.add_function(wrap_pyfunction!(username_label, m)?)?;
     m.add_function(wrap_pyfunction!(model_defaults, m)?)?;
     m.add_function(wrap_pyfunction!(validate_request, m)?)?;
     m.add_function(wrap_pyfunction!(deep_merge, m)?)?;
@@ -250,6 +251,13 @@ fn model_volumes<'py>(
     let value =
         serde_json::to_value(&volumes).map_err(|e| to_pyerr(py, Error::input(e.to_string())))?;
     to_py(py, &value)
+}
+
+/// The `username` label of `username`: itself when it is a valid label value, else its
+/// slug (`crate::names::username_label`).
+#[pyfunction]
+fn username_label(username: &str) -> String {
+    crate::names::username_label(username).into_owned()
 }
 
 /// A service client (CIDR or single address) in its normal form; a bad one raises

@@ -207,6 +207,7 @@ pub struct RenderArgs {
 /// The objects of a request, offline; `metadata.namespace` set when `namespace` is given;
 /// the token Secret's values redacted unless `show_secrets`.
 fn compiled_objects(
+    config: &Value,
     request: &Value,
     guid: Option<String>,
     ambassador: bool,
@@ -221,7 +222,7 @@ fn compiled_objects(
         quiet: true,
         ..Default::default()
     };
-    let compiled = compile(crate::config::default_config(), request, &options)?;
+    let compiled = compile(config, request, &options)?;
     print_warnings(&compiled.system.warnings);
     let mut objects = compiled.objects();
     for object in &mut objects {
@@ -246,6 +247,7 @@ fn print_warnings(warnings: &[crate::model::Warning]) {
 pub fn render(args: &RenderArgs, ctx: &Context) -> Result<i32> {
     let request = args.source.request(ctx)?;
     let objects = compiled_objects(
+        &ctx.config,
         &request,
         args.source.guid.clone(),
         args.ambassador,
@@ -289,7 +291,7 @@ pub fn up(args: &UpArgs, ctx: &Context) -> Result<i32> {
     if let Some(dry_run) = args.dry_run {
         return dry_run_up(args, ctx, &request, dry_run, backplane);
     }
-    let config = crate::config::default_config();
+    let config = &ctx.config;
     let system = crate::compile::parse_system_with(
         config,
         &request,
@@ -367,11 +369,12 @@ pub fn up(args: &UpArgs, ctx: &Context) -> Result<i32> {
     if !args.wait {
         return Ok(0);
     }
-    wait(args, &name, &guid, backplane, namespace)
+    wait(args, &ctx.config, &name, &guid, backplane, namespace)
 }
 
 fn wait(
     args: &UpArgs,
+    config: &Value,
     name: &str,
     guid: &str,
     backplane: Backplane,
@@ -379,14 +382,9 @@ fn wait(
 ) -> Result<i32> {
     let timeout = std::time::Duration::from_secs_f64(args.timeout);
     if backplane == Backplane::Docker {
-        crate::backplane::wait_ready_docker(
-            crate::config::default_config(),
-            guid,
-            timeout,
-            |line| {
-                eprintln!("tycho: {line}");
-            },
-        )?;
+        crate::backplane::wait_ready_docker(config, guid, timeout, |line| {
+            eprintln!("tycho: {line}");
+        })?;
         eprintln!("tycho: system {name} is ready");
         return Ok(0);
     }
@@ -446,6 +444,7 @@ fn dry_run_up(
     }
     let objects = match dry_run {
         DryRun::Client => compiled_objects(
+            &ctx.config,
             request,
             args.source.guid.clone(),
             false,
@@ -456,6 +455,7 @@ fn dry_run_up(
         DryRun::Server => {
             check_cluster()?;
             let objects = compiled_objects(
+                &ctx.config,
                 request,
                 args.source.guid.clone(),
                 false,
@@ -497,7 +497,7 @@ pub fn status(args: &StatusArgs, ctx: &Context) -> Result<i32> {
     }
     let rows = crate::backplane::status(
         backplane,
-        crate::config::default_config(),
+        &ctx.config,
         guid.as_deref(),
         args.username.as_deref(),
         ctx.namespace.as_deref(),
@@ -583,7 +583,7 @@ pub fn down(args: &DownArgs, ctx: &Context) -> Result<i32> {
     if backplane == Backplane::Kubernetes {
         check_cluster()?;
     }
-    let config = crate::config::default_config();
+    let config = &ctx.config;
     let namespace = ctx.namespace.as_deref();
     for guid in &args.guids {
         let guid = guid.replace(std::path::MAIN_SEPARATOR, "-");
@@ -634,7 +634,7 @@ pub fn modify(args: &ModifyArgs, ctx: &Context) -> Result<i32> {
     if backplane == Backplane::Kubernetes {
         check_cluster()?;
     }
-    let config = crate::config::default_config();
+    let config = &ctx.config;
     let result = crate::backplane::modify(backplane, config, &request, ctx.namespace.as_deref())?;
     print(&output::formatted(&result, true))?;
     Ok(0)
@@ -684,9 +684,11 @@ pub fn api(args: &ApiArgs, ctx: &Context) -> Result<i32> {
     let executor: std::sync::Arc<dyn crate::server::backend::Executor> =
         match Backplane::parse(&args.backplane)? {
             Backplane::Docker => std::sync::Arc::new(crate::backplane::DockerExecutor::new()),
-            Backplane::Kubernetes => std::sync::Arc::new(crate::server::backend::Kubernetes::new(
-                ctx.namespace.clone(),
-            )),
+            Backplane::Kubernetes => {
+                let mut kube = crate::server::backend::Kubernetes::new(ctx.namespace.clone());
+                kube.config = ctx.config.clone();
+                std::sync::Arc::new(kube)
+            }
         };
     crate::server::serve(executor, options)?;
     Ok(0)

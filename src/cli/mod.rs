@@ -51,6 +51,10 @@ pub struct Cli {
     /// Kubeconfig context to use (default: its current context).
     #[arg(long, global = true, value_name = "NAME")]
     pub context: Option<String>,
+    /// Tycho configuration file, in conf/tycho.yaml's form (default: the built-in one):
+    /// templates, volumes, placement, strict, access_token_env.
+    #[arg(long = "config", global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -80,6 +84,8 @@ pub struct Context {
     pub debug: bool,
     /// The environment the command line reads.
     pub env: CliEnv,
+    /// The configuration (`--config`, else the built-in one).
+    pub config: serde_json::Value,
 }
 
 impl Context {
@@ -108,11 +114,28 @@ where
         }
     };
     crate::server::logging::init(cli.debug);
-    let ctx = Context {
+    let mut ctx = Context {
         namespace: cli.namespace.clone(),
         debug: cli.debug,
         env: CliEnv::from_env(),
+        config: crate::config::default_config().clone(),
     };
+    if let Some(path) = &cli.config {
+        match crate::config::load_file(&path.to_string_lossy()) {
+            Ok(config) if config.is_object() => ctx.config = config,
+            Ok(_) => {
+                ctx.report(&Error::config(format!(
+                    "--config {}: not a mapping of settings (conf/tycho.yaml's form)",
+                    path.display()
+                )));
+                return 1;
+            }
+            Err(e) => {
+                ctx.report(&e);
+                return 1;
+            }
+        }
+    }
     if let Some(path) = &cli.kubeconfig {
         if !path.is_file() {
             ctx.report(&Error::input(format!(

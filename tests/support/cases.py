@@ -597,6 +597,18 @@ CASES = [
         note="HOST prints 'None'; a numeric username becomes an int label/env value",
     ),
     case(
+        "username-label-edge",
+        app_request(
+            "jupyter-ds",
+            {"jupyter-ds": JUPYTER},
+            who=principal(username="J" + "ane.Q_doe-" * 6 + "x9"),
+        ),
+        env(),
+        ambassador=True,
+        note="a 63-character username of upper and lower case, '.', '_' and '-': a valid "
+        "label value, labelled as itself (no slug, no annotation)",
+    ),
+    case(
         "settings-templating",
         app_request(
             "jupyter-ds",

@@ -95,6 +95,27 @@ def expected_principal_env(env, principal, deployment_name):
     return head[:at] + inserted + head[at:] + out_tail
 
 
+def gpu_tolerations(deployment):
+    """Row 'GPU toleration': the original tolerates the GPU resource only when the
+    first container has ``limits.gpus``; ours adds one toleration per extended resource
+    (``<domain>/<name>``) that any container asks for in its limits or requests, in
+    container order. The original's Deployment turned into that (in place)."""
+    spec = deployment["spec"]["template"]["spec"]
+    keys = []
+    for c in containers_of(deployment):
+        for part in ("limits", "requests"):
+            for key, value in ((c.get("resources") or {}).get(part) or {}).items():
+                if "/" in key and value is not None and key not in keys:
+                    keys.append(key)
+    tolerations = [t for t in spec.get("tolerations") or []
+                   if not (t.get("operator") == "Exists" and t.get("effect") == "NoSchedule")]
+    tolerations = [{"key": k, "operator": "Exists", "effect": "NoSchedule"} for k in keys] + tolerations
+    if tolerations:
+        spec["tolerations"] = tolerations
+    else:
+        spec.pop("tolerations", None)
+
+
 def normalise(obj, side, principal=None):
     """``principal`` (the request's, as a dict): turn the original's env into ours by
     :func:`expected_principal_env` (only with ``side="original"``)."""
@@ -112,6 +133,8 @@ def normalise(obj, side, principal=None):
         labels.pop("tycho-app-id", None)
         for k in list(labels):
             labels[k] = typed(labels[k])
+        if side == "original":
+            gpu_tolerations(obj)
         for c in containers_of(obj):
             env = c.get("env") or []
             if principal is not None and side == "original":
