@@ -110,13 +110,13 @@ fn mixins_into(
     Ok(())
 }
 
-/// The placement and GPU resource of context `product` (see the module documentation).
+/// The placement and GPU resource of context `product` (see the module documentation);
+/// none for a product the registry does not hold (compiling its apps has refused it
+/// already; a caller that set its apps by hand gets no context placement).
 pub fn context_fields(registry: &Value, product: &str) -> Result<StartFields> {
     let all = contexts(registry);
     let Some(context) = all.get(product) else {
-        return Err(context_error(format!(
-            "undefined product {product} not found in contexts."
-        )));
+        return Ok(StartFields::default());
     };
     let mut out = StartFields::default();
     extends_into(
@@ -262,6 +262,10 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::Context);
         let e = context_fields(&registry(), "loop").unwrap_err();
         assert!(e.message.contains("cycle"), "{}", e.message);
+        assert_eq!(
+            context_fields(&registry(), "nope").unwrap(),
+            StartFields::default()
+        );
         let e = start_fields(&registry(), "base", "a", &json!({"gpu_resource": 1})).unwrap_err();
         assert!(e.message.contains("registry app a"), "{}", e.message);
     }
