@@ -239,6 +239,8 @@ fn compile_system_in(
         )));
     }
     let deployment = pod_to_deployment(&system, pods.remove(0))?;
+    // Before anything is created: the pod security level and the resource ceilings.
+    crate::policy::check(config, &deployment)?;
     let network_policy = if system.requires_network_policy() {
         render_with(
             config,
@@ -506,7 +508,10 @@ mod tests {
         let rules = policy["spec"]["ingress"].as_array().expect("rules");
         assert_eq!(rules.len(), 1, "{policy}");
         assert_eq!(rules[0]["from"][0]["ipBlock"]["cidr"], "10.1.0.0/16");
-        assert_eq!(rules[0]["ports"], json!([{"port": 8888, "protocol": "TCP"}]));
+        assert_eq!(
+            rules[0]["ports"],
+            json!([{"port": 8888, "protocol": "TCP"}])
+        );
         assert!(!policy.to_string().contains("10.2.0.0/16"));
     }
 

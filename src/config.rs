@@ -36,6 +36,7 @@ pub const READ_PATHS: &[&[&str]] = &[
     &["tycho", "compute", "system", "volumes"],
     &["tycho", "compute", "system", "defaults", "securityContext"],
     &["tycho", "docker"],
+    &["tycho", "policy"],
 ];
 
 /// The template override directories (`tycho.templates.paths`).

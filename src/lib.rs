@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod model;
 pub mod names;
 pub mod offload;
+pub mod policy;
 pub mod pyfmt;
 pub mod registry;
 pub mod render;

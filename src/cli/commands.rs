@@ -53,9 +53,27 @@ pub struct SourceArgs {
     /// Make each compose warning (a key not converted, an undefined variable) an error.
     #[arg(long)]
     strict: bool,
+    /// Check the objects against this Pod Security Standards level (default: the
+    /// configuration's tycho.policy.pod_security, TYCHO_POD_SECURITY, else baseline).
+    #[arg(long = "pod-security", value_name = "LEVEL", value_parser = ["privileged", "baseline", "restricted"])]
+    pod_security: Option<String>,
 }
 
 impl SourceArgs {
+    /// The configuration the command compiles with: the built-in one, with
+    /// `--pod-security` when given.
+    fn config(&self) -> std::borrow::Cow<'static, Value> {
+        let config = crate::config::default_config();
+        match self
+            .pod_security
+            .as_deref()
+            .and_then(crate::policy::Level::parse)
+        {
+            Some(level) => std::borrow::Cow::Owned(crate::policy::with_level(config, level)),
+            None => std::borrow::Cow::Borrowed(config),
+        }
+    }
+
     fn request(&self, ctx: &Context) -> Result<Value> {
         if let Some(guid) = &self.guid {
             check_guid(guid)?;
@@ -207,6 +225,7 @@ pub struct RenderArgs {
 /// The objects of a request, offline; `metadata.namespace` set when `namespace` is given;
 /// the token Secret's values redacted unless `show_secrets`.
 fn compiled_objects(
+    config: &Value,
     request: &Value,
     guid: Option<String>,
     ambassador: bool,
@@ -221,7 +240,7 @@ fn compiled_objects(
         quiet: true,
         ..Default::default()
     };
-    let compiled = compile(crate::config::default_config(), request, &options)?;
+    let compiled = compile(config, request, &options)?;
     print_warnings(&compiled.system.warnings);
     let mut objects = compiled.objects();
     for object in &mut objects {
@@ -246,6 +265,7 @@ fn print_warnings(warnings: &[crate::model::Warning]) {
 pub fn render(args: &RenderArgs, ctx: &Context) -> Result<i32> {
     let request = args.source.request(ctx)?;
     let objects = compiled_objects(
+        &args.source.config(),
         &request,
         args.source.guid.clone(),
         args.ambassador,
@@ -289,7 +309,8 @@ pub fn up(args: &UpArgs, ctx: &Context) -> Result<i32> {
     if let Some(dry_run) = args.dry_run {
         return dry_run_up(args, ctx, &request, dry_run, backplane);
     }
-    let config = crate::config::default_config();
+    let config = args.source.config();
+    let config = config.as_ref();
     let system = crate::compile::parse_system_with(
         config,
         &request,
@@ -446,6 +467,7 @@ fn dry_run_up(
     }
     let objects = match dry_run {
         DryRun::Client => compiled_objects(
+            &args.source.config(),
             request,
             args.source.guid.clone(),
             false,
@@ -456,6 +478,7 @@ fn dry_run_up(
         DryRun::Server => {
             check_cluster()?;
             let objects = compiled_objects(
+                &args.source.config(),
                 request,
                 args.source.guid.clone(),
                 false,

@@ -50,6 +50,19 @@ pub async fn start_async(config: &Value, mut system: System) -> Result<Value> {
             format!("Unable to start system {}: {}", system.name, e.message),
         )
     })?;
+    // The same policy as on Kubernetes (pod security level, ceilings), checked on the
+    // objects the system compiles to, before anything is created.
+    crate::compile::compile_system(config, system.clone(), None).map_err(|e| {
+        let kind = if e.kind == ErrorKind::Policy {
+            ErrorKind::Policy
+        } else {
+            KIND
+        };
+        err(
+            kind,
+            format!("Unable to start system {}: {}", system.name, e.message),
+        )
+    })?;
     let plan = mapping::plan(&system, &settings).map_err(|e| {
         err(
             KIND,

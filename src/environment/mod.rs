@@ -32,6 +32,12 @@ pub fn access_token_env() -> Option<String> {
     var("TYCHO_ACCESS_TOKEN_ENV").filter(|s| !s.trim().is_empty())
 }
 
+/// `TYCHO_POD_SECURITY` when set and not blank: it overrides the configuration's
+/// `tycho.policy.pod_security` (`crate::policy::pod_security_level`).
+pub fn pod_security() -> Option<String> {
+    var("TYCHO_POD_SECURITY").filter(|s| !s.trim().is_empty())
+}
+
 /// The value of `name`, or `default` when it is unset.
 pub fn var_or(name: &str, default: &str) -> String {
     var(name).unwrap_or_else(|| default.to_string())

@@ -259,8 +259,14 @@ async fn start_inner(config: &Value, system: System, namespace: Option<&str>) ->
     // a running system (409 AlreadyExists) must not delete the running one.
     if attempted.iter().all(|a| a.outcome == Outcome::Refused) {
         log::warn!(target: LOG_TARGET, "starting system {name} failed: {failure}");
+        // A policy refusal keeps its kind (HTTP 400 from tycho api; StartException).
+        let kind = if failure.cause == Cause::Policy {
+            ErrorKind::Policy
+        } else {
+            KIND
+        };
         return Err(err(
-            KIND,
+            kind,
             format!("Unable to start system {name}: {failure}"),
         ));
     }
@@ -554,7 +560,13 @@ async fn render(
     })
     .await
     .and_then(|r| r)
-    .map_err(|e| KubeError::invalid(e.message))
+    .map_err(|e| {
+        if e.kind == ErrorKind::Policy {
+            KubeError::new(Cause::Policy, e.message)
+        } else {
+            KubeError::invalid(e.message)
+        }
+    })
 }
 
 /// Stage 4: the Deployment `name` with `uid` still exists. With a fresh watch cache,
