@@ -134,15 +134,16 @@ pub fn violations(level: Level, pod: &Value, annotations: Option<&Value>) -> Vec
         return out;
     }
     let mut check = Check { out: &mut out };
+    // Pod-level fields first, then each container in order.
     check.baseline_pod(pod, annotations);
+    if level == Level::Restricted {
+        check.restricted_pod(pod);
+    }
     for (list, container, path) in containers(pod) {
         check.baseline_container(container, list, &path);
         if level == Level::Restricted {
             check.restricted_container(pod, container, &path);
         }
-    }
-    if level == Level::Restricted {
-        check.restricted_pod(pod);
     }
     out
 }
