@@ -287,3 +287,126 @@ def test_cap_add_sys_admin_is_refused_at_baseline_on_docker(engine, tmp_path, mo
         assert engine.leftovers(system.identifier) == {"containers": [], "networks": [], "volumes": []}
     finally:
         engine.purge(system.identifier)
+
+
+# ------------------------------------------------------------------ the registry's count
+
+COUNT_REGISTRY = """
+api: Tycho
+version: 0.1.0
+repositories:
+  local:
+    url: apps
+contexts:
+  top:
+    apps:
+      web:
+        name: Web
+        count: 1
+        services:
+          web: 80
+"""
+
+
+@pytest.fixture
+def count_registry(tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    (tmp_path / "reg" / "apps" / "web").mkdir(parents=True)
+    (tmp_path / "reg" / "app-registry.yaml").write_text(COUNT_REGISTRY)
+    (tmp_path / "reg" / "app-defaults.yaml").write_text("{}\n")
+    (tmp_path / "reg" / "apps" / "web" / "docker-compose.yaml").write_text(
+        'version: "3"\nservices:\n  web:\n    image: nginx:1.27\n    ports: ["80"]\n')
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             functools.partial(Quiet, directory=str(tmp_path / "reg")))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def enforce_count(monkeypatch):
+    """tycho.policy.enforce_count on the in-process executor TychoContext.start uses."""
+    from tycho import actions
+
+    conf = actions.tycho().config
+    monkeypatch.setitem(conf["tycho"], "policy", {"enforce_count": True})
+    return conf
+
+
+def deployments_of(cluster, username):
+    return [o for o in cluster.backend.objects()
+            if o.get("kind") == "Deployment" and o["metadata"]["labels"].get("username") == username]
+
+
+def test_count_limits_a_users_instances_through_tycho_context(cluster, count_registry, enforce_count):
+    from tycho.context import Principal, TychoContext
+
+    context = TychoContext(product="top", tycho_config_url=count_registry)
+    first = context.start(Principal("jdoe"), "web", None, "h.example.org")
+    cluster.guids.append(first.identifier)
+    with pytest.raises(StartException) as e:
+        context.start(Principal("jdoe"), "web", None, "h.example.org")
+    assert "user jdoe already runs 1 instance(s) of app web" in e.value.message, e.value.message
+    assert "count is 1 (tycho.policy.enforce_count)" in e.value.message
+    assert len(deployments_of(cluster, "jdoe")) == 1
+    # Another user is not counted against jdoe; after a delete, jdoe may start again.
+    other = context.start(Principal("alice"), "web", None, "h.example.org")
+    cluster.guids.append(other.identifier)
+    context.delete({"name": first.identifier})
+    again = context.start(Principal("jdoe"), "web", None, "h.example.org")
+    cluster.guids.append(again.identifier)
+
+
+def test_count_is_not_enforced_by_default(cluster, count_registry):
+    from tycho.context import Principal, TychoContext
+
+    context = TychoContext(product="top", tycho_config_url=count_registry)
+    for _ in range(2):
+        cluster.guids.append(context.start(Principal("jdoe"), "web", None, "h").identifier)
+    assert len(deployments_of(cluster, "jdoe")) == 2
+
+
+def test_two_concurrent_starts_do_not_both_pass(cluster, count_registry, enforce_count):
+    """Both starts pass the first check (each request to the emulator is slowed, so
+    they overlap); the check after the Deployment exists lets at most one through, and
+    a refused start leaves nothing."""
+    import threading
+
+    from tycho.context import Principal, TychoContext
+
+    context = TychoContext(product="top", tycho_config_url=count_registry)
+    context.get_spec("web")  # fetched once, outside the race
+    cluster.backend.latency(40)
+    for round_ in range(4):
+        user = f"racer{round_}"
+        barrier = threading.Barrier(2)
+        outcomes = []
+
+        def start(user=user, barrier=barrier, outcomes=outcomes):
+            barrier.wait()
+            try:
+                outcomes.append(("ok", context.start(Principal(user), "web", None, "h").identifier))
+            except StartException as e:
+                outcomes.append(("refused", e.message))
+
+        threads = [threading.Thread(target=start) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        passed = [guid for kind, guid in outcomes if kind == "ok"]
+        cluster.guids.extend(passed)
+        assert len(outcomes) == 2 and len(passed) <= 1, outcomes
+        for kind, message in outcomes:
+            if kind == "refused":
+                assert "tycho.policy.enforce_count" in message, message
+        assert len(deployments_of(cluster, user)) == len(passed), outcomes

@@ -21,6 +21,7 @@
 
 mod cache;
 pub(crate) mod client;
+mod count;
 mod delete;
 pub mod error;
 mod inflight;

@@ -289,6 +289,10 @@ pub struct System {
     /// Memory-backed volumes (`tmpfs`, `shm_size`) of all containers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub memory_volumes: Vec<MemoryVolume>,
+    /// The request's `count`: how many instances of the app a user may run
+    /// (`tycho.policy.enforce_count`; `crate::kube` enforces it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
     /// What the compose document holds that is not (fully) converted; not part of the
     /// serialized model.
     #[serde(skip)]

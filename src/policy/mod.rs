@@ -6,7 +6,9 @@
 //! - `pod_security: privileged | baseline | restricted` — the Kubernetes Pod Security
 //!   Standards level the pod must meet ([`pod_security`]); default `baseline`;
 //!   `TYCHO_POD_SECURITY` overrides it, `tycho render --pod-security` too;
-//! - `max: {cpus, memory, gpus, ephemeralStorage}` — ceilings per system ([`ceilings`]).
+//! - `max: {cpus, memory, gpus, ephemeralStorage}` — ceilings per system ([`ceilings`]);
+//! - `enforce_count: true` — the registry's per-app `count` limits a user's running
+//!   instances ([`enforce_count`]; checked by the Kubernetes executor, `crate::kube`).
 //!
 //! A refusal is an error of kind [`crate::error::ErrorKind::Policy`] (`StartException`
 //! in Python, HTTP 400 from `tycho api`, exit code 1 from the CLI).
@@ -67,6 +69,17 @@ fn entry<'a>(v: &'a mut Value, key: &str) -> &'a mut Value {
         *slot = Value::Object(Default::default());
     }
     slot
+}
+
+/// `tycho.policy.enforce_count`: the registry's per-app `count` limits a user's running
+/// instances of the app (off by default, as the original does not enforce it). True for
+/// `true` or the strings "true"/"yes"/"1".
+pub fn enforce_count(config: &Value) -> bool {
+    match crate::config::lookup(config, &["tycho", "policy", "enforce_count"]) {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => matches!(s.to_ascii_lowercase().as_str(), "true" | "yes" | "1"),
+        _ => false,
+    }
 }
 
 /// Checks a rendered Deployment (or Pod) against the policy of `config`: the pod
