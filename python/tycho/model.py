@@ -492,7 +492,7 @@ class System:
         """
         if isinstance(principal, dict):
             principal = to_json(principal, what="principal")
-        request = {
+        request: dict[str, Any] = {
             "name": name,
             "principal": principal,
             "serviceaccount": service_account,
