@@ -2,8 +2,13 @@
 
 Images are built here (tests/docker-image/httpd.rs, static, imported into an empty
 image once per session); no registry is needed. What is asserted is read back from the
-Engine directly (tests/support/docker_engine.py), not through the backplane. Every test removes
-whatever carries its GUID, volumes included, even when it fails.
+Engine directly (tests/support/docker_engine.py), not through the backplane.
+
+The Engine may hold objects of earlier runs and of other tools (CI runs on the
+developer's machine): usernames, claims and foreign objects are unique to the run
+(``RUN``), and tests assert only on what they created. Every test removes whatever
+carries its GUID; the run's volumes go at the end of the session (``stdnfs_shared``,
+shared by every system, only when this run created it and nothing mounts it).
 
 Skipped with a reason only when no Engine answers and CI is unset; under CI a missing
 Engine fails the tests.
@@ -14,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import uuid
 import subprocess
 import sys
 import threading
@@ -32,6 +38,10 @@ from tycho.exceptions import ModifyException, StartException
 from tycho.factory import supported_backplanes
 
 ENGINE = Engine()
+# Names unique to this run: the Engine may hold another run's (or tool's) objects.
+RUN = uuid.uuid4().hex[:8]
+USER = f"jdoe-{RUN}"
+APP = f"tdocker-{RUN}"
 ROW_KEYS = {"name", "app_id", "sid", "ip_address", "port", "creation_time", "username", "utilization",
             "workspace_name", "is_ready"}
 
@@ -49,6 +59,21 @@ def engine():
 @pytest.fixture(scope="session")
 def image(engine, tmp_path_factory):
     return build_httpd_image(engine, tmp_path_factory.mktemp("httpd"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def run_volumes():
+    """Removes this run's volumes at the end: the users' ``stdnfs_<user>`` (and the
+    claims tests name with RUN), and ``stdnfs_shared`` if this run created it."""
+    if not ENGINE.reachable():
+        yield
+        return
+    shared_before = ENGINE.volume("stdnfs_shared") is not None
+    yield
+    for v in ENGINE.volumes("executor=tycho"):
+        name = v["Name"]
+        if RUN in name or (name == "stdnfs_shared" and not shared_before):
+            ENGINE.request("DELETE", f"/volumes/{name}")  # 409 when in use: then it stays
 
 
 @pytest.fixture
@@ -112,7 +137,7 @@ def two_services(img, **extra_web):
     return {"version": "3", "services": {"web": web, "client": client}}
 
 
-def start_request(system, name="tdocker", username="jdoe", services=None, env=None):
+def start_request(system, name=APP, username=USER, services=None, env=None):
     return {
         "name": name,
         "principal": json.dumps({"username": username}),
@@ -162,7 +187,8 @@ def test_backplane_names_of_the_original():
 
 
 def test_two_service_system_runs_answers_and_is_removed(engine, image, docker_env, systems):
-    (docker_env / "tdocker-env").write_text("# the <app>-env values\nSECRET_TOKEN=s3cret\n")
+    shared_before = engine.volume("stdnfs_shared")
+    (docker_env / f"{APP}-env").write_text("# the <app>-env values\nSECRET_TOKEN=s3cret\n")
     system = parse(start_request(two_services(image)))
     systems.append(system.identifier)
     result = compute().start(system)
@@ -183,7 +209,7 @@ def test_two_service_system_runs_answers_and_is_removed(engine, image, docker_en
     assert http_get(web["port-1"], "/env/SETTING_ONE")[1] == "from settings"
     assert http_get(web["port-1"], "/env/SECRET_TOKEN")[1] == "s3cret"
     assert http_get(web["port-1"], "/env/GUID")[1] == system.identifier
-    assert http_get(web["port-1"], "/env/USER_NAME")[1] == "jdoe"
+    assert http_get(web["port-1"], "/env/USER_NAME")[1] == USER
     # entrypoint + command, working_dir, user (compose user wins over the security context).
     assert http_get(web["port-1"], "/args")[1] == "/httpd serve 8080"
     assert http_get(web["port-1"], "/cwd")[1] == "/work"
@@ -191,23 +217,36 @@ def test_two_service_system_runs_answers_and_is_removed(engine, image, docker_en
     # the security context (TYCHO_APP_RUN_AS_USER/GROUP, default "0" as on Kubernetes)
     assert http_get(web["port-1"], "/whoami")[1] == "0 0"
 
-    # Labels on every container, network and volume; limits mapped.
+    # Labels on every container and network; limits mapped.
     guid = system.identifier
-    wanted = {"executor": "tycho", "tycho-guid": guid, "username": "jdoe", "app-name": "tdocker"}
+    wanted = {"executor": "tycho", "tycho-guid": guid, "username": USER, "app-name": APP}
     containers = engine.containers(f"tycho-guid={guid}")
     assert len(containers) == 2
     networks = engine.networks(f"tycho-guid={guid}")
     assert [n["Name"] for n in networks] == [system.name]
-    volumes = engine.volumes(f"tycho-guid={guid}")
-    for labels in [c["Labels"] for c in containers] + [n["Labels"] for n in networks] + [
-            v["Labels"] for v in volumes]:
+    for labels in [c["Labels"] for c in containers] + [n["Labels"] for n in networks]:
         assert labels.items() >= wanted.items(), labels
     inspected = engine.inspect(f"{system.name}-web")
-    # pvc:// mounts (tycho's default stdnfs ones) are named volumes of this system.
-    mounted = {m["Name"] for m in inspected["Mounts"] if m["Type"] == "volume"}
-    assert mounted == {v["Name"] for v in volumes if v["Name"] in mounted}
+    # pvc:// mounts (tycho's default stdnfs ones) are named volumes: the shared directory
+    # and the user's. They outlive the system and other systems mount them, so they carry
+    # no system's labels. stdnfs_shared may come from an earlier run, labelled as then.
+    mounted = {m["Name"]: m for m in inspected["Mounts"] if m["Type"] == "volume"}
+    assert set(mounted) == {"stdnfs_shared", f"stdnfs_{USER}"}
+    assert all(m["RW"] for m in mounted.values())
+    shared_labels = {"executor": "tycho", "tycho-shared": "true", "tycho-claim": "stdnfs"}
+    assert engine.volume(f"stdnfs_{USER}")["Labels"] == shared_labels
+    if shared_before is None:
+        assert engine.volume("stdnfs_shared")["Labels"] == shared_labels
+    else:
+        assert engine.volume("stdnfs_shared")["Labels"] == shared_before["Labels"]
+    assert engine.volumes(f"tycho-guid={guid}") == []
     assert inspected["HostConfig"]["NanoCpus"] == 500_000_000
     assert inspected["HostConfig"]["Memory"] == 64_000_000
+    # The service without deploy.resources: the default limits; every container: pids.
+    assert inspected["HostConfig"]["PidsLimit"] == 4096
+    bare = engine.inspect(f"{system.name}-client")["HostConfig"]
+    assert (bare["NanoCpus"], bare["Memory"], bare["MemorySwap"], bare["PidsLimit"]) == (
+        2_000_000_000, 4 << 30, 4 << 30, 4096)
     assert inspected["Config"]["Healthcheck"]["Test"] == ["CMD", "/httpd", "get", "http://127.0.0.1:8080/"]
     assert inspected["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostIp"] == "127.0.0.1"
 
@@ -215,10 +254,10 @@ def test_two_service_system_runs_answers_and_is_removed(engine, image, docker_en
     row = ready_row(guid)
     assert set(row) == ROW_KEYS
     TychoService(**row)  # the original client's row class accepts it
-    assert row["sid"] == guid and row["name"] == system.name and row["username"] == "jdoe"
+    assert row["sid"] == guid and row["name"] == system.name and row["username"] == USER
     assert row["ip_address"] == "127.0.0.1" and row["port"] == str(web["port-1"])
     assert row["utilization"]["web"] == {"cpu": "0.5", "memory": "64000000"}
-    assert any(r["sid"] == guid for r in compute().status(username="jdoe"))
+    assert [r["sid"] for r in compute().status(username=USER)] == [guid]
     assert any(r["sid"] == guid for r in compute().status())
     assert compute().status(username="nobody-has-this-name") == []
 
@@ -233,9 +272,8 @@ def test_two_service_system_runs_answers_and_is_removed(engine, image, docker_en
 
     # Delete: containers and network gone, named volumes kept; idempotent.
     assert compute().delete(guid) == {}
-    left = engine.leftovers(guid)
-    assert left["containers"] == [] and left["networks"] == []
-    assert sorted(left["volumes"]) == sorted(v["Name"] for v in volumes)
+    assert_nothing_left(guid)
+    assert all(engine.volume(name) is not None for name in mounted)
     assert compute().delete(guid) == {}
     assert compute().status(name=guid) == []
 
@@ -397,7 +435,7 @@ def test_context_start_status_delete_on_docker(engine, image, docker_env, system
     monkeypatch.setattr(tycho.actions, "_tycho", None)
     try:
         context = TychoContext(product="dockertest", tycho_config_url=registry.base + "registry")
-        started = context.start(Principal("jdoe"), "tdocker", {}, "localhost")
+        started = context.start(Principal(USER), "tdocker", {}, "localhost")
         assert started.status == "success", started.message
         systems.append(started.identifier)
         (service,) = started.services
@@ -432,7 +470,7 @@ def test_cli_up_status_modify_down_with_backplane(engine, image, docker_env, sys
     (app / "docker-compose.yaml").write_text(json.dumps(compose))
     env = dict(os.environ)
     up = _cli("up", "-b", "docker-compose", "-f", str(app / "docker-compose.yaml"), "-o", "json", "--wait",
-              "--timeout", "120", env=env)
+              "--timeout", "120", "--username", USER, env=env)
     assert up.returncode == 0, up.stderr
     result = json.loads(up.stdout)
     guid = result["sid"]

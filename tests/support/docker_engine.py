@@ -101,6 +101,64 @@ class Engine:
         assert status == 200, value
         return value
 
+    def volume(self, name):
+        """The volume ``name`` as inspected, or None when there is none."""
+        status, value = self.request("GET", f"/volumes/{urllib.parse.quote(name)}")
+        if status == 404:
+            return None
+        assert status == 200, value
+        return value
+
+    def create_volume(self, name, labels):
+        """A volume made as another tool would make it (its own labels)."""
+        status, value = self.request("POST", "/volumes/create", body={"Name": name, "Labels": labels})
+        assert status == 201, value
+        return value
+
+    def remove_volume(self, name):
+        status, value = self.request("DELETE", f"/volumes/{urllib.parse.quote(name)}")
+        assert status in (204, 404), value
+
+    def create_container(self, name, image, labels, nano_cpus=None, start=True):
+        """A running container of someone else (not tycho's), labelled ``labels``; its id."""
+        body = {"Image": image, "Labels": labels, "Cmd": ["serve", "8080"],
+                "HostConfig": {"NanoCpus": nano_cpus} if nano_cpus else {}}
+        status, value = self.request("POST", f"/containers/create?name={urllib.parse.quote(name)}", body=body)
+        assert status == 201, value
+        if start:
+            status, started = self.request("POST", f"/containers/{value['Id']}/start")
+            assert status in (204, 304), started
+        return value["Id"]
+
+    def remove_container(self, ident):
+        status, value = self.request("DELETE", f"/containers/{ident}?force=1&v=1")
+        assert status in (204, 404), value
+
+    def create_network(self, name, labels):
+        status, value = self.request("POST", "/networks/create", body={"Name": name, "Labels": labels})
+        assert status == 201, value
+        return value["Id"]
+
+    def network(self, ident):
+        """The network ``ident`` as inspected, or None when there is none."""
+        status, value = self.request("GET", f"/networks/{ident}")
+        if status == 404:
+            return None
+        assert status == 200, value
+        return value
+
+    def remove_network(self, ident):
+        status, value = self.request("DELETE", f"/networks/{ident}")
+        assert status in (204, 404), value
+
+    def container(self, ident):
+        """The container ``ident`` as inspected, or None when there is none."""
+        status, value = self.request("GET", f"/containers/{ident}/json")
+        if status == 404:
+            return None
+        assert status == 200, value
+        return value
+
     def leftovers(self, guid):
         """Names of the containers, networks and volumes labelled ``tycho-guid=<guid>``."""
         label = f"tycho-guid={guid}"
