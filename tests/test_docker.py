@@ -19,11 +19,11 @@ from __future__ import annotations
 import json
 import os
 import socket
-import uuid
 import subprocess
 import sys
 import threading
 import urllib.request
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -80,7 +80,10 @@ def run_volumes():
 def docker_env(monkeypatch, tmp_path):
     """A clean backplane environment: no settings leak in from the caller's."""
     for name in ("TYCHO_DOCKER_BIND_ADDRESS", "TYCHO_DOCKER_HOST_PORTS", "TYCHO_DOCKER_PULL",
-                 "TYCHO_DOCKER_TIMEOUT", "REST_API"):
+                 "TYCHO_DOCKER_TIMEOUT", "TYCHO_DOCKER_VOLUME_ALLOW", "TYCHO_APP_DEFAULT_CPUS",
+                 "TYCHO_APP_DEFAULT_MEMORY", "TYCHO_APP_DEFAULT_PIDS", "TYCHO_APP_RUN_AS_USER",
+                 "TYCHO_APP_RUN_AS_GROUP", "STDNFS_PVC", "SHARED_DIR", "SUBPATH_DIR", "PARENT_DIR",
+                 "CREATE_HOME_DIRS", "DEV_PHASE", "REST_API"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("TYCHO_DOCKER_ENV_DIR", str(tmp_path / "env"))
     (tmp_path / "env").mkdir()
@@ -242,11 +245,13 @@ def test_two_service_system_runs_answers_and_is_removed(engine, image, docker_en
     assert engine.volumes(f"tycho-guid={guid}") == []
     assert inspected["HostConfig"]["NanoCpus"] == 500_000_000
     assert inspected["HostConfig"]["Memory"] == 64_000_000
-    # The service without deploy.resources: the default limits; every container: pids.
+    # The service without deploy.resources: the default limits (2 CPUs, or the Engine's
+    # CPUs when it has fewer), 4Gi, no swap; every container: 4096 processes.
     assert inspected["HostConfig"]["PidsLimit"] == 4096
     bare = engine.inspect(f"{system.name}-client")["HostConfig"]
+    cpus = min(2, engine.request("GET", "/info")[1]["NCPU"])
     assert (bare["NanoCpus"], bare["Memory"], bare["MemorySwap"], bare["PidsLimit"]) == (
-        2_000_000_000, 4 << 30, 4 << 30, 4096)
+        cpus * 1_000_000_000, 4 << 30, 4 << 30, 4096)
     assert inspected["Config"]["Healthcheck"]["Test"] == ["CMD", "/httpd", "get", "http://127.0.0.1:8080/"]
     assert inspected["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostIp"] == "127.0.0.1"
 
@@ -381,6 +386,160 @@ def test_engine_error_mid_start_leaves_nothing(engine, image, docker_env, system
     finally:
         proxy.close()
     assert_nothing_left(system.identifier)
+
+
+# ------------------------------------------------------------------ the backplane in its lane
+
+
+def one_service(img, **extra_web):
+    compose = two_services(img, **extra_web)
+    del compose["services"]["client"]
+    return compose
+
+
+def test_foreign_volume_is_refused_and_nothing_is_created(engine, image, docker_env, systems, monkeypatch,
+                                                         tmp_path):
+    # A Compose project's volume (`docker compose -p tfor-<run>` with a volume `secret`).
+    foreign = f"tfor-{RUN}_secret"
+    labels = {"com.docker.compose.project": f"tfor-{RUN}", "com.docker.compose.volume": "secret",
+              "com.docker.compose.version": "2.29.0"}
+    engine.create_volume(foreign, labels)
+    proxy = FaultProxy(tmp_path, engine.path, "NONE", "/")  # passes everything, logs it
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{proxy.path}")
+    user = f"tfor-{RUN}"  # its stdnfs_<user> volume would be new
+    try:
+        system = parse(start_request(one_service(image, volumes=[f"pvc://tfor-{RUN}/secret:/steal"]),
+                                     username=user))
+        systems.append(system.identifier)
+        with pytest.raises(StartException) as caught:
+            compute().start(system)
+        message = caught.value.args[0]
+        assert (f'volume "{foreign}" (service \'web\', claim "tfor-{RUN}") exists but tycho did not create it'
+                in message), message
+        assert "TYCHO_DOCKER_VOLUME_ALLOW" in message
+        # Only reads reached the Engine: no network, volume or container was created.
+        assert [(m, p) for m, p in proxy.log if m != "GET"] == []
+    finally:
+        proxy.close()
+    try:
+        assert_nothing_left(system.identifier)
+        assert engine.volume(f"stdnfs_{user}") is None
+        assert engine.volume(foreign)["Labels"] == labels
+    finally:
+        engine.remove_volume(foreign)
+
+
+def test_allow_list_admits_a_named_foreign_volume(engine, image, docker_env, systems, monkeypatch):
+    foreign = f"tallow-{RUN}_data"
+    labels = {"com.docker.compose.project": f"tallow-{RUN}", "com.docker.compose.volume": "data"}
+    engine.create_volume(foreign, labels)
+    try:
+        monkeypatch.setenv("TYCHO_DOCKER_VOLUME_ALLOW", f"not-this-one, {foreign}")
+        system = parse(start_request(one_service(image, volumes=[f"pvc://tallow-{RUN}/data:/data"])))
+        systems.append(system.identifier)
+        compute().start(system)
+        mounts = {m["Name"]: m for m in engine.inspect(f"{system.name}-web")["Mounts"] if m["Type"] == "volume"}
+        assert mounts[foreign]["Destination"] == "/data" and mounts[foreign]["RW"] is True
+        assert compute().delete(system.identifier) == {}
+        assert_nothing_left(system.identifier)
+        # Mounted as it is: not relabelled, and kept after the delete.
+        assert engine.volume(foreign)["Labels"] == labels
+    finally:
+        engine.purge(system.identifier)
+        engine.remove_volume(foreign)
+
+
+def test_foreign_container_and_network_with_the_guid_survive_modify_and_delete(engine, image, docker_env,
+                                                                                systems):
+    system = parse(start_request(one_service(image)))
+    guid = system.identifier
+    systems.append(guid)
+    compute().start(system)
+    # Someone else's container and network, labelled with the GUID (not executor=tycho).
+    foreign = engine.create_container(f"tforeign-{RUN}-{guid[:8]}", image,
+                                      {"tycho-guid": guid, "tycho-service": "web"}, nano_cpus=1_000_000_000)
+    network = engine.create_network(f"tforeign-{RUN}-{guid[:8]}", {"tycho-guid": guid})
+    try:
+        assert [r["sid"] for r in compute().status(name=guid)] == [guid]
+        patched = compute().modify(Tycho().parse_modify({"tycho-guid": guid, "cpu": "0.25"}))
+        assert patched["patches"] == [{"container": "web", "resources": {"cpu": "0.25"}}]
+        assert engine.inspect(f"{system.name}-web")["HostConfig"]["NanoCpus"] == 250_000_000
+        assert engine.container(foreign)["HostConfig"]["NanoCpus"] == 1_000_000_000
+
+        assert compute().delete(guid) == {}
+        assert engine.containers(["executor=tycho", f"tycho-guid={guid}"]) == []
+        assert engine.networks(["executor=tycho", f"tycho-guid={guid}"]) == []
+        assert engine.container(foreign)["State"]["Running"] is True
+        assert engine.network(network) is not None
+
+        # With only the foreign container left, the GUID has no system to modify.
+        with pytest.raises(ModifyException, match="no container labelled executor=tycho"):
+            compute().modify(Tycho().parse_modify({"tycho-guid": guid, "cpu": "0.5"}))
+        assert engine.container(foreign)["HostConfig"]["NanoCpus"] == 1_000_000_000
+    finally:
+        engine.remove_container(foreign)
+        engine.remove_network(network)
+
+
+def test_failed_start_leaves_a_foreign_container_of_the_same_name(engine, image, docker_env, systems):
+    system = parse(start_request(one_service(image)))
+    guid = system.identifier
+    systems.append(guid)
+    # The container name the start will use, taken by someone else (labelled with the GUID).
+    foreign = engine.create_container(f"{system.name}-web", image, {"tycho-guid": guid})
+    try:
+        with pytest.raises(StartException) as caught:
+            compute().start(system)
+        message = caught.value.args[0]
+        assert f'cannot create container "{system.name}-web"' in message and "HTTP 409" in message, message
+        assert "everything created for it was removed" in message
+        assert engine.containers(["executor=tycho", f"tycho-guid={guid}"]) == []
+        assert engine.networks(f"tycho-guid={guid}") == []
+        assert engine.container(foreign)["State"]["Running"] is True
+    finally:
+        engine.remove_container(foreign)
+
+
+def test_shared_volume_of_an_earlier_system_is_mounted_as_it_is(engine, image, docker_env, systems, monkeypatch):
+    # The machine's history: the shared directory's volume made by an earlier tycho for
+    # another system, labelled with that system's GUID (what the issue's CI run met).
+    claim = f"tearly-{RUN}"
+    monkeypatch.setenv("STDNFS_PVC", claim)
+    earlier = {"executor": "tycho", "tycho-guid": uuid.uuid4().hex, "username": "someone-else",
+               "app-name": "old"}
+    engine.create_volume(f"{claim}_shared", earlier)
+    system = parse(start_request(one_service(image)))
+    systems.append(system.identifier)
+    compute().start(system)
+    mounts = {m["Name"] for m in engine.inspect(f"{system.name}-web")["Mounts"] if m["Type"] == "volume"}
+    assert mounts == {f"{claim}_shared", f"{claim}_{USER}"}
+    assert engine.volume(f"{claim}_shared")["Labels"] == earlier
+    assert engine.volume(f"{claim}_{USER}")["Labels"] == {
+        "executor": "tycho", "tycho-shared": "true", "tycho-claim": claim}
+    assert [r["sid"] for r in compute().status(name=system.identifier)] == [system.identifier]
+    assert compute().delete(system.identifier) == {}
+    assert_nothing_left(system.identifier)
+    assert engine.volume(f"{claim}_shared") is not None and engine.volume(f"{claim}_{USER}") is not None
+
+
+def test_default_limits_are_configurable(engine, image, docker_env, systems, monkeypatch):
+    monkeypatch.setenv("TYCHO_APP_DEFAULT_MEMORY", "256Mi")
+    monkeypatch.setenv("TYCHO_APP_DEFAULT_CPUS", "none")
+    monkeypatch.setenv("TYCHO_APP_DEFAULT_PIDS", "100")
+    compose = one_service(image)
+    del compose["services"]["web"]["deploy"]
+    system = parse(start_request(compose))
+    systems.append(system.identifier)
+    compute().start(system)
+    host = engine.inspect(f"{system.name}-web")["HostConfig"]
+    assert (host["Memory"], host["NanoCpus"], host["PidsLimit"]) == (256 << 20, 0, 100)
+
+    monkeypatch.setenv("TYCHO_APP_DEFAULT_PIDS", "lots")
+    again = parse(start_request(compose))
+    systems.append(again.identifier)
+    with pytest.raises(StartException, match='TYCHO_APP_DEFAULT_PIDS: "lots" is not a process count'):
+        compute().start(again)
+    assert_nothing_left(again.identifier)
 
 
 # ------------------------------------------------------------------ the Python API and the CLI

@@ -150,36 +150,37 @@ impl Settings {
 /// `tycho.docker.volume_allow` (a list of names or a comma-separated string).
 fn volume_allow(config: &Value, env: &Option<String>) -> Result<Vec<String>> {
     const MAX: usize = 1000;
-    let (names, source): (Vec<String>, &str) =
-        match env {
-            Some(v) => (
-                v.split(',').map(|n| n.trim().to_string()).collect(),
-                "TYCHO_DOCKER_VOLUME_ALLOW",
+    let (names, source): (Vec<String>, &str) = match env {
+        Some(v) => (
+            v.split(',').map(|n| n.trim().to_string()).collect(),
+            "TYCHO_DOCKER_VOLUME_ALLOW",
+        ),
+        None => match config.pointer("/tycho/docker/volume_allow") {
+            None | Some(Value::Null) => (Vec::new(), ""),
+            Some(Value::String(s)) => (
+                s.split(',').map(|n| n.trim().to_string()).collect(),
+                "tycho.docker.volume_allow",
             ),
-            None => match config.pointer("/tycho/docker/volume_allow") {
-                None | Some(Value::Null) => (Vec::new(), ""),
-                Some(Value::String(s)) => (
-                    s.split(',').map(|n| n.trim().to_string()).collect(),
-                    "tycho.docker.volume_allow",
-                ),
-                Some(Value::Array(items)) if items.len() <= MAX => (
-                    items
-                        .iter()
-                        .map(|v| match v {
-                            Value::String(s) => s.trim().to_string(),
-                            other => other.to_string(),
-                        })
-                        .collect(),
-                    "tycho.docker.volume_allow",
-                ),
-                Some(_) => return Err(err(
+            Some(Value::Array(items)) if items.len() <= MAX => (
+                items
+                    .iter()
+                    .map(|v| match v {
+                        Value::String(s) => s.trim().to_string(),
+                        other => other.to_string(),
+                    })
+                    .collect(),
+                "tycho.docker.volume_allow",
+            ),
+            Some(_) => {
+                return Err(err(
                     ErrorKind::Config,
                     format!(
                         "tycho.docker.volume_allow must be a list of at most {MAX} volume names"
                     ),
-                )),
-            },
-        };
+                ))
+            }
+        },
+    };
     let names: Vec<String> = names.into_iter().filter(|n| !n.is_empty()).collect();
     if names.len() > MAX {
         return Err(err(

@@ -43,6 +43,8 @@ pub(crate) struct ContainerPlan {
     pub body: ContainerCreateBody,
     /// Container ports published to the host (`<port>/tcp`), in order.
     pub published: Vec<String>,
+    /// The CPU limit is the default one (not the compose file's).
+    pub default_cpus: bool,
 }
 
 /// A named volume the containers mount.
@@ -346,6 +348,22 @@ fn port_number(v: &Value) -> Option<u16> {
     py_str(v).parse::<u16>().ok().filter(|p| *p > 0)
 }
 
+impl Plan {
+    /// Lowers default CPU limits above the Engine's CPU count to it (the Engine refuses
+    /// a limit above the machine's CPUs; a compose file's own limit is left as written).
+    pub(crate) fn fit_default_cpus(&mut self, engine_cpus: i64) {
+        let most = engine_cpus.saturating_mul(1_000_000_000);
+        if most <= 0 {
+            return;
+        }
+        for c in self.containers.iter_mut().filter(|c| c.default_cpus) {
+            if let Some(host) = c.body.host_config.as_mut() {
+                host.nano_cpus = host.nano_cpus.map(|n| n.min(most));
+            }
+        }
+    }
+}
+
 /// The plan of a start.
 pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
     let labels = system_labels(system);
@@ -566,6 +584,7 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
             image: c.image.clone(),
             body,
             published,
+            default_cpus: !set(&limits.cpus) && nano_cpus.is_some(),
         });
     }
     Ok(Plan {
@@ -784,6 +803,28 @@ mod tests {
 
         let mut off = settings(HostPorts::Random);
         off.default_limits = Default::default();
+        let mut fitted = plan.clone();
+        fitted.fit_default_cpus(1);
+        let cpus = |p: &Plan, i: usize| {
+            p.containers[i]
+                .body
+                .host_config
+                .as_ref()
+                .and_then(|h| h.nano_cpus)
+        };
+        assert_eq!(
+            cpus(&fitted, 0),
+            Some(1_000_000_000),
+            "the default fits a 1-CPU Engine"
+        );
+        let mut sized = super::plan(&system(), &settings(HostPorts::Random)).expect("plan");
+        sized.fit_default_cpus(0);
+        sized.fit_default_cpus(1);
+        assert_eq!(
+            cpus(&sized, 0),
+            Some(500_000_000),
+            "the compose file's own limit stays"
+        );
         let plan_off = super::plan(&s, &off).expect("plan");
         let h = plan_off.containers[0]
             .body

@@ -7,7 +7,8 @@
 //!    created yet.
 //! 2. The network, then the named volumes that do not exist yet.
 //! 3. The containers (created, then started in compose order), then one inspect each
-//!    for the host ports the Engine bound.
+//!    for the host ports the Engine bound. A default CPU limit above the Engine's CPU
+//!    count (`GET /info`) is lowered to it.
 //!
 //! When a step after the first fails, every container and the network created for the
 //! system, and the volumes this start created, are removed before the error is
@@ -62,6 +63,14 @@ pub async fn start_async(config: &Value, mut system: System) -> Result<Value> {
         )
     })?;
     let docker = client::connect(KIND, &settings).await?;
+    let mut plan = plan;
+    if plan.containers.iter().any(|c| c.default_cpus) {
+        // When the Engine does not say, a default above its CPUs fails the create with
+        // the Engine's message.
+        if let Ok(Some(cpus)) = docker.info().await.map(|i| i.ncpu) {
+            plan.fit_default_cpus(cpus);
+        }
+    }
     let name = system.name.clone();
     let mut created = Created::default();
     let outcome = tokio::time::timeout(

@@ -2,6 +2,10 @@
 (independently of the backplane under test): a tiny HTTP client, the test image
 (tests/docker-image/httpd.rs compiled static and imported `FROM scratch`, once per
 session), a fault-injecting proxy socket, and clean-up of everything a test labelled.
+
+``python tests/support/docker_engine.py seed-leftovers`` (run by .ci/run before the
+tests) leaves on the Engine what an earlier run leaves behind, so the tests always meet a
+used machine.
 """
 
 from __future__ import annotations
@@ -78,7 +82,9 @@ class Engine:
             return False
 
     def _list(self, kind, label):
-        filters = urllib.parse.quote(json.dumps({"label": [label]}))
+        """Objects of ``kind`` with ``label`` (``key=value``; a list: all of them)."""
+        labels = [label] if isinstance(label, str) else list(label)
+        filters = urllib.parse.quote(json.dumps({"label": labels}))
         extra = "&all=1" if kind == "containers" else ""
         status, value = self.request("GET", f"/{kind}/json?filters={filters}{extra}" if kind == "containers"
                                      else f"/{kind}?filters={filters}")
@@ -329,3 +335,37 @@ def wait_for(predicate, timeout=90.0, interval=0.5, what="condition"):
             return last
         time.sleep(interval)
     raise AssertionError(f"{what} not reached after {timeout} s (last: {last!r})")
+
+
+# What an earlier tycho run leaves on the Engine (delete keeps volumes): the shared
+# directory's volume labelled with that run's system (as tycho labelled volumes before
+# they were marked shared) and a user's claim volume.
+LEFTOVER_GUID = "0123456789abcdef0123456789abcdef"
+LEFTOVERS = {
+    "stdnfs_shared": {"executor": "tycho", "tycho-guid": LEFTOVER_GUID, "username": "earlier-run",
+                      "app-name": "earlier"},
+    "stdnfs_earlier-run": {"executor": "tycho", "tycho-shared": "true", "tycho-claim": "stdnfs"},
+}
+
+
+def seed_leftovers(engine):
+    """Creates the LEFTOVERS that do not exist yet (an existing one is a leftover already)."""
+    for name, labels in LEFTOVERS.items():
+        if engine.volume(name) is None:
+            engine.create_volume(name, labels)
+            print(f"seeded volume {name} {labels}")
+        else:
+            print(f"volume {name} is there already: {engine.volume(name)['Labels']}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["seed-leftovers"]:
+        sys.exit("usage: docker_engine.py seed-leftovers")
+    engine = Engine()
+    if not engine.reachable():
+        # tests/test_docker.py fails under CI then, naming the socket.
+        print(f"no Docker Engine answers at {engine.path}: nothing seeded")
+        sys.exit(0)
+    seed_leftovers(engine)
