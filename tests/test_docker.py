@@ -166,8 +166,17 @@ def ready_row(guid, timeout=90.0):
     return wait_for(check, timeout=timeout, what=f"system {guid} ready")
 
 
-def assert_nothing_left(guid):
+def assert_nothing_left(guid, user=None):
+    """Nothing labelled with ``guid``; with ``user`` (a username new to the Engine), no
+    ``stdnfs_<user>`` volume either: volumes carry no GUID, a failed start removes those it
+    created."""
     assert ENGINE.leftovers(guid) == {"containers": [], "networks": [], "volumes": []}
+    if user is not None:
+        assert ENGINE.volume(f"stdnfs_{user}") is None
+
+
+def new_user():
+    return f"tnew-{uuid.uuid4().hex[:12]}"
 
 
 # ------------------------------------------------------------------ selection
@@ -349,15 +358,16 @@ def test_taken_port_leaves_nothing(engine, image, docker_env, systems, monkeypat
     holder.bind(("127.0.0.1", 0))
     holder.listen(1)
     port = holder.getsockname()[1]
+    user = new_user()
     try:
-        system = parse(start_request(two_services(image, ports=[f"{port}:8080"])))
+        system = parse(start_request(two_services(image, ports=[f"{port}:8080"]), username=user))
         systems.append(system.identifier)
         with pytest.raises(StartException) as caught:
             compute().start(system)
         message = caught.value.args[0]
         assert f"127.0.0.1:{port}->8080/tcp" in message and "service 'web'" in message, message
         assert "everything created for it was removed" in message
-        assert_nothing_left(system.identifier)
+        assert_nothing_left(system.identifier, user)
     finally:
         holder.close()
 
@@ -375,17 +385,20 @@ def test_engine_error_mid_start_leaves_nothing(engine, image, docker_env, system
                                                method, prefix, suffix, nth):
     proxy = FaultProxy(tmp_path, engine.path, method, prefix, nth=nth, suffix=suffix)
     monkeypatch.setenv("DOCKER_HOST", f"unix://{proxy.path}")
+    user = new_user()
     try:
-        system = parse(start_request(two_services(image)))
+        system = parse(start_request(two_services(image), username=user))
         systems.append(system.identifier)
         with pytest.raises(StartException, match="HTTP 500: injected fault") as caught:
             compute().start(system)
         assert proxy.injected == 1, proxy.log
         if nth > 1:
             assert "everything created for it was removed" in str(caught.value)
+            # stdnfs_<user> was created by this start (and is gone again, below).
+            assert ("POST", "/volumes/create") in proxy.log
     finally:
         proxy.close()
-    assert_nothing_left(system.identifier)
+    assert_nothing_left(system.identifier, user)
 
 
 # ------------------------------------------------------------------ the backplane in its lane
@@ -422,8 +435,7 @@ def test_foreign_volume_is_refused_and_nothing_is_created(engine, image, docker_
     finally:
         proxy.close()
     try:
-        assert_nothing_left(system.identifier)
-        assert engine.volume(f"stdnfs_{user}") is None
+        assert_nothing_left(system.identifier, user)
         assert engine.volume(foreign)["Labels"] == labels
     finally:
         engine.remove_volume(foreign)

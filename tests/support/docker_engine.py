@@ -15,6 +15,7 @@ import http.client
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -283,8 +284,8 @@ class FaultProxy:
                 return
             method, target, _ = lines[0].split(" ", 2)
             path = target.split("?", 1)[0]
-            # Strip the API version prefix (/v1.41/...).
-            if path.startswith("/v") and "/" in path[1:]:
+            # Strip the API version prefix (/v1.41/...), not the /volumes of a path.
+            if re.match(r"/v[0-9][0-9.]*/", path):
                 path = "/" + path.split("/", 2)[2]
             with self._lock:
                 self.log.append((method, path))
