@@ -2,8 +2,13 @@
 
 Images are built here (tests/docker-image/httpd.rs, static, imported into an empty
 image once per session); no registry is needed. What is asserted is read back from the
-Engine directly (tests/support/docker_engine.py), not through the backplane. Every test removes
-whatever carries its GUID, volumes included, even when it fails.
+Engine directly (tests/support/docker_engine.py), not through the backplane.
+
+The Engine may hold objects of earlier runs and of other tools (CI runs on the
+developer's machine): usernames, claims and foreign objects are unique to the run
+(``RUN``), and tests assert only on what they created. Every test removes whatever
+carries its GUID; the run's volumes go at the end of the session (``stdnfs_shared``,
+shared by every system, only when this run created it and nothing mounts it).
 
 Skipped with a reason only when no Engine answers and CI is unset; under CI a missing
 Engine fails the tests.
@@ -18,6 +23,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -32,6 +38,10 @@ from tycho.exceptions import ModifyException, StartException
 from tycho.factory import supported_backplanes
 
 ENGINE = Engine()
+# Names unique to this run: the Engine may hold another run's (or tool's) objects.
+RUN = uuid.uuid4().hex[:8]
+USER = f"jdoe-{RUN}"
+APP = f"tdocker-{RUN}"
 ROW_KEYS = {"name", "app_id", "sid", "ip_address", "port", "creation_time", "username", "utilization",
             "workspace_name", "is_ready"}
 
@@ -51,11 +61,29 @@ def image(engine, tmp_path_factory):
     return build_httpd_image(engine, tmp_path_factory.mktemp("httpd"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def run_volumes():
+    """Removes this run's volumes at the end: the users' ``stdnfs_<user>`` (and the
+    claims tests name with RUN), and ``stdnfs_shared`` if this run created it."""
+    if not ENGINE.reachable():
+        yield
+        return
+    shared_before = ENGINE.volume("stdnfs_shared") is not None
+    yield
+    for v in ENGINE.volumes("executor=tycho"):
+        name = v["Name"]
+        if RUN in name or (name == "stdnfs_shared" and not shared_before):
+            ENGINE.request("DELETE", f"/volumes/{name}")  # 409 when in use: then it stays
+
+
 @pytest.fixture
 def docker_env(monkeypatch, tmp_path):
     """A clean backplane environment: no settings leak in from the caller's."""
     for name in ("TYCHO_DOCKER_BIND_ADDRESS", "TYCHO_DOCKER_HOST_PORTS", "TYCHO_DOCKER_PULL",
-                 "TYCHO_DOCKER_TIMEOUT", "REST_API"):
+                 "TYCHO_DOCKER_TIMEOUT", "TYCHO_DOCKER_VOLUME_ALLOW", "TYCHO_APP_DEFAULT_CPUS",
+                 "TYCHO_APP_DEFAULT_MEMORY", "TYCHO_APP_DEFAULT_PIDS", "TYCHO_APP_RUN_AS_USER",
+                 "TYCHO_APP_RUN_AS_GROUP", "STDNFS_PVC", "SHARED_DIR", "SUBPATH_DIR", "PARENT_DIR",
+                 "CREATE_HOME_DIRS", "DEV_PHASE", "REST_API"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("TYCHO_DOCKER_ENV_DIR", str(tmp_path / "env"))
     (tmp_path / "env").mkdir()
@@ -112,7 +140,7 @@ def two_services(img, **extra_web):
     return {"version": "3", "services": {"web": web, "client": client}}
 
 
-def start_request(system, name="tdocker", username="jdoe", services=None, env=None):
+def start_request(system, name=APP, username=USER, services=None, env=None):
     return {
         "name": name,
         "principal": json.dumps({"username": username}),
@@ -138,8 +166,17 @@ def ready_row(guid, timeout=90.0):
     return wait_for(check, timeout=timeout, what=f"system {guid} ready")
 
 
-def assert_nothing_left(guid):
+def assert_nothing_left(guid, user=None):
+    """Nothing labelled with ``guid``; with ``user`` (a username new to the Engine), no
+    ``stdnfs_<user>`` volume either: volumes carry no GUID, a failed start removes those it
+    created."""
     assert ENGINE.leftovers(guid) == {"containers": [], "networks": [], "volumes": []}
+    if user is not None:
+        assert ENGINE.volume(f"stdnfs_{user}") is None
+
+
+def new_user():
+    return f"tnew-{uuid.uuid4().hex[:12]}"
 
 
 # ------------------------------------------------------------------ selection
@@ -162,7 +199,8 @@ def test_backplane_names_of_the_original():
 
 
 def test_two_service_system_runs_answers_and_is_removed(engine, image, docker_env, systems):
-    (docker_env / "tdocker-env").write_text("# the <app>-env values\nSECRET_TOKEN=s3cret\n")
+    shared_before = engine.volume("stdnfs_shared")
+    (docker_env / f"{APP}-env").write_text("# the <app>-env values\nSECRET_TOKEN=s3cret\n")
     system = parse(start_request(two_services(image)))
     systems.append(system.identifier)
     result = compute().start(system)
@@ -183,7 +221,7 @@ def test_two_service_system_runs_answers_and_is_removed(engine, image, docker_en
     assert http_get(web["port-1"], "/env/SETTING_ONE")[1] == "from settings"
     assert http_get(web["port-1"], "/env/SECRET_TOKEN")[1] == "s3cret"
     assert http_get(web["port-1"], "/env/GUID")[1] == system.identifier
-    assert http_get(web["port-1"], "/env/USER_NAME")[1] == "jdoe"
+    assert http_get(web["port-1"], "/env/USER_NAME")[1] == USER
     # entrypoint + command, working_dir, user (compose user wins over the security context).
     assert http_get(web["port-1"], "/args")[1] == "/httpd serve 8080"
     assert http_get(web["port-1"], "/cwd")[1] == "/work"
@@ -191,23 +229,38 @@ def test_two_service_system_runs_answers_and_is_removed(engine, image, docker_en
     # the security context (TYCHO_APP_RUN_AS_USER/GROUP, default "0" as on Kubernetes)
     assert http_get(web["port-1"], "/whoami")[1] == "0 0"
 
-    # Labels on every container, network and volume; limits mapped.
+    # Labels on every container and network; limits mapped.
     guid = system.identifier
-    wanted = {"executor": "tycho", "tycho-guid": guid, "username": "jdoe", "app-name": "tdocker"}
+    wanted = {"executor": "tycho", "tycho-guid": guid, "username": USER, "app-name": APP}
     containers = engine.containers(f"tycho-guid={guid}")
     assert len(containers) == 2
     networks = engine.networks(f"tycho-guid={guid}")
     assert [n["Name"] for n in networks] == [system.name]
-    volumes = engine.volumes(f"tycho-guid={guid}")
-    for labels in [c["Labels"] for c in containers] + [n["Labels"] for n in networks] + [
-            v["Labels"] for v in volumes]:
+    for labels in [c["Labels"] for c in containers] + [n["Labels"] for n in networks]:
         assert labels.items() >= wanted.items(), labels
     inspected = engine.inspect(f"{system.name}-web")
-    # pvc:// mounts (tycho's default stdnfs ones) are named volumes of this system.
-    mounted = {m["Name"] for m in inspected["Mounts"] if m["Type"] == "volume"}
-    assert mounted == {v["Name"] for v in volumes if v["Name"] in mounted}
+    # pvc:// mounts (tycho's default stdnfs ones) are named volumes: the shared directory
+    # and the user's. They outlive the system and other systems mount them, so they carry
+    # no system's labels. stdnfs_shared may come from an earlier run, labelled as then.
+    mounted = {m["Name"]: m for m in inspected["Mounts"] if m["Type"] == "volume"}
+    assert set(mounted) == {"stdnfs_shared", f"stdnfs_{USER}"}
+    assert all(m["RW"] for m in mounted.values())
+    shared_labels = {"executor": "tycho", "tycho-shared": "true", "tycho-claim": "stdnfs"}
+    assert engine.volume(f"stdnfs_{USER}")["Labels"] == shared_labels
+    if shared_before is None:
+        assert engine.volume("stdnfs_shared")["Labels"] == shared_labels
+    else:
+        assert engine.volume("stdnfs_shared")["Labels"] == shared_before["Labels"]
+    assert engine.volumes(f"tycho-guid={guid}") == []
     assert inspected["HostConfig"]["NanoCpus"] == 500_000_000
     assert inspected["HostConfig"]["Memory"] == 64_000_000
+    # The service without deploy.resources: the default limits (2 CPUs, or the Engine's
+    # CPUs when it has fewer), 4Gi, no swap; every container: 4096 processes.
+    assert inspected["HostConfig"]["PidsLimit"] == 4096
+    bare = engine.inspect(f"{system.name}-client")["HostConfig"]
+    cpus = min(2, engine.request("GET", "/info")[1]["NCPU"])
+    assert (bare["NanoCpus"], bare["Memory"], bare["MemorySwap"], bare["PidsLimit"]) == (
+        cpus * 1_000_000_000, 4 << 30, 4 << 30, 4096)
     assert inspected["Config"]["Healthcheck"]["Test"] == ["CMD", "/httpd", "get", "http://127.0.0.1:8080/"]
     assert inspected["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostIp"] == "127.0.0.1"
 
@@ -215,10 +268,10 @@ def test_two_service_system_runs_answers_and_is_removed(engine, image, docker_en
     row = ready_row(guid)
     assert set(row) == ROW_KEYS
     TychoService(**row)  # the original client's row class accepts it
-    assert row["sid"] == guid and row["name"] == system.name and row["username"] == "jdoe"
+    assert row["sid"] == guid and row["name"] == system.name and row["username"] == USER
     assert row["ip_address"] == "127.0.0.1" and row["port"] == str(web["port-1"])
     assert row["utilization"]["web"] == {"cpu": "0.5", "memory": "64000000"}
-    assert any(r["sid"] == guid for r in compute().status(username="jdoe"))
+    assert [r["sid"] for r in compute().status(username=USER)] == [guid]
     assert any(r["sid"] == guid for r in compute().status())
     assert compute().status(username="nobody-has-this-name") == []
 
@@ -233,9 +286,8 @@ def test_two_service_system_runs_answers_and_is_removed(engine, image, docker_en
 
     # Delete: containers and network gone, named volumes kept; idempotent.
     assert compute().delete(guid) == {}
-    left = engine.leftovers(guid)
-    assert left["containers"] == [] and left["networks"] == []
-    assert sorted(left["volumes"]) == sorted(v["Name"] for v in volumes)
+    assert_nothing_left(guid)
+    assert all(engine.volume(name) is not None for name in mounted)
     assert compute().delete(guid) == {}
     assert compute().status(name=guid) == []
 
@@ -306,15 +358,16 @@ def test_taken_port_leaves_nothing(engine, image, docker_env, systems, monkeypat
     holder.bind(("127.0.0.1", 0))
     holder.listen(1)
     port = holder.getsockname()[1]
+    user = new_user()
     try:
-        system = parse(start_request(two_services(image, ports=[f"{port}:8080"])))
+        system = parse(start_request(two_services(image, ports=[f"{port}:8080"]), username=user))
         systems.append(system.identifier)
         with pytest.raises(StartException) as caught:
             compute().start(system)
         message = caught.value.args[0]
         assert f"127.0.0.1:{port}->8080/tcp" in message and "service 'web'" in message, message
         assert "everything created for it was removed" in message
-        assert_nothing_left(system.identifier)
+        assert_nothing_left(system.identifier, user)
     finally:
         holder.close()
 
@@ -332,17 +385,173 @@ def test_engine_error_mid_start_leaves_nothing(engine, image, docker_env, system
                                                method, prefix, suffix, nth):
     proxy = FaultProxy(tmp_path, engine.path, method, prefix, nth=nth, suffix=suffix)
     monkeypatch.setenv("DOCKER_HOST", f"unix://{proxy.path}")
+    user = new_user()
     try:
-        system = parse(start_request(two_services(image)))
+        system = parse(start_request(two_services(image), username=user))
         systems.append(system.identifier)
         with pytest.raises(StartException, match="HTTP 500: injected fault") as caught:
             compute().start(system)
         assert proxy.injected == 1, proxy.log
         if nth > 1:
             assert "everything created for it was removed" in str(caught.value)
+            # stdnfs_<user> was created by this start (and is gone again, below).
+            assert ("POST", "/volumes/create") in proxy.log
     finally:
         proxy.close()
+    assert_nothing_left(system.identifier, user)
+
+
+# ------------------------------------------------------------------ the backplane in its lane
+
+
+def one_service(img, **extra_web):
+    compose = two_services(img, **extra_web)
+    del compose["services"]["client"]
+    return compose
+
+
+def test_foreign_volume_is_refused_and_nothing_is_created(engine, image, docker_env, systems, monkeypatch,
+                                                         tmp_path):
+    # A Compose project's volume (`docker compose -p tfor-<run>` with a volume `secret`).
+    foreign = f"tfor-{RUN}_secret"
+    labels = {"com.docker.compose.project": f"tfor-{RUN}", "com.docker.compose.volume": "secret",
+              "com.docker.compose.version": "2.29.0"}
+    engine.create_volume(foreign, labels)
+    proxy = FaultProxy(tmp_path, engine.path, "NONE", "/")  # passes everything, logs it
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{proxy.path}")
+    user = f"tfor-{RUN}"  # its stdnfs_<user> volume would be new
+    try:
+        system = parse(start_request(one_service(image, volumes=[f"pvc://tfor-{RUN}/secret:/steal"]),
+                                     username=user))
+        systems.append(system.identifier)
+        with pytest.raises(StartException) as caught:
+            compute().start(system)
+        message = caught.value.args[0]
+        assert (f'volume "{foreign}" (service \'web\', claim "tfor-{RUN}") exists but tycho did not create it'
+                in message), message
+        assert "TYCHO_DOCKER_VOLUME_ALLOW" in message
+        # Only reads reached the Engine: no network, volume or container was created.
+        assert [(m, p) for m, p in proxy.log if m != "GET"] == []
+    finally:
+        proxy.close()
+    try:
+        assert_nothing_left(system.identifier, user)
+        assert engine.volume(foreign)["Labels"] == labels
+    finally:
+        engine.remove_volume(foreign)
+
+
+def test_allow_list_admits_a_named_foreign_volume(engine, image, docker_env, systems, monkeypatch):
+    foreign = f"tallow-{RUN}_data"
+    labels = {"com.docker.compose.project": f"tallow-{RUN}", "com.docker.compose.volume": "data"}
+    engine.create_volume(foreign, labels)
+    try:
+        monkeypatch.setenv("TYCHO_DOCKER_VOLUME_ALLOW", f"not-this-one, {foreign}")
+        system = parse(start_request(one_service(image, volumes=[f"pvc://tallow-{RUN}/data:/data"])))
+        systems.append(system.identifier)
+        compute().start(system)
+        mounts = {m["Name"]: m for m in engine.inspect(f"{system.name}-web")["Mounts"] if m["Type"] == "volume"}
+        assert mounts[foreign]["Destination"] == "/data" and mounts[foreign]["RW"] is True
+        assert compute().delete(system.identifier) == {}
+        assert_nothing_left(system.identifier)
+        # Mounted as it is: not relabelled, and kept after the delete.
+        assert engine.volume(foreign)["Labels"] == labels
+    finally:
+        engine.purge(system.identifier)
+        engine.remove_volume(foreign)
+
+
+def test_foreign_container_and_network_with_the_guid_survive_modify_and_delete(engine, image, docker_env,
+                                                                                systems):
+    system = parse(start_request(one_service(image)))
+    guid = system.identifier
+    systems.append(guid)
+    compute().start(system)
+    # Someone else's container and network, labelled with the GUID (not executor=tycho).
+    foreign = engine.create_container(f"tforeign-{RUN}-{guid[:8]}", image,
+                                      {"tycho-guid": guid, "tycho-service": "web"}, nano_cpus=1_000_000_000)
+    network = engine.create_network(f"tforeign-{RUN}-{guid[:8]}", {"tycho-guid": guid})
+    try:
+        assert [r["sid"] for r in compute().status(name=guid)] == [guid]
+        patched = compute().modify(Tycho().parse_modify({"tycho-guid": guid, "cpu": "0.25"}))
+        assert patched["patches"] == [{"container": "web", "resources": {"cpu": "0.25"}}]
+        assert engine.inspect(f"{system.name}-web")["HostConfig"]["NanoCpus"] == 250_000_000
+        assert engine.container(foreign)["HostConfig"]["NanoCpus"] == 1_000_000_000
+
+        assert compute().delete(guid) == {}
+        assert engine.containers(["executor=tycho", f"tycho-guid={guid}"]) == []
+        assert engine.networks(["executor=tycho", f"tycho-guid={guid}"]) == []
+        assert engine.container(foreign)["State"]["Running"] is True
+        assert engine.network(network) is not None
+
+        # With only the foreign container left, the GUID has no system to modify.
+        with pytest.raises(ModifyException, match="no container labelled executor=tycho"):
+            compute().modify(Tycho().parse_modify({"tycho-guid": guid, "cpu": "0.5"}))
+        assert engine.container(foreign)["HostConfig"]["NanoCpus"] == 1_000_000_000
+    finally:
+        engine.remove_container(foreign)
+        engine.remove_network(network)
+
+
+def test_failed_start_leaves_a_foreign_container_of_the_same_name(engine, image, docker_env, systems):
+    system = parse(start_request(one_service(image)))
+    guid = system.identifier
+    systems.append(guid)
+    # The container name the start will use, taken by someone else (labelled with the GUID).
+    foreign = engine.create_container(f"{system.name}-web", image, {"tycho-guid": guid})
+    try:
+        with pytest.raises(StartException) as caught:
+            compute().start(system)
+        message = caught.value.args[0]
+        assert f'cannot create container "{system.name}-web"' in message and "HTTP 409" in message, message
+        assert "everything created for it was removed" in message
+        assert engine.containers(["executor=tycho", f"tycho-guid={guid}"]) == []
+        assert engine.networks(f"tycho-guid={guid}") == []
+        assert engine.container(foreign)["State"]["Running"] is True
+    finally:
+        engine.remove_container(foreign)
+
+
+def test_shared_volume_of_an_earlier_system_is_mounted_as_it_is(engine, image, docker_env, systems, monkeypatch):
+    # The machine's history: the shared directory's volume made by an earlier tycho for
+    # another system, labelled with that system's GUID (what the issue's CI run met).
+    claim = f"tearly-{RUN}"
+    monkeypatch.setenv("STDNFS_PVC", claim)
+    earlier = {"executor": "tycho", "tycho-guid": uuid.uuid4().hex, "username": "someone-else",
+               "app-name": "old"}
+    engine.create_volume(f"{claim}_shared", earlier)
+    system = parse(start_request(one_service(image)))
+    systems.append(system.identifier)
+    compute().start(system)
+    mounts = {m["Name"] for m in engine.inspect(f"{system.name}-web")["Mounts"] if m["Type"] == "volume"}
+    assert mounts == {f"{claim}_shared", f"{claim}_{USER}"}
+    assert engine.volume(f"{claim}_shared")["Labels"] == earlier
+    assert engine.volume(f"{claim}_{USER}")["Labels"] == {
+        "executor": "tycho", "tycho-shared": "true", "tycho-claim": claim}
+    assert [r["sid"] for r in compute().status(name=system.identifier)] == [system.identifier]
+    assert compute().delete(system.identifier) == {}
     assert_nothing_left(system.identifier)
+    assert engine.volume(f"{claim}_shared") is not None and engine.volume(f"{claim}_{USER}") is not None
+
+
+def test_default_limits_are_configurable(engine, image, docker_env, systems, monkeypatch):
+    monkeypatch.setenv("TYCHO_APP_DEFAULT_MEMORY", "256Mi")
+    monkeypatch.setenv("TYCHO_APP_DEFAULT_CPUS", "none")
+    monkeypatch.setenv("TYCHO_APP_DEFAULT_PIDS", "100")
+    compose = one_service(image)
+    del compose["services"]["web"]["deploy"]
+    system = parse(start_request(compose))
+    systems.append(system.identifier)
+    compute().start(system)
+    host = engine.inspect(f"{system.name}-web")["HostConfig"]
+    assert (host["Memory"], host["NanoCpus"], host["PidsLimit"]) == (256 << 20, 0, 100)
+
+    monkeypatch.setenv("TYCHO_APP_DEFAULT_PIDS", "lots")
+    again = parse(start_request(compose))
+    systems.append(again.identifier)
+    with pytest.raises(StartException, match='TYCHO_APP_DEFAULT_PIDS: "lots" is not a process count'):
+        compute().start(again)
+    assert_nothing_left(again.identifier)
 
 
 # ------------------------------------------------------------------ the Python API and the CLI
@@ -397,7 +606,7 @@ def test_context_start_status_delete_on_docker(engine, image, docker_env, system
     monkeypatch.setattr(tycho.actions, "_tycho", None)
     try:
         context = TychoContext(product="dockertest", tycho_config_url=registry.base + "registry")
-        started = context.start(Principal("jdoe"), "tdocker", {}, "localhost")
+        started = context.start(Principal(USER), "tdocker", {}, "localhost")
         assert started.status == "success", started.message
         systems.append(started.identifier)
         (service,) = started.services
@@ -432,7 +641,7 @@ def test_cli_up_status_modify_down_with_backplane(engine, image, docker_env, sys
     (app / "docker-compose.yaml").write_text(json.dumps(compose))
     env = dict(os.environ)
     up = _cli("up", "-b", "docker-compose", "-f", str(app / "docker-compose.yaml"), "-o", "json", "--wait",
-              "--timeout", "120", env=env)
+              "--timeout", "120", "--username", USER, env=env)
     assert up.returncode == 0, up.stderr
     result = json.loads(up.stdout)
     guid = result["sid"]

@@ -4,11 +4,16 @@
 //!
 //! * Names: the network is the system's name (`<app>-<guid>`); a container is
 //!   `<system name>-<service>`, with the service name as its network alias and hostname.
-//! * Labels (every container, network and volume): `executor=tycho`, `tycho-guid`,
+//! * Labels (every container and network): `executor=tycho`, `tycho-guid`,
 //!   `username`, `app-name`, plus `name` (the system's name), `original-app-name`,
 //!   `tycho-app-id`; containers also carry `tycho-service` and `conn_string`.
 //! * `pvc://claim[/sub]:path[:ro]`: a named volume `claim` (or `claim_sub`, one volume
-//!   per claim and sub path: Engine API 1.41 has no volume sub paths).
+//!   per claim and sub path: Engine API 1.41 has no volume sub paths). A volume is the
+//!   Docker form of a claim: it outlives the system and every system naming the claim
+//!   mounts it, so it carries no system's labels but `executor=tycho`,
+//!   `tycho-shared=true` and `tycho-claim`.
+//! * Limits: the compose file's, else the defaults of [`crate::default_limits`]; every
+//!   container gets the default process limit.
 //! * Probes: the readiness probe (else the liveness probe) becomes the healthcheck; an
 //!   exec probe runs as given, an HTTP probe runs `wget` (else `curl`) and a TCP probe
 //!   `nc -z` through `/bin/sh` inside the container.
@@ -38,6 +43,19 @@ pub(crate) struct ContainerPlan {
     pub body: ContainerCreateBody,
     /// Container ports published to the host (`<port>/tcp`), in order.
     pub published: Vec<String>,
+    /// The CPU limit is the default one (not the compose file's).
+    pub default_cpus: bool,
+}
+
+/// A named volume the containers mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct VolumePlan {
+    /// Engine volume name.
+    pub name: String,
+    /// The claim it stands for.
+    pub claim: String,
+    /// The first compose service that mounts it.
+    pub service: String,
 }
 
 /// Everything a start creates.
@@ -45,10 +63,10 @@ pub(crate) struct ContainerPlan {
 pub(crate) struct Plan {
     /// Network name.
     pub network: String,
-    /// Labels of the network and volumes.
+    /// Labels of the network.
     pub labels: HashMap<String, String>,
     /// Named volumes the containers mount.
-    pub volumes: Vec<String>,
+    pub volumes: Vec<VolumePlan>,
     /// Containers, in compose order.
     pub containers: Vec<ContainerPlan>,
 }
@@ -63,6 +81,21 @@ pub(crate) fn system_labels(system: &System) -> HashMap<String, String> {
     labels.insert("original-app-name".into(), system.system_name.clone());
     labels.insert("tycho-app-id".into(), system.app_id.clone());
     labels.insert("name".into(), system.name.clone());
+    labels
+}
+
+/// The label of a volume shared by the systems that name its claim.
+pub(crate) const SHARED_LABEL: &str = "tycho-shared";
+/// The label naming a volume's claim.
+pub(crate) const CLAIM_LABEL: &str = "tycho-claim";
+
+/// The labels of a volume tycho creates for `claim`: no system's, since it outlives
+/// the system and every system that names the claim mounts it.
+pub(crate) fn volume_labels(claim: &str) -> HashMap<String, String> {
+    let mut labels = HashMap::new();
+    labels.insert("executor".into(), "tycho".into());
+    labels.insert(SHARED_LABEL.into(), "true".into());
+    labels.insert(CLAIM_LABEL.into(), claim.to_string());
     labels
 }
 
@@ -315,6 +348,22 @@ fn port_number(v: &Value) -> Option<u16> {
     py_str(v).parse::<u16>().ok().filter(|p| *p > 0)
 }
 
+impl Plan {
+    /// Lowers default CPU limits above the Engine's CPU count to it (the Engine refuses
+    /// a limit above the machine's CPUs; a compose file's own limit is left as written).
+    pub(crate) fn fit_default_cpus(&mut self, engine_cpus: i64) {
+        let most = engine_cpus.saturating_mul(1_000_000_000);
+        if most <= 0 {
+            return;
+        }
+        for c in self.containers.iter_mut().filter(|c| c.default_cpus) {
+            if let Some(host) = c.body.host_config.as_mut() {
+                host.nano_cpus = host.nano_cpus.map(|n| n.min(most));
+            }
+        }
+    }
+}
+
 /// The plan of a start.
 pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
     let labels = system_labels(system);
@@ -324,7 +373,7 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
             "the system's name {network:?} is not a valid Docker network name"
         )));
     }
-    let mut volumes: Vec<String> = Vec::new();
+    let mut volumes: Vec<VolumePlan> = Vec::new();
     let mut containers = Vec::new();
     // Each container's mounts, grouped once (not searched among all volumes per container).
     let mut mounts_of: HashMap<&str, Vec<&crate::model::Volume>> = HashMap::new();
@@ -411,8 +460,12 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
                         c.name
                     )));
                 }
-                if !volumes.contains(&volume) {
-                    volumes.push(volume.clone());
+                if !volumes.iter().any(|p| p.name == volume) {
+                    volumes.push(VolumePlan {
+                        name: volume.clone(),
+                        claim: v.volume_name.clone(),
+                        service: c.name.clone(),
+                    });
                 }
                 mounts.push(Mount {
                     target: Some(path),
@@ -424,11 +477,19 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
             }
         }
         let limits = &c.limits;
+        let defaults = &settings.default_limits;
         let nano_cpus = if set(&limits.cpus) {
             Some(
                 cpus_to_nano(&limits.cpus)
                     .map_err(|e| Error::input(format!("service '{}': limits.cpus {e}", c.name)))?,
             )
+        } else {
+            defaults.nano_cpus()
+        };
+        let memory_reservation = if set(&c.requests.memory) {
+            Some(memory_to_bytes(&c.requests.memory).map_err(|e| {
+                Error::input(format!("service '{}': reservations.memory {e}", c.name))
+            })?)
         } else {
             None
         };
@@ -438,15 +499,8 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
                     Error::input(format!("service '{}': limits.memory {e}", c.name))
                 })?)
             } else {
-                None
+                defaults.memory_bytes(memory_reservation)
             };
-        let memory_reservation = if set(&c.requests.memory) {
-            Some(memory_to_bytes(&c.requests.memory).map_err(|e| {
-                Error::input(format!("service '{}': reservations.memory {e}", c.name))
-            })?)
-        } else {
-            None
-        };
         let device_requests = if set(&limits.gpus) {
             let text = py_str(&limits.gpus);
             let count = if text == "all" {
@@ -514,6 +568,7 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
                 // No swap beyond the memory limit, as on Kubernetes.
                 memory_swap: memory,
                 memory_reservation,
+                pids_limit: defaults.pids,
                 device_requests,
                 group_add,
                 ..Default::default()
@@ -529,6 +584,7 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
             image: c.image.clone(),
             body,
             published,
+            default_cpus: !set(&limits.cpus) && nano_cpus.is_some(),
         });
     }
     Ok(Plan {
@@ -552,6 +608,12 @@ mod tests {
             env_dir: None,
             pull: Pull::Never,
             timeout: std::time::Duration::from_secs(5),
+            volume_allow: Vec::new(),
+            default_limits: crate::default_limits::DefaultLimits {
+                cpus: Some("2".into()),
+                memory: Some("4Gi".into()),
+                pids: Some(4096),
+            },
         }
     }
 
@@ -677,7 +739,15 @@ mod tests {
             .expect("the data mount");
         assert_eq!(data.source.as_deref(), Some("data_sub_dir"));
         assert_eq!(data.read_only, Some(true));
-        assert!(plan.volumes.contains(&"data_sub_dir".to_string()));
+        assert_eq!(
+            plan.volumes[0],
+            VolumePlan {
+                name: "data_sub_dir".into(),
+                claim: "data".into(),
+                service: "web".into()
+            }
+        );
+        assert_eq!(host.pids_limit, Some(4096));
         // Quoted for the shell: the path cannot end the word.
         let check = b.healthcheck.clone().expect("healthcheck");
         assert_eq!(check.interval, Some(2_000_000_000));
@@ -695,6 +765,80 @@ mod tests {
             Some(Some(String::new())),
             "random: the Engine picks"
         );
+    }
+
+    #[test]
+    fn containers_without_limits_get_the_defaults() {
+        let request = json!({
+            "name": "app",
+            "principal": "{\"username\": \"jdoe\"}",
+            "serviceaccount": "default",
+            "system": {"version": "3", "services": {
+                "bare": {"image": "img:1", "volumes": ["pvc://data:/data"]},
+                "big": {"image": "img:1", "deploy": {"resources": {"reservations": {"memory": "8Gi"}}}},
+            }},
+            "services": {},
+        });
+        let s = crate::compile::parse_system(
+            crate::config::default_config(),
+            &request,
+            Some("b".repeat(32)),
+        )
+        .expect("parses");
+        let plan = plan(&s, &settings(HostPorts::Random)).expect("plan");
+        let host = |i: usize| {
+            plan.containers[i]
+                .body
+                .host_config
+                .clone()
+                .unwrap_or_default()
+        };
+        assert_eq!(host(0).nano_cpus, Some(2_000_000_000));
+        assert_eq!(host(0).memory, Some(4 << 30));
+        assert_eq!(host(0).memory_swap, Some(4 << 30));
+        assert_eq!(host(0).pids_limit, Some(4096));
+        // A reservation above the default limit is the limit (the Engine refuses less).
+        assert_eq!(host(1).memory, Some(8 << 30));
+        assert_eq!(host(1).memory_reservation, Some(8 << 30));
+
+        let mut off = settings(HostPorts::Random);
+        off.default_limits = Default::default();
+        let mut fitted = plan.clone();
+        fitted.fit_default_cpus(1);
+        let cpus = |p: &Plan, i: usize| {
+            p.containers[i]
+                .body
+                .host_config
+                .as_ref()
+                .and_then(|h| h.nano_cpus)
+        };
+        assert_eq!(
+            cpus(&fitted, 0),
+            Some(1_000_000_000),
+            "the default fits a 1-CPU Engine"
+        );
+        let mut sized = super::plan(&system(), &settings(HostPorts::Random)).expect("plan");
+        sized.fit_default_cpus(0);
+        sized.fit_default_cpus(1);
+        assert_eq!(
+            cpus(&sized, 0),
+            Some(500_000_000),
+            "the compose file's own limit stays"
+        );
+        let plan_off = super::plan(&s, &off).expect("plan");
+        let h = plan_off.containers[0]
+            .body
+            .host_config
+            .clone()
+            .unwrap_or_default();
+        assert_eq!((h.nano_cpus, h.memory, h.pids_limit), (None, None, None));
+
+        // Volumes carry no system's labels: they outlive it and other systems mount them.
+        let labels = volume_labels("data");
+        assert_eq!(labels["executor"], "tycho");
+        assert_eq!(labels[SHARED_LABEL], "true");
+        assert_eq!(labels[CLAIM_LABEL], "data");
+        assert!(!labels.contains_key(GUID_LABEL) && !labels.contains_key("username"));
     }
 
     fn plan_random(s: &System) -> Option<Option<String>> {

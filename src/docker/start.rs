@@ -1,14 +1,20 @@
 //! Starting a system on the Engine, all or nothing.
 //!
 //! 1. The images (concurrently): present, else pulled (`pull: missing`), else the start
-//!    fails naming the image. Nothing has been created yet.
+//!    fails naming the image. Then the named volumes of the `pvc://` mounts: one that
+//!    exists must be tycho's (labelled `executor=tycho`) or on the allow-list
+//!    (`TYCHO_DOCKER_VOLUME_ALLOW`), else the start fails naming it. Nothing has been
+//!    created yet.
 //! 2. The network, then the named volumes that do not exist yet.
 //! 3. The containers (created, then started in compose order), then one inspect each
-//!    for the host ports the Engine bound.
+//!    for the host ports the Engine bound. A default CPU limit above the Engine's CPU
+//!    count (`GET /info`) is lowered to it.
 //!
 //! When a step after the first fails, every container and the network created for the
 //! system, and the volumes this start created, are removed before the error is
-//! returned; the error names the image, port or object and the Engine's message.
+//! returned; the error names the image, port or object and the Engine's message. The
+//! clean-up removes only objects labelled for the system: a container or network of the
+//! same name that someone else made is left alone.
 
 use super::client::{self, Pull, Settings};
 use super::mapping::{self, Plan};
@@ -70,6 +76,14 @@ pub async fn start_async(config: &Value, mut system: System) -> Result<Value> {
         )
     })?;
     let docker = client::connect(KIND, &settings).await?;
+    let mut plan = plan;
+    if plan.containers.iter().any(|c| c.default_cpus) {
+        // When the Engine does not say, a default above its CPUs fails the create with
+        // the Engine's message.
+        if let Ok(Some(cpus)) = docker.info().await.map(|i| i.ncpu) {
+            plan.fit_default_cpus(cpus);
+        }
+    }
     let name = system.name.clone();
     let mut created = Created::default();
     let outcome = tokio::time::timeout(
@@ -191,6 +205,24 @@ async fn ensure_image(docker: &Docker, pull: Pull, image: &str) -> std::result::
     Ok(())
 }
 
+/// Ok when an existing volume may be mounted: tycho created it (`executor=tycho`) or
+/// it is on the allow-list.
+fn admit(
+    settings: &Settings,
+    v: &mapping::VolumePlan,
+    labels: &std::collections::HashMap<String, String>,
+) -> std::result::Result<(), String> {
+    let ours = labels.get("executor").is_some_and(|e| e == "tycho");
+    if ours || settings.volume_allow.contains(&v.name) {
+        return Ok(());
+    }
+    Err(format!(
+        "volume {:?} (service '{}', claim {:?}) exists but tycho did not create it (no executor=tycho label); \
+         a pvc:// mount uses only tycho's volumes and those named in TYCHO_DOCKER_VOLUME_ALLOW (tycho.docker.volume_allow)",
+        v.name, v.service, v.claim
+    ))
+}
+
 /// `repo[:tag][@digest]` → (repo, tag or digest); the tag defaults to `latest`.
 fn split_reference(image: &str) -> (&str, &str) {
     if let Some((repo, digest)) = image.split_once('@') {
@@ -226,6 +258,31 @@ async fn run(
     if !problems.is_empty() {
         return Err(problems.join("; "));
     }
+    // Volumes: tycho's own or allowed ones only; those missing are created below.
+    let inspected = join_all(plan.volumes.iter().map(|v| async move {
+        match docker.inspect_volume(&v.name).await {
+            Ok(found) => admit(settings, v, &found.labels).map(|_| None),
+            Err(e) if is_not_found(&e) => Ok(Some(v)),
+            Err(e) => Err(format!(
+                "cannot inspect volume {:?}: {}",
+                v.name,
+                describe(&e)
+            )),
+        }
+    }))
+    .await;
+    let mut missing = Vec::new();
+    let mut problems = Vec::new();
+    for r in inspected {
+        match r {
+            Ok(Some(v)) => missing.push(v),
+            Ok(None) => {}
+            Err(e) => problems.push(e),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems.join("; "));
+    }
 
     // 2. Network and volumes.
     // Recorded first: a create whose answer is lost may still have happened.
@@ -239,26 +296,20 @@ async fn run(
         })
         .await
         .map_err(|e| format!("cannot create network {:?}: {}", plan.network, describe(&e)))?;
-    for volume in &plan.volumes {
-        match docker.inspect_volume(volume).await {
-            Ok(_) => continue,
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => {
-                return Err(format!(
-                    "cannot inspect volume {volume:?}: {}",
-                    describe(&e)
-                ))
-            }
-        }
-        created.volumes.push(volume.clone());
-        docker
+    for v in missing {
+        let volume = &v.name;
+        let made = docker
             .create_volume(VolumeCreateRequest {
                 name: Some(volume.clone()),
-                labels: Some(plan.labels.clone()),
+                labels: Some(mapping::volume_labels(&v.claim)),
                 ..Default::default()
             })
             .await
             .map_err(|e| format!("cannot create volume {volume:?}: {}", describe(&e)))?;
+        // The Engine answers a create of an existing name with that volume: one made in
+        // the meantime by someone else is refused like any other, and is not removed.
+        admit(settings, v, &made.labels)?;
+        created.volumes.push(volume.clone());
     }
 
     // 3. Containers.
@@ -370,11 +421,13 @@ async fn run(
 }
 
 /// Removes what a failed start created: its containers, its network and the volumes
-/// it created. Returns the problems (empty when everything is gone).
+/// it created; a container or network is removed only when it carries the system's
+/// labels (one of the same name that someone else made stays). Returns the problems
+/// (empty when everything is gone).
 async fn cleanup(docker: &Docker, guid: &str, network: &str, created: &Created) -> Vec<String> {
     let mut problems = super::delete::remove_containers(docker, guid, &created.containers).await;
     if created.network {
-        if let Err(e) = super::delete::remove_network(docker, network).await {
+        if let Err(e) = super::delete::remove_network_of(docker, guid, network).await {
             problems.push(e);
         }
     }
@@ -388,6 +441,8 @@ async fn cleanup(docker: &Docker, guid: &str, network: &str, created: &Created) 
         {
             Ok(()) => {}
             Err(e) if is_not_found(&e) => {}
+            // Another system started meanwhile mounts it: the volume is its now.
+            Err(e) if super::status_code(&e) == Some(409) => {}
             Err(e) => problems.push(format!("cannot remove volume {volume:?}: {}", describe(&e))),
         }
     }

@@ -2,7 +2,7 @@
 //!
 //! Every environment variable tycho honours is read by a function of this module tree,
 //! into a typed struct per area ([`cli`], [`model`], [`kube`], [`server`], [`registry`],
-//! [`docker`], [`templates`], and the access-token mode in [`access_token_env`]). Everything else takes those structs as arguments, so the rules that use
+//! [`docker`], [`resources`], [`templates`], and the access-token mode in [`access_token_env`]). Everything else takes those structs as arguments, so the rules that use
 //! a setting are pure functions and can be tested without touching the process
 //! environment. Nothing in tycho writes the environment (`std::env::set_var` is unsound
 //! with other threads, and Python code can run beside us).
@@ -18,6 +18,7 @@ pub mod docker;
 pub mod kube;
 pub mod model;
 pub mod registry;
+pub mod resources;
 pub mod server;
 pub mod templates;
 
