@@ -12,13 +12,26 @@
 //!   `<app>-env` Secret, each claim (made on the first lookup of the name; at most
 //!   [`MAX_NAMED`] per namespace, beyond that lookups go to the API server).
 //!
-//! Each reflector is kube-rs's [`watcher`] (list, then watch from the list's
-//! resourceVersion; a dropped stream resumes from the last resourceVersion seen; `410
-//! Gone` relists; errors back off) feeding a store of ours, so the executor's writes
-//! can be applied too:
+//! Each reflector is a watch loop of ours ([`Source::run`]) feeding a store of ours, so
+//! the executor's writes can be applied too. It lists (in pages of 500, a quorum read;
+//! the named Secrets with a streaming list instead: one watch with `sendInitialEvents`),
+//! then watches from the list's resourceVersion:
 //!
-//! * Until a reflector has listed once, and after any watch error until its next event,
-//!   it is not *fresh*: readers go to the API server, as without the cache.
+//! * Watches are requests of the connection's watch client, whose read timeout is
+//!   longer than the watch's `timeoutSeconds` (`TYCHO_KUBE_WATCH_TIMEOUT`, default 290 s
+//!   and 330 s): the API server ends a quiet watch, the read timeout never does.
+//! * A watch that ends (the server's `timeoutSeconds`, a closed stream) is made again at
+//!   once from the last resourceVersion seen (an event's or a bookmark's; bookmarks are
+//!   asked for) and the store stays fresh: nothing is listed again. Only `410 Gone` (the
+//!   version is older than the server's history) lists again.
+//! * Errors (no answer, a refused or broken connection, an error status) back off (0.5 s
+//!   doubling to 30 s, with jitter) and resume from the last resourceVersion.
+//! * *Fresh* (readers use the store): listed once, and no error since the last watch
+//!   the API server accepted. Until a reflector has listed, after an error until a
+//!   watch from its resourceVersion is accepted again, and after a `410` until the list
+//!   again is done, readers go to the API server, as without the cache. A watch the
+//!   server accepts from the store's resourceVersion sends every change since: the store
+//!   is as fresh then as while the watch runs.
 //! * Read your own writes: what start creates is put in the store's overlay from the
 //!   create's response (until the watch delivers that resourceVersion of the object, or
 //!   a newer one, or the object's deletion); what delete removes is hidden (by uid)
@@ -26,12 +39,14 @@
 //!   [`OVERLAY_TTL`] are dropped, and a relist drops those older than it.
 //! * Objects deleted while watched are remembered by uid for [`GONE_TTL`]: start's last
 //!   check ("was my Deployment deleted meanwhile?") reads that.
+//! * Only what the executor reads of an object is kept ([`super::slim`]): the memory an
+//!   object costs does not grow with its annotations, managedFields or pod template.
+//!   The gauges `tycho_cache_objects` and `tycho_cache_bytes` tell what the stores hold.
 
-use super::{Kind, GUID_LABEL, LOG_TARGET};
+use super::error::{Cause, KubeError};
+use super::{slim, Kind, GUID_LABEL, LOG_TARGET};
 use futures::StreamExt;
-use kube::api::{Api, DynamicObject};
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
+use kube::api::{Api, DynamicObject, ListParams, WatchEvent, WatchParams};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -47,6 +62,18 @@ pub(crate) const OVERLAY_TTL: Duration = Duration::from_secs(60);
 const GONE_TTL: Duration = Duration::from_secs(600);
 /// The label of tycho's own objects, which the kind reflectors select.
 pub(crate) const OWN_SELECTOR: &str = "executor=tycho";
+/// Objects per list request (client-go's and kube-rs's page size): a namespace of
+/// 10,000 systems is not one response the API server must build in memory.
+const PAGE: u32 = 500;
+/// The first wait after an error; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// The longest wait after errors.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A watch that ends sooner than this after it began waits a backoff before the next
+/// (a server or proxy that ends every watch at once is not asked in a tight loop).
+const SHORTEST_WATCH: Duration = Duration::from_secs(1);
+/// The annotation of the bookmark that ends a streaming list's initial events.
+const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -87,9 +114,52 @@ struct Store {
     overlay: BTreeMap<String, Overlay>,
     hidden: HashMap<String, Instant>,
     gone: HashMap<String, Instant>,
+    /// The resource's plural (labels the gauges; "" in unit tests: no gauges).
+    kind: &'static str,
+    /// What `objects` and the relist's buffer hold: how many objects, and their
+    /// estimated bytes ([`held`]).
+    count: i64,
+    bytes: i64,
+}
+
+/// The estimated bytes an object held by a store costs: its slim form and its entry in
+/// the store (the name as key, the tree's slot, the `Arc`'s counts).
+fn held(name: &str, object: &Value) -> i64 {
+    let entry = name.len() + std::mem::size_of::<String>() + 3 * std::mem::size_of::<usize>();
+    i64::try_from(entry + slim::cost(object)).unwrap_or(i64::MAX)
 }
 
 impl Store {
+    /// Counts `object` (stored as `name`) in (`sign` 1) or out (-1) of what the store holds.
+    fn account(&mut self, name: &str, object: &Value, sign: i64) {
+        let bytes = sign * held(name, object);
+        self.count += sign;
+        self.bytes += bytes;
+        if !self.kind.is_empty() {
+            crate::metrics::cache_held(self.kind, sign, bytes);
+        }
+    }
+
+    /// Puts `object` as `name` in the relist's buffer (during a relist) or the store,
+    /// counted.
+    fn put(&mut self, name: String, object: Arc<Value>) {
+        self.account(&name, &object, 1);
+        let old = match &mut self.relist {
+            Some((_, buffer)) => buffer.insert(name.clone(), object),
+            None => self.objects.insert(name.clone(), object),
+        };
+        if let Some(old) = old {
+            self.account(&name, &old, -1);
+        }
+    }
+
+    /// Drops every object of `map` from the count.
+    fn uncount(&mut self, map: &BTreeMap<String, Arc<Value>>) {
+        for (name, object) in map {
+            self.account(name, object, -1);
+        }
+    }
+
     fn note_gone(&mut self, uid: &str) {
         let now = Instant::now();
         if self.gone.len() > 10_000 {
@@ -110,9 +180,7 @@ impl Store {
                 self.overlay.remove(&name);
             }
         }
-        if let Some((_, buffer)) = &mut self.relist {
-            buffer.insert(name, Arc::new(object));
-        } else {
+        if self.relist.is_none() {
             if let Some(old) = self.objects.get(&name) {
                 if meta(old, "uid") != meta(&object, "uid") {
                     if let Some(uid) = meta(old, "uid").map(str::to_string) {
@@ -120,8 +188,8 @@ impl Store {
                     }
                 }
             }
-            self.objects.insert(name, Arc::new(object));
         }
+        self.put(name, Arc::new(object));
     }
 
     fn delete(&mut self, object: &Value) {
@@ -131,7 +199,26 @@ impl Store {
         if let Some(uid) = meta(object, "uid") {
             self.note_gone(uid);
         }
-        self.objects.remove(name);
+        let removed = match &mut self.relist {
+            Some((_, buffer)) => buffer.remove(name),
+            None => self.objects.remove(name),
+        };
+        if let Some(removed) = removed {
+            self.account(name, &removed, -1);
+        }
+    }
+
+    /// A relist begins: what it lists goes to a buffer, the store serves meanwhile.
+    fn begin_relist(&mut self) {
+        self.abandon_relist();
+        self.relist = Some((Instant::now(), BTreeMap::new()));
+    }
+
+    /// A relist that failed: its buffer is dropped.
+    fn abandon_relist(&mut self) {
+        if let Some((_, buffer)) = self.relist.take() {
+            self.uncount(&buffer);
+        }
     }
 
     fn relist_done(&mut self) {
@@ -139,6 +226,7 @@ impl Store {
             return;
         };
         let old = std::mem::replace(&mut self.objects, listed);
+        self.uncount(&old);
         for (name, object) in &old {
             let uid = meta(object, "uid").unwrap_or_default();
             let kept = self
@@ -153,6 +241,7 @@ impl Store {
         self.overlay.retain(|_, o| o.at >= began);
         self.hidden.retain(|_, at| *at >= began);
         self.synced = true;
+        self.healthy = true;
     }
 
     fn expire(&mut self) {
@@ -166,20 +255,73 @@ impl Store {
 
 /// One reflector: a watch and the store it feeds.
 pub(crate) struct Reflector {
+    /// The kind of its objects (what [`slim`] keeps of them).
+    kind: Kind,
     store: Mutex<Store>,
 }
 
+impl Drop for Reflector {
+    fn drop(&mut self) {
+        let mut s = lock(&self.store);
+        s.abandon_relist();
+        let objects = std::mem::take(&mut s.objects);
+        s.uncount(&objects);
+    }
+}
+
 impl Reflector {
-    fn new() -> Arc<Reflector> {
+    /// A reflector of objects of `kind`; with `gauges`, it counts in the metrics
+    /// labelled with the kind's plural (the unit tests' reflectors do not).
+    fn new(kind: Kind, gauges: bool) -> Arc<Reflector> {
         Arc::new(Reflector {
-            store: Mutex::new(Store::default()),
+            kind,
+            store: Mutex::new(Store {
+                kind: if gauges { kind.plural() } else { "" },
+                ..Store::default()
+            }),
         })
     }
 
-    /// Listed once and no watch error since the last event.
+    /// Listed once, and no error since the last watch the API server accepted.
     pub(crate) fn fresh(&self) -> bool {
         let s = lock(&self.store);
         s.synced && s.healthy
+    }
+
+    /// Runs `change` on the store; the synced gauge follows freshness.
+    fn change<T>(&self, change: impl FnOnce(&mut Store) -> T) -> T {
+        let mut s = lock(&self.store);
+        let was = s.synced && s.healthy;
+        let out = change(&mut s);
+        let now = s.synced && s.healthy;
+        if was != now && !s.kind.is_empty() {
+            crate::metrics::cache_synced(s.kind, now);
+        }
+        out
+    }
+
+    /// A watch from the store's resourceVersion was accepted: it sends every change
+    /// since, so the store is fresh again (when it has listed).
+    fn accepted(&self) {
+        self.change(|s| s.healthy = true);
+    }
+
+    /// An error of the watch or list: readers go to the API server until a watch is
+    /// accepted again.
+    fn failed(&self, e: &KubeError) {
+        self.change(|s| {
+            if s.healthy {
+                log::debug!(target: LOG_TARGET, "watch of {} failed, reading from the API server until it recovers: {e}", s.kind);
+            }
+            s.healthy = false;
+        });
+        if let Some(kind) = self.kind() {
+            crate::metrics::watch_restarted(kind);
+        }
+    }
+
+    fn kind(&self) -> Option<&'static str> {
+        Some(lock(&self.store).kind).filter(|k| !k.is_empty())
     }
 
     /// The objects (name order) that satisfy `keep`, writes of this process applied;
@@ -243,7 +385,7 @@ impl Reflector {
         s.overlay.insert(
             name,
             Overlay {
-                object: Arc::new(strip(object)),
+                object: Arc::new(slim::slim(self.kind, object)),
                 uid,
                 rv,
                 at: Instant::now(),
@@ -273,86 +415,325 @@ impl Reflector {
             s.hidden.insert(uid, now);
         }
     }
+}
 
-    fn on_event(&self, event: Event<DynamicObject>) {
-        let value = |o: DynamicObject| strip(serde_json::to_value(o).unwrap_or_default());
-        let mut s = lock(&self.store);
-        s.healthy = true;
-        match event {
-            Event::Init => s.relist = Some((Instant::now(), BTreeMap::new())),
-            Event::InitApply(o) | Event::Apply(o) => s.apply(value(o)),
-            Event::Delete(o) => s.delete(&value(o)),
-            Event::InitDone => s.relist_done(),
+/// How a reflector fills its store, at first and after a `410 Gone`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Initial {
+    /// List requests, in pages of [`PAGE`].
+    List,
+    /// A streaming list: one watch request with `sendInitialEvents=true`, whose ADDED
+    /// events up to the bookmark annotated [`INITIAL_EVENTS_END`] are the list. Needs
+    /// RBAC `watch` only. An API server that cannot stream lists never sends that
+    /// bookmark: the reflector never becomes fresh (readers use the API server).
+    Stream,
+}
+
+/// Why a watch request ended.
+#[derive(Debug)]
+enum Ended {
+    /// The API server ended it (its `timeoutSeconds`, or a stream closed cleanly):
+    /// resume from the last resourceVersion; the store stays fresh.
+    Closed,
+    /// `410 Gone`: the resourceVersion is older than the server's history. List again.
+    Gone,
+    /// No answer, a broken connection or an error status: resume from the last
+    /// resourceVersion after a backoff.
+    Failed(KubeError),
+}
+
+/// Exponential backoff with jitter (a wait in [d/2, d]).
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff {
+            next: FIRST_BACKOFF,
         }
     }
 
-    fn on_error(&self, e: &watcher::Error) {
-        let mut s = lock(&self.store);
-        if s.healthy {
-            log::debug!(target: LOG_TARGET, "watch failed, reading from the API server until it recovers: {e}");
-        }
-        s.healthy = false;
+    fn reset(&mut self) {
+        self.next = FIRST_BACKOFF;
+    }
+
+    async fn wait(&mut self) {
+        let d = self.next;
+        self.next = (d * 2).min(MAX_BACKOFF);
+        let half = d / 2;
+        let jitter = fastrand::u64(0..=u64::try_from(half.as_millis()).unwrap_or(u64::MAX));
+        tokio::time::sleep(half + Duration::from_millis(jitter)).await;
     }
 }
 
-/// Drops what is never read and costs memory (managedFields).
-fn strip(mut object: Value) -> Value {
-    if let Some(m) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("managedFields");
-    }
-    object
-}
-
-fn spawn(
-    runtime: &tokio::runtime::Runtime,
-    tasks: &Mutex<Vec<tokio::task::AbortHandle>>,
+/// What a reflector watches, and how.
+struct Source {
+    kind: Kind,
+    /// Lists go through the request client.
     api: Api<DynamicObject>,
-    config: watcher::Config,
-) -> Arc<Reflector> {
-    let reflector = Reflector::new();
-    let feed = Arc::clone(&reflector);
-    // The resource's plural (the URL's last segment) labels its metrics.
-    let kind = api
-        .resource_url()
-        .rsplit('/')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let task = runtime.spawn(async move {
-        let mut events = watcher::watcher(api, config).default_backoff().boxed();
-        while let Some(event) = events.next().await {
-            match event {
-                Ok(e) => {
-                    let synced = matches!(e, Event::InitDone);
-                    feed.on_event(e);
-                    if synced {
-                        crate::metrics::cache_synced(&kind, true);
+    /// Watches go through the watch client.
+    watch_api: Api<DynamicObject>,
+    labels: Option<String>,
+    fields: Option<String>,
+    initial: Initial,
+    /// The watches' `timeoutSeconds`.
+    timeout: u32,
+    /// How long the answer (head) of a watch request may take: the read timeout.
+    answer_timeout: Duration,
+}
+
+impl Source {
+    /// Feeds `reflector` until the task is aborted.
+    async fn run(self, reflector: Arc<Reflector>) {
+        let mut backoff = Backoff::new();
+        // The resourceVersion the next watch resumes from; None: list first.
+        let mut version: Option<String> = None;
+        loop {
+            if version.is_none() && self.initial == Initial::List {
+                match self.list(&reflector).await {
+                    Ok(listed) => version = Some(listed),
+                    Err(e) => {
+                        reflector.failed(&e);
+                        backoff.wait().await;
+                        continue;
                     }
                 }
-                Err(e) => {
-                    feed.on_error(&e);
-                    // The watcher starts again (with backoff); reads go to the API server.
-                    crate::metrics::cache_synced(&kind, false);
-                    crate::metrics::watch_restarted(&kind);
+            }
+            let began = Instant::now();
+            match self.watch(&reflector, &mut version, &mut backoff).await {
+                Ended::Closed => {
+                    if began.elapsed() < SHORTEST_WATCH {
+                        backoff.wait().await;
+                    }
+                }
+                Ended::Gone => {
+                    version = None;
+                    reflector.failed(&KubeError::new(
+                        Cause::Api {
+                            reason: "Expired".into(),
+                            code: 410,
+                        },
+                        "the watch's resourceVersion is gone from the API server's history: listing again",
+                    ));
+                    backoff.wait().await;
+                }
+                Ended::Failed(e) => {
+                    reflector.failed(&e);
+                    backoff.wait().await;
                 }
             }
         }
-    });
-    lock(tasks).push(task.abort_handle());
-    reflector
+    }
+
+    /// Lists every object (in pages) into a relist of the store; the list's
+    /// resourceVersion. A quorum read: every write that ended before it began is in it.
+    async fn list(&self, reflector: &Reflector) -> std::result::Result<String, KubeError> {
+        reflector.change(Store::begin_relist);
+        let mut params = ListParams {
+            label_selector: self.labels.clone(),
+            field_selector: self.fields.clone(),
+            limit: Some(PAGE),
+            ..ListParams::default()
+        };
+        loop {
+            let page = match self.api.list(&params).await {
+                Ok(page) => page,
+                Err(e) => {
+                    reflector.change(Store::abandon_relist);
+                    return Err(KubeError::from_kube(&e, 1)
+                        .context(format!("cannot list {}", self.kind.plural())));
+                }
+            };
+            let version = page.metadata.resource_version.filter(|v| !v.is_empty());
+            let next = page.metadata.continue_.filter(|t| !t.is_empty());
+            for object in page.items {
+                let object = slim::from_dynamic(self.kind, object);
+                reflector.change(|s| s.apply(object));
+            }
+            match (next, version) {
+                (Some(token), _) => params.continue_token = Some(token),
+                (None, Some(version)) => {
+                    reflector.change(Store::relist_done);
+                    return Ok(version);
+                }
+                (None, None) => {
+                    reflector.change(Store::abandon_relist);
+                    return Err(KubeError::invalid(format!(
+                        "the list of {} has no resourceVersion",
+                        self.kind.plural()
+                    )));
+                }
+            }
+        }
+    }
+
+    /// One watch request, from `version` (None: a streaming list), until it ends;
+    /// `version` follows the events and bookmarks.
+    async fn watch(
+        &self,
+        reflector: &Reflector,
+        version: &mut Option<String>,
+        backoff: &mut Backoff,
+    ) -> Ended {
+        let mut listing = version.is_none();
+        let params = WatchParams {
+            label_selector: self.labels.clone(),
+            field_selector: self.fields.clone(),
+            timeout: Some(self.timeout),
+            bookmarks: true,
+            send_initial_events: listing,
+        };
+        let from = version.clone().unwrap_or_else(|| "0".into());
+        let started = tokio::time::timeout(self.answer_timeout, self.watch_api.watch(&params, &from));
+        let stream = match started.await {
+            Err(_) => {
+                return Ended::Failed(KubeError::new(
+                    Cause::Timeout,
+                    format!(
+                        "the watch of {} got no answer within {:?} (TYCHO_KUBE_READ_TIMEOUT)",
+                        self.kind.plural(),
+                        self.answer_timeout
+                    ),
+                ))
+            }
+            Ok(Err(kube::Error::Api(status))) if status.code == 410 => return Ended::Gone,
+            Ok(Err(e)) => {
+                return Ended::Failed(
+                    KubeError::from_kube(&e, 1)
+                        .context(format!("cannot watch {}", self.kind.plural())),
+                )
+            }
+            Ok(Ok(stream)) => stream,
+        };
+        if listing {
+            reflector.change(Store::begin_relist);
+        } else {
+            reflector.accepted();
+        }
+        let mut stream = std::pin::pin!(stream);
+        let ended = loop {
+            let event = match stream.next().await {
+                None => break Ended::Closed,
+                Some(Err(e)) => {
+                    break Ended::Failed(
+                        KubeError::from_kube(&e, 1)
+                            .context(format!("the watch of {} broke", self.kind.plural())),
+                    )
+                }
+                Some(Ok(event)) => event,
+            };
+            backoff.reset();
+            match event {
+                WatchEvent::Added(o) | WatchEvent::Modified(o) => {
+                    if !listing {
+                        follow(version, o.metadata.resource_version.as_deref());
+                    }
+                    let object = slim::from_dynamic(self.kind, o);
+                    reflector.change(|s| s.apply(object));
+                }
+                WatchEvent::Deleted(o) => {
+                    follow(version, o.metadata.resource_version.as_deref());
+                    let object = slim::from_dynamic(self.kind, o);
+                    reflector.change(|s| s.delete(&object));
+                }
+                WatchEvent::Bookmark(mark) => {
+                    if listing {
+                        if !mark.metadata.annotations.contains_key(INITIAL_EVENTS_END) {
+                            continue;
+                        }
+                        listing = false;
+                        reflector.change(Store::relist_done);
+                    }
+                    follow(version, Some(&mark.metadata.resource_version));
+                }
+                WatchEvent::Error(status) if status.code == 410 => break Ended::Gone,
+                WatchEvent::Error(status) => {
+                    break Ended::Failed(KubeError::new(
+                        Cause::Api {
+                            reason: status.reason.clone(),
+                            code: status.code,
+                        },
+                        format!(
+                            "the watch of {} failed: {} ({})",
+                            self.kind.plural(),
+                            status.message,
+                            status.code
+                        ),
+                    ))
+                }
+            }
+        };
+        if listing {
+            // A streaming list that ended before its initial events did: start over.
+            reflector.change(Store::abandon_relist);
+            *version = None;
+        }
+        ended
+    }
+}
+
+/// Moves `version` to a delivered resourceVersion (an empty one is not a position).
+fn follow(version: &mut Option<String>, delivered: Option<&str>) {
+    if let Some(v) = delivered.filter(|v| !v.is_empty()) {
+        *version = Some(v.to_string());
+    }
+}
+
+/// What the watch loops of a namespace are made of, and their tasks.
+struct Watches {
+    connection: super::client::Connection,
+    namespace: String,
+    /// The watches' `timeoutSeconds`.
+    timeout: u32,
+    /// The bound on a watch request's answer (the read timeout).
+    answer_timeout: Duration,
+    runtime: &'static tokio::runtime::Runtime,
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Watches {
+    fn source(
+        &self,
+        kind: Kind,
+        labels: Option<String>,
+        fields: Option<String>,
+        initial: Initial,
+    ) -> Source {
+        Source {
+            kind,
+            api: kind.api(&self.connection.client, &self.namespace),
+            watch_api: kind.api(&self.connection.watch_client, &self.namespace),
+            labels,
+            fields,
+            initial,
+            timeout: self.timeout,
+            answer_timeout: self.answer_timeout,
+        }
+    }
+
+    /// Starts the watch loop of `source` on the runtime; its reflector.
+    fn spawn(&self, source: Source) -> Arc<Reflector> {
+        let reflector = Reflector::new(source.kind, true);
+        let task = self.runtime.spawn(source.run(Arc::clone(&reflector)));
+        lock(&self.tasks).push(task.abort_handle());
+        reflector
+    }
+
+    /// The reflector of tycho's own objects of `kind` (labelled `executor=tycho`).
+    fn own(&self, kind: Kind) -> Arc<Reflector> {
+        self.spawn(self.source(kind, Some(OWN_SELECTOR.into()), None, Initial::List))
+    }
 }
 
 /// The cache of one namespace.
 pub(crate) struct Namespace {
-    client: kube::Client,
-    namespace: String,
-    runtime: &'static tokio::runtime::Runtime,
+    watches: Watches,
     pub deployments: Arc<Reflector>,
     pub services: Arc<Reflector>,
     pub network_policies: Arc<Reflector>,
     pub pods: Arc<Reflector>,
     named: Mutex<HashMap<(Kind, String), Arc<Reflector>>>,
-    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 impl Namespace {
@@ -379,20 +760,20 @@ impl Namespace {
                     if named.len() >= MAX_NAMED {
                         return None;
                     }
-                    let api = kind.api(&self.client, &self.namespace);
-                    let config =
-                        watcher::Config::default().fields(&format!("metadata.name={name}"));
                     // Secrets: a streaming list (one watch with sendInitialEvents), which
                     // needs RBAC `watch` only; `list` would grant reading every Secret's
                     // data of the namespace in one request.
-                    let config = if kind == Kind::Secret {
-                        config.streaming_lists()
+                    let initial = if kind == Kind::Secret {
+                        Initial::Stream
                     } else {
-                        config
+                        Initial::List
                     };
-                    let r = spawn(self.runtime, &self.tasks, api, config);
+                    let fields = Some(format!("metadata.name={name}"));
+                    let r = self
+                        .watches
+                        .spawn(self.watches.source(kind, None, fields, initial));
                     named.insert((kind, name.to_string()), Arc::clone(&r));
-                    log::debug!(target: LOG_TARGET, "watching {} {name:?} in namespace {}", kind.name(), self.namespace);
+                    log::debug!(target: LOG_TARGET, "watching {} {name:?} in namespace {}", kind.name(), self.watches.namespace);
                     return None;
                 }
             }
@@ -417,7 +798,7 @@ impl Namespace {
 impl Namespace {
     /// Stops the watches.
     fn stop(&self) {
-        for task in lock(&self.tasks).drain(..) {
+        for task in lock(&self.watches.tasks).drain(..) {
             task.abort();
         }
     }
@@ -436,7 +817,7 @@ static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
 /// off or full. A change of client configuration stops the caches of the old one.
 pub(crate) fn namespace(
     settings: &super::Settings,
-    client: &kube::Client,
+    connection: &super::client::Connection,
     namespace: &str,
 ) -> Option<Arc<Namespace>> {
     if !settings.cache {
@@ -446,8 +827,10 @@ pub(crate) fn namespace(
     let pid = crate::runtime::generation();
     let mut slot = lock(&REGISTRY);
     if slot.as_ref().is_some_and(|r| r.pid != pid) {
-        // Inherited over fork: the parent's watch tasks are not running here.
+        // Inherited over fork: the parent's watch tasks are not running here. Its
+        // stores are not this process's either: the gauges start from nothing.
         std::mem::forget(slot.take());
+        crate::metrics::cache_held_reset();
     }
     let client_key = settings.client_key();
     let registry = slot.get_or_insert_with(|| Registry {
@@ -470,27 +853,21 @@ pub(crate) fn namespace(
         return None;
     }
     log::debug!(target: LOG_TARGET, "starting the watch cache of namespace {namespace}");
-    // Lists in pages of 500 (kube-rs's default, client-go's): a namespace of 10,000
-    // systems is not one response the API server must build in memory.
-    let own = || watcher::Config::default().labels(OWN_SELECTOR);
-    let tasks = Mutex::new(Vec::new());
-    let kind = |k: Kind| spawn(runtime, &tasks, k.api(client, namespace), own());
-    let (deployments, services, network_policies, pods) = (
-        kind(Kind::Deployment),
-        kind(Kind::Service),
-        kind(Kind::NetworkPolicy),
-        kind(Kind::Pod),
-    );
-    let cache = Arc::new(Namespace {
-        client: client.clone(),
+    let watches = Watches {
+        connection: connection.clone(),
         namespace: namespace.to_string(),
+        timeout: u32::try_from(settings.watch_timeout.as_secs()).unwrap_or(u32::MAX),
+        answer_timeout: settings.read_timeout,
         runtime,
-        deployments,
-        services,
-        network_policies,
-        pods,
+        tasks: Mutex::new(Vec::new()),
+    };
+    let cache = Arc::new(Namespace {
+        deployments: watches.own(Kind::Deployment),
+        services: watches.own(Kind::Service),
+        network_policies: watches.own(Kind::NetworkPolicy),
+        pods: watches.own(Kind::Pod),
         named: Mutex::new(HashMap::new()),
-        tasks,
+        watches,
     });
     registry.caches.insert(key, Arc::clone(&cache));
     Some(cache)
@@ -507,7 +884,7 @@ mod tests {
     }
 
     fn synced() -> Arc<Reflector> {
-        let r = Reflector::new();
+        let r = Reflector::new(Kind::Deployment, false);
         {
             let mut s = lock(&r.store);
             s.synced = true;
@@ -526,7 +903,7 @@ mod tests {
 
     #[test]
     fn not_fresh_until_listed() {
-        let r = Reflector::new();
+        let r = Reflector::new(Kind::Deployment, false);
         assert!(r.select(|_| true).is_none());
         lock(&r.store).relist = Some((Instant::now(), BTreeMap::new()));
         lock(&r.store).apply(obj("a", "u1", "5", "g"));
@@ -573,12 +950,96 @@ mod tests {
         let r = synced();
         lock(&r.store).apply(obj("a", "u1", "10", "g"));
         lock(&r.store).apply(obj("b", "u2", "11", "g"));
-        r.on_event(Event::Init);
+        lock(&r.store).begin_relist();
         lock(&r.store).apply(obj("b", "u2", "12", "g"));
         lock(&r.store).relist_done();
         assert_eq!(names(&r), ["b"]);
         assert!(r.saw_deleted("u1"));
         assert!(!r.saw_deleted("u2"));
+    }
+
+    #[test]
+    fn fresh_after_an_accepted_watch_and_not_after_an_error() {
+        let r = Reflector::new(Kind::Deployment, false);
+        r.accepted();
+        assert!(!r.fresh(), "a watch accepted before any list is not fresh");
+        r.change(Store::begin_relist);
+        r.change(|s| s.apply(obj("a", "u1", "5", "g")));
+        r.change(Store::relist_done);
+        assert!(r.fresh());
+        r.failed(&KubeError::new(Cause::Timeout, "no answer"));
+        assert!(!r.fresh());
+        assert!(r.select(|_| true).is_none());
+        // The watch from the store's resourceVersion is accepted again: fresh, no list.
+        r.accepted();
+        assert_eq!(names(&r), ["a"]);
+    }
+
+    #[test]
+    fn an_abandoned_relist_keeps_the_store() {
+        let r = synced();
+        r.change(|s| s.apply(obj("a", "u1", "10", "g")));
+        r.change(Store::begin_relist);
+        r.change(|s| s.apply(obj("b", "u2", "11", "g")));
+        r.change(Store::abandon_relist);
+        assert_eq!(names(&r), ["a"]);
+        let s = lock(&r.store);
+        assert_eq!(s.count, 1);
+        assert_eq!(s.bytes, held("a", &s.objects["a"]));
+    }
+
+    #[test]
+    fn the_count_follows_the_objects() {
+        let r = synced();
+        r.change(|s| s.apply(obj("a", "u1", "10", "g")));
+        r.change(|s| s.apply(obj("a", "u1", "11", "g")));
+        r.change(|s| s.apply(obj("b", "u2", "12", "g")));
+        r.change(|s| s.delete(&obj("b", "u2", "13", "g")));
+        r.change(Store::begin_relist);
+        r.change(|s| s.apply(obj("c", "u3", "14", "g")));
+        r.change(Store::relist_done);
+        let s = lock(&r.store);
+        assert_eq!(s.count, 1);
+        assert_eq!(s.bytes, held("c", &s.objects["c"]));
+    }
+
+    /// 200 Deployments with 50 KB of annotations (and as much in their pod templates)
+    /// cost the store at most `SLIM_CAP` bytes each, measured by the allocator; the
+    /// gauge's estimate is within a factor of two of that.
+    #[test]
+    fn large_annotations_do_not_grow_what_an_object_costs() {
+        const N: usize = 200;
+        /// What one of these Deployments may cost the store (whole, it is over 100 KB).
+        const SLIM_CAP: isize = 12 * 1024;
+        let before = crate::test_alloc::live();
+        let r = Reflector::new(Kind::Deployment, false);
+        let whole: Vec<DynamicObject> = (0..N)
+            .map(|i| {
+                serde_json::from_value(slim::tests::deployment(&format!("d{i}"), 50_000)).unwrap()
+            })
+            .collect();
+        let input = crate::test_alloc::live() - before;
+        assert!(input > 100_000 * N as isize, "{input}");
+        r.change(Store::begin_relist);
+        for o in whole {
+            let object = slim::from_dynamic(Kind::Deployment, o);
+            r.change(|s| s.apply(object));
+        }
+        r.change(Store::relist_done);
+        let per_object = (crate::test_alloc::live() - before) / N as isize;
+        assert!(
+            per_object <= SLIM_CAP,
+            "{per_object} bytes per Deployment (cap {SLIM_CAP})"
+        );
+        let estimate = lock(&r.store).bytes / N as i64;
+        eprintln!("per Deployment: measured {per_object} bytes, estimated {estimate}");
+        assert_eq!(lock(&r.store).count, N as i64);
+        assert!(
+            estimate as isize <= 2 * per_object && per_object <= 2 * estimate as isize,
+            "estimate {estimate}, measured {per_object}"
+        );
+        drop(r);
+        assert!(crate::test_alloc::live() - before < 4096, "the store's memory is freed");
     }
 
     #[test]

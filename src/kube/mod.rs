@@ -26,6 +26,7 @@ pub mod error;
 mod inflight;
 mod modify;
 mod retry;
+mod slim;
 mod start;
 mod status;
 pub mod wait;
