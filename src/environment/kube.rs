@@ -131,7 +131,8 @@ impl KubeEnv {
     /// quiet watch before the client gives up on it. It fires only on a connection that
     /// went silent (the server ends every watch after [`KubeEnv::watch_timeout`]).
     pub fn watch_read_timeout(&self) -> Duration {
-        let margin = (self.watch_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(40));
+        let margin =
+            (self.watch_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(40));
         self.watch_timeout + margin
     }
 

@@ -585,7 +585,8 @@ impl Source {
             send_initial_events: listing,
         };
         let from = version.clone().unwrap_or_else(|| "0".into());
-        let started = tokio::time::timeout(self.answer_timeout, self.watch_api.watch(&params, &from));
+        let started =
+            tokio::time::timeout(self.answer_timeout, self.watch_api.watch(&params, &from));
         let stream = match started.await {
             Err(_) => {
                 return Ended::Failed(KubeError::new(
@@ -1039,7 +1040,10 @@ mod tests {
             "estimate {estimate}, measured {per_object}"
         );
         drop(r);
-        assert!(crate::test_alloc::live() - before < 4096, "the store's memory is freed");
+        assert!(
+            crate::test_alloc::live() - before < 4096,
+            "the store's memory is freed"
+        );
     }
 
     #[test]

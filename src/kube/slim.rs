@@ -74,10 +74,7 @@ const DEPLOYMENT: &[(&str, Keep)] = &[
                         "spec",
                         Fields(&[(
                             "containers",
-                            Fields(&[
-                                ("name", All),
-                                ("resources", Fields(&[("limits", All)])),
-                            ]),
+                            Fields(&[("name", All), ("resources", Fields(&[("limits", All)]))]),
                         )]),
                     ),
                 ]),
@@ -205,10 +202,7 @@ fn project(value: Value, keep: &[(&str, Keep)]) -> Option<Value> {
             Some(Value::Object(out))
         }
         Value::Array(items) => Some(Value::Array(
-            items
-                .into_iter()
-                .filter_map(|v| project(v, keep))
-                .collect(),
+            items.into_iter().filter_map(|v| project(v, keep)).collect(),
         )),
         _ => None,
     }

@@ -289,11 +289,17 @@ mod tests {
         let whole = row(&d, &by_guid(services.iter()));
         assert_eq!(whole["port"], "8888");
         assert_eq!(
-            row(&slim::slim(Kind::Deployment, d), &by_guid(slim_services.iter())),
+            row(
+                &slim::slim(Kind::Deployment, d),
+                &by_guid(slim_services.iter())
+            ),
             whole
         );
         for (s, slim_s) in services.iter().zip(&slim_services) {
-            assert_eq!(super::super::start::ingress_address(slim_s), super::super::start::ingress_address(s));
+            assert_eq!(
+                super::super::start::ingress_address(slim_s),
+                super::super::start::ingress_address(s)
+            );
         }
     }
 }

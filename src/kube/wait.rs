@@ -550,7 +550,8 @@ mod tests {
     #[test]
     fn slim_objects_observe_as_whole_ones() {
         use super::super::{slim, Kind};
-        let typed = |v: &serde_json::Value| -> Deployment { serde_json::from_value(v.clone()).unwrap() };
+        let typed =
+            |v: &serde_json::Value| -> Deployment { serde_json::from_value(v.clone()).unwrap() };
         let pods = [
             json!({"metadata": {"name": "p1", "labels": {"tycho-guid": "g"}, "annotations": {"a": "x".repeat(10_000)}},
                    "spec": {"containers": [{"name": "web", "image": "x"}]},
@@ -579,12 +580,18 @@ mod tests {
         for d in [slim::tests::deployment("d", 5_000), failing] {
             let slim_d = typed(&slim::slim(Kind::Deployment, d.clone()));
             for chosen in [&pods[..0], &pods[..1], &pods[1..], &pods[..]] {
-                let whole: Vec<Pod> = chosen.iter().map(|p| serde_json::from_value(p.clone()).unwrap()).collect();
+                let whole: Vec<Pod> = chosen
+                    .iter()
+                    .map(|p| serde_json::from_value(p.clone()).unwrap())
+                    .collect();
                 let slim_pods: Vec<Pod> = chosen
                     .iter()
                     .map(|p| serde_json::from_value(slim::slim(Kind::Pod, p.clone())).unwrap())
                     .collect();
-                assert_eq!(observe(&typed(&d), &whole, &[]), observe(&slim_d, &slim_pods, &[]));
+                assert_eq!(
+                    observe(&typed(&d), &whole, &[]),
+                    observe(&slim_d, &slim_pods, &[])
+                );
             }
         }
     }
