@@ -489,7 +489,7 @@ def test_a_failed_watch_resumes_without_a_list(cluster, monkeypatch):
 
 def test_large_annotations_do_not_grow_the_cache(cluster):
     """300 Deployments with 50 KB of annotations each (and as much in their pod
-    templates): a process's cache holds at most 12 KiB a Deployment (its gauges
+    templates): a process's cache holds at most 2 KiB a Deployment (its gauges
     tycho_cache_bytes and tycho_cache_objects; the Rust test
     large_annotations_do_not_grow_what_an_object_costs measures the same with the
     allocator)."""
@@ -524,4 +524,4 @@ print(len(c.status()), gauge("tycho_cache_objects"), gauge("tycho_cache_bytes"))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     rows, objects, held = out.stdout.split()[-3:]
     assert int(rows) == n and float(objects) == n, out.stdout + out.stderr[-2000:]
-    assert 0 < float(held) / n <= 12 * 1024, f"{float(held) / n:.0f} bytes a Deployment"
+    assert 0 < float(held) / n <= 2048, f"{float(held) / n:.0f} bytes a Deployment"

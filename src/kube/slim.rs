@@ -224,45 +224,6 @@ fn cut(value: Value) -> Value {
     }
 }
 
-/// An estimate of the memory `value` holds (its own size and what it owns on the heap),
-/// for the cache's `tycho_cache_bytes` gauge. Strings count their capacity; each map
-/// entry its key, its value and the map's per-entry bookkeeping (the entry's hash and
-/// its index slot).
-pub(crate) fn cost(value: &Value) -> usize {
-    std::mem::size_of::<Value>() + heap(value)
-}
-
-/// Bytes a map entry costs besides its key's and value's own: the stored hash and the
-/// index table's slot and control byte, with the table's slack.
-const MAP_ENTRY_OVERHEAD: usize = 24;
-/// Bytes a map costs besides its entries: the index table's header and the slack of
-/// its allocations.
-const MAP_OVERHEAD: usize = 64;
-
-fn heap(value: &Value) -> usize {
-    match value {
-        Value::String(s) => s.capacity(),
-        Value::Array(items) => {
-            items.capacity() * std::mem::size_of::<Value>() + items.iter().map(heap).sum::<usize>()
-        }
-        Value::Object(map) if map.is_empty() => 0,
-        Value::Object(map) => {
-            MAP_OVERHEAD
-                + map
-                    .iter()
-                    .map(|(k, v)| {
-                        std::mem::size_of::<String>()
-                            + k.capacity()
-                            + MAP_ENTRY_OVERHEAD
-                            + std::mem::size_of::<Value>()
-                            + heap(v)
-                    })
-                    .sum::<usize>()
-        }
-        _ => 0,
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -369,12 +330,5 @@ pub(crate) mod tests {
             from_dynamic(Kind::Deployment, dynamic),
             slim(Kind::Deployment, whole)
         );
-    }
-
-    #[test]
-    fn cost_grows_with_content() {
-        let small = cost(&json!({"a": "b"}));
-        let big = cost(&json!({"a": "b".repeat(1000)}));
-        assert!(big >= small + 999, "{small} {big}");
     }
 }

@@ -105,19 +105,6 @@ fn by_guid<'a>(services: impl Iterator<Item = &'a Value>) -> HashMap<String, Vec
     by_guid
 }
 
-/// Whether `object` matches the status selector (as the API server would select it).
-fn selected(object: &Value, name: Option<&str>, username: Option<&str>) -> bool {
-    let is = |key: &str, want: &str| super::cache::label(object, key) == Some(want);
-    match (
-        name.filter(|s| !s.is_empty()),
-        username.filter(|s| !s.is_empty()),
-    ) {
-        (_, Some(u)) => is("username", u),
-        (Some(n), None) => is(GUID_LABEL, n),
-        (None, None) => true,
-    }
-}
-
 /// The rows from the watch cache, when its Deployments and Services are fresh. Every
 /// object tycho creates is labelled `executor=tycho` (what the cache watches), so the
 /// rows are those the lists would answer.
@@ -126,8 +113,17 @@ fn from_cache(
     name: Option<&str>,
     username: Option<&str>,
 ) -> Option<Vec<Value>> {
-    let deployments = cache.deployments.select(|d| selected(d, name, username))?;
-    let services = cache.services.select(|s| selected(s, name, username))?;
+    use super::cache::Select;
+    let select = match (
+        name.filter(|s| !s.is_empty()),
+        username.filter(|s| !s.is_empty()),
+    ) {
+        (_, Some(u)) => Select::Username(u),
+        (Some(n), None) => Select::Guid(n),
+        (None, None) => Select::All,
+    };
+    let deployments = cache.deployments.select(select)?;
+    let services = cache.services.select(select)?;
     let by_guid = by_guid(services.iter().map(|s| s.as_ref()));
     Some(deployments.iter().map(|d| row(d, &by_guid)).collect())
 }

@@ -270,7 +270,7 @@ fn from_cache<K: serde::de::DeserializeOwned>(
     guid: &str,
 ) -> Option<Vec<K>> {
     reflector
-        .select(|o| super::cache::label(o, GUID_LABEL) == Some(guid))?
+        .select(super::cache::Select::Guid(guid))?
         .iter()
         .map(|o| serde_json::from_value(o.as_ref().clone()).ok())
         .collect()
