@@ -224,7 +224,7 @@ async fn start_inner(config: &Value, system: System, namespace: Option<&str>) ->
     let guid = system.identifier.clone();
     let attempted: Attempted = Mutex::new(Vec::new());
     let in_flight = inflight::Start::register(&guid);
-    let cache = cache::namespace(&settings, client, &namespace);
+    let cache = cache::namespace(&settings, &connection, &namespace);
     let ctx = Ctx {
         client,
         namespace: &namespace,
