@@ -474,7 +474,7 @@ impl Check<'_> {
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
-        if !drops.iter().any(|d| *d == "ALL") {
+        if !drops.contains(&"ALL") {
             self.add(
                 Some(c),
                 format!("{here}.capabilities.drop"),
