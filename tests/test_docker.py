@@ -784,6 +784,32 @@ def test_cli_up_status_modify_down_with_backplane(engine, image, docker_env, sys
     assert bad.returncode == 1 and "supported backplanes: kubernetes, docker-compose, docker" in bad.stderr
 
 
+def test_cli_strict_refuses_what_docker_cannot_map_and_warns_otherwise(engine, image, docker_env, systems,
+                                                                        tmp_path):
+    app = tmp_path / "tstrict"
+    app.mkdir()
+    (app / "docker-compose.yaml").write_text(json.dumps(one_service(image)))
+    # An fsGroup the Engine cannot give the (default stdnfs) volumes to.
+    env = dict(os.environ, TYCHO_APP_FS_GROUP="1000")
+    base = ["up", "-b", "docker", "-f", str(app / "docker-compose.yaml"), "-o", "json", "--username", USER]
+    guid = uuid.uuid4().hex
+    systems.append(guid)
+    refused = _cli(*base, "--guid", guid, "--strict", env=env)
+    assert refused.returncode == 1, refused.stderr
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tycho: error: "), refused.stderr
+    assert "service 'web': 'security_context.fsGroup' 1000 is a supplementary group only on Docker" in lines[0]
+    assert lines[0].endswith("(strict mode)"), lines[0]
+    assert_nothing_left(guid)
+
+    started = _cli(*base, "--guid", guid, env=env)
+    assert started.returncode == 0, started.stderr
+    assert "WARNING" in started.stderr and "'security_context.fsGroup' 1000" in started.stderr, started.stderr
+    assert engine.inspect(f"{json.loads(started.stdout)['name']}-web")["HostConfig"]["GroupAdd"] == ["1000"]
+    assert _cli("down", "-b", "docker", guid, env=env).returncode == 0
+    assert_nothing_left(guid)
+
+
 def test_api_server_on_the_docker_backplane(engine, image, docker_env, systems, tmp_path):
     from api_server import Server
 
