@@ -17,11 +17,13 @@ Engine fails the tests.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -554,6 +556,118 @@ def test_default_limits_are_configurable(engine, image, docker_env, systems, mon
     assert_nothing_left(again.identifier)
 
 
+# ------------------------------------------------------------------ the spec's privileges and filesystems
+
+
+def caps(values):
+    """Capability names without the ``CAP_`` prefix (Engines differ in how they show them)."""
+    return [v.upper().removeprefix("CAP_") for v in values or []]
+
+
+def udp_exchange(port, payload, timeout=60.0):
+    """Sends ``payload`` to 127.0.0.1:``port`` over UDP until an answer comes back."""
+    def attempt():
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(1.0)
+            s.sendto(payload, ("127.0.0.1", port))
+            try:
+                return s.recvfrom(1500)[0].decode()
+            except OSError:
+                return None
+    return wait_for(attempt, timeout=timeout, what=f"a UDP answer on port {port}")
+
+
+def test_the_spec_s_privileges_and_filesystems_reach_the_container(engine, image, docker_env, systems):
+    compose = one_service(
+        image, command=["serve", "8080", "5353"], ports=["8080", "5353/udp"], user="4321:4321",
+        read_only=True, cap_add=["net_bind_service"], cap_drop=["ALL"], tmpfs=["/tmp:size=1m"],
+        shm_size="16m")
+    system = parse(start_request(compose))
+    guid = system.identifier
+    systems.append(guid)
+    result = compute().start(system)
+    web = result["containers"]["web"]
+
+    inspected = engine.inspect(f"{system.name}-web")
+    host = inspected["HostConfig"]
+    assert caps(host["CapAdd"]) == ["NET_BIND_SERVICE"] and caps(host["CapDrop"]) == ["ALL"]
+    assert host["ReadonlyRootfs"] is True and host["Privileged"] is False
+    assert host["Tmpfs"] == {"/tmp": f"size={1 << 20}"}
+    assert host["ShmSize"] == 16 << 20
+    assert inspected["Config"]["User"] == "4321:4321"
+    assert "5353/udp" in inspected["Config"]["ExposedPorts"]
+    assert host["PortBindings"]["5353/udp"][0]["HostIp"] == "127.0.0.1"
+
+    # A read-only root filesystem, and the server still answers HTTP.
+    assert retry_get(web["port-1"]) == (200, "tycho-httpd web")
+    assert http_get(web["port-1"], "/whoami")[1] == "4321 4321"
+    # Only NET_BIND_SERVICE is left in the bounding set (bit 10); the uid has none in effect.
+    assert http_get(web["port-1"], "/caps")[1] == "0000000000000000 0000000000000400"
+    # The root filesystem refuses writes (/work is world-writable in the image); the tmpfs takes them.
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        http_get(web["port-1"], "/write/work/file")
+    assert "Read-only file system" in refused.value.read().decode()
+    assert http_get(web["port-1"], "/write/tmp/file") == (200, "written")
+    tmp = http_get(web["port-1"], "/mount/tmp")[1].split()
+    assert tmp[2] == "tmpfs" and "size=1024k" in tmp[3].split(","), tmp
+    shm = http_get(web["port-1"], "/mount/dev/shm")[1].split()
+    assert shm[2] == "tmpfs" and "size=16384k" in shm[3].split(","), shm
+    # The UDP port is published as UDP: a datagram reaches the server and its answer comes back.
+    assert isinstance(web["port-2"], int)
+    assert udp_exchange(web["port-2"], b"ping") == "udp web ping"
+
+    assert compute().delete(guid) == {}
+    assert_nothing_left(guid)
+
+
+def test_a_gid_alone_runs_with_the_image_s_user(engine, image, docker_env, systems):
+    compose = one_service(image, user="4321:4321")
+    # The registry sets the ids (compose user gives way): no uid, gid 5.
+    compose["security_context"] = {"runAsUser": "", "runAsGroup": 5}
+    system = parse(start_request(compose))
+    systems.append(system.identifier)
+    result = compute().start(system)
+    # The test image has no USER: root, with the group.
+    assert engine.inspect(f"{system.name}-web")["Config"]["User"] == "0:5"
+    assert retry_get(result["containers"]["web"]["port-1"], "/whoami") == (200, "0 5")
+    assert compute().delete(system.identifier) == {}
+    assert_nothing_left(system.identifier)
+
+
+def test_what_docker_cannot_map_is_a_warning_or_in_strict_mode_an_error(engine, image, docker_env, systems,
+                                                                          caplog, monkeypatch):
+    request = start_request(one_service(image), services={"web": {"port": "8080", "clients": ["10.1.0.0/16"]}})
+    system = parse(request)
+    systems.append(system.identifier)
+    with caplog.at_level(logging.WARNING, logger="tycho.docker"):
+        compute().start(system)
+    warned = [r.getMessage() for r in caplog.records if r.name == "tycho.docker" and r.levelno == logging.WARNING]
+    assert (f"system {system.name}: service 'web': 'clients' 10.1.0.0/16 is not enforced on Docker (no "
+            "NetworkPolicy): the published ports accept every client that reaches 127.0.0.1") in warned, warned
+    assert compute().delete(system.identifier) == {}
+
+    config = Config()
+    config.conf = json.loads(json.dumps(config.conf))
+    config.conf["tycho"]["compute"]["system"]["strict"] = True
+    strict = Tycho(backplane="docker", config=config).parse(request)  # nothing for the model to warn about
+    systems.append(strict.identifier)
+    with pytest.raises(StartException) as caught:
+        DockerComposeCompute(config=config).start(strict)
+    assert caught.value.args[0].endswith("'clients' 10.1.0.0/16 is not enforced on Docker (no NetworkPolicy): "
+                                         "the published ports accept every client that reaches 127.0.0.1 "
+                                         "(strict mode)"), caught.value.args[0]
+    assert_nothing_left(strict.identifier)
+
+    # What the pod security level lets through is what runs: SYS_ADMIN at privileged.
+    monkeypatch.setenv("TYCHO_POD_SECURITY", "privileged")
+    admin = parse(start_request(one_service(image, cap_add=["SYS_ADMIN"])))
+    systems.append(admin.identifier)
+    compute().start(admin)
+    assert caps(engine.inspect(f"{admin.name}-web")["HostConfig"]["CapAdd"]) == ["SYS_ADMIN"]
+    assert compute().delete(admin.identifier) == {}
+    assert_nothing_left(admin.identifier)
+
+
 # ------------------------------------------------------------------ the Python API and the CLI
 
 
@@ -668,6 +782,32 @@ def test_cli_up_status_modify_down_with_backplane(engine, image, docker_env, sys
 
     bad = _cli("status", "-b", "nomad", env=env)
     assert bad.returncode == 1 and "supported backplanes: kubernetes, docker-compose, docker" in bad.stderr
+
+
+def test_cli_strict_refuses_what_docker_cannot_map_and_warns_otherwise(engine, image, docker_env, systems,
+                                                                        tmp_path):
+    app = tmp_path / "tstrict"
+    app.mkdir()
+    (app / "docker-compose.yaml").write_text(json.dumps(one_service(image)))
+    # An fsGroup the Engine cannot give the (default stdnfs) volumes to.
+    env = dict(os.environ, TYCHO_APP_FS_GROUP="1000")
+    base = ["up", "-b", "docker", "-f", str(app / "docker-compose.yaml"), "-o", "json", "--username", USER]
+    guid = uuid.uuid4().hex
+    systems.append(guid)
+    refused = _cli(*base, "--guid", guid, "--strict", env=env)
+    assert refused.returncode == 1, refused.stderr
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tycho: error: "), refused.stderr
+    assert "service 'web': 'security_context.fsGroup' 1000 is a supplementary group only on Docker" in lines[0]
+    assert lines[0].endswith("(strict mode)"), lines[0]
+    assert_nothing_left(guid)
+
+    started = _cli(*base, "--guid", guid, env=env)
+    assert started.returncode == 0, started.stderr
+    assert "WARNING" in started.stderr and "'security_context.fsGroup' 1000" in started.stderr, started.stderr
+    assert engine.inspect(f"{json.loads(started.stdout)['name']}-web")["HostConfig"]["GroupAdd"] == ["1000"]
+    assert _cli("down", "-b", "docker", guid, env=env).returncode == 0
+    assert_nothing_left(guid)
 
 
 def test_api_server_on_the_docker_backplane(engine, image, docker_env, systems, tmp_path):

@@ -61,17 +61,28 @@ pub struct SourceArgs {
 
 impl SourceArgs {
     /// The configuration the command compiles with: the built-in one, with
-    /// `--pod-security` when given.
+    /// `--pod-security` when given, and `--strict` as `tycho.compute.system.strict` (so
+    /// the backplane refuses what it cannot map too).
     fn config(&self) -> std::borrow::Cow<'static, Value> {
         let config = crate::config::default_config();
-        match self
+        let mut config = match self
             .pod_security
             .as_deref()
             .and_then(crate::policy::Level::parse)
         {
             Some(level) => std::borrow::Cow::Owned(crate::policy::with_level(config, level)),
             None => std::borrow::Cow::Borrowed(config),
+        };
+        if self.strict {
+            let owned = config.to_mut();
+            if let Some(system) = owned
+                .pointer_mut("/tycho/compute/system")
+                .and_then(Value::as_object_mut)
+            {
+                system.insert("strict".into(), Value::Bool(true));
+            }
         }
+        config
     }
 
     fn request(&self, ctx: &Context) -> Result<Value> {

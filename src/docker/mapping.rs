@@ -1,6 +1,7 @@
 //! The System model → Engine objects: names, labels, container create bodies (command,
-//! env, working_dir, user, resources, GPUs, published ports, mounts, healthchecks).
-//! Pure: no Engine calls, so every rule is unit-tested here.
+//! env, working_dir, resources, GPUs, published ports with their protocol, mounts,
+//! healthchecks; user, capabilities, read-only root, tmpfs and shm in
+//! [`super::security`]). Pure: no Engine calls, so every rule is unit-tested here.
 //!
 //! * Names: the network is the system's name (`<app>-<guid>`); a container is
 //!   `<system name>-<service>`, with the service name as its network alias and hostname.
@@ -14,14 +15,22 @@
 //!   `tycho-shared=true` and `tycho-claim`.
 //! * Limits: the compose file's, else the defaults of [`crate::default_limits`]; every
 //!   container gets the default process limit.
+//! * Ports: `<port>/<protocol>` (`tcp`, `udp`, `sctp`, as the model's protocol),
+//!   published on the bind address.
 //! * Probes: the readiness probe (else the liveness probe) becomes the healthcheck; an
 //!   exec probe runs as given, an HTTP probe runs `wget` (else `curl`) and a TCP probe
 //!   `nc -z` through `/bin/sh` inside the container.
+//! * What the Engine cannot do as Kubernetes does is a warning naming the service, field
+//!   and value ([`Plan::warnings`]; an error in strict mode): a liveness probe beside
+//!   the readiness probe, HTTP probe headers, a `services` entry's `clients`.
 
 use super::client::{HostPorts, Settings};
+use super::security;
 use super::{GUID_LABEL, SERVICE_LABEL};
 use crate::error::{Error, Result};
-use crate::model::{Container, Probe, System};
+use crate::limits::echo;
+use crate::model::warning::Warnings;
+use crate::model::{Container, Probe, System, Warning};
 use crate::pyfmt::py_str;
 use bollard::models::{
     ContainerCreateBody, DeviceRequest, EndpointSettings, HealthConfig, HostConfig, Mount,
@@ -41,10 +50,13 @@ pub(crate) struct ContainerPlan {
     pub image: String,
     /// The create body.
     pub body: ContainerCreateBody,
-    /// Container ports published to the host (`<port>/tcp`), in order.
+    /// Container ports published to the host (`<port>/<protocol>`), in order.
     pub published: Vec<String>,
     /// The CPU limit is the default one (not the compose file's).
     pub default_cpus: bool,
+    /// A gid without a uid: the container runs as the image's user with this group
+    /// (`Config.User` is set once the image's user is known).
+    pub group: Option<String>,
 }
 
 /// A named volume the containers mount.
@@ -69,6 +81,8 @@ pub(crate) struct Plan {
     pub volumes: Vec<VolumePlan>,
     /// Containers, in compose order.
     pub containers: Vec<ContainerPlan>,
+    /// What the Engine cannot do as Kubernetes does, one warning per service and field.
+    pub warnings: Vec<Warning>,
 }
 
 /// The labels every object of `system` carries.
@@ -268,11 +282,25 @@ pub(crate) fn healthcheck(service: &str, p: &Probe) -> Result<Option<HealthConfi
     Ok(Some(HealthConfig {
         test: Some(test),
         interval: Some(seconds(&p.period).unwrap_or(10) * SECOND),
-        timeout: Some(5 * SECOND),
+        timeout: Some(p.timeout.as_ref().and_then(seconds).unwrap_or(5) * SECOND),
         retries: Some(seconds(&p.threshold).unwrap_or(3)),
         start_period: seconds(&p.delay).map(|d| d * SECOND),
         start_interval: None,
     }))
+}
+
+/// A probe as its command, HTTP path or TCP port, for a warning.
+fn probe_text(p: &Probe) -> String {
+    match (&p.cmd, &p.path, &p.port) {
+        (Value::Array(a), _, _) if !a.is_empty() => {
+            a.iter().map(py_str).collect::<Vec<_>>().join(" ")
+        }
+        (_, Some(path), Some(port)) if set(path) => {
+            format!("httpGet {}:{}", py_str(port), py_str(path))
+        }
+        (_, _, Some(port)) => format!("tcpSocket {}", py_str(port)),
+        _ => "the probe".into(),
+    }
 }
 
 /// `KEY=value` pairs, later keys replacing earlier ones in place (the Engine would
@@ -328,24 +356,22 @@ pub(crate) fn environment(system: &System, container: &Container) -> Vec<String>
     dedup_env(env)
 }
 
-/// The user a container runs as: compose `user`, else the security context's
-/// `run_as_user[:run_as_group]`, else the image's.
-pub(crate) fn user(system: &System, container: &Container) -> Option<String> {
-    if let Some(u) = &container.compose.user {
-        return Some(u.clone());
-    }
-    let sc = &system.security_context;
-    let get = |k: &str| sc.get(k).filter(|v| set(v)).map(py_str);
-    match (get("run_as_user"), get("run_as_group")) {
-        (Some(u), Some(g)) => Some(format!("{u}:{g}")),
-        (Some(u), None) => Some(u),
-        (None, Some(g)) => Some(format!("0:{g}")),
-        (None, None) => None,
-    }
-}
-
 fn port_number(v: &Value) -> Option<u16> {
     py_str(v).parse::<u16>().ok().filter(|p| *p > 0)
+}
+
+/// The Engine's name of a port's protocol (`tcp` when none is written).
+fn protocol(p: &crate::model::Port) -> &'static str {
+    match p
+        .protocol
+        .as_deref()
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
+        Some("UDP") => "udp",
+        Some("SCTP") => "sctp",
+        _ => "tcp",
+    }
 }
 
 impl Plan {
@@ -375,6 +401,7 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
     }
     let mut volumes: Vec<VolumePlan> = Vec::new();
     let mut containers = Vec::new();
+    let mut warnings = Warnings::default();
     // Each container's mounts, grouped once (not searched among all volumes per container).
     let mut mounts_of: HashMap<&str, Vec<&crate::model::Volume>> = HashMap::new();
     for v in &system.volumes {
@@ -393,29 +420,42 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
             )));
         }
         // Published: the compose ports, else the port of the container's `services` entry.
-        let mut ports: Vec<(u16, Option<u16>)> = c
+        let mut ports: Vec<(u16, &str, Option<u16>)> = c
             .ports
             .iter()
             .enumerate()
             .filter_map(|(i, p)| {
-                port_number(&p.containerPort)
-                    .map(|cp| (cp, c.compose.host_ports.get(i).copied().flatten()))
+                port_number(&p.containerPort).map(|cp| {
+                    (
+                        cp,
+                        protocol(p),
+                        c.compose.host_ports.get(i).copied().flatten(),
+                    )
+                })
             })
             .collect();
+        let entry = system.services.get(&c.name);
         if ports.is_empty() {
-            if let Some(p) = system
-                .services
-                .get(&c.name)
-                .and_then(|s| port_number(&s.port))
-            {
-                ports.push((p, None));
+            if let Some(p) = entry.and_then(|s| port_number(&s.port)) {
+                ports.push((p, "tcp", None));
             }
+        }
+        if let Some(s) = entry.filter(|s| !s.clients.is_empty()) {
+            warnings.push(
+                &c.name,
+                "clients",
+                format!(
+                    "{} is not enforced on Docker (no NetworkPolicy): the published ports accept every client that reaches {}",
+                    echo(&s.clients.join(", ")),
+                    settings.bind_address
+                ),
+            );
         }
         let mut exposed: Vec<String> = Vec::new();
         let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
         let mut published = Vec::new();
-        for (container_port, host_port) in &ports {
-            let key = format!("{container_port}/tcp");
+        for (container_port, proto, host_port) in &ports {
+            let key = format!("{container_port}/{proto}");
             let host_port = match settings.host_ports {
                 HostPorts::Compose => host_port.map(|p| p.to_string()).unwrap_or_default(),
                 HostPorts::Random => String::new(),
@@ -435,7 +475,7 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
         }
         for p in &c.expose {
             if let Some(n) = port_number(&p.containerPort) {
-                let key = format!("{n}/tcp");
+                let key = format!("{n}/{}", protocol(p));
                 if !exposed.contains(&key) {
                     exposed.push(key);
                 }
@@ -521,12 +561,36 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
         } else {
             None
         };
-        let group_add = system
-            .security_context
-            .get("fs_group")
-            .filter(|v| set(v))
-            .map(|g| vec![py_str(g)]);
+        let security = security::security(system, c, !mounts.is_empty(), &mut warnings)?;
+        if let (Some(_), Some(live)) = (&c.readiness_probe, &c.liveness_probe) {
+            warnings.push(
+                &c.name,
+                "livenessProbe",
+                format!(
+                    "{} is not used on Docker: a container has one healthcheck, the readiness probe",
+                    echo(&probe_text(live))
+                ),
+            );
+        }
         let probe = c.readiness_probe.as_ref().or(c.liveness_probe.as_ref());
+        if let Some(headers) = probe
+            .and_then(|p| p.httpHeaders.as_ref())
+            .filter(|h| set(h))
+        {
+            let which = if c.readiness_probe.is_some() {
+                "readinessProbe"
+            } else {
+                "livenessProbe"
+            };
+            warnings.push(
+                &c.name,
+                &format!("{which}.httpGet.httpHeaders"),
+                format!(
+                    "{} is not sent on Docker: the healthcheck's wget/curl asks without headers",
+                    echo(&headers.to_string())
+                ),
+            );
+        }
         let healthcheck = match probe {
             Some(p) => healthcheck(&c.name, p)?,
             None => None,
@@ -548,14 +612,13 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
                 ..Default::default()
             },
         );
-        let body = ContainerCreateBody {
+        let mut body = ContainerCreateBody {
             image: Some(c.image.clone()),
             hostname: Some(c.name.clone()),
             entrypoint,
             cmd: c.compose.command.clone(),
             env: Some(environment(system, c)),
             working_dir: c.compose.working_dir.clone(),
-            user: user(system, c),
             labels: Some(container_labels),
             exposed_ports: (!exposed.is_empty()).then_some(exposed),
             healthcheck,
@@ -570,13 +633,17 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
                 memory_reservation,
                 pids_limit: defaults.pids,
                 device_requests,
-                group_add,
                 ..Default::default()
             }),
             networking_config: Some(NetworkingConfig {
                 endpoints_config: Some(endpoints),
             }),
             ..Default::default()
+        };
+        security.apply(&mut body);
+        let group = match security.user {
+            security::User::Group(g) => Some(g),
+            _ => None,
         };
         containers.push(ContainerPlan {
             name,
@@ -585,6 +652,7 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
             body,
             published,
             default_cpus: !set(&limits.cpus) && nano_cpus.is_some(),
+            group,
         });
     }
     Ok(Plan {
@@ -592,6 +660,7 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
         labels,
         volumes,
         containers,
+        warnings: warnings.into_vec(),
     })
 }
 
@@ -839,6 +908,156 @@ mod tests {
         assert_eq!(labels[SHARED_LABEL], "true");
         assert_eq!(labels[CLAIM_LABEL], "data");
         assert!(!labels.contains_key(GUID_LABEL) && !labels.contains_key("username"));
+    }
+
+    fn parse(request: serde_json::Value) -> System {
+        crate::compile::parse_system(
+            crate::config::default_config(),
+            &request,
+            Some("c".repeat(32)),
+        )
+        .expect("parses")
+    }
+
+    fn request(services: serde_json::Value, top: serde_json::Value) -> serde_json::Value {
+        let mut system = json!({"version": "3", "services": services});
+        for (k, v) in top.as_object().into_iter().flatten() {
+            system[k] = v.clone();
+        }
+        json!({
+            "name": "app",
+            "principal": "{\"username\": \"jdoe\"}",
+            "serviceaccount": "default",
+            "system": system,
+            "services": {"dns": {"port": "53", "clients": ["10.0.0.0/8"]}},
+        })
+    }
+
+    #[test]
+    fn the_spec_s_privileges_and_filesystems_are_mapped() {
+        let s = parse(request(
+            json!({
+                "dns": {
+                    "image": "img:1", "ports": ["5353:53/udp", "53/tcp"], "expose": ["9153/sctp"],
+                    "user": "4321:4321", "read_only": true,
+                    "cap_add": ["net_bind_service", "CAP_NET_ADMIN"], "cap_drop": ["ALL"],
+                    "tmpfs": ["/run", "/tmp:size=64m"], "shm_size": "1gb",
+                },
+                "plain": {"image": "img:1"},
+            }),
+            json!({}),
+        ));
+        let plan = plan(&s, &settings(HostPorts::Compose)).expect("plan");
+        let dns = &plan.containers[0];
+        let b = &dns.body;
+        assert_eq!(b.user.as_deref(), Some("4321:4321"));
+        let host = b.host_config.clone().unwrap_or_default();
+        assert_eq!(
+            host.cap_add,
+            Some(vec!["NET_BIND_SERVICE".into(), "NET_ADMIN".into()])
+        );
+        assert_eq!(host.cap_drop, Some(vec!["ALL".into()]));
+        assert_eq!(host.readonly_rootfs, Some(true));
+        assert_eq!(host.privileged, Some(false));
+        let tmpfs = host.tmpfs.clone().unwrap_or_default();
+        assert_eq!(tmpfs.len(), 2);
+        assert_eq!(tmpfs["/run"], "");
+        assert_eq!(tmpfs["/tmp"], format!("size={}", 64 << 20));
+        assert_eq!(host.shm_size, Some(1 << 30));
+        // The protocol of each port: 53/udp published at the compose host port.
+        assert_eq!(
+            dns.published,
+            vec!["53/udp".to_string(), "53/tcp".to_string()]
+        );
+        let bindings = host.port_bindings.clone().unwrap_or_default();
+        let udp = bindings["53/udp"].clone().unwrap_or_default();
+        assert_eq!(udp[0].host_port.as_deref(), Some("5353"));
+        let exposed = b.exposed_ports.clone().unwrap_or_default();
+        for key in ["53/udp", "53/tcp", "9153/sctp"] {
+            assert!(exposed.contains(&key.to_string()), "{key}: {exposed:?}");
+        }
+        // Nothing asked: nothing added, never privileged; the security context's user.
+        let plain = plan.containers[1].body.clone();
+        let host = plain.host_config.unwrap_or_default();
+        assert_eq!(plain.user.as_deref(), Some("0:0"));
+        assert_eq!((host.cap_add, host.cap_drop), (None, None));
+        assert_eq!(host.readonly_rootfs, Some(false));
+        assert_eq!(host.privileged, Some(false));
+        assert_eq!((host.tmpfs, host.shm_size), (None, None));
+        // The dns service's clients cannot be enforced: a warning names them.
+        let shown: Vec<String> = plan.warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(
+            shown,
+            vec!["service 'dns': 'clients' 10.0.0.0/8 is not enforced on Docker (no NetworkPolicy): the published ports accept every client that reaches 127.0.0.1".to_string()]
+        );
+    }
+
+    #[test]
+    fn the_registry_s_ids_win_over_compose_user_as_on_kubernetes() {
+        let services = json!({"web": {"image": "img:1", "user": "0:0"}});
+        let s = parse(request(
+            services.clone(),
+            json!({"security_context": {"runAsUser": 1000, "runAsGroup": 100}}),
+        ));
+        let plan = super::plan(&s, &settings(HostPorts::Random)).expect("plan");
+        assert_eq!(plan.containers[0].body.user.as_deref(), Some("1000:100"));
+        assert_eq!(plan.containers[0].group, None);
+        // A gid alone: the image's user with that group, resolved at start.
+        let s = parse(request(
+            services,
+            json!({"security_context": {"runAsUser": "", "runAsGroup": 5}}),
+        ));
+        let plan = super::plan(&s, &settings(HostPorts::Random)).expect("plan");
+        assert_eq!(plan.containers[0].body.user, None);
+        assert_eq!(plan.containers[0].group.as_deref(), Some("5"));
+        // A user name is no uid on either backplane (the model warns): the defaults.
+        let s = parse(request(
+            json!({"web": {"image": "img:1", "user": "jovyan"}}),
+            json!({}),
+        ));
+        let plan = super::plan(&s, &settings(HostPorts::Random)).expect("plan");
+        assert_eq!(plan.containers[0].body.user.as_deref(), Some("0:0"));
+    }
+
+    #[test]
+    fn what_docker_cannot_do_is_a_warning_naming_service_field_and_value() {
+        let s = parse(request(
+            json!({"web": {
+                "image": "img:1", "volumes": ["pvc://data:/data"],
+                "healthcheck": {"test": ["CMD", "/bin/true"], "timeout": "7s"},
+                "ext": {"kube": {"readinessProbe": {"httpGet": {"path": "/", "port": 80, "httpHeaders": {"X-A": "1"}}}}},
+            }}),
+            json!({"security_context": {"fsGroup": 100}}),
+        ));
+        let plan = super::plan(&s, &settings(HostPorts::Random)).expect("plan");
+        let shown: Vec<String> = plan.warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(
+            shown,
+            vec![
+                "service 'web': 'security_context.fsGroup' 100 is a supplementary group only on Docker: the Engine does not give the volumes to that group as Kubernetes' fsGroup does",
+                "service 'web': 'livenessProbe' /bin/true is not used on Docker: a container has one healthcheck, the readiness probe",
+                "service 'web': 'readinessProbe.httpGet.httpHeaders' {\"X-A\":\"1\"} is not sent on Docker: the healthcheck's wget/curl asks without headers",
+            ]
+        );
+        let host = plan.containers[0]
+            .body
+            .host_config
+            .clone()
+            .unwrap_or_default();
+        assert_eq!(host.group_add, Some(vec!["100".to_string()]));
+        // The compose healthcheck's timeout reaches the Engine when it is the healthcheck.
+        let s = parse(request(
+            json!({"web": {"image": "img:1", "healthcheck": {"test": ["CMD", "/bin/true"], "timeout": "7s"}}}),
+            json!({}),
+        ));
+        let plan = super::plan(&s, &settings(HostPorts::Random)).expect("plan");
+        let check = plan.containers[0]
+            .body
+            .healthcheck
+            .clone()
+            .expect("healthcheck");
+        assert_eq!(check.timeout, Some(7_000_000_000));
+        assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
     }
 
     fn plan_random(s: &System) -> Option<Option<String>> {

@@ -16,12 +16,16 @@
 //! on the volumes, which outlive systems), so the backplane is stateless like the
 //! Kubernetes one. Every operation selects by `executor=tycho` and the GUID (or user):
 //! objects someone else labelled are left alone. Settings: `client`; System → Engine
-//! objects: `mapping`.
+//! objects: `mapping`, with the user, capabilities, read-only root and memory
+//! filesystems in `security` (as `templates/pod.yaml` maps them; what the Engine cannot
+//! do is a warning, an error in strict mode). The pod security level is checked on the
+//! compiled pod before anything is created.
 
 mod client;
 mod delete;
 mod mapping;
 mod modify;
+mod security;
 mod start;
 mod status;
 

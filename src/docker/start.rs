@@ -8,7 +8,12 @@
 //! 2. The network, then the named volumes that do not exist yet.
 //! 3. The containers (created, then started in compose order), then one inspect each
 //!    for the host ports the Engine bound. A default CPU limit above the Engine's CPU
-//!    count (`GET /info`) is lowered to it.
+//!    count (`GET /info`) is lowered to it; a container given a gid without a uid runs
+//!    as its image's user with that group.
+//!
+//! Before step 1, the pod the system compiles to is checked against the policy (the
+//! pod security level, the ceilings), and the plan's warnings (what the Engine cannot do
+//! as Kubernetes does) are logged on `tycho.docker`, or refused in strict mode.
 //!
 //! When a step after the first fails, every container and the network created for the
 //! system, and the volumes this start created, are removed before the error is
@@ -18,6 +23,7 @@
 
 use super::client::{self, Pull, Settings};
 use super::mapping::{self, Plan};
+use super::security;
 use super::{describe, err, is_not_found, LOG_TARGET};
 use crate::error::{ErrorKind, Result};
 use crate::model::System;
@@ -75,6 +81,18 @@ pub async fn start_async(config: &Value, mut system: System) -> Result<Value> {
             format!("Unable to start system {}: {}", system.name, e.message),
         )
     })?;
+    // What the Engine cannot do as Kubernetes does: refused in strict mode, else logged.
+    crate::model::warning::check_strict(&plan.warnings, crate::config::strict(config)).map_err(
+        |e| {
+            err(
+                KIND,
+                format!("Unable to start system {}: {}", system.name, e.message),
+            )
+        },
+    )?;
+    for w in &plan.warnings {
+        log::warn!(target: LOG_TARGET, "system {}: {w}", system.name);
+    }
     let docker = client::connect(KIND, &settings).await?;
     let mut plan = plan;
     if plan.containers.iter().any(|c| c.default_cpus) {
@@ -258,6 +276,18 @@ async fn run(
     if !problems.is_empty() {
         return Err(problems.join("; "));
     }
+    // A gid without a uid goes with the image's user (as a pod's runAsGroup alone).
+    let mut image_users: std::collections::HashMap<&str, String> = Default::default();
+    for c in plan.containers.iter().filter(|c| c.group.is_some()) {
+        if !image_users.contains_key(c.image.as_str()) {
+            let inspected = docker
+                .inspect_image(&c.image)
+                .await
+                .map_err(|e| format!("cannot inspect image {:?}: {}", c.image, describe(&e)))?;
+            let user = inspected.config.and_then(|c| c.user).unwrap_or_default();
+            image_users.insert(&c.image, user);
+        }
+    }
     // Volumes: tycho's own or allowed ones only; those missing are created below.
     let inspected = join_all(plan.volumes.iter().map(|v| async move {
         match docker.inspect_volume(&v.name).await {
@@ -320,8 +350,16 @@ async fn run(
         };
         // Recorded first: a create whose answer is lost may still have happened.
         created.containers.push(c.name.clone());
+        let mut body = c.body.clone();
+        if let Some(gid) = &c.group {
+            let image_user = image_users.get(c.image.as_str()).map(String::as_str);
+            body.user = Some(security::with_image_user(
+                image_user.unwrap_or_default(),
+                gid,
+            ));
+        }
         docker
-            .create_container(Some(options), c.body.clone())
+            .create_container(Some(options), body)
             .await
             .map_err(|e| {
                 format!(

@@ -111,8 +111,8 @@ pub struct Container {
     pub liveness_probe: Option<Probe>,
     /// Readiness probe.
     pub readiness_probe: Option<Probe>,
-    /// Compose fields only the Docker backplane uses (`command`, `working_dir`, `user`,
-    /// host ports); left out of the plain model when none is set.
+    /// Compose fields the original ignored (`command`, `working_dir`, `user`, host ports,
+    /// `read_only`, capabilities); left out of the plain model when none is set.
     #[serde(default, skip_serializing_if = "ComposeExtras::is_empty")]
     pub compose: ComposeExtras,
 }
@@ -127,7 +127,8 @@ pub struct ComposeExtras {
     /// `working_dir`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
-    /// `user` (`uid[:gid]` or a name).
+    /// `user` as written (`uid[:gid]` or a name); both backplanes run
+    /// [`run_as_user`](Self::run_as_user) / [`run_as_group`](Self::run_as_group).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// Host side of each `ports` entry (`"8080:80"` → 8080), null where none is written.
