@@ -46,9 +46,15 @@ pub fn var_or(name: &str, default: &str) -> String {
 
 /// A positive, finite number of seconds from `name`; `default` when unset or invalid.
 pub fn seconds(name: &str, default: f64) -> Duration {
-    let value = var(name)
+    seconds_from(var(name).as_deref(), default)
+}
+
+/// [`seconds`] of a variable's text: a positive, finite number of at most 10^9 s (about
+/// 31 years; `Duration::from_secs_f64` panics beyond its range), else `default`.
+fn seconds_from(text: Option<&str>, default: f64) -> Duration {
+    let value = text
         .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|v| v.is_finite() && *v > 0.0)
+        .filter(|v| v.is_finite() && *v > 0.0 && *v <= 1e9)
         .unwrap_or(default);
     Duration::from_secs_f64(value)
 }
@@ -62,6 +68,17 @@ mod tests {
         assert_eq!(
             seconds("TYCHO_TEST_SURELY_UNSET_VARIABLE", 1.5),
             Duration::from_millis(1500)
+        );
+        for bad in ["1e30", "inf", "NaN", "-3", "0", "soon"] {
+            assert_eq!(
+                seconds_from(Some(bad), 2.0),
+                Duration::from_secs(2),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            seconds_from(Some(" 7.5 "), 2.0),
+            Duration::from_millis(7500)
         );
     }
 }
