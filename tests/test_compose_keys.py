@@ -23,6 +23,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from cluster import cluster_fixture  # noqa: F401 - the `cluster` fixture
+from corpus import helx_corpus
 from tycho import _native
 from tycho.context import Principal, TychoContext
 from tycho.exceptions import TychoException
@@ -320,9 +321,9 @@ def test_cli_missing_env_file_is_an_error(tmp_path):
 
 # ------------------------------------------------------------------ HeLx specs
 
-CORPUS = Path(os.environ.get("TYCHO_HELX_CORPUS") or "/nonexistent")
-needs_corpus = pytest.mark.skipif(not os.environ.get("TYCHO_HELX_CORPUS"),
-                                  reason="set TYCHO_HELX_CORPUS to HeLx's app catalogue (helx-apps)")
+CORPUS = helx_corpus()
+needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(),
+                                  reason=f"HeLx's app catalogue is not at {CORPUS} (set TYCHO_HELX_CORPUS)")
 
 
 def _spec(app, settings):

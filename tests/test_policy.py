@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from api_server import Server, call
 from cluster import cluster_fixture  # noqa: F401 - fixture
+from corpus import helx_corpus
 from docker_engine import Engine
 from tycho.client import TychoClient
 from tycho.config import Config
@@ -26,7 +27,7 @@ from tycho.exceptions import StartException
 from tycho.kube import KubernetesCompute
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS = Path(os.environ.get("TYCHO_HELX_CORPUS") or ROOT.parent / "shared" / "corpus" / "helx-apps")
+CORPUS = helx_corpus()
 
 
 def request(service=None, name="web"):
