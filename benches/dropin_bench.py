@@ -1,7 +1,7 @@
 """Drop-in path vs native compile, same inputs, one run.
 
 For every compose file (examples/, and the HeLx corpus when TYCHO_HELX_CORPUS names its
-helx-apps folder, or /work/shared/corpus/helx-apps exists) both paths build every object
+helx-apps folder, or ../shared/corpus/helx-apps beside the clone exists) both paths build every object
 of the system: the drop-in path through the Python surface (``System.parse`` then
 ``system.render`` of pod.yaml, service.yaml per service and the NetworkPolicy), the
 native path through ``tycho._native.compile_request``. Prints the mean time per system
@@ -92,7 +92,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("DEV_PHASE", "prod")
     sets = [("examples", composes(ROOT / "examples"))]
-    corpus = Path(os.environ.get("TYCHO_HELX_CORPUS", "/work/shared/corpus/helx-apps")) / "app-specs"
+    corpus = Path(os.environ.get("TYCHO_HELX_CORPUS") or Path(__file__).resolve().parents[2] / "shared" / "corpus" / "helx-apps") / "app-specs"
     if corpus.is_dir():
         sets.append(("helx-apps", composes(corpus)))
     for label, cases in sets:

@@ -245,7 +245,16 @@ fn compile_system_in(
             pods.len()
         )));
     }
-    let deployment = pod_to_deployment(&system, pods.remove(0))?;
+    let mut deployment = pod_to_deployment(&system, pods.remove(0))?;
+    // Opt-in: with no default limit set, the pod is the original's.
+    crate::default_limits::DefaultLimits::for_kubernetes(
+        config,
+        &crate::environment::resources::DefaultLimitsEnv::from_env(),
+    )?
+    .apply_to_deployment(&system, &mut deployment);
+    // Before anything is created: the pod security level and the resource ceilings
+    // (default limits count against the ceilings).
+    crate::policy::check(config, &deployment)?;
     let network_policy = if system.requires_network_policy() {
         render_with(
             config,

@@ -36,7 +36,9 @@ pub const READ_PATHS: &[&[&str]] = &[
     &["tycho", "compute", "system", "strict"],
     &["tycho", "compute", "system", "volumes"],
     &["tycho", "compute", "system", "defaults", "securityContext"],
+    &["tycho", "compute", "system", "default_limits"],
     &["tycho", "docker"],
+    &["tycho", "policy"],
 ];
 
 /// The template override directories (`tycho.templates.paths`).

@@ -29,6 +29,9 @@ pub enum ErrorKind {
     Modify,
     /// The app registry could not be loaded or used (`ContextException`).
     Context,
+    /// The system breaks the policy (`tycho.policy`: pod security level, resource
+    /// ceilings): refused before anything is created (`StartException`, HTTP 400).
+    Policy,
     /// Talking to the Kubernetes API failed outside of the operations above.
     Kube,
     /// A bug in tycho: a panic caught at a boundary, a task that did not complete

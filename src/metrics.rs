@@ -15,6 +15,8 @@
 //! | `tycho_kube_request_duration_seconds` | histogram | `verb` | the same, until the response head |
 //! | `tycho_cache_synced` | gauge | `kind` | [`cache_synced`], called by the watch cache |
 //! | `tycho_watch_restarts_total` | counter | `kind` | [`watch_restarted`], called by the watch cache |
+//! | `tycho_cache_objects` | gauge | `kind` | [`cache_held`], called by the watch cache |
+//! | `tycho_cache_bytes` | gauge | `kind` | [`cache_held`]: the estimated memory of those objects |
 //!
 //! Label values are bounded: `route` is the matched route template (`/system/start`), or
 //! `unmatched` for every path no route serves; `method` is one of the standard methods or
@@ -26,8 +28,8 @@
 //! For the watch cache (branch `cache`): call [`cache_synced`]`(kind, true)` when a
 //! reflector of `kind` (e.g. `"Deployment"`) has listed and is serving from memory,
 //! `cache_synced(kind, false)` when it falls back to the API server, and
-//! [`watch_restarted`]`(kind)` each time a watch stream is restarted (dropped stream,
-//! `410 Gone` relist).
+//! [`watch_restarted`]`(kind)` each time a watch stream is restarted after an error or a
+//! `410 Gone` relist, and [`cache_held`] as objects enter and leave its stores.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -98,6 +100,8 @@ struct Metrics {
     kube_duration: HistogramFamily<VerbLabels>,
     cache_synced: Family<KindLabels, Gauge>,
     watch_restarts: Family<KindLabels, Counter>,
+    cache_objects: Family<KindLabels, Gauge>,
+    cache_bytes: Family<KindLabels, Gauge>,
 }
 
 fn metrics() -> &'static Metrics {
@@ -114,6 +118,8 @@ fn metrics() -> &'static Metrics {
             kube_duration: Family::new_with_constructor(latency_histogram),
             cache_synced: Family::default(),
             watch_restarts: Family::default(),
+            cache_objects: Family::default(),
+            cache_bytes: Family::default(),
         };
         registry.register(
             "http_requests",
@@ -152,8 +158,18 @@ fn metrics() -> &'static Metrics {
         );
         registry.register(
             "watch_restarts",
-            "Watch streams of the cache restarted, by kind",
+            "Watch streams of the cache restarted after an error or a 410 Gone, by kind",
             m.watch_restarts.clone(),
+        );
+        registry.register(
+            "cache_objects",
+            "Objects the watch cache holds, by kind",
+            m.cache_objects.clone(),
+        );
+        registry.register(
+            "cache_bytes",
+            "Estimated memory of the objects the watch cache holds (their slim form), by kind",
+            m.cache_bytes.clone(),
         );
         Metrics { registry, ..m }
     })
@@ -264,7 +280,27 @@ pub fn cache_synced(kind: &str, synced: bool) {
         .set(i64::from(synced));
 }
 
-/// Counts a restart of the watch stream of `kind` (dropped stream, `410 Gone` relist).
+/// Counts `objects` (1 or -1) objects of `bytes` estimated bytes in (positive) or out
+/// (negative) of the watch cache of `kind` (the resource plural).
+pub fn cache_held(kind: &str, objects: i64, bytes: i64) {
+    let labels = KindLabels {
+        kind: kind.to_string(),
+    };
+    let m = metrics();
+    m.cache_objects.get_or_create(&labels).inc_by(objects);
+    m.cache_bytes.get_or_create(&labels).inc_by(bytes);
+}
+
+/// Forgets what the watch cache held (a forked child: its parent's stores are not its own).
+pub fn cache_held_reset() {
+    let m = metrics();
+    m.cache_objects.clear();
+    m.cache_bytes.clear();
+}
+
+/// Counts a restart of the watch stream of `kind` after an error (no answer, a broken
+/// connection, an error status) or a `410 Gone` relist; not the API server's regular end
+/// of a watch (`timeoutSeconds`), after which the watch resumes.
 pub fn watch_restarted(kind: &str) {
     metrics()
         .watch_restarts

@@ -2,7 +2,7 @@
 (`TychoContext.start`), built by the command line from a registry directory or URL.
 
 Runs on tests/registry-small (always) and on every app of HeLx's catalogue when
-TYCHO_HELX_CORPUS points at a registry directory such as /work/shared/corpus/helx-apps."""
+the catalogue is found (TYCHO_HELX_CORPUS, else ../shared/corpus/helx-apps beside the clone)."""
 
 from __future__ import annotations
 
@@ -19,12 +19,13 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
+from corpus import helx_corpus
 from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ROOT / "tests" / "registry-small"
 EXE = shutil.which("tycho") or str(Path(sys.executable).parent / "tycho")
-CORPUS = os.environ.get("TYCHO_HELX_CORPUS")
+CORPUS = str(helx_corpus()) if (helx_corpus() / "app-registry.yaml").is_file() else None
 GUID = "0123456789abcdef0123456789abcdef"
 
 
@@ -178,8 +179,7 @@ def _corpus_apps():
     return sorted((product, app) for app, product in seen.items())
 
 
-@pytest.mark.skipif(not CORPUS, reason="TYCHO_HELX_CORPUS is not set (HeLx's app catalogue, e.g. "
-                    "/work/shared/corpus/helx-apps; CI's fresh clone may not have it)")
+@pytest.mark.skipif(not CORPUS, reason=f"HeLx's app catalogue is not at {helx_corpus()} (set TYCHO_HELX_CORPUS)")
 @pytest.mark.parametrize("product, app", _corpus_apps() or [("-", "-")],
                          ids=[a for _, a in _corpus_apps()] or ["none"])
 def test_every_corpus_app_renders_and_validates(product, app):

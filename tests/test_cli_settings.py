@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from corpus import helx_corpus
 from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401
 from tycho.tycho_utils import TemplateUtils
 
 EXE = shutil.which("tycho") or str(Path(sys.executable).parent / "tycho")
-CORPUS = Path(os.environ.get("TYCHO_HELX_CORPUS", "/work/shared/corpus/helx-apps")) / "app-specs"
+CORPUS = helx_corpus() / "app-specs"
 GUID = "ab" * 16
 
 COMPOSE = """services:

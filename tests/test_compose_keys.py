@@ -23,6 +23,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from cluster import cluster_fixture  # noqa: F401 - the `cluster` fixture
+from corpus import helx_corpus
 from tycho import _native
 from tycho.context import Principal, TychoContext
 from tycho.exceptions import TychoException
@@ -52,7 +53,7 @@ VALUES = {
     "annotations": {"com.example.a": "1"}, "attach": False, "build": "./dir",
     "blkio_config": {"weight": 300}, "cpu_count": 2, "cpu_percent": 50, "cpu_shares": 512,
     "cpu_period": 100000, "cpu_quota": 50000, "cpu_rt_runtime": "400ms", "cpu_rt_period": "1400us",
-    "cpus": 1.5, "cpuset": "0-1", "cap_add": ["NET_ADMIN"], "cap_drop": ["ALL"], "cgroup": "host",
+    "cpus": 1.5, "cpuset": "0-1", "cap_add": ["NET_BIND_SERVICE"], "cap_drop": ["ALL"], "cgroup": "host",
     "cgroup_parent": "m-executor-abcd", "command": ["serve", "--verbose"], "configs": ["my_config"],
     "container_name": "my-web", "credential_spec": {"file": "c.json"}, "depends_on": ["db"],
     "deploy": {"replicas": 2, "resources": {"limits": {"cpus": "1", "memory": "1G"}}},
@@ -98,7 +99,7 @@ def service_of(objects):
 
 # Keys converted to Kubernetes fields: a check of the rendered objects for each.
 CONVERTED = {
-    "cap_add": lambda o: container_of(o)["securityContext"]["capabilities"]["add"] == ["NET_ADMIN"],
+    "cap_add": lambda o: container_of(o)["securityContext"]["capabilities"]["add"] == ["NET_BIND_SERVICE"],
     "cap_drop": lambda o: container_of(o)["securityContext"]["capabilities"]["drop"] == ["ALL"],
     "command": lambda o: container_of(o)["args"] == ["serve", "--verbose"],
     "deploy": lambda o: container_of(o)["resources"]["limits"] == {"cpu": "1", "memory": "1G"},
@@ -320,9 +321,9 @@ def test_cli_missing_env_file_is_an_error(tmp_path):
 
 # ------------------------------------------------------------------ HeLx specs
 
-CORPUS = Path(os.environ.get("TYCHO_HELX_CORPUS") or "/nonexistent")
-needs_corpus = pytest.mark.skipif(not os.environ.get("TYCHO_HELX_CORPUS"),
-                                  reason="set TYCHO_HELX_CORPUS to HeLx's app catalogue (helx-apps)")
+CORPUS = helx_corpus()
+needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(),
+                                  reason=f"HeLx's app catalogue is not at {CORPUS} (set TYCHO_HELX_CORPUS)")
 
 
 def _spec(app, settings):

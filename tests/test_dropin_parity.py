@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import http.server
 import json
-import os
 import re
 import subprocess
 import sys
@@ -20,10 +19,11 @@ from pathlib import Path
 import orig_env
 import pytest
 import yaml
+from corpus import helx_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "tests" / "support" / "dropin_script.py"
-CORPUS = Path(os.environ.get("TYCHO_HELX_CORPUS", "/work/shared/corpus/helx-apps")) / "app-specs"
+CORPUS = helx_corpus() / "app-specs"
 
 PROBE_SPEC = """version: "3.0"
 services:

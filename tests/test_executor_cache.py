@@ -1,11 +1,13 @@
-"""The executor's watch cache (issue 12), against the emulated Kubernetes API server.
+"""The executor's watch cache (issues 12 and 24), against the emulated Kubernetes API server.
 
 In a long-lived process (this one) the first operation starts watches of tycho's own
 objects; once they have listed, status answers from memory (no API request), start reads
 its facts from memory (two round trips: the Deployment, then the rest), a process reads its
 own writes at once, and objects written elsewhere appear when the watch delivers them
 (awaited here, never slept for). The fault tests cut the watch streams and compact the
-emulator's history (410 Gone): the cache converges and status stays right.
+emulator's history (410 Gone): the cache converges and status stays right. Through
+quiet hours (watch cycles with no event) the cache lists nothing and stays fresh, and
+it holds only what the executor reads of each object.
 """
 
 import os
@@ -13,11 +15,13 @@ import subprocess
 import sys
 import time
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from cluster import Cluster, compute, start, start_request
 from forking import run_in_child
 from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401 - fixtures
+from tycho import _native
 from tycho.core import Tycho
 from tycho.exceptions import StartException
 
@@ -41,7 +45,7 @@ def cached_cluster(kube_emulator, tmp_path, monkeypatch):  # noqa: F811 - the im
     if not getattr(kube_emulator, "is_emulator", False):
         pytest.skip("the cache tests count API requests: they need the emulator")
     for var in ("KUBERNETES_SERVICE_HOST", "AMBASSADOR_SVC_NAME", "REST_API", "TYCHO_KUBE_READ_TIMEOUT",
-                "TYCHO_KUBE_CONNECT_TIMEOUT", "TYCHO_KUBE_TIMEOUT", "DEV_PHASE"):
+                "TYCHO_KUBE_CONNECT_TIMEOUT", "TYCHO_KUBE_TIMEOUT", "TYCHO_KUBE_WATCH_TIMEOUT", "DEV_PHASE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.delenv("TYCHO_KUBE_CACHE", raising=False)
     path = kube_emulator.write_kubeconfig(tmp_path / "kubeconfig", namespace="default")
@@ -142,6 +146,23 @@ def test_status_from_memory_makes_no_request_and_gives_the_same_rows(cluster, mo
         assert made == []
         assert rows == uncached(monkeypatch, lambda kw=kw: compute().status(**kw))
     assert {r["sid"] for r in compute().status()} >= {a.identifier, b.identifier}
+
+
+def test_a_username_labelled_with_a_slug_is_listed_by_its_real_name_from_memory(cluster, monkeypatch):
+    """README 'Placement, GPUs and usernames': the cache keeps the real-name annotation,
+    so a warm status by an e-mail address gives the same rows as the API server."""
+    email = "Jane.Doe@example.org"
+    mine, _ = start(cluster, username=email)
+    # A user whose real name is spelled like the slug: same label, not listed for email.
+    theirs, _ = start(cluster, username=_native.username_label(email))
+    warm(cluster)
+    wait_until(lambda: status_is_warm(cluster, username=email), "status(e-mail) from memory")
+    rows, made = requests_of(cluster, lambda: compute().status(username=email))
+    assert made == []
+    assert [(r["sid"], r["username"]) for r in rows] == [(mine.identifier, email)]
+    assert rows == uncached(monkeypatch, lambda: compute().status(username=email))
+    others = compute().status(username=_native.username_label(email))
+    assert [r["sid"] for r in others] == [theirs.identifier]
 
 
 def test_cache_off_reads_the_api_server(cluster, monkeypatch):
@@ -344,12 +365,16 @@ def test_gone_resource_version_relists(cluster, monkeypatch):
     monkeypatch.setenv("TYCHO_KUBE_CACHE", "off")
     compute().delete(gone.identifier)  # not seen by this process's cache as its own write
     monkeypatch.delenv("TYCHO_KUBE_CACHE")
+    restarts = metric("tycho_watch_restarts_total", "deployments")
+    cluster.backend.clear_requests()
     compact()
     cut()  # the watches resume from a compacted resourceVersion: 410 Gone, then a relist
+    # The 410 restarts the watch (tycho.metrics()) and the cache lists again.
+    wait_until(lambda: metric("tycho_watch_restarts_total", "deployments") > restarts, "the 410 restarts the watch")
+    wait_until(lambda: [r for r in cluster.backend.requests() if r["path"].endswith("/deployments")
+                        and "limit=500" in r["query"]], "the cache lists the Deployments again")
     wait_until(lambda: compute().status(username="relist") == [], "the relisted cache")
     wait_until(lambda: status_is_warm(cluster, username="relist"), "the cache recovers")
-    # The 410 restarted the watches, and they are synced again (tycho.metrics()).
-    assert metric("tycho_watch_restarts_total", "deployments") >= 1
     wait_until(lambda: metric("tycho_cache_synced", "deployments") == 1, "the synced gauge")
     assert uncached(monkeypatch, lambda: compute().status()) == compute().status()
 
@@ -382,3 +407,139 @@ def test_a_cache_of_more_than_a_page_keeps_every_object(cluster, monkeypatch):
              if r["method"] == "GET" and r["path"].endswith("/deployments")
              and "watch=true" not in r["query"] and "continue=" in r["query"]]
     assert pages, [r["query"] for r in cluster.backend.requests() if r["path"].endswith("/deployments")]
+
+
+# ------------------------------------------------------------------ quiet hours (issue 24)
+
+COLLECTIONS = ("deployments", "services", "pods", "networkpolicies", "secrets", "persistentvolumeclaims")
+
+
+def watches_of(made, plural):
+    """The watch requests of the cache's reflector of tycho's own ``plural`` (labelled
+    executor=tycho; not those of single names) in the request log ``made``."""
+    return [r for r in made if r["method"] == "GET" and r["path"].endswith("/" + plural)
+            and "watch=true" in (r.get("query") or "") and "labelSelector=executor" in r["query"]]
+
+
+def lists_in(made):
+    """The list requests (a GET of a collection that is not a watch) in ``made``."""
+    return [r for r in made if r["method"] == "GET" and r["path"].rsplit("/", 1)[-1] in COLLECTIONS
+            and "watch=true" not in (r.get("query") or "")]
+
+
+def relists_in(made):
+    """The cache's own lists in ``made`` (it lists in pages: ``limit=500``; status's
+    lists, when the cache is not fresh, have no limit)."""
+    return [r for r in lists_in(made) if "limit=500" in (r.get("query") or "")]
+
+
+def status_warm_logged(cluster, **kw):
+    """Whether status answers from memory, without clearing the request log."""
+    before = len(cluster.backend.requests())
+    compute().status(**kw)
+    return len(cluster.backend.requests()) == before
+
+
+def test_quiet_hours_keep_the_cache_fresh_without_a_list(cluster, monkeypatch):
+    """Watches of 2 s (TYCHO_KUBE_WATCH_TIMEOUT) beside a read timeout of 1 s, shorter
+    than a watch with no event: through four watch cycles with no event (the emulator's
+    bookmarks come every 5 s) status answers from memory and right, nothing is listed,
+    no watch fails, and each watch resumes from the resourceVersion the one before had.
+    Then a system started by another process shows, still without a list."""
+    monkeypatch.setenv("TYCHO_KUBE_WATCH_TIMEOUT", "2")
+    monkeypatch.setenv("TYCHO_KUBE_READ_TIMEOUT", "1")
+    a, _ = start(cluster, username="quiet")
+    b, _ = start(cluster, username="quiet")
+    want = uncached(monkeypatch, lambda: compute().status(username="quiet"))
+    assert {r["sid"] for r in want} == {a.identifier, b.identifier}
+    wait_until(lambda: status_is_warm(cluster, username="quiet"), "status answers from the watch cache")
+    failed = metric("tycho_watch_restarts_total", "deployments") + metric("tycho_watch_restarts_total", "services")
+    cluster.backend.clear_requests()
+
+    def cycled():
+        assert compute().status(username="quiet") == want
+        made = cluster.backend.requests()
+        return all(len(watches_of(made, kind)) >= 4 for kind in ("deployments", "services"))
+
+    wait_until(cycled, "four watches each of Deployments and Services")
+    made = cluster.backend.requests()
+    assert lists_in(made) == []
+    for kind in ("deployments", "services"):
+        versions = []
+        for w in watches_of(made, kind):
+            query = urllib.parse.parse_qs(w["query"])
+            assert query["timeoutSeconds"] == ["2"], w
+            assert query["allowWatchBookmarks"] == ["true"], w
+            versions.append(int(query["resourceVersion"][0]))
+        assert versions[0] > 0 and versions == sorted(versions), versions
+    assert metric("tycho_watch_restarts_total", "deployments") + metric(
+        "tycho_watch_restarts_total", "services") == failed, "a watch failed"
+
+    other = start_elsewhere(cluster, "quiet")
+    rows = wait_until(lambda: [r for r in compute().status(username="quiet") if r["sid"] == other],
+                      "the other process's system")
+    assert rows[0]["username"] == "quiet"
+    assert lists_in(cluster.backend.requests()) == []
+    assert compute().status(username="quiet") == uncached(
+        monkeypatch, lambda: compute().status(username="quiet"))
+
+
+def test_a_failed_watch_resumes_without_a_list(cluster, monkeypatch):
+    """A watch request that fails (a 500) makes the cache stale; the next watch, from the
+    same resourceVersion, makes it fresh again as soon as the API server accepts it, on a
+    quiet cluster too: the cache never lists again."""
+    monkeypatch.setenv("TYCHO_KUBE_WATCH_TIMEOUT", "2")
+    system, _ = start(cluster, username="resume")
+    wait_until(lambda: status_is_warm(cluster, username="resume"), "status answers from the watch cache")
+    failed = metric("tycho_watch_restarts_total", "deployments")
+    cluster.backend.clear_requests()
+    # The next GET of the Deployments collection is the watch that follows this one.
+    cluster.backend.faults("GET", r"/deployments$", status=500, times=1)
+    wait_until(lambda: metric("tycho_watch_restarts_total", "deployments") > failed, "the watch fails")
+    wait_until(lambda: status_warm_logged(cluster, username="resume"), "the cache is fresh again")
+    assert [r["sid"] for r in compute().status(username="resume")] == [system.identifier]
+    made = cluster.backend.requests()
+    assert relists_in(made) == []
+    resumed = [urllib.parse.parse_qs(w["query"])["resourceVersion"][0] for w in watches_of(made, "deployments")]
+    assert len(resumed) >= 2 and len(set(resumed)) == 1, resumed
+    assert metric("tycho_cache_synced", "deployments") == 1
+
+
+def test_large_annotations_do_not_grow_the_cache(cluster):
+    """300 Deployments with 50 KB of annotations each (and as much in their pod
+    templates): a process's cache holds at most 2 KiB a Deployment (its gauges
+    tycho_cache_bytes and tycho_cache_objects; the Rust test
+    large_annotations_do_not_grow_what_an_object_costs measures the same with the
+    allocator)."""
+    import exec_oracle
+
+    n, blob = 300, "x" * 50_000
+
+    def one(i):
+        d = exec_oracle.deployment_for(i, exec_oracle.bench_user(i), cluster.namespace)
+        d["metadata"]["annotations"] = {"example.org/blob": blob}
+        d["spec"]["template"]["metadata"]["annotations"] = {"example.org/blob": blob}
+        exec_oracle.post(cluster.backend.url, "Deployment", cluster.namespace, d)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, range(n)))
+    code = rf"""
+import re, time, tycho
+from tycho.config import Config
+from tycho.kube import KubernetesCompute
+
+def gauge(name):
+    m = re.search(name + r'\{{kind="deployments"\}} (\S+)', tycho.metrics())
+    return float(m.group(1)) if m else 0.0
+
+c = KubernetesCompute(Config())
+c.status()
+deadline = time.monotonic() + 60
+while gauge("tycho_cache_objects") < {n} and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(len(c.status()), gauge("tycho_cache_objects"), gauge("tycho_cache_bytes"))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    rows, objects, held = out.stdout.split()[-3:]
+    assert int(rows) == n and float(objects) == n, out.stdout + out.stderr[-2000:]
+    assert 0 < float(held) / n <= 2048, f"{float(held) / n:.0f} bytes a Deployment"

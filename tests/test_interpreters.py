@@ -72,7 +72,7 @@ def test_wheel_imports_compiles_and_resolves_on(version, tmp_path):
     examples = sorted(p.parent.name for p in EXAMPLES.glob("*/docker-compose.yaml"))
     assert sorted(result["examples"]) == examples and examples
     for name, compiled in result["examples"].items():
-        assert compiled["kinds"][0] == "Deployment", (name, compiled)
+        assert compiled["kinds"][0] == "Pod", (name, compiled)
         assert compiled["containers"], name
     registry = result["registry"]
     assert registry["apps"] == ["board", "hello"]

@@ -69,12 +69,17 @@ def test_odd_but_accepted(case, originals, caplog):
         assert_same(normalise(a, "original", who), normalise(b, "ours"), f"{case['name']}:{a['kind']}")
 
 
-def test_unknown_service_entry_with_clients_makes_no_policy():
-    # The original keeps the entry and then needs its (missing) NetworkPolicy template;
-    # ours ignores the entry altogether: no policy selects a container that is not there.
+def test_unknown_service_entry_with_clients_admits_them_on_its_port():
+    # The original keeps the entry in system.services and then needs its NetworkPolicy
+    # template (missing from its wheel); ours keeps the entry too (row 'services.X names no
+    # service'): no Service for it, and our NetworkPolicy admits its clients on its port.
     case = _odd("ghost-with-clients", _req(expose={"jupyter-ds": "8888", "ghost": {"port": "1", "clients": ["10.0.0.0/8"]}}), "")
-    kinds = [o["kind"] for o in pop_token_secret(_ours(case), _principal(case))]
-    assert kinds == ["Deployment", "Service"]
+    objects = pop_token_secret(_ours(case), _principal(case))
+    assert [o["kind"] for o in objects] == ["Deployment", "NetworkPolicy", "Service"]
+    rules = objects[1]["spec"]["ingress"]
+    assert {"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"port": 1, "protocol": "TCP"}]} in rules
+    (service,) = [o for o in objects if o["kind"] == "Service"]
+    assert service["metadata"]["name"].startswith("jupyter-ds-")
 
 
 # Inputs the original accepts but whose objects Kubernetes rejects, or that rejecting

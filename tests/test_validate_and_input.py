@@ -207,3 +207,29 @@ def test_python_style_printing():
     assert _native.render_string("{{ a }} {{ b }} {{ c }} {{ d }} {{ e }}", {"a": None, "b": True, "c": 0.01, "d": [1, "x"], "e": {"k": None}}) == "None True 0.01 [1, 'x'] {'k': None}"
     assert _native.render_string("{% for k, v in m.items() %}{{ k }}={{ v }};{% endfor %}{{ m|length }}", {"m": {"a": 1, "b": 2}}) == "a=1;b=2;2"
     assert _native.render_string("{{ x == None }} {{ y != None }}", {"x": None, "y": 1}) == "True True"
+
+
+def test_default_limits_are_opt_in_on_kubernetes(monkeypatch):
+    """TYCHO_APP_DEFAULT_CPUS / _MEMORY (or tycho.compute.system.default_limits) give a
+    container without limits a cpu and memory limit; unset, the pod is the original's."""
+    for name in ("TYCHO_APP_DEFAULT_CPUS", "TYCHO_APP_DEFAULT_MEMORY", "TYCHO_APP_DEFAULT_PIDS"):
+        monkeypatch.delenv(name, raising=False)
+
+    def container(**kw):
+        objects = _native.compile_request(base_request(), **kw)
+        assert_valid(objects)
+        (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+        return deployment["spec"]["template"]["spec"]["containers"][0]
+
+    assert "resources" not in container()
+    monkeypatch.setenv("TYCHO_APP_DEFAULT_CPUS", "1")
+    monkeypatch.setenv("TYCHO_APP_DEFAULT_MEMORY", "2Gi")
+    monkeypatch.setenv("TYCHO_APP_DEFAULT_PIDS", "100")  # Docker only: no pod field
+    assert container()["resources"] == {"limits": {"cpu": "1", "memory": "2Gi"}}
+    monkeypatch.delenv("TYCHO_APP_DEFAULT_CPUS")
+    monkeypatch.delenv("TYCHO_APP_DEFAULT_MEMORY")
+    config = {"tycho": {"compute": {"system": {"default_limits": {"memory": "512Mi"}}}}}
+    assert container(config=config)["resources"] == {"limits": {"memory": "512Mi"}}
+    monkeypatch.setenv("TYCHO_APP_DEFAULT_MEMORY", "lots")
+    with pytest.raises(TychoException, match='TYCHO_APP_DEFAULT_MEMORY: "lots" is not a memory amount'):
+        container()

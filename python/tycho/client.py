@@ -23,7 +23,7 @@ from tycho.actions import (
     StartSystemResource,
     StatusSystemResource,
 )
-from tycho.exceptions import TychoException
+from tycho.exceptions import StartException, TychoException
 from tycho.tycho_utils import TemplateUtils, brief, to_json
 
 logger = logging.getLogger(__name__)
@@ -164,12 +164,13 @@ class TychoStatus:
 
 
 class TychoSystem:
-    """A started system. Raises TychoException when the start response is an error."""
+    """A started system. Raises StartException (a TychoException) when the start
+    response is an error."""
 
     def __init__(self, status: str, result: Any, message: Any) -> None:
         self.status = status
         if status == "error":
-            raise TychoException(f"status:{status} result:{result} message:{message}")
+            raise StartException(f"status:{status} result:{result} message:{message}")
         self.name = result["name"]
         self.identifier = result["sid"]
         self.services = []
@@ -186,6 +187,17 @@ class TychoSystem:
 
     def __repr__(self):
         return f"name: {self.name} sid: {self.identifier} services: {self.services}"
+
+
+def _refusal(error: Any) -> Optional[dict[str, Any]]:
+    """The JSON error answer (``{"status": "error", ...}``) of an HTTP error, or None."""
+    try:
+        body = json.loads(error.read(1 << 20).decode("utf-8", "replace"))
+    except (ValueError, OSError):
+        return None
+    if isinstance(body, dict) and body.get("status") == "error" and "message" in body:
+        return body
+    return None
 
 
 class TychoClient:
@@ -231,6 +243,11 @@ class TychoClient:
                 code = response.status
                 text = response.read().decode("utf-8")
         except urllib.error.HTTPError as e:
+            refusal = _refusal(e) if e.code == 400 else None
+            if refusal is not None:
+                # The request's fault (a policy refusal, a bad body): the server's answer
+                # says what, as an error response of the service.
+                return refusal
             raise TychoException(f"Error: HTTP status {e.code} received from service: {service}", url) from e
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)

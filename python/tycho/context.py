@@ -480,6 +480,9 @@ class TychoContext:
             "principal": principal_params_json,
             "services": services,
         }
+        if isinstance(app.get("count"), int) and not isinstance(app.get("count"), bool) and app["count"] >= 0:
+            # The registry's limit, for tycho.policy.enforce_count (not in the original's request).
+            request["count"] = app["count"]
         logger.debug("start request for %s: principal %s", app_id, _safe_principal(principal_params))
         system = self._start(request)
         running = {v.name: v.port for v in system.services}

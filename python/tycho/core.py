@@ -65,6 +65,7 @@ class Tycho:
             service_account=request.get("serviceaccount", "default"),
             env=request.get("env", {}),
             services=request.get("services", {}),
+            count=request.get("count"),
         )
 
     def parse_modify(self, request: typing.Mapping[str, typing.Any]) -> ModifySystem:

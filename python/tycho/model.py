@@ -477,7 +477,7 @@ class System:
         return from_spec + from_registry
 
     @staticmethod
-    def parse(config: _Config, name: str, principal: Union[str, Mapping[str, Any], None], system: Mapping[str, Any], service_account: Optional[str], env: Optional[dict[str, Any]]={}, services: Optional[Mapping[str, Any]]={}) -> "System":
+    def parse(config: _Config, name: str, principal: Union[str, Mapping[str, Any], None], system: Mapping[str, Any], service_account: Optional[str], env: Optional[dict[str, Any]]={}, services: Optional[Mapping[str, Any]]={}, count: Optional[int]=None) -> "System":
         """Build a system model from a start request's parts.
 
         :param config: Configuration (Config or dict).
@@ -487,10 +487,12 @@ class System:
         :param service_account: Kubernetes service account or None.
         :param env: Settings substituted into the compose file.
         :param services: Networking rules per container.
+        :param count: The registry's count of the app (how many instances a user may run;
+                      enforced under ``tycho.policy.enforce_count``). Not in the original.
         """
         if isinstance(principal, dict):
             principal = to_json(principal, what="principal")
-        request = {
+        request: dict[str, Any] = {
             "name": name,
             "principal": principal,
             "serviceaccount": service_account,
@@ -498,6 +500,8 @@ class System:
             "system": system,
             "services": services if services is not None else {},
         }
+        if count is not None:
+            request["count"] = count
         # The request's values are converted as to_plain would, natively.
         plain = _native.parse_system(request, config=_config_mapping(config), to_plain=to_plain)
         model = System._from_plain(config, plain)

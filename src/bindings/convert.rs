@@ -11,7 +11,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 fn exception_class(kind: ErrorKind) -> &'static str {
     match kind {
-        ErrorKind::Start => "StartException",
+        ErrorKind::Start | ErrorKind::Policy => "StartException",
         ErrorKind::Delete => "DeleteException",
         ErrorKind::Modify => "ModifyException",
         ErrorKind::Context => "ContextException",

@@ -53,9 +53,38 @@ pub struct SourceArgs {
     /// Make each compose warning (a key not converted, an undefined variable) an error.
     #[arg(long)]
     strict: bool,
+    /// Check the objects against this Pod Security Standards level (default: the
+    /// configuration's tycho.policy.pod_security, TYCHO_POD_SECURITY, else baseline).
+    #[arg(long = "pod-security", value_name = "LEVEL", value_parser = ["privileged", "baseline", "restricted"])]
+    pod_security: Option<String>,
 }
 
 impl SourceArgs {
+    /// The configuration the command compiles with: `base` (`--config`, else the
+    /// built-in one), with `--pod-security` when given, and `--strict` as
+    /// `tycho.compute.system.strict` (so the backplane refuses what it cannot map too).
+    fn config<'a>(&self, base: &'a Value) -> std::borrow::Cow<'a, Value> {
+        let config = base;
+        let mut config = match self
+            .pod_security
+            .as_deref()
+            .and_then(crate::policy::Level::parse)
+        {
+            Some(level) => std::borrow::Cow::Owned(crate::policy::with_level(config, level)),
+            None => std::borrow::Cow::Borrowed(config),
+        };
+        if self.strict {
+            let owned = config.to_mut();
+            if let Some(system) = owned
+                .pointer_mut("/tycho/compute/system")
+                .and_then(Value::as_object_mut)
+            {
+                system.insert("strict".into(), Value::Bool(true));
+            }
+        }
+        config
+    }
+
     fn request(&self, ctx: &Context) -> Result<Value> {
         if let Some(guid) = &self.guid {
             check_guid(guid)?;
@@ -247,7 +276,7 @@ fn print_warnings(warnings: &[crate::model::Warning]) {
 pub fn render(args: &RenderArgs, ctx: &Context) -> Result<i32> {
     let request = args.source.request(ctx)?;
     let objects = compiled_objects(
-        &ctx.config,
+        &args.source.config(&ctx.config),
         &request,
         args.source.guid.clone(),
         args.ambassador,
@@ -291,7 +320,8 @@ pub fn up(args: &UpArgs, ctx: &Context) -> Result<i32> {
     if let Some(dry_run) = args.dry_run {
         return dry_run_up(args, ctx, &request, dry_run, backplane);
     }
-    let config = &ctx.config;
+    let config = args.source.config(&ctx.config);
+    let config = config.as_ref();
     let system = crate::compile::parse_system_with(
         config,
         &request,
@@ -444,7 +474,7 @@ fn dry_run_up(
     }
     let objects = match dry_run {
         DryRun::Client => compiled_objects(
-            &ctx.config,
+            &args.source.config(&ctx.config),
             request,
             args.source.guid.clone(),
             false,
@@ -455,7 +485,7 @@ fn dry_run_up(
         DryRun::Server => {
             check_cluster()?;
             let objects = compiled_objects(
-                &ctx.config,
+                &args.source.config(&ctx.config),
                 request,
                 args.source.guid.clone(),
                 false,

@@ -422,14 +422,19 @@ pub fn registry_request(which: &RegistryApp<'_>, env: &CliEnv) -> Result<Value> 
         "refresh_token": null,
         "host": which.host,
     });
-    Ok(json!({
+    let mut request = json!({
         "name": app_id,
         "serviceaccount": app.get("serviceAccount").cloned().unwrap_or(Value::Null),
         "env": settings,
         "system": system,
         "principal": serde_json::to_string_pretty(&principal).unwrap_or_default(),
         "services": services,
-    }))
+    });
+    if let Some(count) = app.get("count").filter(|c| c.as_u64().is_some()) {
+        // The registry's limit, for tycho.policy.enforce_count (as TychoContext.start).
+        request["count"] = count.clone();
+    }
+    Ok(request)
 }
 
 #[cfg(test)]

@@ -10,6 +10,10 @@
 //! | directory of `<app>-env` files (`KEY=value` lines, the Docker form of the `<app>-env` Secret) | `TYCHO_DOCKER_ENV_DIR` | `env_dir` | none |
 //! | image pull: `missing` (pull what the Engine lacks) or `never` | `TYCHO_DOCKER_PULL` | `pull` | `missing` |
 //! | seconds one Engine request may take | `TYCHO_DOCKER_TIMEOUT` | `timeout` | `120` |
+//! | volumes tycho did not create that `pvc://` may mount (comma-separated names; a list in the configuration) | `TYCHO_DOCKER_VOLUME_ALLOW` | `volume_allow` | none |
+//!
+//! Containers without CPU or memory limits get the defaults of
+//! [`crate::default_limits`] (`TYCHO_APP_DEFAULT_CPUS` / `_MEMORY` / `_PIDS`).
 //!
 //! The Engine is the one `DOCKER_HOST` names (`unix:///path` or `tcp://host:port`),
 //! else `/var/run/docker.sock`. A connection is made per operation (one `GET /version`
@@ -53,6 +57,10 @@ pub struct Settings {
     pub pull: Pull,
     /// Time one Engine request may take.
     pub timeout: Duration,
+    /// Names of volumes tycho did not create that `pvc://` mounts may use.
+    pub volume_allow: Vec<String>,
+    /// Limits of containers whose compose service sets none.
+    pub default_limits: crate::default_limits::DefaultLimits,
 }
 
 fn setting(config: &Value, env: &Option<String>, key: &str) -> Option<String> {
@@ -69,13 +77,18 @@ fn setting(config: &Value, env: &Option<String>, key: &str) -> Option<String> {
 impl Settings {
     /// The settings from the environment and `config` (a tycho configuration).
     pub fn from_config(config: &Value) -> Result<Settings> {
-        Self::from_parts(config, &crate::environment::docker::DockerEnv::from_env())
+        Self::from_parts(
+            config,
+            &crate::environment::docker::DockerEnv::from_env(),
+            &crate::environment::resources::DefaultLimitsEnv::from_env(),
+        )
     }
 
-    /// The settings of `env` (the environment, as read) and `config`.
+    /// The settings of `env` and `limits` (the environment, as read) and `config`.
     pub fn from_parts(
         config: &Value,
         env: &crate::environment::docker::DockerEnv,
+        limits: &crate::environment::resources::DefaultLimitsEnv,
     ) -> Result<Settings> {
         let kind = ErrorKind::Config;
         let bind_address = setting(config, &env.bind_address, "bind_address")
@@ -120,14 +133,69 @@ impl Settings {
                 }
             },
         };
+        let volume_allow = volume_allow(config, &env.volume_allow)?;
         Ok(Settings {
             bind_address,
             host_ports,
             env_dir: setting(config, &env.env_dir, "env_dir").map(PathBuf::from),
             pull,
             timeout,
+            volume_allow,
+            default_limits: crate::default_limits::DefaultLimits::for_docker(config, limits)?,
         })
     }
+}
+
+/// The volume allow-list: `TYCHO_DOCKER_VOLUME_ALLOW` (comma-separated), else
+/// `tycho.docker.volume_allow` (a list of names or a comma-separated string).
+fn volume_allow(config: &Value, env: &Option<String>) -> Result<Vec<String>> {
+    const MAX: usize = 1000;
+    let (names, source): (Vec<String>, &str) = match env {
+        Some(v) => (
+            v.split(',').map(|n| n.trim().to_string()).collect(),
+            "TYCHO_DOCKER_VOLUME_ALLOW",
+        ),
+        None => match config.pointer("/tycho/docker/volume_allow") {
+            None | Some(Value::Null) => (Vec::new(), ""),
+            Some(Value::String(s)) => (
+                s.split(',').map(|n| n.trim().to_string()).collect(),
+                "tycho.docker.volume_allow",
+            ),
+            Some(Value::Array(items)) if items.len() <= MAX => (
+                items
+                    .iter()
+                    .map(|v| match v {
+                        Value::String(s) => s.trim().to_string(),
+                        other => other.to_string(),
+                    })
+                    .collect(),
+                "tycho.docker.volume_allow",
+            ),
+            Some(_) => {
+                return Err(err(
+                    ErrorKind::Config,
+                    format!(
+                        "tycho.docker.volume_allow must be a list of at most {MAX} volume names"
+                    ),
+                ))
+            }
+        },
+    };
+    let names: Vec<String> = names.into_iter().filter(|n| !n.is_empty()).collect();
+    if names.len() > MAX {
+        return Err(err(
+            ErrorKind::Config,
+            format!("{source} names more than {MAX} volumes"),
+        ));
+    }
+    if let Some(bad) = names.iter().find(|n| !super::mapping::is_engine_name(n)) {
+        let shown: String = bad.chars().take(crate::limits::ECHO_LIMIT).collect();
+        return Err(err(
+            ErrorKind::Config,
+            format!("{source}: {shown:?} is not a Docker volume name"),
+        ));
+    }
+    Ok(names)
 }
 
 /// Where the Engine is, for messages.

@@ -1,22 +1,36 @@
 //! The System model → Engine objects: names, labels, container create bodies (command,
-//! env, working_dir, user, resources, GPUs, published ports, mounts, healthchecks).
-//! Pure: no Engine calls, so every rule is unit-tested here.
+//! env, working_dir, resources, GPUs, published ports with their protocol, mounts,
+//! healthchecks; user, capabilities, read-only root, tmpfs and shm in
+//! [`super::security`]). Pure: no Engine calls, so every rule is unit-tested here.
 //!
 //! * Names: the network is the system's name (`<app>-<guid>`); a container is
 //!   `<system name>-<service>`, with the service name as its network alias and hostname.
-//! * Labels (every container, network and volume): `executor=tycho`, `tycho-guid`,
+//! * Labels (every container and network): `executor=tycho`, `tycho-guid`,
 //!   `username`, `app-name`, plus `name` (the system's name), `original-app-name`,
 //!   `tycho-app-id`; containers also carry `tycho-service` and `conn_string`.
 //! * `pvc://claim[/sub]:path[:ro]`: a named volume `claim` (or `claim_sub`, one volume
-//!   per claim and sub path: Engine API 1.41 has no volume sub paths).
+//!   per claim and sub path: Engine API 1.41 has no volume sub paths). A volume is the
+//!   Docker form of a claim: it outlives the system and every system naming the claim
+//!   mounts it, so it carries no system's labels but `executor=tycho`,
+//!   `tycho-shared=true` and `tycho-claim`.
+//! * Limits: the compose file's, else the defaults of [`crate::default_limits`]; every
+//!   container gets the default process limit.
+//! * Ports: `<port>/<protocol>` (`tcp`, `udp`, `sctp`, as the model's protocol),
+//!   published on the bind address.
 //! * Probes: the readiness probe (else the liveness probe) becomes the healthcheck; an
 //!   exec probe runs as given, an HTTP probe runs `wget` (else `curl`) and a TCP probe
 //!   `nc -z` through `/bin/sh` inside the container.
+//! * What the Engine cannot do as Kubernetes does is a warning naming the service, field
+//!   and value ([`Plan::warnings`]; an error in strict mode): a liveness probe beside
+//!   the readiness probe, HTTP probe headers, a `services` entry's `clients`.
 
 use super::client::{HostPorts, Settings};
+use super::security;
 use super::{GUID_LABEL, SERVICE_LABEL};
 use crate::error::{Error, Result};
-use crate::model::{Container, Probe, System};
+use crate::limits::echo;
+use crate::model::warning::Warnings;
+use crate::model::{Container, Probe, System, Warning};
 use crate::pyfmt::py_str;
 use bollard::models::{
     ContainerCreateBody, DeviceRequest, EndpointSettings, HealthConfig, HostConfig, Mount,
@@ -36,8 +50,24 @@ pub(crate) struct ContainerPlan {
     pub image: String,
     /// The create body.
     pub body: ContainerCreateBody,
-    /// Container ports published to the host (`<port>/tcp`), in order.
+    /// Container ports published to the host (`<port>/<protocol>`), in order.
     pub published: Vec<String>,
+    /// The CPU limit is the default one (not the compose file's).
+    pub default_cpus: bool,
+    /// A gid without a uid: the container runs as the image's user with this group
+    /// (`Config.User` is set once the image's user is known).
+    pub group: Option<String>,
+}
+
+/// A named volume the containers mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct VolumePlan {
+    /// Engine volume name.
+    pub name: String,
+    /// The claim it stands for.
+    pub claim: String,
+    /// The first compose service that mounts it.
+    pub service: String,
 }
 
 /// Everything a start creates.
@@ -45,12 +75,14 @@ pub(crate) struct ContainerPlan {
 pub(crate) struct Plan {
     /// Network name.
     pub network: String,
-    /// Labels of the network and volumes.
+    /// Labels of the network.
     pub labels: HashMap<String, String>,
     /// Named volumes the containers mount.
-    pub volumes: Vec<String>,
+    pub volumes: Vec<VolumePlan>,
     /// Containers, in compose order.
     pub containers: Vec<ContainerPlan>,
+    /// What the Engine cannot do as Kubernetes does, one warning per service and field.
+    pub warnings: Vec<Warning>,
 }
 
 /// The labels every object of `system` carries.
@@ -63,6 +95,21 @@ pub(crate) fn system_labels(system: &System) -> HashMap<String, String> {
     labels.insert("original-app-name".into(), system.system_name.clone());
     labels.insert("tycho-app-id".into(), system.app_id.clone());
     labels.insert("name".into(), system.name.clone());
+    labels
+}
+
+/// The label of a volume shared by the systems that name its claim.
+pub(crate) const SHARED_LABEL: &str = "tycho-shared";
+/// The label naming a volume's claim.
+pub(crate) const CLAIM_LABEL: &str = "tycho-claim";
+
+/// The labels of a volume tycho creates for `claim`: no system's, since it outlives
+/// the system and every system that names the claim mounts it.
+pub(crate) fn volume_labels(claim: &str) -> HashMap<String, String> {
+    let mut labels = HashMap::new();
+    labels.insert("executor".into(), "tycho".into());
+    labels.insert(SHARED_LABEL.into(), "true".into());
+    labels.insert(CLAIM_LABEL.into(), claim.to_string());
     labels
 }
 
@@ -276,11 +323,25 @@ pub(crate) fn healthcheck(service: &str, p: &Probe) -> Result<Option<HealthConfi
     Ok(Some(HealthConfig {
         test: Some(test),
         interval: Some(seconds(&p.period).unwrap_or(10) * SECOND),
-        timeout: Some(5 * SECOND),
+        timeout: Some(p.timeout.as_ref().and_then(seconds).unwrap_or(5) * SECOND),
         retries: Some(seconds(&p.threshold).unwrap_or(3)),
         start_period: seconds(&p.delay).map(|d| d * SECOND),
         start_interval: None,
     }))
+}
+
+/// A probe as its command, HTTP path or TCP port, for a warning.
+fn probe_text(p: &Probe) -> String {
+    match (&p.cmd, &p.path, &p.port) {
+        (Value::Array(a), _, _) if !a.is_empty() => {
+            a.iter().map(py_str).collect::<Vec<_>>().join(" ")
+        }
+        (_, Some(path), Some(port)) if set(path) => {
+            format!("httpGet {}:{}", py_str(port), py_str(path))
+        }
+        (_, _, Some(port)) => format!("tcpSocket {}", py_str(port)),
+        _ => "the probe".into(),
+    }
 }
 
 /// `KEY=value` pairs, later keys replacing earlier ones in place (the Engine would
@@ -336,24 +397,38 @@ pub(crate) fn environment(system: &System, container: &Container) -> Vec<String>
     dedup_env(env)
 }
 
-/// The user a container runs as: compose `user`, else the security context's
-/// `run_as_user[:run_as_group]`, else the image's.
-pub(crate) fn user(system: &System, container: &Container) -> Option<String> {
-    if let Some(u) = &container.compose.user {
-        return Some(u.clone());
-    }
-    let sc = &system.security_context;
-    let get = |k: &str| sc.get(k).filter(|v| set(v)).map(py_str);
-    match (get("run_as_user"), get("run_as_group")) {
-        (Some(u), Some(g)) => Some(format!("{u}:{g}")),
-        (Some(u), None) => Some(u),
-        (None, Some(g)) => Some(format!("0:{g}")),
-        (None, None) => None,
+fn port_number(v: &Value) -> Option<u16> {
+    py_str(v).parse::<u16>().ok().filter(|p| *p > 0)
+}
+
+/// The Engine's name of a port's protocol (`tcp` when none is written).
+fn protocol(p: &crate::model::Port) -> &'static str {
+    match p
+        .protocol
+        .as_deref()
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
+        Some("UDP") => "udp",
+        Some("SCTP") => "sctp",
+        _ => "tcp",
     }
 }
 
-fn port_number(v: &Value) -> Option<u16> {
-    py_str(v).parse::<u16>().ok().filter(|p| *p > 0)
+impl Plan {
+    /// Lowers default CPU limits above the Engine's CPU count to it (the Engine refuses
+    /// a limit above the machine's CPUs; a compose file's own limit is left as written).
+    pub(crate) fn fit_default_cpus(&mut self, engine_cpus: i64) {
+        let most = engine_cpus.saturating_mul(1_000_000_000);
+        if most <= 0 {
+            return;
+        }
+        for c in self.containers.iter_mut().filter(|c| c.default_cpus) {
+            if let Some(host) = c.body.host_config.as_mut() {
+                host.nano_cpus = host.nano_cpus.map(|n| n.min(most));
+            }
+        }
+    }
 }
 
 /// The plan of a start.
@@ -365,8 +440,9 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
             "the system's name {network:?} is not a valid Docker network name"
         )));
     }
-    let mut volumes: Vec<String> = Vec::new();
+    let mut volumes: Vec<VolumePlan> = Vec::new();
     let mut containers = Vec::new();
+    let mut warnings = Warnings::default();
     // Each container's mounts, grouped once (not searched among all volumes per container).
     let mut mounts_of: HashMap<&str, Vec<&crate::model::Volume>> = HashMap::new();
     for v in &system.volumes {
@@ -385,29 +461,42 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
             )));
         }
         // Published: the compose ports, else the port of the container's `services` entry.
-        let mut ports: Vec<(u16, Option<u16>)> = c
+        let mut ports: Vec<(u16, &str, Option<u16>)> = c
             .ports
             .iter()
             .enumerate()
             .filter_map(|(i, p)| {
-                port_number(&p.containerPort)
-                    .map(|cp| (cp, c.compose.host_ports.get(i).copied().flatten()))
+                port_number(&p.containerPort).map(|cp| {
+                    (
+                        cp,
+                        protocol(p),
+                        c.compose.host_ports.get(i).copied().flatten(),
+                    )
+                })
             })
             .collect();
+        let entry = system.services.get(&c.name);
         if ports.is_empty() {
-            if let Some(p) = system
-                .services
-                .get(&c.name)
-                .and_then(|s| port_number(&s.port))
-            {
-                ports.push((p, None));
+            if let Some(p) = entry.and_then(|s| port_number(&s.port)) {
+                ports.push((p, "tcp", None));
             }
+        }
+        if let Some(s) = entry.filter(|s| !s.clients.is_empty()) {
+            warnings.push(
+                &c.name,
+                "clients",
+                format!(
+                    "{} is not enforced on Docker (no NetworkPolicy): the published ports accept every client that reaches {}",
+                    echo(&s.clients.join(", ")),
+                    settings.bind_address
+                ),
+            );
         }
         let mut exposed: Vec<String> = Vec::new();
         let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
         let mut published = Vec::new();
-        for (container_port, host_port) in &ports {
-            let key = format!("{container_port}/tcp");
+        for (container_port, proto, host_port) in &ports {
+            let key = format!("{container_port}/{proto}");
             let host_port = match settings.host_ports {
                 HostPorts::Compose => host_port.map(|p| p.to_string()).unwrap_or_default(),
                 HostPorts::Random => String::new(),
@@ -427,7 +516,7 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
         }
         for p in &c.expose {
             if let Some(n) = port_number(&p.containerPort) {
-                let key = format!("{n}/tcp");
+                let key = format!("{n}/{}", protocol(p));
                 if !exposed.contains(&key) {
                     exposed.push(key);
                 }
@@ -452,8 +541,12 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
                         c.name
                     )));
                 }
-                if !volumes.contains(&volume) {
-                    volumes.push(volume.clone());
+                if !volumes.iter().any(|p| p.name == volume) {
+                    volumes.push(VolumePlan {
+                        name: volume.clone(),
+                        claim: v.volume_name.clone(),
+                        service: c.name.clone(),
+                    });
                 }
                 mounts.push(Mount {
                     target: Some(path),
@@ -465,11 +558,19 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
             }
         }
         let limits = &c.limits;
+        let defaults = &settings.default_limits;
         let nano_cpus = if set(&limits.cpus) {
             Some(
                 cpus_to_nano(&limits.cpus)
                     .map_err(|e| Error::input(format!("service '{}': limits.cpus {e}", c.name)))?,
             )
+        } else {
+            defaults.nano_cpus()
+        };
+        let memory_reservation = if set(&c.requests.memory) {
+            Some(memory_to_bytes(&c.requests.memory).map_err(|e| {
+                Error::input(format!("service '{}': reservations.memory {e}", c.name))
+            })?)
         } else {
             None
         };
@@ -479,22 +580,39 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
                     Error::input(format!("service '{}': limits.memory {e}", c.name))
                 })?)
             } else {
-                None
+                defaults.memory_bytes(memory_reservation)
             };
-        let memory_reservation = if set(&c.requests.memory) {
-            Some(memory_to_bytes(&c.requests.memory).map_err(|e| {
-                Error::input(format!("service '{}': reservations.memory {e}", c.name))
-            })?)
-        } else {
-            None
-        };
         let device_requests = device_requests(c)?;
-        let group_add = system
-            .security_context
-            .get("fs_group")
-            .filter(|v| set(v))
-            .map(|g| vec![py_str(g)]);
+        let security = security::security(system, c, !mounts.is_empty(), &mut warnings)?;
+        if let (Some(_), Some(live)) = (&c.readiness_probe, &c.liveness_probe) {
+            warnings.push(
+                &c.name,
+                "livenessProbe",
+                format!(
+                    "{} is not used on Docker: a container has one healthcheck, the readiness probe",
+                    echo(&probe_text(live))
+                ),
+            );
+        }
         let probe = c.readiness_probe.as_ref().or(c.liveness_probe.as_ref());
+        if let Some(headers) = probe
+            .and_then(|p| p.httpHeaders.as_ref())
+            .filter(|h| set(h))
+        {
+            let which = if c.readiness_probe.is_some() {
+                "readinessProbe"
+            } else {
+                "livenessProbe"
+            };
+            warnings.push(
+                &c.name,
+                &format!("{which}.httpGet.httpHeaders"),
+                format!(
+                    "{} is not sent on Docker: the healthcheck's wget/curl asks without headers",
+                    echo(&headers.to_string())
+                ),
+            );
+        }
         let healthcheck = match probe {
             Some(p) => healthcheck(&c.name, p)?,
             None => None,
@@ -516,14 +634,13 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
                 ..Default::default()
             },
         );
-        let body = ContainerCreateBody {
+        let mut body = ContainerCreateBody {
             image: Some(c.image.clone()),
             hostname: Some(c.name.clone()),
             entrypoint,
             cmd: c.compose.command.clone(),
             env: Some(environment(system, c)),
             working_dir: c.compose.working_dir.clone(),
-            user: user(system, c),
             labels: Some(container_labels),
             exposed_ports: (!exposed.is_empty()).then_some(exposed),
             healthcheck,
@@ -536,8 +653,8 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
                 // No swap beyond the memory limit, as on Kubernetes.
                 memory_swap: memory,
                 memory_reservation,
+                pids_limit: defaults.pids,
                 device_requests,
-                group_add,
                 ..Default::default()
             }),
             networking_config: Some(NetworkingConfig {
@@ -545,12 +662,19 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
             }),
             ..Default::default()
         };
+        security.apply(&mut body);
+        let group = match security.user {
+            security::User::Group(g) => Some(g),
+            _ => None,
+        };
         containers.push(ContainerPlan {
             name,
             service: c.name.clone(),
             image: c.image.clone(),
             body,
             published,
+            default_cpus: !set(&limits.cpus) && nano_cpus.is_some(),
+            group,
         });
     }
     Ok(Plan {
@@ -558,6 +682,7 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
         labels,
         volumes,
         containers,
+        warnings: warnings.into_vec(),
     })
 }
 
@@ -574,6 +699,12 @@ mod tests {
             env_dir: None,
             pull: Pull::Never,
             timeout: std::time::Duration::from_secs(5),
+            volume_allow: Vec::new(),
+            default_limits: crate::default_limits::DefaultLimits {
+                cpus: Some("2".into()),
+                memory: Some("4Gi".into()),
+                pids: Some(4096),
+            },
         }
     }
 
@@ -699,7 +830,15 @@ mod tests {
             .expect("the data mount");
         assert_eq!(data.source.as_deref(), Some("data_sub_dir"));
         assert_eq!(data.read_only, Some(true));
-        assert!(plan.volumes.contains(&"data_sub_dir".to_string()));
+        assert_eq!(
+            plan.volumes[0],
+            VolumePlan {
+                name: "data_sub_dir".into(),
+                claim: "data".into(),
+                service: "web".into()
+            }
+        );
+        assert_eq!(host.pids_limit, Some(4096));
         // Quoted for the shell: the path cannot end the word.
         let check = b.healthcheck.clone().expect("healthcheck");
         assert_eq!(check.interval, Some(2_000_000_000));
@@ -755,6 +894,230 @@ mod tests {
         s.containers[0].limits.gpus = Value::Null;
         s.containers[0].compose.gpu_devices = None;
         assert!(gpus(&s).is_empty());
+    }
+
+    #[test]
+    fn containers_without_limits_get_the_defaults() {
+        let request = json!({
+            "name": "app",
+            "principal": "{\"username\": \"jdoe\"}",
+            "serviceaccount": "default",
+            "system": {"version": "3", "services": {
+                "bare": {"image": "img:1", "volumes": ["pvc://data:/data"]},
+                "big": {"image": "img:1", "deploy": {"resources": {"reservations": {"memory": "8Gi"}}}},
+            }},
+            "services": {},
+        });
+        let s = crate::compile::parse_system(
+            crate::config::default_config(),
+            &request,
+            Some("b".repeat(32)),
+        )
+        .expect("parses");
+        let plan = plan(&s, &settings(HostPorts::Random)).expect("plan");
+        let host = |i: usize| {
+            plan.containers[i]
+                .body
+                .host_config
+                .clone()
+                .unwrap_or_default()
+        };
+        assert_eq!(host(0).nano_cpus, Some(2_000_000_000));
+        assert_eq!(host(0).memory, Some(4 << 30));
+        assert_eq!(host(0).memory_swap, Some(4 << 30));
+        assert_eq!(host(0).pids_limit, Some(4096));
+        // A reservation above the default limit is the limit (the Engine refuses less).
+        assert_eq!(host(1).memory, Some(8 << 30));
+        assert_eq!(host(1).memory_reservation, Some(8 << 30));
+
+        let mut off = settings(HostPorts::Random);
+        off.default_limits = Default::default();
+        let mut fitted = plan.clone();
+        fitted.fit_default_cpus(1);
+        let cpus = |p: &Plan, i: usize| {
+            p.containers[i]
+                .body
+                .host_config
+                .as_ref()
+                .and_then(|h| h.nano_cpus)
+        };
+        assert_eq!(
+            cpus(&fitted, 0),
+            Some(1_000_000_000),
+            "the default fits a 1-CPU Engine"
+        );
+        let mut sized = super::plan(&system(), &settings(HostPorts::Random)).expect("plan");
+        sized.fit_default_cpus(0);
+        sized.fit_default_cpus(1);
+        assert_eq!(
+            cpus(&sized, 0),
+            Some(500_000_000),
+            "the compose file's own limit stays"
+        );
+        let plan_off = super::plan(&s, &off).expect("plan");
+        let h = plan_off.containers[0]
+            .body
+            .host_config
+            .clone()
+            .unwrap_or_default();
+        assert_eq!((h.nano_cpus, h.memory, h.pids_limit), (None, None, None));
+
+        // Volumes carry no system's labels: they outlive it and other systems mount them.
+        let labels = volume_labels("data");
+        assert_eq!(labels["executor"], "tycho");
+        assert_eq!(labels[SHARED_LABEL], "true");
+        assert_eq!(labels[CLAIM_LABEL], "data");
+        assert!(!labels.contains_key(GUID_LABEL) && !labels.contains_key("username"));
+    }
+
+    fn parse(request: serde_json::Value) -> System {
+        crate::compile::parse_system(
+            crate::config::default_config(),
+            &request,
+            Some("c".repeat(32)),
+        )
+        .expect("parses")
+    }
+
+    fn request(services: serde_json::Value, top: serde_json::Value) -> serde_json::Value {
+        let mut system = json!({"version": "3", "services": services});
+        for (k, v) in top.as_object().into_iter().flatten() {
+            system[k] = v.clone();
+        }
+        json!({
+            "name": "app",
+            "principal": "{\"username\": \"jdoe\"}",
+            "serviceaccount": "default",
+            "system": system,
+            "services": {"dns": {"port": "53", "clients": ["10.0.0.0/8"]}},
+        })
+    }
+
+    #[test]
+    fn the_spec_s_privileges_and_filesystems_are_mapped() {
+        let s = parse(request(
+            json!({
+                "dns": {
+                    "image": "img:1", "ports": ["5353:53/udp", "53/tcp"], "expose": ["9153/sctp"],
+                    "user": "4321:4321", "read_only": true,
+                    "cap_add": ["net_bind_service", "CAP_NET_ADMIN"], "cap_drop": ["ALL"],
+                    "tmpfs": ["/run", "/tmp:size=64m"], "shm_size": "1gb",
+                },
+                "plain": {"image": "img:1"},
+            }),
+            json!({}),
+        ));
+        let plan = plan(&s, &settings(HostPorts::Compose)).expect("plan");
+        let dns = &plan.containers[0];
+        let b = &dns.body;
+        assert_eq!(b.user.as_deref(), Some("4321:4321"));
+        let host = b.host_config.clone().unwrap_or_default();
+        assert_eq!(
+            host.cap_add,
+            Some(vec!["NET_BIND_SERVICE".into(), "NET_ADMIN".into()])
+        );
+        assert_eq!(host.cap_drop, Some(vec!["ALL".into()]));
+        assert_eq!(host.readonly_rootfs, Some(true));
+        assert_eq!(host.privileged, Some(false));
+        let tmpfs = host.tmpfs.clone().unwrap_or_default();
+        assert_eq!(tmpfs.len(), 2);
+        assert_eq!(tmpfs["/run"], "");
+        assert_eq!(tmpfs["/tmp"], format!("size={}", 64 << 20));
+        assert_eq!(host.shm_size, Some(1 << 30));
+        // The protocol of each port: 53/udp published at the compose host port.
+        assert_eq!(
+            dns.published,
+            vec!["53/udp".to_string(), "53/tcp".to_string()]
+        );
+        let bindings = host.port_bindings.clone().unwrap_or_default();
+        let udp = bindings["53/udp"].clone().unwrap_or_default();
+        assert_eq!(udp[0].host_port.as_deref(), Some("5353"));
+        let exposed = b.exposed_ports.clone().unwrap_or_default();
+        for key in ["53/udp", "53/tcp", "9153/sctp"] {
+            assert!(exposed.contains(&key.to_string()), "{key}: {exposed:?}");
+        }
+        // Nothing asked: nothing added, never privileged; the security context's user.
+        let plain = plan.containers[1].body.clone();
+        let host = plain.host_config.unwrap_or_default();
+        assert_eq!(plain.user.as_deref(), Some("0:0"));
+        assert_eq!((host.cap_add, host.cap_drop), (None, None));
+        assert_eq!(host.readonly_rootfs, Some(false));
+        assert_eq!(host.privileged, Some(false));
+        assert_eq!((host.tmpfs, host.shm_size), (None, None));
+        // The dns service's clients cannot be enforced: a warning names them.
+        let shown: Vec<String> = plan.warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(
+            shown,
+            vec!["service 'dns': 'clients' 10.0.0.0/8 is not enforced on Docker (no NetworkPolicy): the published ports accept every client that reaches 127.0.0.1".to_string()]
+        );
+    }
+
+    #[test]
+    fn the_registry_s_ids_win_over_compose_user_as_on_kubernetes() {
+        let services = json!({"web": {"image": "img:1", "user": "0:0"}});
+        let s = parse(request(
+            services.clone(),
+            json!({"security_context": {"runAsUser": 1000, "runAsGroup": 100}}),
+        ));
+        let plan = super::plan(&s, &settings(HostPorts::Random)).expect("plan");
+        assert_eq!(plan.containers[0].body.user.as_deref(), Some("1000:100"));
+        assert_eq!(plan.containers[0].group, None);
+        // A gid alone: the image's user with that group, resolved at start.
+        let s = parse(request(
+            services,
+            json!({"security_context": {"runAsUser": "", "runAsGroup": 5}}),
+        ));
+        let plan = super::plan(&s, &settings(HostPorts::Random)).expect("plan");
+        assert_eq!(plan.containers[0].body.user, None);
+        assert_eq!(plan.containers[0].group.as_deref(), Some("5"));
+        // A user name is no uid on either backplane (the model warns): the defaults.
+        let s = parse(request(
+            json!({"web": {"image": "img:1", "user": "jovyan"}}),
+            json!({}),
+        ));
+        let plan = super::plan(&s, &settings(HostPorts::Random)).expect("plan");
+        assert_eq!(plan.containers[0].body.user.as_deref(), Some("0:0"));
+    }
+
+    #[test]
+    fn what_docker_cannot_do_is_a_warning_naming_service_field_and_value() {
+        let s = parse(request(
+            json!({"web": {
+                "image": "img:1", "volumes": ["pvc://data:/data"],
+                "healthcheck": {"test": ["CMD", "/bin/true"], "timeout": "7s"},
+                "ext": {"kube": {"readinessProbe": {"httpGet": {"path": "/", "port": 80, "httpHeaders": {"X-A": "1"}}}}},
+            }}),
+            json!({"security_context": {"fsGroup": 100}}),
+        ));
+        let plan = super::plan(&s, &settings(HostPorts::Random)).expect("plan");
+        let shown: Vec<String> = plan.warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(
+            shown,
+            vec![
+                "service 'web': 'security_context.fsGroup' 100 is a supplementary group only on Docker: the Engine does not give the volumes to that group as Kubernetes' fsGroup does",
+                "service 'web': 'livenessProbe' /bin/true is not used on Docker: a container has one healthcheck, the readiness probe",
+                "service 'web': 'readinessProbe.httpGet.httpHeaders' {\"X-A\":\"1\"} is not sent on Docker: the healthcheck's wget/curl asks without headers",
+            ]
+        );
+        let host = plan.containers[0]
+            .body
+            .host_config
+            .clone()
+            .unwrap_or_default();
+        assert_eq!(host.group_add, Some(vec!["100".to_string()]));
+        // The compose healthcheck's timeout reaches the Engine when it is the healthcheck.
+        let s = parse(request(
+            json!({"web": {"image": "img:1", "healthcheck": {"test": ["CMD", "/bin/true"], "timeout": "7s"}}}),
+            json!({}),
+        ));
+        let plan = super::plan(&s, &settings(HostPorts::Random)).expect("plan");
+        let check = plan.containers[0]
+            .body
+            .healthcheck
+            .clone()
+            .expect("healthcheck");
+        assert_eq!(check.timeout, Some(7_000_000_000));
+        assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
     }
 
     fn plan_random(s: &System) -> Option<Option<String>> {

@@ -6,18 +6,26 @@
 //! * [`start`] — one network per system, one container per compose service on it
 //!   (reachable by service name), a named volume per `pvc://` claim (and sub path); all
 //!   or nothing: when any step fails, everything created for the system is removed.
+//!   An existing volume is mounted only when tycho created it or it is allow-listed.
 //! * [`status`] — the containers labelled for the system, their state and health.
 //! * [`delete`] — removes the containers and the network; named volumes are kept.
 //! * [`modify`] — cpu/memory with container update; label changes are refused.
 //!
 //! State lives only in labels (`executor=tycho`, `tycho-guid`, `username`, `app-name`
-//! on every container, network and volume), so the backplane is stateless like the
-//! Kubernetes one. Settings: `client`; System → Engine objects: `mapping`.
+//! on every container and network; `executor=tycho`, `tycho-shared=true`, `tycho-claim`
+//! on the volumes, which outlive systems), so the backplane is stateless like the
+//! Kubernetes one. Every operation selects by `executor=tycho` and the GUID (or user):
+//! objects someone else labelled are left alone. Settings: `client`; System → Engine
+//! objects: `mapping`, with the user, capabilities, read-only root and memory
+//! filesystems in `security` (as `templates/pod.yaml` maps them; what the Engine cannot
+//! do is a warning, an error in strict mode). The pod security level is checked on the
+//! compiled pod before anything is created.
 
 mod client;
 mod delete;
 mod mapping;
 mod modify;
+mod security;
 mod start;
 mod status;
 

@@ -1,4 +1,5 @@
-//! Modifying a running system: cpu and memory of every container of the GUID with
+//! Modifying a running system: cpu and memory of every container of the system
+//! (labelled `executor=tycho` and `tycho-guid`, as status selects them) with
 //! `container update` (reverted on the already updated ones when one update fails).
 //! Labels cannot change: the Engine cannot relabel a container, so a request with
 //! labels is refused with a ModifyException before anything changes.
@@ -72,7 +73,7 @@ pub async fn modify_async(config: &Value, request: &Value) -> Result<Value> {
     if ids.is_empty() {
         return Err(err(
             KIND,
-            format!("Failed to modify system {guid}: no container labelled tycho-guid={guid}"),
+            format!("Failed to modify system {guid}: no container labelled executor=tycho, tycho-guid={guid}"),
         ));
     }
     if resources.is_empty() {

@@ -1,17 +1,29 @@
 //! Starting a system on the Engine, all or nothing.
 //!
 //! 1. The images (concurrently): present, else pulled (`pull: missing`), else the start
-//!    fails naming the image. Nothing has been created yet.
+//!    fails naming the image. Then the named volumes of the `pvc://` mounts: one that
+//!    exists must be tycho's (labelled `executor=tycho`) or on the allow-list
+//!    (`TYCHO_DOCKER_VOLUME_ALLOW`), else the start fails naming it. Nothing has been
+//!    created yet.
 //! 2. The network, then the named volumes that do not exist yet.
 //! 3. The containers (created, then started in compose order), then one inspect each
-//!    for the host ports the Engine bound.
+//!    for the host ports the Engine bound. A default CPU limit above the Engine's CPU
+//!    count (`GET /info`) is lowered to it; a container given a gid without a uid runs
+//!    as its image's user with that group.
+//!
+//! Before step 1, the pod the system compiles to is checked against the policy (the
+//! pod security level, the ceilings), and the plan's warnings (what the Engine cannot do
+//! as Kubernetes does) are logged on `tycho.docker`, or refused in strict mode.
 //!
 //! When a step after the first fails, every container and the network created for the
 //! system, and the volumes this start created, are removed before the error is
-//! returned; the error names the image, port or object and the Engine's message.
+//! returned; the error names the image, port or object and the Engine's message. The
+//! clean-up removes only objects labelled for the system: a container or network of the
+//! same name that someone else made is left alone.
 
 use super::client::{self, Pull, Settings};
 use super::mapping::{self, Plan};
+use super::security;
 use super::{describe, err, is_not_found, LOG_TARGET};
 use crate::error::{ErrorKind, Result};
 use crate::model::System;
@@ -50,13 +62,46 @@ pub async fn start_async(config: &Value, mut system: System) -> Result<Value> {
             format!("Unable to start system {}: {}", system.name, e.message),
         )
     })?;
+    // The same policy as on Kubernetes (pod security level, ceilings), checked on the
+    // objects the system compiles to, before anything is created.
+    crate::compile::compile_system(config, system.clone(), None).map_err(|e| {
+        let kind = if e.kind == ErrorKind::Policy {
+            ErrorKind::Policy
+        } else {
+            KIND
+        };
+        err(
+            kind,
+            format!("Unable to start system {}: {}", system.name, e.message),
+        )
+    })?;
     let plan = mapping::plan(&system, &settings).map_err(|e| {
         err(
             KIND,
             format!("Unable to start system {}: {}", system.name, e.message),
         )
     })?;
+    // What the Engine cannot do as Kubernetes does: refused in strict mode, else logged.
+    crate::model::warning::check_strict(&plan.warnings, crate::config::strict(config)).map_err(
+        |e| {
+            err(
+                KIND,
+                format!("Unable to start system {}: {}", system.name, e.message),
+            )
+        },
+    )?;
+    for w in &plan.warnings {
+        log::warn!(target: LOG_TARGET, "system {}: {w}", system.name);
+    }
     let docker = client::connect(KIND, &settings).await?;
+    let mut plan = plan;
+    if plan.containers.iter().any(|c| c.default_cpus) {
+        // When the Engine does not say, a default above its CPUs fails the create with
+        // the Engine's message.
+        if let Ok(Some(cpus)) = docker.info().await.map(|i| i.ncpu) {
+            plan.fit_default_cpus(cpus);
+        }
+    }
     let name = system.name.clone();
     let mut created = Created::default();
     let outcome = tokio::time::timeout(
@@ -178,6 +223,24 @@ async fn ensure_image(docker: &Docker, pull: Pull, image: &str) -> std::result::
     Ok(())
 }
 
+/// Ok when an existing volume may be mounted: tycho created it (`executor=tycho`) or
+/// it is on the allow-list.
+fn admit(
+    settings: &Settings,
+    v: &mapping::VolumePlan,
+    labels: &std::collections::HashMap<String, String>,
+) -> std::result::Result<(), String> {
+    let ours = labels.get("executor").is_some_and(|e| e == "tycho");
+    if ours || settings.volume_allow.contains(&v.name) {
+        return Ok(());
+    }
+    Err(format!(
+        "volume {:?} (service '{}', claim {:?}) exists but tycho did not create it (no executor=tycho label); \
+         a pvc:// mount uses only tycho's volumes and those named in TYCHO_DOCKER_VOLUME_ALLOW (tycho.docker.volume_allow)",
+        v.name, v.service, v.claim
+    ))
+}
+
 /// `repo[:tag][@digest]` → (repo, tag or digest); the tag defaults to `latest`.
 fn split_reference(image: &str) -> (&str, &str) {
     if let Some((repo, digest)) = image.split_once('@') {
@@ -213,6 +276,43 @@ async fn run(
     if !problems.is_empty() {
         return Err(problems.join("; "));
     }
+    // A gid without a uid goes with the image's user (as a pod's runAsGroup alone).
+    let mut image_users: std::collections::HashMap<&str, String> = Default::default();
+    for c in plan.containers.iter().filter(|c| c.group.is_some()) {
+        if !image_users.contains_key(c.image.as_str()) {
+            let inspected = docker
+                .inspect_image(&c.image)
+                .await
+                .map_err(|e| format!("cannot inspect image {:?}: {}", c.image, describe(&e)))?;
+            let user = inspected.config.and_then(|c| c.user).unwrap_or_default();
+            image_users.insert(&c.image, user);
+        }
+    }
+    // Volumes: tycho's own or allowed ones only; those missing are created below.
+    let inspected = join_all(plan.volumes.iter().map(|v| async move {
+        match docker.inspect_volume(&v.name).await {
+            Ok(found) => admit(settings, v, &found.labels).map(|_| None),
+            Err(e) if is_not_found(&e) => Ok(Some(v)),
+            Err(e) => Err(format!(
+                "cannot inspect volume {:?}: {}",
+                v.name,
+                describe(&e)
+            )),
+        }
+    }))
+    .await;
+    let mut missing = Vec::new();
+    let mut problems = Vec::new();
+    for r in inspected {
+        match r {
+            Ok(Some(v)) => missing.push(v),
+            Ok(None) => {}
+            Err(e) => problems.push(e),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems.join("; "));
+    }
 
     // 2. Network and volumes.
     // Recorded first: a create whose answer is lost may still have happened.
@@ -226,26 +326,20 @@ async fn run(
         })
         .await
         .map_err(|e| format!("cannot create network {:?}: {}", plan.network, describe(&e)))?;
-    for volume in &plan.volumes {
-        match docker.inspect_volume(volume).await {
-            Ok(_) => continue,
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => {
-                return Err(format!(
-                    "cannot inspect volume {volume:?}: {}",
-                    describe(&e)
-                ))
-            }
-        }
-        created.volumes.push(volume.clone());
-        docker
+    for v in missing {
+        let volume = &v.name;
+        let made = docker
             .create_volume(VolumeCreateRequest {
                 name: Some(volume.clone()),
-                labels: Some(plan.labels.clone()),
+                labels: Some(mapping::volume_labels(&v.claim)),
                 ..Default::default()
             })
             .await
             .map_err(|e| format!("cannot create volume {volume:?}: {}", describe(&e)))?;
+        // The Engine answers a create of an existing name with that volume: one made in
+        // the meantime by someone else is refused like any other, and is not removed.
+        admit(settings, v, &made.labels)?;
+        created.volumes.push(volume.clone());
     }
 
     // 3. Containers.
@@ -256,8 +350,16 @@ async fn run(
         };
         // Recorded first: a create whose answer is lost may still have happened.
         created.containers.push(c.name.clone());
+        let mut body = c.body.clone();
+        if let Some(gid) = &c.group {
+            let image_user = image_users.get(c.image.as_str()).map(String::as_str);
+            body.user = Some(security::with_image_user(
+                image_user.unwrap_or_default(),
+                gid,
+            ));
+        }
         docker
-            .create_container(Some(options), c.body.clone())
+            .create_container(Some(options), body)
             .await
             .map_err(|e| {
                 format!(
@@ -357,11 +459,13 @@ async fn run(
 }
 
 /// Removes what a failed start created: its containers, its network and the volumes
-/// it created. Returns the problems (empty when everything is gone).
+/// it created; a container or network is removed only when it carries the system's
+/// labels (one of the same name that someone else made stays). Returns the problems
+/// (empty when everything is gone).
 async fn cleanup(docker: &Docker, guid: &str, network: &str, created: &Created) -> Vec<String> {
     let mut problems = super::delete::remove_containers(docker, guid, &created.containers).await;
     if created.network {
-        if let Err(e) = super::delete::remove_network(docker, network).await {
+        if let Err(e) = super::delete::remove_network_of(docker, guid, network).await {
             problems.push(e);
         }
     }
@@ -375,6 +479,8 @@ async fn cleanup(docker: &Docker, guid: &str, network: &str, created: &Created) 
         {
             Ok(()) => {}
             Err(e) if is_not_found(&e) => {}
+            // Another system started meanwhile mounts it: the volume is its now.
+            Err(e) if super::status_code(&e) == Some(409) => {}
             Err(e) => problems.push(format!("cannot remove volume {volume:?}: {}", describe(&e))),
         }
     }

@@ -12,6 +12,10 @@
 //! | `TYCHO_DOCKER_PULL` | `tycho.docker.pull` |
 //! | `TYCHO_DOCKER_TIMEOUT` | `tycho.docker.timeout` |
 //! | `TYCHO_DOCKER_ENV_DIR` | `tycho.docker.env_dir` |
+//! | `TYCHO_DOCKER_VOLUME_ALLOW` | `tycho.docker.volume_allow` |
+//!
+//! The default limits of containers without `deploy.resources` (`TYCHO_APP_DEFAULT_*`)
+//! apply to both backplanes: they are read by [`super::resources`].
 
 /// The Docker environment, as read (trimmed; None when unset or blank).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,6 +32,9 @@ pub struct DockerEnv {
     pub timeout: Option<String>,
     /// `TYCHO_DOCKER_ENV_DIR`.
     pub env_dir: Option<String>,
+    /// `TYCHO_DOCKER_VOLUME_ALLOW`: comma-separated names of volumes tycho did not create
+    /// that `pvc://` mounts may use.
+    pub volume_allow: Option<String>,
 }
 
 fn set(name: &str) -> Option<String> {
@@ -46,6 +53,7 @@ impl DockerEnv {
             pull: set("TYCHO_DOCKER_PULL"),
             timeout: set("TYCHO_DOCKER_TIMEOUT"),
             env_dir: set("TYCHO_DOCKER_ENV_DIR"),
+            volume_allow: set("TYCHO_DOCKER_VOLUME_ALLOW"),
         }
     }
 

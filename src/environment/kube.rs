@@ -33,6 +33,12 @@ pub struct KubeEnv {
     pub read_timeout: Duration,
     /// A whole operation, retries included (`TYCHO_KUBE_TIMEOUT`, default 120 s).
     pub operation_timeout: Duration,
+    /// How long the watch cache's watch requests last (`TYCHO_KUBE_WATCH_TIMEOUT`, default
+    /// 290 s, whole seconds from 1 to 3600): the `timeoutSeconds` the API server ends
+    /// each watch after (the watch then resumes from its last resourceVersion). Watches
+    /// are not cut by the read timeout: they have a client of their own whose read
+    /// timeout is [`KubeEnv::watch_read_timeout`], longer than this.
+    pub watch_timeout: Duration,
     /// The watch cache (`TYCHO_KUBE_CACHE`, default on; `off`, `0`, `false`, `no`
     /// turn it off; always off for one-shot command-line commands).
     pub cache: bool,
@@ -57,6 +63,18 @@ pub struct KubeOverrides {
     pub no_cache: bool,
 }
 
+/// The watch timeout a `TYCHO_KUBE_WATCH_TIMEOUT` value gives: whole seconds (rounded
+/// up), at least 1 and at most 3600; 290 s (client-go's and kube-rs's default) when unset
+/// or not a positive number.
+pub fn watch_timeout(value: Option<&str>) -> Duration {
+    let seconds = value
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .map_or(290.0, |v| v.ceil().min(3600.0));
+    // Finite and in 1..=3600 here: the cast is exact.
+    Duration::from_secs(seconds as u64)
+}
+
 /// Whether a `TYCHO_KUBE_CACHE` value turns the cache off.
 pub fn cache_enabled(value: Option<&str>) -> bool {
     !matches!(
@@ -79,6 +97,7 @@ impl KubeEnv {
             connect_timeout: super::seconds("TYCHO_KUBE_CONNECT_TIMEOUT", 10.0),
             read_timeout: super::seconds("TYCHO_KUBE_READ_TIMEOUT", 30.0),
             operation_timeout: super::seconds("TYCHO_KUBE_TIMEOUT", 120.0),
+            watch_timeout: watch_timeout(super::var("TYCHO_KUBE_WATCH_TIMEOUT").as_deref()),
             cache: cache_enabled(super::var("TYCHO_KUBE_CACHE").as_deref()),
             cache_secrets: cache_enabled(super::var("TYCHO_KUBE_CACHE_SECRETS").as_deref()),
             ambassador_service: super::var("AMBASSADOR_SVC_NAME")
@@ -107,10 +126,20 @@ impl KubeEnv {
         self.kubeconfig.is_none() && !self.service_host.is_empty()
     }
 
+    /// The read timeout of the watch cache's client: the watch timeout and a margin
+    /// (a quarter of it, from 1 s to 40 s; 290 s gives 330 s), so the API server ends a
+    /// quiet watch before the client gives up on it. It fires only on a connection that
+    /// went silent (the server ends every watch after [`KubeEnv::watch_timeout`]).
+    pub fn watch_read_timeout(&self) -> Duration {
+        let margin =
+            (self.watch_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(40));
+        self.watch_timeout + margin
+    }
+
     /// What decides which client to make: when it changes, a new client is made.
     pub fn client_key(&self) -> String {
         format!(
-            "{:?}\u{0}{}\u{0}{}\u{0}{:?}\u{0}{}\u{0}{}\u{0}{:?}\u{0}{:?}",
+            "{:?}\u{0}{}\u{0}{}\u{0}{:?}\u{0}{}\u{0}{}\u{0}{:?}\u{0}{:?}\u{0}{:?}",
             self.kubeconfig,
             self.kubeconfig_env,
             self.home,
@@ -118,7 +147,8 @@ impl KubeEnv {
             self.service_host,
             self.service_port,
             self.connect_timeout,
-            self.read_timeout
+            self.read_timeout,
+            self.watch_timeout
         )
     }
 }
@@ -135,6 +165,25 @@ mod tests {
         for off in ["off", "OFF", "0", "false", " no "] {
             assert!(!cache_enabled(Some(off)), "{off}");
         }
+    }
+
+    #[test]
+    fn watch_timeout_values() {
+        assert_eq!(watch_timeout(None), Duration::from_secs(290));
+        assert_eq!(watch_timeout(Some("3")), Duration::from_secs(3));
+        assert_eq!(watch_timeout(Some(" 2.5 ")), Duration::from_secs(3));
+        assert_eq!(watch_timeout(Some("0.1")), Duration::from_secs(1));
+        assert_eq!(watch_timeout(Some("1e300")), Duration::from_secs(3600));
+        for bad in ["", "0", "-5", "nan", "inf", "soon"] {
+            assert_eq!(watch_timeout(Some(bad)), Duration::from_secs(290), "{bad}");
+        }
+        let mut env = KubeEnv::from_env();
+        env.watch_timeout = Duration::from_secs(290);
+        assert_eq!(env.watch_read_timeout(), Duration::from_secs(330));
+        env.watch_timeout = Duration::from_secs(3);
+        assert_eq!(env.watch_read_timeout(), Duration::from_secs(4));
+        env.watch_timeout = Duration::from_secs(3600);
+        assert_eq!(env.watch_read_timeout(), Duration::from_secs(3640));
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! connections belong to the parent's runtime, so they are left alone (leaked, never
 //! dropped). The client is also made again when the configuration (KUBECONFIG, HOME,
 //! KUBERNETES_SERVICE_HOST/PORT, the timeouts, `--kubeconfig`, `--context`) changes.
+//! Each connection has two clients over the same configuration: one for requests (read
+//! timeout `TYCHO_KUBE_READ_TIMEOUT`) and one for the watch cache's watches, whose read
+//! timeout is longer than the watches' `timeoutSeconds` (`TYCHO_KUBE_WATCH_TIMEOUT`).
 //!
 //! Settings are read once per operation ([`settings`]): the environment
 //! (`crate::environment::kube`) with what the command line handed over
@@ -60,6 +63,10 @@ pub fn settings() -> Settings {
 #[derive(Clone)]
 pub(crate) struct Connection {
     pub client: kube::Client,
+    /// The watch cache's client: the same cluster and credentials, with a read timeout
+    /// longer than the watches' own `timeoutSeconds` (`Settings::watch_read_timeout`), so
+    /// a watch with no event is ended by the API server, never cut by the read timeout.
+    pub watch_client: kube::Client,
     /// The kubeconfig context's namespace (in-cluster: the service account's), else "default".
     pub config_namespace: String,
 }
@@ -169,8 +176,24 @@ pub(crate) async fn connection(kind: ErrorKind, settings: &Settings) -> Result<C
     let config_namespace = config.default_namespace.clone();
     log::debug!(target: super::LOG_TARGET, "connecting to the Kubernetes API at {}", config.cluster_url);
     *lock(&API_URL) = config.cluster_url.to_string();
-    // Every request is counted by verb and code (src/metrics.rs).
-    let client = kube::client::ClientBuilder::try_from(config)
+    let mut watch_config = config.clone();
+    watch_config.read_timeout = Some(settings.watch_read_timeout());
+    let connection = Connection {
+        client: build_client(kind, config)?,
+        watch_client: build_client(kind, watch_config)?,
+        config_namespace,
+    };
+    *lock(&CLIENT) = Some(CachedClient {
+        pid,
+        key,
+        connection: connection.clone(),
+    });
+    Ok(connection)
+}
+
+/// A client of `config` whose every request is counted by verb and code (src/metrics.rs).
+fn build_client(kind: ErrorKind, config: kube::Config) -> Result<kube::Client> {
+    kube::client::ClientBuilder::try_from(config)
         .map(|b| b.with_layer(&crate::metrics::KubeMetricsLayer).build())
         .map_err(|e| {
             Error::new(
@@ -180,17 +203,7 @@ pub(crate) async fn connection(kind: ErrorKind, settings: &Settings) -> Result<C
                     super::describe(&e)
                 ),
             )
-        })?;
-    let connection = Connection {
-        client,
-        config_namespace,
-    };
-    *lock(&CLIENT) = Some(CachedClient {
-        pid,
-        key,
-        connection: connection.clone(),
-    });
-    Ok(connection)
+        })
 }
 
 /// NAMESPACE, else the pod's service-account namespace file (non-empty values only).

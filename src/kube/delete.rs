@@ -55,8 +55,7 @@ pub async fn delete_async(guid: &str, namespace: Option<&str>) -> Result<Value> 
     match outcome {
         Ok(()) => {
             // Read your own writes: the system is gone from this process's cache now.
-            if let Some(cache) = super::cache::namespace(&settings, &connection.client, &namespace)
-            {
+            if let Some(cache) = super::cache::namespace(&settings, &connection, &namespace) {
                 cache.deleted_guid(guid);
             }
             log::info!(target: super::LOG_TARGET, "deleted system {guid} in namespace {namespace}");

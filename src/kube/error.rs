@@ -31,6 +31,8 @@ pub enum Cause {
     Config,
     /// What tycho would send is invalid (a rendered object, a name, a setting).
     Invalid,
+    /// The system breaks the policy (`tycho.policy`): refused before any object is made.
+    Policy,
     /// The object the operation works on no longer exists.
     Gone,
     /// A delete of the system overtook the operation.
@@ -126,8 +128,14 @@ impl KubeError {
         }
     }
 
-    /// The error as the core's error of `kind` (the message unchanged).
+    /// The error as the core's error of `kind` (the message unchanged); a policy
+    /// refusal stays one ([`ErrorKind::Policy`]).
     pub fn into_error(self, kind: ErrorKind) -> Error {
+        let kind = if self.cause == Cause::Policy {
+            ErrorKind::Policy
+        } else {
+            kind
+        };
         Error::new(kind, self.message)
     }
 }

@@ -15,17 +15,20 @@
 //!
 //! Configuration, the per-process client, timeouts and namespaces are in `client` (the
 //! runtime is `crate::runtime`); the watch cache of long-lived processes, which status
-//! and start read when it is warm, in `cache`; retries with backoff in `retry`. Each operation has a blocking form (for
+//! and start read when it is warm, in `cache` (what it keeps of each object: `slim`);
+//! retries with backoff in `retry`. Each operation has a blocking form (for
 //! Python and the CLI; it runs on the executor's own runtime) and an `_async` form for
 //! callers that already run on tokio.
 
 mod cache;
 pub(crate) mod client;
+mod count;
 mod delete;
 pub mod error;
 mod inflight;
 mod modify;
 mod retry;
+mod slim;
 mod start;
 mod status;
 pub mod wait;

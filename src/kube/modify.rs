@@ -171,7 +171,7 @@ pub async fn modify_async(
     let namespace = client::resolve_namespace(KIND, namespace, &connection, &settings)?;
     let timeout = settings.operation_timeout;
     let guid = request.guid.clone();
-    let cache = super::cache::namespace(&settings, &connection.client, &namespace);
+    let cache = super::cache::namespace(&settings, &connection, &namespace);
     let work = run(
         config,
         &request,

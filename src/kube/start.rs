@@ -226,7 +226,7 @@ async fn start_inner(config: &Value, system: System, namespace: Option<&str>) ->
     let guid = system.identifier.clone();
     let attempted: Attempted = Mutex::new(Vec::new());
     let in_flight = inflight::Start::register(&guid);
-    let cache = cache::namespace(&settings, client, &namespace);
+    let cache = cache::namespace(&settings, &connection, &namespace);
     let ctx = Ctx {
         client,
         namespace: &namespace,
@@ -257,12 +257,18 @@ async fn start_inner(config: &Value, system: System, namespace: Option<&str>) ->
         Err(failure) => failure,
     };
     let attempted = std::mem::take(&mut *attempted.lock().unwrap_or_else(|p| p.into_inner()));
+    // A policy refusal keeps its kind (HTTP 400 from tycho api; StartException).
+    let kind = if failure.cause == Cause::Policy {
+        ErrorKind::Policy
+    } else {
+        KIND
+    };
     // Nothing to remove when every create was refused: in particular a second start of
     // a running system (409 AlreadyExists) must not delete the running one.
     if attempted.iter().all(|a| a.outcome == Outcome::Refused) {
         log::warn!(target: LOG_TARGET, "starting system {name} failed: {failure}");
         return Err(err(
-            KIND,
+            kind,
             format!("Unable to start system {name}: {failure}"),
         ));
     }
@@ -289,7 +295,7 @@ async fn start_inner(config: &Value, system: System, namespace: Option<&str>) ->
     }
     match cleanup {
         Ok(()) => Err(err(
-            KIND,
+            kind,
             format!(
                 "Unable to start system {name}: {failure} (everything created for it was removed)"
             ),
@@ -556,7 +562,13 @@ async fn render(
     })
     .await
     .and_then(|r| r)
-    .map_err(|e| KubeError::invalid(e.message))
+    .map_err(|e| {
+        if e.kind == ErrorKind::Policy {
+            KubeError::new(Cause::Policy, e.message)
+        } else {
+            KubeError::invalid(e.message)
+        }
+    })
 }
 
 /// Stage 4: the Deployment `name` with `uid` still exists. With a fresh watch cache,
@@ -620,10 +632,24 @@ async fn run(
     )
     .map_err(|e| KubeError::invalid(e.message))?;
     let compiled = render(config, system.clone(), None).await?;
+    // The registry's count (tycho.policy.enforce_count): before anything is created.
+    let limit = super::count::Limit::of(
+        crate::policy::enforce_count(config),
+        compiled.system.count,
+        &compiled.deployment,
+    );
+    if let Some(limit) = &limit {
+        limit.check(client, namespace).await?;
+    }
     check_cancelled(in_flight)?;
 
     // Stage 2: the Deployment.
     let deployment = create_object(ctx, &compiled.deployment).await?;
+    if let Some(limit) = &limit {
+        // Again, now that ours exists: of two starts racing past the first check, each
+        // sees the other (this start is then rolled back like any failed one).
+        limit.check(client, namespace).await?;
+    }
     let uid = deployment.metadata.uid.clone().ok_or_else(|| {
         KubeError::invalid(format!(
             "the API server returned Deployment {:?} without a uid",

@@ -72,7 +72,7 @@ pub async fn status_async(
     let namespace = client::resolve_namespace(KIND, namespace, &connection, &settings)?;
     let client = &connection.client;
     let selector = selector(name, username);
-    if let Some(rows) = super::cache::namespace(&settings, client, &namespace)
+    if let Some(rows) = super::cache::namespace(&settings, &connection, &namespace)
         .and_then(|cache| from_cache(&cache, name, username))
     {
         return Ok(rows);
@@ -125,19 +125,6 @@ fn by_guid<'a>(services: impl Iterator<Item = &'a Value>) -> HashMap<String, Vec
     by_guid
 }
 
-/// Whether `object` matches the status selector (as the API server would select it).
-fn selected(object: &Value, name: Option<&str>, username: Option<&str>) -> bool {
-    let is = |key: &str, want: &str| super::cache::label(object, key) == Some(want);
-    match (
-        name.filter(|s| !s.is_empty()),
-        username.filter(|s| !s.is_empty()),
-    ) {
-        (_, Some(u)) => is("username", &crate::names::username_label(u)),
-        (Some(n), None) => is(GUID_LABEL, n),
-        (None, None) => true,
-    }
-}
-
 /// The rows from the watch cache, when its Deployments and Services are fresh. Every
 /// object tycho creates is labelled `executor=tycho` (what the cache watches), so the
 /// rows are those the lists would answer.
@@ -146,10 +133,22 @@ fn from_cache(
     name: Option<&str>,
     username: Option<&str>,
 ) -> Option<Vec<Value>> {
-    let deployments = cache
-        .deployments
-        .select(|d| selected(d, name, username) && owned_by(d, username))?;
-    let services = cache.services.select(|s| selected(s, name, username))?;
+    use super::cache::Select;
+    // A username is selected by its label (a slug for a name that is no label value).
+    let label = username
+        .filter(|s| !s.is_empty())
+        .map(crate::names::username_label);
+    let select = match (name.filter(|s| !s.is_empty()), label.as_deref()) {
+        (_, Some(u)) => Select::Username(u),
+        (Some(n), None) => Select::Guid(n),
+        (None, None) => Select::All,
+    };
+    let deployments = cache.deployments.select(select)?;
+    let services = cache.services.select(select)?;
+    let deployments: Vec<_> = deployments
+        .into_iter()
+        .filter(|d| owned_by(d, username))
+        .collect();
     let by_guid = by_guid(services.iter().map(|s| s.as_ref()));
     Some(deployments.iter().map(|d| row(d, &by_guid)).collect())
 }
@@ -308,5 +307,42 @@ mod tests {
         assert_eq!(r["is_ready"], true);
         assert_eq!(r["ip_address"], Value::Null);
         assert_eq!(r["port"], Value::Null);
+    }
+
+    /// Status reads the cache's slim objects: its rows of them are its rows of the whole
+    /// objects.
+    #[test]
+    fn rows_of_slim_objects_are_rows_of_whole_ones() {
+        use super::super::{slim, Kind};
+        let d = slim::tests::deployment("d", 5_000);
+        let services = [
+            json!({"metadata": {"name": "other-g-d", "labels": {"tycho-guid": "g-d", "executor": "tycho"},
+                                "annotations": {"getambassador.io/config": "x".repeat(5_000)}},
+                   "spec": {"type": "LoadBalancer", "ports": [{"name": "http", "port": 8080, "targetPort": 8080}],
+                            "selector": {"tycho-guid": "g-d"}},
+                   "status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.9"}]}}}),
+            json!({"metadata": {"name": "jupyter-ds-g-d", "labels": {"tycho-guid": "g-d", "executor": "tycho"}},
+                   "spec": {"type": "LoadBalancer", "ports": [{"port": 8888, "nodePort": 30001}]},
+                   "status": {"loadBalancer": {"ingress": [{"hostname": "lb.example.org"}]}}}),
+        ];
+        let slim_services: Vec<Value> = services
+            .iter()
+            .map(|s| slim::slim(Kind::Service, s.clone()))
+            .collect();
+        let whole = row(&d, &by_guid(services.iter()));
+        assert_eq!(whole["port"], "8888");
+        assert_eq!(
+            row(
+                &slim::slim(Kind::Deployment, d),
+                &by_guid(slim_services.iter())
+            ),
+            whole
+        );
+        for (s, slim_s) in services.iter().zip(&slim_services) {
+            assert_eq!(
+                super::super::start::ingress_address(slim_s),
+                super::super::start::ingress_address(s)
+            );
+        }
     }
 }

@@ -270,7 +270,7 @@ fn from_cache<K: serde::de::DeserializeOwned>(
     guid: &str,
 ) -> Option<Vec<K>> {
     reflector
-        .select(|o| super::cache::label(o, GUID_LABEL) == Some(guid))?
+        .select(super::cache::Select::Guid(guid))?
         .iter()
         .map(|o| serde_json::from_value(o.as_ref().clone()).ok())
         .collect()
@@ -364,7 +364,7 @@ pub async fn readiness_async(sid: &str, namespace: Option<&str>) -> Result<Progr
     let settings = client::settings();
     let connection = client::connection(KIND, &settings).await?;
     let namespace = client::resolve_namespace(KIND, namespace, &connection, &settings)?;
-    let cache = super::cache::namespace(&settings, &connection.client, &namespace);
+    let cache = super::cache::namespace(&settings, &connection, &namespace);
     match look(&connection.client, &namespace, sid, cache.as_deref()).await {
         Ok(Some(obs)) => Ok(obs.progress(sid)),
         Ok(None) => Ok(gone(sid, &namespace)),
@@ -433,7 +433,7 @@ pub async fn wait_async(
     let deadline = Instant::now() + timeout;
     let mut last = Progress::default();
     let mut last_reason = String::new();
-    let cache = super::cache::namespace(&settings, &connection.client, &namespace);
+    let cache = super::cache::namespace(&settings, &connection, &namespace);
     loop {
         let (event, obs) = match look(&connection.client, &namespace, sid, cache.as_deref()).await {
             Ok(Some(obs)) => (obs.progress(sid), Some(obs)),
@@ -543,5 +543,56 @@ mod tests {
             .fatal
             .unwrap()
             .contains("CrashLoopBackOff"));
+    }
+
+    /// Readiness reads the cache's slim objects: what it makes of them is what it makes
+    /// of the whole objects.
+    #[test]
+    fn slim_objects_observe_as_whole_ones() {
+        use super::super::{slim, Kind};
+        let typed =
+            |v: &serde_json::Value| -> Deployment { serde_json::from_value(v.clone()).unwrap() };
+        let pods = [
+            json!({"metadata": {"name": "p1", "labels": {"tycho-guid": "g"}, "annotations": {"a": "x".repeat(10_000)}},
+                   "spec": {"containers": [{"name": "web", "image": "x"}]},
+                   "status": {"phase": "Pending",
+                              "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                              "message": "0/3 nodes are available: 3 Insufficient cpu.",
+                                              "lastTransitionTime": "2024-01-02T03:04:05Z"}],
+                              "initContainerStatuses": [{"name": "init", "image": "i", "imageID": "", "ready": false,
+                                                         "restartCount": 0, "state": {"waiting": {"reason": "PodInitializing"}}}],
+                              "containerStatuses": [{"name": "web", "image": "x", "imageID": "", "ready": false,
+                                                     "restartCount": 0,
+                                                     "state": {"waiting": {"reason": "ImagePullBackOff",
+                                                                           "message": "Back-off pulling image \"x\""}}}]}}),
+            json!({"metadata": {"name": "p2"},
+                   "status": {"phase": "Running",
+                              "conditions": [{"type": "PodScheduled", "status": "True"}],
+                              "containerStatuses": [{"name": "web", "image": "x", "imageID": "", "ready": true,
+                                                     "restartCount": 0,
+                                                     "state": {"running": {"startedAt": "2024-01-02T03:04:05Z"}}}]}}),
+        ];
+        let mut failing = slim::tests::deployment("d", 5_000);
+        failing["status"] = json!({"replicas": 1, "observedGeneration": 1, "conditions": [
+            {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+             "message": "ReplicaSet \"d-1\" has timed out progressing."},
+            {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": "quota"}]});
+        for d in [slim::tests::deployment("d", 5_000), failing] {
+            let slim_d = typed(&slim::slim(Kind::Deployment, d.clone()));
+            for chosen in [&pods[..0], &pods[..1], &pods[1..], &pods[..]] {
+                let whole: Vec<Pod> = chosen
+                    .iter()
+                    .map(|p| serde_json::from_value(p.clone()).unwrap())
+                    .collect();
+                let slim_pods: Vec<Pod> = chosen
+                    .iter()
+                    .map(|p| serde_json::from_value(slim::slim(Kind::Pod, p.clone())).unwrap())
+                    .collect();
+                assert_eq!(
+                    observe(&typed(&d), &whole, &[]),
+                    observe(&slim_d, &slim_pods, &[])
+                );
+            }
+        }
     }
 }

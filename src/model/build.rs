@@ -647,6 +647,7 @@ fn build(
         identifier: inputs.identifier.clone(),
         pod_labels: IndexMap::new(),
         memory_volumes: Vec::new(),
+        count: req.count,
         warnings: Vec::new(),
     };
     let shared = Shared {

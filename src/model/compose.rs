@@ -561,7 +561,8 @@ fn capabilities(service: &str, field: &str, v: Option<&Value>) -> Result<Vec<Str
 }
 
 /// `user` (`uid[:gid]`, numeric) as runAsUser / runAsGroup; a name cannot be one
-/// (Kubernetes needs numbers), so it is ignored with a warning.
+/// (Kubernetes needs numbers), so it is ignored with a warning (on Docker too, which
+/// runs the same ids).
 fn user_ids(
     service: &str,
     user: Option<&str>,
@@ -580,7 +581,7 @@ fn user_ids(
             service,
             "user",
             format!(
-                "is ignored: {} is not a numeric uid[:gid] (Kubernetes runs containers as numeric ids)",
+                "is ignored: {} is not a numeric uid[:gid] (containers run as numeric ids, on Kubernetes and on Docker alike)",
                 echo(user)
             ),
         );

@@ -112,8 +112,8 @@ pub struct Container {
     pub liveness_probe: Option<Probe>,
     /// Readiness probe.
     pub readiness_probe: Option<Probe>,
-    /// Compose fields only the Docker backplane uses (`command`, `working_dir`, `user`,
-    /// host ports); left out of the plain model when none is set.
+    /// Compose fields the original ignored (`command`, `working_dir`, `user`, host ports,
+    /// `read_only`, capabilities); left out of the plain model when none is set.
     #[serde(default, skip_serializing_if = "ComposeExtras::is_empty")]
     pub compose: ComposeExtras,
 }
@@ -128,7 +128,8 @@ pub struct ComposeExtras {
     /// `working_dir`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
-    /// `user` (`uid[:gid]` or a name).
+    /// `user` as written (`uid[:gid]` or a name); both backplanes run
+    /// [`run_as_user`](Self::run_as_user) / [`run_as_group`](Self::run_as_group).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// Host side of each `ports` entry (`"8080:80"` → 8080), null where none is written.
@@ -330,6 +331,10 @@ pub struct System {
     /// Memory-backed volumes (`tmpfs`, `shm_size`) of all containers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub memory_volumes: Vec<MemoryVolume>,
+    /// The request's `count`: how many instances of the app a user may run
+    /// (`tycho.policy.enforce_count`; `crate::kube` enforces it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
     /// What the compose document holds that is not (fully) converted; not part of the
     /// serialized model.
     #[serde(skip)]

@@ -20,6 +20,9 @@ pub struct StartRequest {
     pub system: Value,
     /// Services: container name → {port, clients}.
     pub services: Map<String, Value>,
+    /// The registry's `count` of the app: how many instances a user may run, enforced
+    /// under `tycho.policy.enforce_count` (not in the original's requests).
+    pub count: Option<u64>,
 }
 
 impl StartRequest {
@@ -111,6 +114,17 @@ impl StartRequest {
                 )))
             }
         };
+        let count = match obj.get("count") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64(),
+            Some(other) => {
+                return Err(Error::input(format!(
+                    "request field 'count' must be a whole number of instances, got {}",
+                    crate::limits::echo(&other.to_string())
+                ))
+                .at("count"))
+            }
+        };
         Ok(StartRequest {
             name,
             principal,
@@ -118,6 +132,7 @@ impl StartRequest {
             env,
             system,
             services,
+            count,
         })
     }
 }

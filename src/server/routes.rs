@@ -51,7 +51,13 @@ fn success(result: Value, message: String) -> Response {
 /// raises TychoException with the message from it); `result.field` names the field at
 /// fault when the error knows it.
 fn failure(e: &Error) -> Response {
-    error_response(StatusCode::OK, &e.message, e.field.as_deref())
+    // A policy refusal (`tycho.policy`) is the request's fault, said as such.
+    let code = if e.kind == crate::error::ErrorKind::Policy {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    error_response(code, &e.message, e.field.as_deref())
 }
 
 /// Whether `e` or one of its causes is the body-size limit's error.

@@ -2,11 +2,15 @@
 //! by tests/test_docker.py with `rustc -C target-feature=+crt-static` and imported into
 //! an image holding only this binary).
 //!
-//! * `httpd serve PORT` — answers `GET /` with `tycho-httpd <hostname>`, `GET /env/NAME`
-//!   with the variable's value, `/whoami` with `uid gid`, `/cwd`, `/args`, and
-//!   `GET /fetch/HOST/PORT/PATH` with what `http://HOST:PORT/PATH` answers (HOST resolved
-//!   through /etc/hosts, then the DNS server of /etc/resolv.conf: Docker's embedded
-//!   DNS on a user-defined network; static glibc has no NSS to do it).
+//! * `httpd serve PORT [UDPPORT]` — answers `GET /` with `tycho-httpd <hostname>`,
+//!   `GET /env/NAME` with the variable's value, `/whoami` with `uid gid`, `/cwd`, `/args`,
+//!   `/caps` with the effective and bounding capability sets (hex), `/write/PATH` by
+//!   creating the file PATH (500 with the error when it cannot), `/mount/PATH` with the
+//!   `/proc/self/mounts` line of the mount point PATH, and `GET /fetch/HOST/PORT/PATH`
+//!   with what `http://HOST:PORT/PATH` answers (HOST resolved through /etc/hosts, then the
+//!   DNS server of /etc/resolv.conf: Docker's embedded DNS on a user-defined network;
+//!   static glibc has no NSS to do it). With UDPPORT it also answers each datagram on
+//!   that port with `udp <hostname> <datagram>`.
 //! * `httpd get URL` — prints the body; exit 0 on a 2xx answer, else 1 (healthchecks).
 
 use std::io::{Read, Write};
@@ -16,7 +20,12 @@ use std::time::Duration;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("serve") => serve(args.get(2).and_then(|p| p.parse().ok()).unwrap_or(8080)),
+        Some("serve") => {
+            if let Some(udp) = args.get(3).and_then(|p| p.parse().ok()) {
+                std::thread::spawn(move || echo_udp(udp));
+            }
+            serve(args.get(2).and_then(|p| p.parse().ok()).unwrap_or(8080))
+        }
         Some("get") => {
             let url = args.get(2).cloned().unwrap_or_default();
             match get(&url) {
@@ -43,6 +52,16 @@ fn serve(port: u16) {
         std::thread::spawn(move || {
             let _ = handle(stream);
         });
+    }
+}
+
+fn echo_udp(port: u16) {
+    let socket = UdpSocket::bind(("0.0.0.0", port)).expect("bind udp");
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let mut buf = [0u8; 1500];
+    while let Ok((n, from)) = socket.recv_from(&mut buf) {
+        let reply = format!("udp {} {}", host.trim(), String::from_utf8_lossy(&buf[..n]));
+        let _ = socket.send_to(reply.as_bytes(), from);
     }
 }
 
@@ -89,6 +108,31 @@ fn answer(path: &str) -> (u16, String) {
                 .to_string()
         };
         return (200, format!("{} {}", field("Uid:"), field("Gid:")));
+    }
+    if path == "/caps" {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let field = |key: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .unwrap_or("?")
+                .to_string()
+        };
+        return (200, format!("{} {}", field("CapEff:"), field("CapBnd:")));
+    }
+    if let Some(file) = path.strip_prefix("/write") {
+        return match std::fs::write(file, b"written") {
+            Ok(()) => (200, "written".into()),
+            Err(e) => (500, e.to_string()),
+        };
+    }
+    if let Some(point) = path.strip_prefix("/mount") {
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        return match mounts.lines().find(|l| l.split_whitespace().nth(1) == Some(point)) {
+            Some(line) => (200, line.to_string()),
+            None => (404, format!("no mount at {point}")),
+        };
     }
     if path == "/cwd" {
         let cwd = std::env::current_dir().map(|p| p.display().to_string());

@@ -124,7 +124,7 @@ class Cluster:
 @pytest.fixture(name="cluster")
 def cluster_fixture(kube_emulator, tmp_path, monkeypatch):
     for var in ("KUBERNETES_SERVICE_HOST", "AMBASSADOR_SVC_NAME", "REST_API", "TYCHO_KUBE_READ_TIMEOUT",
-                "TYCHO_KUBE_CONNECT_TIMEOUT", "TYCHO_KUBE_TIMEOUT", "DEV_PHASE"):
+                "TYCHO_KUBE_CONNECT_TIMEOUT", "TYCHO_KUBE_TIMEOUT", "TYCHO_KUBE_WATCH_TIMEOUT", "DEV_PHASE"):
         monkeypatch.delenv(var, raising=False)
     namespace = os.environ.get("TYCHO_TEST_NAMESPACE") or "default"
     path = kube_emulator.write_kubeconfig(tmp_path / "kubeconfig", namespace=namespace)

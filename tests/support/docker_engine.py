@@ -2,6 +2,10 @@
 (independently of the backplane under test): a tiny HTTP client, the test image
 (tests/docker-image/httpd.rs compiled static and imported `FROM scratch`, once per
 session), a fault-injecting proxy socket, and clean-up of everything a test labelled.
+
+``python tests/support/docker_engine.py seed-leftovers`` (run by .ci/run before the
+tests) leaves on the Engine what an earlier run leaves behind, so the tests always meet a
+used machine.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import http.client
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -78,7 +83,9 @@ class Engine:
             return False
 
     def _list(self, kind, label):
-        filters = urllib.parse.quote(json.dumps({"label": [label]}))
+        """Objects of ``kind`` with ``label`` (``key=value``; a list: all of them)."""
+        labels = [label] if isinstance(label, str) else list(label)
+        filters = urllib.parse.quote(json.dumps({"label": labels}))
         extra = "&all=1" if kind == "containers" else ""
         status, value = self.request("GET", f"/{kind}/json?filters={filters}{extra}" if kind == "containers"
                                      else f"/{kind}?filters={filters}")
@@ -98,6 +105,64 @@ class Engine:
 
     def inspect(self, container):
         status, value = self.request("GET", f"/containers/{container}/json")
+        assert status == 200, value
+        return value
+
+    def volume(self, name):
+        """The volume ``name`` as inspected, or None when there is none."""
+        status, value = self.request("GET", f"/volumes/{urllib.parse.quote(name)}")
+        if status == 404:
+            return None
+        assert status == 200, value
+        return value
+
+    def create_volume(self, name, labels):
+        """A volume made as another tool would make it (its own labels)."""
+        status, value = self.request("POST", "/volumes/create", body={"Name": name, "Labels": labels})
+        assert status == 201, value
+        return value
+
+    def remove_volume(self, name):
+        status, value = self.request("DELETE", f"/volumes/{urllib.parse.quote(name)}")
+        assert status in (204, 404), value
+
+    def create_container(self, name, image, labels, nano_cpus=None, start=True):
+        """A running container of someone else (not tycho's), labelled ``labels``; its id."""
+        body = {"Image": image, "Labels": labels, "Cmd": ["serve", "8080"],
+                "HostConfig": {"NanoCpus": nano_cpus} if nano_cpus else {}}
+        status, value = self.request("POST", f"/containers/create?name={urllib.parse.quote(name)}", body=body)
+        assert status == 201, value
+        if start:
+            status, started = self.request("POST", f"/containers/{value['Id']}/start")
+            assert status in (204, 304), started
+        return value["Id"]
+
+    def remove_container(self, ident):
+        status, value = self.request("DELETE", f"/containers/{ident}?force=1&v=1")
+        assert status in (204, 404), value
+
+    def create_network(self, name, labels):
+        status, value = self.request("POST", "/networks/create", body={"Name": name, "Labels": labels})
+        assert status == 201, value
+        return value["Id"]
+
+    def network(self, ident):
+        """The network ``ident`` as inspected, or None when there is none."""
+        status, value = self.request("GET", f"/networks/{ident}")
+        if status == 404:
+            return None
+        assert status == 200, value
+        return value
+
+    def remove_network(self, ident):
+        status, value = self.request("DELETE", f"/networks/{ident}")
+        assert status in (204, 404), value
+
+    def container(self, ident):
+        """The container ``ident`` as inspected, or None when there is none."""
+        status, value = self.request("GET", f"/containers/{ident}/json")
+        if status == 404:
+            return None
         assert status == 200, value
         return value
 
@@ -219,8 +284,8 @@ class FaultProxy:
                 return
             method, target, _ = lines[0].split(" ", 2)
             path = target.split("?", 1)[0]
-            # Strip the API version prefix (/v1.41/...).
-            if path.startswith("/v") and "/" in path[1:]:
+            # Strip the API version prefix (/v1.41/...), not the /volumes of a path.
+            if re.match(r"/v[0-9][0-9.]*/", path):
                 path = "/" + path.split("/", 2)[2]
             with self._lock:
                 self.log.append((method, path))
@@ -271,3 +336,37 @@ def wait_for(predicate, timeout=90.0, interval=0.5, what="condition"):
             return last
         time.sleep(interval)
     raise AssertionError(f"{what} not reached after {timeout} s (last: {last!r})")
+
+
+# What an earlier tycho run leaves on the Engine (delete keeps volumes): the shared
+# directory's volume labelled with that run's system (as tycho labelled volumes before
+# they were marked shared) and a user's claim volume.
+LEFTOVER_GUID = "0123456789abcdef0123456789abcdef"
+LEFTOVERS = {
+    "stdnfs_shared": {"executor": "tycho", "tycho-guid": LEFTOVER_GUID, "username": "earlier-run",
+                      "app-name": "earlier"},
+    "stdnfs_earlier-run": {"executor": "tycho", "tycho-shared": "true", "tycho-claim": "stdnfs"},
+}
+
+
+def seed_leftovers(engine):
+    """Creates the LEFTOVERS that do not exist yet (an existing one is a leftover already)."""
+    for name, labels in LEFTOVERS.items():
+        if engine.volume(name) is None:
+            engine.create_volume(name, labels)
+            print(f"seeded volume {name} {labels}")
+        else:
+            print(f"volume {name} is there already: {engine.volume(name)['Labels']}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["seed-leftovers"]:
+        sys.exit("usage: docker_engine.py seed-leftovers")
+    engine = Engine()
+    if not engine.reachable():
+        # tests/test_docker.py fails under CI then, naming the socket.
+        print(f"no Docker Engine answers at {engine.path}: nothing seeded")
+        sys.exit(0)
+    seed_leftovers(engine)

@@ -44,7 +44,7 @@ def compile_examples(examples: Path) -> dict:
         pod = list(system.render("pod.yaml"))
         out[name] = {
             "kinds": [d["kind"] for d in pod],
-            "containers": [c["name"] for c in pod[0]["spec"]["template"]["spec"]["containers"]],
+            "containers": [c["name"] for c in pod[0]["spec"]["containers"]],
         }
     return out
 
