@@ -117,9 +117,26 @@ pub fn parse_system_with(
     strict: bool,
     quiet: bool,
 ) -> Result<System> {
+    parse_request(
+        config,
+        StartRequest::from_json(request)?,
+        identifier,
+        strict,
+        quiet,
+    )
+}
+
+/// [`parse_system`] of a request already read (a caller that owns the request's JSON
+/// hands it over with [`StartRequest::from_value`], without a copy).
+pub fn parse_request(
+    config: &Value,
+    req: StartRequest,
+    identifier: Option<String>,
+    strict: bool,
+    quiet: bool,
+) -> Result<System> {
     let switches = crate::model::ModelSwitches::from_env();
     let system = crate::render::with_total_budget(|| {
-        let req = StartRequest::from_json(request)?;
         model::parse(
             config,
             &req,
@@ -128,6 +145,7 @@ pub fn parse_system_with(
             &render_setting,
         )
     })?;
+    drop(req);
     model::warning::check_strict(&system.warnings, strict || crate::config::strict(config))?;
     if !quiet {
         model::warning::log_all(&system.warnings);
@@ -568,4 +586,66 @@ mod tests {
         let err = compile(crate::config::default_config(), &req, &options()).unwrap_err();
         assert!(err.to_string().contains("no services"), "{err}");
     }
+}
+
+/// Start requests of about `target` bytes of JSON in the shapes that cost the most
+/// memory per byte (for the tests of the server's memory budget): many settings, a long
+/// environment, many services, one huge value, settings copied into many services,
+/// every service at the port cap.
+#[cfg(test)]
+pub(crate) fn memory_shapes(target: usize) -> Vec<(&'static str, Vec<u8>)> {
+    fn base() -> Value {
+        json!({
+            "name": "big",
+            "env": {},
+            "system": {"version": "3.0", "services": {"web": {"image": "nginx:1.25", "ports": ["80"]}}},
+            "principal": "{\"username\": \"jdoe\", \"access_token\": \"tok\"}",
+            "services": {"web": {"port": 80}},
+            "serviceaccount": "default",
+        })
+    }
+    let env_list = |n: usize| -> Value {
+        (0..n)
+            .map(|i| json!(format!("V{i}={}", "y".repeat(30))))
+            .collect()
+    };
+    let mut out = Vec::new();
+    let mut r = base();
+    let mut n = 0;
+    while r.to_string().len() < target {
+        for _ in 0..200 {
+            r["env"][format!("SETTING_{n}")] = json!(format!("value-{}", "x".repeat(20)));
+            n += 1;
+        }
+    }
+    out.push(("settings", r));
+    let mut r = base();
+    r["system"]["services"]["web"]["environment"] = env_list(target / 40);
+    out.push(("environment", r));
+    let mut r = base();
+    for s in 0..63 {
+        r["system"]["services"][format!("s{s}")] =
+            json!({"image": "nginx:1.25", "ports": ["80"], "environment": env_list(target / 64 / 40)});
+    }
+    out.push(("services", r));
+    let mut r = base();
+    r["env"]["BIG"] = json!("x".repeat(target));
+    out.push(("one value", r));
+    let mut r = base();
+    for s in 0..7 {
+        r["system"]["services"][format!("s{s}")] = json!({"image": "nginx:1.25"});
+    }
+    for i in 0..10_000 {
+        r["env"][format!("a{i}")] = json!("b");
+    }
+    out.push(("settings in 8 services", r));
+    let mut r = base();
+    for s in 0..63 {
+        let ports: Vec<Value> = (0..64).map(|p| json!(format!("{}:{}/tcp", 10000 + p, 80 + p))).collect();
+        r["system"]["services"][format!("s{s}")] = json!({"image": "nginx:1.25", "ports": ports});
+    }
+    out.push(("ports", r));
+    out.into_iter()
+        .map(|(k, v)| (k, serde_json::to_vec(&v).expect("JSON")))
+        .collect()
 }

@@ -34,5 +34,14 @@ mod bindings;
 pub use error::{Error, ErrorKind, Result};
 
 /// mimalloc: the compile path allocates many small strings and maps.
+#[cfg(not(test))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[cfg(test)]
+pub(crate) mod test_alloc;
+
+/// The unit tests count what each thread allocates ([`test_alloc`]).
+#[cfg(test)]
+#[global_allocator]
+static GLOBAL: test_alloc::Counting = test_alloc::Counting;

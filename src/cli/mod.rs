@@ -51,6 +51,10 @@ pub struct Cli {
     /// Kubeconfig context to use (default: its current context).
     #[arg(long, global = true, value_name = "NAME")]
     pub context: Option<String>,
+    /// Largest compose file, settings file or standard input read (bytes, or with a
+    /// unit: 16Mi, 1G). Default 16Mi [env: TYCHO_MAX_INPUT_SIZE].
+    #[arg(long, global = true, value_name = "SIZE")]
+    pub max_input_size: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -80,6 +84,29 @@ pub struct Context {
     pub debug: bool,
     /// The environment the command line reads.
     pub env: CliEnv,
+    /// `--max-input-size` (else `TYCHO_MAX_INPUT_SIZE`, else [`DEFAULT_MAX_INPUT`]): the
+    /// most bytes read from a compose file, a settings file or standard input.
+    pub max_input: u64,
+}
+
+/// The default of `--max-input-size`: 16 MiB (real compose files are a few KiB).
+pub const DEFAULT_MAX_INPUT: u64 = 16 << 20;
+
+/// The input size limit from the flag, else the variable, else the default; the error
+/// names the one at fault.
+fn max_input(flag: Option<&str>, env: &CliEnv) -> crate::Result<u64> {
+    let (text, source) = match (flag, env.max_input_size.as_deref()) {
+        (Some(f), _) => (f, "--max-input-size"),
+        (None, Some(v)) => (v, "TYCHO_MAX_INPUT_SIZE"),
+        (None, None) => return Ok(DEFAULT_MAX_INPUT),
+    };
+    crate::limits::parse_size(text).ok_or_else(|| {
+        Error::input(format!(
+            "{source} must be a size (bytes, or with a unit: 16Mi, 1G), got {}",
+            crate::limits::echo(&format!("{text:?}"))
+        ))
+        .at(source)
+    })
 }
 
 impl Context {
@@ -108,10 +135,16 @@ where
         }
     };
     crate::server::logging::init(cli.debug);
+    let env = CliEnv::from_env();
+    let max_input = match max_input(cli.max_input_size.as_deref(), &env) {
+        Ok(n) => n,
+        Err(e) => return usage(e.message),
+    };
     let ctx = Context {
         namespace: cli.namespace.clone(),
         debug: cli.debug,
-        env: CliEnv::from_env(),
+        env,
+        max_input,
     };
     if let Some(path) = &cli.kubeconfig {
         if !path.is_file() {
