@@ -624,8 +624,7 @@ pub(crate) fn memory_shapes(target: usize) -> Vec<(&'static str, Vec<u8>)> {
     out.push(("environment", r));
     let mut r = base();
     for s in 0..63 {
-        r["system"]["services"][format!("s{s}")] =
-            json!({"image": "nginx:1.25", "ports": ["80"], "environment": env_list(target / 64 / 40)});
+        r["system"]["services"][format!("s{s}")] = json!({"image": "nginx:1.25", "ports": ["80"], "environment": env_list(target / 64 / 40)});
     }
     out.push(("services", r));
     let mut r = base();
@@ -641,7 +640,9 @@ pub(crate) fn memory_shapes(target: usize) -> Vec<(&'static str, Vec<u8>)> {
     out.push(("settings in 8 services", r));
     let mut r = base();
     for s in 0..63 {
-        let ports: Vec<Value> = (0..64).map(|p| json!(format!("{}:{}/tcp", 10000 + p, 80 + p))).collect();
+        let ports: Vec<Value> = (0..64)
+            .map(|p| json!(format!("{}:{}/tcp", 10000 + p, 80 + p)))
+            .collect();
         r["system"]["services"][format!("s{s}")] = json!({"image": "nginx:1.25", "ports": ports});
     }
     out.push(("ports", r));

@@ -150,7 +150,10 @@ pub fn read_file_limited(
     hint: &str,
 ) -> std::io::Result<Result<String>> {
     let file = std::fs::File::open(path)?;
-    if file.metadata().is_ok_and(|m| m.is_file() && m.len() > limit) {
+    if file
+        .metadata()
+        .is_ok_and(|m| m.is_file() && m.len() > limit)
+    {
         return Ok(Err(too_big(what, limit, hint)));
     }
     Ok(read_text_limited(file, limit, what, hint))
@@ -162,10 +165,7 @@ fn too_big(what: &str, limit: u64, hint: &str) -> Error {
     } else {
         format!("; {hint}")
     };
-    Error::input(format!(
-        "{what} is larger than {}{hint}",
-        size_text(limit)
-    ))
+    Error::input(format!("{what} is larger than {}{hint}", size_text(limit)))
 }
 
 /// Refuses a value nested deeper than [`MAX_DEPTH`] (walked without recursion).
@@ -227,7 +227,16 @@ mod tests {
         assert_eq!(parse_size("2KB"), Some(2048));
         assert_eq!(parse_size("1_000"), Some(1000));
         assert_eq!(parse_size("10b"), Some(10));
-        for bad in ["", "0", "-1", "1.5M", "12 parsecs", "M", "99999999999999999999", "1iB"] {
+        for bad in [
+            "",
+            "0",
+            "-1",
+            "1.5M",
+            "12 parsecs",
+            "M",
+            "99999999999999999999",
+            "1iB",
+        ] {
             assert_eq!(parse_size(bad), None, "{bad}");
         }
         assert_eq!(size_text(100), "100 B");
@@ -242,9 +251,16 @@ mod tests {
         assert_eq!(text, "0123456789");
         let e = read_text_limited(&b"0123456789a"[..], 10, "the standard input", "raise it")
             .unwrap_err();
-        assert_eq!(e.message, "the standard input is larger than 10 B; raise it");
+        assert_eq!(
+            e.message,
+            "the standard input is larger than 10 B; raise it"
+        );
         let e = read_text_limited(&b"ab\xffc"[..], 10, "f", "").unwrap_err();
-        assert!(e.message.contains("not UTF-8 text (invalid byte at offset 2)"), "{e}");
+        assert!(
+            e.message
+                .contains("not UTF-8 text (invalid byte at offset 2)"),
+            "{e}"
+        );
         // An endless input is cut after the limit, not read to its end.
         let e = read_text_limited(std::io::repeat(b'x'), 1 << 20, "y", "").unwrap_err();
         assert!(e.message.contains("larger than 1.0 MiB"), "{e}");
@@ -252,9 +268,17 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("big");
         std::fs::write(&file, vec![b'a'; 2048]).unwrap();
-        let e = read_file_limited(&file, 1024, "big", "").unwrap().unwrap_err();
+        let e = read_file_limited(&file, 1024, "big", "")
+            .unwrap()
+            .unwrap_err();
         assert!(e.message.contains("big is larger than 1.0 KiB"), "{e}");
-        assert_eq!(read_file_limited(&file, 4096, "big", "").unwrap().unwrap().len(), 2048);
+        assert_eq!(
+            read_file_limited(&file, 4096, "big", "")
+                .unwrap()
+                .unwrap()
+                .len(),
+            2048
+        );
         assert!(read_file_limited(&dir.join("none"), 1, "none", "").is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }

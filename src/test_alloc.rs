@@ -66,4 +66,3 @@ pub fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
     let peak = PEAK.with(Cell::get);
     (out, (peak - start).max(0) as usize)
 }
-

@@ -185,7 +185,13 @@ mod tests {
         assert_eq!(s.run_as_user, "0");
         assert!(!s.irods_enabled);
         assert_eq!(s.gitea_host, " ");
-        assert_eq!(s.caps, ModelCaps { services: 64, ports: 64 });
+        assert_eq!(
+            s.caps,
+            ModelCaps {
+                services: 64,
+                ports: 64
+            }
+        );
     }
 
     #[test]
@@ -195,9 +201,21 @@ mod tests {
             "TYCHO_MAX_PORTS" => Some("0".into()),
             _ => None,
         });
-        assert_eq!(caps, ModelCaps { services: 2000, ports: 64 });
+        assert_eq!(
+            caps,
+            ModelCaps {
+                services: 2000,
+                ports: 64
+            }
+        );
         let caps = ModelCaps::from_lookup(|k| (k == "TYCHO_MAX_PORTS").then(|| " 3 ".into()));
-        assert_eq!(caps, ModelCaps { services: 64, ports: 3 });
+        assert_eq!(
+            caps,
+            ModelCaps {
+                services: 64,
+                ports: 3
+            }
+        );
     }
 
     #[test]

@@ -61,10 +61,17 @@ mod tests {
         let ok = json!({"services": {"a": {"ports": ["1", "2"], "expose": [3]}, "b": {}}});
         assert!(check(&ok, &caps).is_ok());
         let e = check(&json!({"services": {"a": {}, "b": {}, "c": {}}}), &caps).unwrap_err();
-        assert!(e.message.contains("3 services, more than the 2 allowed (TYCHO_MAX_SERVICES)"), "{e}");
+        assert!(
+            e.message
+                .contains("3 services, more than the 2 allowed (TYCHO_MAX_SERVICES)"),
+            "{e}"
+        );
         assert_eq!(e.field.as_deref(), Some("system.services"));
-        let e = check(&json!({"services": {"a": {"ports": [1, 2], "expose": [3, 4]}}}), &caps)
-            .unwrap_err();
+        let e = check(
+            &json!({"services": {"a": {"ports": [1, 2], "expose": [3, 4]}}}),
+            &caps,
+        )
+        .unwrap_err();
         assert!(e.message.contains("service 'a': 4 ports (ports and expose), more than the 3 allowed (TYCHO_MAX_PORTS)"), "{e}");
         assert_eq!(e.field.as_deref(), Some("system.services.a.expose"));
         let e = check(&json!({"services": {"a": {"ports": [1, 2, 3, 4]}}}), &caps).unwrap_err();

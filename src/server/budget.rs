@@ -4,9 +4,12 @@
 //! once (with `Retry-After`), never queued: the process's memory stays bounded by the
 //! budget plus what it holds when idle, whatever clients send.
 //!
-//! What a start costs is estimated from its body's size ([`start_cost`]): the measured
-//! peak of reading, building and rendering the worst shapes of start requests, per body
-//! byte, with a margin (the unit test at the end holds the estimate to the measurement).
+//! What a start costs is estimated from its body ([`start_cost`]): its size, and its
+//! settings times its services (every container's environment gets all settings, the
+//! one expansion of a start request). The constants are the measured peak of reading,
+//! building and rendering the costliest shapes of start requests, with half again as
+//! much for what a thread does not see (the copies on the way to the cluster); the
+//! unit tests at the end hold the estimates to the measurement.
 
 use serde_json::Value;
 use std::sync::Arc;
@@ -15,24 +18,63 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// The budget counts KiB (a semaphore's permits are a u32 per acquire).
 const UNIT: u64 = 1024;
 
-/// Bytes a start may hold at its peak per byte of its body (JSON tree, model, template
-/// values, the rendered objects and their copies on the way to the cluster).
-pub const START_COST_PER_BYTE: u64 = 48;
+/// Bytes one node of a JSON tree may take: serde_json's `Value` with its maps in order
+/// is 80 bytes, in lists and maps that grow by doubling (twice that at worst).
+pub const JSON_NODE_COST: u64 = 160;
+
+/// Bytes one string of a JSON tree may take besides its text (the allocation's rounding).
+pub const JSON_STRING_COST: u64 = 16;
+
+/// Bytes a start may hold at its peak per byte of its body's JSON tree (the model,
+/// template values, the rendered objects and their copies on the way to the cluster).
+pub const START_COST_PER_TREE_BYTE: u64 = 9;
 
 /// Bytes any start may hold, however small its body (templates, the rendered pod).
 pub const START_BASE_COST: u64 = 2 << 20;
 
 /// Bytes each setting may take in each container it is copied into (the settings go
 /// into the environment of every container: model, template value, pod text and tree).
-pub const SETTING_COPY_COST: u64 = 1024;
+pub const SETTING_COPY_COST: u64 = 1536;
 
 /// Bytes each byte of a setting may take in each container it is copied into.
 pub const SETTING_BYTE_COPY_COST: u64 = 8;
 
-/// What a start of a `body_len`-byte body that parsed to `request` may hold at its
-/// peak: the body's own share, plus its settings once per service (the one expansion
-/// of a start request: every container's environment gets all settings).
-pub fn start_cost(body_len: usize, request: &Value) -> u64 {
+/// An upper bound of the bytes the JSON tree of `text` takes once parsed, from one pass
+/// over the text that counts its values (`,`, `:`, `[`, `{` outside strings) and its
+/// strings. The text of a body over the limit never gets here, so this is at most
+/// about 80 times 1 MiB (a list of one-digit numbers).
+pub fn json_tree_cost(text: &[u8]) -> u64 {
+    let (mut nodes, mut strings, mut string_bytes) = (1u64, 0u64, 0u64);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in text {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+                continue;
+            }
+            string_bytes += 1;
+        } else {
+            match b {
+                b'"' => {
+                    in_string = true;
+                    strings += 1;
+                }
+                b',' | b':' | b'[' | b'{' => nodes += 1,
+                _ => {}
+            }
+        }
+    }
+    nodes * JSON_NODE_COST + strings * JSON_STRING_COST + string_bytes
+}
+
+/// What a start may hold at its peak: a share per byte of its JSON tree (`tree`, from
+/// [`json_tree_cost`]), plus its settings once per service of `request` (the one
+/// expansion of a start request: every container's environment gets all settings).
+pub fn start_cost(tree: u64, request: &Value) -> u64 {
     let services = request
         .pointer("/system/services")
         .and_then(Value::as_object)
@@ -53,16 +95,8 @@ pub fn start_cost(body_len: usize, request: &Value) -> u64 {
         .saturating_mul(SETTING_COPY_COST)
         .saturating_add(bytes.saturating_mul(SETTING_BYTE_COPY_COST));
     START_BASE_COST
-        .saturating_add((body_len as u64).saturating_mul(START_COST_PER_BYTE))
+        .saturating_add(tree.saturating_mul(START_COST_PER_TREE_BYTE))
         .saturating_add(each.saturating_mul(services))
-}
-
-/// Bytes a body of another request may hold per byte once parsed (its JSON tree).
-pub const PARSE_COST_PER_BYTE: u64 = 8;
-
-/// What the JSON tree of another request's `body_len`-byte body may hold.
-pub fn parse_cost(body_len: usize) -> u64 {
-    (body_len as u64).saturating_mul(PARSE_COST_PER_BYTE)
 }
 
 /// The process's memory budget.
@@ -168,16 +202,21 @@ mod tests {
         assert_eq!(budget.in_use(), 0);
     }
 
-    /// The estimate of a start holds the measured peak of the worst 1 MiB start
-    /// requests: read from bytes, built, rendered into objects (what the server does
-    /// before the objects go to the cluster), on one thread with the test allocator.
+    fn mib(bytes: u64) -> f64 {
+        bytes as f64 / 1048576.0
+    }
+
+    /// The estimate of a start is at least half again the measured peak of the costliest
+    /// 1 MiB start requests: read from bytes, built, rendered into objects (what the
+    /// server does before the objects go to the cluster), on one thread with the test
+    /// allocator.
     #[test]
     fn start_cost_covers_the_measured_peak() {
         use crate::test_alloc::peak_of;
         let config = crate::config::default_config();
         for (shape, bytes) in crate::compile::memory_shapes(1 << 20) {
             let (objects, peak) = peak_of(|| {
-                let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                let value: Value = serde_json::from_slice(&bytes).unwrap();
                 let request = crate::model::StartRequest::from_value(value).unwrap();
                 let system =
                     crate::compile::parse_request(config, request, None, false, true).unwrap();
@@ -186,17 +225,69 @@ mod tests {
             });
             assert!(objects >= 1, "{shape}");
             let value: Value = serde_json::from_slice(&bytes).unwrap();
-            let estimate = start_cost(bytes.len(), &value);
-            eprintln!(
-                "{shape}: body {} B, peak {:.1} MiB, estimate {:.1} MiB",
-                bytes.len(),
-                peak as f64 / 1048576.0,
-                estimate as f64 / 1048576.0
-            );
+            let estimate = start_cost(json_tree_cost(&bytes), &value);
             assert!(
-                peak as u64 * 2 <= estimate || std::env::var("PRINT_ONLY").is_ok(),
-                "{shape}: a {} B body peaked at {peak} B, more than half the estimate {estimate} B",
-                bytes.len()
+                peak as u64 * 3 / 2 <= estimate,
+                "{shape}: a {} B body peaked at {:.1} MiB; the estimate, {:.1} MiB, is not half again as much",
+                bytes.len(),
+                mib(peak as u64),
+                mib(estimate)
+            );
+        }
+    }
+
+    /// The JSON tree of any body is within [`json_tree_cost`]: start requests, and the
+    /// shapes with the most nodes per byte.
+    #[test]
+    fn json_tree_cost_covers_the_measured_trees() {
+        use crate::test_alloc::peak_of;
+        let mut shapes = crate::compile::memory_shapes(1 << 20);
+        let n = (1 << 20) / 4;
+        shapes.push((
+            "empty objects",
+            format!("[{}{{}}]", "{},".repeat(n)).into_bytes(),
+        ));
+        shapes.push((
+            "empty lists",
+            format!("[{}[]]", "[],".repeat(n)).into_bytes(),
+        ));
+        shapes.push(("numbers", format!("[{}1]", "1,".repeat(2 * n)).into_bytes()));
+        shapes.push((
+            "short strings",
+            format!("[{}\"\"]", "\"\",".repeat(n)).into_bytes(),
+        ));
+        shapes.push((
+            "a map of numbers",
+            format!(
+                "{{{}\"a\":1}}",
+                (0..n / 4)
+                    .map(|i| format!("\"{i}\":1,"))
+                    .collect::<String>()
+            )
+            .into_bytes(),
+        ));
+        let services: serde_json::Map<String, Value> = (0..15_000)
+            .map(|i| {
+                (
+                    format!("s{i}"),
+                    serde_json::json!({"image": "n", "ports": ["80"]}),
+                )
+            })
+            .collect();
+        shapes.push((
+            "tiny services",
+            serde_json::to_vec(&serde_json::json!({"system": {"services": services}})).unwrap(),
+        ));
+        for (shape, bytes) in shapes {
+            let (value, peak) = peak_of(|| serde_json::from_slice::<Value>(&bytes).unwrap());
+            drop(value);
+            let estimate = json_tree_cost(&bytes);
+            assert!(
+                peak as u64 <= estimate && estimate <= peak as u64 * 3,
+                "{shape}: {} B parsed into {:.1} MiB; the estimate is {:.1} MiB",
+                bytes.len(),
+                mib(peak as u64),
+                mib(estimate)
             );
         }
     }

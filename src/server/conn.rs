@@ -195,9 +195,7 @@ impl Peers {
         let list = open.entry(peer).or_default();
         let mut evicted = false;
         if list.len() >= self.limit {
-            let idle = list
-                .iter()
-                .position(|c| c.busy.load(Ordering::SeqCst) == 0);
+            let idle = list.iter().position(|c| c.busy.load(Ordering::SeqCst) == 0);
             match idle {
                 Some(i) => {
                     let old = list.remove(i).expect("an index of the list");
@@ -384,7 +382,11 @@ mod tests {
         drop(busy_d);
         // Closed connections leave the list; an address with none leaves the map.
         drop((a, b, c, d, _e));
-        assert!(!peers.open.lock().unwrap().contains_key(&"10.0.0.1".parse::<IpAddr>().unwrap()));
+        assert!(!peers
+            .open
+            .lock()
+            .unwrap()
+            .contains_key(&"10.0.0.1".parse::<IpAddr>().unwrap()));
     }
 
     #[test]

@@ -310,14 +310,21 @@ mod tests {
             ..ServerEnv::default()
         };
         let l = LimitArgs::default().limits(&env).unwrap();
-        assert_eq!((l.max_connections_per_peer, l.memory_budget), (3, 100 << 20));
+        assert_eq!(
+            (l.max_connections_per_peer, l.memory_budget),
+            (3, 100 << 20)
+        );
         for bad in ["lots", "1Mi", "0"] {
             let args = LimitArgs {
                 memory_budget: Some(bad.into()),
                 ..LimitArgs::default()
             };
             let e = args.limits(&ServerEnv::default()).unwrap_err();
-            assert!(e.message.contains("--memory-budget must be a size of at least 64Mi"), "{e}");
+            assert!(
+                e.message
+                    .contains("--memory-budget must be a size of at least 64Mi"),
+                "{e}"
+            );
         }
         let env = ServerEnv {
             memory_budget: Some("huge".into()),

@@ -2,10 +2,10 @@
 //! `/openapi.json`, `/metrics`, and the JSON shapes of their answers.
 
 use super::backend::Executor;
+use super::budget::{MemoryBudget, Reservation};
 use super::AppState;
 use crate::error::Error;
 use crate::request_schema::{validate, Problem};
-use super::budget::{MemoryBudget, Reservation};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -105,8 +105,8 @@ fn over_budget(budget: &MemoryBudget) -> Response {
 /// A body read whole, with the part of the memory budget it holds.
 struct Body {
     value: Value,
-    /// Its size in bytes.
-    len: usize,
+    /// What its JSON tree may take ([`super::budget::json_tree_cost`]).
+    tree: u64,
     /// Its share of the budget: the bytes, then the JSON tree (a start grows it to its
     /// compilation's estimate).
     reservation: Reservation,
@@ -210,9 +210,9 @@ async fn read_body(
         None => reading.await,
     };
     let bytes = read?;
-    let len = bytes.len();
     // The bytes and their JSON tree, both alive while it is built.
-    if !reservation.grow_to(len as u64 + super::budget::parse_cost(len)) {
+    let tree = super::budget::json_tree_cost(&bytes);
+    if !reservation.grow_to(bytes.len() as u64 + tree) {
         return Err(over_budget(budget));
     }
     let component_name = component.to_string();
@@ -235,7 +235,7 @@ async fn read_body(
     checked
         .map(|value| Body {
             value,
-            len,
+            tree,
             reservation,
         })
         .map_err(|bad| error_response(StatusCode::BAD_REQUEST, &bad.message, bad.field.as_deref()))
@@ -391,19 +391,18 @@ async fn start(State(state): State<AppState>, request: Request) -> Response {
     // holds a connection and what it has sent, not one of the --max-starts.
     let Body {
         value: body,
-        len,
+        tree,
         mut reservation,
     } = match read_body(request, "System", &state.budget).await {
         Ok(b) => b,
         Err(r) => return r,
     };
     let caps = crate::model::ModelCaps::from_env();
-    if let Err(e) = crate::model::caps::check(body.get("system").unwrap_or(&Value::Null), &caps)
-    {
+    if let Err(e) = crate::model::caps::check(body.get("system").unwrap_or(&Value::Null), &caps) {
         return error_response(StatusCode::BAD_REQUEST, &e.message, e.field.as_deref());
     }
     // Its compilation's share of the memory budget, taken at once or refused at once.
-    let cost = super::budget::start_cost(len, &body);
+    let cost = super::budget::start_cost(tree, &body);
     if cost > state.budget.total() {
         return error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
