@@ -176,6 +176,7 @@ impl Reservation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn reservations_grow_within_the_budget_and_give_back_on_drop() {
@@ -202,6 +203,69 @@ mod tests {
         assert_eq!(budget.in_use(), 0);
     }
 
+    /// Start requests of about `target` bytes of JSON in the shapes that cost the most
+    /// memory per byte (for the tests of the server's memory budget): many settings, a long
+    /// environment, many services, one huge value, settings copied into many services,
+    /// every service at the port cap.
+    fn memory_shapes(target: usize) -> Vec<(&'static str, Vec<u8>)> {
+        fn base() -> Value {
+            json!({
+                "name": "big",
+                "env": {},
+                "system": {"version": "3.0", "services": {"web": {"image": "nginx:1.25", "ports": ["80"]}}},
+                "principal": "{\"username\": \"jdoe\", \"access_token\": \"tok\"}",
+                "services": {"web": {"port": 80}},
+                "serviceaccount": "default",
+            })
+        }
+        let env_list = |n: usize| -> Value {
+            (0..n)
+                .map(|i| json!(format!("V{i}={}", "y".repeat(30))))
+                .collect()
+        };
+        let mut out = Vec::new();
+        let mut r = base();
+        let mut n = 0;
+        while r.to_string().len() < target {
+            for _ in 0..200 {
+                r["env"][format!("SETTING_{n}")] = json!(format!("value-{}", "x".repeat(20)));
+                n += 1;
+            }
+        }
+        out.push(("settings", r));
+        let mut r = base();
+        r["system"]["services"]["web"]["environment"] = env_list(target / 40);
+        out.push(("environment", r));
+        let mut r = base();
+        for s in 0..63 {
+            r["system"]["services"][format!("s{s}")] = json!({"image": "nginx:1.25", "ports": ["80"], "environment": env_list(target / 64 / 40)});
+        }
+        out.push(("services", r));
+        let mut r = base();
+        r["env"]["BIG"] = json!("x".repeat(target));
+        out.push(("one value", r));
+        let mut r = base();
+        for s in 0..7 {
+            r["system"]["services"][format!("s{s}")] = json!({"image": "nginx:1.25"});
+        }
+        for i in 0..10_000 {
+            r["env"][format!("a{i}")] = json!("b");
+        }
+        out.push(("settings in 8 services", r));
+        let mut r = base();
+        for s in 0..63 {
+            let ports: Vec<Value> = (0..64)
+                .map(|p| json!(format!("{}:{}/tcp", 10000 + p, 80 + p)))
+                .collect();
+            r["system"]["services"][format!("s{s}")] =
+                json!({"image": "nginx:1.25", "ports": ports});
+        }
+        out.push(("ports", r));
+        out.into_iter()
+            .map(|(k, v)| (k, serde_json::to_vec(&v).expect("JSON")))
+            .collect()
+    }
+
     fn mib(bytes: u64) -> f64 {
         bytes as f64 / 1048576.0
     }
@@ -214,7 +278,7 @@ mod tests {
     fn start_cost_covers_the_measured_peak() {
         use crate::test_alloc::peak_of;
         let config = crate::config::default_config();
-        for (shape, bytes) in crate::compile::memory_shapes(1 << 20) {
+        for (shape, bytes) in memory_shapes(1 << 20) {
             let (objects, peak) = peak_of(|| {
                 let value: Value = serde_json::from_slice(&bytes).unwrap();
                 let request = crate::model::StartRequest::from_value(value).unwrap();
@@ -241,7 +305,7 @@ mod tests {
     #[test]
     fn json_tree_cost_covers_the_measured_trees() {
         use crate::test_alloc::peak_of;
-        let mut shapes = crate::compile::memory_shapes(1 << 20);
+        let mut shapes = memory_shapes(1 << 20);
         let n = (1 << 20) / 4;
         shapes.push((
             "empty objects",
@@ -267,16 +331,11 @@ mod tests {
             .into_bytes(),
         ));
         let services: serde_json::Map<String, Value> = (0..15_000)
-            .map(|i| {
-                (
-                    format!("s{i}"),
-                    serde_json::json!({"image": "n", "ports": ["80"]}),
-                )
-            })
+            .map(|i| (format!("s{i}"), json!({"image": "n", "ports": ["80"]})))
             .collect();
         shapes.push((
             "tiny services",
-            serde_json::to_vec(&serde_json::json!({"system": {"services": services}})).unwrap(),
+            serde_json::to_vec(&json!({"system": {"services": services}})).unwrap(),
         ));
         for (shape, bytes) in shapes {
             let (value, peak) = peak_of(|| serde_json::from_slice::<Value>(&bytes).unwrap());

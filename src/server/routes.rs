@@ -1,5 +1,9 @@
 //! The routes: `/system/{start,status,delete,modify}`, `/healthz`, `/readyz`,
 //! `/openapi.json`, `/metrics`, and the JSON shapes of their answers.
+//!
+//! A body is read under the memory budget (`super::budget`) before anything else: its
+//! bytes as they arrive, then its JSON tree; a start then takes its compilation's share,
+//! then one of the `--max-starts` slots, each refused at once (503) when not free.
 
 use super::backend::Executor;
 use super::budget::{MemoryBudget, Reservation};
@@ -54,18 +58,6 @@ fn failure(e: &Error) -> Response {
     error_response(StatusCode::OK, &e.message, e.field.as_deref())
 }
 
-/// Whether `e` or one of its causes is the body-size limit's error.
-fn is_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(e);
-    while let Some(err) = next {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        next = err.source();
-    }
-    false
-}
-
 fn is_json(headers: &HeaderMap) -> bool {
     let Some(value) = headers
         .get(header::CONTENT_TYPE)
@@ -83,7 +75,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 /// 503 with `Retry-After: 1`: the server is as busy as it may be (`why` says how).
-pub fn busy(why: &str) -> Response {
+fn busy(why: &str) -> Response {
     let mut busy = error_response(
         StatusCode::SERVICE_UNAVAILABLE,
         &format!("the server is busy: {why}; retry later"),
@@ -103,7 +95,7 @@ fn over_budget(budget: &MemoryBudget) -> Response {
 }
 
 /// A body read whole, with the part of the memory budget it holds.
-struct Body {
+struct ReadBody {
     value: Value,
     /// What its JSON tree may take ([`super::budget::json_tree_cost`]).
     tree: u64,
@@ -124,16 +116,12 @@ async fn read_bytes(
     let mut body = body;
     let mut bytes: Vec<u8> = Vec::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            if is_length_limit(&e) {
-                too_large()
-            } else {
-                error_response(
-                    StatusCode::BAD_REQUEST,
-                    "the request body could not be read",
-                    None,
-                )
-            }
+        let frame = frame.map_err(|_| {
+            error_response(
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read",
+                None,
+            )
         })?;
         let Ok(chunk) = frame.into_data() else {
             continue;
@@ -144,7 +132,7 @@ async fn read_bytes(
         }
         if need > bytes.capacity() {
             // Doubling, but never past the declared length or the limit.
-            let mut cap = (bytes.capacity() * 2).max(16 * 1024).min(BODY_LIMIT);
+            let mut cap = (bytes.capacity() * 2).clamp(16 * 1024, BODY_LIMIT);
             if let Some(d) = declared {
                 cap = cap.min(d as usize);
             }
@@ -174,7 +162,7 @@ async fn read_body(
     request: Request,
     component: &str,
     budget: &MemoryBudget,
-) -> Result<Body, Response> {
+) -> Result<ReadBody, Response> {
     if !is_json(request.headers()) {
         return Err(error_response(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -233,7 +221,7 @@ async fn read_body(
         })
     };
     checked
-        .map(|value| Body {
+        .map(|value| ReadBody {
             value,
             tree,
             reservation,
@@ -389,7 +377,7 @@ where
 async fn start(State(state): State<AppState>, request: Request) -> Response {
     // The body is read before a start slot is taken: a client that sends it slowly
     // holds a connection and what it has sent, not one of the --max-starts.
-    let Body {
+    let ReadBody {
         value: body,
         tree,
         mut reservation,
@@ -468,7 +456,7 @@ fn opt_string(v: &Value, key: &str) -> Option<String> {
 }
 
 async fn status(State(state): State<AppState>, request: Request) -> Response {
-    let Body {
+    let ReadBody {
         value: body,
         reservation,
         ..
@@ -505,7 +493,7 @@ async fn status(State(state): State<AppState>, request: Request) -> Response {
 }
 
 async fn delete(State(state): State<AppState>, request: Request) -> Response {
-    let Body {
+    let ReadBody {
         value: body,
         reservation,
         ..
@@ -533,7 +521,7 @@ async fn delete(State(state): State<AppState>, request: Request) -> Response {
 }
 
 async fn modify(State(state): State<AppState>, request: Request) -> Response {
-    let Body {
+    let ReadBody {
         value: body,
         reservation,
         ..
