@@ -395,11 +395,11 @@ async fn start(State(state): State<AppState>, request: Request) -> Response {
         return error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!(
-                "this start would take about {} of memory to compile (its settings go into each of its services), more than the server's whole memory budget ({}, --memory-budget)",
+                "this start would take about {} of memory to compile (for its JSON, and for its settings once per service), more than the server's whole memory budget ({}, --memory-budget)",
                 crate::limits::size_text(cost),
                 crate::limits::size_text(state.budget.total())
             ),
-            Some("env"),
+            None,
         );
     }
     if !reservation.grow_to(cost) {
