@@ -146,7 +146,8 @@ impl Default for DockerExecutor {
 impl Executor for DockerExecutor {
     fn start(&self, request: Value) -> BoxFut<'_, Value> {
         Box::pin(async move {
-            let system = crate::compile::parse_system(&self.config, &request, None)?;
+            let request = crate::model::StartRequest::from_value(request)?;
+            let system = crate::compile::parse_request(&self.config, request, None, false, false)?;
             crate::docker::start_async(&self.config, system).await
         })
     }

@@ -117,9 +117,26 @@ pub fn parse_system_with(
     strict: bool,
     quiet: bool,
 ) -> Result<System> {
+    parse_request(
+        config,
+        StartRequest::from_json(request)?,
+        identifier,
+        strict,
+        quiet,
+    )
+}
+
+/// [`parse_system`] of a request already read (a caller that owns the request's JSON
+/// hands it over with [`StartRequest::from_value`], without a copy).
+pub fn parse_request(
+    config: &Value,
+    req: StartRequest,
+    identifier: Option<String>,
+    strict: bool,
+    quiet: bool,
+) -> Result<System> {
     let switches = crate::model::ModelSwitches::from_env();
     let system = crate::render::with_total_budget(|| {
-        let req = StartRequest::from_json(request)?;
         model::parse(
             config,
             &req,
@@ -128,6 +145,7 @@ pub fn parse_system_with(
             &render_setting,
         )
     })?;
+    drop(req);
     model::warning::check_strict(&system.warnings, strict || crate::config::strict(config))?;
     if !quiet {
         model::warning::log_all(&system.warnings);

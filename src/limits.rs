@@ -80,6 +80,94 @@ pub fn echo_value(v: &Value) -> String {
     }
 }
 
+/// `bytes` for a message: `512 B`, `16.0 KiB`, `1.5 MiB`, `2.0 GiB`.
+pub fn size_text(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// A size in bytes from `text`: a whole number, optionally followed by a unit `K`, `M`,
+/// `G` (powers of 1024; `Ki`, `KiB`, `KB` and lowercase the same), `_` separators
+/// allowed. None when it is not one, or is 0.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim().replace('_', "");
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits);
+    let number: u64 = number.parse().ok()?;
+    let unit = unit.trim().to_ascii_lowercase();
+    let shift = match unit.trim_end_matches('b').trim_end_matches('i') {
+        "" if unit.is_empty() || unit == "b" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return None,
+    };
+    number.checked_mul(1u64 << shift).filter(|n| *n > 0)
+}
+
+/// Reads `reader` to its end as UTF-8 text, refusing it once it passes `limit` bytes
+/// (reading at most one byte more). `what` names the input in errors; `hint` follows the
+/// size error (how to raise the limit).
+pub fn read_text_limited(
+    reader: impl std::io::Read,
+    limit: u64,
+    what: &str,
+    hint: &str,
+) -> Result<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    reader
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::input(format!("cannot read {what}: {e}")).caused_by(e))?;
+    if bytes.len() as u64 > limit {
+        return Err(too_big(what, limit, hint));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        Error::input(format!(
+            "cannot read {what}: it is not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
+
+/// Reads the file at `path` as UTF-8 text, refusing a file larger than `limit` bytes
+/// before reading it (see [`read_text_limited`]).
+pub fn read_file_limited(
+    path: &std::path::Path,
+    limit: u64,
+    what: &str,
+    hint: &str,
+) -> std::io::Result<Result<String>> {
+    let file = std::fs::File::open(path)?;
+    if file
+        .metadata()
+        .is_ok_and(|m| m.is_file() && m.len() > limit)
+    {
+        return Ok(Err(too_big(what, limit, hint)));
+    }
+    Ok(read_text_limited(file, limit, what, hint))
+}
+
+fn too_big(what: &str, limit: u64, hint: &str) -> Error {
+    let hint = if hint.is_empty() {
+        String::new()
+    } else {
+        format!("; {hint}")
+    };
+    Error::input(format!("{what} is larger than {}{hint}", size_text(limit)))
+}
+
 /// Refuses a value nested deeper than [`MAX_DEPTH`] (walked without recursion).
 pub fn check_depth(v: &Value, what: &str) -> Result<()> {
     let mut stack: Vec<(&Value, usize)> = vec![(v, 1)];
@@ -129,6 +217,70 @@ mod tests {
         assert!(e.chars().count() < ECHO_LIMIT + 40, "{e}");
         assert!(e.contains("100000 characters"));
         assert!(echo_value(&json!(long)).chars().count() < ECHO_LIMIT + 40);
+    }
+
+    #[test]
+    fn sizes_read_and_written() {
+        assert_eq!(parse_size("512Mi"), Some(512 << 20));
+        assert_eq!(parse_size(" 16 MiB "), Some(16 << 20));
+        assert_eq!(parse_size("1g"), Some(1 << 30));
+        assert_eq!(parse_size("2KB"), Some(2048));
+        assert_eq!(parse_size("1_000"), Some(1000));
+        assert_eq!(parse_size("10b"), Some(10));
+        for bad in [
+            "",
+            "0",
+            "-1",
+            "1.5M",
+            "12 parsecs",
+            "M",
+            "99999999999999999999",
+            "1iB",
+        ] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+        assert_eq!(size_text(100), "100 B");
+        assert_eq!(size_text(16 << 20), "16.0 MiB");
+        assert_eq!(size_text(1536), "1.5 KiB");
+        assert_eq!(size_text(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn inputs_are_read_up_to_their_limit() {
+        let text = read_text_limited(&b"0123456789"[..], 10, "x", "").unwrap();
+        assert_eq!(text, "0123456789");
+        let e = read_text_limited(&b"0123456789a"[..], 10, "the standard input", "raise it")
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "the standard input is larger than 10 B; raise it"
+        );
+        let e = read_text_limited(&b"ab\xffc"[..], 10, "f", "").unwrap_err();
+        assert!(
+            e.message
+                .contains("not UTF-8 text (invalid byte at offset 2)"),
+            "{e}"
+        );
+        // An endless input is cut after the limit, not read to its end.
+        let e = read_text_limited(std::io::repeat(b'x'), 1 << 20, "y", "").unwrap_err();
+        assert!(e.message.contains("larger than 1.0 MiB"), "{e}");
+        let dir = std::env::temp_dir().join(format!("tycho-limits-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("big");
+        std::fs::write(&file, vec![b'a'; 2048]).unwrap();
+        let e = read_file_limited(&file, 1024, "big", "")
+            .unwrap()
+            .unwrap_err();
+        assert!(e.message.contains("big is larger than 1.0 KiB"), "{e}");
+        assert_eq!(
+            read_file_limited(&file, 4096, "big", "")
+                .unwrap()
+                .unwrap()
+                .len(),
+            2048
+        );
+        assert!(read_file_limited(&dir.join("none"), 1, "none", "").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

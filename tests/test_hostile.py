@@ -125,6 +125,116 @@ def test_cli_render_of_a_deep_file_exits_1_with_one_line(tmp_path):
     assert len(lines) == 1 and re.search(DEEP, lines[0]), p.stderr[-500:]
 
 
+# ------------------------------------------------------------------ sizes (issue 24)
+
+
+def tycho_cli(*args, stdin=None, env=None, timeout=120):
+    import os
+
+    full_env = dict(os.environ)
+    full_env.pop("TYCHO_MAX_INPUT_SIZE", None)
+    full_env.pop("TYCHO_MAX_SERVICES", None)
+    full_env.pop("TYCHO_MAX_PORTS", None)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "tycho", *args], input=stdin, capture_output=True,
+                          timeout=timeout, env=full_env)
+
+
+def one_error_line(p):
+    lines = [line for line in p.stderr.decode(errors="replace").splitlines() if line.strip()]
+    assert p.returncode == 1 and len(lines) == 1 and lines[0].startswith("tycho: error: "), (p.returncode, lines[-5:])
+    return lines[0]
+
+
+def services_yaml(n, ports=1):
+    out = ["services:"]
+    for i in range(n):
+        out.append(f"  s{i}:\n    image: nginx:1.27\n    ports: [{', '.join(str(80 + p) for p in range(ports))}]")
+    return "\n".join(out) + "\n"
+
+
+def test_cli_reads_standard_input_up_to_its_limit():
+    big = ("# " + "x" * 1000 + "\n") * (17 * 1024)  # 17 MiB of comments
+    line = one_error_line(tycho_cli("render", "-f", "-", stdin=big.encode()))
+    assert "the standard input is larger than 16.0 MiB" in line and "--max-input-size" in line, line
+    # Raised, the same input is read (and its compose document found empty).
+    line = one_error_line(tycho_cli("--max-input-size", "32Mi", "render", "-f", "-", stdin=big.encode()))
+    assert "larger than" not in line, line
+    line = one_error_line(tycho_cli("render", "-f", "-", stdin=big.encode(), env={"TYCHO_MAX_INPUT_SIZE": "1G"}))
+    assert "larger than" not in line, line
+    p = tycho_cli("--max-input-size", "lots", "render", "-f", "-", stdin=b"")
+    assert p.returncode == 2 and b"--max-input-size must be a size" in p.stderr, p.stderr
+
+
+def test_cli_refuses_a_huge_compose_file_without_reading_it(tmp_path):
+    # 200 MB of services aborted the process before (a failed allocation, rc 134). A
+    # sparse file: its size is what the command line looks at first.
+    f = tmp_path / "docker-compose.yaml"
+    with open(f, "wb") as out:
+        out.truncate(200 * 1000 * 1000)
+    line = one_error_line(tycho_cli("render", "-f", str(f)))
+    assert f"{f} is larger than 16.0 MiB; raise the limit with --max-input-size" in line, line
+    # A settings file is read through the same limit.
+    (tmp_path / "small.yaml").write_text(services_yaml(1))
+    env_file = tmp_path / "big.env"
+    env_file.write_text("A=" + "x" * (2 * 1024 * 1024) + "\n")
+    line = one_error_line(tycho_cli("--max-input-size", "1Mi", "render", "-f", str(tmp_path / "small.yaml"),
+                                    "--env-file", str(env_file)))
+    assert f"settings {env_file} is larger than 1.0 MiB" in line, line
+
+
+def test_cli_names_the_service_and_port_caps(tmp_path):
+    f = tmp_path / "docker-compose.yaml"
+    f.write_text(services_yaml(65))
+    line = one_error_line(tycho_cli("render", "-f", str(f)))
+    assert "65 services, more than the 64 allowed (TYCHO_MAX_SERVICES)" in line, line
+    p = tycho_cli("render", "-f", str(f), "-o", "name", env={"TYCHO_MAX_SERVICES": "65"})
+    assert p.returncode == 0, p.stderr[-500:]
+    f.write_text(services_yaml(1, ports=65))
+    line = one_error_line(tycho_cli("render", "-f", str(f)))
+    assert "service 's0': 65 ports (ports and expose), more than the 64 allowed (TYCHO_MAX_PORTS)" in line, line
+
+
+def test_python_api_names_the_caps(monkeypatch):
+    services = {f"s{i}": {"image": "nginx:1.27"} for i in range(65)}
+    with pytest.raises(TychoException, match=r"65 services, more than the 64 allowed \(TYCHO_MAX_SERVICES\)"):
+        _native.compile_request(base_request(system={"services": services}, services={}))
+    ports = {"s0": {"image": "nginx:1.27", "ports": [str(1000 + i) for i in range(40)],
+                    "expose": [str(2000 + i) for i in range(25)]}}
+    with pytest.raises(TychoException, match=r"65 ports \(ports and expose\), more than the 64 allowed"):
+        _native.compile_request(base_request(system={"services": ports}, services={}))
+    # The caps are read at each compile.
+    monkeypatch.setenv("TYCHO_MAX_SERVICES", "100")
+    monkeypatch.setenv("TYCHO_MAX_PORTS", "65")
+    _native.compile_request(base_request(system={"services": services}, services={}))
+    _native.compile_request(base_request(system={"services": ports}, services={}))
+
+
+def test_settings_copied_into_many_services_fail_before_the_copies():
+    # 1 MiB of settings go into the environment of each of 16 containers: 16 MiB of
+    # environment, more than pod.yaml may write; refused before it is built.
+    code = f"""
+    import time
+    from tycho import _native
+    from tycho.exceptions import TychoException
+    req = {base_request(env={"BIG": "x" * (1024 * 1024)},
+                        system={"services": {f"s{i}": {"image": "nginx:1.27"} for i in range(16)}},
+                        services={})!r}
+    t0 = time.monotonic()
+    try:
+        _native.compile_request(req)
+        print("NO ERROR")
+    except TychoException as e:
+        print("REFUSED", str(e)[:400])
+    print("SECONDS", time.monotonic() - t0)
+    """
+    rc, out, err, peak = run_isolated(code)
+    assert rc == 0, err[-2000:]
+    assert "REFUSED" in out and "go into the environment of each of the 16 services" in out, out
+    assert "TYCHO_TEMPLATE_OUTPUT_LIMIT" in out, out
+    assert peak is not None and peak < 100, (peak, out)
+
+
 # ------------------------------------------------------------------ aliases
 
 

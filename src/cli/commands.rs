@@ -99,6 +99,7 @@ impl SourceArgs {
                     host: self.host.as_deref(),
                 },
                 &ctx.env,
+                ctx.max_input,
             ),
             (None, Some(file)) => request::compose_request(
                 file,
@@ -106,6 +107,7 @@ impl SourceArgs {
                 self.name.as_deref(),
                 &self.username,
                 &ctx.env,
+                ctx.max_input,
             ),
             (None, None) => Err(Error::input("give -f FILE or --registry")),
         }
@@ -647,7 +649,7 @@ pub fn down(args: &DownArgs, ctx: &Context) -> Result<i32> {
 /// `tycho modify`.
 pub fn modify(args: &ModifyArgs, ctx: &Context) -> Result<i32> {
     let text = if args.request == "-" {
-        request::read_input(std::path::Path::new("-"))?
+        request::read_input(std::path::Path::new("-"), ctx.max_input)?
     } else {
         args.request.clone()
     };

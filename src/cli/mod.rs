@@ -55,6 +55,10 @@ pub struct Cli {
     /// templates, volumes, placement, strict, access_token_env.
     #[arg(long = "config", global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
+    /// Largest compose file, settings file or standard input read (bytes, or with a
+    /// unit: 16Mi, 1G). Default 16Mi [env: TYCHO_MAX_INPUT_SIZE].
+    #[arg(long, global = true, value_name = "SIZE")]
+    pub max_input_size: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -86,6 +90,29 @@ pub struct Context {
     pub env: CliEnv,
     /// The configuration (`--config`, else the built-in one).
     pub config: serde_json::Value,
+    /// `--max-input-size` (else `TYCHO_MAX_INPUT_SIZE`, else [`DEFAULT_MAX_INPUT`]): the
+    /// most bytes read from a compose file, a settings file or standard input.
+    pub max_input: u64,
+}
+
+/// The default of `--max-input-size`: 16 MiB (real compose files are a few KiB).
+pub const DEFAULT_MAX_INPUT: u64 = 16 << 20;
+
+/// The input size limit from the flag, else the variable, else the default; the error
+/// names the one at fault.
+fn max_input(flag: Option<&str>, env: &CliEnv) -> crate::Result<u64> {
+    let (text, source) = match (flag, env.max_input_size.as_deref()) {
+        (Some(f), _) => (f, "--max-input-size"),
+        (None, Some(v)) => (v, "TYCHO_MAX_INPUT_SIZE"),
+        (None, None) => return Ok(DEFAULT_MAX_INPUT),
+    };
+    crate::limits::parse_size(text).ok_or_else(|| {
+        Error::input(format!(
+            "{source} must be a size (bytes, or with a unit: 16Mi, 1G), got {}",
+            crate::limits::echo(&format!("{text:?}"))
+        ))
+        .at(source)
+    })
 }
 
 impl Context {
@@ -114,11 +141,17 @@ where
         }
     };
     crate::server::logging::init(cli.debug);
+    let env = CliEnv::from_env();
+    let max_input = match max_input(cli.max_input_size.as_deref(), &env) {
+        Ok(n) => n,
+        Err(e) => return usage(e.message),
+    };
     let mut ctx = Context {
         namespace: cli.namespace.clone(),
         debug: cli.debug,
-        env: CliEnv::from_env(),
+        env,
         config: crate::config::default_config().clone(),
+        max_input,
     };
     if let Some(path) = &cli.config {
         match crate::config::load_file(&path.to_string_lossy()) {

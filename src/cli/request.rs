@@ -103,18 +103,26 @@ fn default_name(file: &Path) -> String {
     }
 }
 
-/// Reads `file`; `-` is standard input.
-pub fn read_input(file: &Path) -> Result<String> {
+/// What follows the error of an input over the limit.
+const RAISE: &str = "raise the limit with --max-input-size (TYCHO_MAX_INPUT_SIZE)";
+
+/// Reads `file` as text, at most `limit` bytes; `-` is standard input.
+pub fn read_input(file: &Path, limit: u64) -> Result<String> {
     if file == Path::new("-") {
-        use std::io::Read;
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| Error::input(format!("cannot read the standard input: {e}")))?;
-        return Ok(text);
+        return crate::limits::read_text_limited(
+            std::io::stdin().lock(),
+            limit,
+            "the standard input",
+            RAISE,
+        );
     }
-    std::fs::read_to_string(file)
-        .map_err(|e| Error::input(format!("cannot read {}: {e}", file.display())).caused_by(e))
+    read_file(file, limit, &file.display().to_string())
+}
+
+/// Reads the file at `path` as text, at most `limit` bytes; `what` names it in errors.
+fn read_file(path: &Path, limit: u64, what: &str) -> Result<String> {
+    crate::limits::read_file_limited(path, limit, what, RAISE)
+        .map_err(|e| Error::input(format!("cannot read {what}: {e}")).caused_by(e))?
 }
 
 /// The start request `tycho up` and `tycho render` send for a compose file (`-` reads it
@@ -128,23 +136,24 @@ pub fn compose_request(
     name: Option<&str>,
     username: &str,
     env: &CliEnv,
+    limit: u64,
 ) -> Result<Value> {
     let stdin = file == Path::new("-");
-    let text = read_input(file)?;
+    let text = read_input(file, limit)?;
     let env_path = match env_file {
         Some(p) => Some(p.to_path_buf()),
         None if stdin => None,
         None => Some(file.parent().unwrap_or(Path::new(".")).join(".env")),
     };
-    let settings_text = match env_path.as_deref().map(std::fs::read_to_string) {
+    let settings_text = match env_path.as_deref() {
         None => String::new(),
-        Some(Ok(t)) => t,
-        Some(Err(_)) if env_file.is_none() => String::new(),
-        Some(Err(e)) => {
-            return Err(Error::input(format!(
-                "cannot read settings {}: {e}",
-                env_path.unwrap_or_default().display()
-            )))
+        Some(path) => {
+            let what = format!("settings {}", path.display());
+            match crate::limits::read_file_limited(path, limit, &what, RAISE) {
+                Ok(read) => read?,
+                Err(_) if env_file.is_none() => String::new(),
+                Err(e) => return Err(Error::input(format!("cannot read {what}: {e}"))),
+            }
         }
     };
     // `$NAME` / `${NAME}` of the settings, substituted into the text before parsing as
@@ -236,6 +245,7 @@ fn fetch(
     source: &RegistrySource,
     url: &str,
     what: &str,
+    limit: u64,
 ) -> Result<Option<String>> {
     if let Some(path) = url.strip_prefix("file:") {
         if !source.local {
@@ -251,8 +261,9 @@ fn fetch(
             .ok()
             .and_then(|u| u.to_file_path().ok())
             .unwrap_or_else(|| PathBuf::from(path));
-        return match std::fs::read_to_string(&path) {
-            Ok(text) => Ok(Some(text)),
+        let named = format!("{what} {}", path.display());
+        return match crate::limits::read_file_limited(&path, limit, &named, RAISE) {
+            Ok(text) => text.map(Some).map_err(|e| e.with_kind(ErrorKind::Context)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::new(
                 ErrorKind::Context,
@@ -293,7 +304,7 @@ pub struct RegistryApp<'a> {
 /// the context's and app's `placement` and `gpu_resource`
 /// ([`crate::registry::placement`]), as `TychoContext.start` builds it. The resource request is the spec's own
 /// `deploy.resources` (what appstore sends when the user keeps the defaults).
-pub fn registry_request(which: &RegistryApp<'_>, env: &CliEnv) -> Result<Value> {
+pub fn registry_request(which: &RegistryApp<'_>, env: &CliEnv, limit: u64) -> Result<Value> {
     let source = registry_source(which.registry)?;
     let cache = HttpCache::new(HTTP_TIMEOUT, 60.0);
     let load = |file: &str| -> Result<Value> {
@@ -324,7 +335,7 @@ pub fn registry_request(which: &RegistryApp<'_>, env: &CliEnv) -> Result<Value> 
     };
     let spec_url = app.get("spec").and_then(Value::as_str).unwrap_or_default();
     let what = format!("spec of app {app_id}");
-    let text = fetch(&cache, &source, spec_url, &what)?.ok_or_else(|| {
+    let text = fetch(&cache, &source, spec_url, &what, limit)?.ok_or_else(|| {
         Error::new(
             ErrorKind::Context,
             format!("{what} {spec_url} is not there"),
@@ -341,6 +352,7 @@ pub fn registry_request(which: &RegistryApp<'_>, env: &CliEnv) -> Result<Value> 
         &source,
         &spec::settings_url(spec_url),
         &format!("settings of app {app_id}"),
+        limit,
     )?
     .unwrap_or_default();
     // client.parse_env: lines split on "\n" only.

@@ -1,8 +1,58 @@
-//! Switches of the model builder (security context, GPU, resource, ambassador defaults).
+//! Switches of the model builder (security context, GPU, resource, ambassador defaults)
+//! and its caps on the size of a system ([`ModelCaps`]).
 //!
 //! Read from the process environment by [`super::var`] and friends only, once per
 //! operation ([`ModelSwitches::from_env`] at the entry point of a parse or compile), and
 //! passed to [`crate::model`], whose builder is then a pure function of its arguments.
+//!
+//! | variable | default | what |
+//! | --- | --- | --- |
+//! | `TYCHO_MAX_SERVICES` | 64 | services one compose document may define |
+//! | `TYCHO_MAX_PORTS` | 64 | `ports` plus `expose` entries one service may list |
+//!
+//! A cap that is not a positive whole number (`_` separators allowed) means the default.
+
+/// How big a system may be: checked before anything is built from a request, by the
+/// model (so the Python API, the command line and the server all refuse the same
+/// requests) and by `tycho api` before it takes a start on (HTTP 400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelCaps {
+    /// `TYCHO_MAX_SERVICES`: services of one compose document.
+    pub services: usize,
+    /// `TYCHO_MAX_PORTS`: `ports` plus `expose` entries of one service.
+    pub ports: usize,
+}
+
+impl Default for ModelCaps {
+    fn default() -> Self {
+        ModelCaps {
+            services: 64,
+            ports: 64,
+        }
+    }
+}
+
+impl ModelCaps {
+    /// The caps of the process environment.
+    pub fn from_env() -> Self {
+        Self::from_lookup(super::var)
+    }
+
+    /// The caps `lookup` gives (a variable's value, if set); defaults for the rest.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let d = ModelCaps::default();
+        let number = |name: &str, default: usize| {
+            lookup(name)
+                .and_then(|v| v.trim().replace('_', "").parse::<usize>().ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(default)
+        };
+        ModelCaps {
+            services: number("TYCHO_MAX_SERVICES", d.services),
+            ports: number("TYCHO_MAX_PORTS", d.ports),
+        }
+    }
+}
 
 /// The environment variables the model honours, with tycho-api 1.17.3's defaults.
 ///
@@ -59,6 +109,8 @@ pub struct ModelSwitches {
     pub gitea_user: String,
     /// `GITEA_SERVICE_NAME` (" ").
     pub gitea_service_name: String,
+    /// `TYCHO_MAX_SERVICES`, `TYCHO_MAX_PORTS`.
+    pub caps: ModelCaps,
 }
 
 impl Default for ModelSwitches {
@@ -103,6 +155,7 @@ impl ModelSwitches {
             gitea_host: or("GITEA_HOST", " "),
             gitea_user: or("GITEA_USER", " "),
             gitea_service_name: or("GITEA_SERVICE_NAME", " "),
+            caps: ModelCaps::from_lookup(&lookup),
         }
     }
 
@@ -132,6 +185,37 @@ mod tests {
         assert_eq!(s.run_as_user, "0");
         assert!(!s.irods_enabled);
         assert_eq!(s.gitea_host, " ");
+        assert_eq!(
+            s.caps,
+            ModelCaps {
+                services: 64,
+                ports: 64
+            }
+        );
+    }
+
+    #[test]
+    fn caps_from_the_environment() {
+        let caps = ModelCaps::from_lookup(|k| match k {
+            "TYCHO_MAX_SERVICES" => Some("2_000".into()),
+            "TYCHO_MAX_PORTS" => Some("0".into()),
+            _ => None,
+        });
+        assert_eq!(
+            caps,
+            ModelCaps {
+                services: 2000,
+                ports: 64
+            }
+        );
+        let caps = ModelCaps::from_lookup(|k| (k == "TYCHO_MAX_PORTS").then(|| " 3 ".into()));
+        assert_eq!(
+            caps,
+            ModelCaps {
+                services: 64,
+                ports: 3
+            }
+        );
     }
 
     #[test]

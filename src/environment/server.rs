@@ -10,8 +10,10 @@
 //! | `TYCHO_API_HEADER_TIMEOUT` | `--header-timeout` | seconds to send a request head |
 //! | `TYCHO_API_IDLE_TIMEOUT` | `--idle-timeout` | seconds a body or an unread answer may stall |
 //! | `TYCHO_API_MAX_CONNECTIONS` | `--max-connections` | connections served at once |
+//! | `TYCHO_API_MAX_CONNECTIONS_PER_PEER` | `--max-connections-per-peer` | connections of one client address at once |
 //! | `TYCHO_API_WORKERS` | `--workers` | requests compiled at once |
 //! | `TYCHO_API_MAX_STARTS` | `--max-starts` | starts in progress at once |
+//! | `TYCHO_API_MEMORY_BUDGET` | `--memory-budget` | memory of bodies in flight and compilations |
 //! | `TYCHO_API_METRICS` | `--metrics` | who may read `/metrics`: `open`, `token` or `off` |
 
 /// The server's variables, as set (None: unset).
@@ -25,10 +27,14 @@ pub struct ServerEnv {
     pub idle_timeout: Option<String>,
     /// `TYCHO_API_MAX_CONNECTIONS`.
     pub max_connections: Option<String>,
+    /// `TYCHO_API_MAX_CONNECTIONS_PER_PEER`.
+    pub max_connections_per_peer: Option<String>,
     /// `TYCHO_API_WORKERS`.
     pub workers: Option<String>,
     /// `TYCHO_API_MAX_STARTS`.
     pub max_starts: Option<String>,
+    /// `TYCHO_API_MEMORY_BUDGET`.
+    pub memory_budget: Option<String>,
     /// `TYCHO_API_METRICS`.
     pub metrics: Option<String>,
 }
@@ -41,8 +47,10 @@ impl ServerEnv {
             header_timeout: super::var("TYCHO_API_HEADER_TIMEOUT"),
             idle_timeout: super::var("TYCHO_API_IDLE_TIMEOUT"),
             max_connections: super::var("TYCHO_API_MAX_CONNECTIONS"),
+            max_connections_per_peer: super::var("TYCHO_API_MAX_CONNECTIONS_PER_PEER"),
             workers: super::var("TYCHO_API_WORKERS"),
             max_starts: super::var("TYCHO_API_MAX_STARTS"),
+            memory_budget: super::var("TYCHO_API_MEMORY_BUDGET"),
             metrics: super::var("TYCHO_API_METRICS"),
         }
     }

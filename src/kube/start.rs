@@ -418,15 +418,18 @@ async fn read_facts(
     })
 }
 
-fn to_dynamic(object: &Value) -> std::result::Result<DynamicObject, KubeError> {
-    serde_json::from_value(object.clone()).map_err(|e| {
+/// The object as kube-rs sends it, taken over (not copied: a pod may hold megabytes of
+/// environment).
+fn to_dynamic(object: Value) -> std::result::Result<DynamicObject, KubeError> {
+    let kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("object")
+        .to_string();
+    let name = name_of(&object);
+    serde_json::from_value(object).map_err(|e| {
         KubeError::invalid(format!(
-            "rendered {} {:?} is not a Kubernetes object: {e}",
-            object
-                .get("kind")
-                .and_then(Value::as_str)
-                .unwrap_or("object"),
-            name_of(object)
+            "rendered {kind} {name:?} is not a Kubernetes object: {e}"
         ))
     })
 }
@@ -454,7 +457,7 @@ fn settle(attempted: &Attempted, index: usize, outcome: Outcome) {
 
 async fn create_object(
     ctx: &Ctx<'_>,
-    object: &Value,
+    object: Value,
 ) -> std::result::Result<DynamicObject, KubeError> {
     let Ctx {
         client,
@@ -463,17 +466,17 @@ async fn create_object(
         attempted,
         ..
     } = *ctx;
-    let kind = Kind::of(object).ok_or_else(|| {
+    let kind = Kind::of(&object).ok_or_else(|| {
         KubeError::invalid(format!(
             "rendered object {:?} has a kind tycho does not create: {}",
-            name_of(object),
+            name_of(&object),
             object.get("kind").unwrap_or(&Value::Null)
         ))
     })?;
-    let name = name_of(object);
-    let dynamic = to_dynamic(object)?;
+    let name = name_of(&object);
     let what = format!("{} {name:?}", kind.name());
-    let index = record(attempted, kind, object, guid);
+    let index = record(attempted, kind, &object, guid);
+    let dynamic = to_dynamic(object)?;
     let api = kind.api(client, namespace);
     let created = match retry::create(&api, &what, &name, guid, &dynamic).await {
         Ok(created) => {
@@ -523,8 +526,7 @@ fn check_cancelled(in_flight: &inflight::Start) -> std::result::Result<(), KubeE
 }
 
 /// Adds an ownerReference to the Deployment `name`/`uid` unless the object has one.
-fn owned_by(object: &Value, name: &str, uid: &str) -> Value {
-    let mut object = object.clone();
+fn owned_by(mut object: Value, name: &str, uid: &str) -> Value {
     let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
         return object;
     };
@@ -631,20 +633,25 @@ async fn run(
         &facts.secret_env,
     )
     .map_err(|e| KubeError::invalid(e.message))?;
-    let compiled = render(config, system.clone(), None).await?;
+    let compile::Compiled {
+        system,
+        deployment,
+        network_policy,
+        ..
+    } = render(config, system, None).await?;
     // The registry's count (tycho.policy.enforce_count): before anything is created.
     let limit = super::count::Limit::of(
         crate::policy::enforce_count(config),
-        compiled.system.count,
-        &compiled.deployment,
+        system.count,
+        &deployment,
     );
     if let Some(limit) = &limit {
         limit.check(client, namespace).await?;
     }
     check_cancelled(in_flight)?;
 
-    // Stage 2: the Deployment.
-    let deployment = create_object(ctx, &compiled.deployment).await?;
+    // Stage 2: the Deployment (handed over: its copy in the request is the only one).
+    let deployment = create_object(ctx, deployment).await?;
     if let Some(limit) = &limit {
         // Again, now that ours exists: of two starts racing past the first check, each
         // sees the other (this start is then rolled back like any failed one).
@@ -656,6 +663,7 @@ async fn run(
             system.name
         ))
     })?;
+    drop(deployment);
     check_cancelled(in_flight)?;
 
     // Stage 3: Services, the token Secret and the NetworkPolicy, together, all owned by
@@ -665,7 +673,7 @@ async fn run(
     // templates put in ownerReferences.
     let services_rendered = {
         let config = config.clone();
-        let system = compiled.system.clone();
+        let system = system.clone();
         let uid = uid.clone();
         crate::offload::run(KIND, "rendering the Services", move || {
             compile::render_services(&config, &system, &uid)
@@ -676,17 +684,12 @@ async fn run(
     };
     let token_mode =
         crate::config::access_token_env(config).map_err(|e| KubeError::invalid(e.message))?;
-    let owned_secret = crate::token_env::secret_object(&compiled.system, token_mode, Some(&uid));
+    let owned_secret = crate::token_env::secret_object(&system, token_mode, Some(&uid));
     check_cancelled(in_flight)?;
-    let policy = compiled
-        .network_policy
-        .as_ref()
-        .map(|p| owned_by(p, &deployment_name, &uid));
-    let secret_object = owned_secret
-        .as_ref()
-        .map(|s| owned_by(s, &deployment_name, &uid));
+    let policy = network_policy.map(|p| owned_by(p, &deployment_name, &uid));
+    let secret_object = owned_secret.map(|s| owned_by(s, &deployment_name, &uid));
     let secret = async {
-        match &secret_object {
+        match secret_object {
             Some(s) => create_object(ctx, s)
                 .await
                 .map(|_| ())
@@ -695,16 +698,18 @@ async fn run(
         }
     };
     let policy = async {
-        match &policy {
+        match policy {
             Some(p) => create_object(ctx, p).await.map(Some),
             None => Ok(None),
         }
     };
-    let service_objects: Vec<Value> = services_rendered
-        .iter()
-        .map(|(_, s)| owned_by(s, &deployment_name, &uid))
-        .collect();
-    let services = join_all(service_objects.iter().map(|s| create_object(ctx, s)));
+    let mut container_names = Vec::with_capacity(services_rendered.len());
+    let mut service_objects = Vec::with_capacity(services_rendered.len());
+    for (container, s) in services_rendered {
+        container_names.push(container);
+        service_objects.push(owned_by(s, &deployment_name, &uid));
+    }
+    let services = join_all(service_objects.into_iter().map(|s| create_object(ctx, s)));
     let (policy, services, secret) = tokio::join!(policy, services, secret);
     let mut problems: Vec<KubeError> = Vec::new();
     if let Err(e) = policy {
@@ -714,7 +719,7 @@ async fn run(
         problems.push(e);
     }
     let mut containers = Map::new();
-    for ((container, _), created) in services_rendered.iter().zip(services) {
+    for (container, created) in container_names.into_iter().zip(services) {
         let created = match created {
             Ok(c) => c,
             Err(e) => {
@@ -737,7 +742,7 @@ async fn run(
             port_name,
             port.get("nodePort").cloned().unwrap_or(Value::Null),
         );
-        containers.insert(container.clone(), Value::Object(entry));
+        containers.insert(container, Value::Object(entry));
     }
     if let Some(first) = problems.first() {
         let message = problems
@@ -752,9 +757,9 @@ async fn run(
     check_deployment(ctx, &deployment_name, &uid).await?;
     check_cancelled(in_flight)?;
     Ok(json!({
-        "name": compiled.system.name,
-        "sid": compiled.system.identifier,
+        "name": system.name,
+        "sid": system.identifier,
         "containers": containers,
-        "conn_string": compiled.system.conn_string,
+        "conn_string": system.conn_string,
     }))
 }

@@ -49,6 +49,7 @@ pub fn parse<'a>(
     render: &'a StringRenderer<'a>,
 ) -> Result<System> {
     let compose = &req.system;
+    super::caps::check(compose, &switches.caps)?;
     let registry_sc = match compose.get("security_context") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(m)) => m.clone(),
@@ -562,6 +563,7 @@ fn build(
     let username = inputs.username.clone();
     let defaults = volumes::default_volumes(inputs.config, switches, &username);
     let registry_env = registry_env(inputs, env_ctx.as_ref(), &mut warnings)?;
+    check_settings_copies(&registry_env, services_in.len())?;
     let defaults_sc = crate::config::lookup(
         inputs.config,
         &["tycho", "compute", "system", "defaults", "securityContext"],
@@ -686,6 +688,28 @@ fn build(
     system.proxy_rewrite = proxy_rewrite;
     system.warnings = warnings.into_vec();
     Ok(system)
+}
+
+/// Refuses settings that, copied into the environment of every container, make more
+/// text than pod.yaml may write (`TYCHO_TEMPLATE_OUTPUT_LIMIT`): the pod would fail to
+/// render anyway, after the copies had taken many times that in memory.
+fn check_settings_copies(registry_env: &[Vec<String>], containers: usize) -> Result<()> {
+    let each: usize = registry_env
+        .iter()
+        .map(|pair| pair.iter().map(String::len).sum::<usize>())
+        .sum();
+    let all = each.saturating_mul(containers);
+    let limit = crate::limits::template_budgets().output;
+    if all > limit {
+        return Err(Error::input(format!(
+            "the settings ({}) go into the environment of each of the {containers} services: {} in all, more than the {} a pod template may write (TYCHO_TEMPLATE_OUTPUT_LIMIT)",
+            crate::limits::size_text(each as u64),
+            crate::limits::size_text(all as u64),
+            crate::limits::size_text(limit as u64),
+        ))
+        .at("env"));
+    }
+    Ok(())
 }
 
 fn is_empty(v: &Value) -> bool {

@@ -3,7 +3,8 @@
 //! for every compose field and environment switch. Field names follow the original's
 //! attributes, so templates written for it find what they read.
 //!
-//! By concern: [`request`] reads the start request, [`template`] renders the compose
+//! By concern: [`request`] reads the start request, [`caps`] refuses a system over the
+//! size caps before anything is built, [`template`] renders the compose
 //! document with the settings, [`compose`] converts each compose service key (and warns
 //! about the ones it does not convert, see [`warning`]), [`volumes`] resolves the mounts,
 //! and [`build`] assembles the [`System`]. The builder reads no environment variable: the
@@ -14,6 +15,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 pub mod build;
+pub mod caps;
 pub mod compose;
 pub mod placement;
 pub mod request;
@@ -21,7 +23,7 @@ pub mod template;
 pub mod volumes;
 pub mod warning;
 
-pub use crate::environment::model::ModelSwitches;
+pub use crate::environment::model::{ModelCaps, ModelSwitches};
 pub use build::{client_network, parse, StringRenderer};
 pub use request::StartRequest;
 pub use volumes::volumes_of;

@@ -26,13 +26,23 @@ pub struct StartRequest {
 }
 
 impl StartRequest {
-    /// Reads a request object, naming the field at fault on error.
+    /// Reads a request object, naming the field at fault on error (its parts copied:
+    /// [`Self::from_value`] takes them over instead).
     pub fn from_json(request: &Value) -> Result<Self> {
-        let obj = request
-            .as_object()
-            .ok_or_else(|| Error::input("start request must be a JSON object"))?;
-        let name = match obj.get("name") {
-            Some(Value::String(s)) => s.clone(),
+        if !request.is_object() {
+            return Err(Error::input("start request must be a JSON object"));
+        }
+        Self::from_value(request.clone())
+    }
+
+    /// Reads a request object, taking its parts over (no copy of the compose document
+    /// or the settings), naming the field at fault on error.
+    pub fn from_value(request: Value) -> Result<Self> {
+        let Value::Object(mut obj) = request else {
+            return Err(Error::input("start request must be a JSON object"));
+        };
+        let name = match obj.shift_remove("name") {
+            Some(Value::String(s)) => s,
             Some(other) => {
                 return Err(Error::input(format!(
                     "request field 'name' must be a string, got {other}"
@@ -40,8 +50,8 @@ impl StartRequest {
             }
             None => return Err(Error::input("request field 'name' is required")),
         };
-        let principal = match obj.get("principal") {
-            Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+        let principal = match obj.shift_remove("principal") {
+            Some(Value::String(s)) => match serde_json::from_str::<Value>(&s) {
                 Ok(Value::Object(m)) => m,
                 Ok(_) => {
                     return Err(Error::input(
@@ -56,7 +66,7 @@ impl StartRequest {
                     .at("principal"))
                 }
             },
-            Some(Value::Object(m)) => m.clone(),
+            Some(Value::Object(m)) => m,
             Some(Value::Null) | None => return Err(Error::input(
                 "request field 'principal' is required (a JSON string with at least a username)",
             )
@@ -68,11 +78,11 @@ impl StartRequest {
                 .at("principal"))
             }
         };
-        let serviceaccount = match obj.get("serviceaccount") {
+        let serviceaccount = match obj.shift_remove("serviceaccount") {
             None => Value::String("default".into()),
-            Some(v @ (Value::String(_) | Value::Null)) => v.clone(),
+            Some(v @ (Value::String(_) | Value::Null)) => v,
             // The original's template tests the value's truth: a false one means none.
-            Some(v) if !truthy(v) => {
+            Some(v) if !truthy(&v) => {
                 log::warn!(target: LOG_TARGET, "request field 'serviceaccount' is {v}, not a string: no service account is used");
                 Value::Null
             }
@@ -82,18 +92,18 @@ impl StartRequest {
                 )))
             }
         };
-        let env = match obj.get("env") {
+        let env = match obj.shift_remove("env") {
             None => Some(Map::new()),
             Some(Value::Null) => None,
-            Some(Value::Object(m)) => Some(m.clone()),
+            Some(Value::Object(m)) => Some(m),
             Some(other) => {
                 return Err(Error::input(format!(
                     "request field 'env' must be an object of settings, got {other}"
                 )))
             }
         };
-        let system = match obj.get("system") {
-            Some(v @ Value::Object(_)) => v.clone(),
+        let system = match obj.shift_remove("system") {
+            Some(v @ Value::Object(_)) => v,
             Some(other) => {
                 return Err(Error::input(format!(
                     "request field 'system' must be a compose document (object), got {other}"
@@ -105,9 +115,9 @@ impl StartRequest {
                 ))
             }
         };
-        let services = match obj.get("services") {
+        let services = match obj.shift_remove("services") {
             None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(m)) => m.clone(),
+            Some(Value::Object(m)) => m,
             Some(other) => {
                 return Err(Error::input(format!(
                     "request field 'services' must be an object, got {other}"

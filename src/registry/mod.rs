@@ -58,9 +58,10 @@ pub fn load_config(
     match source {
         Source::Directory(dir) => {
             let path = dir.join(file_name);
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                context_error(format!("cannot read registry file {}: {e}", path.display()))
-            })?;
+            let what = format!("registry file {}", path.display());
+            let text = crate::limits::read_file_limited(&path, fetch::MAX_BODY, &what, "")
+                .map_err(|e| context_error(format!("cannot read {what}: {e}")))?
+                .map_err(|e| context_error(e.message))?;
             let doc = crate::yaml::load(&text)
                 .map_err(|e| context_error(format!("{} is not valid YAML: {e}", path.display())))?;
             Ok((doc, None))

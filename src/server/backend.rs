@@ -78,7 +78,8 @@ impl Executor for Kubernetes {
             // on the worker pool (the async threads keep serving).
             let config = self.config.clone();
             let system = crate::offload::run(ErrorKind::Start, "parsing the request", move || {
-                crate::compile::parse_system(&config, &request, None)
+                let request = crate::model::StartRequest::from_value(request)?;
+                crate::compile::parse_request(&config, request, None, false, false)
             })
             .await??;
             crate::kube::start_async(&self.config, system, self.namespace.as_deref()).await

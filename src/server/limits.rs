@@ -1,4 +1,5 @@
-//! The server's resource limits: timeouts, connections, CPU workers, starts in progress.
+//! The server's resource limits: timeouts, connections (in all and per client address),
+//! CPU workers, starts in progress, the memory budget of bodies and compilations.
 //! [`LimitArgs`] are the `tycho api` flags; each has an environment variable, read by
 //! [`crate::environment::server::ServerEnv`] (a flag wins over its variable, the
 //! variable over the default; the same checks apply to both).
@@ -18,12 +19,19 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Connections served at once; more wait to be accepted.
     pub max_connections: usize,
+    /// Connections of one client address (IPv6: one /64) at once; one more closes that
+    /// address's longest-waiting connection that has no request in progress, or is
+    /// refused when every one has.
+    pub max_connections_per_peer: usize,
     /// Requests compiled at once (the CPU worker pool, `crate::offload`); 0: the number
     /// of CPUs.
     pub workers: usize,
     /// Starts in progress at once (compiling, waiting to compile, or on the cluster);
     /// one more is answered 503.
     pub max_starts: usize,
+    /// Bytes that request bodies being read and the compilations of starts may take at
+    /// once (`super::budget`); a request that would go over is answered 503.
+    pub memory_budget: u64,
 }
 
 /// File descriptors kept for everything but client connections (the Kubernetes client,
@@ -58,8 +66,10 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             max_connections: default_max_connections(),
+            max_connections_per_peer: 256,
             workers: 0,
             max_starts: 64,
+            memory_budget: 512 << 20,
         }
     }
 }
@@ -80,6 +90,11 @@ pub struct LimitArgs {
     /// when the open-files limit is lower [env: TYCHO_API_MAX_CONNECTIONS].
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
+    /// Connections of one client address (IPv6: one /64) at once; one more closes its
+    /// oldest connection that waits for a request, or is refused. Default 256
+    /// [env: TYCHO_API_MAX_CONNECTIONS_PER_PEER].
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_peer: Option<usize>,
     /// Requests compiled at once, off the threads that answer clients. Default: the
     /// number of CPUs [env: TYCHO_API_WORKERS].
     #[arg(long, value_name = "N")]
@@ -88,6 +103,11 @@ pub struct LimitArgs {
     /// [env: TYCHO_API_MAX_STARTS].
     #[arg(long, value_name = "N")]
     pub max_starts: Option<usize>,
+    /// Memory that request bodies in flight and the compilations of starts may take at
+    /// once (bytes, or with a unit: 512Mi, 1G); a request that would go over is answered
+    /// 503 with Retry-After. Default 512Mi [env: TYCHO_API_MEMORY_BUDGET].
+    #[arg(long, value_name = "SIZE")]
+    pub memory_budget: Option<String>,
 }
 
 /// The flag's value, else its variable's (parsed as `T`), else None.
@@ -120,6 +140,27 @@ fn seconds(flag: &str, value: Option<f64>, default: Duration) -> Result<Duration
             "--{flag} must be a positive number of seconds (at most 86400), got {s}"
         ))
         .at(format!("--{flag}"))),
+    }
+}
+
+/// The smallest memory budget: one start of a full-size body must fit.
+pub const MIN_MEMORY_BUDGET: u64 = 64 << 20;
+
+/// The memory budget from the flag, else its variable, else `default`: a size of at
+/// least [`MIN_MEMORY_BUDGET`]; the error names the flag or the variable given.
+fn size(flag: Option<&str>, var: &str, text: Option<&str>, default: u64) -> Result<u64> {
+    let (value, source) = match (flag, text) {
+        (Some(f), _) => (f, "--memory-budget"),
+        (None, Some(t)) => (t, var),
+        (None, None) => return Ok(default),
+    };
+    match crate::limits::parse_size(value) {
+        Some(n) if n >= MIN_MEMORY_BUDGET => Ok(n),
+        _ => Err(Error::input(format!(
+            "{source} must be a size of at least 64Mi (bytes, or with a unit: 512Mi, 1G), got {}",
+            crate::limits::echo(&format!("{value:?}"))
+        ))
+        .at(source)),
     }
 }
 
@@ -158,6 +199,12 @@ impl LimitArgs {
             env.max_connections.as_deref(),
             n,
         )?;
+        let per_peer = given(
+            self.max_connections_per_peer,
+            "TYCHO_API_MAX_CONNECTIONS_PER_PEER",
+            env.max_connections_per_peer.as_deref(),
+            n,
+        )?;
         let workers = given(self.workers, "TYCHO_API_WORKERS", env.workers.as_deref(), n)?;
         let starts = given(
             self.max_starts,
@@ -169,9 +216,20 @@ impl LimitArgs {
             header_timeout: seconds("header-timeout", header, d.header_timeout)?,
             idle_timeout: seconds("idle-timeout", idle, d.idle_timeout)?,
             max_connections: count("max-connections", connections, d.max_connections)?,
+            max_connections_per_peer: count(
+                "max-connections-per-peer",
+                per_peer,
+                d.max_connections_per_peer,
+            )?,
             // 0: the number of CPUs (decided by the pool).
             workers: count("workers", workers, 0)?,
             max_starts: count("max-starts", starts, d.max_starts)?,
+            memory_budget: size(
+                self.memory_budget.as_deref(),
+                "TYCHO_API_MEMORY_BUDGET",
+                env.memory_budget.as_deref(),
+                d.memory_budget,
+            )?,
         })
     }
 }
@@ -232,5 +290,56 @@ mod tests {
         );
         let l = LimitArgs::default().limits(&env).unwrap();
         assert_eq!(l.header_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn per_peer_connections_and_memory_budget() {
+        let d = LimitArgs::default().limits(&ServerEnv::default()).unwrap();
+        assert_eq!(d.max_connections_per_peer, 256);
+        assert_eq!(d.memory_budget, 512 << 20);
+        let set = LimitArgs {
+            max_connections_per_peer: Some(8),
+            memory_budget: Some("1G".into()),
+            ..LimitArgs::default()
+        };
+        let l = set.limits(&ServerEnv::default()).unwrap();
+        assert_eq!((l.max_connections_per_peer, l.memory_budget), (8, 1 << 30));
+        let env = ServerEnv {
+            max_connections_per_peer: Some("3".into()),
+            memory_budget: Some("100Mi".into()),
+            ..ServerEnv::default()
+        };
+        let l = LimitArgs::default().limits(&env).unwrap();
+        assert_eq!(
+            (l.max_connections_per_peer, l.memory_budget),
+            (3, 100 << 20)
+        );
+        for bad in ["lots", "1Mi", "0"] {
+            let args = LimitArgs {
+                memory_budget: Some(bad.into()),
+                ..LimitArgs::default()
+            };
+            let e = args.limits(&ServerEnv::default()).unwrap_err();
+            assert!(
+                e.message
+                    .contains("--memory-budget must be a size of at least 64Mi"),
+                "{e}"
+            );
+        }
+        let env = ServerEnv {
+            memory_budget: Some("huge".into()),
+            ..ServerEnv::default()
+        };
+        let e = LimitArgs::default().limits(&env).unwrap_err();
+        assert!(e.message.contains("TYCHO_API_MEMORY_BUDGET"), "{e}");
+        let bad = LimitArgs {
+            max_connections_per_peer: Some(0),
+            ..LimitArgs::default()
+        };
+        assert!(bad
+            .limits(&ServerEnv::default())
+            .unwrap_err()
+            .message
+            .contains("--max-connections-per-peer"));
     }
 }

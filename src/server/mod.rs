@@ -9,8 +9,11 @@
 //! - [`shutdown`]: SIGTERM/SIGINT → stop accepting, drain, exit;
 //! - [`logging`]: stderr logger and the access log (logger `tycho.api`);
 //! - [`backend`]: the [`backend::Executor`] trait the routes call;
-//! - [`limits`]: timeouts, connection, worker and start limits (the `tycho api` flags);
-//! - `conn`: the accept loop (connection limit, header-read and stall timeouts).
+//! - [`limits`]: timeouts, connection, worker and start limits, the memory budget (the
+//!   `tycho api` flags);
+//! - [`budget`]: the memory budget of bodies in flight and compilations;
+//! - `conn`: the accept loop (connection limits in all and per client address,
+//!   header-read and stall timeouts).
 //!
 //! CPU work (parsing and rendering a start) runs on the worker pool of
 //! [`crate::offload`], so the async threads keep answering `/healthz` and other clients.
@@ -20,6 +23,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod budget;
 mod conn;
 pub mod limits;
 pub mod logging;
@@ -58,6 +62,8 @@ pub struct AppState {
     pub openapi: Arc<Value>,
     /// Back-end operations in progress.
     pub operations: Arc<routes::Operations>,
+    /// The memory budget of bodies in flight and compilations (`--memory-budget`).
+    pub budget: Arc<budget::MemoryBudget>,
 }
 
 impl AppState {
@@ -67,6 +73,9 @@ impl AppState {
             executor,
             openapi: Arc::new(openapi::document(with_auth)),
             operations: Arc::default(),
+            budget: Arc::new(budget::MemoryBudget::new(
+                limits::Limits::default().memory_budget,
+            )),
         }
     }
 }
@@ -228,7 +237,7 @@ async fn count_requests(request: Request, next: Next) -> Response {
 
 /// The application: routes plus middleware (outermost first: request metrics, access
 /// log, CORS, auth, JSON 405s, timeout, body timeout).
-pub fn app(state: AppState, options: &ServerOptions) -> Result<Router> {
+pub fn app(mut state: AppState, options: &ServerOptions) -> Result<Router> {
     let open_paths: Vec<&'static str> = auth::OPEN_PATHS
         .iter()
         .copied()
@@ -239,6 +248,7 @@ pub fn app(state: AppState, options: &ServerOptions) -> Result<Router> {
         open_paths: Arc::from(open_paths),
     };
     state.operations.set_max_starts(options.limits.max_starts);
+    state.budget = Arc::new(budget::MemoryBudget::new(options.limits.memory_budget));
     let mut router = routes::routes(state, options.metrics != MetricsAccess::Off)
         .layer(middleware::from_fn_with_state(
             options.limits.idle_timeout,

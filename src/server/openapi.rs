@@ -81,10 +81,31 @@ pub fn document(with_auth: bool) -> Value {
         if with_auth {
             responses.insert("401".into(), response_ref("Missing or wrong bearer token."));
         }
+        let start = *op == "start";
+        if start {
+            responses.insert(
+                "400".into(),
+                response_ref("The body is not JSON or does not match the request schema, or the system is over a cap (TYCHO_MAX_SERVICES services, TYCHO_MAX_PORTS ports per service); the message names the field or the cap."),
+            );
+        }
         responses.insert(
             "413".into(),
-            response_ref("The body is larger than the limit (1 MiB)."),
+            response_ref(if start {
+                "The body is larger than the limit (1 MiB), or compiling it would take more than the server's whole memory budget (--memory-budget)."
+            } else {
+                "The body is larger than the limit (1 MiB)."
+            }),
         );
+        let mut busy = response_ref(if start {
+            "The server is busy: too many starts in progress (--max-starts), or requests in flight take its memory budget (--memory-budget). Retry after Retry-After seconds."
+        } else {
+            "The server is busy: requests in flight take its memory budget (--memory-budget). Retry after Retry-After seconds."
+        });
+        busy["headers"] = json!({"Retry-After": {
+            "description": "Seconds to wait before retrying.",
+            "schema": {"type": "integer"}
+        }});
+        responses.insert("503".into(), busy);
         responses.insert(
             "415".into(),
             response_ref("The body is not sent as application/json."),
@@ -152,6 +173,16 @@ mod tests {
             }
             assert_eq!(doc["paths"].as_object().unwrap().len(), 6);
             assert_eq!(doc.get("security").is_some(), auth);
+            let start = &doc["paths"]["/system/start"]["post"]["responses"];
+            assert!(start["503"]["description"]
+                .as_str()
+                .unwrap()
+                .contains("--memory-budget"));
+            assert!(start["503"]["headers"]["Retry-After"].is_object());
+            assert!(start["400"]["description"]
+                .as_str()
+                .unwrap()
+                .contains("TYCHO_MAX_SERVICES"));
         }
     }
 }

@@ -1,11 +1,15 @@
 //! The routes: `/system/{start,status,delete,modify}`, `/healthz`, `/readyz`,
 //! `/openapi.json`, `/metrics`, and the JSON shapes of their answers.
+//!
+//! A body is read under the memory budget (`super::budget`) before anything else: its
+//! bytes as they arrive, then its JSON tree; a start then takes its compilation's share,
+//! then one of the `--max-starts` slots, each refused at once (503) when not free.
 
 use super::backend::Executor;
+use super::budget::{MemoryBudget, Reservation};
 use super::AppState;
 use crate::error::Error;
 use crate::request_schema::{validate, Problem};
-use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -60,18 +64,6 @@ fn failure(e: &Error) -> Response {
     error_response(code, &e.message, e.field.as_deref())
 }
 
-/// Whether `e` or one of its causes is the body-size limit's error.
-fn is_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(e);
-    while let Some(err) = next {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        next = err.source();
-    }
-    false
-}
-
 fn is_json(headers: &HeaderMap) -> bool {
     let Some(value) = headers
         .get(header::CONTENT_TYPE)
@@ -88,9 +80,95 @@ fn is_json(headers: &HeaderMap) -> bool {
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
-/// Reads the JSON body of `request` and checks it against `component`; the error is the
-/// response to send (400, 413 or 415, JSON).
-async fn read_body(request: Request, component: &str) -> Result<Value, Response> {
+/// 503 with `Retry-After: 1`: the server is as busy as it may be (`why` says how).
+fn busy(why: &str) -> Response {
+    let mut busy = error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!("the server is busy: {why}; retry later"),
+        None,
+    );
+    busy.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    busy
+}
+
+/// The 503 of a request the memory budget has no room for now.
+fn over_budget(budget: &MemoryBudget) -> Response {
+    busy(&format!(
+        "requests in flight take its memory budget ({}, --memory-budget)",
+        crate::limits::size_text(budget.total())
+    ))
+}
+
+/// A body read whole, with the part of the memory budget it holds.
+struct ReadBody {
+    value: Value,
+    /// What its JSON tree may take ([`super::budget::json_tree_cost`]).
+    tree: u64,
+    /// Its share of the budget: the bytes, then the JSON tree (a start grows it to its
+    /// compilation's estimate).
+    reservation: Reservation,
+}
+
+/// Reads the bytes of a body of at most [`BODY_LIMIT`], taking them from `budget` as
+/// they arrive (a slow body holds only what it has sent). The error is the response.
+async fn read_bytes(
+    body: axum::body::Body,
+    declared: Option<u64>,
+    budget: &MemoryBudget,
+    reservation: &mut Reservation,
+) -> Result<Vec<u8>, Response> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut bytes: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| {
+            error_response(
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read",
+                None,
+            )
+        })?;
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
+        let need = bytes.len() + chunk.len();
+        if need > BODY_LIMIT {
+            return Err(too_large());
+        }
+        if need > bytes.capacity() {
+            // Doubling, but never past the declared length or the limit.
+            let mut cap = (bytes.capacity() * 2).clamp(16 * 1024, BODY_LIMIT);
+            if let Some(d) = declared {
+                cap = cap.min(d as usize);
+            }
+            let cap = cap.max(need);
+            if !reservation.grow_to(cap as u64) {
+                return Err(over_budget(budget));
+            }
+            bytes.reserve_exact(cap - bytes.len());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+fn too_large() -> Response {
+    error_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("the request body is larger than {BODY_LIMIT} bytes"),
+        None,
+    )
+}
+
+/// Reads the JSON body of `request` and checks it against `component`, holding its
+/// bytes and then its JSON tree against `budget`; the error is the response to send
+/// (400, 408, 413, 415 or 503, JSON).
+async fn read_body(
+    request: Request,
+    component: &str,
+    budget: &MemoryBudget,
+) -> Result<ReadBody, Response> {
     if !is_json(request.headers()) {
         return Err(error_response(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -98,13 +176,6 @@ async fn read_body(request: Request, component: &str) -> Result<Value, Response>
             None,
         ));
     }
-    let too_large = || {
-        error_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("the request body is larger than {BODY_LIMIT} bytes"),
-            None,
-        )
-    };
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -114,7 +185,8 @@ async fn read_body(request: Request, component: &str) -> Result<Value, Response>
         return Err(too_large());
     }
     let limit = request.extensions().get::<BodyTimeout>().map(|t| t.0);
-    let reading = to_bytes(request.into_body(), BODY_LIMIT);
+    let mut reservation = budget.reservation();
+    let reading = read_bytes(request.into_body(), declared, budget, &mut reservation);
     let read = match limit {
         Some(limit) => match tokio::time::timeout(limit, reading).await {
             Ok(r) => r,
@@ -131,19 +203,12 @@ async fn read_body(request: Request, component: &str) -> Result<Value, Response>
         },
         None => reading.await,
     };
-    let bytes = match read {
-        Ok(b) => b,
-        Err(e) => {
-            if is_length_limit(&e) {
-                return Err(too_large());
-            }
-            return Err(error_response(
-                StatusCode::BAD_REQUEST,
-                "the request body could not be read",
-                None,
-            ));
-        }
-    };
+    let bytes = read?;
+    // The bytes and their JSON tree, both alive while it is built.
+    let tree = super::budget::json_tree_cost(&bytes);
+    if !reservation.grow_to(bytes.len() as u64 + tree) {
+        return Err(over_budget(budget));
+    }
     let component_name = component.to_string();
     let checked = if bytes.len() <= INLINE_PARSE_LIMIT {
         parse_and_check(&bytes, &component_name)
@@ -162,6 +227,11 @@ async fn read_body(request: Request, component: &str) -> Result<Value, Response>
         })
     };
     checked
+        .map(|value| ReadBody {
+            value,
+            tree,
+            reservation,
+        })
         .map_err(|bad| error_response(StatusCode::BAD_REQUEST, &bad.message, bad.field.as_deref()))
 }
 
@@ -311,25 +381,44 @@ where
 }
 
 async fn start(State(state): State<AppState>, request: Request) -> Response {
-    // Refused before the body is read: the server is as busy as it was allowed to be.
-    let Some(slot) = state.operations.try_start() else {
-        let mut busy = error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the server is busy: too many starts in progress (--max-starts); retry later",
+    // The body is read before a start slot is taken: a client that sends it slowly
+    // holds a connection and what it has sent, not one of the --max-starts.
+    let ReadBody {
+        value: body,
+        tree,
+        mut reservation,
+    } = match read_body(request, "System", &state.budget).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let caps = crate::model::ModelCaps::from_env();
+    if let Err(e) = crate::model::caps::check(body.get("system").unwrap_or(&Value::Null), &caps) {
+        return error_response(StatusCode::BAD_REQUEST, &e.message, e.field.as_deref());
+    }
+    // Its compilation's share of the memory budget, taken at once or refused at once.
+    let cost = super::budget::start_cost(tree, &body);
+    if cost > state.budget.total() {
+        return error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "this start would take about {} of memory to compile (for its JSON, and for its settings once per service), more than the server's whole memory budget ({}, --memory-budget)",
+                crate::limits::size_text(cost),
+                crate::limits::size_text(state.budget.total())
+            ),
             None,
         );
-        busy.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-        return busy;
-    };
-    let body = match read_body(request, "System").await {
-        Ok(v) => v,
-        Err(r) => return r,
+    }
+    if !reservation.grow_to(cost) {
+        return over_budget(&state.budget);
+    }
+    let Some(slot) = state.operations.try_start() else {
+        return busy("too many starts in progress (--max-starts)");
     };
     // The slot lives as long as the operation, which may outlive the request.
     let started = detached(&state, crate::metrics::Operation::Start, move |x| {
         Box::pin(async move {
             let _slot = slot;
+            let _reservation = reservation;
             x.start(body).await
         })
     });
@@ -373,8 +462,12 @@ fn opt_string(v: &Value, key: &str) -> Option<String> {
 }
 
 async fn status(State(state): State<AppState>, request: Request) -> Response {
-    let body = match read_body(request, "StatusRequest").await {
-        Ok(v) => v,
+    let ReadBody {
+        value: body,
+        reservation,
+        ..
+    } = match read_body(request, "StatusRequest", &state.budget).await {
+        Ok(b) => b,
         Err(r) => return r,
     };
     let name = opt_string(&body, "name");
@@ -384,6 +477,7 @@ async fn status(State(state): State<AppState>, request: Request) -> Response {
     // The original prints Python's None for a missing name.
     let shown = name.clone().unwrap_or_else(|| "None".into());
     let all = name.is_none() && username.is_none();
+    drop((body, reservation));
     match detached(&state, crate::metrics::Operation::Status, move |x| {
         x.status(name, username, reasons)
     })
@@ -405,11 +499,16 @@ async fn status(State(state): State<AppState>, request: Request) -> Response {
 }
 
 async fn delete(State(state): State<AppState>, request: Request) -> Response {
-    let body = match read_body(request, "DeleteRequest").await {
-        Ok(v) => v,
+    let ReadBody {
+        value: body,
+        reservation,
+        ..
+    } = match read_body(request, "DeleteRequest", &state.budget).await {
+        Ok(b) => b,
         Err(r) => return r,
     };
     let name = opt_string(&body, "name").unwrap_or_default();
+    drop((body, reservation));
     let shown = name.clone();
     match detached(&state, crate::metrics::Operation::Delete, move |x| {
         x.delete(name)
@@ -428,12 +527,19 @@ async fn delete(State(state): State<AppState>, request: Request) -> Response {
 }
 
 async fn modify(State(state): State<AppState>, request: Request) -> Response {
-    let body = match read_body(request, "ModifyRequest").await {
-        Ok(v) => v,
+    let ReadBody {
+        value: body,
+        reservation,
+        ..
+    } = match read_body(request, "ModifyRequest", &state.budget).await {
+        Ok(b) => b,
         Err(r) => return r,
     };
     match detached(&state, crate::metrics::Operation::Modify, move |x| {
-        x.modify(body)
+        Box::pin(async move {
+            let _reservation = reservation;
+            x.modify(body).await
+        })
     })
     .await
     {
@@ -479,7 +585,7 @@ async fn openapi(State(state): State<AppState>) -> Response {
     Json(state.openapi.as_ref().clone()).into_response()
 }
 
-async fn not_found(request: Request<Body>) -> Response {
+async fn not_found(request: Request) -> Response {
     error_response(
         StatusCode::NOT_FOUND,
         &format!("no such endpoint: {}", request.uri().path()),
