@@ -21,6 +21,7 @@ from cluster import cluster_fixture  # noqa: F401 - fixture
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from start_requests import base_request
+from static_site import serve
 from tycho.client import TychoClient
 from tycho.config import Config
 from tycho.context import Principal, TychoContext
@@ -195,24 +196,12 @@ services:
 
 @pytest.fixture
 def registry_url(tmp_path):
-    import functools
-    import http.server
-    import threading
-
     (tmp_path / "apps" / "nginx").mkdir(parents=True)
     (tmp_path / "app-registry.yaml").write_text(REGISTRY)
     (tmp_path / "app-defaults.yaml").write_text("{}\n")
     (tmp_path / "apps" / "nginx" / "docker-compose.yaml").write_text(SPEC)
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
+    with serve(tmp_path) as url:
+        yield url
 
 
 @FUZZ

@@ -19,6 +19,7 @@ from api_server import Server, call
 from cluster import cluster_fixture  # noqa: F401 - fixture
 from corpus import helx_corpus
 from docker_engine import Engine
+from static_site import serve
 from tycho.client import TychoClient
 from tycho.config import Config
 from tycho.core import Tycho
@@ -311,26 +312,13 @@ contexts:
 
 @pytest.fixture
 def count_registry(tmp_path):
-    import functools
-    import http.server
-    import threading
-
     (tmp_path / "reg" / "apps" / "web").mkdir(parents=True)
     (tmp_path / "reg" / "app-registry.yaml").write_text(COUNT_REGISTRY)
     (tmp_path / "reg" / "app-defaults.yaml").write_text("{}\n")
     (tmp_path / "reg" / "apps" / "web" / "docker-compose.yaml").write_text(
         'version: "3"\nservices:\n  web:\n    image: nginx:1.27\n    ports: ["80"]\n')
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                             functools.partial(Quiet, directory=str(tmp_path / "reg")))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
+    with serve(tmp_path / "reg") as url:
+        yield url
 
 
 @pytest.fixture
