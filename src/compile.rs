@@ -224,6 +224,10 @@ pub fn pod_to_deployment(system: &System, pod: Value) -> Result<Value> {
         deployment["metadata"]["annotations"] =
             json!({ crate::names::USERNAME_ANNOTATION: system.username });
     }
+    // The registry's activity probe, for culling (crate::cull).
+    if let Some(probe) = system.annotations.get(crate::names::ACTIVITY_ANNOTATION) {
+        deployment["metadata"]["annotations"][crate::names::ACTIVITY_ANNOTATION] = probe.clone();
+    }
     // Moved in, not copied through json!.
     deployment["spec"]
         .as_object_mut()

@@ -8,6 +8,7 @@ pub mod backplane;
 pub mod cli;
 pub mod compile;
 pub mod config;
+pub mod cull;
 pub mod default_limits;
 pub mod docker;
 pub mod environment;

@@ -79,6 +79,11 @@ struct VerbLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: String,
 }
@@ -102,6 +107,7 @@ struct Metrics {
     watch_restarts: Family<KindLabels, Counter>,
     cache_objects: Family<KindLabels, Gauge>,
     cache_bytes: Family<KindLabels, Gauge>,
+    culled: Family<ReasonLabels, Counter>,
 }
 
 fn metrics() -> &'static Metrics {
@@ -120,6 +126,7 @@ fn metrics() -> &'static Metrics {
             watch_restarts: Family::default(),
             cache_objects: Family::default(),
             cache_bytes: Family::default(),
+            culled: Family::default(),
         };
         registry.register(
             "http_requests",
@@ -133,7 +140,7 @@ fn metrics() -> &'static Metrics {
         );
         registry.register(
             "operations",
-            "Executor operations (start, status, delete, modify) by outcome",
+            "Executor operations (start, status, delete, modify, stop, resume, touch) by outcome",
             m.operations.clone(),
         );
         registry.register(
@@ -170,6 +177,11 @@ fn metrics() -> &'static Metrics {
             "cache_bytes",
             "Estimated memory of the objects the watch cache holds (their slim form), by kind",
             m.cache_bytes.clone(),
+        );
+        registry.register(
+            "culled",
+            "Systems culled (stopped or deleted by tycho cull or tycho api --cull-every), by reason: idle, max-age",
+            m.culled.clone(),
         );
         Metrics { registry, ..m }
     })
@@ -223,6 +235,12 @@ pub enum Operation {
     Delete,
     /// Modifying a system.
     Modify,
+    /// Stopping a system (scaling it to 0).
+    Stop,
+    /// Resuming a stopped system.
+    Resume,
+    /// Recording a system's activity.
+    Touch,
 }
 
 impl Operation {
@@ -233,6 +251,9 @@ impl Operation {
             Operation::Status => "status",
             Operation::Delete => "delete",
             Operation::Modify => "modify",
+            Operation::Stop => "stop",
+            Operation::Resume => "resume",
+            Operation::Touch => "touch",
         }
     }
 }
@@ -244,6 +265,16 @@ pub fn operation<T, E>(op: Operation, result: &Result<T, E>) {
         outcome: if result.is_ok() { "success" } else { "error" }.to_string(),
     };
     metrics().operations.get_or_create(&labels).inc();
+}
+
+/// Counts one system culled for `reason` (`idle`, `max-age`: crate::cull).
+pub fn culled(reason: &str) {
+    metrics()
+        .culled
+        .get_or_create(&ReasonLabels {
+            reason: reason.to_string(),
+        })
+        .inc();
 }
 
 /// Longest `app` label value kept.

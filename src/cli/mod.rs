@@ -7,7 +7,8 @@
 //!   executor (`crate::kube`), with the original client's arguments and tables;
 //!   `up --wait` follows the Deployment until it is available ([`crate::kube::wait`]);
 //!   `up --dry-run=client|server` creates nothing ([`dry_run`]);
-//! - `tycho api` serves the REST API ([`crate::server`]).
+//! - `tycho stop|resume|touch GUID` and `tycho cull` ([`stopcull`], [`crate::cull`]);
+//! - `tycho api` serves the REST API ([`crate::server`]), culling with `--cull-every`.
 //!
 //! A system comes from a compose file (`-f FILE`, `-f -` for standard input) or from an
 //! app of a registry (`--registry URL|DIR --product P --app A`, the request appstore
@@ -22,6 +23,7 @@ pub mod connect;
 pub mod dry_run;
 pub mod output;
 pub mod request;
+pub mod stopcull;
 
 pub use request::{parse_env, services_from_compose};
 
@@ -75,7 +77,15 @@ enum Command {
     Modify(commands::ModifyArgs),
     /// Compile a system (a compose file, or a registry app) into Kubernetes objects, offline.
     Render(commands::RenderArgs),
-    /// Serve the REST API (POST /system/start, status, delete, modify).
+    /// Stop systems by GUID: scale to 0, keeping Services, token Secret, claims, NetworkPolicy.
+    Stop(stopcull::GuidArgs),
+    /// Resume stopped systems by GUID (with the replica count they had).
+    Resume(stopcull::GuidArgs),
+    /// Record activity of systems by GUID now (culling counts idle time from it).
+    Touch(stopcull::GuidArgs),
+    /// Stop or delete the systems idle longer than --idle or older than --max-age.
+    Cull(stopcull::CullCommand),
+    /// Serve the REST API (POST /system/start, status, delete, modify, stop, resume, touch).
     Api(commands::ApiArgs),
 }
 
@@ -192,6 +202,10 @@ where
         Command::Down(a) => commands::down(a, &ctx),
         Command::Modify(a) => commands::modify(a, &ctx),
         Command::Api(a) => commands::api(a, &ctx),
+        Command::Stop(a) => stopcull::by_guid(stopcull::Verb::Stop, a, &ctx),
+        Command::Resume(a) => stopcull::by_guid(stopcull::Verb::Resume, a, &ctx),
+        Command::Touch(a) => stopcull::by_guid(stopcull::Verb::Touch, a, &ctx),
+        Command::Cull(a) => stopcull::cull(a, &ctx),
     };
     match result {
         Ok(code) => code,

@@ -418,6 +418,10 @@ pub fn registry_request(which: &RegistryApp<'_>, env: &CliEnv, limit: u64) -> Re
             .cloned()
             .unwrap_or(json!(false)),
     );
+    // The app's activity probe (culling; not the original's): onto the Deployment.
+    if let Some(activity) = app.get("activity").filter(|v| !v.is_null()) {
+        service.insert("activity".into(), activity.clone());
+    }
     system["security_context"] = security_context;
     // The registry's placement and GPU resource, and the spec's own deploy.placement and
     // GPU devices kept (the rule TychoContext.start calls too).

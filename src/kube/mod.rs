@@ -10,6 +10,8 @@
 //!   on the server by label.
 //! * [`delete`] — deletes every object labelled `tycho-guid=<guid>`, the token Secret
 //!   included (idempotent).
+//! * [`scale`] — stop (scale to 0), resume and touch (the last-activity annotation);
+//!   the systems culling reads.
 //! * [`modify`] — strategic-merge-patches labels and cpu/memory into the system's
 //!   Deployments; reverted when any patch fails.
 //!
@@ -28,6 +30,7 @@ pub mod error;
 mod inflight;
 mod modify;
 mod retry;
+pub mod scale;
 mod slim;
 mod start;
 mod status;

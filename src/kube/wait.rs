@@ -92,6 +92,9 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// The reason of a stopped system (its Deployment scaled to 0 by `tycho stop`).
+pub const STOPPED_REASON: &str = "Stopped: scaled to 0 replicas (tycho resume starts it again)";
+
 /// Judges a Deployment and its pods (and their Warning events).
 pub fn observe(deployment: &Deployment, pods: &[Pod], events: &[Event]) -> Observation {
     let desired = deployment
@@ -214,6 +217,10 @@ pub fn observe(deployment: &Deployment, pods: &[Pod], events: &[Event]) -> Obser
     }
     if obs.reason.is_none() && !obs.done {
         obs.reason = pending_reason;
+    }
+    if desired == 0 {
+        // Scaled to 0 by `tycho stop` (super::scale): not ready, and said so.
+        obs.reason = Some(STOPPED_REASON.into());
     }
     obs
 }

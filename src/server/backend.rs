@@ -9,7 +9,7 @@ use std::pin::Pin;
 /// A boxed future of a back-end operation.
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
 
-/// The operations behind the four `/system/*` endpoints and `/readyz`.
+/// The operations behind the `/system/*` endpoints and `/readyz`.
 ///
 /// Requests arrive already checked against the API schema.
 pub trait Executor: Send + Sync + 'static {
@@ -28,6 +28,13 @@ pub trait Executor: Send + Sync + 'static {
     fn delete(&self, name: String) -> BoxFut<'_, Value>;
     /// Applies a modify request; returns `{"patches": [...]}`.
     fn modify(&self, request: Value) -> BoxFut<'_, Value>;
+    /// Stops system `name` (a GUID), keeping everything but its running pods or
+    /// containers; returns `{"name", ...}`. Idempotent.
+    fn stop(&self, name: String) -> BoxFut<'_, Value>;
+    /// Resumes stopped system `name` (a GUID) as it was. Idempotent.
+    fn resume(&self, name: String) -> BoxFut<'_, Value>;
+    /// Records activity of system `name` (a GUID) now, for culling.
+    fn touch(&self, name: String) -> BoxFut<'_, Value>;
     /// Ok when the cluster's API server answers.
     fn ready(&self) -> BoxFut<'_, ()>;
 }
@@ -111,6 +118,38 @@ impl Executor for Kubernetes {
         Box::pin(async move {
             let request = modify_request(&request);
             crate::kube::modify_async(&self.config, &request, self.namespace.as_deref()).await
+        })
+    }
+    fn stop(&self, name: String) -> BoxFut<'_, Value> {
+        Box::pin(async move {
+            crate::kube::scale::apply_async(
+                crate::kube::scale::Action::Stop,
+                &name,
+                self.namespace.as_deref(),
+                chrono::Utc::now(),
+            )
+            .await
+        })
+    }
+    fn resume(&self, name: String) -> BoxFut<'_, Value> {
+        Box::pin(async move {
+            crate::kube::scale::apply_async(
+                crate::kube::scale::Action::Resume,
+                &name,
+                self.namespace.as_deref(),
+                crate::backplane::clock()?,
+            )
+            .await
+        })
+    }
+    fn touch(&self, name: String) -> BoxFut<'_, Value> {
+        Box::pin(async move {
+            crate::backplane::touch_async(
+                crate::backplane::Backplane::Kubernetes,
+                &name,
+                self.namespace.as_deref(),
+            )
+            .await
         })
     }
     fn ready(&self) -> BoxFut<'_, ()> {

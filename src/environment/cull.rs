@@ -1,0 +1,26 @@
+//! Settings of stop, resume, touch and culling (`crate::cull`).
+//!
+//! | variable | flag | what |
+//! | --- | --- | --- |
+//! | `TYCHO_NOW` | `--now` (hidden) | the time culling and touch take as now (RFC 3339; tests) |
+//! | `TYCHO_ACTIVITY_HOST` | `--activity-host` | the host activity probes reach instead of the system's Service |
+
+/// The culling variables, as set (None: unset or blank).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CullEnv {
+    /// `TYCHO_NOW`: the clock, for tests.
+    pub now: Option<String>,
+    /// `TYCHO_ACTIVITY_HOST`: where activity probes go (default: the Service's cluster name).
+    pub activity_host: Option<String>,
+}
+
+impl CullEnv {
+    /// The variables of this process.
+    pub fn from_env() -> CullEnv {
+        let set = |name: &str| super::var(name).filter(|v| !v.trim().is_empty());
+        CullEnv {
+            now: set("TYCHO_NOW"),
+            activity_host: set("TYCHO_ACTIVITY_HOST"),
+        }
+    }
+}
