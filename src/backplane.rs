@@ -132,7 +132,11 @@ pub fn touch(backplane: Backplane, guid: &str, namespace: Option<&str>) -> Resul
 }
 
 /// [`touch`], async.
-pub async fn touch_async(backplane: Backplane, guid: &str, namespace: Option<&str>) -> Result<Value> {
+pub async fn touch_async(
+    backplane: Backplane,
+    guid: &str,
+    namespace: Option<&str>,
+) -> Result<Value> {
     match backplane {
         Backplane::Kubernetes => {
             crate::kube::scale::apply_async(

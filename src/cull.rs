@@ -235,8 +235,7 @@ impl CullOptions {
             ));
         }
         if let Some(h) = &self.activity_host {
-            if url::Host::parse(h).is_err() || h.contains(['/', '@', ':']) && !h.starts_with('[')
-            {
+            if url::Host::parse(h).is_err() || h.contains(['/', '@', ':']) && !h.starts_with('[') {
                 return Err(Error::input(format!(
                     "activity host {:?} is not a host name or address",
                     crate::limits::echo(h)
@@ -508,10 +507,7 @@ pub async fn cull_async(options: &CullOptions, namespace: Option<&str>) -> Resul
         (None, Some(text)) => parse_time(text, "TYCHO_NOW")?,
         (None, None) => Utc::now(),
     };
-    let host = options
-        .activity_host
-        .clone()
-        .or(env.activity_host.clone());
+    let host = options.activity_host.clone().or(env.activity_host.clone());
     let (namespace, deployments, services) =
         crate::kube::scale::systems_async(options.username.as_deref(), namespace).await?;
     let all = candidates(&namespace, &deployments, &services, host.as_deref());
@@ -712,7 +708,9 @@ mod tests {
         assert_eq!(judge(&c, &options, now, None), None);
         c.touched = Some(t("2025-12-31T00:00:00Z"));
         assert_eq!(
-            last_activity(&c, Some(t("2026-01-01T01:59:00Z"))).unwrap().1,
+            last_activity(&c, Some(t("2026-01-01T01:59:00Z")))
+                .unwrap()
+                .1,
             "probe"
         );
         assert_eq!(
@@ -756,9 +754,7 @@ mod tests {
         assert!(CullOptions::from_value(&json!({})).is_err());
         assert!(CullOptions::from_value(&json!({"idle": "1h", "bogus": 1})).is_err());
         assert!(CullOptions::from_value(&json!({"idle": "1h", "action": "nuke"})).is_err());
-        assert!(
-            CullOptions::from_value(&json!({"idle": "1h", "activity_host": "a/b"})).is_err()
-        );
+        assert!(CullOptions::from_value(&json!({"idle": "1h", "activity_host": "a/b"})).is_err());
     }
 
     #[test]
@@ -768,9 +764,15 @@ mod tests {
             "annotations": {"tycho.renci.org/activity": "{\"port\":8888,\"path\":\"api/status\",\"field\":\"last_activity\"}"}},
             "spec": {"replicas": 1}});
         let s = json!({"metadata": {"name": "app-g", "labels": {"tycho-guid": "g"}}, "spec": {"ports": [{"port": 8888}]}});
-        let c = &candidates("ns", &[d.clone()], &[s], None)[0];
-        assert_eq!(c.probe.as_ref().unwrap().1, "http://app-g.ns.svc:8888/api/status");
+        let c = &candidates("ns", std::slice::from_ref(&d), &[s], None)[0];
+        assert_eq!(
+            c.probe.as_ref().unwrap().1,
+            "http://app-g.ns.svc:8888/api/status"
+        );
         let c = &candidates("ns", &[d], &[], Some("127.0.0.1"))[0];
-        assert_eq!(c.probe.as_ref().unwrap().1, "http://127.0.0.1:8888/api/status");
+        assert_eq!(
+            c.probe.as_ref().unwrap().1,
+            "http://127.0.0.1:8888/api/status"
+        );
     }
 }

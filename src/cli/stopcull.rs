@@ -60,11 +60,7 @@ pub fn by_guid(verb: Verb, args: &GuidArgs, ctx: &Context) -> Result<i32> {
                 };
                 ctx.report(&Error::new(
                     e.kind,
-                    format!(
-                        "cannot {what} {}: {}",
-                        super::request::cut(guid),
-                        e.message
-                    ),
+                    format!("cannot {what} {}: {}", super::request::cut(guid), e.message),
                 ));
                 code = 1;
             }

@@ -51,7 +51,9 @@ async fn run(config: &Value, guid: &str, stop: bool) -> Result<Value> {
     if ids.is_empty() {
         return Err(err(
             KIND,
-            format!("Failed to {verb} system {guid}: no system with GUID {guid} on the Docker Engine"),
+            format!(
+                "Failed to {verb} system {guid}: no system with GUID {guid} on the Docker Engine"
+            ),
         ));
     }
     let results = join_all(ids.iter().map(|id| {

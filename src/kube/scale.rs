@@ -85,7 +85,10 @@ pub(crate) fn patch_for(action: Action, d: &Value, now: &str) -> Option<Value> {
 
 /// Stops system `guid` (blocking). See [`apply_async`].
 pub fn stop(guid: &str, namespace: Option<&str>) -> Result<Value> {
-    client::block_on(KIND, apply_async(Action::Stop, guid, namespace, chrono::Utc::now()))
+    client::block_on(
+        KIND,
+        apply_async(Action::Stop, guid, namespace, chrono::Utc::now()),
+    )
 }
 
 /// Resumes system `guid` (blocking), its last activity set to `crate::backplane::clock`.
@@ -282,14 +285,21 @@ mod tests {
         assert_eq!(stop["spec"]["replicas"], 0);
         assert_eq!(stop["metadata"]["annotations"][STOPPED_REPLICAS], "3");
         assert_eq!(patch_for(Action::Resume, &running, "t"), None);
-        let stopped = json!({"metadata": {"annotations": {STOPPED_REPLICAS: "3"}}, "spec": {"replicas": 0}});
+        let stopped =
+            json!({"metadata": {"annotations": {STOPPED_REPLICAS: "3"}}, "spec": {"replicas": 0}});
         assert_eq!(patch_for(Action::Stop, &stopped, "t"), None);
         let resume = patch_for(Action::Resume, &stopped, "t").unwrap();
         assert_eq!(resume["spec"]["replicas"], 3);
-        assert_eq!(resume["metadata"]["annotations"][STOPPED_REPLICAS], Value::Null);
+        assert_eq!(
+            resume["metadata"]["annotations"][STOPPED_REPLICAS],
+            Value::Null
+        );
         assert_eq!(resume["metadata"]["annotations"][LAST_ACTIVITY], "t");
         // A hostile or missing count resumes one replica.
         let odd = json!({"metadata": {"annotations": {STOPPED_REPLICAS: "99999"}}, "spec": {"replicas": 0}});
-        assert_eq!(patch_for(Action::Resume, &odd, "t").unwrap()["spec"]["replicas"], 1);
+        assert_eq!(
+            patch_for(Action::Resume, &odd, "t").unwrap()["spec"]["replicas"],
+            1
+        );
     }
 }
