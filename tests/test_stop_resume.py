@@ -106,7 +106,7 @@ def test_context_stop_resume_and_async(cluster, kube_emulator):  # noqa: F811
 
     system, result = start(cluster)
     guid = system.identifier
-    context = TychoContext(product="helx")
+    context = TychoContext(product="common")
     assert context.stop(guid)["deployments"] == {result["name"]: 0}
     assert cluster.of_kind(guid, "Deployment")[0]["spec"]["replicas"] == 0
     assert asyncio.run(context.aresume(guid))["deployments"] == {result["name"]: 1}

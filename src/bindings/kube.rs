@@ -37,6 +37,7 @@ pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
                 crate::docker::LOG_TARGET.to_string(),
                 log::LevelFilter::Debug,
             )
+            .filter_target(crate::cull::LOG_TARGET.to_string(), log::LevelFilter::Debug)
             // kube-rs reports every failed request at ERROR (through tracing's log
             // bridge), retried ones included; tycho.kube logs them with context instead.
             .filter_target("kube_client".to_string(), log::LevelFilter::Off);

@@ -686,7 +686,11 @@ fn build(
         }
     }
     system.proxy_rewrite = proxy_rewrite;
-    if let Some(probe) = activity_probe(last.get("activity"))? {
+    // The app's service carries it (TychoContext.start puts it there), whichever it is.
+    let activity = services_in
+        .values()
+        .find_map(|s| s.get("activity").filter(|v| !v.is_null()));
+    if let Some(probe) = activity_probe(activity)? {
         system
             .annotations
             .insert(names::ACTIVITY_ANNOTATION.into(), Value::String(probe));
@@ -698,8 +702,8 @@ fn build(
 /// Longest `path` and `field` of an activity probe (bytes).
 const ACTIVITY_TEXT_MAX: usize = 256;
 
-/// The registry app's `activity` probe (`{port, path, field}`, read from the last
-/// service as `conn_string` is), checked, as compact JSON for the Deployment's
+/// The registry app's `activity` probe (`{port, path, field}`, from the compose service
+/// that carries it: the app's), checked, as compact JSON for the Deployment's
 /// annotation ([`names::ACTIVITY_ANNOTATION`]); None when absent or null.
 pub fn activity_probe(value: Option<&Value>) -> Result<Option<String>> {
     let Some(value) = value.filter(|v| !v.is_null()) else {
