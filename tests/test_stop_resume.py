@@ -21,7 +21,7 @@ from api_server import start_request as api_start_request
 from cluster import cluster_fixture, compute, start  # noqa: F401 - the `cluster` fixture
 from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401 - pytest fixtures
 from test_cli import EXE, NGINX, env_for
-from test_docker import docker_env, engine, image, systems  # noqa: F401 - pytest fixtures
+from test_docker import docker_env, engine, image, systems, wait_for  # noqa: F401 - pytest fixtures
 from tycho import _native
 from tycho.context import TychoContext
 from tycho.exceptions import TychoException
@@ -141,8 +141,14 @@ def test_rest_stop_resume_and_reasons(tmp_path, api_kubeconfig, kube_emulator, m
         code, _, r = call("POST", server.url + "/system/resume", {"name": sid})
         assert code == 200 and r["message"] == f"Resumed system {sid}" and r["result"]["deployments"] == {name: 1}
         kube_emulator.set_deployment_status("default", name)
-        code, _, r = call("POST", server.url + "/system/status", {"name": sid, "reasons": True})
-        assert r["result"][0]["is_ready"] is True and r["result"][0]["reason"] is None
+
+        # The server reads its watch cache: the status change arrives with the watch.
+        def ready_row():
+            code, _, r = call("POST", server.url + "/system/status", {"name": sid, "reasons": True})
+            return r["result"][0] if r["result"] and r["result"][0]["is_ready"] else None
+
+        row = wait_for(ready_row, what=f"system {sid} ready")
+        assert row["reason"] is None
 
         # Bad bodies are 400 naming the field; an unknown system is an error response.
         code, _, r = call("POST", server.url + "/system/stop", {})
@@ -222,7 +228,7 @@ def test_cli_stop_resume(api_kubeconfig, kube_emulator):  # noqa: F811
 
 def test_docker_stop_and_resume(engine, image, docker_env, systems):  # noqa: F811
     from test_docker import compute as docker_compute
-    from test_docker import parse, ready_row, retry_get, two_services, wait_for
+    from test_docker import parse, ready_row, retry_get, two_services
     from test_docker import start_request as docker_start_request
 
     compose = two_services(image)

@@ -4,7 +4,7 @@
 //! (Services, the token Secret, claims, the NetworkPolicy) is left as it is.
 //!
 //! Each is one merge patch per Deployment, after one read of the system's Deployments
-//! (from the watch cache when it is fresh: then one round trip). All are idempotent: a
+//! (from the watch cache when it is fresh and knows the system: then one round trip). All are idempotent: a
 //! stopped system stops again without a change, a running one resumes without one.
 
 use super::client;
@@ -114,7 +114,11 @@ async fn deployments_of(
     namespace: &str,
     guid: &str,
 ) -> Result<Vec<Value>> {
-    if let Some(found) = cache.and_then(|c| c.deployments.select(super::cache::Select::Guid(guid)))
+    // An empty answer may be a system another process just created that the watch has
+    // not delivered yet: the API server then says.
+    if let Some(found) = cache
+        .and_then(|c| c.deployments.select(super::cache::Select::Guid(guid)))
+        .filter(|found| !found.is_empty())
     {
         return Ok(found.iter().map(|d| d.as_ref().clone()).collect());
     }
