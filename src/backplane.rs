@@ -153,10 +153,7 @@ pub async fn touch_async(
 
 /// Now: `TYCHO_NOW` when set (the injected clock of tests), else the system clock.
 pub fn clock() -> Result<chrono::DateTime<chrono::Utc>> {
-    match crate::environment::cull::CullEnv::from_env().now {
-        Some(text) => crate::cull::parse_time(&text, "TYCHO_NOW"),
-        None => Ok(chrono::Utc::now()),
-    }
+    crate::environment::cull::clock()
 }
 
 /// One culling pass on `backplane` ([`crate::cull`]).

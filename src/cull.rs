@@ -502,10 +502,9 @@ fn seconds(now: DateTime<Utc>, t: Option<DateTime<Utc>>) -> Value {
 pub async fn cull_async(options: &CullOptions, namespace: Option<&str>) -> Result<Value> {
     options.check()?;
     let env = crate::environment::cull::CullEnv::from_env();
-    let now = match (options.now, env.now.as_deref()) {
-        (Some(t), _) => t,
-        (None, Some(text)) => parse_time(text, "TYCHO_NOW")?,
-        (None, None) => Utc::now(),
+    let now = match options.now {
+        Some(t) => t,
+        None => crate::environment::cull::clock()?,
     };
     let host = options.activity_host.clone().or(env.activity_host.clone());
     let (namespace, deployments, services) =

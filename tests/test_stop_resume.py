@@ -12,6 +12,7 @@ with ``is_ready`` false; with reasons, the reason says stopped.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import urllib.request
 
@@ -258,6 +259,13 @@ def test_docker_stop_and_resume(engine, image, docker_env, systems):  # noqa: F8
     (row,) = c.status(name=guid)
     port = wait_for(lambda: c.status(name=guid)[0]["port"], what="a published port")
     assert retry_get(port)[0] == 200
+    # The command line's -b docker.
+    env = {k: v for k, v in os.environ.items() if k != "REST_API"}
+    for verb in ("stop", "resume"):
+        proc = subprocess.run([EXE, verb, "-b", "docker", guid], capture_output=True, text=True, timeout=120,
+                              env=env)
+        assert proc.returncode == 0 and proc.stdout == f"{guid}\n", proc.stderr
+    ready_row(guid)
     with pytest.raises(TychoException, match="runs on the kubernetes backplane only"):
         c.touch(guid)
     with pytest.raises(TychoException, match="no system"):

@@ -24,3 +24,20 @@ impl CullEnv {
         }
     }
 }
+
+/// Now: `TYCHO_NOW` when set (the injected clock of tests; RFC 3339), else the system
+/// clock. A `TYCHO_NOW` that is no time is an error naming it.
+pub fn clock() -> crate::Result<chrono::DateTime<chrono::Utc>> {
+    match CullEnv::from_env().now {
+        Some(text) => chrono::DateTime::parse_from_rfc3339(text.trim())
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .map_err(|e| {
+                crate::Error::input(format!(
+                    "TYCHO_NOW must be an RFC 3339 time (2026-01-02T03:04:05Z), got {:?}: {e}",
+                    crate::limits::echo(&text)
+                ))
+                .at("TYCHO_NOW")
+            }),
+        None => Ok(chrono::Utc::now()),
+    }
+}

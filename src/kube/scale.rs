@@ -91,10 +91,10 @@ pub fn stop(guid: &str, namespace: Option<&str>) -> Result<Value> {
     )
 }
 
-/// Resumes system `guid` (blocking), its last activity set to `crate::backplane::clock`.
+/// Resumes system `guid` (blocking), its last activity set to `crate::environment::cull::clock`.
 /// See [`apply_async`].
 pub fn resume(guid: &str, namespace: Option<&str>) -> Result<Value> {
-    let now = crate::backplane::clock()?;
+    let now = crate::environment::cull::clock()?;
     client::block_on(KIND, apply_async(Action::Resume, guid, namespace, now))
 }
 

@@ -137,7 +137,7 @@ impl Executor for Kubernetes {
                 crate::kube::scale::Action::Resume,
                 &name,
                 self.namespace.as_deref(),
-                crate::backplane::clock()?,
+                crate::environment::cull::clock()?,
             )
             .await
         })
