@@ -296,7 +296,7 @@ def test_render_redacts_the_secret_unless_asked(tmp_path):
 
 
 def test_hand_built_system_gets_the_same_env_as_a_parsed_one(cluster):
-    """tycho.model.System built in Python goes through the same Rust rule (src/token_env.rs)
+    """tycho.model.System built in Python goes through the same Rust rule (src/compile/token_secret.rs)
     as a parsed one: same Secret, same env order."""
     from tycho.config import Config
     from tycho.model import System

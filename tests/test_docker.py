@@ -1,4 +1,4 @@
-"""The Docker backplane (src/docker) against the real Docker Engine of this machine.
+"""The Docker backplane (src/exec/docker) against the real Docker Engine of this machine.
 
 Images are built here (tests/docker-image/httpd.rs, static, imported into an empty
 image once per session); no registry is needed. What is asserted is read back from the

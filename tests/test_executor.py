@@ -1,4 +1,4 @@
-"""The Kubernetes executor (tycho._native.kube_*, src/kube) over real HTTP.
+"""The Kubernetes executor (tycho._native.kube_*, src/exec/kube) over real HTTP.
 
 Runs against the kube emulator (tests/kube-emulator, started once per session by the
 ``kube_emulator`` fixture of tests/support/kube_emulator.py). With ``TYCHO_TEST_KUBECONFIG`` set

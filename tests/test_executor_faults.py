@@ -244,7 +244,7 @@ def test_modify_retries_a_single_failure(cluster, call, fault):
         assert all(c["resources"]["limits"]["cpu"] == "2" for c in template["spec"]["containers"])
 
 
-ATTEMPTS = 5  # the executor's attempts per call (src/kube/retry.rs MAX_ATTEMPTS)
+ATTEMPTS = 5  # the executor's attempts per call (src/exec/kube/retry.rs MAX_ATTEMPTS)
 
 
 @pytest.mark.parametrize("fault", ["500", "422", "drop"])

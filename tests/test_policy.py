@@ -1,4 +1,4 @@
-"""The policy layer (src/policy): the Pod Security Standards level (`tycho.policy.pod_security`,
+"""The policy layer (src/compile/policy): the Pod Security Standards level (`tycho.policy.pod_security`,
 default baseline) and the resource ceilings (`tycho.policy.max`), checked on the compiled
 pod before anything is created, on both backplanes and every face (Python, CLI, REST).
 

@@ -1,4 +1,4 @@
-"""Readiness with reasons, progress events and waiting (src/kube/wait.rs), against the kube
+"""Readiness with reasons, progress events and waiting (src/exec/kube/wait.rs), against the kube
 emulator over real HTTP: ``TychoContext.readiness`` / ``status({"reasons": True})`` /
 ``aprogress`` / ``wait``, two ``cli_main`` runs of ``up --wait`` in one process, and a
 refused connection that fails at once naming the API server."""

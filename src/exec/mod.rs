@@ -1,5 +1,17 @@
-//! What the routes need from a compute back end, as a trait, so the HTTP layer is
-//! independent of the executor (and testable with a stand-in).
+//! Execution: the back ends that run compiled systems.
+//!
+//! - [`kube`]: the Kubernetes executor (client, watch cache, operations);
+//! - [`docker`]: the Docker Engine backplane;
+//! - [`backplane`]: which back end runs a system, by the original's names;
+//! - [`default_limits`]: default container limits on both back ends;
+//! - here: the [`Executor`] trait that the routes of `tycho api` and the CLI call, so the
+//!   HTTP layer is independent of the executor (and testable with a stand-in), and its
+//!   Kubernetes implementation.
+
+pub mod backplane;
+pub mod default_limits;
+pub mod docker;
+pub mod kube;
 
 use crate::error::{ErrorKind, Result};
 use serde_json::Value;
@@ -32,7 +44,7 @@ pub trait Executor: Send + Sync + 'static {
     fn ready(&self) -> BoxFut<'_, ()>;
 }
 
-/// The Kubernetes executor (`crate::kube`), run on the server's runtime.
+/// The Kubernetes executor (`crate::exec::kube`), run on the server's runtime.
 pub struct Kubernetes {
     /// Namespace of every operation (None: NAMESPACE, the pod's, the kubeconfig's).
     pub namespace: Option<String>,
@@ -82,7 +94,7 @@ impl Executor for Kubernetes {
                 crate::compile::parse_request(&config, request, None, false, false)
             })
             .await??;
-            crate::kube::start_async(&self.config, system, self.namespace.as_deref()).await
+            crate::exec::kube::start_async(&self.config, system, self.namespace.as_deref()).await
         })
     }
     fn status(
@@ -92,28 +104,30 @@ impl Executor for Kubernetes {
         reasons: bool,
     ) -> BoxFut<'_, Value> {
         Box::pin(async move {
-            let mut rows = crate::kube::status_async(
+            let mut rows = crate::exec::kube::status_async(
                 name.as_deref(),
                 username.as_deref(),
                 self.namespace.as_deref(),
             )
             .await?;
             if reasons {
-                crate::kube::add_reasons(&mut rows, self.namespace.as_deref()).await;
+                crate::exec::kube::add_reasons(&mut rows, self.namespace.as_deref()).await;
             }
             Ok(Value::Array(rows))
         })
     }
     fn delete(&self, name: String) -> BoxFut<'_, Value> {
-        Box::pin(async move { crate::kube::delete_async(&name, self.namespace.as_deref()).await })
+        Box::pin(
+            async move { crate::exec::kube::delete_async(&name, self.namespace.as_deref()).await },
+        )
     }
     fn modify(&self, request: Value) -> BoxFut<'_, Value> {
         Box::pin(async move {
             let request = modify_request(&request);
-            crate::kube::modify_async(&self.config, &request, self.namespace.as_deref()).await
+            crate::exec::kube::modify_async(&self.config, &request, self.namespace.as_deref()).await
         })
     }
     fn ready(&self) -> BoxFut<'_, ()> {
-        Box::pin(async move { crate::kube::api_ready().await })
+        Box::pin(async move { crate::exec::kube::api_ready().await })
     }
 }

@@ -12,14 +12,14 @@ use serde_json::Value;
 use std::sync::OnceLock;
 
 /// The API schema shipped with the Python package (the same file `tycho.actions` reads).
-pub const API_SCHEMA_YAML: &str = include_str!("../python/tycho/api-schema.yaml");
+pub const API_SCHEMA_YAML: &str = include_str!("../../python/tycho/api-schema.yaml");
 
 /// The parsed API schema.
 pub fn api_schema() -> &'static Value {
     static SCHEMA: OnceLock<Value> = OnceLock::new();
     SCHEMA.get_or_init(|| {
         // The file is part of the build; a parse failure is a build defect caught by tests.
-        crate::yaml::load(API_SCHEMA_YAML).unwrap_or_else(|e| {
+        crate::text::yaml::load(API_SCHEMA_YAML).unwrap_or_else(|e| {
             log::error!(target: crate::server::LOG_TARGET, "embedded api-schema.yaml does not parse: {e}");
             Value::Null
         })

@@ -159,7 +159,7 @@ fn not_ready(c: &Value) -> Option<String> {
 /// `month-day-year hour:minute:second` (UTC, unpadded) of an RFC 3339 time.
 fn creation_time(c: &Value) -> Option<String> {
     let created = c.get("Created")?.as_str()?;
-    crate::kube::creation_time(created)
+    crate::exec::kube::creation_time(created)
 }
 
 fn limits(c: &Value) -> Value {
@@ -173,7 +173,7 @@ fn limits(c: &Value) -> Value {
         let cpus = n as f64 / 1e9;
         out.insert(
             "cpu".into(),
-            Value::String(crate::pyfmt::py_str(&json!(cpus))),
+            Value::String(crate::text::pyfmt::py_str(&json!(cpus))),
         );
     }
     if let Some(m) = host

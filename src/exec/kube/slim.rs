@@ -47,7 +47,7 @@ const TEMPLATE_LABELS: &[(&str, Keep)] = &[
 ];
 
 /// The one annotation read: status's real username of a system labelled with a slug.
-const ANNOTATIONS: &[(&str, Keep)] = &[(crate::names::USERNAME_ANNOTATION, Text)];
+const ANNOTATIONS: &[(&str, Keep)] = &[(crate::text::names::USERNAME_ANNOTATION, Text)];
 
 const METADATA: &[(&str, Keep)] = &[
     ("name", All),
@@ -185,7 +185,7 @@ pub(crate) fn from_dynamic(kind: Kind, object: DynamicObject) -> Value {
     metadata.annotations = metadata
         .annotations
         .take()
-        .and_then(|mut a| a.remove_entry(crate::names::USERNAME_ANNOTATION))
+        .and_then(|mut a| a.remove_entry(crate::text::names::USERNAME_ANNOTATION))
         .map(|entry| std::iter::once(entry).collect());
     metadata.managed_fields = None;
     metadata.owner_references = None;
@@ -331,12 +331,12 @@ pub(crate) mod tests {
     #[test]
     fn the_real_username_annotation_is_kept() {
         let mut whole = deployment("d", 100);
-        whole["metadata"]["annotations"][crate::names::USERNAME_ANNOTATION] =
+        whole["metadata"]["annotations"][crate::text::names::USERNAME_ANNOTATION] =
             json!("Jane.Doe@example.org");
         let s = slim(Kind::Deployment, whole.clone());
         assert_eq!(
             s["metadata"]["annotations"],
-            json!({crate::names::USERNAME_ANNOTATION: "Jane.Doe@example.org"})
+            json!({crate::text::names::USERNAME_ANNOTATION: "Jane.Doe@example.org"})
         );
         let dynamic: DynamicObject = serde_json::from_value(whole).unwrap();
         assert_eq!(from_dynamic(Kind::Deployment, dynamic), s);

@@ -208,7 +208,7 @@ fn build_client(kind: ErrorKind, config: kube::Config) -> Result<kube::Client> {
 
 /// NAMESPACE, else the pod's service-account namespace file (non-empty values only).
 fn environment_namespace(settings: &Settings) -> Option<String> {
-    crate::names::namespace_from(None, settings.namespace.clone())
+    crate::text::names::namespace_from(None, settings.namespace.clone())
 }
 
 /// The namespace an operation runs in: `explicit`, else NAMESPACE, else the pod's
@@ -224,7 +224,7 @@ pub(crate) fn resolve_namespace(
         .map(str::to_string)
         .or_else(|| environment_namespace(settings))
         .unwrap_or_else(|| connection.config_namespace.clone());
-    if crate::names::is_dns_label(&namespace, 63) {
+    if crate::text::names::is_dns_label(&namespace, 63) {
         Ok(namespace)
     } else {
         Err(Error::new(

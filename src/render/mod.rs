@@ -5,8 +5,10 @@
 //! Built-in templates are compiled into the binary; a directory listed in the config's
 //! `tycho.templates.paths` that holds a file of the same name overrides one.
 
+pub mod guard;
+
 use crate::error::{Error, Result};
-use crate::pyfmt::mj_str;
+use crate::text::pyfmt::mj_str;
 use minijinja::value::Value as MjValue;
 use minijinja::{Environment, State};
 use serde_json::Value;
@@ -17,19 +19,19 @@ use std::time::SystemTime;
 
 /// Built-in templates by file name.
 pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
-    ("pod.yaml", include_str!("../templates/pod.yaml")),
-    ("service.yaml", include_str!("../templates/service.yaml")),
-    ("patch.yaml", include_str!("../templates/patch.yaml")),
-    ("pvc.yaml", include_str!("../templates/pvc.yaml")),
-    ("pv.yaml", include_str!("../templates/pv.yaml")),
+    ("pod.yaml", include_str!("../../templates/pod.yaml")),
+    ("service.yaml", include_str!("../../templates/service.yaml")),
+    ("patch.yaml", include_str!("../../templates/patch.yaml")),
+    ("pvc.yaml", include_str!("../../templates/pvc.yaml")),
+    ("pv.yaml", include_str!("../../templates/pv.yaml")),
     (
         "policy/tycho-default-netpolicy.yaml",
-        include_str!("../templates/policy/tycho-default-netpolicy.yaml"),
+        include_str!("../../templates/policy/tycho-default-netpolicy.yaml"),
     ),
 ];
 
 fn q_filter(v: MjValue) -> String {
-    crate::yaml::double_quoted(&mj_str(&v))
+    crate::text::yaml::double_quoted(&mj_str(&v))
 }
 
 fn v_filter(v: MjValue) -> String {
@@ -40,8 +42,8 @@ fn v_filter(v: MjValue) -> String {
     if text.is_empty() {
         return "null".into();
     }
-    match crate::yaml::resolve_plain(&text) {
-        Value::String(s) => crate::yaml::double_quoted(&s),
+    match crate::text::yaml::resolve_plain(&text) {
+        Value::String(s) => crate::text::yaml::double_quoted(&s),
         other => serde_json::to_string(&other).unwrap_or_default(),
     }
 }
@@ -66,7 +68,7 @@ fn now() -> String {
 }
 
 /// A minijinja environment configured like the original's Jinja2 templates, without
-/// budgets: only for templates compiled by [`crate::template_guard`] itself.
+/// budgets: only for templates compiled by [`crate::render::guard`] itself.
 pub fn plain_environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
@@ -83,10 +85,10 @@ pub fn plain_environment() -> Environment<'static> {
     env.add_filter("tycho_group_by", group_by_filter);
     // `tycho_username_label`: the `username` label of a username (itself, or its slug).
     env.add_filter("tycho_username_label", |v: MjValue| {
-        crate::names::username_label(&mj_str(&v)).into_owned()
+        crate::text::names::username_label(&mj_str(&v)).into_owned()
     });
     env.add_test("valid_label", |v: MjValue| {
-        crate::names::is_label_value(&mj_str(&v))
+        crate::text::names::is_label_value(&mj_str(&v))
     });
     env
 }
@@ -100,10 +102,10 @@ pub fn new_environment() -> Environment<'static> {
     env.set_fuel(Some(crate::limits::template_budgets().fuel));
     env.set_formatter(|out, _state: &mut State, value| {
         let text = mj_str(value);
-        crate::template_guard::charge(text.len())?;
+        crate::render::guard::charge(text.len())?;
         out.write_str(&text).map_err(minijinja::Error::from)
     });
-    crate::template_guard::install(&mut env);
+    crate::render::guard::install(&mut env);
     env
 }
 
@@ -113,7 +115,7 @@ pub fn add_guarded(
     name: String,
     source: &str,
 ) -> std::result::Result<(), minijinja::Error> {
-    let guarded = crate::template_guard::guard_source(source)?.into_owned();
+    let guarded = crate::render::guard::guard_source(source)?.into_owned();
     env.add_template_owned(name, guarded)
 }
 
@@ -165,7 +167,7 @@ impl std::io::Write for CappedWriter {
 /// Evaluates `tmpl` within the budgets; errors name the template (`name`).
 fn evaluate(tmpl: &minijinja::Template<'_, '_>, ctx: MjValue, name: &str) -> Result<String> {
     let budgets = crate::limits::template_budgets();
-    crate::template_guard::begin();
+    crate::render::guard::begin();
     let mut out = CappedWriter {
         buf: Vec::new(),
         cap: budgets.output,
@@ -288,7 +290,7 @@ fn render_text_in(paths: &[String], name: &str, context: MjValue) -> Result<Stri
 /// Renders template `name` and reads the output as YAML documents (null documents dropped).
 pub fn render(paths: &[String], name: &str, context: MjValue) -> Result<Vec<Value>> {
     let text = render_text(paths, name, context)?;
-    let docs = crate::yaml::load_all(&text)
+    let docs = crate::text::yaml::load_all(&text)
         .map_err(|e| Error::template(format!("template {name} produced invalid YAML: {e}")))?;
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
 }

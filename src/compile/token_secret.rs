@@ -12,7 +12,7 @@
 
 use crate::config::AccessTokenEnv;
 use crate::model::System;
-use crate::pyfmt::py_str;
+use crate::text::pyfmt::py_str;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
@@ -172,7 +172,7 @@ pub fn secret_object(
     let mut metadata = json!({
         "name": name,
         "labels": {
-            "username": crate::names::username_label(&system.username),
+            "username": crate::text::names::username_label(&system.username),
             "executor": "tycho",
             "tycho-app": system.name,
             "tycho-guid": system.identifier,

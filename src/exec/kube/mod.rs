@@ -195,7 +195,7 @@ pub async fn api_ready() -> crate::Result<()> {
 /// name). None when there is no such Service or it has no port.
 pub async fn service_url_async(name: &str, namespace: &str) -> crate::Result<Option<String>> {
     let kind = ErrorKind::Kube;
-    if !crate::names::is_dns_label(name, 63) {
+    if !crate::text::names::is_dns_label(name, 63) {
         return Err(err(kind, format!("{name:?} is not a valid Service name")));
     }
     check_label_value(kind, "namespace", namespace)?;
@@ -232,7 +232,7 @@ pub(crate) fn err(kind: ErrorKind, message: impl Into<String>) -> Error {
 
 /// Checks a value used in a label selector or a URL path before any request is made.
 pub(crate) fn check_label_value(kind: ErrorKind, what: &str, value: &str) -> crate::Result<()> {
-    if crate::names::is_label_value(value) {
+    if crate::text::names::is_label_value(value) {
         Ok(())
     } else {
         Err(err(

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::limits::echo;
 use crate::model::warning::Warnings;
 use crate::model::{Container, MemoryVolume, System};
-use crate::pyfmt::py_str;
+use crate::text::pyfmt::py_str;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use serde_json::Value;
 use std::collections::HashMap;

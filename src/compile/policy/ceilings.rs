@@ -34,7 +34,7 @@ const RESOURCES: &[Resource] = &[
 /// The value of a Kubernetes quantity (`500m` → 0.5, `1Gi` → 1073741824), or None.
 pub fn quantity(text: &str) -> Option<f64> {
     let text = text.trim();
-    if !crate::names::is_quantity(text) {
+    if !crate::text::names::is_quantity(text) {
         return None;
     }
     let split = text
@@ -141,7 +141,7 @@ pub fn check(max: &Value, pod: &Value) -> Result<()> {
                     resource.setting,
                     parts.join(", "),
                     resource.setting,
-                    crate::limits::echo(&crate::pyfmt::py_str(ceiling_value))
+                    crate::limits::echo(&crate::text::pyfmt::py_str(ceiling_value))
                 ),
             )
             .at(format!("resources.limits.{}", resource.setting)));

@@ -25,7 +25,7 @@ pub async fn modify_async(config: &Value, request: &Value) -> Result<Value> {
         Some(Value::String(g)) if !g.is_empty() => g.clone(),
         _ => return Err(err(KIND, "Failed to modify system: no GUID given")),
     };
-    if !crate::names::is_label_value(&guid) {
+    if !crate::text::names::is_label_value(&guid) {
         return Err(err(
             KIND,
             format!("Failed to modify system: the GUID {guid:?} is not valid"),

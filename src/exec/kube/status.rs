@@ -1,7 +1,7 @@
 //! Status of running systems: one list of Deployments and one of Services, made
 //! concurrently and selected on the server by label (`username=<u>`, else
 //! `tycho-guid=<name>`, else `executor=tycho`). A username that is no label value is
-//! selected by its slug ([`crate::names::username_label`]), and only the Deployments
+//! selected by its slug ([`crate::text::names::username_label`]), and only the Deployments
 //! whose real name (the annotation `tycho.renci.org/username`, else the label) is the
 //! username asked for are rows; a row's `username` is that real name.
 
@@ -31,7 +31,7 @@ pub(crate) fn selector(name: Option<&str>, username: Option<&str>) -> String {
         name.filter(|s| !s.is_empty()),
         username.filter(|s| !s.is_empty()),
     ) {
-        (_, Some(u)) => format!("username={}", crate::names::username_label(u)),
+        (_, Some(u)) => format!("username={}", crate::text::names::username_label(u)),
         (Some(n), None) => format!("{GUID_LABEL}={n}"),
         (None, None) => "executor=tycho".to_string(),
     }
@@ -40,7 +40,7 @@ pub(crate) fn selector(name: Option<&str>, username: Option<&str>) -> String {
 /// The real username of a Deployment: its annotation, else its `username` label.
 fn real_username(d: &Value) -> Option<&str> {
     d.pointer("/metadata/annotations")
-        .and_then(|a| a.get(crate::names::USERNAME_ANNOTATION))
+        .and_then(|a| a.get(crate::text::names::USERNAME_ANNOTATION))
         .and_then(Value::as_str)
         .or_else(|| label(d, "/metadata/labels", "username"))
 }
@@ -63,7 +63,7 @@ pub async fn status_async(
     username: Option<&str>,
     namespace: Option<&str>,
 ) -> Result<Vec<Value>> {
-    if let Some(value) = name.filter(|n| !crate::names::is_label_value(n)) {
+    if let Some(value) = name.filter(|n| !crate::text::names::is_label_value(n)) {
         log::debug!(target: LOG_TARGET, "status: {value:?} is not a label value; no system can match");
         return Ok(Vec::new());
     }
@@ -137,7 +137,7 @@ fn from_cache(
     // A username is selected by its label (a slug for a name that is no label value).
     let label = username
         .filter(|s| !s.is_empty())
-        .map(crate::names::username_label);
+        .map(crate::text::names::username_label);
     let select = match (name.filter(|s| !s.is_empty()), label.as_deref()) {
         (_, Some(u)) => Select::Username(u),
         (Some(n), None) => Select::Guid(n),
@@ -263,7 +263,7 @@ mod tests {
             selector(None, Some("Jane.Doe@example.org")),
             format!(
                 "username={}",
-                crate::names::username_label("Jane.Doe@example.org")
+                crate::text::names::username_label("Jane.Doe@example.org")
             )
         );
     }
@@ -271,9 +271,9 @@ mod tests {
     #[test]
     fn rows_carry_the_real_name_and_only_its_systems() {
         let email = "Jane.Doe@example.org";
-        let slug = crate::names::username_label(email).into_owned();
+        let slug = crate::text::names::username_label(email).into_owned();
         let mine = json!({"metadata": {"name": "a", "labels": {"username": slug},
-            "annotations": {crate::names::USERNAME_ANNOTATION: email}}});
+            "annotations": {crate::text::names::USERNAME_ANNOTATION: email}}});
         // A user whose real name is spelled like the slug: same label, no annotation.
         let other = json!({"metadata": {"name": "b", "labels": {"username": slug}}});
         assert_eq!(row(&mine, &HashMap::new())["username"], email);

@@ -13,7 +13,7 @@
 //!   Docker form of a claim: it outlives the system and every system naming the claim
 //!   mounts it, so it carries no system's labels but `executor=tycho`,
 //!   `tycho-shared=true` and `tycho-claim`.
-//! * Limits: the compose file's, else the defaults of [`crate::default_limits`]; every
+//! * Limits: the compose file's, else the defaults of [`crate::exec::default_limits`]; every
 //!   container gets the default process limit.
 //! * Ports: `<port>/<protocol>` (`tcp`, `udp`, `sctp`, as the model's protocol),
 //!   published on the bind address.
@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::limits::echo;
 use crate::model::warning::Warnings;
 use crate::model::{Container, Probe, System, Warning};
-use crate::pyfmt::py_str;
+use crate::text::pyfmt::py_str;
 use bollard::models::{
     ContainerCreateBody, DeviceRequest, EndpointSettings, HealthConfig, HostConfig, Mount,
     MountType, NetworkingConfig, PortBinding,
@@ -689,7 +689,7 @@ pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::docker::client::Pull;
+    use crate::exec::docker::client::Pull;
     use serde_json::json;
 
     fn settings(host_ports: HostPorts) -> Settings {
@@ -700,7 +700,7 @@ mod tests {
             pull: Pull::Never,
             timeout: std::time::Duration::from_secs(5),
             volume_allow: Vec::new(),
-            default_limits: crate::default_limits::DefaultLimits {
+            default_limits: crate::exec::default_limits::DefaultLimits {
                 cpus: Some("2".into()),
                 memory: Some("4Gi".into()),
                 pids: Some(4096),

@@ -19,9 +19,9 @@
 //!   above the default, the reservation is its limit (a limit below the request is
 //!   invalid on both backplanes).
 
-use crate::docker::{cpus_to_nano, memory_to_bytes};
 use crate::environment::resources::DefaultLimitsEnv;
 use crate::error::{Error, Result};
+use crate::exec::docker::{cpus_to_nano, memory_to_bytes};
 use crate::model::System;
 use serde_json::{Map, Value};
 
@@ -97,7 +97,7 @@ impl DefaultLimits {
                 Some((v, _)) if is_none(&v) => Ok(None),
                 Some((v, source)) => {
                     let parsed = check(&Value::String(v.clone()));
-                    if !crate::names::is_quantity(&v) || parsed.is_err() {
+                    if !crate::text::names::is_quantity(&v) || parsed.is_err() {
                         let why = parsed.err().unwrap_or_else(|| {
                             format!("{:?} is not a Kubernetes quantity", shown(&v))
                         });
@@ -218,11 +218,11 @@ impl DefaultLimits {
                     continue;
                 }
                 let value = match (compose, request) {
-                    (Some(given), _) => Value::String(crate::pyfmt::py_str(&given)),
+                    (Some(given), _) => Value::String(crate::text::pyfmt::py_str(&given)),
                     (None, Some(request))
                         if amount(&request).ok() > amount(&Value::String(default.clone())).ok() =>
                     {
-                        Value::String(crate::pyfmt::py_str(&request))
+                        Value::String(crate::text::pyfmt::py_str(&request))
                     }
                     _ => Value::String(default.clone()),
                 };

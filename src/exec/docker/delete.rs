@@ -25,7 +25,7 @@ pub fn delete(config: &Value, guid: &str) -> Result<Value> {
 /// with its anonymous volumes) and the system's networks; returns `{}`. Deleting a system that does not
 /// exist succeeds.
 pub async fn delete_async(config: &Value, guid: &str) -> Result<Value> {
-    if guid.is_empty() || !crate::names::is_label_value(guid) {
+    if guid.is_empty() || !crate::text::names::is_label_value(guid) {
         return Err(err(
             KIND,
             format!("Failed to delete system: the GUID {guid:?} is not valid"),

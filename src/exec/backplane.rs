@@ -1,11 +1,11 @@
 //! Which compute back end ("backplane") runs systems, by the original's names:
-//! `kubernetes` ([`crate::kube`]) or `docker-compose` (alias `docker`,
-//! [`crate::docker`]). The CLI and `tycho api` dispatch through here; the Python face
+//! `kubernetes` ([`crate::exec::kube`]) or `docker-compose` (alias `docker`,
+//! [`crate::exec::docker`]). The CLI and `tycho api` dispatch through here; the Python face
 //! chooses in `tycho.factory`.
 
 use crate::error::{Error, Result};
+use crate::exec::{BoxFut, Executor};
 use crate::model::System;
-use crate::server::backend::{BoxFut, Executor};
 use serde_json::Value;
 
 /// A compute back end.
@@ -42,8 +42,8 @@ pub fn start(
     namespace: Option<&str>,
 ) -> Result<Value> {
     match backplane {
-        Backplane::Kubernetes => crate::kube::start(config, system, namespace),
-        Backplane::Docker => crate::docker::start(config, system),
+        Backplane::Kubernetes => crate::exec::kube::start(config, system, namespace),
+        Backplane::Docker => crate::exec::docker::start(config, system),
     }
 }
 
@@ -56,8 +56,8 @@ pub fn status(
     namespace: Option<&str>,
 ) -> Result<Vec<Value>> {
     match backplane {
-        Backplane::Kubernetes => crate::kube::status(name, username, namespace),
-        Backplane::Docker => crate::docker::status(config, name, username, false),
+        Backplane::Kubernetes => crate::exec::kube::status(name, username, namespace),
+        Backplane::Docker => crate::exec::docker::status(config, name, username, false),
     }
 }
 
@@ -69,8 +69,8 @@ pub fn delete(
     namespace: Option<&str>,
 ) -> Result<Value> {
     match backplane {
-        Backplane::Kubernetes => crate::kube::delete(guid, namespace),
-        Backplane::Docker => crate::docker::delete(config, guid),
+        Backplane::Kubernetes => crate::exec::kube::delete(guid, namespace),
+        Backplane::Docker => crate::exec::docker::delete(config, guid),
     }
 }
 
@@ -82,8 +82,8 @@ pub fn modify(
     namespace: Option<&str>,
 ) -> Result<Value> {
     match backplane {
-        Backplane::Kubernetes => crate::kube::modify(config, request, namespace),
-        Backplane::Docker => crate::docker::modify(config, request),
+        Backplane::Kubernetes => crate::exec::kube::modify(config, request, namespace),
+        Backplane::Docker => crate::exec::docker::modify(config, request),
     }
 }
 
@@ -98,7 +98,7 @@ pub fn wait_ready_docker(
     let deadline = std::time::Instant::now() + timeout;
     let mut last = String::new();
     loop {
-        let rows = crate::docker::status(config, Some(guid), None, true)?;
+        let rows = crate::exec::docker::status(config, Some(guid), None, true)?;
         let reason = match rows.first() {
             None => "no container of the system exists".to_string(),
             Some(row) if row.get("is_ready") == Some(&Value::Bool(true)) => return Ok(()),
@@ -148,7 +148,7 @@ impl Executor for DockerExecutor {
         Box::pin(async move {
             let request = crate::model::StartRequest::from_value(request)?;
             let system = crate::compile::parse_request(&self.config, request, None, false, false)?;
-            crate::docker::start_async(&self.config, system).await
+            crate::exec::docker::start_async(&self.config, system).await
         })
     }
     fn status(
@@ -158,7 +158,7 @@ impl Executor for DockerExecutor {
         reasons: bool,
     ) -> BoxFut<'_, Value> {
         Box::pin(async move {
-            let rows = crate::docker::status_async(
+            let rows = crate::exec::docker::status_async(
                 &self.config,
                 name.as_deref(),
                 username.as_deref(),
@@ -169,16 +169,16 @@ impl Executor for DockerExecutor {
         })
     }
     fn delete(&self, name: String) -> BoxFut<'_, Value> {
-        Box::pin(async move { crate::docker::delete_async(&self.config, &name).await })
+        Box::pin(async move { crate::exec::docker::delete_async(&self.config, &name).await })
     }
     fn modify(&self, request: Value) -> BoxFut<'_, Value> {
         Box::pin(async move {
-            let request = crate::server::backend::modify_request(&request);
-            crate::docker::modify_async(&self.config, &request).await
+            let request = crate::exec::modify_request(&request);
+            crate::exec::docker::modify_async(&self.config, &request).await
         })
     }
     fn ready(&self) -> BoxFut<'_, ()> {
-        Box::pin(async move { crate::docker::ping(&self.config).await })
+        Box::pin(async move { crate::exec::docker::ping(&self.config).await })
     }
 }
 

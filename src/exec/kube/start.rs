@@ -10,7 +10,7 @@
 //! 3. Create the Services and the token Secret and the NetworkPolicy, concurrently, all
 //!    owned by the Deployment (ownerReferences with its uid). The Secret exists when the
 //!    principal has an access token and `access_token_env` is `secret` (see
-//!    [`crate::token_env`]); its values are redacted from every message and log line of
+//!    [`crate::compile::token_secret`]); its values are redacted from every message and log line of
 //!    the start.
 //! 4. Read the Deployment back: a delete of the system that ran meanwhile (from any
 //!    process) removed it, or (in this process) cancelled the start. With a fresh
@@ -34,7 +34,7 @@ use super::{err, Kind, GUID_LABEL, LOG_TARGET};
 use crate::compile;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::System;
-use crate::names;
+use crate::text::names;
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DynamicObject};
@@ -178,12 +178,12 @@ pub fn start(config: &Value, system: System, namespace: Option<&str>) -> Result<
 /// "conn_string"}`. Errors are `ErrorKind::Start`; on
 /// any failure after the first create nothing of the system is left.
 pub async fn start_async(config: &Value, system: System, namespace: Option<&str>) -> Result<Value> {
-    let secrets = crate::token_env::sensitive_texts(&system);
+    let secrets = crate::compile::token_secret::sensitive_texts(&system);
     REDACT
         .scope(secrets.clone(), start_inner(config, system, namespace))
         .await
         .map_err(|mut e| {
-            e.message = crate::token_env::redact(&e.message, &secrets);
+            e.message = crate::compile::token_secret::redact(&e.message, &secrets);
             e
         })
 }
@@ -199,7 +199,7 @@ tokio::task_local! {
 /// line or an error.
 pub(crate) fn redact_current(text: String) -> String {
     REDACT
-        .try_with(|secrets| crate::token_env::redact(&text, secrets))
+        .try_with(|secrets| crate::compile::token_secret::redact(&text, secrets))
         .unwrap_or(text)
 }
 
@@ -641,7 +641,7 @@ async fn run(
     } = render(config, system, None).await?;
     // The registry's count (tycho.policy.enforce_count): before anything is created.
     let limit = super::count::Limit::of(
-        crate::policy::enforce_count(config),
+        crate::compile::policy::enforce_count(config),
         system.count,
         &deployment,
     );
@@ -684,7 +684,7 @@ async fn run(
     };
     let token_mode =
         crate::config::access_token_env(config).map_err(|e| KubeError::invalid(e.message))?;
-    let owned_secret = crate::token_env::secret_object(&system, token_mode, Some(&uid));
+    let owned_secret = crate::compile::token_secret::secret_object(&system, token_mode, Some(&uid));
     check_cancelled(in_flight)?;
     let policy = network_policy.map(|p| owned_by(p, &deployment_name, &uid));
     let secret_object = owned_secret.map(|s| owned_by(s, &deployment_name, &uid));

@@ -219,7 +219,7 @@ fn merge_into(map: &mut Map<String, Value>, source: Value) {
 }
 
 fn key_string(v: &Value) -> String {
-    crate::pyfmt::py_str(v)
+    crate::text::pyfmt::py_str(v)
 }
 
 fn scalar_value(text: String, style: ScalarStyle, tag: Option<&str>) -> Value {

@@ -1,6 +1,9 @@
 //! Compilation: a start request → the Kubernetes objects of the system (Deployment,
-//! NetworkPolicy, Services, and the token Secret of [`crate::token_env`]), the same
+//! NetworkPolicy, Services, and the token Secret of [`crate::compile::token_secret`]), the same
 //! objects the executor creates, with no cluster.
+
+pub mod policy;
+pub mod token_secret;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{self, StartRequest, System};
@@ -206,8 +209,8 @@ pub fn pod_to_deployment(system: &System, pod: Value) -> Result<Value> {
         meta.shift_remove("name");
     }
     // The username label is the username, or its slug with the real name in an
-    // annotation (crate::names::username_label).
-    let username = crate::names::username_label(&system.username);
+    // annotation (crate::text::names::username_label).
+    let username = crate::text::names::username_label(&system.username);
     let mut deployment = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -220,9 +223,9 @@ pub fn pod_to_deployment(system: &System, pod: Value) -> Result<Value> {
             "selector": {"matchLabels": {"tycho-guid": system.identifier, "username": username}},
         },
     });
-    if crate::names::username_is_slugged(&system.username) {
+    if crate::text::names::username_is_slugged(&system.username) {
         deployment["metadata"]["annotations"] =
-            json!({ crate::names::USERNAME_ANNOTATION: system.username });
+            json!({ crate::text::names::USERNAME_ANNOTATION: system.username });
     }
     // Moved in, not copied through json!.
     deployment["spec"]
@@ -253,8 +256,10 @@ fn compile_system_in(
     let mut pod_context = Map::new();
     pod_context.insert(
         "container_env".into(),
-        serde_json::to_value(crate::token_env::container_env(&system, token_mode))
-            .unwrap_or_default(),
+        serde_json::to_value(crate::compile::token_secret::container_env(
+            &system, token_mode,
+        ))
+        .unwrap_or_default(),
     );
     let mut pods = render_with(config, &sys_value, "pod.yaml", &pod_context, None)?;
     if pods.len() != 1 {
@@ -265,14 +270,14 @@ fn compile_system_in(
     }
     let mut deployment = pod_to_deployment(&system, pods.remove(0))?;
     // Opt-in: with no default limit set, the pod is the original's.
-    crate::default_limits::DefaultLimits::for_kubernetes(
+    crate::exec::default_limits::DefaultLimits::for_kubernetes(
         config,
         &crate::environment::resources::DefaultLimitsEnv::from_env(),
     )?
     .apply_to_deployment(&system, &mut deployment);
     // Before anything is created: the pod security level and the resource ceilings
     // (default limits count against the ceilings).
-    crate::policy::check(config, &deployment)?;
+    crate::compile::policy::check(config, &deployment)?;
     let network_policy = if system.requires_network_policy() {
         render_with(
             config,
@@ -287,7 +292,7 @@ fn compile_system_in(
         None
     };
     let services = services_with(config, &system, &sys_value, deployment_uid)?;
-    let secret = crate::token_env::secret_object(&system, token_mode, deployment_uid);
+    let secret = crate::compile::token_secret::secret_object(&system, token_mode, deployment_uid);
     Ok(Compiled {
         system,
         deployment,
@@ -347,7 +352,7 @@ fn services_with(
     Ok(services)
 }
 
-/// Adds `container_env` (see [`crate::token_env`]) to a template context that holds a
+/// Adds `container_env` (see [`crate::compile::token_secret`]) to a template context that holds a
 /// `system` model but no `container_env`, so pod.yaml rendered through
 /// `tycho.model.System.render` gets the env the executor creates. A `system` that is not
 /// a tycho system model is left alone.
@@ -373,14 +378,14 @@ pub fn add_container_env(config: &Value, context: &mut Value) -> Result<()> {
     let env = match parts {
         (Some(name), Some(system_env), Some(Some(extra_env))) => {
             let mode = crate::config::access_token_env(config)?;
-            crate::token_env::container_env_of(name, system_env, &extra_env, mode)
+            crate::compile::token_secret::container_env_of(name, system_env, &extra_env, mode)
         }
         _ => {
-            let Ok(system) = crate::kube::system_from_value(system) else {
+            let Ok(system) = crate::exec::kube::system_from_value(system) else {
                 return Ok(());
             };
             let mode = crate::config::access_token_env(config)?;
-            crate::token_env::container_env(&system, mode)
+            crate::compile::token_secret::container_env(&system, mode)
         }
     };
     map.insert(
@@ -779,7 +784,7 @@ mod tests {
         );
         req["principal"] = json!(format!("{{\"username\": \"{email}\"}}"));
         let c = compile(crate::config::default_config(), &req, &options()).expect("compiles");
-        let slug = crate::names::username_label(email).into_owned();
+        let slug = crate::text::names::username_label(email).into_owned();
         let d = &c.deployment;
         assert_eq!(d["metadata"]["labels"]["username"], slug.as_str());
         assert_eq!(
@@ -787,13 +792,13 @@ mod tests {
             slug.as_str()
         );
         assert_eq!(
-            d["metadata"]["annotations"][crate::names::USERNAME_ANNOTATION],
+            d["metadata"]["annotations"][crate::text::names::USERNAME_ANNOTATION],
             email
         );
         let template = &d["spec"]["template"]["metadata"];
         assert_eq!(template["labels"]["username"], slug.as_str());
         assert_eq!(
-            template["annotations"][crate::names::USERNAME_ANNOTATION],
+            template["annotations"][crate::text::names::USERNAME_ANNOTATION],
             email
         );
         for (_, service) in &c.services {

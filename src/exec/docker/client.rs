@@ -13,7 +13,7 @@
 //! | volumes tycho did not create that `pvc://` may mount (comma-separated names; a list in the configuration) | `TYCHO_DOCKER_VOLUME_ALLOW` | `volume_allow` | none |
 //!
 //! Containers without CPU or memory limits get the defaults of
-//! [`crate::default_limits`] (`TYCHO_APP_DEFAULT_CPUS` / `_MEMORY` / `_PIDS`).
+//! [`crate::exec::default_limits`] (`TYCHO_APP_DEFAULT_CPUS` / `_MEMORY` / `_PIDS`).
 //!
 //! The Engine is the one `DOCKER_HOST` names (`unix:///path` or `tcp://host:port`),
 //! else `/var/run/docker.sock`. A connection is made per operation (one `GET /version`
@@ -60,7 +60,7 @@ pub struct Settings {
     /// Names of volumes tycho did not create that `pvc://` mounts may use.
     pub volume_allow: Vec<String>,
     /// Limits of containers whose compose service sets none.
-    pub default_limits: crate::default_limits::DefaultLimits,
+    pub default_limits: crate::exec::default_limits::DefaultLimits,
 }
 
 fn setting(config: &Value, env: &Option<String>, key: &str) -> Option<String> {
@@ -141,7 +141,7 @@ impl Settings {
             pull,
             timeout,
             volume_allow,
-            default_limits: crate::default_limits::DefaultLimits::for_docker(config, limits)?,
+            default_limits: crate::exec::default_limits::DefaultLimits::for_docker(config, limits)?,
         })
     }
 }
@@ -231,5 +231,5 @@ pub(crate) fn block_on<T>(
     kind: ErrorKind,
     fut: impl std::future::Future<Output = Result<T>>,
 ) -> Result<T> {
-    crate::kube::block_on(kind, fut)
+    crate::exec::kube::block_on(kind, fut)
 }

@@ -1,6 +1,6 @@
 //! The Docker backplane: runs the compiled [`System`](crate::model::System) on one
 //! machine's Docker Engine through its API (bollard over the Unix socket, `DOCKER_HOST`
-//! honoured) — the single-machine counterpart of [`crate::kube`], with the same
+//! honoured) — the single-machine counterpart of [`crate::exec::kube`], with the same
 //! operations and result shapes.
 //!
 //! * [`start`] — one network per system, one container per compose service on it

@@ -8,7 +8,7 @@
 //!   `TYCHO_POD_SECURITY` overrides it, `tycho render --pod-security` too;
 //! - `max: {cpus, memory, gpus, ephemeralStorage}` — ceilings per system ([`ceilings`]);
 //! - `enforce_count: true` — the registry's per-app `count` limits a user's running
-//!   instances ([`enforce_count`]; checked by the Kubernetes executor, `crate::kube`).
+//!   instances ([`enforce_count`]; checked by the Kubernetes executor, `crate::exec::kube`).
 //!
 //! A refusal is an error of kind [`crate::error::ErrorKind::Policy`] (`StartException`
 //! in Python, HTTP 400 from `tycho api`, exit code 1 from the CLI).
