@@ -30,7 +30,7 @@ from pathlib import Path
 import orig_env
 import pytest
 
-DRIVER = Path(__file__).resolve().parent / "support" / "registry_driver.py"
+DRIVER = Path(__file__).resolve().parents[1] / "support" / "registry_driver.py"
 
 # The contexts of the original's conf/app-registry.yaml (checked against the original
 # itself by test_the_original_has_these_contexts).

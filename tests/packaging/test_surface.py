@@ -846,7 +846,7 @@ def test_packaged_registry_products(product):
 
 
 def test_packaged_registry_semantics():
-    # The original's facts (tests/test_registry_parity.py compares every context in full).
+    # The original's facts (tests/parity/test_registry_parity.py compares every context in full).
     braini = TychoContext(product="braini")  # extends common and blackbalsam (which extends common)
     assert list(braini.apps) == ["jupyter-ds", "filebrowser", "webtop-octave", "blackbalsam", "imagej", "napari",
                                  "cloud-top", "scout"]

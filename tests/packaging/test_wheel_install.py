@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from build_env import clean_env
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SOURCE_PACKAGE = ROOT / "python" / "tycho"
 
 

@@ -17,7 +17,7 @@ from tycho.config import Config
 from tycho.exceptions import TychoException
 from tycho.model import Container, System, Volumes
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PRINCIPAL = {"username": "ada", "host": "example.org", "access_token": None, "refresh_token": None}
 
 # Attributes the System constructor derives itself (the rest are its arguments).

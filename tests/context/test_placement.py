@@ -37,7 +37,7 @@ from tycho.context import Principal, TychoContext
 from tycho.core import Tycho
 from tycho.exceptions import ContextException, TychoException
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXE = shutil.which("tycho") or str(Path(sys.executable).parent / "tycho")
 VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
 ANNOTATION = "tycho.renci.org/username"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from build_env import clean_env
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def required_rust() -> str:

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NGINX = ROOT / "examples" / "nginx" / "docker-compose.yaml"
 EXE = shutil.which("tycho") or str(Path(sys.executable).parent / "tycho")
 

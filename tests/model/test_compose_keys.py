@@ -31,7 +31,7 @@ from tycho.exceptions import TychoException
 VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
 GUID = "0123456789abcdef0123456789abcdef"
 UID = "00000000-0000-4000-8000-000000000000"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # Every top-level key of a service in the compose specification (services top-level
 # element, compose-spec 2025), written out from the specification.

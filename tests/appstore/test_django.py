@@ -1,6 +1,6 @@
 """Appstore-like Django smoke test.
 
-tests/django_app is a minimal Django project whose views module builds its tycho
+tests/appstore/django_app is a minimal Django project whose views module builds its tycho
 context at import time exactly as HeLx appstore does
 (``ContextFactory().get(context_type=settings.TYCHO_MODE, product=settings.APPLICATION_BRAND[,
 tycho_config_url=...])``). Driven with Django's test client, it lists apps (``tycho.apps``,

@@ -19,7 +19,7 @@ import pytest
 from build_env import clean_env
 from interpreters import SUPPORTED, find_interpreter
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "tests" / "support" / "interpreter_smoke.py"
 EXAMPLES = ROOT / "examples"
 REGISTRY = ROOT / "tests" / "registry-small"

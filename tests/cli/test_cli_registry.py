@@ -22,7 +22,7 @@ import yaml
 from corpus import helx_corpus
 from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SMALL = ROOT / "tests" / "registry-small"
 EXE = shutil.which("tycho") or str(Path(sys.executable).parent / "tycho")
 CORPUS = str(helx_corpus()) if (helx_corpus() / "app-registry.yaml").is_file() else None

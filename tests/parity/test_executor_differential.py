@@ -45,7 +45,7 @@ COMPATIBILITY.md row). Differences that are deliberate are asserted, not hidden:
   (the original's timing fields land on the container, where the API server drops them),
   memory None, env values with =, start all-or-nothing.
 
-Run: ``python -m pytest tests/test_executor_differential.py`` (builds the original's
+Run: ``python -m pytest tests/parity/test_executor_differential.py`` (builds the original's
 virtualenv and the emulator on first use).
 """
 
@@ -458,5 +458,5 @@ def test_original_fails_on_env_entry_with_equals(transcripts):
     assert system_objects(store_view(mine["objects_after_delete"], "ours")) == {}
 
 
-if __name__ == "__main__":  # pragma: no cover - python tests/test_executor_differential.py
+if __name__ == "__main__":  # pragma: no cover - python tests/parity/test_executor_differential.py
     sys.exit(pytest.main([os.path.abspath(__file__), "-q"]))

@@ -117,7 +117,7 @@ def start_elsewhere(cluster, username):
         "print(s.identifier)\n"
     )
     env = dict(os.environ, TYCHO_KUBE_CACHE="off", KUBECONFIG=cluster.kubeconfig)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True,
                          timeout=120, check=True)
     guid = out.stdout.strip().splitlines()[-1]

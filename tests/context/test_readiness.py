@@ -23,7 +23,7 @@ from tycho.context import TychoContext
 from tycho.exceptions import DeleteException, TychoException
 from tycho.kube import KubernetesCompute
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NGINX = ROOT / "examples" / "nginx" / "docker-compose.yaml"
 
 

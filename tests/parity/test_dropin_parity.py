@@ -21,7 +21,7 @@ import pytest
 import yaml
 from corpus import helx_corpus
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tests" / "support" / "dropin_script.py"
 CORPUS = helx_corpus() / "app-specs"
 

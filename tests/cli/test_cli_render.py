@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(p.parent for p in (ROOT / "examples").glob("*/docker-compose.yaml"))
 
 

@@ -31,7 +31,7 @@ from api_server import (  # noqa: F401 - fixtures and helpers
 )
 from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def deployments(emu):

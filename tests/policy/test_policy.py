@@ -27,7 +27,7 @@ from tycho.dockerc import DockerComposeCompute
 from tycho.exceptions import StartException
 from tycho.kube import KubernetesCompute
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CORPUS = helx_corpus()
 
 
