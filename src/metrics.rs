@@ -267,7 +267,7 @@ pub fn operation<T, E>(op: Operation, result: &Result<T, E>) {
     metrics().operations.get_or_create(&labels).inc();
 }
 
-/// Counts one system culled for `reason` (`idle`, `max-age`: crate::cull).
+/// Counts one system culled for `reason` (`idle`, `max-age`: crate::exec::cull).
 pub fn culled(reason: &str) {
     metrics()
         .culled

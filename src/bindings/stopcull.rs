@@ -4,8 +4,8 @@
 //! `tycho.exceptions` classes; a panic becomes TychoException. Each operation is counted
 //! in [`crate::metrics`] by outcome.
 
-use crate::backplane::Backplane;
 use crate::bindings::{config_value, from_py, to_py};
+use crate::exec::backplane::Backplane;
 use crate::metrics::Operation;
 use pyo3::prelude::*;
 
@@ -31,7 +31,7 @@ fn system_stop<'py>(
     let config = config_value(config)?;
     let result = crate::bindings::run(py, || {
         let backplane = Backplane::parse(backplane)?;
-        let r = crate::backplane::stop(backplane, &config, &name, namespace.as_deref());
+        let r = crate::exec::backplane::stop(backplane, &config, &name, namespace.as_deref());
         crate::metrics::operation(Operation::Stop, &r);
         r
     })?;
@@ -51,7 +51,7 @@ fn system_resume<'py>(
     let config = config_value(config)?;
     let result = crate::bindings::run(py, || {
         let backplane = Backplane::parse(backplane)?;
-        let r = crate::backplane::resume(backplane, &config, &name, namespace.as_deref());
+        let r = crate::exec::backplane::resume(backplane, &config, &name, namespace.as_deref());
         crate::metrics::operation(Operation::Resume, &r);
         r
     })?;
@@ -69,14 +69,14 @@ fn system_touch<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let result = crate::bindings::run(py, || {
         let backplane = Backplane::parse(backplane)?;
-        let r = crate::backplane::touch(backplane, &name, namespace.as_deref());
+        let r = crate::exec::backplane::touch(backplane, &name, namespace.as_deref());
         crate::metrics::operation(Operation::Touch, &r);
         r
     })?;
     to_py(py, &result)
 }
 
-/// One culling pass (`crate::cull`) with `options` (max_age, idle, action, username,
+/// One culling pass (`crate::exec::cull`) with `options` (max_age, idle, action, username,
 /// app, dry_run, now, activity_host, concurrency); returns the report.
 #[pyfunction]
 #[pyo3(signature = (backplane, options, *, namespace=None))]
@@ -89,8 +89,8 @@ fn system_cull<'py>(
     let options = from_py(options, "options")?;
     let result = crate::bindings::run(py, || {
         let backplane = Backplane::parse(backplane)?;
-        let options = crate::cull::CullOptions::from_value(&options)?;
-        crate::backplane::cull(backplane, &options, namespace.as_deref())
+        let options = crate::exec::cull::CullOptions::from_value(&options)?;
+        crate::exec::backplane::cull(backplane, &options, namespace.as_deref())
     })?;
     to_py(py, &result)
 }

@@ -4,10 +4,10 @@
 //!   `kubectl apply -f -` (the token Secret's values as `<redacted>` unless
 //!   `--show-secrets`);
 //! - `tycho up`, `status`, `down`, `modify` run systems on the cluster through the
-//!   executor (`crate::kube`), with the original client's arguments and tables;
-//!   `up --wait` follows the Deployment until it is available ([`crate::kube::wait`]);
+//!   executor (`crate::exec::kube`), with the original client's arguments and tables;
+//!   `up --wait` follows the Deployment until it is available ([`crate::exec::kube::wait`]);
 //!   `up --dry-run=client|server` creates nothing ([`dry_run`]);
-//! - `tycho stop|resume|touch GUID` and `tycho cull` ([`stopcull`], [`crate::cull`]);
+//! - `tycho stop|resume|touch GUID` and `tycho cull` ([`stopcull`], [`crate::exec::cull`]);
 //! - `tycho api` serves the REST API ([`crate::server`]), culling with `--cull-every`.
 //!
 //! A system comes from a compose file (`-f FILE`, `-f -` for standard input) or from an
@@ -190,7 +190,7 @@ where
     }
     // Handed to the executor (and the wait loop, which uses its client) as values; the
     // watch cache only serves the long-lived `tycho api`.
-    let _overrides = crate::kube::set_overrides(crate::kube::KubeOverrides {
+    let _overrides = crate::exec::kube::set_overrides(crate::exec::kube::KubeOverrides {
         kubeconfig: cli.kubeconfig.clone(),
         context: cli.context.clone(),
         no_cache: !matches!(cli.command, Command::Api(_)),

@@ -4,9 +4,9 @@
 use super::connect::check_cluster;
 use super::output::{self, cell, print, table, Output};
 use super::Context;
-use crate::backplane::Backplane;
-use crate::cull::{CullAction, CullOptions};
 use crate::error::{Error, Result};
+use crate::exec::backplane::Backplane;
+use crate::exec::cull::{CullAction, CullOptions};
 use serde_json::Value;
 
 /// `tycho stop`, `tycho resume`, `tycho touch`.
@@ -45,9 +45,11 @@ pub fn by_guid(verb: Verb, args: &GuidArgs, ctx: &Context) -> Result<i32> {
             Err(Error::input("no GUID given"))
         } else {
             match verb {
-                Verb::Stop => crate::backplane::stop(backplane, &ctx.config, guid, namespace),
-                Verb::Resume => crate::backplane::resume(backplane, &ctx.config, guid, namespace),
-                Verb::Touch => crate::backplane::touch(backplane, guid, namespace),
+                Verb::Stop => crate::exec::backplane::stop(backplane, &ctx.config, guid, namespace),
+                Verb::Resume => {
+                    crate::exec::backplane::resume(backplane, &ctx.config, guid, namespace)
+                }
+                Verb::Touch => crate::exec::backplane::touch(backplane, guid, namespace),
             }
         };
         match outcome {
@@ -109,12 +111,12 @@ impl CullArgs {
             max_age: self
                 .max_age
                 .as_deref()
-                .map(|t| crate::cull::parse_duration(t, "--max-age"))
+                .map(|t| crate::exec::cull::parse_duration(t, "--max-age"))
                 .transpose()?,
             idle: self
                 .idle
                 .as_deref()
-                .map(|t| crate::cull::parse_duration(t, "--idle"))
+                .map(|t| crate::exec::cull::parse_duration(t, "--idle"))
                 .transpose()?,
             action: CullAction::parse(&self.action).map_err(|e| e.at("--action"))?,
             username: self.username.clone(),
@@ -123,7 +125,7 @@ impl CullArgs {
             now: self
                 .now
                 .as_deref()
-                .map(|t| crate::cull::parse_time(t, "--now"))
+                .map(|t| crate::exec::cull::parse_time(t, "--now"))
                 .transpose()?,
             activity_host: self.activity_host.clone(),
             concurrency: usize::from(self.concurrency),
@@ -161,7 +163,7 @@ pub fn cull(args: &CullCommand, ctx: &Context) -> Result<i32> {
     if backplane == Backplane::Kubernetes {
         check_cluster()?;
     }
-    let report = crate::backplane::cull(backplane, &options, ctx.namespace.as_deref())?;
+    let report = crate::exec::backplane::cull(backplane, &options, ctx.namespace.as_deref())?;
     let rows: Vec<Value> = report["culled"].as_array().cloned().unwrap_or_default();
     match args.output {
         Output::Json => print(&output::formatted(&report, true))?,

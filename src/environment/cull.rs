@@ -1,4 +1,4 @@
-//! Settings of stop, resume, touch and culling (`crate::cull`).
+//! Settings of stop, resume, touch and culling (`crate::exec::cull`).
 //!
 //! | variable | flag | what |
 //! | --- | --- | --- |
