@@ -140,12 +140,14 @@ class Activity:
         self.answer: object = {"last_activity": None}
         self.raw: bytes | None = None
         self.status = 200
+        self.delay = 0.0
         self.hits = 0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802
                 outer.hits += 1
+                time.sleep(outer.delay)
                 body = outer.raw if outer.raw is not None else json.dumps(outer.answer).encode()
                 if self.path != "/api/status":
                     self.send_response(404)
@@ -215,7 +217,14 @@ def test_probe_newest_wins_bounded_and_filters(cluster, kube_emulator, activity,
         activity.status, activity.raw = status, raw
         assert probed.identifier in culled()
     activity.status, activity.raw = 200, None
+    # A probe that does not answer within its 5 s is given up and ignored too.
+    activity.answer = {"last_activity": iso(now)}
+    activity.delay = 8.0
+    assert probed.identifier in culled()
+    activity.delay = 0.0
+    assert probed.identifier not in culled()
     # A touch newer than everything keeps it (newest wins).
+    activity.answer = {"last_activity": iso(now - datetime.timedelta(days=3))}
     monkeypatch.setenv("TYCHO_NOW", iso(now - datetime.timedelta(minutes=1)))
     c.touch(probed.identifier)
     monkeypatch.delenv("TYCHO_NOW")
