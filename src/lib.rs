@@ -19,6 +19,7 @@ pub mod model;
 pub mod names;
 pub mod offload;
 pub mod policy;
+pub mod prepull;
 pub mod pyfmt;
 pub mod registry;
 pub mod render;

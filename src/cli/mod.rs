@@ -7,7 +7,9 @@
 //!   executor (`crate::kube`), with the original client's arguments and tables;
 //!   `up --wait` follows the Deployment until it is available ([`crate::kube::wait`]);
 //!   `up --dry-run=client|server` creates nothing ([`dry_run`]);
-//! - `tycho api` serves the REST API ([`crate::server`]).
+//! - `tycho api` serves the REST API ([`crate::server`]);
+//! - `tycho prepull` builds (and with `--apply` applies) the DaemonSet that pre-pulls a
+//!   product's images on every node ([`prepull`]).
 //!
 //! A system comes from a compose file (`-f FILE`, `-f -` for standard input) or from an
 //! app of a registry (`--registry URL|DIR --product P --app A`, the request appstore
@@ -21,6 +23,7 @@ pub mod commands;
 pub mod connect;
 pub mod dry_run;
 pub mod output;
+pub mod prepull;
 pub mod request;
 
 pub use request::{parse_env, services_from_compose};
@@ -77,6 +80,8 @@ enum Command {
     Render(commands::RenderArgs),
     /// Serve the REST API (POST /system/start, status, delete, modify).
     Api(commands::ApiArgs),
+    /// Pre-pull every image of a product's apps on every node (a DaemonSet).
+    Prepull(prepull::PrepullArgs),
 }
 
 /// What every command gets besides its own arguments.
@@ -192,6 +197,7 @@ where
         Command::Down(a) => commands::down(a, &ctx),
         Command::Modify(a) => commands::modify(a, &ctx),
         Command::Api(a) => commands::api(a, &ctx),
+        Command::Prepull(a) => prepull::prepull(a, &ctx),
     };
     match result {
         Ok(code) => code,
