@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from unittest import mock
 
@@ -235,7 +236,7 @@ def test_apply_creates_then_is_idempotent_then_updates(kube_emulator, tmp_path):
     assert again["metadata"]["uid"] == created["metadata"]["uid"]
     assert again["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
     assert again["spec"] == created["spec"]
-    assert not [r for r in kube_emulator.requests() if r["method"] in ("POST", "PUT", "DELETE")]
+    assert [r["method"] for r in kube_emulator.requests() if "daemonsets" in r["path"]] == ["GET"]
 
     # the registry changes (a new image): the same DaemonSet is updated
     reg = tmp_path / "reg"
@@ -250,6 +251,42 @@ def test_apply_creates_then_is_idempotent_then_updates(kube_emulator, tmp_path):
     assert "registry.example.org/tests/hello:2.0" in pulled_images(updated)
     assert "registry.example.org/tests/hello:1.0" not in pulled_images(updated)
     assert stored["spec"] == updated["spec"]
+    assert updated["metadata"]["resourceVersion"] != created["metadata"]["resourceVersion"]
+
+
+def test_apply_drops_what_is_no_longer_sent_and_keeps_other_labels(kube_emulator, tmp_path):  # noqa: F811
+    env = {"KUBECONFIG": str(kube_emulator.write_kubeconfig(tmp_path / "kubeconfig"))}
+    config = yaml.safe_load(_native.DEFAULT_CONFIG)
+    config["tycho"]["compute"]["placement"] = {"nodeSelector": {"pool": "users"}}
+    path = tmp_path / "tycho.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = tycho("--config", str(path), "prepull", "--registry", str(SMALL), "--product", "shop", "--apply", env=env)
+    assert proc.returncode == 0, proc.stderr
+    [ds] = daemon_sets(kube_emulator)
+    assert ds["spec"]["template"]["spec"]["nodeSelector"] == {"pool": "users"}
+    # another writer labels it (a merge patch, as kubectl label sends)
+    url = f"{kube_emulator.url.rstrip('/')}/apis/apps/v1/namespaces/default/daemonsets/tycho-prepull-shop"
+    request = urllib.request.Request(url, method="PATCH", data=json.dumps({"metadata": {"labels": {"team": "x"}}}).encode(),
+                                     headers={"Content-Type": "application/merge-patch+json"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.status == 200
+    # the placement is gone from the configuration: gone from the DaemonSet too
+    proc = tycho("prepull", "--registry", str(SMALL), "--product", "shop", "--apply", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.endswith(" configured\n")
+    [ds] = daemon_sets(kube_emulator)
+    assert "nodeSelector" not in ds["spec"]["template"]["spec"]
+    assert ds["metadata"]["labels"]["team"] == "x" and ds["metadata"]["labels"]["executor"] == "tycho"
+    # an edit of a field tycho sets is put back
+    request = urllib.request.Request(url, method="PATCH", data=json.dumps(
+        {"spec": {"updateStrategy": {"rollingUpdate": {"maxUnavailable": 1}}}}).encode(),
+        headers={"Content-Type": "application/merge-patch+json"})
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+    proc = tycho("prepull", "--registry", str(SMALL), "--product", "shop", "--apply", env=env)
+    assert proc.stdout.endswith(" configured\n"), proc.stderr
+    [ds] = daemon_sets(kube_emulator)
+    assert ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"] == "100%"
 
 
 def test_apply_in_a_namespace_and_an_unreachable_cluster(kube_emulator, tmp_path):  # noqa: F811
@@ -265,3 +302,9 @@ def test_apply_in_a_namespace_and_an_unreachable_cluster(kube_emulator, tmp_path
     line = one_error_line(tycho("prepull", "--registry", str(SMALL), "--product", "base", "--apply",
                                 env={"KUBECONFIG": str(dead)}))
     assert "127.0.0.1:9" in line
+
+
+def test_role_grants_only_what_apply_uses():
+    role = yaml.safe_load((ROOT / "deploy" / "role.yaml").read_text())
+    rules = [r for r in role["rules"] if "daemonsets" in r["resources"]]
+    assert rules == [{"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["get", "create", "update"]}]

@@ -19,8 +19,7 @@ pub struct PrepullArgs {
     /// The registry context (appstore's brand) whose apps' images are pulled.
     #[arg(long)]
     product: String,
-    /// Create or update the DaemonSet on the cluster (server-side apply) instead of
-    /// printing it.
+    /// Create or update the DaemonSet on the cluster (idempotent) instead of printing it.
     #[arg(long)]
     apply: bool,
     /// The image of the container that sleeps once the images are pulled.

@@ -13,7 +13,7 @@
 //! * [`modify`] — strategic-merge-patches labels and cpu/memory into the system's
 //!   Deployments; reverted when any patch fails.
 //!
-//! [`apply`] creates or updates one object by server-side apply (`tycho prepull --apply`).
+//! [`apply`] creates or updates one object idempotently (`tycho prepull --apply`).
 //!
 //! Configuration, the per-process client, timeouts and namespaces are in `client` (the
 //! runtime is `crate::runtime`); the watch cache of long-lived processes, which status
