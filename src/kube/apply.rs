@@ -182,8 +182,8 @@ pub async fn apply_async(object: Value, namespace: Option<&str>) -> Result<(Appl
                 Applied::Created,
             ),
             Some(stored)
-                if stored
-                    .pointer(&format!("/metadata/annotations/{HASH_ANNOTATION}"))
+                if meta_map(&stored, "annotations")
+                    .get(HASH_ANNOTATION)
                     .and_then(Value::as_str)
                     == Some(digest.as_str())
                     && covers(&stored, &desired) =>
@@ -249,5 +249,7 @@ mod tests {
         assert_eq!(out["metadata"]["annotations"], json!({"note": "y"}));
         assert_eq!(out["metadata"]["resourceVersion"], "7");
         assert_ne!(hash(&desired), hash(&stored));
+        let annotated = json!({"metadata": {"annotations": {HASH_ANNOTATION: "h"}}});
+        assert_eq!(meta_map(&annotated, "annotations")[HASH_ANNOTATION], "h");
     }
 }
