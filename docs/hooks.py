@@ -1,4 +1,4 @@
-"""MkDocs hooks of the manual: pages generated from the installed package at build time.
+r"""MkDocs hooks of the manual: pages generated from the installed package at build time.
 
 * ``reference/openapi.json``: the OpenAPI document ``tycho api`` serves at
   ``/openapi.json`` (built by the Rust core, ``src/server/openapi.rs``), fetched from a
@@ -6,6 +6,8 @@
   page renders it with the ``swagger-ui-tag`` plugin.
 * ``<!-- tycho-help -->`` in a page: replaced by ``tycho --help`` and the ``--help`` of
   every subcommand that it lists, so the command-line page names every command.
+* ``\|`` in code in a table cell (how GitHub needs a pipe there) shows as ``|``: MkDocs'
+  tables keep code spans whole, so the backslash would show.
 
 Both need the ``tycho`` package with its extension importable by the interpreter that
 runs MkDocs (``pip install .``, ``maturin develop`` or the wheel; ``.ci/run`` builds the
@@ -148,6 +150,20 @@ def on_files(files, config):
     """Adds the OpenAPI document the REST API page renders."""
     files.append(File.generated(config, OPENAPI_PATH, content=openapi_document()))
     return files
+
+
+TABLE_CELL = re.compile(r"(<td[^>]*>)(.*?)(</td>)", re.S)
+CODE = re.compile(r"(<code[^>]*>)(.*?)(</code>)", re.S)
+
+
+def _unescape_pipes(cell: re.Match) -> str:
+    inner = CODE.sub(lambda c: c.group(1) + c.group(2).replace("\\|", "|") + c.group(3), cell.group(2))
+    return cell.group(1) + inner + cell.group(3)
+
+
+def on_page_content(html, page, config, files):
+    """Pipes in code in table cells, as written for GitHub, read without the backslash."""
+    return TABLE_CELL.sub(_unescape_pipes, html)
 
 
 def on_page_markdown(markdown, page, config, files):
