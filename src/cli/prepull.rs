@@ -1,13 +1,13 @@
 //! `tycho prepull`: the DaemonSet that pre-pulls every image of a product's apps on
-//! every node ([`crate::prepull`]), printed, or created or updated on the cluster with
-//! `--apply` ([`crate::kube::apply`]). Kubernetes only: the Docker backplane is refused.
+//! every node ([`crate::compile::prepull`]), printed, or created or updated on the cluster with
+//! `--apply` ([`crate::exec::kube::apply`]). Kubernetes only: the Docker backplane is refused.
 
 use super::output::{self, print, Format};
 use super::request::ProductRegistry;
 use super::Context;
-use crate::backplane::Backplane;
+use crate::compile::prepull::{self, AppPod};
 use crate::error::{Error, ErrorKind, Result};
-use crate::prepull::{self, AppPod};
+use crate::exec::backplane::Backplane;
 
 /// `tycho prepull`.
 #[derive(clap::Args, Debug)]
@@ -75,7 +75,7 @@ pub fn prepull(args: &PrepullArgs, ctx: &Context) -> Result<i32> {
         return Ok(0);
     }
     super::connect::check_cluster()?;
-    let (applied, stored) = crate::kube::apply::apply(&object, ctx.namespace.as_deref())?;
+    let (applied, stored) = crate::exec::kube::apply::apply(&object, ctx.namespace.as_deref())?;
     let text = match args.output {
         None => format!("{} {}\n", output::object_name(&object), applied.word()),
         Some(Format::Name) => output::object_name(&object) + "\n",
