@@ -8,7 +8,9 @@
 //!   `up --wait` follows the Deployment until it is available ([`crate::exec::kube::wait`]);
 //!   `up --dry-run=client|server` creates nothing ([`dry_run`]);
 //! - `tycho stop|resume|touch GUID` and `tycho cull` ([`stopcull`], [`crate::exec::cull`]);
-//! - `tycho api` serves the REST API ([`crate::server`]), culling with `--cull-every`.
+//! - `tycho api` serves the REST API ([`crate::server`]), culling with `--cull-every`;
+//! - `tycho prepull` builds (and with `--apply` applies) the DaemonSet that pre-pulls a
+//!   product's images on every node ([`prepull`]).
 //!
 //! A system comes from a compose file (`-f FILE`, `-f -` for standard input) or from an
 //! app of a registry (`--registry URL|DIR --product P --app A`, the request appstore
@@ -22,6 +24,7 @@ pub mod commands;
 pub mod connect;
 pub mod dry_run;
 pub mod output;
+pub mod prepull;
 pub mod request;
 pub mod stopcull;
 
@@ -87,6 +90,8 @@ enum Command {
     Cull(stopcull::CullCommand),
     /// Serve the REST API (POST /system/start, status, delete, modify, stop, resume, touch).
     Api(commands::ApiArgs),
+    /// Pre-pull every image of a product's apps on every node (a DaemonSet).
+    Prepull(prepull::PrepullArgs),
 }
 
 /// What every command gets besides its own arguments.
@@ -206,6 +211,7 @@ where
         Command::Resume(a) => stopcull::by_guid(stopcull::Verb::Resume, a, &ctx),
         Command::Touch(a) => stopcull::by_guid(stopcull::Verb::Touch, a, &ctx),
         Command::Cull(a) => stopcull::cull(a, &ctx),
+        Command::Prepull(a) => prepull::prepull(a, &ctx),
     };
     match result {
         Ok(code) => code,

@@ -3,6 +3,7 @@
 //! objects the executor creates, with no cluster.
 
 pub mod policy;
+pub mod prepull;
 pub mod token_secret;
 
 use crate::error::{Error, ErrorKind, Result};

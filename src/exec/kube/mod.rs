@@ -15,6 +15,8 @@
 //! * [`modify`] — strategic-merge-patches labels and cpu/memory into the system's
 //!   Deployments; reverted when any patch fails.
 //!
+//! [`apply`] creates or updates one object idempotently (`tycho prepull --apply`).
+//!
 //! Configuration, the per-process client, timeouts and namespaces are in `client` (the
 //! runtime is `crate::runtime`); the watch cache of long-lived processes, which status
 //! and start read when it is warm, in `cache` (what it keeps of each object: `slim`);
@@ -22,6 +24,7 @@
 //! Python and the CLI; it runs on the executor's own runtime) and an `_async` form for
 //! callers that already run on tokio.
 
+pub mod apply;
 mod cache;
 pub(crate) mod client;
 mod count;
