@@ -22,6 +22,15 @@ fn metrics_text() -> String {
     crate::metrics::text()
 }
 
+/// The original's name of the backplane `name` names (`docker` is `docker-compose`);
+/// None when it names none (`tycho.factory`).
+#[pyfunction]
+fn backplane_name(name: &str) -> Option<&'static str> {
+    crate::backplane::Backplane::parse(name)
+        .ok()
+        .map(crate::backplane::Backplane::name)
+}
+
 /// The native core of the `tycho` package.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -32,6 +41,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     docker::init(m)?;
     registry::init(m)?;
     m.add_function(wrap_pyfunction!(metrics_text, m)?)?;
+    m.add_function(wrap_pyfunction!(backplane_name, m)?)?;
+    m.add(
+        "BACKPLANES",
+        pyo3::types::PyTuple::new(m.py(), crate::backplane::NAMES)?,
+    )?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

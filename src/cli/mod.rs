@@ -23,7 +23,7 @@ pub mod dry_run;
 pub mod output;
 pub mod request;
 
-pub use request::{parse_env, services_from_compose};
+pub use request::services_from_compose;
 
 use crate::environment::cli::CliEnv;
 use crate::error::Error;
