@@ -95,7 +95,7 @@ def test_context_start_crosses_twice(cluster, registry_url, crossings):  # noqa:
     assert crossings == {"aio_call": 1, "registry_start_request": 1, "kube_start_request": 1}
 
 
-def test_context_status_and_delete_cross_once(cluster, registry_url, crossings):  # noqa: F811
+def test_context_status_update_and_delete_cross_once(cluster, registry_url, crossings):  # noqa: F811
     context = TychoContext(product="shop", tycho_config_url=registry_url)
     system = context.start(Principal("bob"), "hello", None, "h")
     cluster.guids.append(system.identifier)
@@ -103,6 +103,10 @@ def test_context_status_and_delete_cross_once(cluster, registry_url, crossings):
     status = context.status({"username": "bob"})
     assert [s.identifier for s in status.services] == [system.identifier]
     assert crossings == {"kube_status_request": 1}
+    crossings.clear()
+    updated = context.update({"tycho-guid": system.identifier, "labels": {"tier": "gold"}, "cpu": "1"})
+    assert updated["status"] == "success" and updated["result"]["patches"], updated
+    assert crossings == {"kube_modify_request": 1}
     crossings.clear()
     assert context.delete({"name": system.identifier})["status"] == "success"
     assert crossings == {"kube_delete_request": 1}

@@ -154,14 +154,17 @@ class StatusSystemResource(TychoResource):
 class ModifySystemResource(TychoResource):
     """Change labels and cpu/memory of a running system."""
 
+    def _parse(self, request: Any) -> Any:
+        """The checked modify model of a request (a backplane that applies the model)."""
+        self.validate(request, component="ModifyRequest")
+        return tycho().parse_modify(request)
+
     def post(self, request: Any) -> dict[str, Any]:
         try:
             logger.debug("System specs to modify: %s", request)
-            self.validate(request, component="ModifyRequest")
-            system_modify = tycho().parse_modify(request)
-            return self.create_response(
-                result=tycho().get_compute().modify(system_modify), message="Modified the system"
-            )
+            # One native crossing on Kubernetes: checked and applied.
+            result = tycho().get_compute().modify_request(request, self._parse)
+            return self.create_response(result=result, message="Modified the system")
         except Exception as e:
             logger.error("failed to modify system: %s", _message_of(e))
             return self.create_response(exception=e, message="Failed to modify system status.")

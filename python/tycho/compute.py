@@ -42,6 +42,11 @@ class Compute:
         """Status rows of running systems, by GUID, by user, or all."""
         raise NotImplementedError("Implement status for this backplane.")
 
+    def modify_request(self, request: Any, parse: Callable[[Any], Any]) -> dict[str, Any]:
+        """Apply a modify request: ``parse(request)`` (the checked
+        :class:`tycho.model.ModifySystem`), then :meth:`modify`."""
+        return self.modify(parse(request))
+
     def modify(self, system_modify: Any) -> dict[str, Any]:
         """Apply a :class:`tycho.model.ModifySystem` to a running system."""
         raise NotImplementedError("Implement modify for this backplane.")

@@ -18,7 +18,8 @@ Native functions this adapter calls (keyword arguments after ``*``):
   request checked, parsed, compiled and started in one call; returns ``kube_start``'s
   result and the system's name.
 * ``kube_status_request(request, *, namespace)``, ``kube_delete_request(request, *,
-  namespace)`` — a status or delete request checked and run in one call.
+  namespace)``, ``kube_modify_request(request, *, config, namespace)`` — a status,
+  delete or modify request checked and run in one call.
 * ``kube_status(name: str|None, username: str|None, *, namespace) -> list[dict]``
 * ``kube_delete(name: str, *, namespace) -> dict``
 * ``kube_modify(modify: dict, *, config, namespace) -> dict`` — ``modify`` is
@@ -115,6 +116,13 @@ class KubernetesCompute(Compute):
         """Status rows of tycho systems: by GUID ``name``, by ``username``, or all."""
         return _native.kube_status(name, username, namespace=self._requested_namespace())
 
+    def modify_request(self, request: Any, parse: Callable[[Any], Any]) -> dict[str, Any]:
+        """Check a modify request and apply it in one native call
+        (``tycho._native.kube_modify_request``)."""
+        if getattr(self.modify, "__func__", None) is not _MODIFY:
+            return super().modify_request(request, parse)
+        return _native.kube_modify_request(request, config=self._conf(), namespace=self._namespace or None)
+
     def modify(self, system_modify: ModifySystem) -> dict[str, Any]:
         """Patch labels and cpu/memory of a running system. Returns ``{"patches": [...]}``."""
         return _native.kube_modify(system_modify.to_dict(), config=self._conf(), namespace=self._requested_namespace())
@@ -125,3 +133,4 @@ class KubernetesCompute(Compute):
 _START = KubernetesCompute.start
 _STATUS = KubernetesCompute.status
 _DELETE = KubernetesCompute.delete
+_MODIFY = KubernetesCompute.modify

@@ -26,6 +26,7 @@ pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kube_delete, m)?)?;
     m.add_function(wrap_pyfunction!(kube_delete_request, m)?)?;
     m.add_function(wrap_pyfunction!(kube_modify, m)?)?;
+    m.add_function(wrap_pyfunction!(kube_modify_request, m)?)?;
     m.add_function(wrap_pyfunction!(kube_namespace, m)?)?;
     m.add_function(wrap_pyfunction!(kube_service_url, m)?)?;
     m.add_function(wrap_pyfunction!(kube_readiness, m)?)?;
@@ -224,6 +225,30 @@ fn kube_modify<'py>(
     let modify = from_py(modify, "modify")?;
     let config = config_value(config)?;
     let result = run(py, || {
+        let result = crate::kube::modify(&config, &modify, namespace.as_deref());
+        crate::metrics::operation(Operation::Modify, &result);
+        result
+    })?;
+    to_py(py, &result)
+}
+
+/// Applies a modify request in one crossing (`tycho.actions`' `ModifySystemResource`):
+/// `request` checked against the API schema's `ModifyRequest`, then its labels and
+/// cpu/memory patched onto the system `tycho-guid`; returns `{"patches": [...]}`.
+#[pyfunction]
+#[pyo3(signature = (request, *, config=None, namespace=None))]
+fn kube_modify_request<'py>(
+    py: Python<'py>,
+    request: &Bound<'py, PyAny>,
+    config: Option<&Bound<'py, PyAny>>,
+    namespace: Option<String>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let request = from_py(request, "request")?;
+    let config = config_value(config)?;
+    let result = run(py, || {
+        crate::bindings::compile::checked("ModifyRequest", &request)?;
+        let modify = crate::model::request::modify_request(&request);
+        let namespace = namespace_rule(namespace.as_deref());
         let result = crate::kube::modify(&config, &modify, namespace.as_deref());
         crate::metrics::operation(Operation::Modify, &result);
         result
