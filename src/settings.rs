@@ -33,6 +33,12 @@ fn is_id_char(b: u8) -> bool {
 /// in the mapping; any other `$` stays as it is. Values are inserted as they are (never
 /// substituted again).
 pub fn safe_substitute(text: &str, mapping: &Map<String, Value>) -> String {
+    substitute_with(text, |name| mapping.get(name).and_then(Value::as_str))
+}
+
+/// [`safe_substitute`] with the values of `lookup` (None: the name is not set): the one
+/// `string.Template.safe_substitute` rule (the registry's `$repository` names use it too).
+pub fn substitute_with<'m>(text: &str, lookup: impl Fn(&str) -> Option<&'m str>) -> String {
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
@@ -53,7 +59,7 @@ pub fn safe_substitute(text: &str, mapping: &Map<String, Value>) -> String {
                 while j < bytes.len() && is_id_char(bytes[j]) {
                     j += 1;
                 }
-                (mapping.get(&text[i + 1..j]).and_then(Value::as_str), j)
+                (lookup(&text[i + 1..j]), j)
             }
             Some(b'{') if bytes.get(i + 2).copied().is_some_and(is_id_start) => {
                 let mut j = i + 3;
@@ -61,7 +67,7 @@ pub fn safe_substitute(text: &str, mapping: &Map<String, Value>) -> String {
                     j += 1;
                 }
                 if bytes.get(j) == Some(&b'}') {
-                    (mapping.get(&text[i + 2..j]).and_then(Value::as_str), j + 1)
+                    (lookup(&text[i + 2..j]), j + 1)
                 } else {
                     // Not a braced name: the `$` is an invalid placeholder and stays.
                     (None, i + 1)
