@@ -26,9 +26,9 @@ fn metrics_text() -> String {
 /// None when it names none (`tycho.factory`).
 #[pyfunction]
 fn backplane_name(name: &str) -> Option<&'static str> {
-    crate::backplane::Backplane::parse(name)
+    crate::exec::backplane::Backplane::parse(name)
         .ok()
-        .map(crate::backplane::Backplane::name)
+        .map(crate::exec::backplane::Backplane::name)
 }
 
 /// The native core of the `tycho` package.
@@ -44,7 +44,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(backplane_name, m)?)?;
     m.add(
         "BACKPLANES",
-        pyo3::types::PyTuple::new(m.py(), crate::backplane::NAMES)?,
+        pyo3::types::PyTuple::new(m.py(), crate::exec::backplane::NAMES)?,
     )?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -24,7 +24,7 @@ pub fn services_from_compose(system: &Value) -> Map<String, Value> {
     {
         if let Some(ports) = svc.get("ports").and_then(Value::as_array) {
             if let Some(p) = ports.last() {
-                let text = crate::pyfmt::py_str(p);
+                let text = crate::text::pyfmt::py_str(p);
                 let port = text
                     .rsplit(':')
                     .next()
@@ -147,14 +147,15 @@ pub fn compose_request(
     };
     // `$NAME` / `${NAME}` of the settings, substituted into the text before parsing as
     // the original's `TemplateUtils.apply_environment` does.
-    let text = crate::settings::apply_settings(&settings_text, &text);
-    let settings = crate::settings::parse_env(&settings_text);
+    let text = crate::text::dotenv::apply_settings(&settings_text, &text);
+    let settings = crate::text::dotenv::parse_env(&settings_text);
     let shown = if stdin {
         "<stdin>".to_string()
     } else {
         file.display().to_string()
     };
-    let mut system = crate::yaml::load(&text).map_err(|e| Error::input(format!("{shown}: {e}")))?;
+    let mut system =
+        crate::text::yaml::load(&text).map_err(|e| Error::input(format!("{shown}: {e}")))?;
     // A service's env_file is read relative to the compose file.
     let base = if stdin {
         Path::new(".")

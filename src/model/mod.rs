@@ -19,6 +19,7 @@ pub mod caps;
 pub mod compose;
 pub mod placement;
 pub mod request;
+pub mod schema;
 pub mod template;
 pub mod volumes;
 pub mod warning;
@@ -32,7 +33,7 @@ pub use warning::Warning;
 /// Log target (Python logger) of the model's warnings about odd but accepted input.
 pub const LOG_TARGET: &str = "tycho.model";
 
-pub(crate) use crate::pyfmt::truthy;
+pub(crate) use crate::text::pyfmt::truthy;
 
 /// A field of the plain model that may be missing or null: its empty value. The
 /// original's constructors leave some attributes unset or None (a hand-built
@@ -140,7 +141,7 @@ pub struct Container {
     pub compose: ComposeExtras,
 }
 
-/// Compose fields the original ignored: the Docker backplane maps them (`crate::docker`),
+/// Compose fields the original ignored: the Docker backplane maps them (`crate::exec::docker`),
 /// pod.yaml turns them into container fields (see [`compose`]).
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
 pub struct ComposeExtras {
@@ -361,7 +362,7 @@ pub struct System {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub memory_volumes: Vec<MemoryVolume>,
     /// The request's `count`: how many instances of the app a user may run
-    /// (`tycho.policy.enforce_count`; `crate::kube` enforces it).
+    /// (`tycho.policy.enforce_count`; `crate::exec::kube` enforces it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
     /// What the compose document holds that is not (fully) converted; not part of the

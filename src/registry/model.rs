@@ -27,7 +27,7 @@ pub fn repositories(registry: &Value) -> Vec<(String, String)> {
                 let url = match repo.get("url") {
                     Some(Value::String(s)) => s.clone(),
                     Some(Value::Null) | None => String::new(),
-                    Some(other) => crate::pyfmt::py_str(other),
+                    Some(other) => crate::text::pyfmt::py_str(other),
                 };
                 (name.clone(), url)
             })
@@ -51,7 +51,7 @@ pub fn name_list(context: &Value, key: &str) -> Vec<String> {
             .iter()
             .map(|v| match v {
                 Value::String(s) => s.clone(),
-                other => crate::pyfmt::py_str(other),
+                other => crate::text::pyfmt::py_str(other),
             })
             .collect(),
         Some(Value::String(s)) => vec![s.clone()],
@@ -121,11 +121,11 @@ pub fn posix_join(a: &str, b: &str) -> String {
     }
 }
 
-/// `string.Template(text).safe_substitute(mapping)` (`crate::settings::substitute_with`,
+/// `string.Template(text).safe_substitute(mapping)` (`crate::text::dotenv::substitute_with`,
 /// the one rule): `$name` and `${name}` are replaced when `name` is in `mapping` (its
 /// first entry), `$$` becomes `$`, anything else is left as it is.
 pub fn safe_substitute(text: &str, mapping: &[(String, String)]) -> String {
-    crate::settings::substitute_with(text, |name| {
+    crate::text::dotenv::substitute_with(text, |name| {
         mapping
             .iter()
             .find(|(k, _)| k == name)

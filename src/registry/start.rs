@@ -13,7 +13,7 @@
 use super::model::{context_error, settings as registry_settings};
 use super::placement;
 use crate::error::Result;
-use crate::pyfmt::truthy;
+use crate::text::pyfmt::truthy;
 use serde_json::{json, Map, Value};
 
 /// Which app of which compiled registry is started.
@@ -95,7 +95,7 @@ fn services(app: &Map<String, Value>) -> Map<String, Value> {
     };
     s.iter()
         .map(|(k, v)| {
-            let port = crate::pyfmt::py_str(v);
+            let port = crate::text::pyfmt::py_str(v);
             (k.clone(), json!({"port": port, "clients": []}))
         })
         .collect()
@@ -114,7 +114,7 @@ fn principal_text(principal: &StartPrincipal) -> String {
             principal.extra_container_env.clone(),
         );
     }
-    crate::pyfmt::json_dumps(&Value::Object(out), Some(4))
+    crate::text::pyfmt::json_dumps(&Value::Object(out), Some(4))
 }
 
 /// The resource request made literal (its values are data in the compose templating
@@ -171,7 +171,7 @@ pub fn start_request(
 ) -> Result<Value> {
     let app = which.app;
     let app_id = which.app_id;
-    let mut env = crate::settings::parse_env(settings);
+    let mut env = crate::text::dotenv::parse_env(settings);
     if let Some(Value::Object(extra)) = app.get("env") {
         for (k, v) in extra {
             env.insert(k.clone(), v.clone());
