@@ -1,4 +1,4 @@
-"""Placement, GPUs and any username (README "Placement, GPUs and usernames") on the kube
+"""Placement, GPUs and any username (docs/placement.md) on the kube
 emulator over real HTTP, through ``TychoContext.start`` (a registry served from
 127.0.0.1) and through the command line (``tycho --config ... up --registry DIR``):
 

@@ -149,7 +149,7 @@ def test_status_from_memory_makes_no_request_and_gives_the_same_rows(cluster, mo
 
 
 def test_a_username_labelled_with_a_slug_is_listed_by_its_real_name_from_memory(cluster, monkeypatch):
-    """README 'Placement, GPUs and usernames': the cache keeps the real-name annotation,
+    """docs/placement.md: the cache keeps the real-name annotation,
     so a warm status by an e-mail address gives the same rows as the API server."""
     email = "Jane.Doe@example.org"
     mine, _ = start(cluster, username=email)

@@ -228,14 +228,14 @@ def corpus_apps():
     return sorted(seen.items())
 
 
-def restricted_list_of_the_readme():
-    text = (ROOT / "README.md").read_text()
+def restricted_list_of_the_docs():
+    text = (ROOT / "docs" / "security.md").read_text()
     match = re.search(r"<!-- restricted-apps -->(.*?)<!-- /restricted-apps -->", text, re.S)
-    assert match, "README.md lists the catalogue apps that pass restricted between restricted-apps markers"
+    assert match, "docs/security.md lists the catalogue apps that pass restricted between restricted-apps markers"
     return sorted(re.findall(r"`([a-z0-9-]+)`", match.group(1)))
 
 
-def test_the_helx_catalogue_passes_baseline_and_the_readme_lists_restricted():
+def test_the_helx_catalogue_passes_baseline_and_the_docs_list_restricted():
     if not (CORPUS / "app-registry.yaml").is_file():
         pytest.skip(f"the HeLx corpus is not at {CORPUS} (set TYCHO_HELX_CORPUS)")
     passing_restricted = []
@@ -245,7 +245,7 @@ def test_the_helx_catalogue_passes_baseline_and_the_readme_lists_restricted():
         assert out.returncode == 0, f"{app} ({context}) at baseline: {out.stderr}"
         if tycho(*base, "--pod-security", "restricted").returncode == 0:
             passing_restricted.append(app)
-    assert restricted_list_of_the_readme() == sorted(passing_restricted)
+    assert restricted_list_of_the_docs() == sorted(passing_restricted)
 
 
 # ------------------------------------------------------------------ Docker
