@@ -447,7 +447,8 @@ class TychoContext:
         # placement and gpu_resource, the principal and count.
         try:
             request, fetched_spec, fetched_settings = _native.registry_start_request(
-                self.http_session._cache, self.registry, self.product, app_id, app, principal_params,
+                self.http_session._cache if native_files else None, self.registry, self.product, app_id, app,
+                principal_params,
                 resource_request, spec=spec, settings=settings, to_plain=to_plain,
             )
         except ContextException as e:

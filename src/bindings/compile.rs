@@ -33,6 +33,7 @@ pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(parse_env, m)?)?;
     m.add_function(wrap_pyfunction!(environment_namespace, m)?)?;
     m.add_function(wrap_pyfunction!(environment_python, m)?)?;
+    m.add_function(wrap_pyfunction!(to_plain, m)?)?;
     Ok(())
 }
 
@@ -364,4 +365,12 @@ fn environment_python<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
     out.set_item("registry_cache_seconds", env.registry_cache_seconds)?;
     out.set_item("on_minikube", env.on_minikube)?;
     Ok(out)
+}
+
+/// `value` as plain dicts, lists and scalars (`tycho.tycho_utils.to_plain`; see
+/// `crate::bindings::plain`); `what` names it in errors.
+#[pyfunction]
+#[pyo3(signature = (value, what="value"))]
+fn to_plain<'py>(value: &Bound<'py, PyAny>, what: &str) -> PyResult<Bound<'py, PyAny>> {
+    super::plain::to_plain(value, what)
 }

@@ -12,6 +12,7 @@ mod convert;
 mod docker;
 mod kube;
 mod lifecycle;
+mod plain;
 mod registry;
 
 pub(crate) use convert::{config_value, from_py, run, to_py, to_pyerr, PlainWalk};

@@ -292,14 +292,14 @@ fn fetch_settings(cache: &HttpCache, which: &StartApp<'_>) -> crate::Result<Stri
 /// (`tycho.context.TychoContext.start`; the builder of `crate::registry::start`, which
 /// the command line's `--registry` uses too). The spec and the `.env` beside it are
 /// fetched through `cache` unless given (`spec`: the rendered spec, `settings`: the
-/// `.env` text). Returns `(request, spec, settings)`: the spec and settings text
-/// fetched (None when given).
+/// `.env` text; `cache` may then be None). Returns `(request, spec, settings)`: the
+/// spec and settings text fetched (None when given).
 #[pyfunction]
 #[pyo3(signature = (cache, registry, product, app_id, app, principal, resource_request, *, spec=None, settings=None, to_plain=None))]
 #[allow(clippy::too_many_arguments)]
 fn registry_start_request<'py>(
     py: Python<'py>,
-    cache: &PyRegistryCache,
+    cache: Option<&PyRegistryCache>,
     registry: &Bound<'py, PyAny>,
     product: String,
     app_id: String,
@@ -335,7 +335,8 @@ fn registry_start_request<'py>(
     };
     let resources = from_py(resource_request, "resource_request")?;
     let given_spec = spec.map(|s| from_py(s, "spec")).transpose()?;
-    let cache = cache.inner.clone();
+    // None: the spec and settings are given (a cache of its own would fetch them).
+    let cache = cache.map(|c| c.inner.clone()).unwrap_or_default();
     let (request, fetched_spec, fetched_settings) = run(py, move || {
         let which = StartApp {
             registry: &registry,
