@@ -107,15 +107,18 @@ class TychoResource:
 class StartSystemResource(TychoResource):
     """Parse, model, emit orchestrator artifacts and execute a system."""
 
+    def _parse(self, request: Any) -> Any:
+        """The checked model of a start request (a backplane that starts the model)."""
+        self.validate(request, component="System")
+        return tycho().parse(request)
+
     def post(self, request: Any) -> dict[str, Any]:
         try:
             name = request.get("name") if isinstance(request, dict) else None
             logger.debug("actions.StartSystemResource.post - start-system: %s", name)
-            self.validate(request, component="System")
-            system = tycho().parse(request)
-            return self.create_response(
-                result=tycho().get_compute().start(system), message=f"Started system {system.name}"
-            )
+            # One native crossing on Kubernetes: checked, parsed, compiled and started.
+            result, system_name = tycho().get_compute().start_request(request, self._parse)
+            return self.create_response(result=result, message=f"Started system {system_name}")
         except Exception as e:
             logger.error("failed to start system: %s", _message_of(e))
             return self.create_response(exception=e, message="Failed to create system.")
@@ -128,11 +131,10 @@ class DeleteSystemResource(TychoResource):
         system_name = None
         try:
             logger.debug("delete-request: %s", brief(request))
-            self.validate(request, component="DeleteRequest")
-            system_name = request["name"]
-            return self.create_response(
-                result=tycho().get_compute().delete(system_name), message=f"Deleted system {system_name}"
-            )
+            system_name = request.get("name") if isinstance(request, dict) else None
+            # One native crossing on Kubernetes: checked and deleted.
+            result = tycho().get_compute().delete_request(request, self.validate)
+            return self.create_response(result=result, message=f"Deleted system {system_name}")
         except Exception as e:
             logger.error("failed to delete system %s: %s", system_name, _message_of(e))
             return self.create_response(exception=e, message=f"Failed to delete system {system_name}.")
@@ -144,13 +146,9 @@ class StatusSystemResource(TychoResource):
     def post(self, request: Any) -> dict[str, Any]:
         try:
             logger.debug("list-request: %s", request)
-            self.validate(request, component="StatusRequest")
-            system_name = request.get("name", None)
-            system_username = request.get("username", None)
-            return self.create_response(
-                result=tycho().get_compute().status(system_name, system_username),
-                message=f"Get status for system {system_name}",
-            )
+            # One native crossing on Kubernetes: checked and read.
+            rows = tycho().get_compute().status_request(request, self.validate)
+            return self.create_response(result=rows, message=f"Get status for system {request.get('name', None)}")
         except Exception as e:
             logger.error("failed to get status: %s", _message_of(e))
             return self.create_response(exception=e, message="Failed to get system status.")
@@ -159,14 +157,17 @@ class StatusSystemResource(TychoResource):
 class ModifySystemResource(TychoResource):
     """Change labels and cpu/memory of a running system."""
 
+    def _parse(self, request: Any) -> Any:
+        """The checked modify model of a request (a backplane that applies the model)."""
+        self.validate(request, component="ModifyRequest")
+        return tycho().parse_modify(request)
+
     def post(self, request: Any) -> dict[str, Any]:
         try:
             logger.debug("System specs to modify: %s", request)
-            self.validate(request, component="ModifyRequest")
-            system_modify = tycho().parse_modify(request)
-            return self.create_response(
-                result=tycho().get_compute().modify(system_modify), message="Modified the system"
-            )
+            # One native crossing on Kubernetes: checked and applied.
+            result = tycho().get_compute().modify_request(request, self._parse)
+            return self.create_response(result=result, message="Modified the system")
         except Exception as e:
             logger.error("failed to modify system: %s", _message_of(e))
             return self.create_response(exception=e, message="Failed to modify system status.")

@@ -2,7 +2,6 @@
 
 import ipaddress
 import logging
-import os
 from typing import Any, Union
 
 from tycho import _native
@@ -46,7 +45,7 @@ class Config(dict):
         if conf is None:
             conf = {}
         self.conf = conf
-        if "TYCHO_ON_MINIKUBE" in os.environ:
+        if _native.environment_python()["on_minikube"]:
             self._use_minikube_ip()
 
     def _use_minikube_ip(self):

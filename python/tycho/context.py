@@ -19,7 +19,8 @@ attributes and methods around it:
 * top-level keys of the product context named like an app are merged into that app;
 * a start carries the ``placement`` (Kubernetes pod spec fields) and ``gpu_resource`` of
   the product's context (inherited through ``extends`` and mixins) and of the app, the
-  app's merged over the context's (``tycho._native.registry_start_spec``).
+  app's merged over the context's (``tycho._native.registry_start_request``, the
+  request builder the command line's ``--registry`` uses too).
 
 Specs (docker-compose files) and ``.env`` settings are fetched over HTTP(S) by the
 native client (10 s timeout, the GIL released) through an in-memory cache that
@@ -43,7 +44,7 @@ from typing import Any, AsyncIterator, Mapping, Optional
 from tycho import _native
 from tycho.client import TychoClient, TychoClientFactory, TychoStatus, TychoSystem  # noqa: F401 - re-exported
 from tycho.exceptions import ContextException, StartException, TychoException
-from tycho.tycho_utils import brief, to_json
+from tycho.tycho_utils import brief, to_json, to_plain
 
 logger = logging.getLogger(__name__)
 
@@ -130,10 +131,8 @@ class _Response:
 
 
 def _default_max_age():
-    try:
-        return float(os.environ.get("TYCHO_REGISTRY_CACHE_SECONDS", "60"))
-    except ValueError:
-        return 60.0
+    """TYCHO_REGISTRY_CACHE_SECONDS (default 60), read by the core."""
+    return _native.environment_python()["registry_cache_seconds"]
 
 
 class RegistryHttpCache:
@@ -233,7 +232,7 @@ class TychoContext:
         self.app_defaults = self._get_config(app_defaults_config) or {}
         self.log_dict(self.app_defaults, pre_dict_message="defaults = \n")
         self.log_dict(self.registry, pre_dict_message="registry = \n")
-        self.client = TychoClient(url=os.environ.get("TYCHO_URL", "http://localhost:5000"))
+        self.client = TychoClient(url=_native.environment_python()["tycho_url"])
         self.product = product
         self.apps = self._grok()
 
@@ -455,11 +454,13 @@ class TychoContext:
         logger.info("start: principal: %s app_id: %s resource_request: %s host: %s",
                     principal, app_id, brief(resource_request), host)
         app = self._app(app_id)
-        spec = self.get_spec(app_id)
-        settings = self.client.parse_env(self.get_settings(app_id))
-        settings_all = self.get_env_registry(app_id, settings)
-        services = {k: {"port": str(v), "clients": []} for k, v in (app.get("services") or {}).items()}
-        service_account = app.get("serviceAccount")
+        # The original's start called get_spec and get_settings: a subclass (or a patch)
+        # that replaces them is still asked; otherwise the native builder fetches both.
+        spec = settings = None
+        native_files = self._fetches_natively()
+        if not native_files:
+            spec = self.get_spec(app_id)
+            settings = self.get_settings(app_id)
         principal_params: dict[str, Any] = {
             "username": principal.username,
             "access_token": principal.access_token,
@@ -469,58 +470,30 @@ class TychoContext:
         # Only when given, so the request is the original's otherwise.
         if extra_container_env:
             principal_params["extra_container_env"] = extra_container_env
-        principal_params_json = to_json(principal_params, what="principal", indent=4)
-        compose_services = spec.get("services") or {}
-        if app_id not in compose_services or not isinstance(compose_services[app_id], dict):
-            raise _UnknownApp(f"app {app_id}: its spec {app['spec']} has no service named {app_id}")
-        service = compose_services[app_id]
-        # The spec's own deploy (placement, GPU devices): the resource request replaces it.
-        spec_deploy = copy.deepcopy(service.get("deploy"))
-        spec["security_context"] = copy.deepcopy(app.get("securityContext", {}))
-        service["ext"] = copy.deepcopy(app.get("ext"))
-
-        # ephemeralStorage from the compose file wins over the request (the UI does not set it).
-        # The request's values are data: made to render as themselves in the compose
-        # templating pass (the original rendered them as templates).
-        resource_request = _native.template_literal(resource_request) if resource_request is not None else {}
-        if not isinstance(resource_request, dict):
+        if resource_request is not None and not isinstance(resource_request, Mapping):
             raise ContextException(f"resource_request must be a mapping, got {type(resource_request).__name__}")
-        spec_resources = (service.get("deploy") or {}).get("resources") or {}
-        for kind in ("limits", "reservations"):
-            spec_amounts = spec_resources.get(kind) or {}
-            if "ephemeralStorage" in spec_amounts:
-                request_resources = resource_request.setdefault("deploy", {}).setdefault("resources", {})
-                request_resources.setdefault(kind, {})["ephemeralStorage"] = spec_amounts["ephemeralStorage"]
-        service.update(resource_request)
-
-        service["conn_string"] = app.get("conn_string", "")
-        proxy_rewrite = copy.deepcopy(app.get("proxy-rewrite", {"enabled": False, "target": None}))
-        if app.get("proxy-rewrite-rule", False):
-            proxy_rewrite["enabled"] = True
-        service["proxy_rewrite"] = proxy_rewrite
-        service["gitea_integration"] = app.get("gitea-integration", False)
-        if app.get("activity") is not None:
-            # The app's activity probe, for culling (docs/operations/culling.md).
-            service["activity"] = copy.deepcopy(app["activity"])
-        # The registry's placement and gpu_resource (context, then app) and the spec's own
-        # deploy.placement and GPU devices: the core's rule, shared with the command line.
-        spec = _native.registry_start_spec(self.registry, self.product, app_id, app, spec, spec_deploy)
-
-        request = {
-            "name": app_id,
-            "serviceaccount": service_account,
-            "env": settings_all,
-            "system": spec,
-            "principal": principal_params_json,
-            "services": services,
-        }
-        if isinstance(app.get("count"), int) and not isinstance(app.get("count"), bool) and app["count"] >= 0:
-            # The registry's limit, for tycho.policy.enforce_count (not in the original's request).
-            request["count"] = app["count"]
+        # Native crossing 1 of 2: the request, built by the core's one builder (shared with
+        # the command line's --registry): settings, services, securityContext, ext, the
+        # resource request (made literal), conn_string, proxy-rewrite, gitea-integration,
+        # placement and gpu_resource, the principal and count.
+        try:
+            request, fetched_spec, fetched_settings = _native.registry_start_request(
+                self.http_session._cache if native_files else None, self.registry, self.product, app_id, app,
+                principal_params,
+                resource_request, spec=spec, settings=settings, to_plain=to_plain,
+            )
+        except ContextException as e:
+            if getattr(e, "field", None) == "spec.services":
+                raise _UnknownApp(e.message) from None
+            raise
+        if native_files:
+            app["spec_obj"] = fetched_spec
+            app["env_obj"] = fetched_settings
         logger.debug("start request for %s: principal %s", app_id, _safe_principal(principal_params))
+        # The named mock.patch point between the two native crossings (see _start).
         system = self._start(request)
         running = {v.name: v.port for v in system.services}
-        for name in services:
+        for name in request["services"]:
             if name not in running:
                 raise StartException(
                     f"service {name} of app {app_id} expected but only {list(running)} are running"
@@ -530,8 +503,22 @@ class TychoContext:
         return system
 
     def _start(self, request: Mapping[str, Any]) -> TychoSystem:
-        """Launch a start request (``self.client.start``); the anchor to mock in tests."""
+        """Launch a start request (``self.client.start``); the anchor to mock in tests.
+
+        The mock.patch point between the two native crossings of :meth:`start`
+        (``TychoContext._start``, then ``TychoClient.start`` / ``TychoClient.request``, as
+        the original's suites patch them): the request is built by the first, then
+        checked, compiled and started by the second
+        (``tycho.kube.KubernetesCompute.start_request``)."""
         return self.client.start(request)
+
+    def _fetches_natively(self) -> bool:
+        """Whether :meth:`start` may let the core fetch the spec and settings: neither
+        :meth:`get_spec` nor :meth:`get_settings` (nor what they call) is replaced."""
+        return (
+            all(getattr(getattr(self, name), "__func__", None) is method for name, method in _FILE_METHODS.items())
+            and type(self.http_session) is RegistryHttpCache
+        )
 
     # ------------------------------------------------------------------ asyncio
 
@@ -574,6 +561,13 @@ class TychoContext:
     async def aget_definition(self, app_id: str) -> dict[str, Any]:
         """``await``-able :meth:`get_definition`."""
         return await _native.aio_call(self.get_definition, app_id)
+
+
+#: The methods through which the original's start fetched the spec and settings, as
+#: defined here: when a subclass or a mock.patch replaces one, start calls them.
+_FILE_METHODS: dict[str, Any] = {
+    name: TychoContext.__dict__[name] for name in ("get_spec", "get_settings", "_render_spec", "_fetch", "_app")
+}
 
 
 class NullContext(TychoContext):

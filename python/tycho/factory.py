@@ -8,6 +8,7 @@ Engine), also reachable as ``docker``.
 import logging
 from typing import Any, Callable, KeysView, Optional
 
+from tycho import _native
 from tycho.compute import Compute
 
 logger = logging.getLogger(__name__)
@@ -29,16 +30,21 @@ def _docker(config):
     return DockerComposeCompute(config=config)
 
 
-# The original's two names; ``docker`` is accepted as another name of ``docker-compose``.
-config_factory: dict[str, Callable[[Any], Compute]] = {"kubernetes": _kubernetes, "docker-compose": _docker}
+# The original's two names, from the core (``tycho._native.BACKPLANES``, in that order);
+# the core also accepts ``docker`` as another name of ``docker-compose``.
+config_factory: dict[str, Callable[[Any], Compute]] = dict(zip(_native.BACKPLANES, (_kubernetes, _docker)))
 supported_backplanes: KeysView[str] = config_factory.keys()
-_ALIASES = {"docker": "docker-compose"}
+
+
+def _canonical(backplane: object) -> Optional[str]:
+    """The original's name of ``backplane`` (the core's rule), None when it names none."""
+    return _native.backplane_name(backplane) if isinstance(backplane, str) else None
 
 
 class ComputeFactory:
     @staticmethod
     def is_valid_backplane(backplane: object) -> bool:
-        return backplane in supported_backplanes or backplane in _ALIASES
+        return _canonical(backplane) is not None
 
     @staticmethod
     def set_backplane(backplane: str) -> None:
@@ -51,9 +57,9 @@ class ComputeFactory:
         if not backplane:
             tycho_conf = config.get("tycho") or {}
             backplane = tycho_conf.get("backplane") or "kubernetes"
-        backplane = _ALIASES.get(backplane, backplane)
-        if backplane not in config_factory:
+        name = _canonical(backplane)
+        if name is None:
             from tycho.exceptions import TychoException
 
             raise TychoException(f"unsupported backplane {backplane!r}; supported: {sorted(supported_backplanes)}")
-        return config_factory[backplane](config)
+        return config_factory[name](config)

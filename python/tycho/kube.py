@@ -14,6 +14,12 @@ Native functions this adapter calls (keyword arguments after ``*``):
 
 * ``kube_start(system: dict, *, config, namespace) -> dict`` — ``system`` is
   :meth:`tycho.model.System.to_dict`; returns ``{"name", "sid", "containers", "conn_string"}``.
+* ``kube_start_request(request: dict, *, config, namespace) -> (dict, str)`` — a start
+  request checked, parsed, compiled and started in one call; returns ``kube_start``'s
+  result and the system's name.
+* ``kube_status_request(request, *, namespace)``, ``kube_delete_request(request, *,
+  namespace)``, ``kube_modify_request(request, *, config, namespace)`` — a status,
+  delete or modify request checked and run in one call.
 * ``kube_status(name: str|None, username: str|None, *, namespace) -> list[dict]``
 * ``kube_delete(name: str, *, namespace) -> dict``
 * ``kube_modify(modify: dict, *, config, namespace) -> dict`` — ``modify`` is
@@ -30,7 +36,7 @@ the executor then uses the kubeconfig context's.
 """
 
 import logging
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from tycho import _native
 from tycho.compute import Compute, cull_options
@@ -84,6 +90,28 @@ class KubernetesCompute(Compute):
         """
         return _native.kube_start(system.to_dict(), config=self._conf(), namespace=self._requested_namespace())
 
+    def start_request(self, request: Any, parse: Callable[[Any], Any]) -> tuple[dict[str, Any], str]:
+        """Check, parse, compile and start a start request in one native call
+        (``tycho._native.kube_start_request``); returns ``(result, system name)``. A
+        subclass that replaces :meth:`start` gets the parsed model instead."""
+        if getattr(self.start, "__func__", None) is not _START:
+            return super().start_request(request, parse)
+        return _native.kube_start_request(request, config=self._conf(), namespace=self._namespace or None)
+
+    def status_request(self, request: Any, validate: Callable[..., None]) -> list[dict[str, Any]]:
+        """Check a status request and read its rows in one native call
+        (``tycho._native.kube_status_request``)."""
+        if getattr(self.status, "__func__", None) is not _STATUS:
+            return super().status_request(request, validate)
+        return _native.kube_status_request(request, namespace=self._namespace or None)
+
+    def delete_request(self, request: Any, validate: Callable[..., None]) -> dict[str, Any]:
+        """Check a delete request and delete its system in one native call
+        (``tycho._native.kube_delete_request``)."""
+        if getattr(self.delete, "__func__", None) is not _DELETE:
+            return super().delete_request(request, validate)
+        return _native.kube_delete_request(request, namespace=self._namespace or None)
+
     def delete(self, name: str, namespace: str="default") -> dict[str, Any]:
         """Delete every object labelled ``tycho-guid=<name>``. Returns ``{}``."""
         return _native.kube_delete(name, namespace=self._requested_namespace())
@@ -91,6 +119,13 @@ class KubernetesCompute(Compute):
     def status(self, name: Optional[str]=None, username: Optional[str]=None, namespace: str="default") -> list[dict[str, Any]]:
         """Status rows of tycho systems: by GUID ``name``, by ``username``, or all."""
         return _native.kube_status(name, username, namespace=self._requested_namespace())
+
+    def modify_request(self, request: Any, parse: Callable[[Any], Any]) -> dict[str, Any]:
+        """Check a modify request and apply it in one native call
+        (``tycho._native.kube_modify_request``)."""
+        if getattr(self.modify, "__func__", None) is not _MODIFY:
+            return super().modify_request(request, parse)
+        return _native.kube_modify_request(request, config=self._conf(), namespace=self._namespace or None)
 
     def modify(self, system_modify: ModifySystem) -> dict[str, Any]:
         """Patch labels and cpu/memory of a running system. Returns ``{"patches": [...]}``."""
@@ -117,3 +152,11 @@ class KubernetesCompute(Compute):
         :func:`tycho.compute.cull_options`. Returns ``{"now", "action", "dry_run",
         "culled": [rows with reason], "kept"}``."""
         return _native.system_cull("kubernetes", cull_options(**options), namespace=self._requested_namespace())
+
+
+# The methods as defined here: a subclass or a mock.patch that replaces one gets the
+# step-by-step path through it.
+_START = KubernetesCompute.start
+_STATUS = KubernetesCompute.status
+_DELETE = KubernetesCompute.delete
+_MODIFY = KubernetesCompute.modify

@@ -367,10 +367,9 @@ class System:
         defaults = (config.get("tycho") or {})["compute"]["system"]["defaults"]["securityContext"]
         self.default_run_as_user = defaults.get("uid", "1000")
         self.default_run_as_group = defaults.get("gid", "1000")
-        if switches["nfsrods_uid"]:
-            self.security_context: Mapping[str, Any] = {"run_as_user": switches["nfsrods_uid"]}
-        else:
-            self.security_context = security_context
+        # NFSRODS_UID replaces the security context (the core's rule).
+        imposed = switches["nfsrods_security_context"]
+        self.security_context: Mapping[str, Any] = security_context if imposed is None else imposed
         self.init_security_context = init_security_context
         self.init_image_repository = switches["init_image_repository"]
         self.init_image_tag = switches["init_image_tag"]
@@ -378,9 +377,9 @@ class System:
         self.init_memory = switches["init_memory"]
         self.gpu_resource_name = switches["gpu_resource_name"]
         self.proxy_rewrite = proxy_rewrite
-        if switches["irods_enabled"]:
+        if switches["nfsrods_host_if_enabled"] is not None:
             self.irods_enabled = True
-            self.nfsrods_host = switches["nfsrods_host"]
+            self.nfsrods_host = switches["nfsrods_host_if_enabled"]
         self.gitea_integration = gitea_integration
         self.gitea_host = switches["gitea_host"]
         self.gitea_user = switches["gitea_user"]

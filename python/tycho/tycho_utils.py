@@ -37,71 +37,11 @@ def to_plain(value: Any, _seen: Optional[set[int]]=None, *, what: str="value") -
     int, float, bool or None become their ``str()``. A value nested deeper than
     :data:`MAX_DEPTH` levels raises :class:`tycho.exceptions.TychoException` naming
     the field (``exc.field``, a path from ``value``; ``what`` names the whole).
+    The walk is the core's (``tycho._native.to_plain``); ``_seen`` is unused.
     """
     if isinstance(value, _SCALARS):
         return value
-    if _seen is None:
-        try:
-            return _to_plain_fast(value, 0)
-        except _TooDeep:
-            _seen = set()
-    path: list[Any] = []
-    try:
-        return _to_plain_inner(value, _seen, path)
-    except _DepthExceeded as e:
-        raise _too_deep(what, e.path) from None
-    except RecursionError:
-        # A to_dict()/__json__() of a user's object that recurses by itself.
-        raise _too_deep(what, path) from None
-
-
-class _TooDeep(Exception):
-    """The fast conversion went deeper than _FAST_DEPTH (maybe a reference cycle)."""
-
-
-class _DepthExceeded(Exception):
-    """The conversion went deeper than MAX_DEPTH; ``path`` is where."""
-
-    def __init__(self, path: list[Any]) -> None:
-        super().__init__()
-        self.path = path
-
-
-_FAST_DEPTH = 64
-
-
-def _key(k: Any) -> Any:
-    return k if isinstance(k, _SCALARS) else str(k)
-
-
-def _to_plain_fast(value: Any, depth: int) -> Any:
-    """:func:`to_plain` without cycle tracking, for structures up to _FAST_DEPTH deep (any
-    cycle goes deeper and makes the caller redo the conversion with tracking): the same
-    result, a fraction of the work."""
-    if depth > _FAST_DEPTH:
-        raise _TooDeep
-    depth += 1
-    if isinstance(value, dict):
-        return {_key(k): v if isinstance(v, _SCALARS) else _to_plain_fast(v, depth) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [v if isinstance(v, _SCALARS) else _to_plain_fast(v, depth) for v in value]
-    for method in ("to_dict", "__json__"):
-        fn = getattr(value, method, None)
-        if callable(fn):
-            try:
-                result = fn()
-            except TypeError:
-                continue
-            except RecursionError:
-                raise _TooDeep from None
-            return result if isinstance(result, _SCALARS) else _to_plain_fast(result, depth)
-    if hasattr(value, "isoformat") and callable(value.isoformat):
-        return value.isoformat()
-    attrs = getattr(value, "__dict__", None)
-    if isinstance(attrs, dict):
-        return {k: v if isinstance(v, _SCALARS) else _to_plain_fast(v, depth)
-                for k, v in attrs.items() if not k.startswith("_") and not callable(v)}
-    return str(value)
+    return _native.to_plain(value, what)
 
 
 def _too_deep(what: str, path: list[Any]) -> TychoException:
@@ -112,58 +52,6 @@ def _too_deep(what: str, path: list[Any]) -> TychoException:
     error = TychoException(f"{named}: nested deeper than {MAX_DEPTH} levels of mappings and sequences")
     error.field = where or None
     return error
-
-
-def _to_plain_inner(value: Any, seen: set[int], path: list[Any]) -> Any:
-    """:func:`to_plain` with cycle tracking (``seen``: the objects on the path from the
-    root; the same object twice side by side is converted twice) and the depth bound."""
-    if isinstance(value, _SCALARS):
-        return value
-    marker = id(value)
-    if marker in seen:
-        return str(value)
-    if len(path) >= MAX_DEPTH:
-        raise _DepthExceeded(list(path))
-    seen.add(marker)
-    try:
-        if isinstance(value, dict):
-            out: dict[Any, Any] = {}
-            for k, v in value.items():
-                path.append(k)
-                out[_key(k)] = _to_plain_inner(v, seen, path)
-                path.pop()
-            return out
-        if isinstance(value, (list, tuple, set, frozenset)):
-            items = []
-            for i, v in enumerate(value):
-                path.append(i)
-                items.append(_to_plain_inner(v, seen, path))
-                path.pop()
-            return items
-        for method in ("to_dict", "__json__"):
-            fn = getattr(value, method, None)
-            if callable(fn):
-                try:
-                    result = fn()
-                except TypeError:
-                    # e.g. an unbound method on a class object: fall through.
-                    continue
-                return _to_plain_inner(result, seen, path)
-        if hasattr(value, "isoformat") and callable(value.isoformat):
-            return value.isoformat()
-        attrs = getattr(value, "__dict__", None)
-        if isinstance(attrs, dict):
-            out = {}
-            for k, v in attrs.items():
-                if k.startswith("_") or callable(v):
-                    continue
-                path.append(k)
-                out[k] = _to_plain_inner(v, seen, path)
-                path.pop()
-            return out
-        return str(value)
-    finally:
-        seen.discard(marker)
 
 
 def to_json(value: Any, what: str="value", **dumps: Any) -> str:

@@ -32,6 +32,8 @@ pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(deep_merge, m)?)?;
     m.add_function(wrap_pyfunction!(parse_env, m)?)?;
     m.add_function(wrap_pyfunction!(environment_namespace, m)?)?;
+    m.add_function(wrap_pyfunction!(environment_python, m)?)?;
+    m.add_function(wrap_pyfunction!(to_plain, m)?)?;
     Ok(())
 }
 
@@ -279,7 +281,7 @@ fn model_defaults<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         "ambassador_id": s.ambassador_id,
         "enable_init_container": s.enable_init_container,
         // The init container's reading: unset is "false".
-        "create_home_dirs": s.create_home_dirs.as_deref().unwrap_or("false").to_lowercase(),
+        "create_home_dirs": s.create_home_dirs_text(),
         "stdnfs_pvc": s.stdnfs_pvc_or_default(),
         "parent_dir": s.parent_dir,
         "shared_dir": s.shared_dir,
@@ -301,6 +303,9 @@ fn model_defaults<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         "stdnfs_pvc_variable": s.stdnfs_pvc,
         "nfsrods_uid": s.nfsrods_uid,
         "irods_enabled": s.irods_enabled,
+        // The rules of the model's builder, for the Python constructors.
+        "nfsrods_security_context": s.nfsrods_security_context(),
+        "nfsrods_host_if_enabled": s.nfsrods_host_if_enabled(),
     });
     to_py(py, &out)
 }
@@ -310,16 +315,15 @@ fn model_defaults<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
 #[pyfunction]
 fn validate_request(py: Python<'_>, component: String, request: &Bound<'_, PyAny>) -> PyResult<()> {
     let body = from_py(request, "request")?;
-    match crate::model::schema::validate(&component, &body) {
-        Ok(()) => Ok(()),
-        Err(problems) => {
-            let all: Vec<String> = problems.iter().map(|p| p.describe()).collect();
-            Err(to_pyerr(
-                py,
-                Error::input(format!("invalid {component}: {}", all.join("; "))),
-            ))
-        }
-    }
+    checked(&component, &body).map_err(|e| to_pyerr(py, e))
+}
+
+/// The check of [`validate_request`]: `invalid <component>: <problems>`.
+pub(crate) fn checked(component: &str, body: &Value) -> crate::Result<()> {
+    crate::model::schema::validate(component, body).map_err(|problems| {
+        let all: Vec<String> = problems.iter().map(|p| p.describe()).collect();
+        Error::input(format!("invalid {component}: {}", all.join("; ")))
+    })
 }
 
 /// The registry's merge of app-defaults and mixins: `addition` merged into `base` (dicts
@@ -339,7 +343,7 @@ fn deep_merge<'py>(
 /// original).
 #[pyfunction]
 fn parse_env<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
-    to_py(py, &Value::Object(crate::cli::parse_env(text)))
+    to_py(py, &Value::Object(crate::text::dotenv::parse_env(text)))
 }
 
 /// The namespace rule: `explicit`, else NAMESPACE (when `variable`), else the pod's
@@ -349,4 +353,24 @@ fn parse_env<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
 fn environment_namespace(explicit: Option<String>, variable: bool) -> Option<String> {
     let from_variable = if variable { var("NAMESPACE") } else { None };
     crate::text::names::namespace_from(explicit.as_deref(), from_variable)
+}
+
+/// The Python face's settings from the environment (`crate::environment::python`):
+/// `{"tycho_url", "registry_cache_seconds", "on_minikube"}`.
+#[pyfunction]
+fn environment_python<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    let env = crate::environment::python::PythonEnv::from_env();
+    let out = PyDict::new(py);
+    out.set_item("tycho_url", env.tycho_url)?;
+    out.set_item("registry_cache_seconds", env.registry_cache_seconds)?;
+    out.set_item("on_minikube", env.on_minikube)?;
+    Ok(out)
+}
+
+/// `value` as plain dicts, lists and scalars (`tycho.tycho_utils.to_plain`; see
+/// `crate::bindings::plain`); `what` names it in errors.
+#[pyfunction]
+#[pyo3(signature = (value, what="value"))]
+fn to_plain<'py>(value: &Bound<'py, PyAny>, what: &str) -> PyResult<Bound<'py, PyAny>> {
+    super::plain::to_plain(value, what)
 }

@@ -295,8 +295,9 @@ impl<'py> PlainWalk<'_, 'py> {
     }
 
     fn generic(&self, obj: &Bound<'py, PyAny>, what: &str, path: &[Step<'py>]) -> PyResult<Value> {
+        // The one to_plain walk (`super::plain`), natively (`to_plain` says whether to).
         let plain = match self.to_plain {
-            Some(f) => f.call1((obj,))?,
+            Some(_) => super::plain::to_plain(obj, "value")?,
             None => obj.clone(),
         };
         from_py(&plain, &field(what, path))

@@ -28,7 +28,7 @@ fn docker_start<'py>(
     let system = from_py(system, "system")?;
     let config = config_value(config)?;
     let result = crate::bindings::run(py, || {
-        let system = crate::exec::kube::system_from_value(&system)?;
+        let system = crate::model::System::from_plain(system)?;
         crate::exec::docker::start(&config, system)
     })?;
     to_py(py, &result)

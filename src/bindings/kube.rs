@@ -20,9 +20,13 @@ static LOG_RESET: OnceLock<pyo3_log::ResetHandle> = OnceLock::new();
 /// crates Warn and up; Python's levels decide from there) to Python logging.
 pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kube_start, m)?)?;
+    m.add_function(wrap_pyfunction!(kube_start_request, m)?)?;
     m.add_function(wrap_pyfunction!(kube_status, m)?)?;
+    m.add_function(wrap_pyfunction!(kube_status_request, m)?)?;
     m.add_function(wrap_pyfunction!(kube_delete, m)?)?;
+    m.add_function(wrap_pyfunction!(kube_delete_request, m)?)?;
     m.add_function(wrap_pyfunction!(kube_modify, m)?)?;
+    m.add_function(wrap_pyfunction!(kube_modify_request, m)?)?;
     m.add_function(wrap_pyfunction!(kube_namespace, m)?)?;
     m.add_function(wrap_pyfunction!(kube_service_url, m)?)?;
     m.add_function(wrap_pyfunction!(kube_readiness, m)?)?;
@@ -80,12 +84,41 @@ fn kube_start<'py>(
     let system = from_py(system, "system")?;
     let config = config_value(config)?;
     let result = run(py, || {
-        let system = crate::exec::kube::system_from_value(&system)?;
+        let system = crate::model::System::from_plain(system)?;
         let result = crate::exec::kube::start(&config, system, namespace.as_deref());
         crate::metrics::operation(Operation::Start, &result);
         result
     })?;
     to_py(py, &result)
+}
+
+/// Starts the system of a start request in one crossing (`tycho.actions`'
+/// `StartSystemResource` through `tycho.kube.KubernetesCompute.start_request`): checks
+/// `request` against the API schema's `System` (as the REST server does), parses it into
+/// the model, compiles and starts it. `namespace` is the explicit one (None: NAMESPACE,
+/// the pod's service-account namespace, else the kubeconfig context's). Returns
+/// `(result, system name)`: the result as [`kube_start`]'s, the model's `name`
+/// (`<app>-<guid>`).
+#[pyfunction]
+#[pyo3(signature = (request, *, config=None, namespace=None))]
+fn kube_start_request<'py>(
+    py: Python<'py>,
+    request: &Bound<'py, PyAny>,
+    config: Option<&Bound<'py, PyAny>>,
+    namespace: Option<String>,
+) -> PyResult<(Bound<'py, PyAny>, String)> {
+    let request = from_py(request, "request")?;
+    let config = config_value(config)?;
+    let (result, name) = run(py, || {
+        crate::bindings::compile::checked("System", &request)?;
+        let system = crate::compile::parse_system(&config, &request, None)?;
+        let name = system.name.clone();
+        let namespace = namespace_rule(namespace.as_deref());
+        let result = crate::exec::kube::start(&config, system, namespace.as_deref());
+        crate::metrics::operation(Operation::Start, &result);
+        Ok((result?, name))
+    })?;
+    Ok((to_py(py, &result)?, name))
 }
 
 /// Status rows of the systems with GUID `name`, of `username`, or all.
@@ -126,6 +159,68 @@ fn kube_delete<'py>(
     to_py(py, &result)
 }
 
+/// The namespace of an operation given `explicit` (None: NAMESPACE, the pod's
+/// service-account namespace; None again: the kubeconfig context's).
+fn namespace_rule(explicit: Option<&str>) -> Option<String> {
+    crate::text::names::namespace_from(explicit, crate::environment::var("NAMESPACE"))
+}
+
+/// A text field of a checked request (None when absent or null).
+fn text_field(request: &Value, key: &str) -> Option<String> {
+    request.get(key).and_then(Value::as_str).map(str::to_string)
+}
+
+/// Status rows for a status request in one crossing (`tycho.actions`'
+/// `StatusSystemResource`): `request` checked against the API schema's
+/// `StatusRequest`, then the rows of its `name` (GUID), of its `username`, or all.
+/// `namespace` as [`kube_start_request`]'s.
+#[pyfunction]
+#[pyo3(signature = (request, *, namespace=None))]
+fn kube_status_request<'py>(
+    py: Python<'py>,
+    request: &Bound<'py, PyAny>,
+    namespace: Option<String>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let request = from_py(request, "request")?;
+    let rows = run(py, || {
+        crate::bindings::compile::checked("StatusRequest", &request)?;
+        let name = text_field(&request, "name");
+        let username = text_field(&request, "username");
+        let all = name.is_none() && username.is_none();
+        let namespace = namespace_rule(namespace.as_deref());
+        let rows =
+            crate::exec::kube::status(name.as_deref(), username.as_deref(), namespace.as_deref());
+        crate::metrics::operation(Operation::Status, &rows);
+        if let (true, Ok(rows)) = (all, &rows) {
+            crate::metrics::systems(rows);
+        }
+        rows
+    })?;
+    to_py(py, &Value::Array(rows))
+}
+
+/// Deletes the system of a delete request in one crossing (`tycho.actions`'
+/// `DeleteSystemResource`): `request` checked against the API schema's
+/// `DeleteRequest`, then everything labelled `tycho-guid=<name>`; returns `{}`.
+#[pyfunction]
+#[pyo3(signature = (request, *, namespace=None))]
+fn kube_delete_request<'py>(
+    py: Python<'py>,
+    request: &Bound<'py, PyAny>,
+    namespace: Option<String>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let request = from_py(request, "request")?;
+    let result = run(py, || {
+        crate::bindings::compile::checked("DeleteRequest", &request)?;
+        let name = text_field(&request, "name").unwrap_or_default();
+        let namespace = namespace_rule(namespace.as_deref());
+        let result = crate::exec::kube::delete(&name, namespace.as_deref());
+        crate::metrics::operation(Operation::Delete, &result);
+        result
+    })?;
+    to_py(py, &result)
+}
+
 /// Patches labels and cpu/memory of a running system (`tycho.model.ModifySystem.to_dict()`);
 /// returns `{"patches": [...]}`.
 #[pyfunction]
@@ -139,6 +234,30 @@ fn kube_modify<'py>(
     let modify = from_py(modify, "modify")?;
     let config = config_value(config)?;
     let result = run(py, || {
+        let result = crate::exec::kube::modify(&config, &modify, namespace.as_deref());
+        crate::metrics::operation(Operation::Modify, &result);
+        result
+    })?;
+    to_py(py, &result)
+}
+
+/// Applies a modify request in one crossing (`tycho.actions`' `ModifySystemResource`):
+/// `request` checked against the API schema's `ModifyRequest`, then its labels and
+/// cpu/memory patched onto the system `tycho-guid`; returns `{"patches": [...]}`.
+#[pyfunction]
+#[pyo3(signature = (request, *, config=None, namespace=None))]
+fn kube_modify_request<'py>(
+    py: Python<'py>,
+    request: &Bound<'py, PyAny>,
+    config: Option<&Bound<'py, PyAny>>,
+    namespace: Option<String>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let request = from_py(request, "request")?;
+    let config = config_value(config)?;
+    let result = run(py, || {
+        crate::bindings::compile::checked("ModifyRequest", &request)?;
+        let modify = crate::model::request::modify_request(&request);
+        let namespace = namespace_rule(namespace.as_deref());
         let result = crate::exec::kube::modify(&config, &modify, namespace.as_deref());
         crate::metrics::operation(Operation::Modify, &result);
         result

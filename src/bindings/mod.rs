@@ -12,6 +12,7 @@ mod convert;
 mod docker;
 mod kube;
 mod lifecycle;
+mod plain;
 mod registry;
 mod stopcull;
 
@@ -21,6 +22,15 @@ pub(crate) use convert::{config_value, from_py, run, to_py, to_pyerr, PlainWalk}
 #[pyfunction]
 fn metrics_text() -> String {
     crate::metrics::text()
+}
+
+/// The original's name of the backplane `name` names (`docker` is `docker-compose`);
+/// None when it names none (`tycho.factory`).
+#[pyfunction]
+fn backplane_name(name: &str) -> Option<&'static str> {
+    crate::exec::backplane::Backplane::parse(name)
+        .ok()
+        .map(crate::exec::backplane::Backplane::name)
 }
 
 /// The native core of the `tycho` package.
@@ -34,6 +44,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     registry::init(m)?;
     stopcull::init(m)?;
     m.add_function(wrap_pyfunction!(metrics_text, m)?)?;
+    m.add_function(wrap_pyfunction!(backplane_name, m)?)?;
+    m.add(
+        "BACKPLANES",
+        pyo3::types::PyTuple::new(m.py(), crate::exec::backplane::NAMES)?,
+    )?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

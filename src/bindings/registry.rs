@@ -12,6 +12,7 @@
 
 use crate::bindings::{from_py, run, to_py};
 use crate::registry::fetch::{Fetched, HttpCache, DEFAULT_MAX_AGE, DEFAULT_TIMEOUT};
+use crate::registry::start::{start_request, StartApp, StartPrincipal};
 use crate::registry::{self, grok as grk, model, spec, Source};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -244,30 +245,127 @@ fn registry_render_spec<'py>(
     to_py(py, &spec)
 }
 
-/// The compose `spec` of a start of `app_id` (the compiled `app` of context `product`)
-/// finished as `crate::registry::placement` says: the spec's own `deploy.placement` and
-/// GPU devices (`spec_deploy`, the service's `deploy` before the resource request) kept,
-/// and the registry's `placement` and `gpu_resource` added.
+/// Logs that a cached copy of `url` is used because it could not be revalidated.
+fn stale_warning(url: &str, stale: Option<&str>) {
+    if let Some(reason) = stale {
+        log::warn!(
+            target: "tycho.context",
+            "cannot revalidate {} ({}); using the cached copy",
+            crate::limits::echo(url),
+            reason
+        );
+    }
+}
+
+/// The rendered spec of `which`, fetched through `cache` (any status but 200 is a
+/// ContextException naming the spec, the URL and the status).
+fn fetch_spec(cache: &HttpCache, which: &StartApp<'_>) -> crate::Result<Value> {
+    let url = which.spec_url();
+    let answer = cache.fetch(url, &format!("spec of app {}", which.app_id))?;
+    stale_warning(url, answer.stale.as_deref());
+    which.render_spec(&answer.text)
+}
+
+/// The text of the `.env` beside the spec of `which` ("" when there is none; any other
+/// status than 200 and 404 is logged and reads as none).
+fn fetch_settings(cache: &HttpCache, which: &StartApp<'_>) -> crate::Result<String> {
+    let url = which.settings_url();
+    let answer = cache.get(&url)?;
+    stale_warning(&url, answer.stale.as_deref());
+    match answer.status {
+        200 => Ok(answer.text),
+        404 => Ok(String::new()),
+        status => {
+            log::warn!(
+                target: "tycho.context",
+                "-- settings {}: HTTP status {status}; using empty settings",
+                crate::limits::echo(&url)
+            );
+            Ok(String::new())
+        }
+    }
+}
+
+/// The start request of app `app_id` (the compiled `app` of context `product` of
+/// `registry`) for `principal` (`{"username", "access_token", "refresh_token", "host"[,
+/// "extra_container_env"]}`, values `to_plain` takes) with `resource_request`
+/// (`tycho.context.TychoContext.start`; the builder of `crate::registry::start`, which
+/// the command line's `--registry` uses too). The spec and the `.env` beside it are
+/// fetched through `cache` unless given (`spec`: the rendered spec, `settings`: the
+/// `.env` text; `cache` may then be None). Returns `(request, spec, settings)`: the
+/// spec and settings text fetched (None when given).
 #[pyfunction]
-fn registry_start_spec<'py>(
+#[pyo3(signature = (cache, registry, product, app_id, app, principal, resource_request, *, spec=None, settings=None, to_plain=None))]
+#[allow(clippy::too_many_arguments)]
+fn registry_start_request<'py>(
     py: Python<'py>,
+    cache: Option<&PyRegistryCache>,
     registry: &Bound<'py, PyAny>,
     product: String,
     app_id: String,
     app: &Bound<'py, PyAny>,
-    spec: &Bound<'py, PyAny>,
-    spec_deploy: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyAny>> {
+    principal: &Bound<'py, PyAny>,
+    resource_request: &Bound<'py, PyAny>,
+    spec: Option<&Bound<'py, PyAny>>,
+    settings: Option<String>,
+    to_plain: Option<&Bound<'py, PyAny>>,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, Option<String>)> {
     let registry = from_py(registry, "registry")?;
-    let app = from_py(app, "app")?;
-    let mut spec = from_py(spec, "spec")?;
-    let spec_deploy = from_py(spec_deploy, "spec_deploy")?;
-    let spec = run(py, move || {
-        let fields = crate::registry::placement::start_fields(&registry, &product, &app_id, &app)?;
-        crate::registry::placement::finish_spec(&mut spec, &app_id, Some(&spec_deploy), &fields);
-        Ok(spec)
+    let app = object(from_py(app, "app")?);
+    let walk = crate::bindings::PlainWalk {
+        skip: None,
+        to_plain,
+    };
+    let principal = walk.convert(principal, "principal")?;
+    let principal = StartPrincipal {
+        username: principal.get("username").cloned().unwrap_or(Value::Null),
+        access_token: principal
+            .get("access_token")
+            .cloned()
+            .unwrap_or(Value::Null),
+        refresh_token: principal
+            .get("refresh_token")
+            .cloned()
+            .unwrap_or(Value::Null),
+        host: principal.get("host").cloned().unwrap_or(Value::Null),
+        extra_container_env: principal
+            .get("extra_container_env")
+            .cloned()
+            .unwrap_or(Value::Null),
+    };
+    let resources = from_py(resource_request, "resource_request")?;
+    let given_spec = spec.map(|s| from_py(s, "spec")).transpose()?;
+    // None: the spec and settings are given (a cache of its own would fetch them).
+    let cache = cache.map(|c| c.inner.clone()).unwrap_or_default();
+    let (request, fetched_spec, fetched_settings) = run(py, move || {
+        let which = StartApp {
+            registry: &registry,
+            product: &product,
+            app_id: &app_id,
+            app: &app,
+        };
+        let (spec, fetched_spec) = match given_spec {
+            Some(spec) => (spec, None),
+            None => {
+                let spec = fetch_spec(&cache, &which)?;
+                (spec.clone(), Some(spec))
+            }
+        };
+        let (settings, fetched_settings) = match settings {
+            Some(text) => (text, None),
+            None => {
+                let text = fetch_settings(&cache, &which)?;
+                (text.clone(), Some(text))
+            }
+        };
+        let request = start_request(&which, spec, &settings, Some(resources), &principal)?;
+        Ok((request, fetched_spec, fetched_settings))
     })?;
-    to_py(py, &spec)
+    let fetched_spec = match fetched_spec {
+        Some(spec) => to_py(py, &spec)?,
+        None => py.None().into_bound(py),
+    };
+    Ok((to_py(py, &request)?, fetched_spec, fetched_settings))
 }
 
 /// The `.env` URL beside a spec URL.
@@ -393,7 +491,7 @@ pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(registry_mixin, m)?)?;
     m.add_function(wrap_pyfunction!(registry_add_conf_impl, m)?)?;
     m.add_function(wrap_pyfunction!(registry_render_spec, m)?)?;
-    m.add_function(wrap_pyfunction!(registry_start_spec, m)?)?;
+    m.add_function(wrap_pyfunction!(registry_start_request, m)?)?;
     m.add_function(wrap_pyfunction!(registry_settings_url, m)?)?;
     m.add_function(wrap_pyfunction!(registry_icon_url, m)?)?;
     m.add_function(wrap_pyfunction!(aio_call, m)?)?;

@@ -28,7 +28,7 @@ pub mod prepull;
 pub mod request;
 pub mod stopcull;
 
-pub use request::{parse_env, services_from_compose};
+pub use request::services_from_compose;
 
 use crate::environment::cli::CliEnv;
 use crate::error::Error;

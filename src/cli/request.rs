@@ -1,27 +1,16 @@
 //! The start requests the command line sends: from a docker-compose file
-//! ([`compose_request`]) or from an app of a registry ([`registry_request`], built as
-//! `tycho.context.TychoContext.start` builds it), and the checks of GUID arguments.
+//! ([`compose_request`]) or from an app of a registry ([`registry_request`], by the
+//! builder `tycho.context.TychoContext.start` uses, [`crate::registry::start`]), and
+//! the checks of GUID arguments.
 
 use crate::environment::cli::CliEnv;
 use crate::error::{Error, ErrorKind, Result};
-use crate::registry::{model as registry_model, spec, GrokOptions, HttpCache, Source};
-use crate::text::pyfmt::truthy;
+use crate::registry::{start as registry_start, GrokOptions, HttpCache, Source};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 
 /// Seconds a registry fetch may take (as `tycho.context`'s `HTTP_TIMEOUT`).
 const HTTP_TIMEOUT: f64 = 10.0;
-
-/// Parses KEY=value lines like the original's `parse_env`: lines end at `\n` only (a
-/// CRLF file keeps its `\r` in the values, as the original's `split("\n")` does), lines
-/// without `=` are skipped, the first `=` splits. The one rule for the CLI and
-/// `tycho.client`/`tycho.tycho_utils` (through `tycho._native.parse_env`).
-pub fn parse_env(text: &str) -> Map<String, Value> {
-    text.split('\n')
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
-        .collect()
-}
 
 /// The services entry `tycho up` derives from a compose document: the last port of
 /// every service that has ports.
@@ -159,7 +148,7 @@ pub fn compose_request(
     // `$NAME` / `${NAME}` of the settings, substituted into the text before parsing as
     // the original's `TemplateUtils.apply_environment` does.
     let text = crate::text::dotenv::apply_settings(&settings_text, &text);
-    let settings = parse_env(&settings_text);
+    let settings = crate::text::dotenv::parse_env(&settings_text);
     let shown = if stdin {
         "<stdin>".to_string()
     } else {
@@ -371,11 +360,8 @@ impl ProductRegistry {
 }
 
 /// The start request appstore would send for `app`: the registry compiled for `product`
-/// (extends, app-defaults, mixins), the app's spec rendered with the registry `settings`,
-/// the `.env` beside it plus the app's registry `env`, its `services`, `serviceAccount`,
-/// `securityContext`, `ext`, `conn_string`, `proxy-rewrite` and `gitea-integration`, and
-/// the context's and app's `placement` and `gpu_resource`
-/// ([`crate::registry::placement`]), as `TychoContext.start` builds it. The resource request is the spec's own
+/// (extends, app-defaults, mixins), then the builder `TychoContext.start` uses too
+/// ([`crate::registry::start`]). The resource request is the spec's own
 /// `deploy.resources` (what appstore sends when the user keeps the defaults).
 pub fn registry_request(which: &RegistryApp<'_>, env: &CliEnv, limit: u64) -> Result<Value> {
     ProductRegistry::load(which.registry, which.product)?.request(
@@ -413,7 +399,13 @@ fn app_request(
             ),
         ));
     };
-    let spec_url = app.get("spec").and_then(Value::as_str).unwrap_or_default();
+    let start = registry_start::StartApp {
+        registry,
+        product: &loaded.product,
+        app_id,
+        app,
+    };
+    let spec_url = start.spec_url();
     let what = format!("spec of app {app_id}");
     let text = fetch(cache, source, spec_url, &what, limit)?.ok_or_else(|| {
         Error::new(
@@ -421,112 +413,23 @@ fn app_request(
             format!("{what} {spec_url} is not there"),
         )
     })?;
-    let mut system =
-        spec::render_spec(app_id, spec_url, &text, &registry_model::settings(registry))?;
+    let system = start.render_spec(&text)?;
     let settings_text = fetch(
         cache,
         source,
-        &spec::settings_url(spec_url),
+        &start.settings_url(),
         &format!("settings of app {app_id}"),
         limit,
     )?
     .unwrap_or_default();
-    // client.parse_env: lines split on "\n" only.
-    let mut settings: Map<String, Value> = settings_text
-        .split('\n')
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
-        .collect();
-    if let Some(Value::Object(extra)) = app.get("env") {
-        for (k, v) in extra {
-            settings.insert(k.clone(), v.clone());
-        }
-    }
-    let services: Map<String, Value> = match app.get("services") {
-        Some(Value::Object(s)) => s
-            .iter()
-            .map(|(k, v)| {
-                let port = match v {
-                    Value::String(s) => s.clone(),
-                    other => crate::text::pyfmt::py_str(other),
-                };
-                (k.clone(), json!({"port": port, "clients": []}))
-            })
-            .collect(),
-        _ => Map::new(),
+    let resources = registry_start::default_resources(&start, &system);
+    let principal = registry_start::StartPrincipal {
+        username: json!(username),
+        access_token: json!(env.access_token),
+        host: json!(host),
+        ..Default::default()
     };
-    let security_context = app
-        .get("securityContext")
-        .cloned()
-        .unwrap_or_else(|| json!({}));
-    let Some(Value::Object(service)) = system.get_mut("services").and_then(|s| s.get_mut(app_id))
-    else {
-        return Err(Error::new(
-            ErrorKind::Context,
-            format!("app {app_id}: its spec {spec_url} has no service named {app_id}"),
-        ));
-    };
-    let spec_deploy = service.get("deploy").cloned();
-    service.insert("ext".into(), app.get("ext").cloned().unwrap_or(Value::Null));
-    // The resources appstore sends by default: the spec's own (made literal as
-    // tycho.context does with the request's values).
-    if let Some(resources) = service.get("deploy").and_then(|d| d.get("resources")) {
-        let resources = crate::render::literal_value(resources.clone());
-        service.insert("deploy".into(), json!({ "resources": resources }));
-    }
-    service.insert(
-        "conn_string".into(),
-        app.get("conn_string").cloned().unwrap_or_else(|| json!("")),
-    );
-    let mut proxy_rewrite = app
-        .get("proxy-rewrite")
-        .cloned()
-        .unwrap_or_else(|| json!({"enabled": false, "target": null}));
-    if app.get("proxy-rewrite-rule").is_some_and(truthy) {
-        if let Value::Object(p) = &mut proxy_rewrite {
-            p.insert("enabled".into(), json!(true));
-        }
-    }
-    service.insert("proxy_rewrite".into(), proxy_rewrite);
-    service.insert(
-        "gitea_integration".into(),
-        app.get("gitea-integration")
-            .cloned()
-            .unwrap_or(json!(false)),
-    );
-    // The app's activity probe (culling; not the original's): onto the Deployment.
-    if let Some(activity) = app.get("activity").filter(|v| !v.is_null()) {
-        service.insert("activity".into(), activity.clone());
-    }
-    system["security_context"] = security_context;
-    // The registry's placement and GPU resource, and the spec's own deploy.placement and
-    // GPU devices kept (the rule TychoContext.start calls too).
-    let fields = crate::registry::placement::start_fields(
-        registry,
-        &loaded.product,
-        app_id,
-        &Value::Object(app.clone()),
-    )?;
-    crate::registry::placement::finish_spec(&mut system, app_id, spec_deploy.as_ref(), &fields);
-    let principal = json!({
-        "username": username,
-        "access_token": env.access_token,
-        "refresh_token": null,
-        "host": host,
-    });
-    let mut request = json!({
-        "name": app_id,
-        "serviceaccount": app.get("serviceAccount").cloned().unwrap_or(Value::Null),
-        "env": settings,
-        "system": system,
-        "principal": serde_json::to_string_pretty(&principal).unwrap_or_default(),
-        "services": services,
-    });
-    if let Some(count) = app.get("count").filter(|c| c.as_u64().is_some()) {
-        // The registry's limit, for tycho.policy.enforce_count (as TychoContext.start).
-        request["count"] = count.clone();
-    }
-    Ok(request)
+    registry_start::start_request(&start, system, &settings_text, resources, &principal)
 }
 
 #[cfg(test)]

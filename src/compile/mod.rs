@@ -390,7 +390,7 @@ pub fn add_container_env(config: &Value, context: &mut Value) -> Result<()> {
             crate::compile::token_secret::container_env_of(name, system_env, &extra_env, mode)
         }
         _ => {
-            let Ok(system) = crate::exec::kube::system_from_value(system) else {
+            let Ok(system) = System::from_plain(system.clone()) else {
                 return Ok(());
             };
             let mode = crate::config::access_token_env(config)?;

@@ -1,7 +1,7 @@
 //! The process environment, read in one place.
 //!
 //! Every environment variable tycho honours is read by a function of this module tree,
-//! into a typed struct per area ([`cli`], [`cull`], [`model`], [`kube`], [`server`], [`registry`],
+//! into a typed struct per area ([`cli`], [`cull`], [`model`], [`kube`], [`server`], [`registry`], [`python`],
 //! [`docker`], [`resources`], [`templates`], and the access-token mode in [`access_token_env`]). Everything else takes those structs as arguments, so the rules that use
 //! a setting are pure functions and can be tested without touching the process
 //! environment. Nothing in tycho writes the environment (`std::env::set_var` is unsound
@@ -18,6 +18,7 @@ pub mod cull;
 pub mod docker;
 pub mod kube;
 pub mod model;
+pub mod python;
 pub mod registry;
 pub mod resources;
 pub mod server;

@@ -170,6 +170,29 @@ impl ModelSwitches {
             .clone()
             .unwrap_or_else(|| username.to_string())
     }
+
+    /// `CREATE_HOME_DIRS` as the init container reads it: lower case, "false" when unset.
+    pub fn create_home_dirs_text(&self) -> String {
+        self.create_home_dirs
+            .as_deref()
+            .unwrap_or("false")
+            .to_lowercase()
+    }
+
+    /// The pod security context `NFSRODS_UID` imposes (`{"run_as_user": uid}`), which
+    /// replaces the registry's and the defaults; None when it is unset.
+    pub fn nfsrods_security_context(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
+        self.nfsrods_uid.as_ref().map(|uid| {
+            let mut m = serde_json::Map::new();
+            m.insert("run_as_user".into(), serde_json::Value::String(uid.clone()));
+            m
+        })
+    }
+
+    /// `NFSRODS_HOST` when iRODS is enabled (`IROD_HOST` set); None otherwise.
+    pub fn nfsrods_host_if_enabled(&self) -> Option<String> {
+        self.irods_enabled.then(|| self.nfsrods_host.clone())
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Which compute back end ("backplane") runs systems, by the original's names:
 //! `kubernetes` ([`crate::exec::kube`]) or `docker-compose` (alias `docker`,
 //! [`crate::exec::docker`]). The CLI and `tycho api` dispatch through here; the Python face
-//! chooses in `tycho.factory`.
+//! asks for the names (`tycho._native.BACKPLANES`, `tycho._native.backplane_name`) and
+//! maps them to its compute classes in `tycho.factory`.
 
 use crate::error::{Error, Result};
 use crate::exec::{BoxFut, Executor};
@@ -20,6 +21,10 @@ pub enum Backplane {
 /// The names `-b` and `tycho.backplane` accept.
 pub const SUPPORTED: &[&str] = &["kubernetes", "docker-compose", "docker"];
 
+/// The original's names of the backplanes, in its order (`tycho.factory.supported_backplanes`);
+/// [`SUPPORTED`] adds the alias `docker`.
+pub const NAMES: &[&str] = &["kubernetes", "docker-compose"];
+
 impl Backplane {
     /// The backplane named `name` (`kubernetes`, `docker-compose`, `docker`).
     pub fn parse(name: &str) -> Result<Backplane> {
@@ -30,6 +35,14 @@ impl Backplane {
                 "unrecognized backplane {other:?}; supported backplanes: {}",
                 SUPPORTED.join(", ")
             ))),
+        }
+    }
+
+    /// The backplane's name (one of [`NAMES`]; `docker` is named `docker-compose`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Backplane::Kubernetes => NAMES[0],
+            Backplane::Docker => NAMES[1],
         }
     }
 }

@@ -71,25 +71,9 @@ impl Kubernetes {
     }
 }
 
-/// A modify request of the API (`tycho-guid`, `labels`, `cpu`, `memory`) in the
-/// executor's form (`guid`, `labels`, `resources`), as `ModifySystem.parse_modify` builds it.
+/// A modify request of the API in the executor's form ([`crate::model::request::modify_request`]).
 pub fn modify_request(request: &Value) -> Value {
-    let mut resources = serde_json::Map::new();
-    for key in ["cpu", "memory"] {
-        if let Some(v) = request.get(key).filter(|v| !v.is_null()) {
-            resources.insert(key.into(), v.clone());
-        }
-    }
-    let labels = request
-        .get("labels")
-        .filter(|v| !v.is_null())
-        .cloned()
-        .unwrap_or_else(|| serde_json::json!({}));
-    serde_json::json!({
-        "guid": request.get("tycho-guid").cloned().unwrap_or(Value::Null),
-        "labels": labels,
-        "resources": resources,
-    })
+    crate::model::request::modify_request(request)
 }
 
 impl Executor for Kubernetes {

@@ -78,14 +78,9 @@ pub fn parse<'a>(
     ] {
         init_security_context.insert(key.into(), sc_str(&registry_sc, registry_key, default));
     }
-    let security_context = match &switches.nfsrods_uid {
-        Some(uid) => {
-            let mut m = Map::new();
-            m.insert("run_as_user".into(), Value::String(uid.clone()));
-            m
-        }
-        None => security_context,
-    };
+    let security_context = switches
+        .nfsrods_security_context()
+        .unwrap_or(security_context);
     let registry_ids = RegistryIds {
         user: switches.nfsrods_uid.is_some() || registry_sc.contains_key("runAsUser"),
         group: switches.nfsrods_uid.is_some() || registry_sc.contains_key("runAsGroup"),
@@ -600,11 +595,7 @@ fn build(
         serviceaccount: req.serviceaccount.clone(),
         enable_init_container: switches.enable_init_container.clone(),
         conn_string: last.get("conn_string").cloned().unwrap_or(json!("")),
-        create_home_dirs: switches
-            .create_home_dirs
-            .clone()
-            .unwrap_or_else(|| "false".into())
-            .to_lowercase(),
+        create_home_dirs: switches.create_home_dirs_text(),
         stdnfs_pvc: switches.stdnfs_pvc_or_default(),
         parent_dir: switches.parent_dir.clone(),
         subpath_dir: switches.subpath_dir_or(&username),
@@ -641,9 +632,7 @@ fn build(
         gitea_host: switches.gitea_host.clone(),
         gitea_user: switches.gitea_user.clone(),
         gitea_service_name: switches.gitea_service_name.clone(),
-        nfsrods_host: switches
-            .irods_enabled
-            .then(|| switches.nfsrods_host.clone()),
+        nfsrods_host: switches.nfsrods_host_if_enabled(),
         extra_env: Vec::new(),
         username,
         identifier: inputs.identifier.clone(),

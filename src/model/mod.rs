@@ -11,7 +11,7 @@
 //! switches come in as [`ModelSwitches`], read once at the entry point.
 
 use indexmap::IndexMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub mod build;
@@ -34,6 +34,17 @@ pub use warning::Warning;
 pub const LOG_TARGET: &str = "tycho.model";
 
 pub(crate) use crate::text::pyfmt::truthy;
+
+/// A field of the plain model that may be missing or null: its empty value. The
+/// original's constructors leave some attributes unset or None (a hand-built
+/// `tycho.model.System`); its plain form ([`System::from_plain`]) reads them so.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + serde::Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
 
 /// Resource limits or reservations of a container (`deploy.resources.limits`).
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
@@ -94,22 +105,31 @@ pub struct Container {
     /// Image reference.
     pub image: String,
     /// Unused by the built-in templates; kept for the original's attribute set.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub identity: Value,
     /// Limits.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub limits: Limits,
     /// Reservations (requests).
+    #[serde(default, deserialize_with = "null_as_default")]
     pub requests: Limits,
     /// `ports` (container side of "host:container").
+    #[serde(default, deserialize_with = "null_as_default")]
     pub ports: Vec<Port>,
     /// `expose`.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub expose: Vec<Port>,
     /// `depends_on`.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub depends_on: Value,
     /// Entrypoint as a list of arguments, or null.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub command: Value,
     /// Environment as `[name, value]` pairs.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub env: Vec<Vec<String>>,
     /// Volume specs (`pvc://...`), defaults included.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub volumes: Vec<String>,
     /// Liveness probe.
     pub liveness_probe: Option<Probe>,
@@ -255,14 +275,17 @@ pub struct System {
     /// The containers, in compose-service name order.
     pub containers: Vec<Container>,
     /// Services by container name.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub services: IndexMap<String, Service>,
     /// Volume mounts.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub volumes: Vec<Volume>,
     /// Port of the app's main container (set by the executor).
     pub system_port: Value,
     /// AMBASSADOR_ID.
     pub ambassador_id: String,
     /// The principal's fields, added to every container's environment.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub system_env: Map<String, Value>,
     /// The principal's username.
     pub username: String,
@@ -271,6 +294,7 @@ pub struct System {
     /// The principal's host.
     pub host: Value,
     /// Extra annotations (unused by the built-in templates).
+    #[serde(default, deserialize_with = "null_as_default")]
     pub annotations: Map<String, Value>,
     /// Namespace hint.
     pub namespace: String,
@@ -295,8 +319,10 @@ pub struct System {
     /// Default gid from the config.
     pub default_run_as_group: Value,
     /// Pod/container security context: run_as_user, run_as_group, fs_group.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub security_context: Map<String, Value>,
     /// Init container security context: run_as_user, run_as_group.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub init_security_context: Map<String, Value>,
     /// TYCHO_APP_INIT_IMAGE_REPOSITORY.
     pub init_image_repository: String,
@@ -327,6 +353,7 @@ pub struct System {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nfsrods_host: Option<String>,
     /// `extra_container_env` of the principal, added to every container.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub extra_env: Vec<Vec<String>>,
     /// Pod labels from the services' compose `labels` (tycho's own left out).
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
@@ -345,6 +372,18 @@ pub struct System {
 }
 
 impl System {
+    /// The system of its plain form (`tycho.model.System.to_dict()`, or what
+    /// `parse_system` gives): the one conversion of a model built in Python, by the
+    /// model's own field rules (attributes the original's constructors leave unset or
+    /// None read as empty).
+    pub fn from_plain(value: Value) -> crate::error::Result<System> {
+        serde_json::from_value(value).map_err(|e| {
+            crate::error::Error::input(format!(
+                "the system to start is not a valid tycho system model: {e}"
+            ))
+        })
+    }
+
     /// Whether any service restricts its clients (a NetworkPolicy is needed).
     pub fn requires_network_policy(&self) -> bool {
         self.services.values().any(|s| !s.clients.is_empty())

@@ -19,6 +19,7 @@ pub mod grok;
 pub mod model;
 pub mod placement;
 pub mod spec;
+pub mod start;
 
 pub use fetch::{CacheStats, Fetched, HttpCache};
 pub use grok::{deep_merge, grok, GrokOptions};

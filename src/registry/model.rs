@@ -121,76 +121,16 @@ pub fn posix_join(a: &str, b: &str) -> String {
     }
 }
 
-fn is_ident_start(c: char) -> bool {
-    c == '_' || c.is_ascii_alphabetic()
-}
-
-fn is_ident(c: char) -> bool {
-    c == '_' || c.is_ascii_alphanumeric()
-}
-
-/// `string.Template(text).safe_substitute(mapping)`: `$name` and `${name}` are replaced
-/// when `name` is in `mapping`, `$$` becomes `$`, anything else is left as it is.
+/// `string.Template(text).safe_substitute(mapping)` (`crate::text::dotenv::substitute_with`,
+/// the one rule): `$name` and `${name}` are replaced when `name` is in `mapping` (its
+/// first entry), `$$` becomes `$`, anything else is left as it is.
 pub fn safe_substitute(text: &str, mapping: &[(String, String)]) -> String {
-    let lookup = |name: &str| mapping.iter().find(|(k, _)| k == name).map(|(_, v)| v);
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c != '$' {
-            out.push(c);
-            i += 1;
-            continue;
-        }
-        // "$$"
-        if chars.get(i + 1) == Some(&'$') {
-            out.push('$');
-            i += 2;
-            continue;
-        }
-        // "${name}"
-        if chars.get(i + 1) == Some(&'{') {
-            let start = i + 2;
-            let mut j = start;
-            if j < chars.len() && is_ident_start(chars[j]) {
-                j += 1;
-                while j < chars.len() && is_ident(chars[j]) {
-                    j += 1;
-                }
-                if chars.get(j) == Some(&'}') {
-                    let name: String = chars[start..j].iter().collect();
-                    match lookup(&name) {
-                        Some(v) => out.push_str(v),
-                        None => out.extend(&chars[i..=j]),
-                    }
-                    i = j + 1;
-                    continue;
-                }
-            }
-            out.push('$');
-            i += 1;
-            continue;
-        }
-        // "$name"
-        let start = i + 1;
-        if start < chars.len() && is_ident_start(chars[start]) {
-            let mut j = start + 1;
-            while j < chars.len() && is_ident(chars[j]) {
-                j += 1;
-            }
-            let name: String = chars[start..j].iter().collect();
-            match lookup(&name) {
-                Some(v) => out.push_str(v),
-                None => out.extend(&chars[i..j]),
-            }
-            i = j;
-            continue;
-        }
-        out.push('$');
-        i += 1;
-    }
-    out
+    crate::text::dotenv::substitute_with(text, |name| {
+        mapping
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    })
 }
 
 #[cfg(test)]

@@ -1,18 +1,21 @@
-//! Settings substitution of the command line: `$NAME` / `${NAME}` in a compose file's
-//! text replaced by the values of a `.env` file before the text is parsed, with the
+//! `.env` settings: how a `.env` text is read ([`parse_env`], the one rule) and the
+//! substitution of the command line, `$NAME` / `${NAME}` in a compose file's text
+//! replaced by the values of a `.env` file before the text is parsed, with the
 //! semantics of Python's `string.Template(text).safe_substitute(mapping)` that the
 //! original's `TemplateUtils.apply_environment` uses.
 
-use std::collections::HashMap;
+use serde_json::{Map, Value};
 
-/// The `.env` text as the original's `apply_environment` reads it: every line (split on
-/// `\n` only, so a `\r` stays in the value) that contains `=` gives `name = value`,
-/// split at the first `=`; a later line wins over an earlier one.
-pub fn settings_mapping(settings: &str) -> HashMap<String, String> {
+/// The one `.env` rule (the CLI's settings, `tycho.client.TychoClient.parse_env`, the
+/// registry start request and the original's `apply_environment` all read it so):
+/// every line (split on `\n` only, so a CRLF file keeps its `\r` in the values) that
+/// contains `=` gives `name = value`, split at the first `=`; a later line wins over an
+/// earlier one (keeping the earlier one's place).
+pub fn parse_env(settings: &str) -> Map<String, Value> {
     settings
         .split('\n')
         .filter_map(|line| line.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
         .collect()
 }
 
@@ -29,7 +32,13 @@ fn is_id_char(b: u8) -> bool {
 /// digits and `_`) become the mapping's value, or stay as written when the name is not
 /// in the mapping; any other `$` stays as it is. Values are inserted as they are (never
 /// substituted again).
-pub fn safe_substitute(text: &str, mapping: &HashMap<String, String>) -> String {
+pub fn safe_substitute(text: &str, mapping: &Map<String, Value>) -> String {
+    substitute_with(text, |name| mapping.get(name).and_then(Value::as_str))
+}
+
+/// [`safe_substitute`] with the values of `lookup` (None: the name is not set): the one
+/// `string.Template.safe_substitute` rule (the registry's `$repository` names use it too).
+pub fn substitute_with<'m>(text: &str, lookup: impl Fn(&str) -> Option<&'m str>) -> String {
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
@@ -50,7 +59,7 @@ pub fn safe_substitute(text: &str, mapping: &HashMap<String, String>) -> String 
                 while j < bytes.len() && is_id_char(bytes[j]) {
                     j += 1;
                 }
-                (mapping.get(&text[i + 1..j]).map(String::as_str), j)
+                (lookup(&text[i + 1..j]), j)
             }
             Some(b'{') if bytes.get(i + 2).copied().is_some_and(is_id_start) => {
                 let mut j = i + 3;
@@ -58,7 +67,7 @@ pub fn safe_substitute(text: &str, mapping: &HashMap<String, String>) -> String 
                     j += 1;
                 }
                 if bytes.get(j) == Some(&b'}') {
-                    (mapping.get(&text[i + 2..j]).map(String::as_str), j + 1)
+                    (lookup(&text[i + 2..j]), j + 1)
                 } else {
                     // Not a braced name: the `$` is an invalid placeholder and stays.
                     (None, i + 1)
@@ -84,17 +93,17 @@ pub fn apply_settings(settings: &str, text: &str) -> String {
         // The original substitutes only when there are settings at all (`$$` stays).
         return text.to_string();
     }
-    safe_substitute(text, &settings_mapping(settings))
+    safe_substitute(text, &parse_env(settings))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    fn map(pairs: &[(&str, &str)]) -> Map<String, Value> {
         pairs
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
             .collect()
     }
 
@@ -135,7 +144,7 @@ mod tests {
 
     #[test]
     fn settings_text_is_read_like_the_original() {
-        let m = settings_mapping("A=1\nB=x=y\r\nnot a setting\nA=2\n=empty\n");
+        let m = parse_env("A=1\nB=x=y\r\nnot a setting\nA=2\n=empty\n");
         assert_eq!(m["A"], "2");
         assert_eq!(m["B"], "x=y\r");
         assert_eq!(m[""], "empty");

@@ -108,6 +108,86 @@ pub fn py_str(v: &Value) -> String {
     }
 }
 
+/// `json.dumps(value, indent=indent)` as CPython writes it (`ensure_ascii`: every
+/// character outside ASCII as `\uXXXX`; floats as `repr`; `indent` None: one line with
+/// `", "` and `": "` between items).
+pub fn json_dumps(v: &Value, indent: Option<usize>) -> String {
+    let mut out = String::new();
+    write_json(&mut out, v, indent, 0);
+    out
+}
+
+fn json_newline(out: &mut String, indent: Option<usize>, level: usize) {
+    if let Some(n) = indent {
+        out.push('\n');
+        out.extend(std::iter::repeat_n(' ', n * level));
+    }
+}
+
+fn write_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            ' '..='~' => out.push(c),
+            _ => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+        }
+    }
+    out.push('"');
+}
+
+fn write_json(out: &mut String, v: &Value, indent: Option<usize>, level: usize) {
+    let separator = if indent.is_some() { "," } else { ", " };
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => match n.as_f64().filter(|_| n.is_f64()) {
+            Some(f) => out.push_str(&float_repr(f)),
+            None => out.push_str(&n.to_string()),
+        },
+        Value::String(s) => write_json_str(out, s),
+        Value::Array(items) if items.is_empty() => out.push_str("[]"),
+        Value::Object(map) if map.is_empty() => out.push_str("{}"),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(separator);
+                }
+                json_newline(out, indent, level + 1);
+                write_json(out, item, indent, level + 1);
+            }
+            json_newline(out, indent, level);
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push('{');
+            for (i, (key, item)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(separator);
+                }
+                json_newline(out, indent, level + 1);
+                write_json_str(out, key);
+                out.push_str(": ");
+                write_json(out, item, indent, level + 1);
+            }
+            json_newline(out, indent, level);
+            out.push('}');
+        }
+    }
+}
+
 /// `repr(value)` of the Python object a JSON value stands for.
 pub fn py_repr(v: &Value) -> String {
     let mut out = String::new();
@@ -194,6 +274,25 @@ pub fn truthy(v: &Value) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn json_is_written_like_python() {
+        let v = json!({"user": "j\u{e9}\"\n", "n": [1, 2.5, null, true], "e": {}, "l": []});
+        let expected = r#"{
+    "user": "j\u00e9\"\n",
+    "n": [
+        1,
+        2.5,
+        null,
+        true
+    ],
+    "e": {},
+    "l": []
+}"#;
+        assert_eq!(json_dumps(&v, Some(4)), expected);
+        let emoji = json!({"a": [1, "\u{1f600}"]});
+        assert_eq!(json_dumps(&emoji, None), r#"{"a": [1, "\ud83d\ude00"]}"#);
+    }
 
     #[test]
     fn floats_print_like_python() {

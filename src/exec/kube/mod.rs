@@ -48,7 +48,7 @@ pub use client::{
 pub use delete::{delete, delete_async};
 pub use error::{Cause, KubeError};
 pub use modify::{modify, modify_async};
-pub use start::{start, start_async, system_from_value};
+pub use start::{start, start_async};
 /// The original's creation-time format, shared with the Docker backplane.
 pub(crate) use status::creation_time;
 pub use status::{status, status_async};
