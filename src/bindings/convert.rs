@@ -61,6 +61,7 @@ pub(crate) fn run<T: Send>(
 /// Refuses, before conversion (which recurses and turns NaN into null), a Python value
 /// nested deeper than [`crate::limits::MAX_DEPTH`] or containing itself, and a float
 /// that is NaN or infinite or an int outside 64 bits, naming where it sits.
+// Long because: one iterative walk keeping its own stack of paths; a case per Python type.
 fn check_py_value(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<()> {
     use pyo3::types::{PyFloat, PyInt, PyList, PyTuple};
     let py = obj.py();
@@ -302,6 +303,7 @@ impl<'py> PlainWalk<'_, 'py> {
         from_py(&plain, &field(what, path))
     }
 
+    // Long because: one case per Python type, in the order the original's `to_plain` tries them.
     fn walk(
         &self,
         obj: &Bound<'py, PyAny>,

@@ -305,6 +305,7 @@ pub struct RegistryApp<'a> {
 /// the context's and app's `placement` and `gpu_resource`
 /// ([`crate::registry::placement`]), as `TychoContext.start` builds it. The resource request is the spec's own
 /// `deploy.resources` (what appstore sends when the user keeps the defaults).
+// Long because: the request as `TychoContext.start` builds it, step by step (issue 23 part 2 moves it to one shared builder).
 pub fn registry_request(which: &RegistryApp<'_>, env: &CliEnv, limit: u64) -> Result<Value> {
     let source = registry_source(which.registry)?;
     let cache = HttpCache::new(HTTP_TIMEOUT, 60.0);

@@ -2,6 +2,7 @@
 //! NetworkPolicy, Services, and the token Secret of [`crate::compile::token_secret`]), the same
 //! objects the executor creates, with no cluster.
 
+pub mod default_limits;
 pub mod policy;
 pub mod token_secret;
 
@@ -96,13 +97,7 @@ pub fn new_identifier() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-/// Renders a compose string value with the settings, Jinja2 style.
-pub fn render_setting(source: &str, context: &Value) -> Result<String> {
-    crate::render::render_string(source, context).map_err(|e| {
-        e.prefixed("compose templating failed")
-            .with_kind(ErrorKind::Input)
-    })
-}
+pub use crate::model::render_setting;
 
 /// Parses a start request into a system model, logging its warnings on `tycho.model`
 /// (an error instead in strict mode, `tycho.compute.system.strict`).
@@ -270,7 +265,7 @@ fn compile_system_in(
     }
     let mut deployment = pod_to_deployment(&system, pods.remove(0))?;
     // Opt-in: with no default limit set, the pod is the original's.
-    crate::exec::default_limits::DefaultLimits::for_kubernetes(
+    crate::compile::default_limits::DefaultLimits::for_kubernetes(
         config,
         &crate::environment::resources::DefaultLimitsEnv::from_env(),
     )?
@@ -381,7 +376,7 @@ pub fn add_container_env(config: &Value, context: &mut Value) -> Result<()> {
             crate::compile::token_secret::container_env_of(name, system_env, &extra_env, mode)
         }
         _ => {
-            let Ok(system) = crate::exec::kube::system_from_value(system) else {
+            let Ok(system) = crate::model::system_from_value(system) else {
                 return Ok(());
             };
             let mode = crate::config::access_token_env(config)?;

@@ -18,6 +18,7 @@ pub mod build;
 pub mod caps;
 pub mod compose;
 pub mod placement;
+pub mod plain;
 pub mod request;
 pub mod schema;
 pub mod template;
@@ -25,8 +26,10 @@ pub mod volumes;
 pub mod warning;
 
 pub use crate::environment::model::{ModelCaps, ModelSwitches};
-pub use build::{client_network, parse, StringRenderer};
+pub use build::{client_network, parse};
+pub use plain::system_from_value;
 pub use request::StartRequest;
+pub use template::{render_setting, StringRenderer};
 pub use volumes::volumes_of;
 pub use warning::Warning;
 

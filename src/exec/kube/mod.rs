@@ -33,16 +33,17 @@ mod start;
 mod status;
 pub mod wait;
 
+pub use crate::model::system_from_value;
 /// The process's executor runtime, shared with the Docker backplane.
 pub(crate) use client::block_on;
 pub use client::{
-    api_server_url, default_namespace, set_overrides, settings, KubeOverrides, OverridesGuard,
-    Settings,
+    api_server_url, default_namespace, kube_env, set_overrides, KubeEnv, KubeOverrides,
+    OverridesGuard,
 };
 pub use delete::{delete, delete_async};
 pub use error::{Cause, KubeError};
 pub use modify::{modify, modify_async};
-pub use start::{start, start_async, system_from_value};
+pub use start::{start, start_async};
 /// The original's creation-time format, shared with the Docker backplane.
 pub(crate) use status::creation_time;
 pub use status::{status, status_async};
@@ -180,7 +181,7 @@ fn describe_unredacted(e: &kube::Error) -> String {
 /// Ok when the Kubernetes API server answers `GET /version` on the executor's client
 /// (the `/readyz` of `tycho api`).
 pub async fn api_ready() -> crate::Result<()> {
-    let connection = client::connection(ErrorKind::Kube, &client::settings()).await?;
+    let connection = client::connection(ErrorKind::Kube, &client::kube_env()).await?;
     connection
         .client
         .apiserver_version()
@@ -199,7 +200,7 @@ pub async fn service_url_async(name: &str, namespace: &str) -> crate::Result<Opt
         return Err(err(kind, format!("{name:?} is not a valid Service name")));
     }
     check_label_value(kind, "namespace", namespace)?;
-    let connection = client::connection(kind, &client::settings()).await?;
+    let connection = client::connection(kind, &client::kube_env()).await?;
     let api: Api<core::v1::Service> = Api::namespaced(connection.client.clone(), namespace);
     let what = format!("Service {name:?} in namespace {namespace}");
     let service = retry::idempotent(&what, || api.get_opt(name))

@@ -32,7 +32,7 @@ use super::inflight;
 use super::retry;
 use super::{err, Kind, GUID_LABEL, LOG_TARGET};
 use crate::compile;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{ErrorKind, Result};
 use crate::model::System;
 use crate::text::names;
 use futures::future::join_all;
@@ -42,61 +42,6 @@ use serde_json::{json, Map, Value};
 use std::sync::Mutex;
 
 const KIND: ErrorKind = ErrorKind::Start;
-
-/// Rebuilds a [`System`] from its plain form (`tycho.model.System.to_dict()`, or the
-/// output of `parse_system`). A hand-built `tycho.model.System` may lack probe,
-/// identity, command and limits attributes; they default to none.
-pub fn system_from_value(value: &Value) -> Result<System> {
-    let mut value = value.clone();
-    let fill = |map: &mut Map<String, Value>, keys: &[&str], empty: Value| {
-        for key in keys {
-            if map.get(*key).is_none_or(Value::is_null) {
-                map.insert(key.to_string(), empty.clone());
-            }
-        }
-    };
-    if let Some(map) = value.as_object_mut() {
-        fill(map, &["volumes", "extra_env"], json!([]));
-        fill(
-            map,
-            &[
-                "system_env",
-                "annotations",
-                "security_context",
-                "init_security_context",
-                "services",
-            ],
-            json!({}),
-        );
-    }
-    if let Some(Value::Array(containers)) = value.get_mut("containers") {
-        for c in containers.iter_mut().filter_map(Value::as_object_mut) {
-            fill(c, &["volumes", "ports", "expose", "env"], json!([]));
-            for key in [
-                "liveness_probe",
-                "readiness_probe",
-                "identity",
-                "depends_on",
-                "command",
-            ] {
-                c.entry(key).or_insert(Value::Null);
-            }
-            for key in ["limits", "requests"] {
-                if c.get(key).is_none_or(Value::is_null) {
-                    c.insert(
-                        key.into(),
-                        json!({"cpus": null, "gpus": null, "memory": null, "ephemeralStorage": null}),
-                    );
-                }
-            }
-        }
-    }
-    serde_json::from_value(value).map_err(|e| {
-        Error::input(format!(
-            "the system to start is not a valid tycho system model: {e}"
-        ))
-    })
-}
 
 /// What became of a create.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,9 +161,10 @@ fn secret_hint(mut problem: KubeError, namespace: &str) -> KubeError {
     problem
 }
 
+// Long because: the start and its rollback, with the cases where nothing may be removed spelled out beside each other.
 async fn start_inner(config: &Value, system: System, namespace: Option<&str>) -> Result<Value> {
     checks(&system)?;
-    let settings = client::settings();
+    let settings = client::kube_env();
     let connection = client::connection(KIND, &settings).await?;
     let namespace = client::resolve_namespace(KIND, namespace, &connection, &settings)?;
     let client = &connection.client;
@@ -360,7 +306,7 @@ async fn read_facts(
     system: &System,
     client: &kube::Client,
     namespace: &str,
-    settings: &client::Settings,
+    settings: &client::KubeEnv,
     cache: Option<&cache::Namespace>,
 ) -> std::result::Result<Facts, KubeError> {
     let ambassador_name = settings.ambassador_service.clone();
@@ -611,10 +557,11 @@ struct Ctx<'a> {
     namespace: &'a str,
     guid: &'a str,
     attempted: &'a Attempted,
-    settings: &'a client::Settings,
+    settings: &'a client::KubeEnv,
     cache: Option<&'a cache::Namespace>,
 }
 
+// Long because: the numbered stages of a start (cluster facts, Deployment, the rest) sharing what each created for the rollback.
 async fn run(
     config: &Value,
     mut system: System,

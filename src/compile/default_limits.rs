@@ -21,8 +21,8 @@
 
 use crate::environment::resources::DefaultLimitsEnv;
 use crate::error::{Error, Result};
-use crate::exec::docker::{cpus_to_nano, memory_to_bytes};
 use crate::model::System;
+use crate::text::quantity::{cpus_to_nano, memory_to_bytes};
 use serde_json::{Map, Value};
 
 /// Built-in CPU limit of a Docker container without one.
