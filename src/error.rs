@@ -75,12 +75,12 @@ impl Eq for Error {}
 impl Error {
     /// Builds an error of `kind`.
     ///
-    /// A message longer than [`crate::limits::MESSAGE_LIMIT`] characters (a value nobody
-    /// cut with [`crate::limits::echo`]) keeps its head and tail only.
+    /// A message longer than [`MESSAGE_LIMIT`] characters (a value nobody
+    /// cut with [`echo`]) keeps its head and tail only.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error {
             kind,
-            message: crate::limits::cut_message(message.into()),
+            message: cut_message(message.into()),
             field: None,
             template: None,
             line: None,
@@ -108,7 +108,7 @@ impl Error {
     }
     /// The error with the field at fault (a path into the input, `services.web.ports[0]`).
     pub fn at(mut self, field: impl Into<String>) -> Self {
-        self.field = Some(crate::limits::echo(&field.into()));
+        self.field = Some(echo(&field.into()));
         self
     }
     /// The error with the field at fault, unless one is set already.
@@ -138,7 +138,7 @@ impl Error {
     /// The error with `prefix: ` before its message (field, location and cause kept): how
     /// a caller adds what it was doing.
     pub fn prefixed(mut self, prefix: impl fmt::Display) -> Self {
-        self.message = crate::limits::cut_message(format!("{prefix}: {}", self.message));
+        self.message = cut_message(format!("{prefix}: {}", self.message));
         self
     }
     /// The error as another kind (the same message, field, location and cause).
@@ -191,6 +191,38 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .cloned()
         .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_default()
+}
+
+// ---- How much of a value an error message echoes (re-exported by `crate::limits`, the
+// table of every bound; defined here so the error type needs nothing above it).
+
+/// Most characters of a value echoed in an error message or a log line.
+pub const ECHO_LIMIT: usize = 200;
+
+/// `text` cut to [`ECHO_LIMIT`] characters, saying how long it was when cut.
+pub fn echo(text: &str) -> String {
+    match text.char_indices().nth(ECHO_LIMIT) {
+        None => text.to_string(),
+        Some((cut, _)) => format!(
+            "{}… ({} characters in all)",
+            &text[..cut],
+            text.chars().count()
+        ),
+    }
+}
+
+/// Longest error message kept whole.
+pub const MESSAGE_LIMIT: usize = 1000;
+
+/// `message` whole when short, else its first and last parts around a note of the cut.
+pub fn cut_message(message: String) -> String {
+    let n = message.chars().count();
+    if n <= MESSAGE_LIMIT {
+        return message;
+    }
+    let head: String = message.chars().take(ECHO_LIMIT * 2).collect();
+    let tail: String = message.chars().skip(n - ECHO_LIMIT).collect();
+    format!("{head}… ({} characters cut) …{tail}", n - ECHO_LIMIT * 3)
 }
 
 #[cfg(test)]

@@ -3,6 +3,12 @@
 //! A docker-compose subset plus settings is parsed into a system model ([`model`]),
 //! rendered through Jinja-compatible templates ([`render`]) into Kubernetes objects
 //! ([`compile`]). The Python package `tycho` is a thin layer over this crate.
+//!
+//! The modules form layers, each using only those below it and no two importing each other
+//! (`tests/support/layers.py` checks it in CI): the base ([`error`], [`limits`],
+//! [`environment`], [`metrics`], [`runtime`], [`offload`]), [`text`], [`config`],
+//! [`render`], [`model`], [`compile`], [`registry`], [`exec`], and the faces ([`server`],
+//! [`cli`] and the Python bindings).
 
 pub mod cli;
 pub mod compile;

@@ -1,45 +1,15 @@
-//! Conversions between Python values and the core's JSON values, and core errors to
-//! `tycho.exceptions` classes; [`run`] releases the GIL and turns a Rust panic into
+//! Conversions between Python values and the core's JSON values (core errors become
+//! `tycho.exceptions` classes in [`super::error`]); [`run`] releases the GIL and turns a Rust panic into
 //! `TychoException`, never a crash.
 
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 use serde_json::Value;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-fn exception_class(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::Start | ErrorKind::Policy => "StartException",
-        ErrorKind::Delete => "DeleteException",
-        ErrorKind::Modify => "ModifyException",
-        ErrorKind::Context => "ContextException",
-        // Internal (a bug), Input, Template, Config, Kube.
-        _ => "TychoException",
-    }
-}
-
-/// Converts a core error into the matching `tycho.exceptions` instance, with the field
-/// at fault as `exc.field` and a render error's template and line as `exc.template` and
-/// `exc.line` (None when not known).
-pub(crate) fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
-    let class = exception_class(e.kind);
-    let made = py
-        .import("tycho.exceptions")
-        .and_then(|m| m.getattr(class))
-        .and_then(|c| c.call1((e.message.clone(),)))
-        .and_then(|exc| {
-            exc.setattr("field", e.field.clone())?;
-            exc.setattr("template", e.template.clone())?;
-            exc.setattr("line", e.line)?;
-            Ok(exc)
-        });
-    match made {
-        Ok(exc) => PyErr::from_value(exc),
-        Err(_) => PyRuntimeError::new_err(e.message),
-    }
-}
+pub(crate) use super::error::to_pyerr;
 
 /// Runs `f` without the GIL, catching panics (an [`ErrorKind::Internal`] error, raised
 /// as `TychoException` saying it is a bug).
@@ -61,6 +31,7 @@ pub(crate) fn run<T: Send>(
 /// Refuses, before conversion (which recurses and turns NaN into null), a Python value
 /// nested deeper than [`crate::limits::MAX_DEPTH`] or containing itself, and a float
 /// that is NaN or infinite or an int outside 64 bits, naming where it sits.
+// Long because: one iterative walk keeping its own stack of paths; a case per Python type.
 fn check_py_value(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<()> {
     use pyo3::types::{PyFloat, PyInt, PyList, PyTuple};
     let py = obj.py();
@@ -303,6 +274,7 @@ impl<'py> PlainWalk<'_, 'py> {
         from_py(&plain, &field(what, path))
     }
 
+    // Long because: one case per Python type, in the order the original's `to_plain` tries them.
     fn walk(
         &self,
         obj: &Bound<'py, PyAny>,

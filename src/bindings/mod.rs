@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 mod compile;
 mod convert;
 mod docker;
+mod error;
 mod kube;
 mod lifecycle;
 mod plain;

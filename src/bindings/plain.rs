@@ -179,7 +179,7 @@ fn too_deep(py: Python<'_>, what: &str, path: &[Bound<'_, PyAny>]) -> PyErr {
     let mut error = crate::error::Error::input(message);
     // The path as written (not echoed): `exc.field` of the original walk.
     error.field = (!at.is_empty()).then_some(at);
-    super::convert::to_pyerr(py, error)
+    super::error::to_pyerr(py, error)
 }
 
 /// The plain form of `value` (see the module documentation); `what` names it in errors.

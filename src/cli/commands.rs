@@ -211,7 +211,7 @@ pub struct ApiArgs {
     /// TYCHO_KUBE_TIMEOUT, is 120 s).
     #[arg(long, default_value_t = 150.0, value_name = "S")]
     request_timeout: f64,
-    /// Timeouts and limits (src/server/limits.rs).
+    /// Timeouts and limits (src/limits/http.rs).
     #[command(flatten)]
     limits: crate::server::limits::LimitArgs,
     /// Who may read GET /metrics: open (anyone, token or not), token (like the other
@@ -320,6 +320,7 @@ fn service_port(system: &crate::model::System, container: &str) -> Option<Value>
 }
 
 /// `tycho up`.
+// Long because: the steps of `tycho up` in order, each printing the original's line.
 pub fn up(args: &UpArgs, ctx: &Context) -> Result<i32> {
     if let Some(code) = check_timeout("--timeout", args.timeout) {
         return Ok(code);
@@ -526,6 +527,7 @@ fn dry_run_up(
 }
 
 /// `tycho status`.
+// Long because: the `tycho status` table, column by column, in the original's layout.
 pub fn status(args: &StatusArgs, ctx: &Context) -> Result<i32> {
     let guid = args
         .guid

@@ -19,7 +19,7 @@ pub fn check_cluster() -> Result<()> {
     crate::exec::kube::wait::block_on(async {
         // The executor's own client (kubeconfig, context and timeouts as it uses them).
         let connection =
-            crate::exec::kube::client::connection(ErrorKind::Kube, &crate::exec::kube::settings())
+            crate::exec::kube::client::connection(ErrorKind::Kube, &crate::exec::kube::kube_env())
                 .await?;
         let url = crate::exec::kube::client::api_url();
         let url = url.trim_end_matches('/').to_string();

@@ -12,7 +12,7 @@ use serde_json::Value;
 /// naming the object.
 pub fn create_all(namespace: Option<&str>, objects: Vec<Value>) -> Result<Vec<Value>> {
     crate::exec::kube::wait::block_on(async move {
-        let settings = crate::exec::kube::settings();
+        let settings = crate::exec::kube::kube_env();
         let connection = crate::exec::kube::client::connection(ErrorKind::Start, &settings).await?;
         let namespace = crate::exec::kube::client::resolve_namespace(
             ErrorKind::Start,

@@ -363,6 +363,7 @@ impl ProductRegistry {
 /// (extends, app-defaults, mixins), then the builder `TychoContext.start` uses too
 /// ([`crate::registry::start`]). The resource request is the spec's own
 /// `deploy.resources` (what appstore sends when the user keeps the defaults).
+// Long because: the request as `TychoContext.start` builds it, step by step (issue 23 part 2 moves it to one shared builder).
 pub fn registry_request(which: &RegistryApp<'_>, env: &CliEnv, limit: u64) -> Result<Value> {
     ProductRegistry::load(which.registry, which.product)?.request(
         which.app,

@@ -2,6 +2,7 @@
 //! NetworkPolicy, Services, and the token Secret of [`crate::compile::token_secret`]), the same
 //! objects the executor creates, with no cluster.
 
+pub mod default_limits;
 pub mod policy;
 pub mod prepull;
 pub mod token_secret;
@@ -97,13 +98,7 @@ pub fn new_identifier() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-/// Renders a compose string value with the settings, Jinja2 style.
-pub fn render_setting(source: &str, context: &Value) -> Result<String> {
-    crate::render::render_string(source, context).map_err(|e| {
-        e.prefixed("compose templating failed")
-            .with_kind(ErrorKind::Input)
-    })
-}
+pub use crate::model::render_setting;
 
 /// Parses a start request into a system model, logging its warnings on `tycho.model`
 /// (an error instead in strict mode, `tycho.compute.system.strict`).
@@ -279,7 +274,7 @@ fn compile_system_in(
     }
     let mut deployment = pod_to_deployment(&system, pods.remove(0))?;
     // Opt-in: with no default limit set, the pod is the original's.
-    crate::exec::default_limits::DefaultLimits::for_kubernetes(
+    crate::compile::default_limits::DefaultLimits::for_kubernetes(
         config,
         &crate::environment::resources::DefaultLimitsEnv::from_env(),
     )?

@@ -269,6 +269,7 @@ fn common_node_affinity(apps: &[AppPod]) -> Option<Value> {
 
 /// The DaemonSet that pre-pulls the images of `apps` (see the module documentation).
 /// An error when there is no app or the pause image is not an image reference.
+// Long because: the DaemonSet is one object literal (labels, init containers, pause container, placement) built in order.
 pub fn daemon_set(apps: &[AppPod], options: &Options) -> Result<Value> {
     check_image(&options.pause_image)?;
     if apps.is_empty() {

@@ -34,7 +34,7 @@ pub fn clock() -> crate::Result<chrono::DateTime<chrono::Utc>> {
             .map_err(|e| {
                 crate::Error::input(format!(
                     "TYCHO_NOW must be an RFC 3339 time (2026-01-02T03:04:05Z), got {:?}: {e}",
-                    crate::limits::echo(&text)
+                    crate::error::echo(&text)
                 ))
                 .at("TYCHO_NOW")
             }),

@@ -2,7 +2,7 @@
 //!
 //! Read from the process environment by [`super::var`] and friends only. The values are
 //! kept as text: `tycho api`'s flags win over them, and a flag's checks apply to the
-//! variable too (src/server/limits.rs, src/cli.rs).
+//! variable too (src/limits/http.rs, src/cli.rs).
 //!
 //! | variable | flag | what |
 //! | --- | --- | --- |

@@ -499,6 +499,7 @@ fn seconds(now: DateTime<Utc>, t: Option<DateTime<Utc>>) -> Value {
 /// "action", "dry_run", "culled": [{sid, name, username, app_id, reason,
 /// last_activity, activity_source, age_seconds, idle_seconds, action, done, error}],
 /// "kept"}`. An action that fails is in its row (`done` false, `error`); the pass goes on.
+// Long because: one pass in its steps in order (select, probe with bounded concurrency, judge, act, report); to be split into named steps.
 pub async fn cull_async(options: &CullOptions, namespace: Option<&str>) -> Result<Value> {
     options.check()?;
     let env = crate::environment::cull::CullEnv::from_env();

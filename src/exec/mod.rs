@@ -3,7 +3,6 @@
 //! - [`kube`]: the Kubernetes executor (client, watch cache, operations);
 //! - [`docker`]: the Docker Engine backplane;
 //! - [`backplane`]: which back end runs a system, by the original's names;
-//! - [`default_limits`]: default container limits on both back ends;
 //! - [`cull`]: stopping or deleting idle and old systems (`tycho cull`, `--cull-every`);
 //! - here: the [`Executor`] trait that the routes of `tycho api` and the CLI call, so the
 //!   HTTP layer is independent of the executor (and testable with a stand-in), and its
@@ -11,7 +10,6 @@
 
 pub mod backplane;
 pub mod cull;
-pub mod default_limits;
 pub mod docker;
 pub mod kube;
 

@@ -4,7 +4,7 @@
 //! function of its arguments: the environment comes in as [`ModelSwitches`].
 
 use super::compose::{self, RegistryIds};
-use super::template::{has_template_syntax, template_pass};
+use super::template::{has_template_syntax, template_pass, StringRenderer};
 use super::volumes;
 use super::warning::Warnings;
 use super::{Container, ModelSwitches, Service, StartRequest, System};
@@ -14,9 +14,6 @@ use crate::text::names;
 use crate::text::pyfmt::py_str;
 use indexmap::IndexMap;
 use serde_json::{json, Map, Value};
-
-/// Renders a single string as a template with `context` (the compose templating pass).
-pub type StringRenderer<'a> = dyn Fn(&str, &Value) -> Result<String> + 'a;
 
 /// What every step of the build reads.
 struct Inputs<'a> {
@@ -41,6 +38,7 @@ fn sc_str(sc: &Map<String, Value>, key: &str, default: &str) -> Value {
 /// Parses a start request into a [`System`], applying the compose templating pass with
 /// `render` (one string at a time). The warnings about what is not converted are in
 /// [`System::warnings`] (the caller logs them, or refuses them in strict mode).
+// Long because: the start request read field by field in the original's order (settings, ports, env) before the build.
 pub fn parse<'a>(
     config: &'a Value,
     req: &'a StartRequest,
@@ -220,6 +218,7 @@ struct Shared<'a> {
 
 /// Compose service `cname` (the `index`-th) as a container; its pod labels and memory
 /// volumes go to `system`.
+// Long because: one compose service's keys converted in the original's order, each with its warning; to be split into named steps.
 fn container(
     inputs: &Inputs<'_>,
     shared: &Shared<'_>,
@@ -540,6 +539,7 @@ fn principal_env(req: &StartRequest, warnings: &mut Warnings) -> Result<Principa
     Ok((system_env, extra_env))
 }
 
+// Long because: services, volumes and switches put together in the original's order.
 fn build(
     inputs: &Inputs<'_>,
     compose: Value,

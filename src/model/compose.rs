@@ -621,6 +621,7 @@ impl ComposeExtras {
 
     /// Reads the fields from a compose service; `registry` tells which ids the
     /// registry's security settings fix (they take precedence over `user`).
+    // Long because: one field per compose key of a service, each read with its own rule.
     pub(super) fn parse(
         service: &str,
         spec: &Map<String, Value>,
@@ -750,6 +751,7 @@ fn driver_resource(driver: &str) -> Option<Option<String>> {
 /// The GPUs of `deploy.resources.reservations.devices`: the first entry whose
 /// `capabilities` hold `gpu` (`count` a number or `all`, `device_ids`, `driver`); the
 /// other entries are warnings. None without such an entry.
+// Long because: each shape of `deploy.resources.reservations.devices` (count, all, device_ids, driver) with its warning.
 pub fn gpu_devices(
     service: &str,
     reservations: Option<&Value>,
@@ -1128,6 +1130,7 @@ const ENV_FILE_LIMIT: u64 = 1 << 20;
 /// directory) into its `environment` (whose entries win), and removes `env_file`:
 /// the CLI's part of the conversion. Through the library there is no file to read
 /// relative to, and the model warns about the key instead.
+// Long because: each service's `env_file` forms (string, list, mapping with `required`) read and merged.
 pub fn inline_env_files(compose: &mut Value, base: &std::path::Path) -> Result<()> {
     let Some(services) = compose.get_mut("services").and_then(Value::as_object_mut) else {
         return Ok(());

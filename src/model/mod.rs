@@ -25,8 +25,9 @@ pub mod volumes;
 pub mod warning;
 
 pub use crate::environment::model::{ModelCaps, ModelSwitches};
-pub use build::{client_network, parse, StringRenderer};
+pub use build::{client_network, parse};
 pub use request::StartRequest;
+pub use template::{render_setting, StringRenderer};
 pub use volumes::volumes_of;
 pub use warning::Warning;
 

@@ -8,7 +8,7 @@
 //! `crate::registry::placement`), and the compose services' `deploy.placement.constraints`,
 //! converted as Kompose converts them ([`from_constraints`]). Each source is checked
 //! ([`check`]) and merged over the one before with the registry's rule
-//! ([`crate::registry::deep_merge`]): mappings merge key by key, lists and scalars are
+//! ([`deep_merge`]): mappings merge key by key, lists and scalars are
 //! replaced.
 
 use super::warning::Warnings;
@@ -499,7 +499,7 @@ pub fn check(source: Source<'_>, v: &Value) -> Result<Map<String, Value>> {
 /// `base` with `addition` merged over it: mappings merge key by key, lists and
 /// scalars are replaced (the registry's rule).
 pub fn merge(base: Map<String, Value>, addition: Map<String, Value>) -> Map<String, Value> {
-    match crate::registry::deep_merge(Value::Object(base), Value::Object(addition)) {
+    match deep_merge(Value::Object(base), Value::Object(addition)) {
         Value::Object(m) => m,
         _ => Map::new(),
     }
@@ -527,6 +527,7 @@ fn constraint_key(attribute: &str) -> Option<String> {
 /// `node.platform.arch` (kubernetes.io/arch). Anything else (`node.role`, `node.id`,
 /// `preferences`, a malformed constraint, a value that is no label value, a second
 /// `==` of another value for the same key) is a warning and not converted.
+// Long because: one case per placement constraint form, each with its warning.
 pub fn from_constraints(
     services: &Map<String, Value>,
     warnings: &mut Warnings,
@@ -702,6 +703,28 @@ pub fn gpu_resource(doc: &Map<String, Value>, default: &str) -> Result<String> {
             echo_value(other)
         ))
         .at("system.gpu_resource")),
+    }
+}
+
+/// The merge of app-defaults and mixins: dicts merge key by key (recursively); lists,
+/// scalars and values of different types are replaced by `addition`'s value.
+pub fn deep_merge(base: Value, addition: Value) -> Value {
+    match (base, addition) {
+        (Value::Object(mut base), Value::Object(addition)) => {
+            for (key, value) in addition {
+                match base.get_mut(&key) {
+                    Some(existing) => {
+                        let current = std::mem::take(existing);
+                        *existing = deep_merge(current, value);
+                    }
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+            Value::Object(base)
+        }
+        (_, addition) => addition,
     }
 }
 

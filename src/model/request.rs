@@ -37,6 +37,7 @@ impl StartRequest {
 
     /// Reads a request object, taking its parts over (no copy of the compose document
     /// or the settings), naming the field at fault on error.
+    // Long because: one case per field of a start request, each naming the field at fault.
     pub fn from_value(request: Value) -> Result<Self> {
         let Value::Object(mut obj) = request else {
             return Err(Error::input("start request must be a JSON object"));

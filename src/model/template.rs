@@ -3,10 +3,21 @@
 //! A variable the settings do not define renders empty, as in the original, and is
 //! reported as a [`Warning`].
 
-use super::build::StringRenderer;
 use super::warning::Warnings;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use serde_json::Value;
+
+/// Renders a single string as a template with `context` (the compose templating pass).
+pub type StringRenderer<'a> = dyn Fn(&str, &Value) -> Result<String> + 'a;
+
+/// Renders a compose string value with the settings, Jinja2 style (the [`StringRenderer`]
+/// of a real compile).
+pub fn render_setting(source: &str, context: &Value) -> Result<String> {
+    crate::render::render_string(source, context).map_err(|e| {
+        e.prefixed("compose templating failed")
+            .with_kind(ErrorKind::Input)
+    })
+}
 
 /// Whether `s` holds Jinja syntax (and is rendered).
 pub fn has_template_syntax(s: &str) -> bool {

@@ -22,7 +22,7 @@ fn build_with(service: Value, switches: &ModelSwitches) -> crate::error::Result<
         &req,
         "0123456789abcdef0123456789abcdef".into(),
         switches,
-        &crate::compile::render_setting,
+        &render_setting,
     )
 }
 
@@ -92,7 +92,7 @@ fn registry_security_context_wins_over_user() {
         &req,
         "g".into(),
         &ModelSwitches::default(),
-        &crate::compile::render_setting,
+        &render_setting,
     )
     .unwrap();
     let cx = &s.containers[0].compose;

@@ -202,6 +202,7 @@ impl HttpCache {
 
     /// GETs `url` through the cache. Errors only when the server cannot be reached
     /// and nothing is cached (`cannot fetch <url>: <reason>`).
+    // Long because: the HTTP cache's cases (fresh, revalidated, stale on failure, new) in one place.
     pub fn get(&self, url: &str) -> Result<Fetched> {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(context_error(format!(

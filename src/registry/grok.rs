@@ -19,29 +19,8 @@ use super::model::{
     repositories, safe_substitute, url_join,
 };
 use crate::error::Result;
+pub use crate::model::placement::deep_merge;
 use serde_json::{Map, Value};
-
-/// The merge of app-defaults and mixins: dicts merge key by key (recursively); lists,
-/// scalars and values of different types are replaced by `addition`'s value.
-pub fn deep_merge(base: Value, addition: Value) -> Value {
-    match (base, addition) {
-        (Value::Object(mut base), Value::Object(addition)) => {
-            for (key, value) in addition {
-                match base.get_mut(&key) {
-                    Some(existing) => {
-                        let current = std::mem::take(existing);
-                        *existing = deep_merge(current, value);
-                    }
-                    None => {
-                        base.insert(key, value);
-                    }
-                }
-            }
-            Value::Object(base)
-        }
-        (_, addition) => addition,
-    }
-}
 
 /// Switches read from the environment that change how specs are located.
 #[derive(Debug, Clone, Default)]
@@ -190,6 +169,7 @@ fn add_conf_depth(apps: &mut Map<String, Value>, context: &Value, depth: usize) 
 }
 
 /// Compiles the apps of `product` (see the module documentation).
+// Long because: the registry's compile steps in the order the module documentation lists them.
 pub fn grok(
     registry: &Value,
     app_defaults: &Value,

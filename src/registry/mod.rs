@@ -21,8 +21,9 @@ pub mod placement;
 pub mod spec;
 pub mod start;
 
+pub use crate::model::placement::deep_merge;
 pub use fetch::{CacheStats, Fetched, HttpCache};
-pub use grok::{deep_merge, grok, GrokOptions};
+pub use grok::{grok, GrokOptions};
 
 use crate::error::Result;
 use model::{context_error, url_join};

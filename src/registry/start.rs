@@ -162,6 +162,7 @@ fn resource_request(request: Option<Value>, service: &Map<String, Value>) -> Res
 /// The start request of `which`: `spec` is its rendered spec ([`StartApp::render_spec`]),
 /// `settings` the text of the `.env` beside it ("" for none), `resources` the
 /// resource request (`{"deploy": {"resources": {...}}}`; None: the spec's own).
+// Long because: the request appstore sends, built field by field in the original's order.
 pub fn start_request(
     which: &StartApp<'_>,
     mut spec: Value,

@@ -250,6 +250,7 @@ fn may_warn(last: &Mutex<Option<std::time::Instant>>) -> bool {
 
 /// Accepts and serves connections until the future is dropped (on shutdown); each
 /// connection is watched by `graceful`, so shutting it down lets answers in flight finish.
+// Long because: the accept loop with each refusal (connection cap, per-address cap, accept errors) where it happens.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     router: Router,

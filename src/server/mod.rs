@@ -9,8 +9,8 @@
 //! - [`shutdown`]: SIGTERM/SIGINT → stop accepting, drain, exit;
 //! - [`logging`]: stderr logger and the access log (logger `tycho.api`);
 //! - the [`crate::exec::Executor`] trait the routes call lives in [`crate::exec`];
-//! - [`limits`]: timeouts, connection, worker and start limits, the memory budget (the
-//!   `tycho api` flags);
+//! - [`limits`] (defined in [`crate::limits::http`]): timeouts, connection, worker and start
+//!   limits, the memory budget (the `tycho api` flags);
 //! - [`budget`]: the memory budget of bodies in flight and compilations;
 //! - `conn`: the accept loop (connection limits in all and per client address,
 //!   header-read and stall timeouts).
@@ -24,7 +24,8 @@
 pub mod auth;
 pub mod budget;
 mod conn;
-pub mod limits;
+/// The server's limits live with every other limit, in [`crate::limits::http`].
+pub use crate::limits::http as limits;
 pub mod logging;
 pub mod openapi;
 pub mod routes;

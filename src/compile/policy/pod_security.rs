@@ -416,6 +416,7 @@ impl Check<'_> {
         }
     }
 
+    // Long because: one check per control of the restricted profile, in the standard's order.
     fn restricted_container(&mut self, pod: &Value, c: &Value, path: &str) {
         let pod_sc = pod.get("securityContext");
         let sc = c.get("securityContext");
@@ -582,6 +583,7 @@ mod tests {
     }
 
     #[test]
+    // Long because: a table of cases, one per baseline rule.
     fn each_baseline_rule_names_service_field_value_and_rule() {
         let cases: Vec<(Value, &str, &str)> = vec![
             (

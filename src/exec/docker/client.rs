@@ -1,4 +1,4 @@
-//! Settings of the Docker backplane and the connection to the Engine.
+//! The configuration of the Docker backplane ([`DockerConfig`]) and the connection to the Engine.
 //!
 //! Each setting is read from the environment first, then from the configuration's
 //! `tycho.docker` section, then defaults:
@@ -13,7 +13,7 @@
 //! | volumes tycho did not create that `pvc://` may mount (comma-separated names; a list in the configuration) | `TYCHO_DOCKER_VOLUME_ALLOW` | `volume_allow` | none |
 //!
 //! Containers without CPU or memory limits get the defaults of
-//! [`crate::exec::default_limits`] (`TYCHO_APP_DEFAULT_CPUS` / `_MEMORY` / `_PIDS`).
+//! [`crate::compile::default_limits`] (`TYCHO_APP_DEFAULT_CPUS` / `_MEMORY` / `_PIDS`).
 //!
 //! The Engine is the one `DOCKER_HOST` names (`unix:///path` or `tcp://host:port`),
 //! else `/var/run/docker.sock`. A connection is made per operation (one `GET /version`
@@ -44,9 +44,10 @@ pub enum Pull {
     Never,
 }
 
-/// Settings of the Docker backplane (see the module documentation).
+/// The Docker backplane's configuration: the config file's and environment's switches (see the
+/// module documentation).
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct DockerConfig {
     /// Host address published ports bind to.
     pub bind_address: String,
     /// How host ports are chosen.
@@ -60,7 +61,7 @@ pub struct Settings {
     /// Names of volumes tycho did not create that `pvc://` mounts may use.
     pub volume_allow: Vec<String>,
     /// Limits of containers whose compose service sets none.
-    pub default_limits: crate::exec::default_limits::DefaultLimits,
+    pub default_limits: crate::compile::default_limits::DefaultLimits,
 }
 
 fn setting(config: &Value, env: &Option<String>, key: &str) -> Option<String> {
@@ -74,9 +75,9 @@ fn setting(config: &Value, env: &Option<String>, key: &str) -> Option<String> {
     }
 }
 
-impl Settings {
+impl DockerConfig {
     /// The settings from the environment and `config` (a tycho configuration).
-    pub fn from_config(config: &Value) -> Result<Settings> {
+    pub fn from_config(config: &Value) -> Result<DockerConfig> {
         Self::from_parts(
             config,
             &crate::environment::docker::DockerEnv::from_env(),
@@ -89,7 +90,7 @@ impl Settings {
         config: &Value,
         env: &crate::environment::docker::DockerEnv,
         limits: &crate::environment::resources::DefaultLimitsEnv,
-    ) -> Result<Settings> {
+    ) -> Result<DockerConfig> {
         let kind = ErrorKind::Config;
         let bind_address = setting(config, &env.bind_address, "bind_address")
             .unwrap_or_else(|| "127.0.0.1".into());
@@ -134,14 +135,16 @@ impl Settings {
             },
         };
         let volume_allow = volume_allow(config, &env.volume_allow)?;
-        Ok(Settings {
+        Ok(DockerConfig {
             bind_address,
             host_ports,
             env_dir: setting(config, &env.env_dir, "env_dir").map(PathBuf::from),
             pull,
             timeout,
             volume_allow,
-            default_limits: crate::exec::default_limits::DefaultLimits::for_docker(config, limits)?,
+            default_limits: crate::compile::default_limits::DefaultLimits::for_docker(
+                config, limits,
+            )?,
         })
     }
 }
@@ -188,7 +191,7 @@ fn volume_allow(config: &Value, env: &Option<String>) -> Result<Vec<String>> {
             format!("{source} names more than {MAX} volumes"),
         ));
     }
-    if let Some(bad) = names.iter().find(|n| !super::mapping::is_engine_name(n)) {
+    if let Some(bad) = names.iter().find(|n| !is_engine_name(n)) {
         let shown: String = bad.chars().take(crate::limits::ECHO_LIMIT).collect();
         return Err(err(
             ErrorKind::Config,
@@ -204,7 +207,7 @@ pub(crate) fn engine_address() -> String {
 }
 
 /// A client of the Engine `DOCKER_HOST` names, its API version negotiated.
-pub(crate) async fn connect(kind: ErrorKind, settings: &Settings) -> Result<bollard::Docker> {
+pub(crate) async fn connect(kind: ErrorKind, settings: &DockerConfig) -> Result<bollard::Docker> {
     let address = engine_address();
     let docker = bollard::Docker::connect_with_host(&address)
         .map_err(|e| {
@@ -232,4 +235,12 @@ pub(crate) fn block_on<T>(
     fut: impl std::future::Future<Output = Result<T>>,
 ) -> Result<T> {
     crate::exec::kube::block_on(kind, fut)
+}
+
+/// An Engine object name is `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+pub(crate) fn is_engine_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        && s.len() <= 200
 }

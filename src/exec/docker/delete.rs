@@ -4,7 +4,7 @@
 //! they hold user data, like the claims a Kubernetes system mounts (`docker volume rm`
 //! removes them).
 
-use super::client::{self, Settings};
+use super::client::{self, DockerConfig};
 use super::{describe, err, is_not_found, label_filter, GUID_LABEL, LOG_TARGET};
 use crate::error::{ErrorKind, Result};
 use bollard::query_parameters::{
@@ -31,7 +31,7 @@ pub async fn delete_async(config: &Value, guid: &str) -> Result<Value> {
             format!("Failed to delete system: the GUID {guid:?} is not valid"),
         ));
     }
-    let settings = Settings::from_config(config).map_err(|e| err(KIND, e.message))?;
+    let settings = DockerConfig::from_config(config).map_err(|e| err(KIND, e.message))?;
     let docker = client::connect(KIND, &settings).await?;
     let mut problems = remove_containers(&docker, guid, &[]).await;
     if problems.is_empty() {

@@ -13,7 +13,7 @@
 //!   Docker form of a claim: it outlives the system and every system naming the claim
 //!   mounts it, so it carries no system's labels but `executor=tycho`,
 //!   `tycho-shared=true` and `tycho-claim`.
-//! * Limits: the compose file's, else the defaults of [`crate::exec::default_limits`]; every
+//! * Limits: the compose file's, else the defaults of [`crate::compile::default_limits`]; every
 //!   container gets the default process limit.
 //! * Ports: `<port>/<protocol>` (`tcp`, `udp`, `sctp`, as the model's protocol),
 //!   published on the bind address.
@@ -24,7 +24,7 @@
 //!   and value ([`Plan::warnings`]; an error in strict mode): a liveness probe beside
 //!   the readiness probe, HTTP probe headers, a `services` entry's `clients`.
 
-use super::client::{HostPorts, Settings};
+use super::client::{is_engine_name, DockerConfig, HostPorts};
 use super::security;
 use super::{GUID_LABEL, SERVICE_LABEL};
 use crate::error::{Error, Result};
@@ -32,6 +32,7 @@ use crate::limits::echo;
 use crate::model::warning::Warnings;
 use crate::model::{Container, Probe, System, Warning};
 use crate::text::pyfmt::py_str;
+use crate::text::quantity::{cpus_to_nano, memory_to_bytes};
 use bollard::models::{
     ContainerCreateBody, DeviceRequest, EndpointSettings, HealthConfig, HostConfig, Mount,
     MountType, NetworkingConfig, PortBinding,
@@ -113,14 +114,6 @@ pub(crate) fn volume_labels(claim: &str) -> HashMap<String, String> {
     labels
 }
 
-/// An Engine object name is `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
-pub(crate) fn is_engine_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-        && s.len() <= 200
-}
-
 /// An image reference the Engine API can take in a URL path: the characters of the
 /// reference grammar (`[registry[:port]/]name[:tag][@digest]`), no empty or `..` segment.
 pub(crate) fn is_image_reference(s: &str) -> bool {
@@ -193,70 +186,6 @@ fn device_requests(c: &Container) -> Result<Option<Vec<DeviceRequest>>> {
         capabilities: Some(vec![vec!["gpu".to_string()]]),
         ..Default::default()
     }]))
-}
-
-/// CPUs (`0.5`, `"2"`, `"500m"`) in billionths of a CPU.
-pub fn cpus_to_nano(value: &Value) -> std::result::Result<i64, String> {
-    let text = match value {
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => s.trim().to_string(),
-        other => return Err(format!("{other} is not a CPU amount")),
-    };
-    let nano = if let Some(milli) = text.strip_suffix('m') {
-        milli.parse::<f64>().map(|m| m * 1e6)
-    } else {
-        text.parse::<f64>().map(|c| c * 1e9)
-    }
-    .map_err(|_| format!("{text:?} is not a CPU amount (e.g. 0.5, \"2\", \"500m\")"))?;
-    if !(1e6..=1e9 * 4096.0).contains(&nano) {
-        return Err(format!(
-            "{text:?} is not a CPU amount between 0.001 and 4096"
-        ));
-    }
-    Ok(nano.round() as i64)
-}
-
-/// Memory (`"512Mi"`, `"4G"`, `"50MB"`, `1073741824`) in bytes: `Ki/Mi/Gi/Ti` are
-/// powers of 1024, Kubernetes' `K/M/G/T` powers of 1000, Docker's `b/k/m/g` (and
-/// `kb/mb/gb`, any case) powers of 1024.
-pub fn memory_to_bytes(value: &Value) -> std::result::Result<i64, String> {
-    let text = match value {
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => s.trim().to_string(),
-        other => return Err(format!("{other} is not a memory amount")),
-    };
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let bad = || format!("{text:?} is not a memory amount (e.g. \"512Mi\", \"4G\", \"1g\")");
-    let number: f64 = number.parse().map_err(|_| bad())?;
-    let factor: f64 = match unit {
-        "" | "b" | "B" => 1.0,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "K" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        u => match u.to_ascii_lowercase().as_str() {
-            "k" | "kb" => 1024.0,
-            "m" | "mb" => 1024f64.powi(2),
-            "g" | "gb" => 1024f64.powi(3),
-            "t" | "tb" => 1024f64.powi(4),
-            _ => return Err(bad()),
-        },
-    };
-    let bytes = number * factor;
-    // The Engine refuses less than 6 MiB.
-    if !(6.0 * 1024.0 * 1024.0..=9.0e18).contains(&bytes) {
-        return Err(format!(
-            "{text:?} is not a memory amount between 6Mi and 8Ei"
-        ));
-    }
-    Ok(bytes.round() as i64)
 }
 
 fn set(v: &Value) -> bool {
@@ -432,7 +361,8 @@ impl Plan {
 }
 
 /// The plan of a start.
-pub(crate) fn plan(system: &System, settings: &Settings) -> Result<Plan> {
+// Long because: each compose feature's Engine mapping in the module header's order, sharing the per-container state; to be split into named steps.
+pub(crate) fn plan(system: &System, settings: &DockerConfig) -> Result<Plan> {
     let labels = system_labels(system);
     let network = system.name.clone();
     if !is_engine_name(&network) {
@@ -692,15 +622,15 @@ mod tests {
     use crate::exec::docker::client::Pull;
     use serde_json::json;
 
-    fn settings(host_ports: HostPorts) -> Settings {
-        Settings {
+    fn settings(host_ports: HostPorts) -> DockerConfig {
+        DockerConfig {
             bind_address: "127.0.0.1".into(),
             host_ports,
             env_dir: None,
             pull: Pull::Never,
             timeout: std::time::Duration::from_secs(5),
             volume_allow: Vec::new(),
-            default_limits: crate::exec::default_limits::DefaultLimits {
+            default_limits: crate::compile::default_limits::DefaultLimits {
                 cpus: Some("2".into()),
                 memory: Some("4Gi".into()),
                 pids: Some(4096),
@@ -732,24 +662,6 @@ mod tests {
             Some("g".repeat(32)),
         )
         .expect("parses")
-    }
-
-    #[test]
-    fn amounts() {
-        assert_eq!(cpus_to_nano(&json!(0.5)), Ok(500_000_000));
-        assert_eq!(cpus_to_nano(&json!("250m")), Ok(250_000_000));
-        assert_eq!(cpus_to_nano(&json!("2")), Ok(2_000_000_000));
-        assert!(cpus_to_nano(&json!("lots")).is_err());
-        assert!(cpus_to_nano(&json!(0)).is_err());
-        assert_eq!(memory_to_bytes(&json!("1Gi")), Ok(1 << 30));
-        assert_eq!(memory_to_bytes(&json!("64M")), Ok(64_000_000));
-        assert_eq!(memory_to_bytes(&json!("50MB")), Ok(50 << 20));
-        assert_eq!(memory_to_bytes(&json!("1g")), Ok(1 << 30));
-        assert!(
-            memory_to_bytes(&json!("1k")).is_err(),
-            "below the Engine's 6 MiB"
-        );
-        assert!(memory_to_bytes(&json!("12 parsecs")).is_err());
     }
 
     #[test]

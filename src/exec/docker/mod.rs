@@ -16,7 +16,7 @@
 //! on every container and network; `executor=tycho`, `tycho-shared=true`, `tycho-claim`
 //! on the volumes, which outlive systems), so the backplane is stateless like the
 //! Kubernetes one. Every operation selects by `executor=tycho` and the GUID (or user):
-//! objects someone else labelled are left alone. Settings: `client`; System → Engine
+//! objects someone else labelled are left alone. Configuration: `client`; System → Engine
 //! objects: `mapping`, with the user, capabilities, read-only root and memory
 //! filesystems in `security` (as `templates/pod.yaml` maps them; what the Engine cannot
 //! do is a warning, an error in strict mode). The pod security level is checked on the
@@ -31,9 +31,8 @@ mod start;
 mod status;
 mod stop;
 
-pub use client::{HostPorts, Pull, Settings};
+pub use client::{DockerConfig, HostPorts, Pull};
 pub use delete::{delete, delete_async};
-pub use mapping::{cpus_to_nano, memory_to_bytes};
 pub use modify::{modify, modify_async};
 pub use start::{start, start_async};
 pub use status::{status, status_async};
@@ -51,7 +50,7 @@ pub(crate) const SERVICE_LABEL: &str = "tycho-service";
 
 /// Ok when the Engine answers (`GET /version`): the readiness probe of `tycho api -b docker`.
 pub async fn ping(config: &serde_json::Value) -> crate::Result<()> {
-    let settings = Settings::from_config(config)?;
+    let settings = DockerConfig::from_config(config)?;
     client::connect(ErrorKind::Kube, &settings)
         .await
         .map(|_| ())

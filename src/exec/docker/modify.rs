@@ -4,10 +4,10 @@
 //! Labels cannot change: the Engine cannot relabel a container, so a request with
 //! labels is refused with a ModifyException before anything changes.
 
-use super::client::{self, Settings};
-use super::mapping::{cpus_to_nano, memory_to_bytes};
+use super::client::{self, DockerConfig};
 use super::{describe, err, LOG_TARGET};
 use crate::error::{ErrorKind, Result};
+use crate::text::quantity::{cpus_to_nano, memory_to_bytes};
 use bollard::models::ContainerUpdateBody;
 use serde_json::{json, Map, Value};
 
@@ -20,6 +20,7 @@ pub fn modify(config: &Value, request: &Value) -> Result<Value> {
 
 /// Applies `request` (`tycho.model.ModifySystem.to_dict()`: `guid`, `labels`,
 /// `resources: {cpu, memory}`) and returns `{"patches": [{"container", "resources"}]}`.
+// Long because: reads the request, finds the containers and applies each resource change in turn, with its error.
 pub async fn modify_async(config: &Value, request: &Value) -> Result<Value> {
     let guid = match request.get("guid") {
         Some(Value::String(g)) if !g.is_empty() => g.clone(),
@@ -65,7 +66,7 @@ pub async fn modify_async(config: &Value, request: &Value) -> Result<Value> {
         }
         applied.insert(key.clone(), value.clone());
     }
-    let settings = Settings::from_config(config).map_err(|e| err(KIND, e.message))?;
+    let settings = DockerConfig::from_config(config).map_err(|e| err(KIND, e.message))?;
     let docker = client::connect(KIND, &settings).await?;
     let ids = super::delete::containers_of(&docker, &guid)
         .await

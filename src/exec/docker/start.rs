@@ -21,11 +21,11 @@
 //! clean-up removes only objects labelled for the system: a container or network of the
 //! same name that someone else made is left alone.
 
-use super::client::{self, Pull, Settings};
+use super::client::{self, DockerConfig, Pull};
 use super::mapping::{self, Plan};
 use super::security;
 use super::{describe, err, is_not_found, LOG_TARGET};
-use crate::error::{ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::model::System;
 use bollard::models::{NetworkCreateRequest, VolumeCreateRequest};
 use bollard::query_parameters::{CreateContainerOptions, CreateImageOptions};
@@ -35,6 +35,11 @@ use futures::StreamExt;
 use serde_json::{json, Map, Value};
 
 const KIND: ErrorKind = ErrorKind::Start;
+
+/// A step of a start failed: the message goes after `Unable to start system <name>: `.
+fn failed(message: String) -> Error {
+    err(KIND, message)
+}
 
 /// Starts `system` (blocking; on the executor's runtime). See [`start_async`].
 pub fn start(config: &Value, system: System) -> Result<Value> {
@@ -53,8 +58,9 @@ struct Created {
 /// "port-1": host port, ...}}, "conn_string"}` — the Kubernetes executor's shape; the
 /// address and port are where a client on this machine connects. Errors are
 /// `ErrorKind::Start`; on any failure after the first create nothing of the system is left.
+// Long because: the checks before anything is created (policy, compile, plan, strict mode), then the run and its clean-up.
 pub async fn start_async(config: &Value, mut system: System) -> Result<Value> {
-    let settings = Settings::from_config(config).map_err(|e| err(KIND, e.message))?;
+    let settings = DockerConfig::from_config(config).map_err(|e| err(KIND, e.message))?;
     let env = read_env_file(&settings, &system.system_name)?;
     crate::compile::apply_cluster_facts(&mut system, false, &[], &env).map_err(|e| {
         err(
@@ -110,10 +116,10 @@ pub async fn start_async(config: &Value, mut system: System) -> Result<Value> {
     )
     .await
     .unwrap_or_else(|_| {
-        Err(format!(
+        Err(failed(format!(
             "timed out after {:?} (TYCHO_DOCKER_TIMEOUT × 4)",
             settings.timeout * 4
-        ))
+        )))
     });
     let failure = match outcome {
         Ok(result) => {
@@ -124,10 +130,7 @@ pub async fn start_async(config: &Value, mut system: System) -> Result<Value> {
     };
     if !created.network && created.containers.is_empty() && created.volumes.is_empty() {
         log::warn!(target: LOG_TARGET, "starting system {name} failed: {failure}");
-        return Err(err(
-            KIND,
-            format!("Unable to start system {name}: {failure}"),
-        ));
+        return Err(failure.prefixed(format_args!("Unable to start system {name}")));
     }
     log::warn!(target: LOG_TARGET, "starting system {name} failed: {failure}; removing what was created");
     let problems = cleanup(&docker, &system.identifier, &plan.network, &created).await;
@@ -153,7 +156,7 @@ pub async fn start_async(config: &Value, mut system: System) -> Result<Value> {
 
 /// The `<app>-env` file of the configured env directory: `KEY=value` lines (`#`
 /// comments and blank lines skipped), the Docker form of the `<app>-env` Secret.
-fn read_env_file(settings: &Settings, app: &str) -> Result<Vec<(String, String)>> {
+fn read_env_file(settings: &DockerConfig, app: &str) -> Result<Vec<(String, String)>> {
     let Some(dir) = &settings.env_dir else {
         return Ok(Vec::new());
     };
@@ -184,16 +187,21 @@ fn read_env_file(settings: &Settings, app: &str) -> Result<Vec<(String, String)>
         .collect())
 }
 
-async fn ensure_image(docker: &Docker, pull: Pull, image: &str) -> std::result::Result<(), String> {
+async fn ensure_image(docker: &Docker, pull: Pull, image: &str) -> Result<()> {
     match docker.inspect_image(image).await {
         Ok(_) => return Ok(()),
         Err(e) if is_not_found(&e) => {}
-        Err(e) => return Err(format!("cannot inspect image {image:?}: {}", describe(&e))),
+        Err(e) => {
+            return Err(failed(format!(
+                "cannot inspect image {image:?}: {}",
+                describe(&e)
+            )))
+        }
     }
     if pull == Pull::Never {
-        return Err(format!(
+        return Err(failed(format!(
             "image {image:?} is not present on the Docker Engine (pull policy: never)"
-        ));
+        )));
     }
     log::info!(target: LOG_TARGET, "pulling image {image}");
     let (repo, tag) = split_reference(image);
@@ -207,16 +215,16 @@ async fn ensure_image(docker: &Docker, pull: Pull, image: &str) -> std::result::
         match item {
             Ok(info) => {
                 if let Some(detail) = info.error_detail.and_then(|d| d.message) {
-                    return Err(format!(
+                    return Err(failed(format!(
                         "image {image:?} is not present and pulling it failed: {detail}"
-                    ));
+                    )));
                 }
             }
             Err(e) => {
-                return Err(format!(
+                return Err(failed(format!(
                     "image {image:?} is not present and pulling it failed: {}",
                     describe(&e)
-                ))
+                )))
             }
         }
     }
@@ -226,19 +234,19 @@ async fn ensure_image(docker: &Docker, pull: Pull, image: &str) -> std::result::
 /// Ok when an existing volume may be mounted: tycho created it (`executor=tycho`) or
 /// it is on the allow-list.
 fn admit(
-    settings: &Settings,
+    settings: &DockerConfig,
     v: &mapping::VolumePlan,
     labels: &std::collections::HashMap<String, String>,
-) -> std::result::Result<(), String> {
+) -> Result<()> {
     let ours = labels.get("executor").is_some_and(|e| e == "tycho");
     if ours || settings.volume_allow.contains(&v.name) {
         return Ok(());
     }
-    Err(format!(
+    Err(failed(format!(
         "volume {:?} (service '{}', claim {:?}) exists but tycho did not create it (no executor=tycho label); \
          a pvc:// mount uses only tycho's volumes and those named in TYCHO_DOCKER_VOLUME_ALLOW (tycho.docker.volume_allow)",
         v.name, v.service, v.claim
-    ))
+    )))
 }
 
 /// `repo[:tag][@digest]` → (repo, tag or digest); the tag defaults to `latest`.
@@ -252,13 +260,14 @@ fn split_reference(image: &str) -> (&str, &str) {
     }
 }
 
+// Long because: the three numbered stages of a start (images, network and volumes, containers), each recording what it created for the clean-up.
 async fn run(
     docker: &Docker,
-    settings: &Settings,
+    settings: &DockerConfig,
     system: &System,
     plan: &Plan,
     created: &mut Created,
-) -> std::result::Result<Value, String> {
+) -> Result<Value> {
     // 1. Images.
     let mut images: Vec<&str> = Vec::new();
     for c in &plan.containers {
@@ -272,18 +281,25 @@ async fn run(
             .map(|i| ensure_image(docker, settings.pull, i)),
     )
     .await;
-    let problems: Vec<String> = checks.into_iter().filter_map(|r| r.err()).collect();
+    let problems: Vec<String> = checks
+        .into_iter()
+        .filter_map(|r| r.err().map(|e| e.message))
+        .collect();
     if !problems.is_empty() {
-        return Err(problems.join("; "));
+        return Err(failed(problems.join("; ")));
     }
     // A gid without a uid goes with the image's user (as a pod's runAsGroup alone).
     let mut image_users: std::collections::HashMap<&str, String> = Default::default();
     for c in plan.containers.iter().filter(|c| c.group.is_some()) {
         if !image_users.contains_key(c.image.as_str()) {
-            let inspected = docker
-                .inspect_image(&c.image)
-                .await
-                .map_err(|e| format!("cannot inspect image {:?}: {}", c.image, describe(&e)))?;
+            let inspected = docker.inspect_image(&c.image).await.map_err(|e| {
+                failed(format!(
+                    "cannot inspect image {:?}: {}",
+                    c.image,
+                    describe(&e)
+                ))
+                .caused_by(e)
+            })?;
             let user = inspected.config.and_then(|c| c.user).unwrap_or_default();
             image_users.insert(&c.image, user);
         }
@@ -293,11 +309,11 @@ async fn run(
         match docker.inspect_volume(&v.name).await {
             Ok(found) => admit(settings, v, &found.labels).map(|_| None),
             Err(e) if is_not_found(&e) => Ok(Some(v)),
-            Err(e) => Err(format!(
+            Err(e) => Err(failed(format!(
                 "cannot inspect volume {:?}: {}",
                 v.name,
                 describe(&e)
-            )),
+            ))),
         }
     }))
     .await;
@@ -307,11 +323,11 @@ async fn run(
         match r {
             Ok(Some(v)) => missing.push(v),
             Ok(None) => {}
-            Err(e) => problems.push(e),
+            Err(e) => problems.push(e.message),
         }
     }
     if !problems.is_empty() {
-        return Err(problems.join("; "));
+        return Err(failed(problems.join("; ")));
     }
 
     // 2. Network and volumes.
@@ -325,7 +341,14 @@ async fn run(
             ..Default::default()
         })
         .await
-        .map_err(|e| format!("cannot create network {:?}: {}", plan.network, describe(&e)))?;
+        .map_err(|e| {
+            failed(format!(
+                "cannot create network {:?}: {}",
+                plan.network,
+                describe(&e)
+            ))
+            .caused_by(e)
+        })?;
     for v in missing {
         let volume = &v.name;
         let made = docker
@@ -335,7 +358,9 @@ async fn run(
                 ..Default::default()
             })
             .await
-            .map_err(|e| format!("cannot create volume {volume:?}: {}", describe(&e)))?;
+            .map_err(|e| {
+                failed(format!("cannot create volume {volume:?}: {}", describe(&e))).caused_by(e)
+            })?;
         // The Engine answers a create of an existing name with that volume: one made in
         // the meantime by someone else is refused like any other, and is not removed.
         admit(settings, v, &made.labels)?;
@@ -362,13 +387,14 @@ async fn run(
             .create_container(Some(options), body)
             .await
             .map_err(|e| {
-                format!(
+                failed(format!(
                     "cannot create container {:?} (service '{}', image {:?}): {}",
                     c.name,
                     c.service,
                     c.image,
                     describe(&e)
-                )
+                ))
+                .caused_by(e)
             })?;
     }
     for c in &plan.containers {
@@ -400,21 +426,26 @@ async fn run(
             } else {
                 format!(", ports {}", ports.join(", "))
             };
-            format!(
+            failed(format!(
                 "cannot start container {:?} (service '{}', image {:?}{ports}): {}",
                 c.name,
                 c.service,
                 c.image,
                 describe(&e)
-            )
+            ))
+            .caused_by(e)
         })?;
     }
     let mut containers = Map::new();
     for c in plan.containers.iter().filter(|c| !c.published.is_empty()) {
-        let inspected = docker
-            .inspect_container(&c.name, None)
-            .await
-            .map_err(|e| format!("cannot inspect container {:?}: {}", c.name, describe(&e)))?;
+        let inspected = docker.inspect_container(&c.name, None).await.map_err(|e| {
+            failed(format!(
+                "cannot inspect container {:?}: {}",
+                c.name,
+                describe(&e)
+            ))
+            .caused_by(e)
+        })?;
         let inspected = serde_json::to_value(&inspected).unwrap_or_default();
         let mut entry = Map::new();
         let mut ip = Value::Null;

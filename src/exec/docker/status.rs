@@ -7,7 +7,7 @@
 //! each row also carries `reason`: why the system is not ready (a container's state
 //! and exit code, or its last health check output), null when it is.
 
-use super::client::{self, Settings};
+use super::client::{self, DockerConfig};
 use super::{describe, err, label_filter, selector, GUID_LABEL, SERVICE_LABEL};
 use crate::error::{ErrorKind, Result};
 use bollard::query_parameters::ListContainersOptions;
@@ -35,7 +35,7 @@ pub async fn status_async(
     username: Option<&str>,
     reasons: bool,
 ) -> Result<Vec<Value>> {
-    let settings = Settings::from_config(config).map_err(|e| err(KIND, e.message))?;
+    let settings = DockerConfig::from_config(config).map_err(|e| err(KIND, e.message))?;
     let docker = client::connect(KIND, &settings).await?;
     let (key, value) = selector(name, username);
     let options = ListContainersOptions {

@@ -3,7 +3,7 @@
 //! again. The network, the volumes and the containers themselves are kept. Both are
 //! idempotent (a container already stopped or running is left as it is).
 
-use super::client::{self, Settings};
+use super::client::{self, DockerConfig};
 use super::{describe, err, status_code, LOG_TARGET};
 use crate::error::{ErrorKind, Result};
 use bollard::query_parameters::{StartContainerOptions, StopContainerOptions};
@@ -43,7 +43,7 @@ async fn run(config: &Value, guid: &str, stop: bool) -> Result<Value> {
             format!("Failed to {verb} system: the GUID {guid:?} is not valid"),
         ));
     }
-    let settings = Settings::from_config(config).map_err(|e| err(KIND, e.message))?;
+    let settings = DockerConfig::from_config(config).map_err(|e| err(KIND, e.message))?;
     let docker = client::connect(KIND, &settings).await?;
     let ids = super::delete::containers_of(&docker, guid)
         .await

@@ -113,6 +113,7 @@ fn to_value(object: &DynamicObject) -> Value {
 }
 
 /// [`apply`] on the caller's runtime.
+// Long because: read, compare, then create, keep or replace, with the retry on conflict inline.
 pub async fn apply_async(object: Value, namespace: Option<&str>) -> Result<(Applied, Value)> {
     let field = |key: &str| {
         object
@@ -135,7 +136,7 @@ pub async fn apply_async(object: Value, namespace: Option<&str>) -> Result<(Appl
         .split_once('/')
         .unwrap_or(("", api_version.as_str()));
     let shown = format!("{kind} {name:?}");
-    let settings = super::settings();
+    let settings = super::kube_env();
     let connection = super::client::connection(ErrorKind::Kube, &settings).await?;
     let namespace =
         super::client::resolve_namespace(ErrorKind::Kube, namespace, &connection, &settings)?;

@@ -724,6 +724,7 @@ impl Source {
 
     /// One watch request, from `version` (None: a streaming list), until it ends;
     /// `version` follows the events and bookmarks.
+    // Long because: one watch request's event loop: each event kind and bookmark applied where the state lives.
     async fn watch(
         &self,
         reflector: &Reflector,
@@ -971,7 +972,7 @@ static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
 /// The cache of `namespace` for `client`, started on first use; None when the cache is
 /// off or full. A change of client configuration stops the caches of the old one.
 pub(crate) fn namespace(
-    settings: &super::Settings,
+    settings: &super::KubeEnv,
     connection: &super::client::Connection,
     namespace: &str,
 ) -> Option<Arc<Namespace>> {

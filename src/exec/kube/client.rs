@@ -10,7 +10,7 @@
 //! timeout `TYCHO_KUBE_READ_TIMEOUT`) and one for the watch cache's watches, whose read
 //! timeout is longer than the watches' `timeoutSeconds` (`TYCHO_KUBE_WATCH_TIMEOUT`).
 //!
-//! Settings are read once per operation ([`settings`]): the environment
+//! KubeEnv are read once per operation ([`settings`]): the environment
 //! (`crate::environment::kube`) with what the command line handed over
 //! ([`set_overrides`]) on top; nothing writes the environment.
 //!
@@ -20,7 +20,7 @@
 //! `NAMESPACE`, else the pod's service-account namespace file, else the kubeconfig
 //! context's namespace, else `default`.
 
-pub use crate::environment::kube::{KubeEnv as Settings, KubeOverrides};
+pub use crate::environment::kube::{KubeEnv, KubeOverrides};
 use crate::error::{Error, ErrorKind, Result};
 use kube::config::KubeConfigOptions;
 use std::sync::Mutex;
@@ -50,9 +50,9 @@ pub fn set_overrides(overrides: KubeOverrides) -> OverridesGuard {
     }
 }
 
-/// The settings of an operation: the environment, with the command line's overrides.
-pub fn settings() -> Settings {
-    let env = Settings::from_env();
+/// The Kubernetes environment of an operation, with the command line's overrides.
+pub fn kube_env() -> KubeEnv {
+    let env = KubeEnv::from_env();
     match OVERRIDES.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
         Some(o) => env.with(o),
         None => env,
@@ -64,7 +64,7 @@ pub fn settings() -> Settings {
 pub(crate) struct Connection {
     pub client: kube::Client,
     /// The watch cache's client: the same cluster and credentials, with a read timeout
-    /// longer than the watches' own `timeoutSeconds` (`Settings::watch_read_timeout`), so
+    /// longer than the watches' own `timeoutSeconds` (`KubeEnv::watch_read_timeout`), so
     /// a watch with no event is ended by the API server, never cut by the read timeout.
     pub watch_client: kube::Client,
     /// The kubeconfig context's namespace (in-cluster: the service account's), else "default".
@@ -89,7 +89,7 @@ pub(crate) fn api_url() -> String {
 /// The URL of the API server the current settings point at (kubeconfig or in-cluster),
 /// without connecting; for messages such as `waiting for <url> ...`.
 pub fn api_server_url() -> Result<String> {
-    let settings = settings();
+    let settings = kube_env();
     block_on(ErrorKind::Kube, async {
         load_config(&settings)
             .await
@@ -115,7 +115,7 @@ pub(crate) fn block_on<T>(
     crate::runtime::block_on(kind, fut)
 }
 
-async fn load_config(settings: &Settings) -> std::result::Result<kube::Config, String> {
+async fn load_config(settings: &KubeEnv) -> std::result::Result<kube::Config, String> {
     let mut config = if settings.in_cluster() {
         kube::Config::incluster().map_err(|e| {
             format!("in-cluster configuration (KUBERNETES_SERVICE_HOST is set): {e}")
@@ -151,7 +151,7 @@ async fn load_config(settings: &Settings) -> std::result::Result<kube::Config, S
 }
 
 /// The process's client, made on first use (or after a fork or a configuration change).
-pub(crate) async fn connection(kind: ErrorKind, settings: &Settings) -> Result<Connection> {
+pub(crate) async fn connection(kind: ErrorKind, settings: &KubeEnv) -> Result<Connection> {
     let key = settings.client_key();
     let pid = crate::runtime::generation();
     {
@@ -207,7 +207,7 @@ fn build_client(kind: ErrorKind, config: kube::Config) -> Result<kube::Client> {
 }
 
 /// NAMESPACE, else the pod's service-account namespace file (non-empty values only).
-fn environment_namespace(settings: &Settings) -> Option<String> {
+fn environment_namespace(settings: &KubeEnv) -> Option<String> {
     crate::text::names::namespace_from(None, settings.namespace.clone())
 }
 
@@ -217,7 +217,7 @@ pub(crate) fn resolve_namespace(
     kind: ErrorKind,
     explicit: Option<&str>,
     connection: &Connection,
-    settings: &Settings,
+    settings: &KubeEnv,
 ) -> Result<String> {
     let namespace = explicit
         .filter(|s| !s.is_empty())
@@ -237,7 +237,7 @@ pub(crate) fn resolve_namespace(
 /// The namespace operations use when the caller names none: NAMESPACE, the pod's
 /// service-account namespace, the configuration's (loaded for this), else "default".
 pub fn default_namespace() -> String {
-    let settings = settings();
+    let settings = kube_env();
     environment_namespace(&settings).unwrap_or_else(|| {
         block_on(ErrorKind::Kube, connection(ErrorKind::Kube, &settings))
             .map(|c| c.config_namespace)

@@ -37,7 +37,7 @@ pub async fn delete_async(guid: &str, namespace: Option<&str>) -> Result<Value> 
     }
     check_label_value(KIND, "GUID", guid)?;
     let _deleting = inflight::Deleting::begin(guid);
-    let settings = client::settings();
+    let settings = client::kube_env();
     let connection = client::connection(KIND, &settings).await?;
     let namespace = client::resolve_namespace(KIND, namespace, &connection, &settings)?;
     let timeout = settings.operation_timeout;

@@ -77,7 +77,7 @@ impl KubeError {
             },
             _ => Cause::Transport {
                 url: super::client::api_url(),
-                refused: super::retry::refused(e),
+                refused: refused(e),
             },
         };
         let mut message = super::describe(e);
@@ -200,6 +200,29 @@ fn join_whats(whats: &[&str]) -> String {
         .filter(|s| !s.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+fn io_kind_in_chain(e: &kube::Error, wanted: std::io::ErrorKind) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if io.kind() == wanted {
+                return true;
+            }
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// The connection was refused (nothing listens at the API server's address).
+pub(crate) fn refused(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::HyperError(_) | kube::Error::Service(_) => {
+            io_kind_in_chain(e, std::io::ErrorKind::ConnectionRefused)
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]

@@ -39,11 +39,19 @@ mod start;
 mod status;
 pub mod wait;
 
+/// The annotation of a stopped Deployment: the replica count it had.
+pub const STOPPED_REPLICAS: &str = "tycho.renci.org/stopped-replicas";
+/// The annotation `touch` sets: the time of the system's last activity (RFC 3339, UTC).
+pub const LAST_ACTIVITY: &str = "tycho.renci.org/last-activity";
+/// The annotation of the app's activity probe (`{"port", "path", "field"}` as JSON),
+/// copied from the registry's `activity` at start.
+pub const ACTIVITY_PROBE: &str = crate::text::names::ACTIVITY_ANNOTATION;
+
 /// The process's executor runtime, shared with the Docker backplane.
 pub(crate) use client::block_on;
 pub use client::{
-    api_server_url, default_namespace, set_overrides, settings, KubeOverrides, OverridesGuard,
-    Settings,
+    api_server_url, default_namespace, kube_env, set_overrides, KubeEnv, KubeOverrides,
+    OverridesGuard,
 };
 pub use delete::{delete, delete_async};
 pub use error::{Cause, KubeError};
@@ -186,7 +194,7 @@ fn describe_unredacted(e: &kube::Error) -> String {
 /// Ok when the Kubernetes API server answers `GET /version` on the executor's client
 /// (the `/readyz` of `tycho api`).
 pub async fn api_ready() -> crate::Result<()> {
-    let connection = client::connection(ErrorKind::Kube, &client::settings()).await?;
+    let connection = client::connection(ErrorKind::Kube, &client::kube_env()).await?;
     connection
         .client
         .apiserver_version()
@@ -205,7 +213,7 @@ pub async fn service_url_async(name: &str, namespace: &str) -> crate::Result<Opt
         return Err(err(kind, format!("{name:?} is not a valid Service name")));
     }
     check_label_value(kind, "namespace", namespace)?;
-    let connection = client::connection(kind, &client::settings()).await?;
+    let connection = client::connection(kind, &client::kube_env()).await?;
     let api: Api<core::v1::Service> = Api::namespaced(connection.client.clone(), namespace);
     let what = format!("Service {name:?} in namespace {namespace}");
     let service = retry::idempotent(&what, || api.get_opt(name))

@@ -166,7 +166,7 @@ pub async fn modify_async(
     namespace: Option<&str>,
 ) -> Result<Value> {
     let request = check(request)?;
-    let settings = client::settings();
+    let settings = client::kube_env();
     let connection = client::connection(KIND, &settings).await?;
     let namespace = client::resolve_namespace(KIND, namespace, &connection, &settings)?;
     let timeout = settings.operation_timeout;
@@ -190,6 +190,7 @@ pub async fn modify_async(
     }
 }
 
+// Long because: patch every Deployment, then put back each one on failure, sharing the read-your-writes record.
 async fn run(
     config: &Value,
     request: &Request,

@@ -14,7 +14,7 @@
 //! retried like any transport error. A call that fails after its retries reports them in
 //! one error (`... (5 attempts)`), not once per attempt.
 
-use super::error::KubeError;
+use super::error::{refused, KubeError};
 use super::{describe, status_code, LOG_TARGET};
 use kube::api::{Api, DynamicObject, PostParams};
 use std::future::Future;
@@ -56,29 +56,6 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
     let d = exp.min(MAX_DELAY);
     let half = d / 2;
     half + Duration::from_micros(fastrand::u64(0..=half.as_micros() as u64))
-}
-
-fn io_kind_in_chain(e: &kube::Error, wanted: std::io::ErrorKind) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            if io.kind() == wanted {
-                return true;
-            }
-        }
-        source = s.source();
-    }
-    false
-}
-
-/// The connection was refused (nothing listens at the API server's address).
-pub(crate) fn refused(e: &kube::Error) -> bool {
-    match e {
-        kube::Error::HyperError(_) | kube::Error::Service(_) => {
-            io_kind_in_chain(e, std::io::ErrorKind::ConnectionRefused)
-        }
-        _ => false,
-    }
 }
 
 /// The request cannot have reached the server's storage: safe to send again, even a create.

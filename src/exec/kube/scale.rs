@@ -17,13 +17,7 @@ use serde_json::{json, Value};
 
 const KIND: ErrorKind = ErrorKind::Kube;
 
-/// The annotation of a stopped Deployment: the replica count it had.
-pub const STOPPED_REPLICAS: &str = "tycho.renci.org/stopped-replicas";
-/// The annotation `touch` sets: the time of the system's last activity (RFC 3339, UTC).
-pub const LAST_ACTIVITY: &str = "tycho.renci.org/last-activity";
-/// The annotation of the app's activity probe (`{"port", "path", "field"}` as JSON),
-/// copied from the registry's `activity` at start.
-pub const ACTIVITY_PROBE: &str = crate::text::names::ACTIVITY_ANNOTATION;
+pub use super::{ACTIVITY_PROBE, LAST_ACTIVITY, STOPPED_REPLICAS};
 
 /// What a lifecycle operation does to each Deployment of a system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +133,7 @@ async fn deployments_of(
 /// Applies `action` to every Deployment of system `guid` in `namespace` at time `now`;
 /// returns `{"name": guid, "deployments": {name: replicas after}}`. A system without a
 /// Deployment is an error naming the GUID; a Deployment already as wanted is left alone.
+// Long because: the cache path and the list path of one operation side by side, then the patches.
 pub async fn apply_async(
     action: Action,
     guid: &str,
@@ -150,7 +145,7 @@ pub async fn apply_async(
         return Err(err(KIND, format!("Failed to {verb} system: no GUID given")));
     }
     check_label_value(KIND, "GUID", guid)?;
-    let settings = client::settings();
+    let settings = client::kube_env();
     let connection = client::connection(KIND, &settings).await?;
     let namespace = client::resolve_namespace(KIND, namespace, &connection, &settings)?;
     let cache = super::cache::namespace(&settings, &connection, &namespace);
@@ -228,7 +223,7 @@ pub async fn systems_async(
     username: Option<&str>,
     namespace: Option<&str>,
 ) -> Result<(String, Vec<Value>, Vec<Value>)> {
-    let settings = client::settings();
+    let settings = client::kube_env();
     let connection = client::connection(KIND, &settings).await?;
     let namespace = client::resolve_namespace(KIND, namespace, &connection, &settings)?;
     let label = username

@@ -9,7 +9,7 @@
 //! the `<app>-env` Secret's data, whether its Deployment's uid was deleted) and the
 //! cache itself (name, uid, resourceVersion, the `tycho-guid` label). Of the
 //! annotations only `tycho.renci.org/username` (status's real username of a system
-//! labelled with a slug) and those of stop and culling (`super::scale`) are kept. Other annotations,
+//! labelled with a slug) and those of stop and culling ([`super::scale`]) are kept. Other annotations,
 //! managedFields, owner references, the rest of the pod template, a pod's spec and
 //! everything else are dropped as the object arrives, so what one object costs does not
 //! grow with what others put on it (a 50 KB annotation costs nothing).
@@ -47,20 +47,20 @@ const TEMPLATE_LABELS: &[(&str, Keep)] = &[
 ];
 
 /// The annotations read: status's real username of a system labelled with a slug, and
-/// what stop, resume and culling read (`super::scale`).
+/// what stop, resume and culling read ([`super::scale`]).
 const ANNOTATIONS: &[(&str, Keep)] = &[
     (crate::text::names::USERNAME_ANNOTATION, Text),
-    (super::scale::STOPPED_REPLICAS, Text),
-    (super::scale::LAST_ACTIVITY, Text),
-    (super::scale::ACTIVITY_PROBE, Text),
+    (super::STOPPED_REPLICAS, Text),
+    (super::LAST_ACTIVITY, Text),
+    (super::ACTIVITY_PROBE, Text),
 ];
 
 /// The annotation keys kept (those of [`ANNOTATIONS`]).
 const KEPT_ANNOTATIONS: [&str; 4] = [
     crate::text::names::USERNAME_ANNOTATION,
-    super::scale::STOPPED_REPLICAS,
-    super::scale::LAST_ACTIVITY,
-    super::scale::ACTIVITY_PROBE,
+    super::STOPPED_REPLICAS,
+    super::LAST_ACTIVITY,
+    super::ACTIVITY_PROBE,
 ];
 
 const METADATA: &[(&str, Keep)] = &[

@@ -161,9 +161,10 @@ fn secret_hint(mut problem: KubeError, namespace: &str) -> KubeError {
     problem
 }
 
+// Long because: the start and its rollback, with the cases where nothing may be removed spelled out beside each other.
 async fn start_inner(config: &Value, system: System, namespace: Option<&str>) -> Result<Value> {
     checks(&system)?;
-    let settings = client::settings();
+    let settings = client::kube_env();
     let connection = client::connection(KIND, &settings).await?;
     let namespace = client::resolve_namespace(KIND, namespace, &connection, &settings)?;
     let client = &connection.client;
@@ -305,7 +306,7 @@ async fn read_facts(
     system: &System,
     client: &kube::Client,
     namespace: &str,
-    settings: &client::Settings,
+    settings: &client::KubeEnv,
     cache: Option<&cache::Namespace>,
 ) -> std::result::Result<Facts, KubeError> {
     let ambassador_name = settings.ambassador_service.clone();
@@ -556,10 +557,11 @@ struct Ctx<'a> {
     namespace: &'a str,
     guid: &'a str,
     attempted: &'a Attempted,
-    settings: &'a client::Settings,
+    settings: &'a client::KubeEnv,
     cache: Option<&'a cache::Namespace>,
 }
 
+// Long because: the numbered stages of a start (cluster facts, Deployment, the rest) sharing what each created for the rollback.
 async fn run(
     config: &Value,
     mut system: System,

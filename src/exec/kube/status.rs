@@ -67,7 +67,7 @@ pub async fn status_async(
         log::debug!(target: LOG_TARGET, "status: {value:?} is not a label value; no system can match");
         return Ok(Vec::new());
     }
-    let settings = client::settings();
+    let settings = client::kube_env();
     let connection = client::connection(KIND, &settings).await?;
     let namespace = client::resolve_namespace(KIND, namespace, &connection, &settings)?;
     let client = &connection.client;

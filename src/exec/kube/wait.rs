@@ -96,6 +96,7 @@ fn one_line(s: &str) -> String {
 pub const STOPPED_REASON: &str = "Stopped: scaled to 0 replicas (tycho resume starts it again)";
 
 /// Judges a Deployment and its pods (and their Warning events).
+// Long because: one judgement over a Deployment's conditions and each pod's container states, case by case.
 pub fn observe(deployment: &Deployment, pods: &[Pod], events: &[Event]) -> Observation {
     let desired = deployment
         .spec
@@ -368,7 +369,7 @@ fn gone(sid: &str, namespace: &str) -> Progress {
 /// A system without a Deployment is `failed` with reason `NotFound`.
 pub async fn readiness_async(sid: &str, namespace: Option<&str>) -> Result<Progress> {
     super::check_label_value(KIND, "GUID", sid)?;
-    let settings = client::settings();
+    let settings = client::kube_env();
     let connection = client::connection(KIND, &settings).await?;
     let namespace = client::resolve_namespace(KIND, namespace, &connection, &settings)?;
     let cache = super::cache::namespace(&settings, &connection, &namespace);
@@ -434,7 +435,7 @@ pub async fn wait_async(
     mut progress: impl FnMut(&Progress),
 ) -> Result<WaitOutcome> {
     super::check_label_value(KIND, "GUID", sid)?;
-    let settings = client::settings();
+    let settings = client::kube_env();
     let connection = client::connection(KIND, &settings).await?;
     let namespace = client::resolve_namespace(KIND, namespace, &connection, &settings)?;
     let deadline = Instant::now() + timeout;

@@ -4,7 +4,13 @@
 //!
 //! The template budgets are configurable with one environment variable each, read once
 //! per process by `crate::environment::templates` (the table of variables is there).
+//!
+//! [`http`] holds the limits of the `tycho api` server (timeouts, connections, workers,
+//! starts, the memory budget), with their flags.
 
+pub mod http;
+
+pub use crate::error::{cut_message, echo, ECHO_LIMIT, MESSAGE_LIMIT};
 use crate::error::{Error, Result};
 use serde_json::Value;
 use std::sync::OnceLock;
@@ -21,9 +27,6 @@ pub const STACK_RED_ZONE: usize = 32 << 20;
 
 /// Size of the stack segment a request moves to (reserved, used pages only).
 pub const STACK_GROWTH: usize = 256 << 20;
-
-/// Most characters of a value echoed in an error message or a log line.
-pub const ECHO_LIMIT: usize = 200;
 
 /// YAML aliases may copy at most this many nodes per byte of input (plus
 /// [`ALIAS_BASE_NODES`]) before the document is refused.
@@ -44,32 +47,6 @@ pub fn template_budgets() -> &'static TemplateBudgets {
 /// How many nodes YAML aliases may copy in a document of `input_len` bytes.
 pub fn alias_budget(input_len: usize) -> usize {
     ALIAS_BASE_NODES.saturating_add(input_len.saturating_mul(ALIAS_NODES_PER_BYTE))
-}
-
-/// `text` cut to [`ECHO_LIMIT`] characters, saying how long it was when cut.
-pub fn echo(text: &str) -> String {
-    match text.char_indices().nth(ECHO_LIMIT) {
-        None => text.to_string(),
-        Some((cut, _)) => format!(
-            "{}… ({} characters in all)",
-            &text[..cut],
-            text.chars().count()
-        ),
-    }
-}
-
-/// Longest error message kept whole.
-pub const MESSAGE_LIMIT: usize = 1000;
-
-/// `message` whole when short, else its first and last parts around a note of the cut.
-pub fn cut_message(message: String) -> String {
-    let n = message.chars().count();
-    if n <= MESSAGE_LIMIT {
-        return message;
-    }
-    let head: String = message.chars().take(ECHO_LIMIT * 2).collect();
-    let tail: String = message.chars().skip(n - ECHO_LIMIT).collect();
-    format!("{head}… ({} characters cut) …{tail}", n - ECHO_LIMIT * 3)
 }
 
 /// A value as JSON text, cut to [`ECHO_LIMIT`] characters.

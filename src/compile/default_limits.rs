@@ -21,8 +21,8 @@
 
 use crate::environment::resources::DefaultLimitsEnv;
 use crate::error::{Error, Result};
-use crate::exec::docker::{cpus_to_nano, memory_to_bytes};
 use crate::model::System;
+use crate::text::quantity::{cpus_to_nano, memory_to_bytes};
 use serde_json::{Map, Value};
 
 /// Built-in CPU limit of a Docker container without one.
@@ -90,7 +90,7 @@ impl DefaultLimits {
     fn read(config: &Value, env: &DefaultLimitsEnv, builtin: bool) -> Result<DefaultLimits> {
         let quantity = |value: Option<(String, String)>,
                         fallback: &str,
-                        check: fn(&Value) -> std::result::Result<i64, String>|
+                        check: fn(&Value) -> Result<i64>|
          -> Result<Option<String>> {
             match value {
                 None => Ok(builtin.then(|| fallback.to_string())),
@@ -98,7 +98,7 @@ impl DefaultLimits {
                 Some((v, source)) => {
                     let parsed = check(&Value::String(v.clone()));
                     if !crate::text::names::is_quantity(&v) || parsed.is_err() {
-                        let why = parsed.err().unwrap_or_else(|| {
+                        let why = parsed.err().map(|e| e.message).unwrap_or_else(|| {
                             format!("{:?} is not a Kubernetes quantity", shown(&v))
                         });
                         return Err(Error::config(format!("{source}: {why} (or none)")));
@@ -203,7 +203,7 @@ impl DefaultLimits {
                     &self.cpus,
                     given(|l| &l.cpus),
                     request_cpu,
-                    cpus_to_nano as fn(&Value) -> std::result::Result<i64, String>,
+                    cpus_to_nano as fn(&Value) -> Result<i64>,
                 ),
                 (
                     "memory",

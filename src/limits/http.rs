@@ -30,7 +30,7 @@ pub struct Limits {
     /// one more is answered 503.
     pub max_starts: usize,
     /// Bytes that request bodies being read and the compilations of starts may take at
-    /// once (`super::budget`); a request that would go over is answered 503.
+    /// once (`crate::server::budget`); a request that would go over is answered 503.
     pub memory_budget: u64,
 }
 
