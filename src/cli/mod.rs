@@ -7,6 +7,7 @@
 //!   executor (`crate::kube`), with the original client's arguments and tables;
 //!   `up --wait` follows the Deployment until it is available ([`crate::kube::wait`]);
 //!   `up --dry-run=client|server` creates nothing ([`dry_run`]);
+//! - `tycho events [-f] GUID` prints a system's progress events ([`events`]);
 //! - `tycho api` serves the REST API ([`crate::server`]).
 //!
 //! A system comes from a compose file (`-f FILE`, `-f -` for standard input) or from an
@@ -20,6 +21,7 @@
 pub mod commands;
 pub mod connect;
 pub mod dry_run;
+pub mod events;
 pub mod output;
 pub mod request;
 
@@ -73,6 +75,9 @@ enum Command {
     Down(commands::DownArgs),
     /// Change labels and cpu/memory of a running system.
     Modify(commands::ModifyArgs),
+    /// A system's progress events (its state now; with -f each change until it is
+    /// ready, fails, is deleted or the timeout passes).
+    Events(events::EventsArgs),
     /// Compile a system (a compose file, or a registry app) into Kubernetes objects, offline.
     Render(commands::RenderArgs),
     /// Serve the REST API (POST /system/start, status, delete, modify).
@@ -191,6 +196,7 @@ where
         Command::Status(a) => commands::status(a, &ctx),
         Command::Down(a) => commands::down(a, &ctx),
         Command::Modify(a) => commands::modify(a, &ctx),
+        Command::Events(a) => events::events(a, &ctx),
         Command::Api(a) => commands::api(a, &ctx),
     };
     match result {

@@ -12,6 +12,7 @@
 //! - [`limits`]: timeouts, connection, worker and start limits, the memory budget (the
 //!   `tycho api` flags);
 //! - [`budget`]: the memory budget of bodies in flight and compilations;
+//! - [`events`]: `GET /system/events`, progress events as Server-Sent Events;
 //! - `conn`: the accept loop (connection limits in all and per client address,
 //!   header-read and stall timeouts).
 //!
@@ -25,6 +26,7 @@ pub mod auth;
 pub mod backend;
 pub mod budget;
 mod conn;
+pub mod events;
 pub mod limits;
 pub mod logging;
 pub mod openapi;
@@ -64,6 +66,8 @@ pub struct AppState {
     pub operations: Arc<routes::Operations>,
     /// The memory budget of bodies in flight and compilations (`--memory-budget`).
     pub budget: Arc<budget::MemoryBudget>,
+    /// The event streams (`--max-event-streams`, `--events-timeout`).
+    pub streams: Arc<events::EventStreams>,
 }
 
 impl AppState {
@@ -76,6 +80,7 @@ impl AppState {
             budget: Arc::new(budget::MemoryBudget::new(
                 limits::Limits::default().memory_budget,
             )),
+            streams: Arc::default(),
         }
     }
 }
@@ -249,6 +254,10 @@ pub fn app(mut state: AppState, options: &ServerOptions) -> Result<Router> {
     };
     state.operations.set_max_starts(options.limits.max_starts);
     state.budget = Arc::new(budget::MemoryBudget::new(options.limits.memory_budget));
+    state.streams = Arc::new(events::EventStreams::new(
+        options.limits.max_event_streams,
+        options.limits.events_timeout,
+    ));
     let mut router = routes::routes(state, options.metrics != MetricsAccess::Off)
         .layer(middleware::from_fn_with_state(
             options.limits.idle_timeout,

@@ -1,5 +1,6 @@
 //! `GET /openapi.json`: an OpenAPI 3.0 document of exactly the routes this server has,
-//! with the request and response schemas of the embedded api-schema.
+//! with the request and response schemas of the embedded api-schema (and the event
+//! stream's, `GET /system/events`).
 
 use crate::request_schema::api_schema;
 use serde_json::{json, Map, Value};
@@ -61,6 +62,81 @@ fn probe(summary: &str, ok: &str, failing: Option<&str>) -> Value {
         );
     }
     json!({"get": {"summary": summary, "security": [], "responses": responses}})
+}
+
+/// `GET /system/events`: Server-Sent Events of a system's (or a user's systems')
+/// progress.
+fn events_path(with_auth: bool) -> Value {
+    let progress = json!({
+        "type": "object",
+        "required": ["sid", "progress", "phase", "message", "ready", "failed"],
+        "properties": {
+            "sid": {"type": "string"},
+            "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+            "phase": {"type": "string", "enum": ["Pending", "Scheduling", "Pulling", "Starting", "Running", "Ready", "Failed", "Stopped", "Deleted"]},
+            "message": {"type": "string"},
+            "ready": {"type": "boolean"},
+            "failed": {"type": "boolean"},
+            "reason": {"type": "string", "nullable": true}
+        }
+    });
+    let end = json!({
+        "type": "object",
+        "required": ["sid", "end"],
+        "properties": {
+            "sid": {"type": "string"},
+            "end": {"type": "string", "enum": ["ready", "failed", "deleted", "timeout"]},
+            "reason": {"type": "string", "nullable": true}
+        }
+    });
+    let error = |text: &str| response_ref(text);
+    let mut responses = Map::new();
+    responses.insert(
+        "200".into(),
+        json!({
+            "description": "A stream of Server-Sent Events: `event: progress` with a Progress object as `data` at each change of phase, readiness, reason or message; one `event: end` with an End object per system, after which the stream ends (ready, failed, deleted, or the timeout); a comment line every 15 s of silence.",
+            "content": {"text/event-stream": {"schema": {
+                "type": "string",
+                "description": "event: progress|end, then data: one JSON object (x-progress or x-end), then an empty line"
+            }}},
+            "x-progress": progress,
+            "x-end": end
+        }),
+    );
+    responses.insert(
+        "400".into(),
+        error("Neither or both of name and username, a name that is not a GUID, or a timeout that is not a positive number."),
+    );
+    if with_auth {
+        responses.insert("401".into(), error("Missing or wrong bearer token."));
+    }
+    responses.insert(
+        "404".into(),
+        error("No system with that GUID, or the user has no systems."),
+    );
+    responses.insert(
+        "502".into(),
+        error("The Kubernetes API server could not be read."),
+    );
+    let mut busy = error(
+        "The server is busy: too many event streams open (--max-event-streams). Retry after Retry-After seconds.",
+    );
+    busy["headers"] = json!({"Retry-After": {
+        "description": "Seconds to wait before retrying.",
+        "schema": {"type": "integer"}
+    }});
+    responses.insert("503".into(), busy);
+    let parameter = |name: &str, description: &str, schema: Value| json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema});
+    json!({"get": {
+        "summary": "Follow a system (name = GUID) or a user's systems until ready, failed, deleted or the timeout: progress events as Server-Sent Events.",
+        "operationId": "events",
+        "parameters": [
+            parameter("name", "The system's GUID (give name or username).", json!({"type": "string", "maxLength": 63})),
+            parameter("username", "Follow every system of this user (those it has when the stream begins, at most 64).", json!({"type": "string", "maxLength": 1024})),
+            parameter("timeout", "Seconds the stream lasts at most (at most the server's --events-timeout, 600 by default).", json!({"type": "number", "exclusiveMinimum": true, "minimum": 0})),
+        ],
+        "responses": responses
+    }})
 }
 
 /// Builds the document; `with_auth` adds the bearer scheme and 401 responses.
@@ -139,6 +215,7 @@ pub fn document(with_auth: bool) -> Value {
             Some("The Kubernetes API server does not answer."),
         ),
     );
+    paths.insert("/system/events".into(), events_path(with_auth));
     let mut components = json!({"schemas": schemas});
     let mut doc = json!({
         "openapi": "3.0.3",
@@ -171,7 +248,10 @@ mod tests {
                 let pointer = &part[..part.find('"').unwrap()];
                 assert!(doc.pointer(pointer).is_some(), "{pointer}");
             }
-            assert_eq!(doc["paths"].as_object().unwrap().len(), 6);
+            assert_eq!(doc["paths"].as_object().unwrap().len(), 7);
+            let events = &doc["paths"]["/system/events"]["get"]["responses"];
+            assert!(events["200"]["content"]["text/event-stream"].is_object());
+            assert_eq!(events.get("401").is_some(), auth);
             assert_eq!(doc.get("security").is_some(), auth);
             let start = &doc["paths"]["/system/start"]["post"]["responses"];
             assert!(start["503"]["description"]

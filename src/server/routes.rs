@@ -1,4 +1,5 @@
-//! The routes: `/system/{start,status,delete,modify}`, `/healthz`, `/readyz`,
+//! The routes: `/system/{start,status,delete,modify}`, `/system/events` (in
+//! `super::events`), `/healthz`, `/readyz`,
 //! `/openapi.json`, `/metrics`, and the JSON shapes of their answers.
 //!
 //! A body is read under the memory budget (`super::budget`) before anything else: its
@@ -605,6 +606,7 @@ pub fn routes(state: AppState, with_metrics: bool) -> Router {
         .route("/system/status", post(status))
         .route("/system/delete", post(delete))
         .route("/system/modify", post(modify))
+        .route("/system/events", get(super::events::events))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi))
