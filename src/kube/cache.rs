@@ -1667,6 +1667,92 @@ mod tests {
         assert_eq!(s.by_username.len(), 1);
     }
 
+    fn ready(sub: &mut Subscription) -> bool {
+        futures::FutureExt::now_or_never(sub.changed()).is_some()
+    }
+
+    #[test]
+    fn followers_are_told_of_their_systems_changes_only() {
+        let hub = Arc::new(Hub::default());
+        let r = Reflector::with_hub(Kind::Pod, false, Some(Arc::clone(&hub)));
+        r.change(|s| {
+            s.synced = true;
+            s.healthy = true;
+        });
+        let mut g = hub.subscribe("g").unwrap();
+        let mut g2 = hub.subscribe("g").unwrap();
+        let mut h = hub.subscribe("h").unwrap();
+        assert!(!ready(&mut g) && !ready(&mut h));
+        r.change(|s| s.apply(obj("a", "u1", "1", "g")));
+        assert!(ready(&mut g) && ready(&mut g2) && !ready(&mut h));
+        assert!(!ready(&mut g), "told once a change");
+        // Relabelled from g to h: both are told.
+        r.change(|s| s.apply(obj("a", "u1", "2", "h")));
+        assert!(ready(&mut g) && ready(&mut h));
+        r.change(|s| s.delete(&obj("a", "u1", "3", "h")));
+        assert!(!ready(&mut g) && ready(&mut h));
+        // Own writes and deletes tell too.
+        r.wrote(obj("b", "u2", "4", "g"));
+        assert!(ready(&mut g));
+        r.deleted_guid("g");
+        assert!(ready(&mut g));
+        // Freshness changes and relists tell everyone.
+        r.failed(&KubeError::new(Cause::Timeout, "no answer"));
+        assert!(ready(&mut g) && ready(&mut h));
+        r.change(Store::begin_relist);
+        r.change(|s| s.apply(obj("c", "u3", "5", "x")));
+        r.change(Store::relist_done);
+        assert!(ready(&mut g) && ready(&mut h));
+        // The last subscription of a GUID removes it.
+        drop((g, g2));
+        assert_eq!(lock(&hub.topics).len(), 1);
+        drop(h);
+        assert!(lock(&hub.topics).is_empty());
+    }
+
+    #[test]
+    fn topics_are_bounded() {
+        let hub = Arc::new(Hub::default());
+        let subs: Vec<Subscription> = (0..MAX_TOPICS)
+            .map(|i| hub.subscribe(&format!("g{i}")).unwrap())
+            .collect();
+        assert!(hub.subscribe("one-more").is_none());
+        assert!(
+            hub.subscribe("g0").is_some(),
+            "a followed GUID takes no new topic"
+        );
+        drop(subs);
+        assert!(hub.subscribe("one-more").is_some());
+    }
+
+    #[test]
+    fn a_system_keeps_its_newest_events() {
+        let r = Reflector::with_hub(Kind::Event, false, None);
+        r.change(|s| {
+            s.synced = true;
+            s.healthy = true;
+        });
+        for i in 1..=12 {
+            r.change(|s| {
+                s.apply(obj(
+                    &format!("e{i:02}"),
+                    &format!("u{i}"),
+                    &i.to_string(),
+                    "g",
+                ))
+            });
+        }
+        r.change(|s| s.apply(obj("other", "u99", "13", "h")));
+        let kept = picked(&r, Select::Guid("g"));
+        let newest: Vec<String> = (5..=12).map(|i| format!("e{i:02}")).collect();
+        assert_eq!(kept, newest);
+        assert_eq!(picked(&r, Select::Guid("h")), ["other"]);
+        let s = lock(&r.store);
+        assert_eq!(s.count, 9);
+        let bytes: i64 = s.objects.iter().map(|(n, o)| o.cost(n)).sum();
+        assert_eq!(s.bytes, bytes);
+    }
+
     #[test]
     fn resource_versions_compare_as_integers() {
         assert!(not_older("10", "9"));

@@ -914,6 +914,150 @@ mod tests {
             .contains("CrashLoopBackOff"));
     }
 
+    fn event(name: &str, kind: &str, reason: &str, message: &str, at: &str, rv: &str) -> Event {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "resourceVersion": rv},
+            "involvedObject": {"kind": "Pod", "name": "p"},
+            "type": kind, "reason": reason, "message": message, "lastTimestamp": at,
+        }))
+        .unwrap()
+    }
+
+    fn scheduled_pod(state: serde_json::Value) -> Pod {
+        let phase = if state.get("running").is_some() {
+            "Running"
+        } else {
+            "Pending"
+        };
+        pod(json!({"phase": phase,
+                   "conditions": [{"type": "PodScheduled", "status": "True"}],
+                   "containerStatuses": [{"name": "web", "image": "x", "imageID": "", "ready": false,
+                                          "restartCount": 0, "state": state}]}))
+    }
+
+    #[test]
+    fn image_pulls_are_the_reason_while_the_containers_wait() {
+        let d = deployment(json!({}));
+        let p = scheduled_pod(json!({"waiting": {"reason": "ContainerCreating"}}));
+        let o = observe(&d, std::slice::from_ref(&p), &[]);
+        assert_eq!(o.reason.as_deref(), Some("ContainerCreating"));
+        assert_eq!(o.progress("g").phase, "Starting");
+        let pulling = event(
+            "e1",
+            "Normal",
+            "Pulling",
+            "Pulling image \"x\"",
+            "2024-01-02T03:04:05Z",
+            "5",
+        );
+        let o = observe(&d, std::slice::from_ref(&p), std::slice::from_ref(&pulling));
+        assert_eq!(o.reason.as_deref(), Some("Pulling: Pulling image \"x\""));
+        let progress = o.progress("g");
+        assert_eq!(
+            (progress.phase.as_str(), progress.progress),
+            ("Pulling", 50)
+        );
+        // Pulled in the same second: the resourceVersion orders them.
+        let pulled = event(
+            "e2",
+            "Normal",
+            "Pulled",
+            "Successfully pulled image \"x\" in 2s",
+            "2024-01-02T03:04:05Z",
+            "6",
+        );
+        let o = observe(
+            &d,
+            std::slice::from_ref(&p),
+            &[pulled.clone(), pulling.clone()],
+        );
+        assert_eq!(
+            o.reason.as_deref(),
+            Some("Pulled: Successfully pulled image \"x\" in 2s")
+        );
+        assert_eq!(o.progress("g").phase, "Starting");
+        // Once the containers run, image events no longer explain anything.
+        let running = scheduled_pod(json!({"running": {}}));
+        let o = observe(&d, &[running], &[pulled, pulling]);
+        assert_eq!(o.progress("g").phase, "Running");
+        assert!(o.reason.is_none(), "{o:?}");
+    }
+
+    #[test]
+    fn warnings_scheduling_and_oom_kills_are_named() {
+        let d = deployment(json!({}));
+        let p = pod(json!({"phase": "Pending"}));
+        let failed = event(
+            "e1",
+            "Warning",
+            "FailedScheduling",
+            "0/3 nodes are available: 3 Insufficient memory.",
+            "2024-01-02T03:04:05Z",
+            "5",
+        );
+        let o = observe(&d, &[p], &[failed]);
+        assert_eq!(
+            o.reason.as_deref(),
+            Some("FailedScheduling: 0/3 nodes are available: 3 Insufficient memory.")
+        );
+        assert_eq!(o.progress("g").phase, "Scheduling");
+        assert!(!o.progress("g").failed);
+        let p = scheduled_pod(json!({"waiting": {"reason": "ContainerCreating"}}));
+        let backoff = event(
+            "e2",
+            "Warning",
+            "BackOff",
+            "Back-off pulling image \"x\"",
+            "2024-01-02T03:04:06Z",
+            "6",
+        );
+        let o = observe(&d, &[p], &[backoff]);
+        assert_eq!(
+            o.reason.as_deref(),
+            Some("BackOff: Back-off pulling image \"x\"")
+        );
+        // A container the kernel killed for its memory, restarting: OOMKilled.
+        let oom = pod(json!({"phase": "Running",
+            "containerStatuses": [{"name": "web", "image": "x", "imageID": "", "ready": false, "restartCount": 1,
+                                   "state": {"running": {}},
+                                   "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}]}));
+        let o = observe(&d, &[oom], &[]);
+        assert_eq!(o.reason.as_deref(), Some("OOMKilled: container web was killed for using more memory than its limit (restarted 1 times)"));
+        assert!(!o.progress("g").failed);
+        // In a crash loop it has failed, and the reason still says why.
+        let looping = pod(json!({"phase": "Running",
+            "containerStatuses": [{"name": "web", "image": "x", "imageID": "", "ready": false, "restartCount": 4,
+                                   "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+                                   "lastState": {"terminated": {"reason": "OOMKilled"}}}]}));
+        let o = observe(&d, &[looping], &[]);
+        let progress = o.progress("g");
+        assert!(
+            progress.failed && progress.phase == "Failed",
+            "{progress:?}"
+        );
+        assert!(progress
+            .reason
+            .unwrap()
+            .starts_with("OOMKilled: container web"));
+        assert!(o.fatal.unwrap().contains("CrashLoopBackOff"));
+    }
+
+    #[test]
+    fn phases() {
+        let ready = deployment(json!({"availableReplicas": 1, "observedGeneration": 1}));
+        assert_eq!(observe(&ready, &[], &[]).progress("g").phase, "Ready");
+        let d = deployment(json!({}));
+        assert_eq!(observe(&d, &[], &[]).progress("g").phase, "Pending");
+        assert_eq!(
+            observe(&d, &[pod(json!({}))], &[]).progress("g").phase,
+            "Scheduling"
+        );
+        let mut stopped = deployment(json!({}));
+        stopped.spec.as_mut().unwrap().replicas = Some(0);
+        assert_eq!(observe(&stopped, &[], &[]).progress("g").phase, "Stopped");
+        assert_eq!(gone("g", "ns").phase, "Deleted");
+    }
+
     /// Readiness reads the cache's slim objects: what it makes of them is what it makes
     /// of the whole objects.
     #[test]

@@ -173,23 +173,16 @@ pub async fn events(
     };
     // The body owns the steps (and through them the follower's subscription and
     // watches) and the slot: when the client goes away, hyper drops it.
-    let body = futures::stream::unfold(
-        (steps, open, false),
-        |(mut steps, open, ended)| async move {
-            if ended {
-                return None;
+    let body = futures::stream::unfold((steps, open), |(mut steps, open)| async move {
+        tokio::select! {
+            step = steps.next() => step.map(|step| {
+                (Ok::<_, std::convert::Infallible>(step_frame(&step)), (steps, open))
+            }),
+            () = tokio::time::sleep(KEEPALIVE) => {
+                Some((Ok(Bytes::from_static(b": keep-alive\n\n")), (steps, open)))
             }
-            tokio::select! {
-                step = steps.next() => match step {
-                    Some(step) => Some((Ok::<_, std::convert::Infallible>(step_frame(&step)), (steps, open, false))),
-                    None => None,
-                },
-                () = tokio::time::sleep(KEEPALIVE) => {
-                    Some((Ok(Bytes::from_static(b": keep-alive\n\n")), (steps, open, false)))
-                }
-            }
-        },
-    );
+        }
+    });
     let mut response = Body::from_stream(body).into_response();
     let headers = response.headers_mut();
     headers.insert(
