@@ -2,7 +2,7 @@
 //! with the request and response schemas of the embedded api-schema (and the event
 //! stream's, `GET /system/events`).
 
-use crate::request_schema::api_schema;
+use crate::model::schema::api_schema;
 use serde_json::{json, Map, Value};
 
 /// The `/system/*` operations: path, operationId, request component, summary, 200 text.
