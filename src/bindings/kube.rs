@@ -207,7 +207,7 @@ fn kube_wait<'py>(
 enum FollowState {
     /// Not begun (the follower connects on the first `__anext__`).
     New,
-    Following(Box<crate::kube::wait::Follower>),
+    Following(Box<crate::exec::kube::wait::Follower>),
     Done,
 }
 
@@ -236,7 +236,9 @@ impl ProgressFollower {
         let next = async move {
             let mut st = state.lock().await;
             if matches!(*st, FollowState::New) {
-                match crate::kube::wait::Follower::new(&sid, namespace.as_deref(), timeout).await {
+                match crate::exec::kube::wait::Follower::new(&sid, namespace.as_deref(), timeout)
+                    .await
+                {
                     Ok(f) => *st = FollowState::Following(Box::new(f)),
                     Err(e) => {
                         *st = FollowState::Done;
@@ -292,7 +294,7 @@ fn kube_follow(
     timeout: Option<f64>,
     namespace: Option<String>,
 ) -> PyResult<ProgressFollower> {
-    let most = crate::kube::wait::MAX_FOLLOW;
+    let most = crate::exec::kube::wait::MAX_FOLLOW;
     let timeout = match timeout {
         None => most,
         Some(t) if t.is_finite() && t >= 0.0 => {

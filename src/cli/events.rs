@@ -2,14 +2,14 @@
 //!
 //! Without `-f`: the system's state now (one look), and exit. With `-f`: each change of
 //! its phase, readiness, reason or message as the watches deliver it (the command
-//! watches that one system: `crate::kube::wait::Follower`), until it is ready (exit 0),
+//! watches that one system: `crate::exec::kube::wait::Follower`), until it is ready (exit 0),
 //! fails, is deleted or `--timeout` passes (exit 1, one line on stderr saying which).
 
 use super::connect::check_cluster;
 use super::output::print;
 use super::{usage, Context};
 use crate::error::{Error, ErrorKind, Result};
-use crate::kube::wait::{Progress, Step};
+use crate::exec::kube::wait::{Progress, Step};
 
 /// How `tycho events` prints.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,7 +52,7 @@ fn line(event: &Progress, output: EventsOutput) -> String {
 /// `tycho events`.
 pub fn events(args: &EventsArgs, ctx: &Context) -> Result<i32> {
     let guid = args.guid.replace(std::path::MAIN_SEPARATOR, "-");
-    if !crate::names::is_label_value(&guid) || guid.is_empty() {
+    if !crate::text::names::is_label_value(&guid) || guid.is_empty() {
         return Ok(usage(format!(
             "GUID {} is not a valid GUID",
             super::request::cut(&format!("{guid:?}"))
@@ -67,8 +67,9 @@ pub fn events(args: &EventsArgs, ctx: &Context) -> Result<i32> {
     check_cluster()?;
     let namespace = ctx.namespace.as_deref();
     if !args.follow {
-        let event =
-            crate::kube::wait::block_on(crate::kube::wait::readiness_async(&guid, namespace))?;
+        let event = crate::exec::kube::wait::block_on(crate::exec::kube::wait::readiness_async(
+            &guid, namespace,
+        ))?;
         if event.phase == "Deleted" {
             return Err(Error::input(format!("no system with GUID {guid}")));
         }
@@ -77,10 +78,10 @@ pub fn events(args: &EventsArgs, ctx: &Context) -> Result<i32> {
     }
     let timeout = std::time::Duration::from_secs_f64(args.timeout);
     let output = args.output;
-    let end = crate::kube::wait::block_on(async {
+    let end = crate::exec::kube::wait::block_on(async {
         use futures::StreamExt;
         let follow = async {
-            let mut steps = crate::kube::wait::Follower::new(&guid, namespace, timeout)
+            let mut steps = crate::exec::kube::wait::Follower::new(&guid, namespace, timeout)
                 .await?
                 .steps();
             let mut first = true;

@@ -49,7 +49,7 @@ pub trait Executor: Send + Sync + 'static {
         name: Option<String>,
         username: Option<String>,
         timeout: std::time::Duration,
-    ) -> BoxFut<'_, crate::kube::wait::Steps> {
+    ) -> BoxFut<'_, crate::exec::kube::wait::Steps> {
         let _ = (name, username, timeout);
         Box::pin(async {
             Err(crate::error::Error::input(
@@ -150,9 +150,9 @@ impl Executor for Kubernetes {
         name: Option<String>,
         username: Option<String>,
         timeout: std::time::Duration,
-    ) -> BoxFut<'_, crate::kube::wait::Steps> {
+    ) -> BoxFut<'_, crate::exec::kube::wait::Steps> {
         Box::pin(async move {
-            crate::kube::wait::follow_async(
+            crate::exec::kube::wait::follow_async(
                 name.as_deref(),
                 username.as_deref(),
                 self.namespace.as_deref(),

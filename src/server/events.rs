@@ -5,7 +5,7 @@
 //! event whose data is one JSON object (`{"sid", "progress", "phase", "message",
 //! "ready", "failed", "reason"}`); the stream ends after one `end` event per system
 //! (`{"sid", "end": "ready"|"failed"|"deleted"|"timeout", "reason"}`). The events come
-//! from the watch cache as its watches deliver changes (`crate::kube::wait::Follower`).
+//! from the watch cache as its watches deliver changes (`crate::exec::kube::wait::Follower`).
 //!
 //! Bounded: at most `--max-event-streams` streams at once (one more is answered 503),
 //! each for at most `--events-timeout` seconds (a client's `timeout` may shorten it). A
@@ -17,7 +17,7 @@
 
 use super::routes::error_response;
 use super::AppState;
-use crate::kube::wait::Step;
+use crate::exec::kube::wait::Step;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -119,7 +119,7 @@ pub async fn events(
     match (&name, &username) {
         (Some(_), Some(_)) => return bad("give name or username, not both", "name"),
         (None, None) => return bad("name (a GUID) or username is required", "name"),
-        (Some(n), None) if !crate::names::is_label_value(n) => {
+        (Some(n), None) if !crate::text::names::is_label_value(n) => {
             return bad(
                 &format!(
                     "name {} is not a GUID (a Kubernetes label value)",
