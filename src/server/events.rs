@@ -77,8 +77,9 @@ impl Drop for Open {
     }
 }
 
-/// The query of `GET /system/events`.
+/// The query of `GET /system/events` (any other key is refused).
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// The system's GUID.
     pub name: Option<String>,
@@ -139,10 +140,12 @@ pub async fn events(
     let limit = state.streams.timeout;
     let timeout = match query.timeout {
         None => limit,
-        Some(t) if t.is_finite() && t > 0.0 => Duration::from_secs_f64(t.min(limit.as_secs_f64())),
+        Some(t) if t.is_finite() && t > 0.0 && t <= 86_400.0 => {
+            Duration::from_secs_f64(t.min(limit.as_secs_f64()))
+        }
         Some(t) => {
             return bad(
-                &format!("timeout must be a positive number of seconds, got {t}"),
+                &format!("timeout must be a positive number of seconds (at most 86400), got {t}"),
                 "timeout",
             )
         }

@@ -126,15 +126,34 @@ fn events_path(with_auth: bool) -> Value {
         "schema": {"type": "integer"}
     }});
     responses.insert("503".into(), busy);
-    let parameter = |name: &str, description: &str, schema: Value| json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema});
+    // One exploded form object (`?name=G` or `?username=U`, and `timeout`): OpenAPI 3.0
+    // says "exactly one of name and username" only of an object's properties.
+    let label = "^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$";
+    let query = json!({
+        "name": "query",
+        "in": "query",
+        "required": true,
+        "style": "form",
+        "explode": true,
+        "description": "name: the system's GUID; or username: follow every system of this user (those it has when the stream begins, at most 64); timeout: seconds the stream lasts at most (at most the server's --events-timeout, 600 by default).",
+        "schema": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "pattern": label, "maxLength": 63},
+                "username": {"type": "string", "minLength": 1, "maxLength": 1024},
+                "timeout": {"type": "number", "exclusiveMinimum": true, "minimum": 0, "maximum": 86400}
+            },
+            "additionalProperties": false,
+            "oneOf": [
+                {"required": ["name"], "not": {"required": ["username"]}},
+                {"required": ["username"], "not": {"required": ["name"]}}
+            ]
+        }
+    });
     json!({"get": {
         "summary": "Follow a system (name = GUID) or a user's systems until ready, failed, deleted or the timeout: progress events as Server-Sent Events.",
         "operationId": "events",
-        "parameters": [
-            parameter("name", "The system's GUID (give name or username).", json!({"type": "string", "maxLength": 63})),
-            parameter("username", "Follow every system of this user (those it has when the stream begins, at most 64).", json!({"type": "string", "maxLength": 1024})),
-            parameter("timeout", "Seconds the stream lasts at most (at most the server's --events-timeout, 600 by default).", json!({"type": "number", "exclusiveMinimum": true, "minimum": 0})),
-        ],
+        "parameters": [query],
         "responses": responses
     }})
 }

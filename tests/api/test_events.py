@@ -384,6 +384,7 @@ def test_stream_limit_timeout_and_bad_requests(cluster, tmp_path):
             ({"name": "not a guid!"}, 400, "not a GUID"),
             ({"name": sid, "timeout": "-1"}, 400, "timeout must be a positive number"),
             ({"name": sid, "timeout": "soon"}, 400, "invalid query"),
+            ({"name": sid, "follow": "yes"}, 400, "invalid query"),
             ({"name": "0123456789abcdef0123456789abcdef"}, 404, "no system with GUID"),
             ({"username": "nobody-here"}, 404, "has no systems"),
         ]:
