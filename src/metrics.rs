@@ -80,6 +80,11 @@ struct VerbLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: String,
 }
@@ -104,6 +109,7 @@ struct Metrics {
     cache_objects: Family<KindLabels, Gauge>,
     cache_bytes: Family<KindLabels, Gauge>,
     event_streams: Gauge,
+    culled: Family<ReasonLabels, Counter>,
 }
 
 fn metrics() -> &'static Metrics {
@@ -123,6 +129,7 @@ fn metrics() -> &'static Metrics {
             cache_objects: Family::default(),
             cache_bytes: Family::default(),
             event_streams: Gauge::default(),
+            culled: Family::default(),
         };
         registry.register(
             "http_requests",
@@ -136,7 +143,7 @@ fn metrics() -> &'static Metrics {
         );
         registry.register(
             "operations",
-            "Executor operations (start, status, delete, modify) by outcome",
+            "Executor operations (start, status, delete, modify, stop, resume, touch) by outcome",
             m.operations.clone(),
         );
         registry.register(
@@ -178,6 +185,11 @@ fn metrics() -> &'static Metrics {
             "event_streams",
             "Event streams (GET /system/events) open now",
             m.event_streams.clone(),
+        );
+        registry.register(
+            "culled",
+            "Systems culled (stopped or deleted by tycho cull or tycho api --cull-every), by reason: idle, max-age",
+            m.culled.clone(),
         );
         Metrics { registry, ..m }
     })
@@ -241,6 +253,12 @@ pub enum Operation {
     Delete,
     /// Modifying a system.
     Modify,
+    /// Stopping a system (scaling it to 0).
+    Stop,
+    /// Resuming a stopped system.
+    Resume,
+    /// Recording a system's activity.
+    Touch,
 }
 
 impl Operation {
@@ -251,6 +269,9 @@ impl Operation {
             Operation::Status => "status",
             Operation::Delete => "delete",
             Operation::Modify => "modify",
+            Operation::Stop => "stop",
+            Operation::Resume => "resume",
+            Operation::Touch => "touch",
         }
     }
 }
@@ -262,6 +283,16 @@ pub fn operation<T, E>(op: Operation, result: &Result<T, E>) {
         outcome: if result.is_ok() { "success" } else { "error" }.to_string(),
     };
     metrics().operations.get_or_create(&labels).inc();
+}
+
+/// Counts one system culled for `reason` (`idle`, `max-age`: crate::exec::cull).
+pub fn culled(reason: &str) {
+    metrics()
+        .culled
+        .get_or_create(&ReasonLabels {
+            reason: reason.to_string(),
+        })
+        .inc();
 }
 
 /// Longest `app` label value kept.

@@ -25,6 +25,9 @@ __all__ = [
     "StatusSystemResource",
     "DeleteSystemResource",
     "ModifySystemResource",
+    "StopSystemResource",
+    "ResumeSystemResource",
+    "TouchSystemResource",
     "tycho",
     "schema_file_path",
 ]
@@ -167,3 +170,40 @@ class ModifySystemResource(TychoResource):
         except Exception as e:
             logger.error("failed to modify system: %s", _message_of(e))
             return self.create_response(exception=e, message="Failed to modify system status.")
+
+
+class _ByNameResource(TychoResource):
+    """A request ``{"name": GUID}`` handled by one compute method (not in tycho-api 1.17.3)."""
+
+    component = ""
+    method = ""
+    done = ""
+
+    def post(self, request: Any) -> dict[str, Any]:
+        system_name = None
+        try:
+            self.validate(request, component=self.component)
+            system_name = request["name"]
+            result = getattr(tycho().get_compute(), self.method)(system_name)
+            return self.create_response(result=result, message=f"{self.done} system {system_name}")
+        except Exception as e:
+            logger.error("failed to %s system %s: %s", self.method, system_name, _message_of(e))
+            return self.create_response(exception=e, message=f"Failed to {self.method} system {system_name}.")
+
+
+class StopSystemResource(_ByNameResource):
+    """Stop a system: scale it to 0, keeping everything it owns."""
+
+    component, method, done = "StopRequest", "stop", "Stopped"
+
+
+class ResumeSystemResource(_ByNameResource):
+    """Resume a stopped system."""
+
+    component, method, done = "ResumeRequest", "resume", "Resumed"
+
+
+class TouchSystemResource(_ByNameResource):
+    """Record activity of a system now."""
+
+    component, method, done = "TouchRequest", "touch", "Touched"

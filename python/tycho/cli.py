@@ -4,8 +4,8 @@ Before handing over it makes the process behave like a command-line tool: SIGINT
 SIGPIPE get their default actions (Ctrl-C stops a command at once; ``| head`` ends it
 quietly; ``tycho api`` and ``up --wait`` install their own SIGINT/SIGTERM handling),
 and log records of the core (targets ``tycho.api``, ``tycho.kube``: Python loggers of
-those names) go to stderr: INFO for ``tycho api`` (the access log), WARNING otherwise,
-DEBUG with ``-d/--debug``.
+those names) go to stderr: INFO for ``tycho api`` (the access log) and for culling
+(``tycho.cull``: a line per system culled), WARNING otherwise, DEBUG with ``-d/--debug``.
 """
 
 import signal
@@ -33,6 +33,9 @@ def _setup(args) -> None:
     # The server's access log is INFO; the other commands say only what goes wrong.
     quiet = logging.INFO if "api" in args else logging.WARNING
     logging.getLogger("tycho").setLevel(logging.DEBUG if debug else quiet)
+    # Culling says what it culled and why, one line each (docs/operations/culling.md).
+    if not debug:
+        logging.getLogger("tycho.cull").setLevel(logging.INFO)
     # Other libraries' records (the Kubernetes client retrying a connection) would repeat
     # what the one-line error says; -d shows them.
     root.setLevel(logging.WARNING if debug else logging.CRITICAL)

@@ -20,8 +20,11 @@ from tycho import _native
 from tycho.actions import (
     DeleteSystemResource,
     ModifySystemResource,
+    ResumeSystemResource,
     StartSystemResource,
     StatusSystemResource,
+    StopSystemResource,
+    TouchSystemResource,
 )
 from tycho.exceptions import StartException, TychoException
 from tycho.tycho_utils import TemplateUtils, brief, to_json
@@ -216,10 +219,14 @@ class TychoClient:
             "status": StatusSystemResource(),
             "delete": DeleteSystemResource(),
             "modify": ModifySystemResource(),
+            "stop": StopSystemResource(),
+            "resume": ResumeSystemResource(),
+            "touch": TouchSystemResource(),
         }
 
     def request(self, service: str, request: Any) -> dict[str, Any]:
-        """Send ``request`` to ``service`` (start, status, delete, modify); returns the response dict."""
+        """Send ``request`` to ``service`` (start, status, delete, modify, stop, resume,
+        touch); returns the response dict."""
         if os.environ.get("REST_API", "false") == "true":
             return self._post(service, request)
         action = self.actions.get(service)
@@ -291,6 +298,18 @@ class TychoClient:
         ``{"tycho-guid": <GUID>, "labels": {...}, "cpu": ..., "memory": ...}``. Returns the response dict."""
         return self.request("modify", request)
 
+    def stop(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Stop a system: ``{"name": <GUID>}`` (scaled to 0, everything else kept). Returns the response dict."""
+        return self.request("stop", request)
+
+    def resume(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Resume a stopped system: ``{"name": <GUID>}``. Returns the response dict."""
+        return self.request("resume", request)
+
+    def touch(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Record activity of a system now: ``{"name": <GUID>}``. Returns the response dict."""
+        return self.request("touch", request)
+
     # ---------------------------------------------------------------- asyncio
 
     async def astart(self, request: Mapping[str, Any]) -> TychoSystem:
@@ -308,6 +327,18 @@ class TychoClient:
     async def amodify(self, request: Mapping[str, Any]) -> dict[str, Any]:
         """``await``-able :meth:`modify`."""
         return await _native.aio_call(self.modify, request)
+
+    async def astop(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """``await``-able :meth:`stop`."""
+        return await _native.aio_call(self.stop, request)
+
+    async def aresume(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """``await``-able :meth:`resume`."""
+        return await _native.aio_call(self.resume, request)
+
+    async def atouch(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """``await``-able :meth:`touch`."""
+        return await _native.aio_call(self.touch, request)
 
     def up(self, name: str, system: Mapping[str, Any], settings: str="") -> None:
         """Start a system from a docker-compose structure and print its endpoint (CLI helper).

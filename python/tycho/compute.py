@@ -26,3 +26,55 @@ class Compute:
     def modify(self, system_modify: Any) -> dict[str, Any]:
         """Apply a :class:`tycho.model.ModifySystem` to a running system."""
         raise NotImplementedError("Implement modify for this backplane.")
+
+    def stop(self, name: str) -> dict[str, Any]:
+        """Stop the system with GUID ``name``, keeping what it owns (see docs/operations/stop-resume.md)."""
+        raise NotImplementedError("Implement stop for this backplane.")
+
+    def resume(self, name: str) -> dict[str, Any]:
+        """Resume the stopped system with GUID ``name``."""
+        raise NotImplementedError("Implement resume for this backplane.")
+
+    def touch(self, name: str) -> dict[str, Any]:
+        """Record activity of the system with GUID ``name`` now (culling reads it)."""
+        raise NotImplementedError("Implement touch for this backplane.")
+
+    def cull(self, **options: Any) -> dict[str, Any]:
+        """One culling pass (see docs/operations/culling.md); returns the report."""
+        raise NotImplementedError("Implement cull for this backplane.")
+
+
+def cull_options(
+    max_age: Any = None,
+    idle: Any = None,
+    action: str = "stop",
+    username: Optional[str] = None,
+    app: Optional[str] = None,
+    dry_run: bool = False,
+    now: Any = None,
+    activity_host: Optional[str] = None,
+    concurrency: int = 4,
+) -> dict[str, Any]:
+    """The options of a culling pass as the core reads them: durations as text
+    (``"1h30m"``), seconds or :class:`datetime.timedelta`; ``now`` (the injected clock)
+    as RFC 3339 text or an aware :class:`datetime.datetime`."""
+    import datetime
+
+    def duration(value: Any) -> Any:
+        if isinstance(value, datetime.timedelta):
+            return str(int(value.total_seconds()))
+        return value
+
+    if isinstance(now, datetime.datetime):
+        now = now.isoformat()
+    return {
+        "max_age": duration(max_age),
+        "idle": duration(idle),
+        "action": action,
+        "username": username,
+        "app": app,
+        "dry_run": bool(dry_run),
+        "now": now,
+        "activity_host": activity_host,
+        "concurrency": concurrency,
+    }

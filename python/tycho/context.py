@@ -406,6 +406,37 @@ class TychoContext:
     def delete(self, request: Mapping[str, Any]) -> Any:
         return self.client.delete(request)
 
+    def _by_name(self, service: str, name: Any) -> dict[str, Any]:
+        response = self.client.request(service, {"name": str(name)})
+        if response.get("status") != "success":
+            raise TychoException(response.get("message") or f"{service} failed", response.get("result"))
+        return response.get("result") or {}
+
+    def stop(self, name: Any) -> dict[str, Any]:
+        """Stop system ``name`` (its GUID): its Deployment scaled to 0; Services, the token
+        Secret, claims and the NetworkPolicy are kept. Idempotent. Returns the result
+        (``{"name", "deployments": {name: replicas}}``); TychoException on failure."""
+        return self._by_name("stop", name)
+
+    def resume(self, name: Any) -> dict[str, Any]:
+        """Resume stopped system ``name`` with the replica count it had. Idempotent."""
+        return self._by_name("resume", name)
+
+    def touch(self, name: Any) -> dict[str, Any]:
+        """Record activity of system ``name`` now: culling counts its idle time from here."""
+        return self._by_name("touch", name)
+
+    def cull(self, **options: Any) -> dict[str, Any]:
+        """One culling pass on this process's compute backplane (not through the REST
+        API): stop (``action="stop"``, the default) or delete the systems idle longer
+        than ``idle`` or older than ``max_age``. Options as
+        :func:`tycho.compute.cull_options` (``username``, ``app``, ``dry_run``, ``now``,
+        ``activity_host``, ``concurrency``). Returns ``{"now", "action", "dry_run",
+        "culled": [{sid, reason, last_activity, activity_source, ...}], "kept"}``."""
+        from tycho.actions import tycho
+
+        return tycho().get_compute().cull(**options)
+
     def update(self, request: Mapping[str, Any]) -> Any:
         return self.client.patch(request)
 
@@ -463,6 +494,9 @@ class TychoContext:
             proxy_rewrite["enabled"] = True
         service["proxy_rewrite"] = proxy_rewrite
         service["gitea_integration"] = app.get("gitea-integration", False)
+        if app.get("activity") is not None:
+            # The app's activity probe, for culling (docs/operations/culling.md).
+            service["activity"] = copy.deepcopy(app["activity"])
         # The registry's placement and gpu_resource (context, then app) and the spec's own
         # deploy.placement and GPU devices: the core's rule, shared with the command line.
         spec = _native.registry_start_spec(self.registry, self.product, app_id, app, spec, spec_deploy)
@@ -512,6 +546,22 @@ class TychoContext:
         """``await``-able :meth:`update`."""
         return await _native.aio_call(self.update, request)
 
+    async def astop(self, name: Any) -> dict[str, Any]:
+        """``await``-able :meth:`stop`."""
+        return await _native.aio_call(self.stop, name)
+
+    async def aresume(self, name: Any) -> dict[str, Any]:
+        """``await``-able :meth:`resume`."""
+        return await _native.aio_call(self.resume, name)
+
+    async def atouch(self, name: Any) -> dict[str, Any]:
+        """``await``-able :meth:`touch`."""
+        return await _native.aio_call(self.touch, name)
+
+    async def acull(self, **options: Any) -> dict[str, Any]:
+        """``await``-able :meth:`cull`."""
+        return await _native.aio_call(self.cull, **options)
+
     async def aget_spec(self, app_id: str) -> dict[str, Any]:
         """``await``-able :meth:`get_spec`."""
         return await _native.aio_call(self.get_spec, app_id)
@@ -553,6 +603,25 @@ class NullContext(TychoContext):
     def delete(self, request: Mapping[str, Any]) -> None:
         """Ignore deletes."""
         logger.debug("-- delete: %s", request)
+
+    def stop(self, name: Any) -> dict[str, Any]:
+        """Ignore stops."""
+        logger.debug("-- stop: %s", name)
+        return {"name": str(name), "deployments": {}}
+
+    def resume(self, name: Any) -> dict[str, Any]:
+        """Ignore resumes."""
+        logger.debug("-- resume: %s", name)
+        return {"name": str(name), "deployments": {}}
+
+    def touch(self, name: Any) -> dict[str, Any]:
+        """Ignore touches."""
+        return {"name": str(name), "deployments": {}}
+
+    def cull(self, **options: Any) -> dict[str, Any]:
+        """Cull nothing."""
+        return {"now": None, "action": options.get("action", "stop"), "dry_run": bool(options.get("dry_run")),
+                "culled": [], "kept": 0}
 
     def update(self, request: Mapping[str, Any]) -> dict[str, Any]:
         """Ignore modifications; answers like a successful modify."""

@@ -13,7 +13,10 @@ the same System model and returns the Kubernetes backplane's result shapes:
 * ``status(name, username)`` → the Kubernetes status rows; ``reasons=True`` adds
   ``reason`` (why a system is not ready) to each row;
 * ``delete(name)`` → ``{}`` (containers and network; named volumes are kept);
-* ``modify(system_modify)`` → ``{"patches": [...]}`` (cpu/memory; labels are refused).
+* ``modify(system_modify)`` → ``{"patches": [...]}`` (cpu/memory; labels are refused);
+* ``stop(name)`` / ``resume(name)`` → ``{"name", "containers": n}`` (the containers
+  stopped and started again; everything else is kept). ``touch`` and ``cull`` run on the
+  Kubernetes backplane only (a container's labels cannot record activity).
 
 Errors are :class:`tycho.exceptions.TychoException` subclasses.
 """
@@ -63,3 +66,21 @@ class DockerComposeCompute(Compute):
         :raises ModifyException: labels were given (the Engine cannot relabel a container).
         """
         return _native.docker_modify(system_modify.to_dict(), config=self._conf())
+
+    def stop(self, name: str) -> dict[str, Any]:
+        """Stop the containers of the system with GUID ``name`` (kept). Idempotent."""
+        return _native.system_stop("docker-compose", name, config=self._conf())
+
+    def resume(self, name: str) -> dict[str, Any]:
+        """Start the stopped containers of the system with GUID ``name``. Idempotent."""
+        return _native.system_resume("docker-compose", name, config=self._conf())
+
+    def touch(self, name: str) -> dict[str, Any]:
+        """Refused: the Docker backplane cannot record activity (TychoException)."""
+        return _native.system_touch("docker-compose", name)
+
+    def cull(self, **options: Any) -> dict[str, Any]:
+        """Refused: culling runs on the Kubernetes backplane (TychoException)."""
+        from tycho.compute import cull_options
+
+        return _native.system_cull("docker-compose", cull_options(**options))

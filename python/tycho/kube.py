@@ -19,6 +19,10 @@ Native functions this adapter calls (keyword arguments after ``*``):
 * ``kube_modify(modify: dict, *, config, namespace) -> dict`` — ``modify`` is
   :meth:`tycho.model.ModifySystem.to_dict`; returns ``{"patches": [...]}``.
 * ``kube_namespace() -> str`` — the namespace used when none is given.
+* ``system_stop|system_resume("kubernetes", name, *, config, namespace) -> dict``,
+  ``system_touch("kubernetes", name, *, namespace)``, ``system_cull("kubernetes",
+  options, *, namespace)`` — stop, resume, touch and culling
+  (docs/operations/stop-resume.md, docs/operations/culling.md).
 
 ``namespace`` is None unless this adapter knows it (set explicitly, ``NAMESPACE`` or
 the service-account file: the core's rule, ``tycho._native.environment_namespace``);
@@ -29,7 +33,7 @@ import logging
 from typing import Any, Optional
 
 from tycho import _native
-from tycho.compute import Compute
+from tycho.compute import Compute, cull_options
 from tycho.model import ModifySystem, System
 
 logger = logging.getLogger(__name__)
@@ -91,3 +95,25 @@ class KubernetesCompute(Compute):
     def modify(self, system_modify: ModifySystem) -> dict[str, Any]:
         """Patch labels and cpu/memory of a running system. Returns ``{"patches": [...]}``."""
         return _native.kube_modify(system_modify.to_dict(), config=self._conf(), namespace=self._requested_namespace())
+
+    def stop(self, name: str) -> dict[str, Any]:
+        """Scale the system with GUID ``name`` to 0, keeping its Services, token Secret,
+        claims and NetworkPolicy; the replica count is kept in an annotation. Idempotent.
+        Returns ``{"name", "deployments": {name: replicas}}``."""
+        return _native.system_stop("kubernetes", name, config=self._conf(), namespace=self._requested_namespace())
+
+    def resume(self, name: str) -> dict[str, Any]:
+        """Scale the stopped system with GUID ``name`` back to the replica count it had
+        (its last activity becomes now). Idempotent."""
+        return _native.system_resume("kubernetes", name, config=self._conf(), namespace=self._requested_namespace())
+
+    def touch(self, name: str) -> dict[str, Any]:
+        """Record activity of the system with GUID ``name`` now (``TYCHO_NOW`` when set)."""
+        return _native.system_touch("kubernetes", name, namespace=self._requested_namespace())
+
+    def cull(self, **options: Any) -> dict[str, Any]:
+        """One culling pass: stop (or delete, ``action="delete"``) the systems idle longer
+        than ``idle`` or older than ``max_age``; keyword arguments as
+        :func:`tycho.compute.cull_options`. Returns ``{"now", "action", "dry_run",
+        "culled": [rows with reason], "kept"}``."""
+        return _native.system_cull("kubernetes", cull_options(**options), namespace=self._requested_namespace())

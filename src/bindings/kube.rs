@@ -42,6 +42,10 @@ pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
                 crate::exec::docker::LOG_TARGET.to_string(),
                 log::LevelFilter::Debug,
             )
+            .filter_target(
+                crate::exec::cull::LOG_TARGET.to_string(),
+                log::LevelFilter::Debug,
+            )
             // kube-rs reports every failed request at ERROR (through tracing's log
             // bridge), retried ones included; tycho.kube logs them with context instead.
             .filter_target("kube_client".to_string(), log::LevelFilter::Off);

@@ -1,6 +1,6 @@
 //! Python bindings (`tycho._native`): the core's entry points as functions taking and
 //! returning plain dicts and lists, one file per area ([`compile`]: the compiler, the
-//! model's rules, templates and YAML; [`kube`], [`registry`], [`docker`]) and the
+//! model's rules, templates and YAML; [`kube`], [`registry`], [`docker`], [`stopcull`]: stop, resume, touch, cull) and the
 //! conversions and error mapping in [`convert`]; [`lifecycle`] keeps the runtime's
 //! threads out of the interpreter while it exits. Errors become `tycho.exceptions`
 //! classes; a Rust panic is caught and raised as `TychoException`, never as a crash.
@@ -13,6 +13,7 @@ mod docker;
 mod kube;
 mod lifecycle;
 mod registry;
+mod stopcull;
 
 pub(crate) use convert::{config_value, from_py, run, to_py, to_pyerr, PlainWalk};
 
@@ -31,6 +32,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     kube::init(m)?;
     docker::init(m)?;
     registry::init(m)?;
+    stopcull::init(m)?;
     m.add_function(wrap_pyfunction!(metrics_text, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

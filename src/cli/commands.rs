@@ -218,6 +218,12 @@ pub struct ApiArgs {
     /// routes), off (no route). Default open [env: TYCHO_API_METRICS].
     #[arg(long, value_enum, value_name = "ACCESS")]
     metrics: Option<crate::server::MetricsAccess>,
+    /// Run a culling pass every DURATION (30m, 1h) with the options below (kubernetes).
+    #[arg(long = "cull-every", value_name = "DURATION")]
+    cull_every: Option<String>,
+    /// What each culling pass does (as `tycho cull`).
+    #[command(flatten)]
+    cull: super::stopcull::CullArgs,
 }
 
 /// `tycho render`.
@@ -705,6 +711,23 @@ pub fn api(args: &ApiArgs, ctx: &Context) -> Result<i32> {
         Some(t) => Some(t.trim().to_string()),
         None => None,
     };
+    let cull = match &args.cull_every {
+        None => None,
+        Some(every) => {
+            let every = crate::exec::cull::parse_duration(every, "--cull-every")?;
+            let Some(options) = args.cull.options(false)? else {
+                return Ok(usage("--cull-every needs --max-age or --idle (or both)"));
+            };
+            if Backplane::parse(&args.backplane)? != Backplane::Kubernetes {
+                return Ok(usage("--cull-every runs on the kubernetes backplane only"));
+            }
+            Some(crate::server::CullLoop {
+                every,
+                options,
+                namespace: ctx.namespace.clone(),
+            })
+        }
+    };
     let options = crate::server::ServerOptions {
         host: args.host.clone(),
         port: args.port,
@@ -714,6 +737,7 @@ pub fn api(args: &ApiArgs, ctx: &Context) -> Result<i32> {
         request_timeout: std::time::Duration::from_secs_f64(args.request_timeout),
         limits,
         metrics,
+        cull,
     };
     let executor: std::sync::Arc<dyn crate::exec::Executor> =
         match Backplane::parse(&args.backplane)? {

@@ -8,7 +8,10 @@
 //!   `up --wait` follows the Deployment until it is available ([`crate::exec::kube::wait`]);
 //!   `up --dry-run=client|server` creates nothing ([`dry_run`]);
 //! - `tycho events [-f] GUID` prints a system's progress events ([`events`]);
-//! - `tycho api` serves the REST API ([`crate::server`]).
+//! - `tycho stop|resume|touch GUID` and `tycho cull` ([`stopcull`], [`crate::exec::cull`]);
+//! - `tycho api` serves the REST API ([`crate::server`]), culling with `--cull-every`;
+//! - `tycho prepull` builds (and with `--apply` applies) the DaemonSet that pre-pulls a
+//!   product's images on every node ([`prepull`]).
 //!
 //! A system comes from a compose file (`-f FILE`, `-f -` for standard input) or from an
 //! app of a registry (`--registry URL|DIR --product P --app A`, the request appstore
@@ -23,7 +26,9 @@ pub mod connect;
 pub mod dry_run;
 pub mod events;
 pub mod output;
+pub mod prepull;
 pub mod request;
+pub mod stopcull;
 
 pub use request::{parse_env, services_from_compose};
 
@@ -80,8 +85,18 @@ enum Command {
     Events(events::EventsArgs),
     /// Compile a system (a compose file, or a registry app) into Kubernetes objects, offline.
     Render(commands::RenderArgs),
-    /// Serve the REST API (POST /system/start, status, delete, modify).
+    /// Stop systems by GUID: scale to 0, keeping Services, token Secret, claims, NetworkPolicy.
+    Stop(stopcull::GuidArgs),
+    /// Resume stopped systems by GUID (with the replica count they had).
+    Resume(stopcull::GuidArgs),
+    /// Record activity of systems by GUID now (culling counts idle time from it).
+    Touch(stopcull::GuidArgs),
+    /// Stop or delete the systems idle longer than --idle or older than --max-age.
+    Cull(stopcull::CullCommand),
+    /// Serve the REST API (POST /system/start, status, delete, modify, stop, resume, touch).
     Api(commands::ApiArgs),
+    /// Pre-pull every image of a product's apps on every node (a DaemonSet).
+    Prepull(prepull::PrepullArgs),
 }
 
 /// What every command gets besides its own arguments.
@@ -198,6 +213,11 @@ where
         Command::Modify(a) => commands::modify(a, &ctx),
         Command::Events(a) => events::events(a, &ctx),
         Command::Api(a) => commands::api(a, &ctx),
+        Command::Stop(a) => stopcull::by_guid(stopcull::Verb::Stop, a, &ctx),
+        Command::Resume(a) => stopcull::by_guid(stopcull::Verb::Resume, a, &ctx),
+        Command::Touch(a) => stopcull::by_guid(stopcull::Verb::Touch, a, &ctx),
+        Command::Cull(a) => stopcull::cull(a, &ctx),
+        Command::Prepull(a) => prepull::prepull(a, &ctx),
     };
     match result {
         Ok(code) => code,

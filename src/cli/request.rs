@@ -298,6 +298,78 @@ pub struct RegistryApp<'a> {
     pub host: Option<&'a str>,
 }
 
+/// A registry compiled for one product: the apps `TychoContext` would offer, and what
+/// building their start requests needs (the source, its HTTP cache, the registry).
+pub struct ProductRegistry {
+    source: RegistrySource,
+    cache: HttpCache,
+    registry: Value,
+    product: String,
+    apps: Map<String, Value>,
+}
+
+impl std::fmt::Debug for ProductRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProductRegistry")
+            .field("source", &self.source)
+            .field("product", &self.product)
+            .field("apps", &self.apps.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl ProductRegistry {
+    /// Loads the registry at `location` (`--registry`: a directory or an HTTP(S) base
+    /// URL) and compiles it for `product` (extends, app-defaults, mixins).
+    pub fn load(location: &str, product: &str) -> Result<ProductRegistry> {
+        let source = registry_source(location)?;
+        let cache = HttpCache::new(HTTP_TIMEOUT, 60.0);
+        let load = |file: &str| -> Result<Value> {
+            let (doc, _) = crate::registry::load_config(&cache, &source.source, file)?;
+            Ok(if doc.is_null() { json!({}) } else { doc })
+        };
+        let registry = load("app-registry.yaml")?;
+        let defaults = load("app-defaults.yaml")?;
+        let apps = crate::registry::grok(
+            &registry,
+            &defaults,
+            product,
+            &source.base,
+            &GrokOptions::from_env(),
+        )?;
+        Ok(ProductRegistry {
+            source,
+            cache,
+            registry,
+            product: product.to_string(),
+            apps,
+        })
+    }
+
+    /// The product (registry context) the apps were compiled for.
+    pub fn product(&self) -> &str {
+        &self.product
+    }
+
+    /// The ids of the product's apps, in the registry's order.
+    pub fn app_ids(&self) -> Vec<&str> {
+        self.apps.keys().map(String::as_str).collect()
+    }
+
+    /// The start request appstore would send for app `app_id` of the product, for
+    /// `username` reaching appstore by `host` (see [`registry_request`]).
+    pub fn request(
+        &self,
+        app_id: &str,
+        username: &str,
+        host: Option<&str>,
+        env: &CliEnv,
+        limit: u64,
+    ) -> Result<Value> {
+        app_request(self, app_id, username, host, env, limit)
+    }
+}
+
 /// The start request appstore would send for `app`: the registry compiled for `product`
 /// (extends, app-defaults, mixins), the app's spec rendered with the registry `settings`,
 /// the `.env` beside it plus the app's registry `env`, its `services`, `serviceAccount`,
@@ -306,22 +378,29 @@ pub struct RegistryApp<'a> {
 /// ([`crate::registry::placement`]), as `TychoContext.start` builds it. The resource request is the spec's own
 /// `deploy.resources` (what appstore sends when the user keeps the defaults).
 pub fn registry_request(which: &RegistryApp<'_>, env: &CliEnv, limit: u64) -> Result<Value> {
-    let source = registry_source(which.registry)?;
-    let cache = HttpCache::new(HTTP_TIMEOUT, 60.0);
-    let load = |file: &str| -> Result<Value> {
-        let (doc, _) = crate::registry::load_config(&cache, &source.source, file)?;
-        Ok(if doc.is_null() { json!({}) } else { doc })
-    };
-    let registry = load("app-registry.yaml")?;
-    let defaults = load("app-defaults.yaml")?;
-    let apps = crate::registry::grok(
-        &registry,
-        &defaults,
-        which.product,
-        &source.base,
-        &GrokOptions::from_env(),
-    )?;
-    let app_id = which.app;
+    ProductRegistry::load(which.registry, which.product)?.request(
+        which.app,
+        which.username,
+        which.host,
+        env,
+        limit,
+    )
+}
+
+fn app_request(
+    loaded: &ProductRegistry,
+    app_id: &str,
+    username: &str,
+    host: Option<&str>,
+    env: &CliEnv,
+    limit: u64,
+) -> Result<Value> {
+    let (source, cache, registry, apps) = (
+        &loaded.source,
+        &loaded.cache,
+        &loaded.registry,
+        &loaded.apps,
+    );
     let Some(Value::Object(app)) = apps.get(app_id) else {
         let known: Vec<&str> = apps.keys().map(String::as_str).collect();
         return Err(Error::new(
@@ -329,28 +408,24 @@ pub fn registry_request(which: &RegistryApp<'_>, env: &CliEnv, limit: u64) -> Re
             format!(
                 "app {:?} is not in the {} registry (apps: {})",
                 cut(app_id),
-                which.product,
+                loaded.product,
                 known.join(", ")
             ),
         ));
     };
     let spec_url = app.get("spec").and_then(Value::as_str).unwrap_or_default();
     let what = format!("spec of app {app_id}");
-    let text = fetch(&cache, &source, spec_url, &what, limit)?.ok_or_else(|| {
+    let text = fetch(cache, source, spec_url, &what, limit)?.ok_or_else(|| {
         Error::new(
             ErrorKind::Context,
             format!("{what} {spec_url} is not there"),
         )
     })?;
-    let mut system = spec::render_spec(
-        app_id,
-        spec_url,
-        &text,
-        &registry_model::settings(&registry),
-    )?;
+    let mut system =
+        spec::render_spec(app_id, spec_url, &text, &registry_model::settings(registry))?;
     let settings_text = fetch(
-        &cache,
-        &source,
+        cache,
+        source,
         &spec::settings_url(spec_url),
         &format!("settings of app {app_id}"),
         limit,
@@ -419,21 +494,25 @@ pub fn registry_request(which: &RegistryApp<'_>, env: &CliEnv, limit: u64) -> Re
             .cloned()
             .unwrap_or(json!(false)),
     );
+    // The app's activity probe (culling; not the original's): onto the Deployment.
+    if let Some(activity) = app.get("activity").filter(|v| !v.is_null()) {
+        service.insert("activity".into(), activity.clone());
+    }
     system["security_context"] = security_context;
     // The registry's placement and GPU resource, and the spec's own deploy.placement and
     // GPU devices kept (the rule TychoContext.start calls too).
     let fields = crate::registry::placement::start_fields(
-        &registry,
-        which.product,
+        registry,
+        &loaded.product,
         app_id,
         &Value::Object(app.clone()),
     )?;
     crate::registry::placement::finish_spec(&mut system, app_id, spec_deploy.as_ref(), &fields);
     let principal = json!({
-        "username": which.username,
+        "username": username,
         "access_token": env.access_token,
         "refresh_token": null,
-        "host": which.host,
+        "host": host,
     });
     let mut request = json!({
         "name": app_id,

@@ -3,6 +3,7 @@
 //! objects the executor creates, with no cluster.
 
 pub mod policy;
+pub mod prepull;
 pub mod token_secret;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -226,6 +227,14 @@ pub fn pod_to_deployment(system: &System, pod: Value) -> Result<Value> {
     if crate::text::names::username_is_slugged(&system.username) {
         deployment["metadata"]["annotations"] =
             json!({ crate::text::names::USERNAME_ANNOTATION: system.username });
+    }
+    // The registry's activity probe, for culling (crate::exec::cull).
+    if let Some(probe) = system
+        .annotations
+        .get(crate::text::names::ACTIVITY_ANNOTATION)
+    {
+        deployment["metadata"]["annotations"][crate::text::names::ACTIVITY_ANNOTATION] =
+            probe.clone();
     }
     // Moved in, not copied through json!.
     deployment["spec"]

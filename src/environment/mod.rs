@@ -1,7 +1,7 @@
 //! The process environment, read in one place.
 //!
 //! Every environment variable tycho honours is read by a function of this module tree,
-//! into a typed struct per area ([`cli`], [`model`], [`kube`], [`server`], [`registry`],
+//! into a typed struct per area ([`cli`], [`cull`], [`model`], [`kube`], [`server`], [`registry`],
 //! [`docker`], [`resources`], [`templates`], and the access-token mode in [`access_token_env`]). Everything else takes those structs as arguments, so the rules that use
 //! a setting are pure functions and can be tested without touching the process
 //! environment. Nothing in tycho writes the environment (`std::env::set_var` is unsound
@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 pub mod cli;
+pub mod cull;
 pub mod docker;
 pub mod kube;
 pub mod model;

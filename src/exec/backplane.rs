@@ -87,6 +87,87 @@ pub fn modify(
     }
 }
 
+/// Stops system `guid` on `backplane`: its Deployments scaled to 0 (Kubernetes) or its
+/// containers stopped (Docker); everything else is kept. Idempotent.
+pub fn stop(
+    backplane: Backplane,
+    config: &Value,
+    guid: &str,
+    namespace: Option<&str>,
+) -> Result<Value> {
+    match backplane {
+        Backplane::Kubernetes => crate::exec::kube::scale::stop(guid, namespace),
+        Backplane::Docker => crate::exec::docker::stop(config, guid),
+    }
+}
+
+/// Resumes system `guid` on `backplane` (the replica count it had; the containers
+/// started). Idempotent.
+pub fn resume(
+    backplane: Backplane,
+    config: &Value,
+    guid: &str,
+    namespace: Option<&str>,
+) -> Result<Value> {
+    match backplane {
+        Backplane::Kubernetes => crate::exec::kube::scale::resume(guid, namespace),
+        Backplane::Docker => crate::exec::docker::resume(config, guid),
+    }
+}
+
+/// The error of an operation only the Kubernetes backplane has (touch, cull): a Docker
+/// container's labels cannot change after it is created.
+fn kubernetes_only(what: &str) -> Error {
+    Error::input(format!(
+        "{what} runs on the kubernetes backplane only (a Docker container cannot record activity)"
+    ))
+}
+
+/// Records activity of system `guid` now (`TYCHO_NOW` when set: tests).
+pub fn touch(backplane: Backplane, guid: &str, namespace: Option<&str>) -> Result<Value> {
+    match backplane {
+        Backplane::Kubernetes => crate::exec::kube::scale::touch(guid, namespace, clock()?),
+        Backplane::Docker => Err(kubernetes_only("touch")),
+    }
+}
+
+/// [`touch`], async.
+pub async fn touch_async(
+    backplane: Backplane,
+    guid: &str,
+    namespace: Option<&str>,
+) -> Result<Value> {
+    match backplane {
+        Backplane::Kubernetes => {
+            crate::exec::kube::scale::apply_async(
+                crate::exec::kube::scale::Action::Touch,
+                guid,
+                namespace,
+                clock()?,
+            )
+            .await
+        }
+        Backplane::Docker => Err(kubernetes_only("touch")),
+    }
+}
+
+/// Now: `TYCHO_NOW` when set (the injected clock of tests), else the system clock.
+pub fn clock() -> Result<chrono::DateTime<chrono::Utc>> {
+    crate::environment::cull::clock()
+}
+
+/// One culling pass on `backplane` ([`crate::exec::cull`]).
+pub fn cull(
+    backplane: Backplane,
+    options: &crate::exec::cull::CullOptions,
+    namespace: Option<&str>,
+) -> Result<Value> {
+    match backplane {
+        Backplane::Kubernetes => crate::exec::cull::cull(options, namespace),
+        Backplane::Docker => Err(kubernetes_only("culling")),
+    }
+}
+
 /// Polls the Docker backplane's status of `guid` until it is ready (`tycho up --wait`),
 /// reporting each new reason through `progress`; at `timeout` the error names the last one.
 pub fn wait_ready_docker(
@@ -176,6 +257,15 @@ impl Executor for DockerExecutor {
             let request = crate::exec::modify_request(&request);
             crate::exec::docker::modify_async(&self.config, &request).await
         })
+    }
+    fn stop(&self, name: String) -> BoxFut<'_, Value> {
+        Box::pin(async move { crate::exec::docker::stop_async(&self.config, &name).await })
+    }
+    fn resume(&self, name: String) -> BoxFut<'_, Value> {
+        Box::pin(async move { crate::exec::docker::resume_async(&self.config, &name).await })
+    }
+    fn touch(&self, name: String) -> BoxFut<'_, Value> {
+        Box::pin(async move { touch_async(Backplane::Docker, &name, None).await })
     }
     fn ready(&self) -> BoxFut<'_, ()> {
         Box::pin(async move { crate::exec::docker::ping(&self.config).await })

@@ -4,11 +4,13 @@
 //! - [`docker`]: the Docker Engine backplane;
 //! - [`backplane`]: which back end runs a system, by the original's names;
 //! - [`default_limits`]: default container limits on both back ends;
+//! - [`cull`]: stopping or deleting idle and old systems (`tycho cull`, `--cull-every`);
 //! - here: the [`Executor`] trait that the routes of `tycho api` and the CLI call, so the
 //!   HTTP layer is independent of the executor (and testable with a stand-in), and its
 //!   Kubernetes implementation.
 
 pub mod backplane;
+pub mod cull;
 pub mod default_limits;
 pub mod docker;
 pub mod kube;
@@ -21,7 +23,7 @@ use std::pin::Pin;
 /// A boxed future of a back-end operation.
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
 
-/// The operations behind the four `/system/*` endpoints and `/readyz`.
+/// The operations behind the `/system/*` endpoints and `/readyz`.
 ///
 /// Requests arrive already checked against the API schema.
 pub trait Executor: Send + Sync + 'static {
@@ -40,6 +42,13 @@ pub trait Executor: Send + Sync + 'static {
     fn delete(&self, name: String) -> BoxFut<'_, Value>;
     /// Applies a modify request; returns `{"patches": [...]}`.
     fn modify(&self, request: Value) -> BoxFut<'_, Value>;
+    /// Stops system `name` (a GUID), keeping everything but its running pods or
+    /// containers; returns `{"name", ...}`. Idempotent.
+    fn stop(&self, name: String) -> BoxFut<'_, Value>;
+    /// Resumes stopped system `name` (a GUID) as it was. Idempotent.
+    fn resume(&self, name: String) -> BoxFut<'_, Value>;
+    /// Records activity of system `name` (a GUID) now, for culling.
+    fn touch(&self, name: String) -> BoxFut<'_, Value>;
     /// Ok when the cluster's API server answers.
     fn ready(&self) -> BoxFut<'_, ()>;
     /// The progress events of system `name` (a GUID) or of `username`'s systems, for at
@@ -140,6 +149,38 @@ impl Executor for Kubernetes {
         Box::pin(async move {
             let request = modify_request(&request);
             crate::exec::kube::modify_async(&self.config, &request, self.namespace.as_deref()).await
+        })
+    }
+    fn stop(&self, name: String) -> BoxFut<'_, Value> {
+        Box::pin(async move {
+            crate::exec::kube::scale::apply_async(
+                crate::exec::kube::scale::Action::Stop,
+                &name,
+                self.namespace.as_deref(),
+                chrono::Utc::now(),
+            )
+            .await
+        })
+    }
+    fn resume(&self, name: String) -> BoxFut<'_, Value> {
+        Box::pin(async move {
+            crate::exec::kube::scale::apply_async(
+                crate::exec::kube::scale::Action::Resume,
+                &name,
+                self.namespace.as_deref(),
+                crate::environment::cull::clock()?,
+            )
+            .await
+        })
+    }
+    fn touch(&self, name: String) -> BoxFut<'_, Value> {
+        Box::pin(async move {
+            crate::exec::backplane::touch_async(
+                crate::exec::backplane::Backplane::Kubernetes,
+                &name,
+                self.namespace.as_deref(),
+            )
+            .await
         })
     }
     fn ready(&self) -> BoxFut<'_, ()> {

@@ -686,8 +686,68 @@ fn build(
         }
     }
     system.proxy_rewrite = proxy_rewrite;
+    // The app's service carries it (TychoContext.start puts it there), whichever it is.
+    let activity = services_in
+        .values()
+        .find_map(|s| s.get("activity").filter(|v| !v.is_null()));
+    if let Some(probe) = activity_probe(activity)? {
+        system
+            .annotations
+            .insert(names::ACTIVITY_ANNOTATION.into(), Value::String(probe));
+    }
     system.warnings = warnings.into_vec();
     Ok(system)
+}
+
+/// Longest `path` and `field` of an activity probe (bytes).
+const ACTIVITY_TEXT_MAX: usize = 256;
+
+/// The registry app's `activity` probe (`{port, path, field}`, from the compose service
+/// that carries it: the app's), checked, as compact JSON for the Deployment's
+/// annotation ([`names::ACTIVITY_ANNOTATION`]); None when absent or null.
+pub fn activity_probe(value: Option<&Value>) -> Result<Option<String>> {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let bad = |what: &str| {
+        Error::input(format!(
+            "activity must be a mapping {{port, path, field}}: {what}, got {}",
+            echo_value(value)
+        ))
+        .at("activity")
+    };
+    let map = value.as_object().ok_or_else(|| bad("not a mapping"))?;
+    let port = match map.get("port") {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    }
+    .filter(|p| (1..=65535).contains(p))
+    .ok_or_else(|| bad("port must be a number from 1 to 65535"))?;
+    let text = |key: &str, default: &str| -> Result<String> {
+        match map.get(key) {
+            None | Some(Value::Null) => Ok(default.to_string()),
+            Some(Value::String(s))
+                if s.len() <= ACTIVITY_TEXT_MAX && !s.chars().any(char::is_control) =>
+            {
+                Ok(s.clone())
+            }
+            Some(_) => Err(bad(&format!(
+                "{key} must be a string of at most {ACTIVITY_TEXT_MAX} bytes without control characters"
+            ))),
+        }
+    };
+    let path = text("path", "/")?;
+    let field = text("field", "last_activity")?;
+    if let Some(extra) = map
+        .keys()
+        .find(|k| !["port", "path", "field"].contains(&k.as_str()))
+    {
+        return Err(bad(&format!("unknown key {extra:?}")));
+    }
+    Ok(Some(
+        json!({"port": port, "path": path, "field": field}).to_string(),
+    ))
 }
 
 /// Refuses settings that, copied into the environment of every container, make more

@@ -40,7 +40,9 @@ pub const CONVERTED_KEYS: &[&str] = &[
     "user",
     "volumes",
     "working_dir",
-    // Read by tycho from the last service (the original's attributes).
+    // Read by tycho from the last service (the original's attributes; `activity` is
+    // the registry's activity probe, not the original's).
+    "activity",
     "conn_string",
     "gitea_integration",
     "proxy_rewrite",

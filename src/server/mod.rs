@@ -132,6 +132,20 @@ pub struct ServerOptions {
     pub limits: limits::Limits,
     /// Who may read `/metrics`.
     pub metrics: MetricsAccess,
+    /// `--cull-every`: a culling pass every this long (`crate::exec::cull`), with its options
+    /// and namespace.
+    pub cull: Option<CullLoop>,
+}
+
+/// The culling loop of `tycho api --cull-every`.
+#[derive(Debug, Clone)]
+pub struct CullLoop {
+    /// Time between passes.
+    pub every: Duration,
+    /// What each pass does.
+    pub options: crate::exec::cull::CullOptions,
+    /// The namespace (None: the executor's rule).
+    pub namespace: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -145,6 +159,7 @@ impl Default for ServerOptions {
             request_timeout: Duration::from_secs(150),
             limits: limits::Limits::default(),
             metrics: MetricsAccess::default(),
+            cull: None,
         }
     }
 }
@@ -314,6 +329,10 @@ pub fn serve(executor: Arc<dyn Executor>, options: ServerOptions) -> Result<()> 
             .local_addr()
             .map_err(|e| Error::input(e.to_string()))?;
         log::info!(target: crate::server::LOG_TARGET, "listening on http://{local}");
+        let culler = options.cull.clone().map(|c| {
+            log::info!(target: crate::server::LOG_TARGET, "culling every {} s", c.every.as_secs());
+            tokio::spawn(crate::exec::cull::run_loop(c.every, c.options, c.namespace))
+        });
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         tokio::select! {
             _ = conn::accept_loop(listener, router, &options.limits, &graceful) => {}
@@ -332,6 +351,9 @@ pub fn serve(executor: Arc<dyn Executor>, options: ServerOptions) -> Result<()> 
             which = shutdown::next_signal() => {
                 log::warn!(target: crate::server::LOG_TARGET, "{which} received again: exiting without waiting");
             }
+        }
+        if let Some(task) = culler {
+            task.abort();
         }
         log::info!(target: crate::server::LOG_TARGET, "stopped");
         Ok(())

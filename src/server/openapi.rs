@@ -35,6 +35,27 @@ pub const OPERATIONS: &[(&str, &str, &str, &str, &str)] = &[
         "Change labels and cpu/memory of a running system.",
         "The outcome; result is {patches}.",
     ),
+    (
+        "/system/stop",
+        "stop",
+        "StopRequest",
+        "Stop a system: scale it to 0, keeping its Services, token Secret, claims and NetworkPolicy (idempotent).",
+        "The outcome; result is {name, deployments: {name: replicas}} (Docker: {name, containers}).",
+    ),
+    (
+        "/system/resume",
+        "resume",
+        "ResumeRequest",
+        "Resume a stopped system with the replica count it had (idempotent).",
+        "The outcome; result is {name, deployments: {name: replicas}} (Docker: {name, containers}).",
+    ),
+    (
+        "/system/touch",
+        "touch",
+        "TouchRequest",
+        "Record activity of a system now (its last-activity annotation), for culling.",
+        "The outcome; result is {name, deployments}.",
+    ),
 ];
 
 fn response_ref(description: &str) -> Value {
@@ -267,7 +288,7 @@ mod tests {
                 let pointer = &part[..part.find('"').unwrap()];
                 assert!(doc.pointer(pointer).is_some(), "{pointer}");
             }
-            assert_eq!(doc["paths"].as_object().unwrap().len(), 7);
+            assert_eq!(doc["paths"].as_object().unwrap().len(), 10);
             let events = &doc["paths"]["/system/events"]["get"]["responses"];
             assert!(events["200"]["content"]["text/event-stream"].is_object());
             assert_eq!(events.get("401").is_some(), auth);

@@ -1,5 +1,4 @@
-//! The routes: `/system/{start,status,delete,modify}`, `/system/events` (in
-//! `super::events`), `/healthz`, `/readyz`,
+//! The routes: `/system/{start,status,delete,modify,stop,resume,touch}`, `/system/events` (in `super::events`), `/healthz`, `/readyz`,
 //! `/openapi.json`, `/metrics`, and the JSON shapes of their answers.
 //!
 //! A body is read under the memory budget (`super::budget`) before anything else: its
@@ -527,6 +526,85 @@ async fn delete(State(state): State<AppState>, request: Request) -> Response {
     }
 }
 
+/// What a `{name}` route does: its request component, metric, verb and executor call.
+#[derive(Clone, Copy)]
+enum ByName {
+    Stop,
+    Resume,
+    Touch,
+}
+
+impl ByName {
+    fn component(self) -> &'static str {
+        match self {
+            ByName::Stop => "StopRequest",
+            ByName::Resume => "ResumeRequest",
+            ByName::Touch => "TouchRequest",
+        }
+    }
+    fn operation(self) -> crate::metrics::Operation {
+        match self {
+            ByName::Stop => crate::metrics::Operation::Stop,
+            ByName::Resume => crate::metrics::Operation::Resume,
+            ByName::Touch => crate::metrics::Operation::Touch,
+        }
+    }
+    fn done(self) -> &'static str {
+        match self {
+            ByName::Stop => "Stopped",
+            ByName::Resume => "Resumed",
+            ByName::Touch => "Touched",
+        }
+    }
+    fn verb(self) -> &'static str {
+        match self {
+            ByName::Stop => "stop",
+            ByName::Resume => "resume",
+            ByName::Touch => "touch",
+        }
+    }
+}
+
+/// `/system/stop`, `/system/resume`, `/system/touch`: `{"name": GUID}`.
+async fn by_name(state: AppState, request: Request, what: ByName) -> Response {
+    let ReadBody {
+        value: body,
+        reservation,
+        ..
+    } = match read_body(request, what.component(), &state.budget).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let name = opt_string(&body, "name").unwrap_or_default();
+    drop((body, reservation));
+    let shown = name.clone();
+    match detached(&state, what.operation(), move |x| match what {
+        ByName::Stop => x.stop(name),
+        ByName::Resume => x.resume(name),
+        ByName::Touch => x.touch(name),
+    })
+    .await
+    {
+        Ok(result) => success(result, format!("{} system {shown}", what.done())),
+        Err(e) => {
+            log::warn!(target: crate::server::LOG_TARGET, "{} failed: {}", what.verb(), loggable(&e.message));
+            failure(&e)
+        }
+    }
+}
+
+async fn stop(State(state): State<AppState>, request: Request) -> Response {
+    by_name(state, request, ByName::Stop).await
+}
+
+async fn resume(State(state): State<AppState>, request: Request) -> Response {
+    by_name(state, request, ByName::Resume).await
+}
+
+async fn touch(State(state): State<AppState>, request: Request) -> Response {
+    by_name(state, request, ByName::Touch).await
+}
+
 async fn modify(State(state): State<AppState>, request: Request) -> Response {
     let ReadBody {
         value: body,
@@ -607,6 +685,9 @@ pub fn routes(state: AppState, with_metrics: bool) -> Router {
         .route("/system/delete", post(delete))
         .route("/system/modify", post(modify))
         .route("/system/events", get(super::events::events))
+        .route("/system/stop", post(stop))
+        .route("/system/resume", post(resume))
+        .route("/system/touch", post(touch))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi))

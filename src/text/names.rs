@@ -73,6 +73,10 @@ pub const USERNAME_MAX: usize = 256;
 /// slug ([`username_label`]); status rows read it.
 pub const USERNAME_ANNOTATION: &str = "tycho.renci.org/username";
 
+/// Annotation of a Deployment whose app declares an activity probe in the registry
+/// (`activity: {port, path, field}`), as compact JSON; culling reads it.
+pub const ACTIVITY_ANNOTATION: &str = "tycho.renci.org/activity";
+
 /// Refuses a username that cannot name a home directory: empty, over
 /// [`USERNAME_MAX`] bytes, `.` or `..`, or holding `/`, `\`, `:` (the separator of the
 /// `pvc://` home volume) or a control character.

@@ -9,6 +9,7 @@
 //!   An existing volume is mounted only when tycho created it or it is allow-listed.
 //! * [`status`] — the containers labelled for the system, their state and health.
 //! * [`delete`] — removes the containers and the network; named volumes are kept.
+//! * [`stop`], [`resume`] — stop the containers and start them again (kept).
 //! * [`modify`] — cpu/memory with container update; label changes are refused.
 //!
 //! State lives only in labels (`executor=tycho`, `tycho-guid`, `username`, `app-name`
@@ -28,6 +29,7 @@ mod modify;
 mod security;
 mod start;
 mod status;
+mod stop;
 
 pub use client::{HostPorts, Pull, Settings};
 pub use delete::{delete, delete_async};
@@ -35,6 +37,7 @@ pub use mapping::{cpus_to_nano, memory_to_bytes};
 pub use modify::{modify, modify_async};
 pub use start::{start, start_async};
 pub use status::{status, status_async};
+pub use stop::{resume, resume_async, stop, stop_async};
 
 use crate::error::{Error, ErrorKind};
 

@@ -243,8 +243,15 @@ fn row(guid: &str, containers: &[Value], reasons: bool) -> (String, Value) {
         "is_ready": problems.is_empty(),
     });
     if reasons {
+        // Every container exited: the system was stopped (`tycho stop`), or all of its
+        // containers ended; either way `tycho resume` starts them again.
+        let stopped = containers
+            .iter()
+            .all(|c| c.pointer("/State/Status").and_then(Value::as_str) == Some("exited"));
         row["reason"] = if problems.is_empty() {
             Value::Null
+        } else if stopped {
+            Value::String(format!("Stopped: {}", problems.join("; ")))
         } else {
             Value::String(problems.join("; "))
         };
@@ -301,6 +308,12 @@ mod tests {
             "container web: unhealthy: last check exit code 1, refused"
         );
         let (_, r) = row("g", &[container("exited", None)], true);
+        assert_eq!(r["reason"], "Stopped: container web: exited, exit code 3");
+        let (_, r) = row(
+            "g",
+            &[container("exited", None), container("running", None)],
+            true,
+        );
         assert_eq!(r["reason"], "container web: exited, exit code 3");
     }
 }

@@ -10,8 +10,12 @@
 //!   on the server by label.
 //! * [`delete`] — deletes every object labelled `tycho-guid=<guid>`, the token Secret
 //!   included (idempotent).
+//! * [`scale`] — stop (scale to 0), resume and touch (the last-activity annotation);
+//!   the systems culling reads.
 //! * [`modify`] — strategic-merge-patches labels and cpu/memory into the system's
 //!   Deployments; reverted when any patch fails.
+//!
+//! [`apply`] creates or updates one object idempotently (`tycho prepull --apply`).
 //!
 //! Configuration, the per-process client, timeouts and namespaces are in `client` (the
 //! runtime is `crate::runtime`); the watch cache of long-lived processes, which status
@@ -20,6 +24,7 @@
 //! Python and the CLI; it runs on the executor's own runtime) and an `_async` form for
 //! callers that already run on tokio.
 
+pub mod apply;
 mod cache;
 pub(crate) mod client;
 mod count;
@@ -28,6 +33,7 @@ pub mod error;
 mod inflight;
 mod modify;
 mod retry;
+pub mod scale;
 mod slim;
 mod start;
 mod status;

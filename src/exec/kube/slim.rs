@@ -9,8 +9,8 @@
 //! message, type, times), start (whether the Ambassador Service and each claim exist,
 //! the `<app>-env` Secret's data, whether its Deployment's uid was deleted) and the
 //! cache itself (name, uid, resourceVersion, the `tycho-guid` label). Of the
-//! annotations only `tycho.renci.org/username` is kept (status's real username of a
-//! system labelled with a slug). Other annotations,
+//! annotations only `tycho.renci.org/username` (status's real username of a system
+//! labelled with a slug) and those of stop and culling (`super::scale`) are kept. Other annotations,
 //! managedFields, owner references, the rest of the pod template, a pod's spec and
 //! everything else are dropped as the object arrives, so what one object costs does not
 //! grow with what others put on it (a 50 KB annotation costs nothing).
@@ -47,8 +47,22 @@ const TEMPLATE_LABELS: &[(&str, Keep)] = &[
     ("original-app-name", All),
 ];
 
-/// The one annotation read: status's real username of a system labelled with a slug.
-const ANNOTATIONS: &[(&str, Keep)] = &[(crate::text::names::USERNAME_ANNOTATION, Text)];
+/// The annotations read: status's real username of a system labelled with a slug, and
+/// what stop, resume and culling read (`super::scale`).
+const ANNOTATIONS: &[(&str, Keep)] = &[
+    (crate::text::names::USERNAME_ANNOTATION, Text),
+    (super::scale::STOPPED_REPLICAS, Text),
+    (super::scale::LAST_ACTIVITY, Text),
+    (super::scale::ACTIVITY_PROBE, Text),
+];
+
+/// The annotation keys kept (those of [`ANNOTATIONS`]).
+const KEPT_ANNOTATIONS: [&str; 4] = [
+    crate::text::names::USERNAME_ANNOTATION,
+    super::scale::STOPPED_REPLICAS,
+    super::scale::LAST_ACTIVITY,
+    super::scale::ACTIVITY_PROBE,
+];
 
 const METADATA: &[(&str, Keep)] = &[
     ("name", All),
@@ -207,12 +221,19 @@ pub(crate) fn from_dynamic(kind: Kind, object: DynamicObject) -> Value {
     let DynamicObject {
         mut metadata, data, ..
     } = object;
-    // Only the real username of a slug-labelled system (status reads it).
-    metadata.annotations = metadata
-        .annotations
-        .take()
-        .and_then(|mut a| a.remove_entry(crate::text::names::USERNAME_ANNOTATION))
-        .map(|entry| std::iter::once(entry).collect());
+    // Only the annotations read (the real username of a slug-labelled system, the
+    // stop/activity ones), each cut to MAX_TEXT.
+    metadata.annotations = metadata.annotations.take().and_then(|mut a| {
+        let kept: std::collections::BTreeMap<String, String> = KEPT_ANNOTATIONS
+            .iter()
+            .filter_map(|k| a.remove_entry(*k))
+            .map(|(k, v)| match cut(Value::String(v)) {
+                Value::String(v) => (k, v),
+                _ => (k, String::new()),
+            })
+            .collect();
+        (!kept.is_empty()).then_some(kept)
+    });
     metadata.managed_fields = None;
     metadata.owner_references = None;
     metadata.finalizers = None;

@@ -244,7 +244,9 @@ fn row(d: &Value, services: &HashMap<String, Vec<&Value>>) -> Value {
         "username": opt_str(real_username(d)),
         "utilization": utilization,
         "workspace_name": label(d, template_labels, "app-name").unwrap_or(""),
-        "is_ready": replicas(d, "readyReplicas") == replicas(d, "replicas"),
+        // A stopped system (scaled to 0 by `tycho stop`) is not ready.
+        "is_ready": replicas(d, "readyReplicas") == replicas(d, "replicas")
+            && d.pointer("/spec/replicas").and_then(Value::as_i64) != Some(0),
     })
 }
 

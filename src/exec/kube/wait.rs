@@ -105,6 +105,9 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// The reason of a stopped system (its Deployment scaled to 0 by `tycho stop`).
+pub const STOPPED_REASON: &str = "Stopped: scaled to 0 replicas (tycho resume starts it again)";
+
 /// Container waiting reasons that say nothing a pod's events do not say better.
 const GENERIC_WAITING: &[&str] = &["ContainerCreating", "PodInitializing"];
 
@@ -311,6 +314,10 @@ pub fn observe(deployment: &Deployment, pods: &[Pod], events: &[Event]) -> Obser
         if obs.reason.is_none() && !obs.done {
             obs.reason = Some(reason);
         }
+    }
+    if desired == 0 {
+        // Scaled to 0 by `tycho stop` (super::scale): not ready, and said so.
+        obs.reason = Some(STOPPED_REASON.into());
     }
     obs
 }

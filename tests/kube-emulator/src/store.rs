@@ -217,7 +217,7 @@ impl Store {
                     self.translate_response(&mut r.body);
                 }
                 // The fake's own error bodies lack a reason for some codes.
-                if !r.ok() && r.body.get("reason").map_or(true, Value::is_null) {
+                if !r.ok() && r.body.get("reason").is_none_or(Value::is_null) {
                     r.body["reason"] = json!(reason_for(status.as_u16()));
                 }
                 r

@@ -63,9 +63,9 @@ impl ApiPath {
 
 pub(super) fn parse_api_path(path: &str) -> Option<ApiPath> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let (group, rest) = match segs.first()? {
-        &"api" => ("", &segs[1..]),
-        &"apis" if segs.len() >= 2 => (segs[1], &segs[2..]),
+    let (group, rest) = match *segs.first()? {
+        "api" => ("", &segs[1..]),
+        "apis" if segs.len() >= 2 => (segs[1], &segs[2..]),
         _ => return None,
     };
     let version = *rest.first()?;
@@ -302,7 +302,7 @@ impl App {
             _ => status_error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "MethodNotAllowed",
-                &format!("the server does not allow this method on the requested resource"),
+                "the server does not allow this method on the requested resource",
             ),
         };
         let mut resp = resp;

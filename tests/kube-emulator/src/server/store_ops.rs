@@ -107,7 +107,7 @@ impl App {
                 _ => obj["metadata"]["namespace"] = json!(ns),
             }
         }
-        if meta_str(&obj, "name").map_or(true, str::is_empty) {
+        if meta_str(&obj, "name").is_none_or(str::is_empty) {
             match meta_str(&obj, "generateName").filter(|g| !g.is_empty()) {
                 Some(prefix) => {
                     let name = format!("{prefix}{}", random_suffix(5));
@@ -405,7 +405,7 @@ impl App {
                 }
             }
         }
-        if meta_str(&new, "resourceVersion").map_or(true, str::is_empty) {
+        if meta_str(&new, "resourceVersion").is_none_or(str::is_empty) {
             new["metadata"]["resourceVersion"] = json!(current_rv);
         }
         self.write(api, path, new, &current.body).await
@@ -598,7 +598,7 @@ pub(super) fn decode_object(body: &[u8]) -> Result<Value, StoreResponse> {
             ))
         }
     };
-    if obj.get("metadata").map_or(true, |m| !m.is_object()) {
+    if obj.get("metadata").is_none_or(|m| !m.is_object()) {
         obj["metadata"] = json!({});
     }
     Ok(obj)
