@@ -17,6 +17,7 @@
 //! | `tycho_watch_restarts_total` | counter | `kind` | [`watch_restarted`], called by the watch cache |
 //! | `tycho_cache_objects` | gauge | `kind` | [`cache_held`], called by the watch cache |
 //! | `tycho_cache_bytes` | gauge | `kind` | [`cache_held`]: the estimated memory of those objects |
+//! | `tycho_event_streams` | gauge | | `tycho api`: `GET /system/events` streams open ([`event_streams`]) |
 //!
 //! Label values are bounded: `route` is the matched route template (`/system/start`), or
 //! `unmatched` for every path no route serves; `method` is one of the standard methods or
@@ -107,9 +108,11 @@ struct Metrics {
     watch_restarts: Family<KindLabels, Counter>,
     cache_objects: Family<KindLabels, Gauge>,
     cache_bytes: Family<KindLabels, Gauge>,
+    event_streams: Gauge,
     culled: Family<ReasonLabels, Counter>,
 }
 
+// Long because: every metric of the process registered in one place, one statement each.
 fn metrics() -> &'static Metrics {
     static M: OnceLock<Metrics> = OnceLock::new();
     M.get_or_init(|| {
@@ -126,6 +129,7 @@ fn metrics() -> &'static Metrics {
             watch_restarts: Family::default(),
             cache_objects: Family::default(),
             cache_bytes: Family::default(),
+            event_streams: Gauge::default(),
             culled: Family::default(),
         };
         registry.register(
@@ -179,12 +183,27 @@ fn metrics() -> &'static Metrics {
             m.cache_bytes.clone(),
         );
         registry.register(
+            "event_streams",
+            "Event streams (GET /system/events) open now",
+            m.event_streams.clone(),
+        );
+        registry.register(
             "culled",
             "Systems culled (stopped or deleted by tycho cull or tycho api --cull-every), by reason: idle, max-age",
             m.culled.clone(),
         );
         Metrics { registry, ..m }
     })
+}
+
+/// An event stream opened (1) or closed (-1).
+pub fn event_streams(delta: i64) {
+    let gauge = &metrics().event_streams;
+    if delta >= 0 {
+        gauge.inc_by(delta);
+    } else {
+        gauge.dec_by(-delta);
+    }
 }
 
 /// Every family in the OpenMetrics text format (ends with `# EOF`).

@@ -373,7 +373,7 @@ class TychoContext:
 
     def readiness(self, sid: Any) -> dict[str, Any]:
         """One progress event of system ``sid`` (its GUID), read from the cluster:
-        ``{"sid", "progress" (0-100), "message", "ready", "failed", "reason"}``.
+        ``{"sid", "progress" (0-100), "phase", "message", "ready", "failed", "reason"}``.
         ``reason`` says why it is not ready (``ImagePullBackOff: ...``,
         ``Unschedulable: 0/3 nodes are available: 3 Insufficient cpu.``,
         ``CrashLoopBackOff``); ``failed`` means it cannot get ready without a change."""
@@ -388,24 +388,19 @@ class TychoContext:
         self, sid: Any, interval: float = 1.0, timeout: Optional[float] = None
     ) -> AsyncIterator[dict[str, Any]]:
         """Progress events of system ``sid`` (KubeSpawner's shape: ``progress``,
-        ``message``, ``ready``, plus ``failed`` and ``reason``), each one that differs
-        from the one before; ends after the event that is ``ready`` or ``failed``, or
-        when ``timeout`` seconds (None: no limit) have passed."""
-        import asyncio
-        import time
-
-        deadline = None if timeout is None else time.monotonic() + float(timeout)
-        last: Optional[dict[str, Any]] = None
-        while True:
-            event = await _native.aio_call(self.readiness, sid)
-            if event != last:
+        ``message``, ``ready``, plus ``phase``, ``failed`` and ``reason``), each one that
+        differs from the one before, as the watch cache delivers the changes of the
+        system's Deployment, pods and their events (no polling: ``interval`` is kept for
+        the signature's sake and not used); ends after the event that is ``ready`` or
+        ``failed``, or when ``timeout`` seconds (None: no limit, at most a day) have
+        passed."""
+        del interval
+        follower = _native.kube_follow(str(sid), None if timeout is None else float(timeout))
+        try:
+            async for event in follower:
                 yield event
-                last = event
-            if event.get("ready") or event.get("failed"):
-                return
-            if deadline is not None and time.monotonic() >= deadline:
-                return
-            await asyncio.sleep(interval)
+        finally:
+            follower.close()
 
     def delete(self, request: Mapping[str, Any]) -> Any:
         return self.client.delete(request)

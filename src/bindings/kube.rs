@@ -31,6 +31,8 @@ pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kube_service_url, m)?)?;
     m.add_function(wrap_pyfunction!(kube_readiness, m)?)?;
     m.add_function(wrap_pyfunction!(kube_wait, m)?)?;
+    m.add_function(wrap_pyfunction!(kube_follow, m)?)?;
+    m.add_class::<ProgressFollower>()?;
     if LOG_RESET.get().is_none() {
         let logger = pyo3_log::Logger::new(m.py(), pyo3_log::Caching::LoggersAndLevels)?
             .filter(log::LevelFilter::Warn)
@@ -322,4 +324,116 @@ fn kube_wait<'py>(
         crate::exec::kube::wait::wait(&sid, namespace.as_deref(), timeout)
     })?;
     to_py(py, &progress_value(&event))
+}
+
+/// Where a [`ProgressFollower`] is.
+enum FollowState {
+    /// Not begun (the follower connects on the first `__anext__`).
+    New,
+    Following(Box<crate::exec::kube::wait::Follower>),
+    Done,
+}
+
+/// The progress events of one system as an asyncio iterator (`TychoContext.aprogress`):
+/// each event that differs from the one before, as the watches deliver changes; it ends
+/// after the event that is `ready` or `failed`, or when the timeout passes. Dropping or
+/// closing it frees the follower (its subscription, its watches).
+#[pyclass(module = "tycho._native", name = "ProgressFollower", frozen)]
+struct ProgressFollower {
+    sid: String,
+    namespace: Option<String>,
+    timeout: std::time::Duration,
+    state: std::sync::Arc<tokio::sync::Mutex<FollowState>>,
+}
+
+#[pymethods]
+impl ProgressFollower {
+    fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        use futures::FutureExt;
+        let state = std::sync::Arc::clone(&self.state);
+        let (sid, namespace, timeout) = (self.sid.clone(), self.namespace.clone(), self.timeout);
+        let next = async move {
+            let mut st = state.lock().await;
+            if matches!(*st, FollowState::New) {
+                match crate::exec::kube::wait::Follower::new(&sid, namespace.as_deref(), timeout)
+                    .await
+                {
+                    Ok(f) => *st = FollowState::Following(Box::new(f)),
+                    Err(e) => {
+                        *st = FollowState::Done;
+                        return Err(e);
+                    }
+                }
+            }
+            let event = match &mut *st {
+                FollowState::Following(f) => f.next().await,
+                _ => None,
+            };
+            if event.is_none() {
+                *st = FollowState::Done;
+            }
+            Ok(event)
+        };
+        pyo3_async_runtimes::generic::future_into_py::<super::registry::AioRuntime, _, _>(
+            py,
+            async move {
+                let outcome = std::panic::AssertUnwindSafe(next).catch_unwind().await;
+                let Some(_entry) = super::lifecycle::enter() else {
+                    return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                        "tycho async call refused: the interpreter is exiting",
+                    ));
+                };
+                Python::attach(|py| match outcome {
+                    Ok(Ok(Some(event))) => to_py(py, &progress_value(&event)).map(Bound::unbind),
+                    Ok(Ok(None)) => Err(pyo3::exceptions::PyStopAsyncIteration::new_err(())),
+                    Ok(Err(e)) => Err(crate::bindings::to_pyerr(py, e)),
+                    Err(_) => Err(crate::bindings::to_pyerr(
+                        py,
+                        crate::error::Error::internal("following the system failed (a bug)"),
+                    )),
+                })
+            },
+        )
+    }
+
+    /// Stops following (the next `__anext__` ends the iteration).
+    fn close(&self) {
+        if let Ok(mut st) = self.state.try_lock() {
+            *st = FollowState::Done;
+        }
+    }
+}
+
+/// A [`ProgressFollower`] of system `sid` for at most `timeout` seconds (None: a day).
+#[pyfunction]
+#[pyo3(signature = (sid, timeout=None, *, namespace=None))]
+fn kube_follow(
+    py: Python<'_>,
+    sid: String,
+    timeout: Option<f64>,
+    namespace: Option<String>,
+) -> PyResult<ProgressFollower> {
+    let most = crate::exec::kube::wait::MAX_FOLLOW;
+    let timeout = match timeout {
+        None => most,
+        Some(t) if t.is_finite() && t >= 0.0 => {
+            std::time::Duration::from_secs_f64(t.min(most.as_secs_f64()))
+        }
+        Some(t) => {
+            return Err(crate::bindings::to_pyerr(
+                py,
+                crate::error::Error::input(format!("timeout must be a number of seconds, not {t}")),
+            ))
+        }
+    };
+    Ok(ProgressFollower {
+        sid,
+        namespace,
+        timeout,
+        state: std::sync::Arc::new(tokio::sync::Mutex::new(FollowState::New)),
+    })
 }

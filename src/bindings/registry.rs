@@ -387,7 +387,7 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     crate::runtime::get(crate::error::ErrorKind::Kube).expect("the tokio runtime starts")
 }
 
-struct AioRuntime;
+pub(crate) struct AioRuntime;
 
 tokio::task_local! {
     static TASK_LOCALS: OnceCell<TaskLocals>;

@@ -7,6 +7,7 @@
 //!   executor (`crate::exec::kube`), with the original client's arguments and tables;
 //!   `up --wait` follows the Deployment until it is available ([`crate::exec::kube::wait`]);
 //!   `up --dry-run=client|server` creates nothing ([`dry_run`]);
+//! - `tycho events [-f] GUID` prints a system's progress events ([`events`]);
 //! - `tycho stop|resume|touch GUID` and `tycho cull` ([`stopcull`], [`crate::exec::cull`]);
 //! - `tycho api` serves the REST API ([`crate::server`]), culling with `--cull-every`;
 //! - `tycho prepull` builds (and with `--apply` applies) the DaemonSet that pre-pulls a
@@ -23,6 +24,7 @@
 pub mod commands;
 pub mod connect;
 pub mod dry_run;
+pub mod events;
 pub mod output;
 pub mod prepull;
 pub mod request;
@@ -78,6 +80,9 @@ enum Command {
     Down(commands::DownArgs),
     /// Change labels and cpu/memory of a running system.
     Modify(commands::ModifyArgs),
+    /// A system's progress events (its state now; with -f each change until it is
+    /// ready, fails, is deleted or the timeout passes).
+    Events(events::EventsArgs),
     /// Compile a system (a compose file, or a registry app) into Kubernetes objects, offline.
     Render(commands::RenderArgs),
     /// Stop systems by GUID: scale to 0, keeping Services, token Secret, claims, NetworkPolicy.
@@ -206,6 +211,7 @@ where
         Command::Status(a) => commands::status(a, &ctx),
         Command::Down(a) => commands::down(a, &ctx),
         Command::Modify(a) => commands::modify(a, &ctx),
+        Command::Events(a) => events::events(a, &ctx),
         Command::Api(a) => commands::api(a, &ctx),
         Command::Stop(a) => stopcull::by_guid(stopcull::Verb::Stop, a, &ctx),
         Command::Resume(a) => stopcull::by_guid(stopcull::Verb::Resume, a, &ctx),

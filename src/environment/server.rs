@@ -15,6 +15,8 @@
 //! | `TYCHO_API_MAX_STARTS` | `--max-starts` | starts in progress at once |
 //! | `TYCHO_API_MEMORY_BUDGET` | `--memory-budget` | memory of bodies in flight and compilations |
 //! | `TYCHO_API_METRICS` | `--metrics` | who may read `/metrics`: `open`, `token` or `off` |
+//! | `TYCHO_API_EVENTS_TIMEOUT` | `--events-timeout` | seconds an event stream lasts at most |
+//! | `TYCHO_API_MAX_EVENT_STREAMS` | `--max-event-streams` | event streams open at once |
 
 /// The server's variables, as set (None: unset).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -37,6 +39,10 @@ pub struct ServerEnv {
     pub memory_budget: Option<String>,
     /// `TYCHO_API_METRICS`.
     pub metrics: Option<String>,
+    /// `TYCHO_API_EVENTS_TIMEOUT`.
+    pub events_timeout: Option<String>,
+    /// `TYCHO_API_MAX_EVENT_STREAMS`.
+    pub max_event_streams: Option<String>,
 }
 
 impl ServerEnv {
@@ -52,6 +58,8 @@ impl ServerEnv {
             max_starts: super::var("TYCHO_API_MAX_STARTS"),
             memory_budget: super::var("TYCHO_API_MEMORY_BUDGET"),
             metrics: super::var("TYCHO_API_METRICS"),
+            events_timeout: super::var("TYCHO_API_EVENTS_TIMEOUT"),
+            max_event_streams: super::var("TYCHO_API_MAX_EVENT_STREAMS"),
         }
     }
 }

@@ -49,6 +49,21 @@ pub trait Executor: Send + Sync + 'static {
     fn touch(&self, name: String) -> BoxFut<'_, Value>;
     /// Ok when the cluster's API server answers.
     fn ready(&self) -> BoxFut<'_, ()>;
+    /// The progress events of system `name` (a GUID) or of `username`'s systems, for at
+    /// most `timeout` (`GET /system/events`); a back end without them refuses.
+    fn events(
+        &self,
+        name: Option<String>,
+        username: Option<String>,
+        timeout: std::time::Duration,
+    ) -> BoxFut<'_, crate::exec::kube::wait::Steps> {
+        let _ = (name, username, timeout);
+        Box::pin(async {
+            Err(crate::error::Error::input(
+                "this backplane has no event stream (Kubernetes only)",
+            ))
+        })
+    }
 }
 
 /// The Kubernetes executor (`crate::exec::kube`), run on the server's runtime.
@@ -152,5 +167,21 @@ impl Executor for Kubernetes {
     }
     fn ready(&self) -> BoxFut<'_, ()> {
         Box::pin(async move { crate::exec::kube::api_ready().await })
+    }
+    fn events(
+        &self,
+        name: Option<String>,
+        username: Option<String>,
+        timeout: std::time::Duration,
+    ) -> BoxFut<'_, crate::exec::kube::wait::Steps> {
+        Box::pin(async move {
+            crate::exec::kube::wait::follow_async(
+                name.as_deref(),
+                username.as_deref(),
+                self.namespace.as_deref(),
+                timeout,
+            )
+            .await
+        })
     }
 }

@@ -1,5 +1,6 @@
 //! The server's resource limits: timeouts, connections (in all and per client address),
-//! CPU workers, starts in progress, the memory budget of bodies and compilations.
+//! CPU workers, starts in progress, the memory budget of bodies and compilations, event
+//! streams (how many at once, how long).
 //! [`LimitArgs`] are the `tycho api` flags; each has an environment variable, read by
 //! [`crate::environment::server::ServerEnv`] (a flag wins over its variable, the
 //! variable over the default; the same checks apply to both).
@@ -32,6 +33,11 @@ pub struct Limits {
     /// Bytes that request bodies being read and the compilations of starts may take at
     /// once (`crate::server::budget`); a request that would go over is answered 503.
     pub memory_budget: u64,
+    /// The longest an event stream (`GET /system/events`) lasts; a client's `timeout`
+    /// may shorten it.
+    pub events_timeout: Duration,
+    /// Event streams open at once; one more is answered 503.
+    pub max_event_streams: usize,
 }
 
 /// File descriptors kept for everything but client connections (the Kubernetes client,
@@ -70,6 +76,8 @@ impl Default for Limits {
             workers: 0,
             max_starts: 64,
             memory_budget: 512 << 20,
+            events_timeout: Duration::from_secs(600),
+            max_event_streams: 128,
         }
     }
 }
@@ -108,6 +116,14 @@ pub struct LimitArgs {
     /// 503 with Retry-After. Default 512Mi [env: TYCHO_API_MEMORY_BUDGET].
     #[arg(long, value_name = "SIZE")]
     pub memory_budget: Option<String>,
+    /// Seconds an event stream (GET /system/events) lasts at most; a client's
+    /// `timeout` may shorten it. Default 600 [env: TYCHO_API_EVENTS_TIMEOUT].
+    #[arg(long, value_name = "S")]
+    pub events_timeout: Option<f64>,
+    /// Event streams open at once; one more is answered 503. Default 128
+    /// [env: TYCHO_API_MAX_EVENT_STREAMS].
+    #[arg(long, value_name = "N")]
+    pub max_event_streams: Option<usize>,
 }
 
 /// The flag's value, else its variable's (parsed as `T`), else None.
@@ -212,7 +228,21 @@ impl LimitArgs {
             env.max_starts.as_deref(),
             n,
         )?;
+        let events_timeout = given(
+            self.events_timeout,
+            "TYCHO_API_EVENTS_TIMEOUT",
+            env.events_timeout.as_deref(),
+            secs,
+        )?;
+        let streams = given(
+            self.max_event_streams,
+            "TYCHO_API_MAX_EVENT_STREAMS",
+            env.max_event_streams.as_deref(),
+            n,
+        )?;
         Ok(Limits {
+            events_timeout: seconds("events-timeout", events_timeout, d.events_timeout)?,
+            max_event_streams: count("max-event-streams", streams, d.max_event_streams)?,
             header_timeout: seconds("header-timeout", header, d.header_timeout)?,
             idle_timeout: seconds("idle-timeout", idle, d.idle_timeout)?,
             max_connections: count("max-connections", connections, d.max_connections)?,

@@ -1,6 +1,6 @@
 //! Bearer-token authentication (when `TYCHO_API_TOKEN` is set) and the bind-address rule.
 
-use super::routes::error_response;
+use super::response::error_response;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;

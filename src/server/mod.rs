@@ -6,12 +6,15 @@
 //! - [`validation`]: request bodies against the embedded api-schema components;
 //! - [`auth`]: bearer token (`TYCHO_API_TOKEN`), the loopback-unless-authenticated rule;
 //! - [`openapi`]: the OpenAPI 3 document of exactly these routes;
+//! - [`events`]: `GET /system/events`, the Server-Sent Events stream of a system's progress;
+//! - [`response`]: the JSON error answer of every part of the server;
 //! - [`shutdown`]: SIGTERM/SIGINT → stop accepting, drain, exit;
 //! - [`logging`]: stderr logger and the access log (logger `tycho.api`);
 //! - the [`crate::exec::Executor`] trait the routes call lives in [`crate::exec`];
 //! - [`limits`] (defined in [`crate::limits::http`]): timeouts, connection, worker and start
 //!   limits, the memory budget (the `tycho api` flags);
 //! - [`budget`]: the memory budget of bodies in flight and compilations;
+//! - [`events`]: `GET /system/events`, progress events as Server-Sent Events;
 //! - `conn`: the accept loop (connection limits in all and per client address,
 //!   header-read and stall timeouts).
 //!
@@ -24,6 +27,8 @@
 pub mod auth;
 pub mod budget;
 mod conn;
+pub mod events;
+pub mod response;
 /// The server's limits live with every other limit, in [`crate::limits::http`].
 pub use crate::limits::http as limits;
 pub mod logging;
@@ -64,6 +69,8 @@ pub struct AppState {
     pub operations: Arc<routes::Operations>,
     /// The memory budget of bodies in flight and compilations (`--memory-budget`).
     pub budget: Arc<budget::MemoryBudget>,
+    /// The event streams (`--max-event-streams`, `--events-timeout`).
+    pub streams: Arc<events::EventStreams>,
 }
 
 impl AppState {
@@ -76,6 +83,7 @@ impl AppState {
             budget: Arc::new(budget::MemoryBudget::new(
                 limits::Limits::default().memory_budget,
             )),
+            streams: Arc::default(),
         }
     }
 }
@@ -264,6 +272,10 @@ pub fn app(mut state: AppState, options: &ServerOptions) -> Result<Router> {
     };
     state.operations.set_max_starts(options.limits.max_starts);
     state.budget = Arc::new(budget::MemoryBudget::new(options.limits.memory_budget));
+    state.streams = Arc::new(events::EventStreams::new(
+        options.limits.max_event_streams,
+        options.limits.events_timeout,
+    ));
     let mut router = routes::routes(state, options.metrics != MetricsAccess::Off)
         .layer(middleware::from_fn_with_state(
             options.limits.idle_timeout,

@@ -1,5 +1,6 @@
 //! `GET /openapi.json`: an OpenAPI 3.0 document of exactly the routes this server has,
-//! with the request and response schemas of the embedded api-schema.
+//! with the request and response schemas of the embedded api-schema (and the event
+//! stream's, `GET /system/events`).
 
 use crate::model::schema::api_schema;
 use serde_json::{json, Map, Value};
@@ -84,6 +85,101 @@ fn probe(summary: &str, ok: &str, failing: Option<&str>) -> Value {
     json!({"get": {"summary": summary, "security": [], "responses": responses}})
 }
 
+/// `GET /system/events`: Server-Sent Events of a system's (or a user's systems')
+/// progress.
+// Long because: one OpenAPI path object written out as a JSON literal.
+fn events_path(with_auth: bool) -> Value {
+    let progress = json!({
+        "type": "object",
+        "required": ["sid", "progress", "phase", "message", "ready", "failed"],
+        "properties": {
+            "sid": {"type": "string"},
+            "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+            "phase": {"type": "string", "enum": ["Pending", "Scheduling", "Pulling", "Starting", "Running", "Ready", "Failed", "Stopped", "Deleted"]},
+            "message": {"type": "string"},
+            "ready": {"type": "boolean"},
+            "failed": {"type": "boolean"},
+            "reason": {"type": "string", "nullable": true}
+        }
+    });
+    let end = json!({
+        "type": "object",
+        "required": ["sid", "end"],
+        "properties": {
+            "sid": {"type": "string"},
+            "end": {"type": "string", "enum": ["ready", "failed", "deleted", "timeout"]},
+            "reason": {"type": "string", "nullable": true}
+        }
+    });
+    let error = |text: &str| response_ref(text);
+    let mut responses = Map::new();
+    responses.insert(
+        "200".into(),
+        json!({
+            "description": "A stream of Server-Sent Events: `event: progress` with a Progress object as `data` at each change of phase, readiness, reason or message; one `event: end` with an End object per system, after which the stream ends (ready, failed, deleted, or the timeout); a comment line every 15 s of silence.",
+            "content": {"text/event-stream": {"schema": {
+                "type": "string",
+                "description": "event: progress|end, then data: one JSON object (x-progress or x-end), then an empty line"
+            }}},
+            "x-progress": progress,
+            "x-end": end
+        }),
+    );
+    responses.insert(
+        "400".into(),
+        error("Neither or both of name and username, a name that is not a GUID, or a timeout that is not a positive number."),
+    );
+    if with_auth {
+        responses.insert("401".into(), error("Missing or wrong bearer token."));
+    }
+    responses.insert(
+        "404".into(),
+        error("No system with that GUID, or the user has no systems."),
+    );
+    responses.insert(
+        "502".into(),
+        error("The Kubernetes API server could not be read."),
+    );
+    let mut busy = error(
+        "The server is busy: too many event streams open (--max-event-streams). Retry after Retry-After seconds.",
+    );
+    busy["headers"] = json!({"Retry-After": {
+        "description": "Seconds to wait before retrying.",
+        "schema": {"type": "integer"}
+    }});
+    responses.insert("503".into(), busy);
+    // One exploded form object (`?name=G` or `?username=U`, and `timeout`): OpenAPI 3.0
+    // says "exactly one of name and username" only of an object's properties.
+    let label = "^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$";
+    let query = json!({
+        "name": "query",
+        "in": "query",
+        "required": true,
+        "style": "form",
+        "explode": true,
+        "description": "name: the system's GUID; or username: follow every system of this user (those it has when the stream begins, at most 64); timeout: seconds the stream lasts at most (at most the server's --events-timeout, 600 by default).",
+        "schema": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "pattern": label, "maxLength": 63},
+                "username": {"type": "string", "minLength": 1, "maxLength": 1024},
+                "timeout": {"type": "number", "exclusiveMinimum": true, "minimum": 0, "maximum": 86400}
+            },
+            "additionalProperties": false,
+            "oneOf": [
+                {"required": ["name"], "not": {"required": ["username"]}},
+                {"required": ["username"], "not": {"required": ["name"]}}
+            ]
+        }
+    });
+    json!({"get": {
+        "summary": "Follow a system (name = GUID) or a user's systems until ready, failed, deleted or the timeout: progress events as Server-Sent Events.",
+        "operationId": "events",
+        "parameters": [query],
+        "responses": responses
+    }})
+}
+
 /// Builds the document; `with_auth` adds the bearer scheme and 401 responses.
 // Long because: every operation's path item and responses (and the auth parts) built in one pass, as the served document reads.
 pub fn document(with_auth: bool) -> Value {
@@ -161,6 +257,7 @@ pub fn document(with_auth: bool) -> Value {
             Some("The Kubernetes API server does not answer."),
         ),
     );
+    paths.insert("/system/events".into(), events_path(with_auth));
     let mut components = json!({"schemas": schemas});
     let mut doc = json!({
         "openapi": "3.0.3",
@@ -193,7 +290,10 @@ mod tests {
                 let pointer = &part[..part.find('"').unwrap()];
                 assert!(doc.pointer(pointer).is_some(), "{pointer}");
             }
-            assert_eq!(doc["paths"].as_object().unwrap().len(), 9);
+            assert_eq!(doc["paths"].as_object().unwrap().len(), 10);
+            let events = &doc["paths"]["/system/events"]["get"]["responses"];
+            assert!(events["200"]["content"]["text/event-stream"].is_object());
+            assert_eq!(events.get("401").is_some(), auth);
             assert_eq!(doc.get("security").is_some(), auth);
             let start = &doc["paths"]["/system/start"]["post"]["responses"];
             assert!(start["503"]["description"]

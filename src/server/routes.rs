@@ -1,4 +1,4 @@
-//! The routes: `/system/{start,status,delete,modify,stop,resume,touch}`, `/healthz`, `/readyz`,
+//! The routes: `/system/{start,status,delete,modify,stop,resume,touch}`, `/system/events` (in `super::events`), `/healthz`, `/readyz`,
 //! `/openapi.json`, `/metrics`, and the JSON shapes of their answers.
 //!
 //! A body is read under the memory budget (`super::budget`) before anything else: its
@@ -33,19 +33,7 @@ const INLINE_PARSE_LIMIT: usize = 64 * 1024;
 #[derive(Debug, Clone, Copy)]
 pub struct BodyTimeout(pub std::time::Duration);
 
-/// `{status, result, message}` with HTTP `code`; status "error", result `{"error": message}`
-/// (plus `"field"` when one field is at fault).
-pub fn error_response(code: StatusCode, message: &str, field: Option<&str>) -> Response {
-    let mut result = json!({"error": message});
-    if let Some(f) = field {
-        result["field"] = json!(f);
-    }
-    (
-        code,
-        Json(json!({"status": "error", "result": result, "message": message})),
-    )
-        .into_response()
-}
+pub use super::response::error_response;
 
 fn success(result: Value, message: String) -> Response {
     Json(json!({"status": "success", "result": result, "message": message})).into_response()
@@ -684,6 +672,7 @@ pub fn routes(state: AppState, with_metrics: bool) -> Router {
         .route("/system/status", post(status))
         .route("/system/delete", post(delete))
         .route("/system/modify", post(modify))
+        .route("/system/events", get(super::events::events))
         .route("/system/stop", post(stop))
         .route("/system/resume", post(resume))
         .route("/system/touch", post(touch))

@@ -394,7 +394,7 @@ def test_openapi_document(server):  # noqa: F811
     code, _, doc = call("GET", server.url + "/openapi.json")
     assert code == 200 and doc["openapi"].startswith("3.0")
     assert set(doc["paths"]) == {"/system/start", "/system/status", "/system/delete", "/system/modify",
-                                 "/system/stop", "/system/resume", "/system/touch", "/healthz", "/readyz"}
+                                 "/system/stop", "/system/resume", "/system/touch", "/system/events", "/healthz", "/readyz"}
     for path, component in (("/system/start", "System"), ("/system/status", "StatusRequest"),
                             ("/system/delete", "DeleteRequest"), ("/system/modify", "ModifyRequest")):
         op = doc["paths"][path]["post"]

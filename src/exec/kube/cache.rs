@@ -7,7 +7,8 @@
 //! are left alone, never dropped, in the child).
 //!
 //! * Reflectors over tycho's own objects, labelled `executor=tycho`: Deployments,
-//!   Services, NetworkPolicies and Pods. `status` reads these.
+//!   Services, NetworkPolicies and Pods. `status` reads these; readiness reads the
+//!   Deployments, the Pods and the Events about them (below).
 //! * Reflectors over single names that start looks up: the Ambassador Service, each
 //!   `<app>-env` Secret, each claim (made on the first lookup of the name; at most
 //!   [`MAX_NAMED`] per namespace, beyond that lookups go to the API server).
@@ -45,6 +46,18 @@
 //!   `tycho_cache_objects` and `tycho_cache_bytes` tell what the stores hold.
 //! * Readers select ([`Select`]) by `tycho-guid`, by `username` or by name, answered
 //!   from indexes: a status of one user among 10,000 systems reads that user's objects.
+//! * Kubernetes Events about tycho's pods (`involvedObject.kind=Pod`): an event is
+//!   kept only when its pod is in the pods store (it then carries the pod's
+//!   `tycho-guid` label); one whose pod has not arrived yet waits (at most
+//!   [`PENDING_EVENTS`], [`PENDING_TTL`]); at most [`EVENTS_PER_SYSTEM`] a system.
+//! * Changes are told ([`Hub`]): whoever follows a system (readiness progress, the
+//!   event stream of `tycho api`) subscribes to its GUID and is woken by every change of
+//!   an object labelled with it, and by every change of a store's freshness. A
+//!   subscription is a `tokio::sync::watch` channel: it holds one value, so a slow
+//!   follower costs nothing and sees the latest state when it looks.
+//! * A follower in a process without the cache (a one-shot command: `tycho up --wait`,
+//!   `tycho events`) watches that one system only ([`scoped`]): Deployments and pods
+//!   labelled with its GUID and the events about them, for as long as it follows.
 
 use super::error::{Cause, KubeError};
 use super::{slim, Kind, GUID_LABEL, LOG_TARGET};
@@ -79,6 +92,18 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const SHORTEST_WATCH: Duration = Duration::from_secs(1);
 /// The annotation of the bookmark that ends a streaming list's initial events.
 const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
+/// Events kept a system (the newest by resourceVersion).
+pub(crate) const EVENTS_PER_SYSTEM: usize = 8;
+/// Events whose pod the pods store does not know yet, kept to be admitted when it does.
+pub(crate) const PENDING_EVENTS: usize = 256;
+/// How long such an event waits for its pod.
+pub(crate) const PENDING_TTL: Duration = Duration::from_secs(30);
+/// How often waiting events look for their pods again while the watch is quiet.
+const PENDING_RETRY: Duration = Duration::from_millis(200);
+/// GUIDs followed at once in a namespace (more followers poll instead).
+pub(crate) const MAX_TOPICS: usize = 4096;
+/// The field selector of the events the cache watches.
+const POD_EVENTS: &str = "involvedObject.kind=Pod";
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -91,6 +116,89 @@ fn meta<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
 /// A label of an object.
 pub(crate) fn label<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
     object.get("metadata")?.get("labels")?.get(key)?.as_str()
+}
+
+/// Who follows which system: one `watch` channel per followed GUID, told of every change
+/// of an object labelled with it (see the module's documentation).
+#[derive(Default)]
+pub(crate) struct Hub {
+    topics: Mutex<HashMap<Box<str>, tokio::sync::watch::Sender<u64>>>,
+}
+
+/// A subscription to the changes of one system; unsubscribes when dropped.
+pub(crate) struct Subscription {
+    hub: Arc<Hub>,
+    guid: Box<str>,
+    receiver: Option<tokio::sync::watch::Receiver<u64>>,
+}
+
+impl Subscription {
+    /// Resolves at the next change after the last one this subscription saw (at once
+    /// when one happened since).
+    pub(crate) async fn changed(&mut self) {
+        match self.receiver.as_mut() {
+            Some(r) => {
+                if r.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        drop(self.receiver.take());
+        let mut topics = lock(&self.hub.topics);
+        if topics
+            .get(&self.guid)
+            .is_some_and(|s| s.receiver_count() == 0)
+        {
+            topics.remove(&self.guid);
+        }
+    }
+}
+
+impl Hub {
+    /// Subscribes to the changes of system `guid`; None when [`MAX_TOPICS`] are followed.
+    pub(crate) fn subscribe(self: &Arc<Self>, guid: &str) -> Option<Subscription> {
+        let mut topics = lock(&self.topics);
+        let receiver = match topics.get(guid) {
+            Some(sender) => sender.subscribe(),
+            None => {
+                if topics.len() >= MAX_TOPICS {
+                    return None;
+                }
+                let (sender, receiver) = tokio::sync::watch::channel(0);
+                topics.insert(Box::from(guid), sender);
+                receiver
+            }
+        };
+        Some(Subscription {
+            hub: Arc::clone(self),
+            guid: Box::from(guid),
+            receiver: Some(receiver),
+        })
+    }
+
+    /// Tells the followers of these GUIDs (every follower with `all`).
+    fn notify<'a>(&self, guids: impl IntoIterator<Item = &'a str>, all: bool) {
+        let topics = lock(&self.topics);
+        if topics.is_empty() {
+            return;
+        }
+        let bump = |s: &tokio::sync::watch::Sender<u64>| s.send_modify(|n| *n = n.wrapping_add(1));
+        if all {
+            topics.values().for_each(bump);
+            return;
+        }
+        for guid in guids {
+            if let Some(sender) = topics.get(guid) {
+                bump(sender);
+            }
+        }
+    }
 }
 
 /// `a` is the same as or newer than `b` (resourceVersions that are integers, as etcd's
@@ -233,6 +341,12 @@ struct Store {
     /// estimated bytes ([`Stored::cost`]).
     count: i64,
     bytes: i64,
+    /// The GUIDs of the objects changed since the followers were last told.
+    touched: Vec<Box<str>>,
+    /// Every follower is to be told (a relist, too many changes at once).
+    touched_all: bool,
+    /// At most this many objects per GUID, the newest kept (0: no limit; events).
+    per_guid: usize,
 }
 
 impl Store {
@@ -243,6 +357,43 @@ impl Store {
         self.bytes += bytes;
         if !self.kind.is_empty() {
             crate::metrics::cache_held(self.kind, sign, bytes);
+        }
+    }
+
+    /// Notes that objects labelled `guid` changed.
+    fn touch(&mut self, guid: Option<&str>) {
+        let Some(guid) = guid else {
+            return;
+        };
+        if self.touched.len() >= 1024 {
+            self.touched.clear();
+            self.touched_all = true;
+        }
+        if !self.touched_all && !self.touched.iter().any(|g| &**g == guid) {
+            self.touched.push(Box::from(guid));
+        }
+    }
+
+    /// Keeps the newest [`Store::per_guid`] objects labelled `guid` (by resourceVersion).
+    fn trim(&mut self, guid: &str) {
+        let Some(names) = self.by_guid.get(guid) else {
+            return;
+        };
+        if self.per_guid == 0 || names.len() <= self.per_guid {
+            return;
+        }
+        let version = |s: &Stored| s.rv.parse::<u64>().unwrap_or(0);
+        let mut by_age: Vec<(u64, Arc<str>)> = names
+            .iter()
+            .filter_map(|n| Some((version(self.objects.get(&**n)?), Arc::clone(n))))
+            .collect();
+        by_age.sort();
+        let excess = by_age.len().saturating_sub(self.per_guid);
+        for (_, name) in by_age.into_iter().take(excess) {
+            if let Some(old) = self.objects.remove(&*name) {
+                self.unindex(&name, &old);
+                self.account(&name, &old, -1);
+            }
         }
     }
 
@@ -266,9 +417,16 @@ impl Store {
             let old = self.objects.remove(&*name);
             if let Some(old) = &old {
                 self.unindex(&name, old);
+                let guid = old.guid.clone();
+                self.touch(guid.as_deref());
             }
             self.index(&name, &object);
+            let guid = object.guid.clone();
+            self.touch(guid.as_deref());
             self.objects.insert(Arc::clone(&name), object);
+            if let Some(guid) = guid.as_deref() {
+                self.trim(guid);
+            }
             old
         };
         if let Some(old) = old {
@@ -328,6 +486,8 @@ impl Store {
             let removed = self.objects.remove(name);
             if let Some(old) = &removed {
                 self.unindex(name, old);
+                let guid = old.guid.clone();
+                self.touch(guid.as_deref());
             }
             removed
         };
@@ -371,6 +531,19 @@ impl Store {
         // Writes that finished before the list began are in it (a quorum read).
         self.overlay.retain(|_, o| o.at >= began);
         self.hidden.retain(|_, at| *at >= began);
+        if self.per_guid > 0 {
+            let full: Vec<Box<str>> = self
+                .by_guid
+                .iter()
+                .filter(|(_, names)| names.len() > self.per_guid)
+                .map(|(g, _)| g.clone())
+                .collect();
+            for guid in full {
+                self.trim(&guid);
+            }
+        }
+        self.touched.clear();
+        self.touched_all = true;
         self.synced = true;
         self.healthy = true;
     }
@@ -412,6 +585,8 @@ pub(crate) struct Reflector {
     /// The kind of its objects (what [`slim`] keeps of them).
     kind: Kind,
     store: Mutex<Store>,
+    /// Who is told of changes (None: nobody; the unit tests' reflectors).
+    hub: Option<Arc<Hub>>,
 }
 
 impl Drop for Reflector {
@@ -426,13 +601,26 @@ impl Drop for Reflector {
 impl Reflector {
     /// A reflector of objects of `kind`; with `gauges`, it counts in the metrics
     /// labelled with the kind's plural (the unit tests' reflectors do not).
+    #[cfg(test)]
     fn new(kind: Kind, gauges: bool) -> Arc<Reflector> {
+        Self::with_hub(kind, gauges, None)
+    }
+
+    /// A reflector whose changes `hub` tells (events: at most [`EVENTS_PER_SYSTEM`] a
+    /// system).
+    fn with_hub(kind: Kind, gauges: bool, hub: Option<Arc<Hub>>) -> Arc<Reflector> {
         Arc::new(Reflector {
             kind,
             store: Mutex::new(Store {
                 kind: if gauges { kind.plural() } else { "" },
+                per_guid: if kind == Kind::Event {
+                    EVENTS_PER_SYSTEM
+                } else {
+                    0
+                },
                 ..Store::default()
             }),
+            hub,
         })
     }
 
@@ -451,7 +639,27 @@ impl Reflector {
         if was != now && !s.kind.is_empty() {
             crate::metrics::cache_synced(s.kind, now);
         }
+        let all = std::mem::take(&mut s.touched_all) || was != now;
+        let touched = std::mem::take(&mut s.touched);
+        drop(s);
+        if let Some(hub) = &self.hub {
+            if all || !touched.is_empty() {
+                hub.notify(touched.iter().map(|g| &**g), all);
+            }
+        }
         out
+    }
+
+    /// Tells the followers of `guid` (a write of this process).
+    fn told(&self, guid: Option<&str>) {
+        if let (Some(hub), Some(guid)) = (&self.hub, guid) {
+            hub.notify([guid], false);
+        }
+    }
+
+    /// The `tycho-guid` label of the stored object `name`, if it has one.
+    fn guid_of(&self, name: &str) -> Option<Box<str>> {
+        lock(&self.store).objects.get(name)?.guid.clone()
     }
 
     /// A watch from the store's resourceVersion was accepted: it sends every change
@@ -535,15 +743,19 @@ impl Reflector {
                 return;
             }
         }
+        let object = slim::slim(self.kind, object);
+        let guid = label(&object, GUID_LABEL).map(str::to_string);
         s.overlay.insert(
             name,
             Overlay {
-                object: Arc::new(slim::slim(self.kind, object)),
+                object: Arc::new(object),
                 uid,
                 rv,
                 at: Instant::now(),
             },
         );
+        drop(s);
+        self.told(guid.as_deref());
     }
 
     /// Hides the objects labelled `tycho-guid=<guid>` (as this reflector knows them):
@@ -568,6 +780,8 @@ impl Reflector {
         for uid in uids {
             s.hidden.insert(uid, now);
         }
+        drop(s);
+        self.told(Some(guid));
     }
 }
 
@@ -635,9 +849,80 @@ struct Source {
     timeout: u32,
     /// How long the answer (head) of a watch request may take: the read timeout.
     answer_timeout: Duration,
+    /// Events: the pods reflector that decides which are kept (those about its pods).
+    admit: Option<Arc<Reflector>>,
+    /// Events whose pod it does not know yet: (when they arrived, the event), oldest
+    /// first.
+    pending: Mutex<std::collections::VecDeque<(Instant, Value)>>,
 }
 
 impl Source {
+    /// `object` (a slim event) labelled with its pod's GUID, when the pods reflector
+    /// knows the pod.
+    fn labelled(&self, mut object: Value) -> Result<Value, Value> {
+        let Some(pods) = &self.admit else {
+            return Ok(object);
+        };
+        let pod = object
+            .pointer("/involvedObject/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let Some(guid) = pods.guid_of(pod) else {
+            return Err(object);
+        };
+        if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            let labels = meta
+                .entry("labels")
+                .or_insert_with(|| Value::Object(serde_json::Map::new()));
+            if let Some(labels) = labels.as_object_mut() {
+                labels.insert(GUID_LABEL.into(), Value::String(guid.into()));
+            }
+        }
+        Ok(object)
+    }
+
+    /// Applies an object a list or watch delivered; an event about a pod the pods
+    /// reflector does not know yet waits for it (bounded).
+    fn deliver(&self, reflector: &Reflector, object: Value) {
+        match self.labelled(object) {
+            Ok(object) => reflector.change(|s| s.apply(object)),
+            Err(event) => {
+                let mut pending = lock(&self.pending);
+                let name = meta(&event, "name").map(str::to_string);
+                pending.retain(|(_, e)| meta(e, "name").map(str::to_string) != name);
+                if pending.len() >= PENDING_EVENTS {
+                    pending.pop_front();
+                }
+                pending.push_back((Instant::now(), event));
+            }
+        }
+    }
+
+    /// Admits the waiting events whose pods arrived; drops those that waited too long.
+    fn retry_pending(&self, reflector: &Reflector) {
+        let waiting = std::mem::take(&mut *lock(&self.pending));
+        if waiting.is_empty() {
+            return;
+        }
+        let mut still = std::collections::VecDeque::new();
+        for (at, event) in waiting {
+            if at.elapsed() >= PENDING_TTL {
+                continue;
+            }
+            match self.labelled(event) {
+                Ok(object) => reflector.change(|s| s.apply(object)),
+                Err(event) => still.push_back((at, event)),
+            }
+        }
+        let mut pending = lock(&self.pending);
+        still.extend(pending.drain(..));
+        *pending = still;
+    }
+
+    fn waiting(&self) -> bool {
+        !lock(&self.pending).is_empty()
+    }
+
     /// Feeds `reflector` until the task is aborted.
     async fn run(self, reflector: Arc<Reflector>) {
         let mut backoff = Backoff::new();
@@ -703,7 +988,7 @@ impl Source {
             let next = page.metadata.continue_.filter(|t| !t.is_empty());
             for object in page.items {
                 let object = slim::from_dynamic(self.kind, object);
-                reflector.change(|s| s.apply(object));
+                self.deliver(reflector, object);
             }
             match (next, version) {
                 (Some(token), _) => params.continue_token = Some(token),
@@ -769,7 +1054,18 @@ impl Source {
         }
         let mut stream = std::pin::pin!(stream);
         let ended = loop {
-            let event = match stream.next().await {
+            let next = if self.waiting() {
+                match tokio::time::timeout(PENDING_RETRY, stream.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        self.retry_pending(reflector);
+                        continue;
+                    }
+                }
+            } else {
+                stream.next().await
+            };
+            let event = match next {
                 None => break Ended::Closed,
                 Some(Err(e)) => {
                     break Ended::Failed(
@@ -786,11 +1082,16 @@ impl Source {
                         follow(version, o.metadata.resource_version.as_deref());
                     }
                     let object = slim::from_dynamic(self.kind, o);
-                    reflector.change(|s| s.apply(object));
+                    self.deliver(reflector, object);
+                    self.retry_pending(reflector);
                 }
                 WatchEvent::Deleted(o) => {
                     follow(version, o.metadata.resource_version.as_deref());
                     let object = slim::from_dynamic(self.kind, o);
+                    if self.admit.is_some() {
+                        let name = meta(&object, "name");
+                        lock(&self.pending).retain(|(_, e)| meta(e, "name") != name);
+                    }
                     reflector.change(|s| s.delete(&object));
                 }
                 WatchEvent::Bookmark(mark) => {
@@ -865,21 +1166,121 @@ impl Watches {
             initial,
             timeout: self.timeout,
             answer_timeout: self.answer_timeout,
+            admit: None,
+            pending: Mutex::new(std::collections::VecDeque::new()),
         }
+    }
+
+    /// Starts the watch loop of `source` on the runtime; its reflector (counted in the
+    /// gauges with `gauges`, its changes told to `hub`).
+    fn spawn_with(&self, source: Source, gauges: bool, hub: Option<Arc<Hub>>) -> Arc<Reflector> {
+        let reflector = Reflector::with_hub(source.kind, gauges, hub);
+        let task = self.runtime.spawn(source.run(Arc::clone(&reflector)));
+        lock(&self.tasks).push(task.abort_handle());
+        reflector
     }
 
     /// Starts the watch loop of `source` on the runtime; its reflector.
     fn spawn(&self, source: Source) -> Arc<Reflector> {
-        let reflector = Reflector::new(source.kind, true);
-        let task = self.runtime.spawn(source.run(Arc::clone(&reflector)));
-        lock(&self.tasks).push(task.abort_handle());
-        reflector
+        self.spawn_with(source, true, None)
     }
 
     /// The reflector of tycho's own objects of `kind` (labelled `executor=tycho`).
     fn own(&self, kind: Kind) -> Arc<Reflector> {
         self.spawn(self.source(kind, Some(OWN_SELECTOR.into()), None, Initial::List))
     }
+
+    /// The reflector of the objects of `kind` that `labels` selects, its changes told
+    /// to `hub`.
+    fn selected(&self, kind: Kind, labels: String, gauges: bool, hub: &Arc<Hub>) -> Arc<Reflector> {
+        self.spawn_with(
+            self.source(kind, Some(labels), None, Initial::List),
+            gauges,
+            Some(Arc::clone(hub)),
+        )
+    }
+
+    /// The reflector of the events about the pods of `pods`.
+    fn events(&self, pods: &Arc<Reflector>, gauges: bool, hub: &Arc<Hub>) -> Arc<Reflector> {
+        let mut source = self.source(Kind::Event, None, Some(POD_EVENTS.into()), Initial::List);
+        source.admit = Some(Arc::clone(pods));
+        self.spawn_with(source, gauges, Some(Arc::clone(hub)))
+    }
+
+    /// Stops the watches.
+    fn stop(&self) {
+        for task in lock(&self.tasks).drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// What readiness reads of one namespace (or of one system, [`scoped`]): Deployments,
+/// pods and the events about the pods, and whom they tell of changes.
+#[derive(Clone)]
+pub(crate) struct Followed {
+    pub deployments: Arc<Reflector>,
+    pub pods: Arc<Reflector>,
+    pub events: Arc<Reflector>,
+    pub hub: Arc<Hub>,
+    /// The pods reflector selects `executor=tycho`: a system's pods are in it only when
+    /// its pod template carries that label (the namespace's cache; a scoped one selects
+    /// by GUID alone).
+    pub pods_by_executor: bool,
+}
+
+impl Followed {
+    /// Every reflector has listed and its watch runs: changes are told.
+    pub(crate) fn fresh(&self) -> bool {
+        self.deployments.fresh() && self.pods.fresh() && self.events.fresh()
+    }
+}
+
+/// The watches of one system for one follower (a process without the namespace's
+/// cache); they stop when it is dropped.
+pub(crate) struct Scoped {
+    watches: Watches,
+    pub followed: Followed,
+}
+
+impl Drop for Scoped {
+    fn drop(&mut self) {
+        self.watches.stop();
+    }
+}
+
+/// Watches of system `guid` alone, for a follower without the namespace's cache; None
+/// without a runtime.
+pub(crate) fn scoped(
+    settings: &super::KubeEnv,
+    connection: &super::client::Connection,
+    namespace: &str,
+    guid: &str,
+) -> Option<Scoped> {
+    let runtime = crate::runtime::get(crate::error::ErrorKind::Kube).ok()?;
+    let watches = Watches {
+        connection: connection.clone(),
+        namespace: namespace.to_string(),
+        timeout: u32::try_from(settings.watch_timeout.as_secs()).unwrap_or(u32::MAX),
+        answer_timeout: settings.read_timeout,
+        runtime,
+        tasks: Mutex::new(Vec::new()),
+    };
+    let hub = Arc::new(Hub::default());
+    let selector = format!("{GUID_LABEL}={guid}");
+    let deployments = watches.selected(Kind::Deployment, selector.clone(), false, &hub);
+    let pods = watches.selected(Kind::Pod, selector, false, &hub);
+    let events = watches.events(&pods, false, &hub);
+    Some(Scoped {
+        followed: Followed {
+            deployments,
+            pods,
+            events,
+            hub,
+            pods_by_executor: false,
+        },
+        watches,
+    })
 }
 
 /// The cache of one namespace.
@@ -889,6 +1290,10 @@ pub(crate) struct Namespace {
     pub services: Arc<Reflector>,
     pub network_policies: Arc<Reflector>,
     pub pods: Arc<Reflector>,
+    /// Events about the pods of `pods`.
+    pub events: Arc<Reflector>,
+    /// Whom changes of `deployments`, `pods` and `events` are told.
+    pub hub: Arc<Hub>,
     named: Mutex<HashMap<(Kind, String), Arc<Reflector>>>,
 }
 
@@ -954,8 +1359,17 @@ impl Namespace {
 impl Namespace {
     /// Stops the watches.
     fn stop(&self) {
-        for task in lock(&self.watches.tasks).drain(..) {
-            task.abort();
+        self.watches.stop();
+    }
+
+    /// What readiness reads of this namespace.
+    pub(crate) fn followed(&self) -> Followed {
+        Followed {
+            deployments: Arc::clone(&self.deployments),
+            pods: Arc::clone(&self.pods),
+            events: Arc::clone(&self.events),
+            hub: Arc::clone(&self.hub),
+            pods_by_executor: true,
         }
     }
 }
@@ -1017,11 +1431,17 @@ pub(crate) fn namespace(
         runtime,
         tasks: Mutex::new(Vec::new()),
     };
+    let hub = Arc::new(Hub::default());
+    let deployments = watches.selected(Kind::Deployment, OWN_SELECTOR.into(), true, &hub);
+    let pods = watches.selected(Kind::Pod, OWN_SELECTOR.into(), true, &hub);
+    let events = watches.events(&pods, true, &hub);
     let cache = Arc::new(Namespace {
-        deployments: watches.own(Kind::Deployment),
+        deployments,
         services: watches.own(Kind::Service),
         network_policies: watches.own(Kind::NetworkPolicy),
-        pods: watches.own(Kind::Pod),
+        pods,
+        events,
+        hub,
         named: Mutex::new(HashMap::new()),
         watches,
     });
@@ -1246,6 +1666,92 @@ mod tests {
         let s = lock(&r.store);
         assert_eq!(s.by_guid.len(), 1);
         assert_eq!(s.by_username.len(), 1);
+    }
+
+    fn ready(sub: &mut Subscription) -> bool {
+        futures::FutureExt::now_or_never(sub.changed()).is_some()
+    }
+
+    #[test]
+    fn followers_are_told_of_their_systems_changes_only() {
+        let hub = Arc::new(Hub::default());
+        let r = Reflector::with_hub(Kind::Pod, false, Some(Arc::clone(&hub)));
+        r.change(|s| {
+            s.synced = true;
+            s.healthy = true;
+        });
+        let mut g = hub.subscribe("g").unwrap();
+        let mut g2 = hub.subscribe("g").unwrap();
+        let mut h = hub.subscribe("h").unwrap();
+        assert!(!ready(&mut g) && !ready(&mut h));
+        r.change(|s| s.apply(obj("a", "u1", "1", "g")));
+        assert!(ready(&mut g) && ready(&mut g2) && !ready(&mut h));
+        assert!(!ready(&mut g), "told once a change");
+        // Relabelled from g to h: both are told.
+        r.change(|s| s.apply(obj("a", "u1", "2", "h")));
+        assert!(ready(&mut g) && ready(&mut h));
+        r.change(|s| s.delete(&obj("a", "u1", "3", "h")));
+        assert!(!ready(&mut g) && ready(&mut h));
+        // Own writes and deletes tell too.
+        r.wrote(obj("b", "u2", "4", "g"));
+        assert!(ready(&mut g));
+        r.deleted_guid("g");
+        assert!(ready(&mut g));
+        // Freshness changes and relists tell everyone.
+        r.failed(&KubeError::new(Cause::Timeout, "no answer"));
+        assert!(ready(&mut g) && ready(&mut h));
+        r.change(Store::begin_relist);
+        r.change(|s| s.apply(obj("c", "u3", "5", "x")));
+        r.change(Store::relist_done);
+        assert!(ready(&mut g) && ready(&mut h));
+        // The last subscription of a GUID removes it.
+        drop((g, g2));
+        assert_eq!(lock(&hub.topics).len(), 1);
+        drop(h);
+        assert!(lock(&hub.topics).is_empty());
+    }
+
+    #[test]
+    fn topics_are_bounded() {
+        let hub = Arc::new(Hub::default());
+        let subs: Vec<Subscription> = (0..MAX_TOPICS)
+            .map(|i| hub.subscribe(&format!("g{i}")).unwrap())
+            .collect();
+        assert!(hub.subscribe("one-more").is_none());
+        assert!(
+            hub.subscribe("g0").is_some(),
+            "a followed GUID takes no new topic"
+        );
+        drop(subs);
+        assert!(hub.subscribe("one-more").is_some());
+    }
+
+    #[test]
+    fn a_system_keeps_its_newest_events() {
+        let r = Reflector::with_hub(Kind::Event, false, None);
+        r.change(|s| {
+            s.synced = true;
+            s.healthy = true;
+        });
+        for i in 1..=12 {
+            r.change(|s| {
+                s.apply(obj(
+                    &format!("e{i:02}"),
+                    &format!("u{i}"),
+                    &i.to_string(),
+                    "g",
+                ))
+            });
+        }
+        r.change(|s| s.apply(obj("other", "u99", "13", "h")));
+        let kept = picked(&r, Select::Guid("g"));
+        let newest: Vec<String> = (5..=12).map(|i| format!("e{i:02}")).collect();
+        assert_eq!(kept, newest);
+        assert_eq!(picked(&r, Select::Guid("h")), ["other"]);
+        let s = lock(&r.store);
+        assert_eq!(s.count, 9);
+        let bytes: i64 = s.objects.iter().map(|(n, o)| o.cost(n)).sum();
+        assert_eq!(s.bytes, bytes);
     }
 
     #[test]

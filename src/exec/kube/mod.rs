@@ -82,6 +82,9 @@ pub(crate) enum Kind {
     NetworkPolicy,
     PersistentVolumeClaim,
     Secret,
+    /// Kubernetes Events (core/v1) about tycho's pods: the watch cache keeps them for
+    /// readiness reasons; never created or deleted by tycho.
+    Event,
 }
 
 impl Kind {
@@ -107,6 +110,7 @@ impl Kind {
                 ApiResource::erase::<core::v1::PersistentVolumeClaim>(&())
             }
             Kind::Secret => ApiResource::erase::<core::v1::Secret>(&()),
+            Kind::Event => ApiResource::erase::<core::v1::Event>(&()),
         }
     }
 
@@ -120,6 +124,7 @@ impl Kind {
             Kind::NetworkPolicy => "NetworkPolicy",
             Kind::PersistentVolumeClaim => "PersistentVolumeClaim",
             Kind::Secret => "Secret",
+            Kind::Event => "Event",
         }
     }
 
@@ -133,6 +138,7 @@ impl Kind {
             Kind::NetworkPolicy => "networkpolicies",
             Kind::PersistentVolumeClaim => "persistentvolumeclaims",
             Kind::Secret => "secrets",
+            Kind::Event => "events",
         }
     }
 

@@ -5,7 +5,8 @@
 //! pod-template labels, containers' names and limits, replica counts; the Service's
 //! labels, first port and load-balancer ingress), readiness (`wait.rs`: the
 //! Deployment's replicas, generation and status conditions; the pods' phase, conditions
-//! and container states), start (whether the Ambassador Service and each claim exist,
+//! and container states and why they last ended; the events about the pods: reason,
+//! message, type, times), start (whether the Ambassador Service and each claim exist,
 //! the `<app>-env` Secret's data, whether its Deployment's uid was deleted) and the
 //! cache itself (name, uid, resourceVersion, the `tycho-guid` label). Of the
 //! annotations only `tycho.renci.org/username` (status's real username of a system
@@ -113,16 +114,19 @@ const DEPLOYMENT: &[(&str, Keep)] = &[
     ),
 ];
 
+const CONTAINER_STATE: &[(&str, Keep)] = &[
+    ("waiting", Fields(&[("reason", All), ("message", Text)])),
+    ("running", Fields(&[])),
+    ("terminated", Fields(&[("reason", All), ("exitCode", All)])),
+];
+
 const CONTAINER_STATUSES: &[(&str, Keep)] = &[
     ("name", All),
-    (
-        "state",
-        Fields(&[
-            ("waiting", Fields(&[("reason", All), ("message", Text)])),
-            ("running", Fields(&[])),
-            ("terminated", Fields(&[("reason", All)])),
-        ]),
-    ),
+    ("ready", All),
+    ("restartCount", All),
+    ("state", Fields(CONTAINER_STATE)),
+    // Why the container last ended (OOMKilled, Error): readiness names it.
+    ("lastState", Fields(CONTAINER_STATE)),
 ];
 
 const POD: &[(&str, Keep)] = &[
@@ -160,6 +164,27 @@ const SECRET: &[(&str, Keep)] = &[
     ("stringData", All),
 ];
 
+/// Events about tycho's pods: what readiness turns into a reason (the cache adds the
+/// pod's `tycho-guid` label to the metadata as it admits one).
+const EVENT: &[(&str, Keep)] = &[
+    ("metadata", Fields(METADATA)),
+    (
+        "involvedObject",
+        Fields(&[("kind", All), ("name", All), ("uid", All)]),
+    ),
+    ("reason", All),
+    ("message", Text),
+    ("type", All),
+    ("count", All),
+    ("firstTimestamp", All),
+    ("lastTimestamp", All),
+    ("eventTime", All),
+    (
+        "series",
+        Fields(&[("count", All), ("lastObservedTime", All)]),
+    ),
+];
+
 /// NetworkPolicies, claims, ReplicaSets: only whether they exist (and their labels).
 const METADATA_ONLY: &[(&str, Keep)] = &[("metadata", Fields(METADATA))];
 
@@ -170,6 +195,7 @@ pub(crate) fn fields(kind: Kind) -> &'static [(&'static str, Keep)] {
         Kind::Pod => POD,
         Kind::Service => SERVICE,
         Kind::Secret => SECRET,
+        Kind::Event => EVENT,
         Kind::NetworkPolicy | Kind::PersistentVolumeClaim | Kind::ReplicaSet => METADATA_ONLY,
     }
 }
