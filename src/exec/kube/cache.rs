@@ -1668,6 +1668,71 @@ mod tests {
         assert_eq!(s.by_username.len(), 1);
     }
 
+    /// One change to a store: an object applied, deleted, written by tycho itself, or a
+    /// relist begun or finished (names, GUIDs and users from small sets, so they collide).
+    #[derive(Debug, Clone)]
+    enum Op {
+        Apply(u8, u8, u8),
+        Delete(u8),
+        Wrote(u8, u8, u8),
+        BeginRelist,
+        RelistDone,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (0..12u8, 0..5u8, 0..4u8).prop_map(|(n, g, u)| Op::Apply(n, g, u)),
+            2 => (0..12u8).prop_map(Op::Delete),
+            1 => (0..12u8, 0..5u8, 0..4u8).prop_map(|(n, g, u)| Op::Wrote(n, g, u)),
+            1 => Just(Op::BeginRelist),
+            1 => Just(Op::RelistDone),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever the changes, a selection by GUID, username or name through the
+        /// indexes is exactly the scan of every object filtered by the same rule.
+        #[test]
+        fn indexes_answer_as_a_scan(ops in proptest::collection::vec(op(), 1..60)) {
+            let r = synced();
+            let object = |n: u8, g: u8, u: u8| {
+                of(&format!("d{n}"), &format!("uid{n}"), &format!("g{g}"), &format!("user{u}"))
+            };
+            for op in ops {
+                match op {
+                    Op::Apply(n, g, u) => r.change(|s| s.apply(object(n, g, u))),
+                    Op::Delete(n) => r.change(|s| s.delete(&object(n, 0, 0))),
+                    Op::Wrote(n, g, u) => r.wrote(object(n, g, u)),
+                    Op::BeginRelist => r.change(Store::begin_relist),
+                    Op::RelistDone => r.change(Store::relist_done),
+                }
+                let all = r.select(Select::All).unwrap();
+                let scan = |select: Select<'_>| -> Vec<String> {
+                    all.iter()
+                        .filter(|o| select.matches(o))
+                        .map(|o| meta(o, "name").unwrap().to_string())
+                        .collect()
+                };
+                for g in 0..5 {
+                    let g = format!("g{g}");
+                    proptest::prop_assert_eq!(picked(&r, Select::Guid(&g)), scan(Select::Guid(&g)));
+                }
+                for u in 0..4 {
+                    let u = format!("user{u}");
+                    proptest::prop_assert_eq!(
+                        picked(&r, Select::Username(&u)),
+                        scan(Select::Username(&u))
+                    );
+                }
+                for n in 0..12 {
+                    let n = format!("d{n}");
+                    proptest::prop_assert_eq!(picked(&r, Select::Name(&n)), scan(Select::Name(&n)));
+                }
+            }
+        }
+    }
+
     fn ready(sub: &mut Subscription) -> bool {
         futures::FutureExt::now_or_never(sub.changed()).is_some()
     }
