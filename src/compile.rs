@@ -86,6 +86,16 @@ impl Compiled {
         out.extend(self.secret.clone());
         out
     }
+
+    /// All objects in creation order, moved out (no copy of the rendered values).
+    pub fn into_objects(self) -> Vec<Value> {
+        let mut out = Vec::with_capacity(3 + self.services.len());
+        out.push(self.deployment);
+        out.extend(self.network_policy);
+        out.extend(self.services.into_iter().map(|s| s.1));
+        out.extend(self.secret);
+        out
+    }
 }
 
 /// A fresh GUID: uuid4 as 32 hex digits.
