@@ -10,14 +10,16 @@ pub const DEFAULT_CONFIG: &str = include_str!("../python/tycho/conf/tycho.yaml")
 /// The built-in configuration, parsed once.
 pub fn default_config() -> &'static Value {
     static CONFIG: OnceLock<Value> = OnceLock::new();
-    CONFIG.get_or_init(|| crate::yaml::load(DEFAULT_CONFIG).expect("built-in tycho.yaml parses"))
+    CONFIG.get_or_init(|| {
+        crate::text::yaml::load(DEFAULT_CONFIG).expect("built-in tycho.yaml parses")
+    })
 }
 
 /// Loads a configuration file.
 pub fn load_file(path: &str) -> Result<Value> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::config(format!("cannot read config {path}: {e}")).caused_by(e))?;
-    crate::yaml::load(&text).map_err(|e| Error::config(format!("config {path}: {e}")))
+    crate::text::yaml::load(&text).map_err(|e| Error::config(format!("config {path}: {e}")))
 }
 
 /// Follows `keys` into nested mappings. Every path the core reads must be under one
@@ -106,7 +108,7 @@ pub fn access_token_env_with(config: &Value, from_env: Option<String>) -> Result
         },
         _ => {}
     }
-    let mut shown = crate::pyfmt::py_str(&raw);
+    let mut shown = crate::text::pyfmt::py_str(&raw);
     if shown.chars().count() > 200 {
         shown = shown.chars().take(200).collect::<String>() + "...";
     }

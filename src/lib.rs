@@ -4,31 +4,21 @@
 //! rendered through Jinja-compatible templates ([`render`]) into Kubernetes objects
 //! ([`compile`]). The Python package `tycho` is a thin layer over this crate.
 
-pub mod backplane;
 pub mod cli;
 pub mod compile;
 pub mod config;
-pub mod default_limits;
-pub mod docker;
 pub mod environment;
 pub mod error;
-pub mod kube;
+pub mod exec;
 pub mod limits;
 pub mod metrics;
 pub mod model;
-pub mod names;
 pub mod offload;
-pub mod policy;
-pub mod pyfmt;
 pub mod registry;
 pub mod render;
-pub mod request_schema;
 pub mod runtime;
 pub mod server;
-pub mod settings;
-pub mod template_guard;
-pub mod token_env;
-pub mod yaml;
+pub mod text;
 
 #[cfg(feature = "python")]
 mod bindings;

@@ -8,10 +8,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (compose, env) = text.split_once("\n===\n").unwrap_or((text, ""));
-    let Ok(system) = tycho::yaml::load(compose) else {
+    let Ok(system) = tycho::text::yaml::load(compose) else {
         return;
     };
-    let env = tycho::yaml::load(env).unwrap_or(json!({}));
+    let env = tycho::text::yaml::load(env).unwrap_or(json!({}));
     let env = if env.is_object() { env } else { json!({}) };
     let request = json!({
         "name": "fuzz",

@@ -4,8 +4,8 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        if let Ok(docs) = tycho::yaml::load_all(text) {
-            let _ = tycho::yaml::dump_all(&docs);
+        if let Ok(docs) = tycho::text::yaml::load_all(text) {
+            let _ = tycho::text::yaml::dump_all(&docs);
         }
     }
 });

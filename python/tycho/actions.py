@@ -84,7 +84,7 @@ class TychoResource:
         if not self.specs:
             self.specs = _load_schema()
         logger.debug("--:Validating obj against %s", component)
-        # The REST server's check (src/server/validation.rs), with its messages.
+        # The REST server's check (src/model/schema.rs), with its messages.
         _native.validate_request(component, request)
 
     def post(self, request: Any) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 tycho-api 1.17.3 shipped ``DockerComposeCompute`` here: it wrote the compose text into
 ``apps/<guid>/`` and ran ``docker-compose up`` in a thread. This one is a thin adapter
-over the Docker backplane of the native core (``src/docker``: the Engine API through
+over the Docker backplane of the native core (``src/exec/docker``: the Engine API through
 bollard over ``DOCKER_HOST``, else ``/var/run/docker.sock``; no subprocess, no
 docker-compose, no state on disk — systems are found through their labels). It takes
 the same System model and returns the Kubernetes backplane's result shapes:

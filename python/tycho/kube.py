@@ -1,6 +1,6 @@
 """Run systems on Kubernetes.
 
-The cluster executor lives in the native core (``src/kube``, kube-rs on tokio). This
+The cluster executor lives in the native core (``src/exec/kube``, kube-rs on tokio). This
 module is a thin adapter: each method calls the matching ``tycho._native.kube_*``
 function (every build carries the executor). Constructing :class:`KubernetesCompute` never loads a
 kubeconfig or contacts a cluster; that happens on the first operation, inside the

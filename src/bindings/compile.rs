@@ -214,7 +214,7 @@ fn template_literal<'py>(
 /// Reads YAML text the way PyYAML's safe_load_all does.
 #[pyfunction]
 fn yaml_load_all<'py>(py: Python<'py>, text: String) -> PyResult<Bound<'py, PyAny>> {
-    let docs = run(py, || crate::yaml::load_all(&text))?;
+    let docs = run(py, || crate::text::yaml::load_all(&text))?;
     to_py(py, &Value::Array(docs))
 }
 
@@ -226,7 +226,7 @@ fn yaml_dump_all(py: Python<'_>, docs: &Bound<'_, PyAny>) -> PyResult<String> {
         Value::Array(a) => a,
         other => vec![other],
     };
-    run(py, || Ok(crate::yaml::dump_all(&list)))
+    run(py, || Ok(crate::text::yaml::dump_all(&list)))
 }
 
 /// Runs the `tycho` command line with `argv` (program name first); returns the exit code.
@@ -254,10 +254,10 @@ fn model_volumes<'py>(
 }
 
 /// The `username` label of `username`: itself when it is a valid label value, else its
-/// slug (`crate::names::username_label`).
+/// slug (`crate::text::names::username_label`).
 #[pyfunction]
 fn username_label(username: &str) -> String {
-    crate::names::username_label(username).into_owned()
+    crate::text::names::username_label(username).into_owned()
 }
 
 /// A service client (CIDR or single address) in its normal form; a bad one raises
@@ -310,7 +310,7 @@ fn model_defaults<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
 #[pyfunction]
 fn validate_request(py: Python<'_>, component: String, request: &Bound<'_, PyAny>) -> PyResult<()> {
     let body = from_py(request, "request")?;
-    match crate::request_schema::validate(&component, &body) {
+    match crate::model::schema::validate(&component, &body) {
         Ok(()) => Ok(()),
         Err(problems) => {
             let all: Vec<String> = problems.iter().map(|p| p.describe()).collect();
@@ -348,5 +348,5 @@ fn parse_env<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
 #[pyo3(signature = (explicit=None, *, variable=true))]
 fn environment_namespace(explicit: Option<String>, variable: bool) -> Option<String> {
     let from_variable = if variable { var("NAMESPACE") } else { None };
-    crate::names::namespace_from(explicit.as_deref(), from_variable)
+    crate::text::names::namespace_from(explicit.as_deref(), from_variable)
 }

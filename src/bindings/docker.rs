@@ -28,8 +28,8 @@ fn docker_start<'py>(
     let system = from_py(system, "system")?;
     let config = config_value(config)?;
     let result = crate::bindings::run(py, || {
-        let system = crate::kube::system_from_value(&system)?;
-        crate::docker::start(&config, system)
+        let system = crate::exec::kube::system_from_value(&system)?;
+        crate::exec::docker::start(&config, system)
     })?;
     to_py(py, &result)
 }
@@ -47,7 +47,7 @@ fn docker_status<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let config = config_value(config)?;
     let rows = crate::bindings::run(py, || {
-        crate::docker::status(&config, name.as_deref(), username.as_deref(), reasons)
+        crate::exec::docker::status(&config, name.as_deref(), username.as_deref(), reasons)
     })?;
     to_py(py, &Value::Array(rows))
 }
@@ -61,7 +61,7 @@ fn docker_delete<'py>(
     config: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let config = config_value(config)?;
-    let result = crate::bindings::run(py, || crate::docker::delete(&config, &name))?;
+    let result = crate::bindings::run(py, || crate::exec::docker::delete(&config, &name))?;
     to_py(py, &result)
 }
 
@@ -76,6 +76,6 @@ fn docker_modify<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let modify = from_py(modify, "modify")?;
     let config = config_value(config)?;
-    let result = crate::bindings::run(py, || crate::docker::modify(&config, &modify))?;
+    let result = crate::bindings::run(py, || crate::exec::docker::modify(&config, &modify))?;
     to_py(py, &result)
 }

@@ -32,9 +32,12 @@ pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
             .filter(log::LevelFilter::Warn)
             .filter_target("tycho".to_string(), log::LevelFilter::Debug)
             // pyo3-log matches targets by `::` segments: name dotted ones too.
-            .filter_target(crate::kube::LOG_TARGET.to_string(), log::LevelFilter::Debug)
             .filter_target(
-                crate::docker::LOG_TARGET.to_string(),
+                crate::exec::kube::LOG_TARGET.to_string(),
+                log::LevelFilter::Debug,
+            )
+            .filter_target(
+                crate::exec::docker::LOG_TARGET.to_string(),
                 log::LevelFilter::Debug,
             )
             // kube-rs reports every failed request at ERROR (through tracing's log
@@ -73,8 +76,8 @@ fn kube_start<'py>(
     let system = from_py(system, "system")?;
     let config = config_value(config)?;
     let result = run(py, || {
-        let system = crate::kube::system_from_value(&system)?;
-        let result = crate::kube::start(&config, system, namespace.as_deref());
+        let system = crate::exec::kube::system_from_value(&system)?;
+        let result = crate::exec::kube::start(&config, system, namespace.as_deref());
         crate::metrics::operation(Operation::Start, &result);
         result
     })?;
@@ -92,7 +95,8 @@ fn kube_status<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let rows = run(py, || {
         let all = name.is_none() && username.is_none();
-        let rows = crate::kube::status(name.as_deref(), username.as_deref(), namespace.as_deref());
+        let rows =
+            crate::exec::kube::status(name.as_deref(), username.as_deref(), namespace.as_deref());
         crate::metrics::operation(Operation::Status, &rows);
         if let (true, Ok(rows)) = (all, &rows) {
             crate::metrics::systems(rows);
@@ -111,7 +115,7 @@ fn kube_delete<'py>(
     namespace: Option<String>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let result = run(py, || {
-        let result = crate::kube::delete(&name, namespace.as_deref());
+        let result = crate::exec::kube::delete(&name, namespace.as_deref());
         crate::metrics::operation(Operation::Delete, &result);
         result
     })?;
@@ -131,7 +135,7 @@ fn kube_modify<'py>(
     let modify = from_py(modify, "modify")?;
     let config = config_value(config)?;
     let result = run(py, || {
-        let result = crate::kube::modify(&config, &modify, namespace.as_deref());
+        let result = crate::exec::kube::modify(&config, &modify, namespace.as_deref());
         crate::metrics::operation(Operation::Modify, &result);
         result
     })?;
@@ -142,17 +146,17 @@ fn kube_modify<'py>(
 /// service-account namespace, the kubeconfig context's, else "default".
 #[pyfunction]
 fn kube_namespace(py: Python<'_>) -> PyResult<String> {
-    run(py, || Ok(crate::kube::default_namespace()))
+    run(py, || Ok(crate::exec::kube::default_namespace()))
 }
 
 /// `http://<name>:<port>` of the Tycho API Service `name` in `namespace`, None when
 /// there is no such Service (`tycho.client.TychoClientFactory.get_client`).
 #[pyfunction]
 fn kube_service_url(py: Python<'_>, name: String, namespace: String) -> PyResult<Option<String>> {
-    run(py, || crate::kube::service_url(&name, &namespace))
+    run(py, || crate::exec::kube::service_url(&name, &namespace))
 }
 
-fn progress_value(p: &crate::kube::wait::Progress) -> Value {
+fn progress_value(p: &crate::exec::kube::wait::Progress) -> Value {
     serde_json::to_value(p).unwrap_or(Value::Null)
 }
 
@@ -167,7 +171,7 @@ fn kube_readiness<'py>(
     namespace: Option<String>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let event = run(py, || {
-        crate::kube::wait::readiness(&sid, namespace.as_deref())
+        crate::exec::kube::wait::readiness(&sid, namespace.as_deref())
     })?;
     to_py(py, &progress_value(&event))
 }
@@ -192,7 +196,7 @@ fn kube_wait<'py>(
     }
     let timeout = std::time::Duration::from_secs_f64(timeout);
     let event = run(py, || {
-        crate::kube::wait::wait(&sid, namespace.as_deref(), timeout)
+        crate::exec::kube::wait::wait(&sid, namespace.as_deref(), timeout)
     })?;
     to_py(py, &progress_value(&event))
 }

@@ -4,9 +4,9 @@ use super::connect::check_cluster;
 use super::output::{self, cell, print, table, Format, Output};
 use super::request::{self, check_guid, RegistryApp};
 use super::{usage, Context};
-use crate::backplane::Backplane;
 use crate::compile::{compile, CompileOptions};
 use crate::error::{Error, ErrorKind, Result};
+use crate::exec::backplane::Backplane;
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -68,9 +68,11 @@ impl SourceArgs {
         let mut config = match self
             .pod_security
             .as_deref()
-            .and_then(crate::policy::Level::parse)
+            .and_then(crate::compile::policy::Level::parse)
         {
-            Some(level) => std::borrow::Cow::Owned(crate::policy::with_level(config, level)),
+            Some(level) => {
+                std::borrow::Cow::Owned(crate::compile::policy::with_level(config, level))
+            }
             None => std::borrow::Cow::Borrowed(config),
         };
         if self.strict {
@@ -258,7 +260,7 @@ fn compiled_objects(
     let mut objects = compiled.objects();
     for object in &mut objects {
         if !show_secrets && object.get("kind").and_then(Value::as_str) == Some("Secret") {
-            *object = crate::token_env::redacted(object);
+            *object = crate::compile::token_secret::redacted(object);
         }
         if let (Some(ns), Some(Value::Object(meta))) = (namespace, object.get_mut("metadata")) {
             meta.insert("namespace".into(), Value::String(ns.to_string()));
@@ -341,7 +343,7 @@ pub fn up(args: &UpArgs, ctx: &Context) -> Result<i32> {
     if backplane == Backplane::Kubernetes {
         check_cluster()?;
     }
-    let result = crate::backplane::start(backplane, config, system, namespace)?;
+    let result = crate::exec::backplane::start(backplane, config, system, namespace)?;
     let name = result
         .get("name")
         .and_then(Value::as_str)
@@ -414,15 +416,15 @@ fn wait(
 ) -> Result<i32> {
     let timeout = std::time::Duration::from_secs_f64(args.timeout);
     if backplane == Backplane::Docker {
-        crate::backplane::wait_ready_docker(config, guid, timeout, |line| {
+        crate::exec::backplane::wait_ready_docker(config, guid, timeout, |line| {
             eprintln!("tycho: {line}");
         })?;
         eprintln!("tycho: system {name} is ready");
         return Ok(0);
     }
-    let waited = crate::kube::wait::block_on(async {
+    let waited = crate::exec::kube::wait::block_on(async {
         tokio::select! {
-            r = crate::kube::wait::wait_async(guid, namespace, timeout, |event| {
+            r = crate::exec::kube::wait::wait_async(guid, namespace, timeout, |event| {
                 eprintln!("tycho: {}", event.message);
             }) => r,
             _ = tokio::signal::ctrl_c() => Err(Error::new(
@@ -431,7 +433,7 @@ fn wait(
             )),
         }
     })?;
-    use crate::kube::wait::WaitOutcome;
+    use crate::exec::kube::wait::WaitOutcome;
     match waited {
         WaitOutcome::Available => {
             eprintln!("tycho: system {name} is available");
@@ -527,7 +529,7 @@ pub fn status(args: &StatusArgs, ctx: &Context) -> Result<i32> {
     if backplane == Backplane::Kubernetes {
         check_cluster()?;
     }
-    let rows = crate::backplane::status(
+    let rows = crate::exec::backplane::status(
         backplane,
         &ctx.config,
         guid.as_deref(),
@@ -622,15 +624,14 @@ pub fn down(args: &DownArgs, ctx: &Context) -> Result<i32> {
         let outcome = if guid.is_empty() {
             Err(Error::input("no GUID given"))
         } else {
-            crate::backplane::status(backplane, config, Some(&guid), None, namespace).and_then(
-                |rows| {
+            crate::exec::backplane::status(backplane, config, Some(&guid), None, namespace)
+                .and_then(|rows| {
                     if rows.is_empty() {
                         Err(Error::input("no such system"))
                     } else {
-                        crate::backplane::delete(backplane, config, &guid, namespace)
+                        crate::exec::backplane::delete(backplane, config, &guid, namespace)
                     }
-                },
-            )
+                })
         };
         match outcome {
             Ok(_) => print(&format!("{guid}\n"))?,
@@ -657,17 +658,18 @@ pub fn modify(args: &ModifyArgs, ctx: &Context) -> Result<i32> {
         Ok(v) => v,
         Err(e) => return Ok(usage(format!("the modify request is not valid JSON: {e}"))),
     };
-    if let Err(problems) = crate::request_schema::validate("ModifyRequest", &request) {
+    if let Err(problems) = crate::model::schema::validate("ModifyRequest", &request) {
         let all: Vec<String> = problems.iter().map(|p| p.describe()).collect();
         return Ok(usage(format!("invalid modify request: {}", all.join("; "))));
     }
-    let request = crate::server::backend::modify_request(&request);
+    let request = crate::exec::modify_request(&request);
     let backplane = Backplane::parse(&args.backplane)?;
     if backplane == Backplane::Kubernetes {
         check_cluster()?;
     }
     let config = &ctx.config;
-    let result = crate::backplane::modify(backplane, config, &request, ctx.namespace.as_deref())?;
+    let result =
+        crate::exec::backplane::modify(backplane, config, &request, ctx.namespace.as_deref())?;
     print(&output::formatted(&result, true))?;
     Ok(0)
 }
@@ -713,11 +715,11 @@ pub fn api(args: &ApiArgs, ctx: &Context) -> Result<i32> {
         limits,
         metrics,
     };
-    let executor: std::sync::Arc<dyn crate::server::backend::Executor> =
+    let executor: std::sync::Arc<dyn crate::exec::Executor> =
         match Backplane::parse(&args.backplane)? {
-            Backplane::Docker => std::sync::Arc::new(crate::backplane::DockerExecutor::new()),
+            Backplane::Docker => std::sync::Arc::new(crate::exec::backplane::DockerExecutor::new()),
             Backplane::Kubernetes => {
-                let mut kube = crate::server::backend::Kubernetes::new(ctx.namespace.clone());
+                let mut kube = crate::exec::Kubernetes::new(ctx.namespace.clone());
                 kube.config = ctx.config.clone();
                 std::sync::Arc::new(kube)
             }

@@ -16,11 +16,12 @@ pub const GIVE_UP_AFTER: Duration = Duration::from_secs(12);
 /// Ok when the Kubernetes API server answers; an error naming its URL when it refuses,
 /// fails or does not answer within [`GIVE_UP_AFTER`].
 pub fn check_cluster() -> Result<()> {
-    crate::kube::wait::block_on(async {
+    crate::exec::kube::wait::block_on(async {
         // The executor's own client (kubeconfig, context and timeouts as it uses them).
         let connection =
-            crate::kube::client::connection(ErrorKind::Kube, &crate::kube::settings()).await?;
-        let url = crate::kube::client::api_url();
+            crate::exec::kube::client::connection(ErrorKind::Kube, &crate::exec::kube::settings())
+                .await?;
+        let url = crate::exec::kube::client::api_url();
         let url = url.trim_end_matches('/').to_string();
         let client = connection.client;
         let probe = async move {
@@ -28,7 +29,7 @@ pub fn check_cluster() -> Result<()> {
                 .apiserver_version()
                 .await
                 .map(|_| ())
-                .map_err(|e| Error::new(ErrorKind::Kube, crate::kube::describe(&e)))
+                .map_err(|e| Error::new(ErrorKind::Kube, crate::exec::kube::describe(&e)))
         };
         tokio::pin!(probe);
         let named = |e: Error| {

@@ -11,10 +11,10 @@ use serde_json::Value;
 /// executor chooses it); returns the server's answers. The first refusal is the error,
 /// naming the object.
 pub fn create_all(namespace: Option<&str>, objects: Vec<Value>) -> Result<Vec<Value>> {
-    crate::kube::wait::block_on(async move {
-        let settings = crate::kube::settings();
-        let connection = crate::kube::client::connection(ErrorKind::Start, &settings).await?;
-        let namespace = crate::kube::client::resolve_namespace(
+    crate::exec::kube::wait::block_on(async move {
+        let settings = crate::exec::kube::settings();
+        let connection = crate::exec::kube::client::connection(ErrorKind::Start, &settings).await?;
+        let namespace = crate::exec::kube::client::resolve_namespace(
             ErrorKind::Start,
             namespace,
             &connection,

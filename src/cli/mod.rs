@@ -4,8 +4,8 @@
 //!   `kubectl apply -f -` (the token Secret's values as `<redacted>` unless
 //!   `--show-secrets`);
 //! - `tycho up`, `status`, `down`, `modify` run systems on the cluster through the
-//!   executor (`crate::kube`), with the original client's arguments and tables;
-//!   `up --wait` follows the Deployment until it is available ([`crate::kube::wait`]);
+//!   executor (`crate::exec::kube`), with the original client's arguments and tables;
+//!   `up --wait` follows the Deployment until it is available ([`crate::exec::kube::wait`]);
 //!   `up --dry-run=client|server` creates nothing ([`dry_run`]);
 //! - `tycho api` serves the REST API ([`crate::server`]).
 //!
@@ -180,7 +180,7 @@ where
     }
     // Handed to the executor (and the wait loop, which uses its client) as values; the
     // watch cache only serves the long-lived `tycho api`.
-    let _overrides = crate::kube::set_overrides(crate::kube::KubeOverrides {
+    let _overrides = crate::exec::kube::set_overrides(crate::exec::kube::KubeOverrides {
         kubeconfig: cli.kubeconfig.clone(),
         context: cli.context.clone(),
         no_cache: !matches!(cli.command, Command::Api(_)),

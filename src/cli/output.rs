@@ -55,7 +55,7 @@ pub fn cell(v: Option<&Value>) -> String {
     match v {
         None | Some(Value::Null) => "-".into(),
         Some(Value::String(s)) => s.clone(),
-        Some(other) => crate::pyfmt::py_str(other),
+        Some(other) => crate::text::pyfmt::py_str(other),
     }
 }
 
@@ -106,7 +106,7 @@ pub fn formatted(value: &Value, json: bool) -> String {
     if json {
         serde_json::to_string_pretty(value).unwrap_or_default() + "\n"
     } else {
-        crate::yaml::dump(value)
+        crate::text::yaml::dump(value)
     }
 }
 
@@ -137,7 +137,7 @@ pub fn object_name(object: &Value) -> String {
 /// Kubernetes objects in `format`.
 pub fn objects(objects: &[Value], format: Format) -> String {
     match format {
-        Format::Yaml => crate::yaml::dump_all(objects),
+        Format::Yaml => crate::text::yaml::dump_all(objects),
         Format::Json => {
             let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
             serde_json::to_string_pretty(&list).unwrap_or_default() + "\n"

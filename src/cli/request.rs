@@ -4,8 +4,8 @@
 
 use crate::environment::cli::CliEnv;
 use crate::error::{Error, ErrorKind, Result};
-use crate::pyfmt::truthy;
 use crate::registry::{model as registry_model, spec, GrokOptions, HttpCache, Source};
+use crate::text::pyfmt::truthy;
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 
@@ -35,7 +35,7 @@ pub fn services_from_compose(system: &Value) -> Map<String, Value> {
     {
         if let Some(ports) = svc.get("ports").and_then(Value::as_array) {
             if let Some(p) = ports.last() {
-                let text = crate::pyfmt::py_str(p);
+                let text = crate::text::pyfmt::py_str(p);
                 let port = text
                     .rsplit(':')
                     .next()
@@ -158,14 +158,15 @@ pub fn compose_request(
     };
     // `$NAME` / `${NAME}` of the settings, substituted into the text before parsing as
     // the original's `TemplateUtils.apply_environment` does.
-    let text = crate::settings::apply_settings(&settings_text, &text);
+    let text = crate::text::dotenv::apply_settings(&settings_text, &text);
     let settings = parse_env(&settings_text);
     let shown = if stdin {
         "<stdin>".to_string()
     } else {
         file.display().to_string()
     };
-    let mut system = crate::yaml::load(&text).map_err(|e| Error::input(format!("{shown}: {e}")))?;
+    let mut system =
+        crate::text::yaml::load(&text).map_err(|e| Error::input(format!("{shown}: {e}")))?;
     // A service's env_file is read relative to the compose file.
     let base = if stdin {
         Path::new(".")
@@ -372,7 +373,7 @@ pub fn registry_request(which: &RegistryApp<'_>, env: &CliEnv, limit: u64) -> Re
             .map(|(k, v)| {
                 let port = match v {
                     Value::String(s) => s.clone(),
-                    other => crate::pyfmt::py_str(other),
+                    other => crate::text::pyfmt::py_str(other),
                 };
                 (k.clone(), json!({"port": port, "clients": []}))
             })

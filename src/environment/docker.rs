@@ -1,6 +1,6 @@
 //! Settings of the Docker backplane that come from the environment.
 //!
-//! Read from the process environment by [`super::var`] only; `crate::docker::client`
+//! Read from the process environment by [`super::var`] only; `crate::exec::docker::client`
 //! combines them with the configuration's `tycho.docker.*` keys (the variable wins when
 //! it is set and not blank).
 //!

@@ -3,7 +3,7 @@
 //! Read from the process environment by [`super::var`] and friends only, once at the
 //! entry of each operation ([`KubeEnv::from_env`]). What the command line says
 //! (`--kubeconfig`, `--context`, one-shot commands) is not written to the environment:
-//! it is a [`KubeOverrides`] value handed to the executor (`crate::kube::set_overrides`)
+//! it is a [`KubeOverrides`] value handed to the executor (`crate::exec::kube::set_overrides`)
 //! and applied on top ([`KubeEnv::with`]).
 
 use std::path::PathBuf;

@@ -34,7 +34,7 @@ pub fn access_token_env() -> Option<String> {
 }
 
 /// `TYCHO_POD_SECURITY` when set and not blank: it overrides the configuration's
-/// `tycho.policy.pod_security` (`crate::policy::pod_security_level`).
+/// `tycho.policy.pod_security` (`crate::compile::policy::pod_security_level`).
 pub fn pod_security() -> Option<String> {
     var("TYCHO_POD_SECURITY").filter(|s| !s.trim().is_empty())
 }

@@ -1,5 +1,5 @@
 //! Default resource limits of containers whose compose service sets none, as the
-//! environment gives them (`crate::default_limits` combines them with the configuration's
+//! environment gives them (`crate::exec::default_limits` combines them with the configuration's
 //! `tycho.compute.system.default_limits.*`; the variable wins when it is set and not blank).
 //!
 //! | variable | configuration key |

@@ -10,8 +10,8 @@ use super::warning::Warnings;
 use super::{Container, ModelSwitches, Service, StartRequest, System};
 use crate::error::{Error, Result};
 use crate::limits::echo_value;
-use crate::names;
-use crate::pyfmt::py_str;
+use crate::text::names;
+use crate::text::pyfmt::py_str;
 use indexmap::IndexMap;
 use serde_json::{json, Map, Value};
 

@@ -14,8 +14,8 @@ use super::warning::Warnings;
 use super::{ComposeExtras, Limits, MemoryVolume, Port, Probe};
 use crate::error::{Error, Result};
 use crate::limits::{echo, echo_value};
-use crate::names;
-use crate::pyfmt::py_str;
+use crate::text::names;
+use crate::text::pyfmt::py_str;
 use serde_json::{json, Map, Value};
 
 /// Service keys converted to Kubernetes fields (or read by tycho itself).

@@ -19,6 +19,7 @@ pub mod caps;
 pub mod compose;
 pub mod placement;
 pub mod request;
+pub mod schema;
 pub mod template;
 pub mod volumes;
 pub mod warning;
@@ -32,7 +33,7 @@ pub use warning::Warning;
 /// Log target (Python logger) of the model's warnings about odd but accepted input.
 pub const LOG_TARGET: &str = "tycho.model";
 
-pub(crate) use crate::pyfmt::truthy;
+pub(crate) use crate::text::pyfmt::truthy;
 
 /// Resource limits or reservations of a container (`deploy.resources.limits`).
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
@@ -120,7 +121,7 @@ pub struct Container {
     pub compose: ComposeExtras,
 }
 
-/// Compose fields the original ignored: the Docker backplane maps them (`crate::docker`),
+/// Compose fields the original ignored: the Docker backplane maps them (`crate::exec::docker`),
 /// pod.yaml turns them into container fields (see [`compose`]).
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
 pub struct ComposeExtras {
@@ -334,7 +335,7 @@ pub struct System {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub memory_volumes: Vec<MemoryVolume>,
     /// The request's `count`: how many instances of the app a user may run
-    /// (`tycho.policy.enforce_count`; `crate::kube` enforces it).
+    /// (`tycho.policy.enforce_count`; `crate::exec::kube` enforces it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
     /// What the compose document holds that is not (fully) converted; not part of the

@@ -14,7 +14,7 @@
 use super::warning::Warnings;
 use crate::error::{Error, Result};
 use crate::limits::{echo, echo_value};
-use crate::names;
+use crate::text::names;
 use serde_json::{json, Map, Value};
 
 /// The fields a placement may hold.

@@ -3,7 +3,7 @@
 
 use super::{Container, ModelSwitches, Volume};
 use crate::error::{Error, Result};
-use crate::names;
+use crate::text::names;
 use serde_json::Value;
 
 /// The config's default volumes (`tycho.compute.system.volumes`) as they are added to

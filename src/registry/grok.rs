@@ -257,7 +257,7 @@ pub fn grok(
             other => {
                 return Err(context_error(format!(
                     "app {name}: spec must be a URL, not {}",
-                    crate::pyfmt::py_repr(other)
+                    crate::text::pyfmt::py_repr(other)
                 )))
             }
         };

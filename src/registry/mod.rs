@@ -62,14 +62,14 @@ pub fn load_config(
             let text = crate::limits::read_file_limited(&path, fetch::MAX_BODY, &what, "")
                 .map_err(|e| context_error(format!("cannot read {what}: {e}")))?
                 .map_err(|e| context_error(e.message))?;
-            let doc = crate::yaml::load(&text)
+            let doc = crate::text::yaml::load(&text)
                 .map_err(|e| context_error(format!("{} is not valid YAML: {e}", path.display())))?;
             Ok((doc, None))
         }
         Source::Url(_) => {
             let url = url_join(&source.config_url(), file_name)?;
             let answer = cache.fetch(&url, "registry file")?;
-            let doc = crate::yaml::load(&answer.text)
+            let doc = crate::text::yaml::load(&answer.text)
                 .map_err(|e| context_error(format!("{url} is not valid YAML: {e}")))?;
             Ok((doc, answer.stale))
         }

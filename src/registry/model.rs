@@ -27,7 +27,7 @@ pub fn repositories(registry: &Value) -> Vec<(String, String)> {
                 let url = match repo.get("url") {
                     Some(Value::String(s)) => s.clone(),
                     Some(Value::Null) | None => String::new(),
-                    Some(other) => crate::pyfmt::py_str(other),
+                    Some(other) => crate::text::pyfmt::py_str(other),
                 };
                 (name.clone(), url)
             })
@@ -51,7 +51,7 @@ pub fn name_list(context: &Value, key: &str) -> Vec<String> {
             .iter()
             .map(|v| match v {
                 Value::String(s) => s.clone(),
-                other => crate::pyfmt::py_str(other),
+                other => crate::text::pyfmt::py_str(other),
             })
             .collect(),
         Some(Value::String(s)) => vec![s.clone()],

@@ -20,9 +20,9 @@ pub fn render_spec(app_id: &str, url: &str, text: &str, settings: &Value) -> Res
 }
 
 fn render_spec_in(app_id: &str, url: &str, text: &str, settings: &Value) -> Result<Value> {
-    let document = crate::yaml::load(text)
+    let document = crate::text::yaml::load(text)
         .map_err(|e| context_error(format!("app {app_id}: spec {url} is not valid YAML: {e}")))?;
-    let source = crate::pyfmt::py_repr(&document);
+    let source = crate::text::pyfmt::py_repr(&document);
     // As in the compose pass of the model: an undefined variable renders empty (as in the
     // original), with one warning naming it and the spec.
     for name in crate::render::undefined_variables(&source, settings) {
@@ -35,7 +35,7 @@ fn render_spec_in(app_id: &str, url: &str, text: &str, settings: &Value) -> Resu
     }
     let rendered = crate::render::render_string(&source, settings)
         .map_err(|e| context_error(format!("app {app_id}: cannot render spec {url}: {e}")))?;
-    let spec = crate::yaml::load(&rendered).map_err(|e| {
+    let spec = crate::text::yaml::load(&rendered).map_err(|e| {
         context_error(format!(
             "app {app_id}: spec {url} rendered with the registry settings is not valid YAML: {e}"
         ))

@@ -8,7 +8,7 @@
 //! - [`openapi`]: the OpenAPI 3 document of exactly these routes;
 //! - [`shutdown`]: SIGTERM/SIGINT → stop accepting, drain, exit;
 //! - [`logging`]: stderr logger and the access log (logger `tycho.api`);
-//! - [`backend`]: the [`backend::Executor`] trait the routes call;
+//! - the [`crate::exec::Executor`] trait the routes call lives in [`crate::exec`];
 //! - [`limits`]: timeouts, connection, worker and start limits, the memory budget (the
 //!   `tycho api` flags);
 //! - [`budget`]: the memory budget of bodies in flight and compilations;
@@ -22,7 +22,6 @@
 //! their labels, so any number of replicas can serve behind one Service.
 
 pub mod auth;
-pub mod backend;
 pub mod budget;
 mod conn;
 pub mod limits;
@@ -30,16 +29,16 @@ pub mod logging;
 pub mod openapi;
 pub mod routes;
 pub mod shutdown;
-/// The request schema checker, shared with the command line: [`crate::request_schema`].
-pub use crate::request_schema as validation;
+/// The request schema checker, shared with the command line: [`crate::model::schema`].
+pub use crate::model::schema as validation;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::exec::Executor;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
-use backend::Executor;
 use serde_json::Value;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -51,7 +50,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 pub const LOG_TARGET: &str = "tycho::api";
 
 /// Back ends `-b` accepts.
-pub const SUPPORTED_BACKPLANES: &[&str] = crate::backplane::SUPPORTED;
+pub const SUPPORTED_BACKPLANES: &[&str] = crate::exec::backplane::SUPPORTED;
 
 /// Shared, read-only state of the handlers.
 #[derive(Clone)]

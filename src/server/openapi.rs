@@ -1,7 +1,7 @@
 //! `GET /openapi.json`: an OpenAPI 3.0 document of exactly the routes this server has,
 //! with the request and response schemas of the embedded api-schema.
 
-use crate::request_schema::api_schema;
+use crate::model::schema::api_schema;
 use serde_json::{json, Map, Value};
 
 /// The `/system/*` operations: path, operationId, request component, summary, 200 text.

@@ -5,11 +5,11 @@
 //! bytes as they arrive, then its JSON tree; a start then takes its compilation's share,
 //! then one of the `--max-starts` slots, each refused at once (503) when not free.
 
-use super::backend::Executor;
 use super::budget::{MemoryBudget, Reservation};
 use super::AppState;
 use crate::error::Error;
-use crate::request_schema::{validate, Problem};
+use crate::exec::Executor;
+use crate::model::schema::{validate, Problem};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -258,8 +258,8 @@ fn parse_and_check(bytes: &[u8], component: &str) -> Result<Value, BadBody> {
 /// A JSON syntax error, naming the field where it happened (numbers out of range,
 /// nesting deeper than the parser's limit, ...).
 fn json_error(bytes: &[u8], e: &serde_json::Error) -> BadBody {
-    let offset = crate::request_schema::offset_of(bytes, e.line(), e.column());
-    let field = crate::request_schema::field_at(bytes, offset);
+    let offset = crate::model::schema::offset_of(bytes, e.line(), e.column());
+    let field = crate::model::schema::field_at(bytes, offset);
     let cause = e.to_string();
     let cause = if cause.starts_with("recursion limit exceeded") {
         cause.replacen(
@@ -354,7 +354,7 @@ async fn detached<T, F>(
 ) -> crate::Result<T>
 where
     T: Send + 'static,
-    F: for<'a> FnOnce(&'a dyn Executor) -> super::backend::BoxFut<'a, T> + Send + 'static,
+    F: for<'a> FnOnce(&'a dyn Executor) -> crate::exec::BoxFut<'a, T> + Send + 'static,
 {
     state
         .operations

@@ -1,5 +1,5 @@
 //! A tiny static HTTP server and client for the Docker backplane tests (std only; built
-//! by tests/test_docker.py with `rustc -C target-feature=+crt-static` and imported into
+//! by tests/dockerc/test_docker.py with `rustc -C target-feature=+crt-static` and imported into
 //! an image holding only this binary).
 //!
 //! * `httpd serve PORT [UDPPORT]` — answers `GET /` with `tycho-httpd <hostname>`,

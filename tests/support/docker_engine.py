@@ -1,4 +1,4 @@
-"""The Docker Engine for tests/test_docker.py, reached directly over its Unix socket
+"""The Docker Engine for tests/dockerc/test_docker.py, reached directly over its Unix socket
 (independently of the backplane under test): a tiny HTTP client, the test image
 (tests/docker-image/httpd.rs compiled static and imported `FROM scratch`, once per
 session), a fault-injecting proxy socket, and clean-up of everything a test labelled.
@@ -366,7 +366,7 @@ if __name__ == "__main__":
         sys.exit("usage: docker_engine.py seed-leftovers")
     engine = Engine()
     if not engine.reachable():
-        # tests/test_docker.py fails under CI then, naming the socket.
+        # tests/dockerc/test_docker.py fails under CI then, naming the socket.
         print(f"no Docker Engine answers at {engine.path}: nothing seeded")
         sys.exit(0)
     seed_leftovers(engine)

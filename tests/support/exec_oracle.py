@@ -8,7 +8,7 @@ The same driver runs both implementations with the same inputs:
 
   input: ``{"mode": "cases"|"bench", "emulator_url": "http://127.0.0.1:PORT",
   "namespace": "default", "kubeconfig": PATH, ...}`` (see ``main``);
-* ours, imported in-process by tests/test_executor_differential.py and
+* ours, imported in-process by tests/parity/test_executor_differential.py and
   benches/executor_bench.py (``drive_case``, ``bench_ops``).
 
 Only the stdlib and tests/support/kube_emulator.py are imported at module level; ``tycho`` is

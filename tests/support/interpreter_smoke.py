@@ -1,5 +1,5 @@
 """What every supported CPython must do with the installed wheel (run by
-tests/test_interpreters.py inside a fresh virtualenv of each interpreter).
+tests/packaging/test_interpreters.py inside a fresh virtualenv of each interpreter).
 
     python interpreter_smoke.py EXAMPLES_DIR REGISTRY_DIR > result.json
 

@@ -1,5 +1,5 @@
 """Odd-but-accepted start requests for the strictness differential test
-(tests/test_strictness_parity.py): inputs tycho-api 1.17.3 accepts although they are
+(tests/parity/test_strictness_parity.py): inputs tycho-api 1.17.3 accepts although they are
 unusual (a services entry for a container the compose document lacks, a limits list,
 unknown compose keys, ...). Each case is in the format of cases.py; ``warns`` names
 the field (and value) each of ours' WARNINGs must name, one WARNING per entry.
@@ -84,7 +84,7 @@ ODD_CASES = [
          _req(services={"jupyter-ds": _jupyter(restart="always", container_name="x", networks=["default"],
                                                **{"x-note": "hi"})}),
          "compose keys tycho does not use are ignored (labels and healthcheck are converted now: "
-         "tests/test_compose_keys.py)", warns=["'container_name'", "'networks'", "'restart'"]),
+         "tests/model/test_compose_keys.py)", warns=["'container_name'", "'networks'", "'restart'"]),
     _odd("compose-unknown-top-keys",
          _with(_with(BASE, ("system", "networks"), {"default": {"external": {"name": "x_default"}}}),
                ("system", "x-extra"), {"a": 1}),

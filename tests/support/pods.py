@@ -1,5 +1,5 @@
 """Pods of a system made through the emulated API server, with the status a kubelet would
-report (readiness tests: tests/test_readiness.py, tests/test_executor_cache.py)."""
+report (readiness tests: tests/context/test_readiness.py, tests/kube/test_executor_cache.py)."""
 
 from __future__ import annotations
 

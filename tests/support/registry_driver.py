@@ -1,6 +1,6 @@
 """Resolve registry contexts with whichever ``tycho`` this interpreter imports (stdlib only).
 
-Run by tests/test_registry_parity.py twice: with the original tycho-api 1.17.3 (in its
+Run by tests/parity/test_registry_parity.py twice: with the original tycho-api 1.17.3 (in its
 own virtualenv) and with ours. Input on stdin (JSON)::
 
     {"mode": "contexts"}                      -> the context names of the bundled registry
