@@ -189,7 +189,8 @@ fn evaluate(
     let budgets = crate::limits::template_budgets();
     crate::render::guard::begin();
     let mut out = CappedWriter {
-        buf: Vec::new(),
+        // pod.yaml of a system renders a few KiB: room for it up front, within the cap.
+        buf: Vec::with_capacity(budgets.output.min(8 << 10)),
         cap: budgets.output,
         over: false,
     };
