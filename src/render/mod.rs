@@ -474,6 +474,25 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn checked_operators_give_what_minijinja_gives() {
+        let ctx = json!({"s": "ab", "t": "cd", "n": 3, "l": [1]});
+        for (src, want) in [
+            ("{{ s ~ t }}", "abcd"),
+            ("{{ s ~ n ~ missing }}", "ab3"),
+            ("{{ s + t }}", "abcd"),
+            ("{{ n + 2 }}", "5"),
+            ("{{ (l + [2])|length }}", "2"),
+            ("{{ s * 2 }}", "abab"),
+        ] {
+            let plain = plain_environment()
+                .render_str(src, MjValue::from(minijinja::value::Serde(&ctx)))
+                .unwrap();
+            assert_eq!(plain, want, "{src}");
+            assert_eq!(render_string(src, &ctx).unwrap(), want, "{src}");
+        }
+    }
+
+    #[test]
     fn literal_text_renders_as_itself() {
         for t in [
             "{{ 7*7 }}G",
