@@ -62,7 +62,7 @@ fn compile_request<'py>(
         ..Default::default()
     };
     let objects = run(py, || {
-        compile::compile(&config, &request, &options).map(|c| c.objects())
+        compile::compile_owned(&config, request, &options).map(compile::Compiled::into_objects)
     })?;
     to_py(py, &Value::Array(objects))
 }

@@ -141,10 +141,14 @@ pub(crate) fn to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAn
     pythonize::pythonize(py, v).map_err(|e| PyRuntimeError::new_err(e.to_string()))
 }
 
-pub(crate) fn config_value(config: Option<&Bound<'_, PyAny>>) -> PyResult<Value> {
+/// The configuration a call names, or the built-in one (borrowed, not copied).
+pub(crate) fn config_value(
+    config: Option<&Bound<'_, PyAny>>,
+) -> PyResult<std::borrow::Cow<'static, Value>> {
+    use std::borrow::Cow;
     match config {
-        None => Ok(crate::config::default_config().clone()),
-        Some(c) if c.is_none() => Ok(crate::config::default_config().clone()),
+        None => Ok(Cow::Borrowed(crate::config::default_config())),
+        Some(c) if c.is_none() => Ok(Cow::Borrowed(crate::config::default_config())),
         Some(c) => {
             // tycho.config.Config keeps its mapping in `.conf`.
             let inner = if c.hasattr("conf")? && !c.is_instance_of::<PyDict>() {
@@ -153,8 +157,8 @@ pub(crate) fn config_value(config: Option<&Bound<'_, PyAny>>) -> PyResult<Value>
                 c.clone()
             };
             match inner.cast::<PyDict>() {
-                Ok(dict) => config_parts(dict),
-                Err(_) => from_py(&inner, "config"),
+                Ok(dict) => config_parts(dict).map(Cow::Owned),
+                Err(_) => from_py(&inner, "config").map(Cow::Owned),
             }
         }
     }

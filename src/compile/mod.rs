@@ -91,6 +91,16 @@ impl Compiled {
         out.extend(self.secret.clone());
         out
     }
+
+    /// All objects in creation order, moved out (no copy of the rendered values).
+    pub fn into_objects(self) -> Vec<Value> {
+        let mut out = Vec::with_capacity(3 + self.services.len());
+        out.push(self.deployment);
+        out.extend(self.network_policy);
+        out.extend(self.services.into_iter().map(|s| s.1));
+        out.extend(self.secret);
+        out
+    }
 }
 
 /// A fresh GUID: uuid4 as 32 hex digits.
@@ -401,13 +411,19 @@ pub fn add_container_env(config: &Value, context: &mut Value) -> Result<()> {
 
 /// Compiles a start request into its objects.
 pub fn compile(config: &Value, request: &Value, options: &CompileOptions) -> Result<Compiled> {
+    compile_owned(config, request.clone(), options)
+}
+
+/// [`compile`] of a request the caller hands over (its compose document and settings
+/// are taken over, not copied).
+pub fn compile_owned(config: &Value, request: Value, options: &CompileOptions) -> Result<Compiled> {
     crate::render::with_total_budget(|| compile_in(config, request, options))
 }
 
-fn compile_in(config: &Value, request: &Value, options: &CompileOptions) -> Result<Compiled> {
-    let mut system = parse_system_with(
+fn compile_in(config: &Value, request: Value, options: &CompileOptions) -> Result<Compiled> {
+    let mut system = parse_request(
         config,
-        request,
+        StartRequest::from_value(request)?,
         options.identifier.clone(),
         options.strict,
         options.quiet,

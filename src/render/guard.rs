@@ -112,14 +112,36 @@ fn op_mul(a: Value, b: Value) -> Result<Value, Error> {
     eval_expr("a * b", minijinja::context! { a, b })
 }
 
+/// `a` and `b` when both are strings (what minijinja's `+` joins as strings).
+fn both_str<'a>(a: &'a Value, b: &'a Value) -> Option<(&'a str, &'a str)> {
+    use minijinja::value::ValueKind;
+    if a.kind() == ValueKind::String && b.kind() == ValueKind::String {
+        Some((a.as_str()?, b.as_str()?))
+    } else {
+        None
+    }
+}
+
 fn op_cat(a: Value, b: Value) -> Result<Value, Error> {
     charge(size_of(&a).saturating_add(size_of(&b)))?;
-    eval_expr("a ~ b", minijinja::context! { a, b })
+    // What minijinja's `~` computes (both sides printed with Display, undefined as
+    // nothing), built here in one pre-sized string instead of a nested evaluation.
+    if let Some((x, y)) = both_str(&a, &b) {
+        let mut out = String::with_capacity(x.len() + y.len());
+        out.push_str(x);
+        out.push_str(y);
+        return Ok(Value::from(out));
+    }
+    Ok(Value::from(format!("{a}{b}")))
 }
 
 fn op_add(a: Value, b: Value) -> Result<Value, Error> {
     if !(a.is_number() && b.is_number()) {
         charge(size_of(&a).saturating_add(size_of(&b)))?;
+    }
+    // Two strings: joined, as minijinja's `+` does; anything else goes through it.
+    if let Some((x, y)) = both_str(&a, &b) {
+        return Ok(Value::from([x, y].concat()));
     }
     eval_expr("a + b", minijinja::context! { a, b })
 }

@@ -30,8 +30,20 @@ pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
     ),
 ];
 
+/// The text of a string value as it is, without a copy; None for other values.
+fn plain_str(v: &MjValue) -> Option<&str> {
+    if v.kind() == minijinja::value::ValueKind::String {
+        v.as_str()
+    } else {
+        None
+    }
+}
+
 fn q_filter(v: MjValue) -> String {
-    crate::text::yaml::double_quoted(&mj_str(&v))
+    match plain_str(&v) {
+        Some(s) => crate::text::yaml::double_quoted(s),
+        None => crate::text::yaml::double_quoted(&mj_str(&v)),
+    }
 }
 
 fn v_filter(v: MjValue) -> String {
@@ -101,6 +113,10 @@ pub fn new_environment() -> Environment<'static> {
     let mut env = plain_environment();
     env.set_fuel(Some(crate::limits::template_budgets().fuel));
     env.set_formatter(|out, _state: &mut State, value| {
+        if let Some(text) = plain_str(value) {
+            crate::render::guard::charge(text.len())?;
+            return out.write_str(text).map_err(minijinja::Error::from);
+        }
         let text = mj_str(value);
         crate::render::guard::charge(text.len())?;
         out.write_str(&text).map_err(minijinja::Error::from)
@@ -165,11 +181,16 @@ impl std::io::Write for CappedWriter {
 }
 
 /// Evaluates `tmpl` within the budgets; errors name the template (`name`).
-fn evaluate(tmpl: &minijinja::Template<'_, '_>, ctx: MjValue, name: &str) -> Result<String> {
+fn evaluate(
+    tmpl: &minijinja::Template<'_, '_>,
+    ctx: MjValue,
+    name: &dyn std::fmt::Display,
+) -> Result<String> {
     let budgets = crate::limits::template_budgets();
     crate::render::guard::begin();
     let mut out = CappedWriter {
-        buf: Vec::new(),
+        // pod.yaml of a system renders a few KiB: room for it up front, within the cap.
+        buf: Vec::with_capacity(budgets.output.min(8 << 10)),
         cap: budgets.output,
         over: false,
     };
@@ -193,7 +214,7 @@ fn evaluate(tmpl: &minijinja::Template<'_, '_>, ctx: MjValue, name: &str) -> Res
             "template {name}: exceeds the budget of {} instructions (TYCHO_TEMPLATE_FUEL)",
             budgets.fuel
         ))),
-        Err(e) => Err(format_error(name, e)),
+        Err(e) => Err(format_error(&name.to_string(), e)),
         Ok(_) if total_left == Some(0) => Err(Error::template(format!(
             "template {name}: the templates of this request exceed the budget of {} instructions (TYCHO_TEMPLATE_TOTAL_FUEL)",
             budgets.total_fuel
@@ -259,7 +280,7 @@ fn render_text_in(paths: &[String], name: &str, context: MjValue) -> Result<Stri
                     .0
                     .get_template(&key)
                     .map_err(|e| format_error(name, e))?;
-                return evaluate(&tmpl, context, name);
+                return evaluate(&tmpl, context, &name);
             }
         }
         let text = std::fs::read_to_string(&path).map_err(|e| {
@@ -272,7 +293,7 @@ fn render_text_in(paths: &[String], name: &str, context: MjValue) -> Result<Stri
             .0
             .get_template(&key)
             .map_err(|e| format_error(name, e))?;
-        return evaluate(&tmpl, context, name);
+        return evaluate(&tmpl, context, &name);
     }
     let tmpl = builtin_env().get_template(name).map_err(|_| {
         Error::template(format!(
@@ -284,7 +305,7 @@ fn render_text_in(paths: &[String], name: &str, context: MjValue) -> Result<Stri
                 .join(", ")
         ))
     })?;
-    evaluate(&tmpl, context, name)
+    evaluate(&tmpl, context, &name)
 }
 
 /// Renders template `name` and reads the output as YAML documents (null documents dropped).
@@ -345,13 +366,23 @@ fn context_value(context: &Value) -> MjValue {
         .unwrap_or_else(|| MjValue::from(minijinja::value::Serde(context)))
 }
 
+/// A template text named by its first 60 characters, quoted (`"{{ x }}..."`).
+struct Snippet<'a>(&'a str);
+
+impl std::fmt::Display for Snippet<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let snippet: String = self.0.chars().take(60).collect();
+        write!(f, "{snippet:?}")
+    }
+}
+
 fn render_string_in(source: &str, context: &Value) -> Result<String> {
     static CACHE: OnceLock<RwLock<(Environment<'static>, usize)>> = OnceLock::new();
     let cache = CACHE.get_or_init(|| RwLock::new((new_environment(), 0)));
     let ctx = context_value(context);
-    let snippet: String = source.chars().take(60).collect();
-    let label = format!("{snippet:?}");
-    let err = |e: minijinja::Error| format_error(&label, e);
+    // The template's name in errors: its first 60 characters, spelled out only for an error.
+    let label = Snippet(source);
+    let err = |e: minijinja::Error| format_error(&label.to_string(), e);
     {
         let guard = cache.read().unwrap_or_else(|p| p.into_inner());
         if let Ok(tmpl) = guard.0.get_template(source) {
@@ -380,16 +411,36 @@ pub fn undefined_variables(source: &str, context: &Value) -> Vec<String> {
             .map(|(name, _)| name.to_string())
             .collect()
     });
-    let env = plain_environment();
-    let Ok(tmpl) = env.template_from_str(source) else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = tmpl
-        .undeclared_variables(false)
-        .into_iter()
-        .filter(|name| !globals.contains(name) && context.get(name.as_str()).is_none())
+    let mut names: Vec<String> = undeclared_of(source)
+        .iter()
+        .filter(|name| !globals.contains(*name) && context.get(name.as_str()).is_none())
+        .cloned()
         .collect();
     names.sort();
+    names
+}
+
+/// The undeclared top-level variables of `source`, found once per distinct text (the
+/// same compose and settings strings come back from one start to the next); the cache
+/// is dropped when it grows past 4096 entries, like [`render_string`]'s.
+fn undeclared_of(source: &str) -> std::sync::Arc<[String]> {
+    type Seen = RwLock<HashMap<String, std::sync::Arc<[String]>>>;
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    static SEEN: OnceLock<Seen> = OnceLock::new();
+    let seen = SEEN.get_or_init(Default::default);
+    if let Some(names) = seen.read().unwrap_or_else(|p| p.into_inner()).get(source) {
+        return names.clone();
+    }
+    let env = ENV.get_or_init(plain_environment);
+    let names: std::sync::Arc<[String]> = match env.template_from_str(source) {
+        Ok(tmpl) => tmpl.undeclared_variables(false).into_iter().collect(),
+        Err(_) => std::sync::Arc::from(Vec::new()),
+    };
+    let mut guard = seen.write().unwrap_or_else(|p| p.into_inner());
+    if guard.len() >= 4096 {
+        guard.clear();
+    }
+    guard.insert(source.to_string(), names.clone());
     names
 }
 
@@ -421,6 +472,25 @@ pub fn literal_value(v: Value) -> Value {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn checked_operators_give_what_minijinja_gives() {
+        let ctx = json!({"s": "ab", "t": "cd", "n": 3, "l": [1]});
+        for (src, want) in [
+            ("{{ s ~ t }}", "abcd"),
+            ("{{ s ~ n ~ missing }}", "ab3"),
+            ("{{ s + t }}", "abcd"),
+            ("{{ n + 2 }}", "5"),
+            ("{{ (l + [2])|length }}", "2"),
+            ("{{ s * 2 }}", "abab"),
+        ] {
+            let plain = plain_environment()
+                .render_str(src, MjValue::from(minijinja::value::Serde(&ctx)))
+                .unwrap();
+            assert_eq!(plain, want, "{src}");
+            assert_eq!(render_string(src, &ctx).unwrap(), want, "{src}");
+        }
+    }
 
     #[test]
     fn literal_text_renders_as_itself() {
