@@ -81,7 +81,7 @@ fn as_count(v: &Value) -> Option<usize> {
 /// The plain environment the checked operations finally run in.
 fn plain_env() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
-    ENV.get_or_init(crate::render::plain_environment)
+    ENV.get_or_init(super::filters::plain_environment)
 }
 
 fn eval_expr(expr: &'static str, ctx: Value) -> Result<Value, Error> {
