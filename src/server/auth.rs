@@ -1,6 +1,7 @@
 //! Bearer-token authentication (when `TYCHO_API_TOKEN` is set) and the bind-address rule.
 
 use super::response::error_response;
+use crate::error::{Error, Result};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -78,16 +79,17 @@ pub async fn require_token(
 }
 
 /// Whether serving on `addrs` is allowed: every loopback address always; any other
-/// address only with a token or `--insecure`. Returns the refusal message.
-pub fn check_bind(addrs: &[SocketAddr], has_token: bool, insecure: bool) -> Result<(), String> {
+/// address only with a token or `--insecure`. The refusal is an input error at `host`.
+pub fn check_bind(addrs: &[SocketAddr], has_token: bool, insecure: bool) -> Result<()> {
     if has_token || insecure {
         return Ok(());
     }
     match addrs.iter().find(|a| !a.ip().is_loopback()) {
         None => Ok(()),
-        Some(a) => Err(format!(
+        Some(a) => Err(Error::input(format!(
             "refusing to serve on non-loopback address {a} without authentication: set TYCHO_API_TOKEN, or pass --insecure"
-        )),
+        ))
+        .at("host")),
     }
 }
 
