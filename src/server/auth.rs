@@ -122,7 +122,12 @@ mod tests {
         let lo6: SocketAddr = "[::1]:5000".parse().unwrap();
         let any: SocketAddr = "0.0.0.0:5000".parse().unwrap();
         assert!(check_bind(&[lo, lo6], false, false).is_ok());
-        assert!(check_bind(&[any], false, false).is_err());
+        let refused = check_bind(&[any], false, false).unwrap_err();
+        assert_eq!(refused.kind, crate::error::ErrorKind::Input);
+        assert_eq!(refused.field.as_deref(), Some("host"));
+        assert!(refused
+            .message
+            .starts_with("refusing to serve on non-loopback address 0.0.0.0:5000"));
         assert!(check_bind(&[any], true, false).is_ok());
         assert!(check_bind(&[any], false, true).is_ok());
     }

@@ -586,6 +586,19 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn structure_errors_are_input_errors_with_their_line() {
+        let deep = "[".repeat(MAX_DEPTH + 2) + &"]".repeat(MAX_DEPTH + 2);
+        let e = load(&deep).unwrap_err();
+        assert_eq!(e.kind, crate::error::ErrorKind::Input);
+        assert!(
+            e.message
+                .ends_with(&format!(": nested deeper than {MAX_DEPTH} levels")),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
     fn yaml11_scalars() {
         let docs = load_all("a: 0600\nb: yes\nc: 1_000\nd: '0600'\ne: 1.5\nf: 1e5\ng: ~\nh: 0x1F\ni: 1:30\nj: off\nk: 08\n").unwrap();
         assert_eq!(
