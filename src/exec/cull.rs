@@ -439,8 +439,10 @@ pub fn judge(
 }
 
 /// Asks the probe at `url` (blocking; bounded by [`PROBE_TIMEOUT`] and
-/// [`PROBE_BODY_LIMIT`]) for the time in `field`.
-pub fn probe_blocking(url: &str, field: &str) -> std::result::Result<DateTime<Utc>, String> {
+/// [`PROBE_BODY_LIMIT`]) for the time in `field`. A failure is an [`ErrorKind::Kube`] error
+/// (the probe is a system's service), at `field` when the answer is at fault.
+pub fn probe_blocking(url: &str, field: &str) -> Result<DateTime<Utc>> {
+    let fail = |message: String| Error::new(ErrorKind::Kube, message);
     let config = ureq::Agent::config_builder()
         .timeout_global(Some(PROBE_TIMEOUT))
         .http_status_as_error(false)
@@ -452,42 +454,51 @@ pub fn probe_blocking(url: &str, field: &str) -> std::result::Result<DateTime<Ut
         .get(url)
         .header("Accept", "application/json")
         .call()
-        .map_err(|e| format!("cannot reach {url}: {e}"))?;
+        .map_err(|e| fail(format!("cannot reach {url}: {e}")))?;
     let status = response.status().as_u16();
     if status != 200 {
-        return Err(format!("{url} answered HTTP {status}"));
+        return Err(fail(format!("{url} answered HTTP {status}")));
     }
     let text = response
         .body_mut()
         .with_config()
         .limit(PROBE_BODY_LIMIT)
         .read_to_string()
-        .map_err(|e| format!("cannot read the answer of {url}: {e}"))?;
-    let body: Value =
-        serde_json::from_str(&text).map_err(|e| format!("{url} did not answer JSON: {e}"))?;
+        .map_err(|e| fail(format!("cannot read the answer of {url}: {e}")))?;
+    let body: Value = serde_json::from_str(&text)
+        .map_err(|e| fail(format!("{url} did not answer JSON: {e}")).caused_by(e))?;
     let mut at = &body;
     for part in field.split('.') {
         at = at
             .get(part)
-            .ok_or_else(|| format!("the answer of {url} has no field {field:?}"))?;
+            .ok_or_else(|| fail(format!("the answer of {url} has no field {field:?}")).at(field))?;
     }
     match at {
         Value::String(s) => DateTime::parse_from_rfc3339(s.trim())
             .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| format!("{field} of {url} is not an RFC 3339 time: {e}")),
+            .map_err(|e| {
+                fail(format!("{field} of {url} is not an RFC 3339 time: {e}"))
+                    .at(field)
+                    .caused_by(e)
+            }),
         Value::Number(n) => n
             .as_f64()
             .filter(|f| f.is_finite() && *f >= 0.0 && *f < 1e11)
             .and_then(|f| DateTime::from_timestamp(f as i64, 0))
-            .ok_or_else(|| format!("{field} of {url} is not a time")),
-        _ => Err(format!("{field} of {url} is not a time")),
+            .ok_or_else(|| fail(format!("{field} of {url} is not a time")).at(field)),
+        _ => Err(fail(format!("{field} of {url} is not a time")).at(field)),
     }
 }
 
-async fn probe(url: String, field: String) -> std::result::Result<DateTime<Utc>, String> {
+async fn probe(url: String, field: String) -> Result<DateTime<Utc>> {
     tokio::task::spawn_blocking(move || probe_blocking(&url, &field))
         .await
-        .unwrap_or_else(|e| Err(format!("the probe did not complete ({e})")))
+        .unwrap_or_else(|e| {
+            Err(Error::new(
+                ErrorKind::Internal,
+                format!("the probe did not complete ({e})"),
+            ))
+        })
 }
 
 fn seconds(now: DateTime<Utc>, t: Option<DateTime<Utc>>) -> Value {

@@ -8,6 +8,7 @@
 //! rules as `tycho.actions.check_schema`) does the job. A keyword the checker does not know
 //! makes [`check_schema_supported`] fail, which a unit test runs on the embedded schema.
 
+use crate::error::{Error, ErrorKind, Result};
 use serde_json::Value;
 use std::sync::OnceLock;
 
@@ -67,14 +68,20 @@ const KNOWN_KEYWORDS: &[&str] = &[
 ];
 
 /// Checks that every schema object under `schema` uses only keywords the checker applies.
-pub fn check_schema_supported(schema: &Value) -> Result<(), String> {
-    fn walk(node: &Value, at: &str) -> Result<(), String> {
+/// An unsupported keyword is a bug in the embedded schema: an [`ErrorKind::Internal`]
+/// error whose field is the JSON pointer of the schema object (`#/properties/x`).
+pub fn check_schema_supported(schema: &Value) -> Result<()> {
+    fn walk(node: &Value, at: &str) -> Result<()> {
         let Some(map) = node.as_object() else {
             return Ok(());
         };
         for (key, value) in map {
             if !KNOWN_KEYWORDS.contains(&key.as_str()) {
-                return Err(format!("unsupported schema keyword '{key}' at {at}"));
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    format!("unsupported schema keyword '{key}' at {at}"),
+                )
+                .at(at));
             }
             match key.as_str() {
                 "properties" => {

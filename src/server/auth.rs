@@ -1,6 +1,7 @@
 //! Bearer-token authentication (when `TYCHO_API_TOKEN` is set) and the bind-address rule.
 
 use super::response::error_response;
+use crate::error::{Error, Result};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -78,16 +79,17 @@ pub async fn require_token(
 }
 
 /// Whether serving on `addrs` is allowed: every loopback address always; any other
-/// address only with a token or `--insecure`. Returns the refusal message.
-pub fn check_bind(addrs: &[SocketAddr], has_token: bool, insecure: bool) -> Result<(), String> {
+/// address only with a token or `--insecure`. The refusal is an input error at `host`.
+pub fn check_bind(addrs: &[SocketAddr], has_token: bool, insecure: bool) -> Result<()> {
     if has_token || insecure {
         return Ok(());
     }
     match addrs.iter().find(|a| !a.ip().is_loopback()) {
         None => Ok(()),
-        Some(a) => Err(format!(
+        Some(a) => Err(Error::input(format!(
             "refusing to serve on non-loopback address {a} without authentication: set TYCHO_API_TOKEN, or pass --insecure"
-        )),
+        ))
+        .at("host")),
     }
 }
 
@@ -120,7 +122,12 @@ mod tests {
         let lo6: SocketAddr = "[::1]:5000".parse().unwrap();
         let any: SocketAddr = "0.0.0.0:5000".parse().unwrap();
         assert!(check_bind(&[lo, lo6], false, false).is_ok());
-        assert!(check_bind(&[any], false, false).is_err());
+        let refused = check_bind(&[any], false, false).unwrap_err();
+        assert_eq!(refused.kind, crate::error::ErrorKind::Input);
+        assert_eq!(refused.field.as_deref(), Some("host"));
+        assert!(refused
+            .message
+            .starts_with("refusing to serve on non-loopback address 0.0.0.0:5000"));
         assert!(check_bind(&[any], true, false).is_ok());
         assert!(check_bind(&[any], false, true).is_ok());
     }

@@ -316,7 +316,7 @@ pub fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>> {
 /// Serves until SIGTERM/SIGINT (blocking; on the process's runtime, `crate::runtime`).
 pub fn serve(executor: Arc<dyn Executor>, options: ServerOptions) -> Result<()> {
     let addrs = resolve(&options.host, options.port)?;
-    auth::check_bind(&addrs, options.token.is_some(), options.insecure).map_err(Error::input)?;
+    auth::check_bind(&addrs, options.token.is_some(), options.insecure)?;
     if options.token.is_none() {
         log::warn!(target: crate::server::LOG_TARGET, "TYCHO_API_TOKEN is not set: the API answers anyone who can reach {}", addrs[0]);
     }

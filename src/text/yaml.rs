@@ -40,7 +40,7 @@ pub fn load_all(text: &str) -> Result<Vec<Value>> {
             }
             ev => builder
                 .event(ev)
-                .map_err(|m| Error::input(format!("YAML line {}: {m}", span.start.line())))?,
+                .map_err(|e| e.prefixed(format_args!("YAML line {}", span.start.line())))?,
         }
     }
     Ok(docs)
@@ -72,7 +72,7 @@ struct Builder {
 }
 
 impl Builder {
-    fn event(&mut self, ev: Event<'_>) -> std::result::Result<(), String> {
+    fn event(&mut self, ev: Event<'_>) -> Result<()> {
         match ev {
             Event::Scalar(text, style, anchor, tag) => {
                 let tagged = tag.is_some();
@@ -97,10 +97,12 @@ impl Builder {
                     .anchors
                     .get(&id)
                     .map(|a| a.1)
-                    .ok_or_else(|| format!("unknown alias {id}"))?;
+                    .ok_or_else(|| Error::input(format!("unknown alias {id}")))?;
                 self.charge(size.0)?;
                 if self.stack.len() + size.1 > MAX_DEPTH {
-                    return Err(format!("nested deeper than {MAX_DEPTH} levels"));
+                    return Err(Error::input(format!(
+                        "nested deeper than {MAX_DEPTH} levels"
+                    )));
                 }
                 let v = self.anchors[&id].0.clone();
                 self.push_value(v, size)
@@ -114,7 +116,7 @@ impl Builder {
                     let size = self.sizes.pop().unwrap_or_default();
                     self.close(Value::Array(items), (size.0 + 1, size.1 + 1), anchor)
                 }
-                _ => Err("unbalanced sequence".into()),
+                _ => Err(Error::input("unbalanced sequence")),
             },
             Event::MappingEnd => match self.stack.pop() {
                 Some(Frame::Map(mut map, _, anchor, merges)) => {
@@ -124,15 +126,17 @@ impl Builder {
                     }
                     self.close(Value::Object(map), (size.0 + 1, size.1 + 1), anchor)
                 }
-                _ => Err("unbalanced mapping".into()),
+                _ => Err(Error::input("unbalanced mapping")),
             },
             _ => Ok(()),
         }
     }
 
-    fn open(&mut self, frame: Frame) -> std::result::Result<(), String> {
+    fn open(&mut self, frame: Frame) -> Result<()> {
         if self.stack.len() >= MAX_DEPTH {
-            return Err(format!("nested deeper than {MAX_DEPTH} levels"));
+            return Err(Error::input(format!(
+                "nested deeper than {MAX_DEPTH} levels"
+            )));
         }
         self.stack.push(frame);
         self.sizes.push((0, 0));
@@ -140,18 +144,18 @@ impl Builder {
     }
 
     /// Counts `nodes` copied by an alias or kept for an anchor against the budget.
-    fn charge(&mut self, nodes: usize) -> std::result::Result<(), String> {
+    fn charge(&mut self, nodes: usize) -> Result<()> {
         self.copied = self.copied.saturating_add(nodes);
         if self.copied > self.alias_budget {
-            return Err(format!(
+            return Err(Error::input(format!(
                 "aliases expand to more than {} nodes (a document this size may copy at most that many)",
                 self.alias_budget
-            ));
+            )));
         }
         Ok(())
     }
 
-    fn close(&mut self, v: Value, size: Size, anchor: usize) -> std::result::Result<(), String> {
+    fn close(&mut self, v: Value, size: Size, anchor: usize) -> Result<()> {
         if anchor > 0 {
             self.charge(size.0)?;
             self.anchors.insert(anchor, (v.clone(), size));
@@ -159,7 +163,7 @@ impl Builder {
         self.push_value(v, size)
     }
 
-    fn push_value(&mut self, v: Value, size: Size) -> std::result::Result<(), String> {
+    fn push_value(&mut self, v: Value, size: Size) -> Result<()> {
         if let Some(parent) = self.sizes.last_mut() {
             parent.0 = parent.0.saturating_add(size.0);
             parent.1 = parent.1.max(size.1);
@@ -191,7 +195,7 @@ impl Builder {
                         Value::Array(items) => {
                             for item in items {
                                 if !item.is_object() {
-                                    return Err("merge key << expects mappings".into());
+                                    return Err(Error::input("merge key << expects mappings"));
                                 }
                                 merges.push(item);
                             }
@@ -580,6 +584,19 @@ fn plain_safe(s: &str) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn structure_errors_are_input_errors_with_their_line() {
+        let deep = "[".repeat(MAX_DEPTH + 2) + &"]".repeat(MAX_DEPTH + 2);
+        let e = load(&deep).unwrap_err();
+        assert_eq!(e.kind, crate::error::ErrorKind::Input);
+        assert!(
+            e.message
+                .ends_with(&format!(": nested deeper than {MAX_DEPTH} levels")),
+            "{}",
+            e.message
+        );
+    }
 
     #[test]
     fn yaml11_scalars() {

@@ -1,6 +1,7 @@
 """The layer rule of src/ (tests/support/layers.py): it passes on this tree, and it fails on a
 tree with an upward import, a cycle between top-level modules, a cycle between files of one
-folder, an unassigned top-level module, or an unexplained long function."""
+folder, an unassigned top-level module, an unexplained long function, or a `Result<_, String>`
+(unless waived with a reason)."""
 
 import subprocess
 import sys
@@ -90,5 +91,41 @@ def test_a_long_function_needs_a_reason(tmp_path):
     assert result.returncode == 1
     assert "src/error.rs:2: fn long is 92 lines" in result.stdout
     files["error.rs"] = "//! errors\n// Long because: a table.\n#[inline]\npub fn long() {\n" + body + "}\n"
+    result = run(tree(tmp_path, files))
+    assert result.returncode == 0, result.stdout
+
+
+def test_a_string_error_fails(tmp_path):
+    files = dict(CLEAN)
+    files["model/build.rs"] += (
+        "/// `Result<(), String>` in a doc comment is no finding\n"
+        "pub fn check(x: u8) -> std::result::Result<Vec<String>, String> {\n"
+        '    let _ = "Result<u8, String>";\n'
+        "    Ok(vec![x.to_string()])\n"
+        "}\n"
+        "pub type Checked = Result<Box<dyn Fn() -> u8>, std::string::String>;\n"
+        "pub fn fine() -> Result<String, crate::error::Error> { Ok(String::new()) }\n"
+        "#[cfg(test)]\nmod tests {\n    fn helper() -> Result<(), String> { Ok(()) }\n}\n"
+    )
+    result = run(tree(tmp_path, files))
+    assert result.returncode == 1
+    findings = [line for line in result.stdout.splitlines() if "has a String error" in line]
+    assert findings == [
+        "src/model/build.rs:5: `Result<Vec<String>, String>` has a String error: "
+        "use crate::error::Error (kind + field + cause)",
+        "src/model/build.rs:9: `Result<Box<dyn Fn() -> u8>, std::string::String>` has a String "
+        "error: use crate::error::Error (kind + field + cause)",
+    ], result.stdout
+
+
+def test_a_string_error_can_be_waived_with_a_reason(tmp_path):
+    files = dict(CLEAN)
+    signature = "pub(crate) fn legacy(\n    x: u8,\n) -> Result<(), String> {\n    Ok(())\n}\n"
+    files["model/build.rs"] += "// layers: allow-string-error ()\n" + signature
+    result = run(tree(tmp_path, files))
+    assert result.returncode == 1, "a waiver without a reason waives nothing"
+    files["model/build.rs"] = CLEAN["model/build.rs"] + (
+        "/// Old.\n// layers: allow-string-error (callers are being rewritten)\n" + signature
+    )
     result = run(tree(tmp_path, files))
     assert result.returncode == 0, result.stdout

@@ -11,7 +11,11 @@ It fails (exit 1, one line per finding) when
   children, and a child using its parents, are fine;
 - a top-level module of src/ is not assigned a layer;
 - a function is longer than MAX_FN_LINES lines without a `// Long because: ...` line among
-  the comment and attribute lines above it.
+  the comment and attribute lines above it;
+- a `Result` (any path: `Result`, `std::result::Result`, `PyResult`-like aliases excepted)
+  has `String` as its error type, outside `#[cfg(test)]` modules: errors are the crate's
+  `Error` (issue 23 part 3). A `// layers: allow-string-error (reason)` line among the
+  comment, attribute and signature lines above it waives one, with its reason.
 
 Paths are read from the code with comments and string literals removed, so a doc link or a
 message naming a module is no dependency.
@@ -46,6 +50,7 @@ ALLOWED_FACE_EDGES: Dict[Tuple[str, str], str] = {
 }
 MAX_FN_LINES = 80
 LONG_REASON = "// Long because:"
+STRING_ERROR_WAIVER = re.compile(r"^// layers: allow-string-error \(\S[^)]*\)")
 
 Module = Tuple[str, ...]
 
@@ -253,6 +258,87 @@ def long_functions(path: Path, text: str) -> List[Tuple[int, str, int, bool]]:
     return found
 
 
+def blank_test_modules(code: str) -> str:
+    """The code with the bodies of `#[cfg(test)] mod x { ... }` blanked (newlines kept)."""
+    pattern = re.compile(r"#\[cfg\(test\)\]\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+\w+\s*\{")
+    while True:
+        m = pattern.search(code)
+        if not m:
+            return code
+        depth, j = 0, m.end() - 1
+        while j < len(code):
+            depth += code[j] == "{"
+            depth -= code[j] == "}"
+            if depth == 0:
+                break
+            j += 1
+        code = code[: m.start()] + "\n" * code.count("\n", m.start(), j + 1) + code[j + 1 :]
+
+
+def generic_args(code: str, open_at: int) -> Optional[List[str]]:
+    """The top-level arguments of the generic list whose `<` is at open_at (`->` and
+    nested `<>`, `()`, `[]` understood), or None when it does not close."""
+    args: List[str] = []
+    depth, cur, j = 0, "", open_at
+    while j < len(code):
+        ch = code[j]
+        if code.startswith("->", j):
+            cur += "->"
+            j += 2
+            continue
+        if ch in "<([":
+            depth += 1
+            if depth == 1:
+                j += 1
+                continue
+        elif ch in ">)]":
+            depth -= 1
+            if depth == 0:
+                args.append(cur.strip())
+                return args
+        elif ch == "," and depth == 1:
+            args.append(cur.strip())
+            cur = ""
+            j += 1
+            continue
+        elif ch in ";{":
+            return None
+        cur += ch
+        j += 1
+    return None
+
+
+STRING_TYPES = {"String", "std::string::String", "alloc::string::String", "::std::string::String"}
+
+
+def string_errors(text: str) -> List[Tuple[int, str]]:
+    """(line, the type as written) of every `Result<T, String>` outside test modules and
+    not waived."""
+    code = blank_test_modules(strip_comments_and_strings(text))
+    raw_lines = text.split("\n")
+    found = []
+    for m in re.finditer(r"\bResult\s*<", code):
+        args = generic_args(code, m.end() - 1)
+        if not args or len(args) != 2 or re.sub(r"\s+", "", args[1]) not in STRING_TYPES:
+            continue
+        line = code.count("\n", 0, m.start()) + 1
+        waived = False
+        k = line - 2
+        while k >= 0:
+            above = raw_lines[k].strip()
+            if STRING_ERROR_WAIVER.match(above):
+                waived = True
+                break
+            if above.startswith(("//", "#[")) or (above and not above.endswith((";", "{", "}"))):
+                k -= 1
+                continue
+            break
+        if not waived:
+            written = re.sub(r"\s+", " ", f"Result<{', '.join(args)}>")
+            found.append((line, written))
+    return found
+
+
 def check(root: Path) -> Tuple[List[str], List[str]]:
     """(failures, notes) of the tree under root/src."""
     src = root / "src"
@@ -281,6 +367,11 @@ def check(root: Path) -> Tuple[List[str], List[str]]:
                 )
             else:
                 notes.append(f"{rel}:{line}: fn {name} is {length} lines (explained)")
+        for line, written in string_errors(text):
+            failures.append(
+                f"{rel}:{line}: `{written}` has a String error: use crate::error::Error "
+                "(kind + field + cause)"
+            )
         if not here:
             continue
         top = here[0]
@@ -337,7 +428,7 @@ def main(argv: List[str]) -> int:
     if failures:
         print(f"layers: {len(failures)} finding(s)")
         return 1
-    print("layers: no upward import, no cycle, no unexplained long function")
+    print("layers: no upward import, no cycle, no unexplained long function, no String error")
     return 0
 
 

@@ -39,11 +39,11 @@ pub async fn delete_async(config: &Value, guid: &str) -> Result<Value> {
             Ok(networks) => {
                 for n in networks {
                     if let Err(e) = remove_network(&docker, &n).await {
-                        problems.push(e);
+                        problems.push(e.message);
                     }
                 }
             }
-            Err(e) => problems.push(e),
+            Err(e) => problems.push(e.message),
         }
     }
     if !problems.is_empty() {
@@ -71,33 +71,38 @@ fn labelled_for(labels: Option<&std::collections::HashMap<String, String>>, guid
 
 /// Ids of the containers of system `guid` (labelled `executor=tycho` and
 /// `tycho-guid=<guid>`; any state).
-pub(crate) async fn containers_of(
-    docker: &Docker,
-    guid: &str,
-) -> std::result::Result<Vec<String>, String> {
+pub(crate) async fn containers_of(docker: &Docker, guid: &str) -> Result<Vec<String>> {
     let options = ListContainersOptions {
         all: true,
         filters: Some(system_filter(guid)),
         ..Default::default()
     };
     let list = docker.list_containers(Some(options)).await.map_err(|e| {
-        format!(
-            "cannot list the containers of system {guid}: {}",
-            describe(&e)
+        err(
+            KIND,
+            format!(
+                "cannot list the containers of system {guid}: {}",
+                describe(&e)
+            ),
         )
+        .caused_by(e)
     })?;
     Ok(list.into_iter().filter_map(|c| c.id).collect())
 }
 
-async fn networks_of(docker: &Docker, guid: &str) -> std::result::Result<Vec<String>, String> {
+async fn networks_of(docker: &Docker, guid: &str) -> Result<Vec<String>> {
     let options = ListNetworksOptions {
         filters: Some(system_filter(guid)),
     };
     let list = docker.list_networks(Some(options)).await.map_err(|e| {
-        format!(
-            "cannot list the networks of system {guid}: {}",
-            describe(&e)
+        err(
+            KIND,
+            format!(
+                "cannot list the networks of system {guid}: {}",
+                describe(&e)
+            ),
         )
+        .caused_by(e)
     })?;
     Ok(list.into_iter().filter_map(|n| n.id.or(n.name)).collect())
 }
@@ -138,7 +143,7 @@ pub(crate) async fn remove_containers(
                 }
             }
         }
-        Err(e) => problems.push(e),
+        Err(e) => problems.push(e.message),
     }
     let removals = join_all(targets.iter().map(|t| async move {
         let options = RemoveContainerOptions {
@@ -164,13 +169,23 @@ pub(crate) async fn remove_containers(
     problems
 }
 
-/// Removes network `name` when it carries the labels of system `guid` (not found, or
-/// someone else's network of that name, is success: nothing of the system is left).
+/// [`remove_system_network`] with the problem as its message: the failed-start cleanup
+/// of `start.rs` collects problems as text.
+// Waiver until the split of start.rs lands; its cleanup then takes the `Error`.
+// layers: allow-string-error (start.rs is being split by another change)
 pub(crate) async fn remove_network_of(
     docker: &Docker,
     guid: &str,
     name: &str,
 ) -> std::result::Result<(), String> {
+    remove_system_network(docker, guid, name)
+        .await
+        .map_err(|e| e.message)
+}
+
+/// Removes network `name` when it carries the labels of system `guid` (not found, or
+/// someone else's network of that name, is success: nothing of the system is left).
+pub(crate) async fn remove_system_network(docker: &Docker, guid: &str, name: &str) -> Result<()> {
     match docker
         .inspect_network(
             name,
@@ -183,15 +198,23 @@ pub(crate) async fn remove_network_of(
         }
         Ok(_) => Ok(()),
         Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(format!("cannot inspect network {name:?}: {}", describe(&e))),
+        Err(e) => Err(err(
+            KIND,
+            format!("cannot inspect network {name:?}: {}", describe(&e)),
+        )
+        .caused_by(e)),
     }
 }
 
 /// Removes network `name` (not found is success).
-pub(crate) async fn remove_network(docker: &Docker, name: &str) -> std::result::Result<(), String> {
+pub(crate) async fn remove_network(docker: &Docker, name: &str) -> Result<()> {
     match docker.remove_network(name).await {
         Ok(()) => Ok(()),
         Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(format!("cannot remove network {name:?}: {}", describe(&e))),
+        Err(e) => Err(err(
+            KIND,
+            format!("cannot remove network {name:?}: {}", describe(&e)),
+        )
+        .caused_by(e)),
     }
 }

@@ -94,12 +94,7 @@ pub fn api_server_url() -> Result<String> {
         load_config(&settings)
             .await
             .map(|c| c.cluster_url.to_string())
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Kube,
-                    format!("no usable Kubernetes configuration: {e}"),
-                )
-            })
+            .map_err(|e| e.with_kind(ErrorKind::Kube))
     })
 }
 
@@ -115,10 +110,18 @@ pub(crate) fn block_on<T>(
     crate::runtime::block_on(kind, fut)
 }
 
-async fn load_config(settings: &KubeEnv) -> std::result::Result<kube::Config, String> {
+/// The client configuration of `settings` (kubeconfig or in-cluster, with our timeouts);
+/// a [`ErrorKind::Config`] error saying `no usable Kubernetes configuration: ...` when
+/// there is none (callers set their own kind).
+async fn load_config(settings: &KubeEnv) -> Result<kube::Config> {
+    let unusable =
+        |what: String| Error::config(format!("no usable Kubernetes configuration: {what}"));
     let mut config = if settings.in_cluster() {
         kube::Config::incluster().map_err(|e| {
-            format!("in-cluster configuration (KUBERNETES_SERVICE_HOST is set): {e}")
+            unusable(format!(
+                "in-cluster configuration (KUBERNETES_SERVICE_HOST is set): {e}"
+            ))
+            .caused_by(e)
         })?
     } else {
         let options = KubeConfigOptions {
@@ -137,7 +140,7 @@ async fn load_config(settings: &KubeEnv) -> std::result::Result<kube::Config, St
             },
             None => kube::Config::from_kubeconfig(&options).await,
         };
-        loaded.map_err(|e| format!("kubeconfig ({source}): {e}"))?
+        loaded.map_err(|e| unusable(format!("kubeconfig ({source}): {e}")).caused_by(e))?
     };
     config.connect_timeout = Some(settings.connect_timeout);
     config.read_timeout = Some(settings.read_timeout);
@@ -170,9 +173,7 @@ pub(crate) async fn connection(kind: ErrorKind, settings: &KubeEnv) -> Result<Co
             _ => {}
         }
     }
-    let config = load_config(settings)
-        .await
-        .map_err(|e| Error::new(kind, format!("no usable Kubernetes configuration: {e}")))?;
+    let config = load_config(settings).await.map_err(|e| e.with_kind(kind))?;
     let config_namespace = config.default_namespace.clone();
     log::debug!(target: super::LOG_TARGET, "connecting to the Kubernetes API at {}", config.cluster_url);
     *lock(&API_URL) = config.cluster_url.to_string();
