@@ -218,7 +218,6 @@ struct Shared<'a> {
 
 /// Compose service `cname` (the `index`-th) as a container; its pod labels and memory
 /// volumes go to `system`.
-// Long because: one compose service's keys converted in the original's order, each with its warning; to be split into named steps.
 fn container(
     inputs: &Inputs<'_>,
     shared: &Shared<'_>,
@@ -226,134 +225,18 @@ fn container(
     system: &mut System,
     warnings: &mut Warnings,
 ) -> Result<Container> {
-    let spec_map = spec
-        .as_object()
-        .ok_or_else(|| Error::input(format!("service '{cname}': definition must be a mapping")))?;
-    if !names::is_dns_label(cname, 63) {
-        return Err(Error::input(format!(
-            "service '{cname}': the name must be lowercase letters, digits and '-' (it names a Kubernetes container)"
-        )));
-    }
-    compose::warn_keys(cname, spec_map, warnings);
-    if spec_map.contains_key("env_file") {
-        warnings.push(
-            cname,
-            "env_file",
-            "is ignored: there is no compose file to read it relative to here (the CLI reads it; use environment)",
-        );
-    }
-    let image = match spec_map.get("image") {
-        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
-        Some(other) => {
-            return Err(Error::input(format!(
-                "service '{cname}': field 'image' must be a non-empty string, got {other}"
-            )))
-        }
-        None => {
-            return Err(
-                Error::input(format!("service '{cname}': field 'image' is required"))
-                    .at(format!("system.services.{cname}.image")),
-            )
-        }
-    };
-    let command = match spec_map.get("entrypoint") {
-        None => Value::Array(vec![]),
-        Some(Value::String(s)) => Value::Array(
-            s.split_whitespace()
-                .map(|a| Value::String(a.into()))
-                .collect(),
-        ),
-        Some(Value::Array(items)) => {
-            Value::Array(items.iter().map(|i| Value::String(py_str(i))).collect())
-        }
-        Some(Value::Null) => Value::Null,
-        Some(other) => {
-            return Err(Error::input(format!(
-                "service '{cname}': field 'entrypoint' must be a string or a list, got {other}"
-            )))
-        }
-    };
-    let mut volumes: Vec<String> = match spec_map.get("volumes") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| {
-                v.as_str().map(String::from).ok_or_else(|| {
-                    Error::input(format!(
-                        "service '{cname}': volume {} must be a string",
-                        echo_value(v)
-                    ))
-                })
-            })
-            .collect::<Result<_>>()?,
-        Some(other) => {
-            return Err(Error::input(format!(
-                "service '{cname}': field 'volumes' must be a list, got {other}"
-            )))
-        }
-    };
-    volumes.extend(shared.defaults.iter().cloned());
-    let list = |field: &str, warnings: &mut Warnings| -> Result<Vec<super::Port>> {
-        match spec_map.get(field) {
-            None | Some(Value::Null) => Ok(Vec::new()),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|p| compose::port_entry(cname, field, p, warnings))
-                .collect(),
-            Some(other) => Err(Error::input(format!(
-                "service '{cname}': field '{field}' must be a list, got {other}"
-            ))),
-        }
-    };
-    let ports = list("ports", warnings)?;
-    let expose = list("expose", warnings)?;
-    let mut env_all = compose::env_pairs(
-        cname,
-        spec_map
-            .get("env")
-            .filter(|v| !is_empty(v))
-            .or_else(|| spec_map.get("environment")),
-    )?;
-    env_all.extend(shared.registry_env.iter().cloned());
-    for pair in &env_all {
-        if pair[0].is_empty() {
-            return Err(Error::input(format!(
-                "service '{cname}': environment entry with an empty name"
-            )));
-        }
-    }
+    let spec_map = service_map(cname, spec, warnings)?;
+    let image = service_image(cname, spec_map)?;
+    let command = service_entrypoint(cname, spec_map)?;
+    let volumes = service_volumes(cname, spec_map, shared)?;
+    let ports = port_list(cname, spec_map, "ports", warnings)?;
+    let expose = port_list(cname, spec_map, "expose", warnings)?;
+    let env_all = service_env(cname, spec_map, shared)?;
     let kube = spec_map.get("ext").and_then(|e| e.get("kube"));
     let resources = spec_map.get("deploy").and_then(|d| d.get("resources"));
     let mut extras = super::ComposeExtras::parse(cname, spec_map, inputs.registry_ids, warnings)?;
-    let mut liveness_probe = compose::probe(
-        cname,
-        "livenessProbe",
-        kube.and_then(|k| k.get("livenessProbe")),
-    )?;
-    let healthcheck = compose::healthcheck(cname, spec_map.get("healthcheck"))?;
-    if kube.and_then(|k| k.get("livenessProbe")).is_some() {
-        if spec_map.contains_key("healthcheck") {
-            warnings.push(
-                cname,
-                "healthcheck",
-                "is ignored: ext.kube.livenessProbe is given",
-            );
-        }
-    } else if healthcheck.is_some() {
-        liveness_probe = healthcheck;
-    }
-    for (key, value) in compose::labels(cname, spec_map, warnings)? {
-        match system.pod_labels.get(&key) {
-            Some(existing) if *existing != value => warnings.push(
-                cname,
-                &format!("labels.{key}"),
-                "is dropped: an earlier service sets this pod label to another value",
-            ),
-            _ => {
-                system.pod_labels.insert(key, value);
-            }
-        }
-    }
+    let liveness_probe = liveness_probe(cname, spec_map, kube, warnings)?;
+    merge_pod_labels(cname, spec_map, system, warnings)?;
     system
         .memory_volumes
         .extend(compose::memory_volumes(cname, index, spec_map)?);
@@ -391,6 +274,190 @@ fn container(
         )?,
         compose: extras,
     })
+}
+
+/// Compose service `cname`'s definition as a mapping, its name checked, with the
+/// warnings for the keys that are not converted.
+fn service_map<'s>(
+    cname: &str,
+    spec: &'s Value,
+    warnings: &mut Warnings,
+) -> Result<&'s Map<String, Value>> {
+    let spec_map = spec
+        .as_object()
+        .ok_or_else(|| Error::input(format!("service '{cname}': definition must be a mapping")))?;
+    if !names::is_dns_label(cname, 63) {
+        return Err(Error::input(format!(
+            "service '{cname}': the name must be lowercase letters, digits and '-' (it names a Kubernetes container)"
+        )));
+    }
+    compose::warn_keys(cname, spec_map, warnings);
+    if spec_map.contains_key("env_file") {
+        warnings.push(
+            cname,
+            "env_file",
+            "is ignored: there is no compose file to read it relative to here (the CLI reads it; use environment)",
+        );
+    }
+    Ok(spec_map)
+}
+
+/// The service's `image`: a non-empty string, required.
+fn service_image(cname: &str, spec_map: &Map<String, Value>) -> Result<String> {
+    match spec_map.get("image") {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
+        Some(other) => Err(Error::input(format!(
+            "service '{cname}': field 'image' must be a non-empty string, got {other}"
+        ))),
+        None => Err(
+            Error::input(format!("service '{cname}': field 'image' is required"))
+                .at(format!("system.services.{cname}.image")),
+        ),
+    }
+}
+
+/// The service's `entrypoint` as the container's command: a string split on
+/// whitespace, or a list.
+fn service_entrypoint(cname: &str, spec_map: &Map<String, Value>) -> Result<Value> {
+    match spec_map.get("entrypoint") {
+        None => Ok(Value::Array(vec![])),
+        Some(Value::String(s)) => Ok(Value::Array(
+            s.split_whitespace()
+                .map(|a| Value::String(a.into()))
+                .collect(),
+        )),
+        Some(Value::Array(items)) => Ok(Value::Array(
+            items.iter().map(|i| Value::String(py_str(i))).collect(),
+        )),
+        Some(Value::Null) => Ok(Value::Null),
+        Some(other) => Err(Error::input(format!(
+            "service '{cname}': field 'entrypoint' must be a string or a list, got {other}"
+        ))),
+    }
+}
+
+/// The service's `volumes` (a list of strings), then the default volumes.
+fn service_volumes(
+    cname: &str,
+    spec_map: &Map<String, Value>,
+    shared: &Shared<'_>,
+) -> Result<Vec<String>> {
+    let mut volumes: Vec<String> = match spec_map.get("volumes") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_str().map(String::from).ok_or_else(|| {
+                    Error::input(format!(
+                        "service '{cname}': volume {} must be a string",
+                        echo_value(v)
+                    ))
+                })
+            })
+            .collect::<Result<_>>()?,
+        Some(other) => {
+            return Err(Error::input(format!(
+                "service '{cname}': field 'volumes' must be a list, got {other}"
+            )))
+        }
+    };
+    volumes.extend(shared.defaults.iter().cloned());
+    Ok(volumes)
+}
+
+/// The service's port list `field` (`ports` or `expose`).
+fn port_list(
+    cname: &str,
+    spec_map: &Map<String, Value>,
+    field: &str,
+    warnings: &mut Warnings,
+) -> Result<Vec<super::Port>> {
+    match spec_map.get(field) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|p| compose::port_entry(cname, field, p, warnings))
+            .collect(),
+        Some(other) => Err(Error::input(format!(
+            "service '{cname}': field '{field}' must be a list, got {other}"
+        ))),
+    }
+}
+
+/// The service's environment (`env`, else `environment`), then the registry env;
+/// every name non-empty.
+fn service_env(
+    cname: &str,
+    spec_map: &Map<String, Value>,
+    shared: &Shared<'_>,
+) -> Result<Vec<Vec<String>>> {
+    let mut env_all = compose::env_pairs(
+        cname,
+        spec_map
+            .get("env")
+            .filter(|v| !is_empty(v))
+            .or_else(|| spec_map.get("environment")),
+    )?;
+    env_all.extend(shared.registry_env.iter().cloned());
+    for pair in &env_all {
+        if pair[0].is_empty() {
+            return Err(Error::input(format!(
+                "service '{cname}': environment entry with an empty name"
+            )));
+        }
+    }
+    Ok(env_all)
+}
+
+/// The liveness probe: `ext.kube.livenessProbe`, else the compose `healthcheck`
+/// (ignored with a warning when both are given).
+fn liveness_probe(
+    cname: &str,
+    spec_map: &Map<String, Value>,
+    kube: Option<&Value>,
+    warnings: &mut Warnings,
+) -> Result<Option<super::Probe>> {
+    let mut liveness_probe = compose::probe(
+        cname,
+        "livenessProbe",
+        kube.and_then(|k| k.get("livenessProbe")),
+    )?;
+    let healthcheck = compose::healthcheck(cname, spec_map.get("healthcheck"))?;
+    if kube.and_then(|k| k.get("livenessProbe")).is_some() {
+        if spec_map.contains_key("healthcheck") {
+            warnings.push(
+                cname,
+                "healthcheck",
+                "is ignored: ext.kube.livenessProbe is given",
+            );
+        }
+    } else if healthcheck.is_some() {
+        liveness_probe = healthcheck;
+    }
+    Ok(liveness_probe)
+}
+
+/// The service's `labels` added to the system's pod labels; one an earlier service set
+/// to another value is dropped with a warning.
+fn merge_pod_labels(
+    cname: &str,
+    spec_map: &Map<String, Value>,
+    system: &mut System,
+    warnings: &mut Warnings,
+) -> Result<()> {
+    for (key, value) in compose::labels(cname, spec_map, warnings)? {
+        match system.pod_labels.get(&key) {
+            Some(existing) if *existing != value => warnings.push(
+                cname,
+                &format!("labels.{key}"),
+                "is dropped: an earlier service sets this pod label to another value",
+            ),
+            _ => {
+                system.pod_labels.insert(key, value);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The Kubernetes GPU limit of a compose device request: its count (or the number of

@@ -361,7 +361,6 @@ impl Plan {
 }
 
 /// The plan of a start.
-// Long because: each compose feature's Engine mapping in the module header's order, sharing the per-container state; to be split into named steps.
 pub(crate) fn plan(system: &System, settings: &DockerConfig) -> Result<Plan> {
     let labels = system_labels(system);
     let network = system.name.clone();
@@ -373,197 +372,25 @@ pub(crate) fn plan(system: &System, settings: &DockerConfig) -> Result<Plan> {
     let mut volumes: Vec<VolumePlan> = Vec::new();
     let mut containers = Vec::new();
     let mut warnings = Warnings::default();
-    // Each container's mounts, grouped once (not searched among all volumes per container).
-    let mut mounts_of: HashMap<&str, Vec<&crate::model::Volume>> = HashMap::new();
-    for v in &system.volumes {
-        mounts_of
-            .entry(v.container_name.as_str())
-            .or_default()
-            .push(v);
-    }
+    let mounts_of = mounts_by_container(system);
     for c in &system.containers {
         let name = format!("{}-{}", system.name, c.name);
-        if !is_image_reference(&c.image) {
-            let shown: String = c.image.chars().take(200).collect();
-            return Err(Error::input(format!(
-                "service '{}': image {shown:?} is not a valid image reference",
-                c.name
-            )));
-        }
-        // Published: the compose ports, else the port of the container's `services` entry.
-        let mut ports: Vec<(u16, &str, Option<u16>)> = c
-            .ports
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| {
-                port_number(&p.containerPort).map(|cp| {
-                    (
-                        cp,
-                        protocol(p),
-                        c.compose.host_ports.get(i).copied().flatten(),
-                    )
-                })
-            })
-            .collect();
-        let entry = system.services.get(&c.name);
-        if ports.is_empty() {
-            if let Some(p) = entry.and_then(|s| port_number(&s.port)) {
-                ports.push((p, "tcp", None));
-            }
-        }
-        if let Some(s) = entry.filter(|s| !s.clients.is_empty()) {
-            warnings.push(
-                &c.name,
-                "clients",
-                format!(
-                    "{} is not enforced on Docker (no NetworkPolicy): the published ports accept every client that reaches {}",
-                    echo(&s.clients.join(", ")),
-                    settings.bind_address
-                ),
-            );
-        }
-        let mut exposed: Vec<String> = Vec::new();
-        let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-        let mut published = Vec::new();
-        for (container_port, proto, host_port) in &ports {
-            let key = format!("{container_port}/{proto}");
-            let host_port = match settings.host_ports {
-                HostPorts::Compose => host_port.map(|p| p.to_string()).unwrap_or_default(),
-                HostPorts::Random => String::new(),
-            };
-            if !exposed.contains(&key) {
-                exposed.push(key.clone());
-                published.push(key.clone());
-            }
-            bindings
-                .entry(key)
-                .or_insert_with(|| Some(Vec::new()))
-                .get_or_insert_with(Vec::new)
-                .push(PortBinding {
-                    host_ip: Some(settings.bind_address.clone()),
-                    host_port: Some(host_port),
-                });
-        }
-        for p in &c.expose {
-            if let Some(n) = port_number(&p.containerPort) {
-                let key = format!("{n}/{}", protocol(p));
-                if !exposed.contains(&key) {
-                    exposed.push(key);
-                }
-            }
-        }
-        let mut mounts = Vec::new();
-        if !c.volumes.is_empty() {
-            for v in mounts_of.get(c.name.as_str()).into_iter().flatten() {
-                let Some(path) = v.path.clone().filter(|p| !p.is_empty()) else {
-                    continue;
-                };
-                // Kubernetes takes a relative mountPath from the root; the Engine wants it absolute.
-                let path = if path.starts_with('/') {
-                    path
-                } else {
-                    format!("/{path}")
-                };
-                let volume = volume_name(&v.volume_name, v.subpath.as_deref());
-                if !is_engine_name(&volume) {
-                    return Err(Error::input(format!(
-                        "service '{}': volume {volume:?} is not a valid Docker volume name",
-                        c.name
-                    )));
-                }
-                if !volumes.iter().any(|p| p.name == volume) {
-                    volumes.push(VolumePlan {
-                        name: volume.clone(),
-                        claim: v.volume_name.clone(),
-                        service: c.name.clone(),
-                    });
-                }
-                mounts.push(Mount {
-                    target: Some(path),
-                    source: Some(volume),
-                    typ: Some(MountType::VOLUME),
-                    read_only: Some(v.read_only),
-                    ..Default::default()
-                });
-            }
-        }
-        let limits = &c.limits;
-        let defaults = &settings.default_limits;
-        let nano_cpus = if set(&limits.cpus) {
-            Some(
-                cpus_to_nano(&limits.cpus)
-                    .map_err(|e| Error::input(format!("service '{}': limits.cpus {e}", c.name)))?,
-            )
-        } else {
-            defaults.nano_cpus()
-        };
-        let memory_reservation = if set(&c.requests.memory) {
-            Some(memory_to_bytes(&c.requests.memory).map_err(|e| {
-                Error::input(format!("service '{}': reservations.memory {e}", c.name))
-            })?)
-        } else {
-            None
-        };
-        let memory =
-            if set(&limits.memory) {
-                Some(memory_to_bytes(&limits.memory).map_err(|e| {
-                    Error::input(format!("service '{}': limits.memory {e}", c.name))
-                })?)
-            } else {
-                defaults.memory_bytes(memory_reservation)
-            };
+        check_image(c)?;
+        let ports = container_ports(system, c, settings, &mut warnings);
+        let mounts = container_mounts(c, &mounts_of, &mut volumes)?;
+        let resources = resources(c, settings)?;
         let device_requests = device_requests(c)?;
         let security = security::security(system, c, !mounts.is_empty(), &mut warnings)?;
-        if let (Some(_), Some(live)) = (&c.readiness_probe, &c.liveness_probe) {
-            warnings.push(
-                &c.name,
-                "livenessProbe",
-                format!(
-                    "{} is not used on Docker: a container has one healthcheck, the readiness probe",
-                    echo(&probe_text(live))
-                ),
-            );
-        }
-        let probe = c.readiness_probe.as_ref().or(c.liveness_probe.as_ref());
-        if let Some(headers) = probe
-            .and_then(|p| p.httpHeaders.as_ref())
-            .filter(|h| set(h))
-        {
-            let which = if c.readiness_probe.is_some() {
-                "readinessProbe"
-            } else {
-                "livenessProbe"
-            };
-            warnings.push(
-                &c.name,
-                &format!("{which}.httpGet.httpHeaders"),
-                format!(
-                    "{} is not sent on Docker: the healthcheck's wget/curl asks without headers",
-                    echo(&headers.to_string())
-                ),
-            );
-        }
-        let healthcheck = match probe {
-            Some(p) => healthcheck(&c.name, p)?,
-            None => None,
-        };
+        let healthcheck = container_healthcheck(c, &mut warnings)?;
         let entrypoint = match &c.command {
             Value::Array(a) if !a.is_empty() => Some(a.iter().map(py_str).collect()),
             _ => None,
         };
-        let mut container_labels = labels.clone();
-        container_labels.insert(SERVICE_LABEL.into(), c.name.clone());
-        if let Value::String(s) = &system.conn_string {
-            container_labels.insert("conn_string".into(), s.clone());
-        }
-        let mut endpoints = HashMap::new();
-        endpoints.insert(
-            network.clone(),
-            EndpointSettings {
-                aliases: Some(vec![c.name.clone()]),
-                ..Default::default()
-            },
-        );
+        let Ports {
+            exposed,
+            bindings,
+            published,
+        } = ports;
         let mut body = ContainerCreateBody {
             image: Some(c.image.clone()),
             hostname: Some(c.name.clone()),
@@ -571,25 +398,18 @@ pub(crate) fn plan(system: &System, settings: &DockerConfig) -> Result<Plan> {
             cmd: c.compose.command.clone(),
             env: Some(environment(system, c)),
             working_dir: c.compose.working_dir.clone(),
-            labels: Some(container_labels),
+            labels: Some(container_labels(&labels, system, c)),
             exposed_ports: (!exposed.is_empty()).then_some(exposed),
             healthcheck,
-            host_config: Some(HostConfig {
-                network_mode: Some(network.clone()),
-                port_bindings: (!bindings.is_empty()).then_some(bindings),
-                mounts: (!mounts.is_empty()).then_some(mounts),
-                nano_cpus,
-                memory,
-                // No swap beyond the memory limit, as on Kubernetes.
-                memory_swap: memory,
-                memory_reservation,
-                pids_limit: defaults.pids,
+            host_config: Some(host_config(
+                &network,
+                bindings,
+                mounts,
+                &resources,
+                settings,
                 device_requests,
-                ..Default::default()
-            }),
-            networking_config: Some(NetworkingConfig {
-                endpoints_config: Some(endpoints),
-            }),
+            )),
+            networking_config: Some(networking_config(&network, c)),
             ..Default::default()
         };
         security.apply(&mut body);
@@ -603,7 +423,7 @@ pub(crate) fn plan(system: &System, settings: &DockerConfig) -> Result<Plan> {
             image: c.image.clone(),
             body,
             published,
-            default_cpus: !set(&limits.cpus) && nano_cpus.is_some(),
+            default_cpus: !set(&c.limits.cpus) && resources.nano_cpus.is_some(),
             group,
         });
     }
@@ -614,6 +434,299 @@ pub(crate) fn plan(system: &System, settings: &DockerConfig) -> Result<Plan> {
         containers,
         warnings: warnings.into_vec(),
     })
+}
+
+/// Each container's mounts, grouped once (not searched among all volumes per container).
+fn mounts_by_container(system: &System) -> HashMap<&str, Vec<&crate::model::Volume>> {
+    let mut mounts_of: HashMap<&str, Vec<&crate::model::Volume>> = HashMap::new();
+    for v in &system.volumes {
+        mounts_of
+            .entry(v.container_name.as_str())
+            .or_default()
+            .push(v);
+    }
+    mounts_of
+}
+
+/// An error unless container `c`'s image is a reference the Engine API can take.
+fn check_image(c: &Container) -> Result<()> {
+    if !is_image_reference(&c.image) {
+        let shown: String = c.image.chars().take(200).collect();
+        return Err(Error::input(format!(
+            "service '{}': image {shown:?} is not a valid image reference",
+            c.name
+        )));
+    }
+    Ok(())
+}
+
+/// A container's ports: exposed, bound on the host, and published (in order).
+struct Ports {
+    exposed: Vec<String>,
+    bindings: HashMap<String, Option<Vec<PortBinding>>>,
+    published: Vec<String>,
+}
+
+/// The ports of container `c`, with the warning for its `services` entry's `clients`.
+fn container_ports(
+    system: &System,
+    c: &Container,
+    settings: &DockerConfig,
+    warnings: &mut Warnings,
+) -> Ports {
+    // Published: the compose ports, else the port of the container's `services` entry.
+    let mut ports: Vec<(u16, &str, Option<u16>)> = c
+        .ports
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            port_number(&p.containerPort).map(|cp| {
+                (
+                    cp,
+                    protocol(p),
+                    c.compose.host_ports.get(i).copied().flatten(),
+                )
+            })
+        })
+        .collect();
+    let entry = system.services.get(&c.name);
+    if ports.is_empty() {
+        if let Some(p) = entry.and_then(|s| port_number(&s.port)) {
+            ports.push((p, "tcp", None));
+        }
+    }
+    if let Some(s) = entry.filter(|s| !s.clients.is_empty()) {
+        warnings.push(
+            &c.name,
+            "clients",
+            format!(
+                "{} is not enforced on Docker (no NetworkPolicy): the published ports accept every client that reaches {}",
+                echo(&s.clients.join(", ")),
+                settings.bind_address
+            ),
+        );
+    }
+    let mut result = bind_ports(&ports, settings);
+    for p in &c.expose {
+        if let Some(n) = port_number(&p.containerPort) {
+            let key = format!("{n}/{}", protocol(p));
+            if !result.exposed.contains(&key) {
+                result.exposed.push(key);
+            }
+        }
+    }
+    result
+}
+
+/// The published `ports` (container port, protocol, compose host port) bound on the
+/// bind address.
+fn bind_ports(ports: &[(u16, &str, Option<u16>)], settings: &DockerConfig) -> Ports {
+    let mut exposed: Vec<String> = Vec::new();
+    let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    let mut published = Vec::new();
+    for (container_port, proto, host_port) in ports {
+        let key = format!("{container_port}/{proto}");
+        let host_port = match settings.host_ports {
+            HostPorts::Compose => host_port.map(|p| p.to_string()).unwrap_or_default(),
+            HostPorts::Random => String::new(),
+        };
+        if !exposed.contains(&key) {
+            exposed.push(key.clone());
+            published.push(key.clone());
+        }
+        bindings
+            .entry(key)
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: Some(settings.bind_address.clone()),
+                host_port: Some(host_port),
+            });
+    }
+    Ports {
+        exposed,
+        bindings,
+        published,
+    }
+}
+
+/// The volume mounts of container `c`, adding each named volume it is the first to
+/// mount to `volumes`.
+fn container_mounts(
+    c: &Container,
+    mounts_of: &HashMap<&str, Vec<&crate::model::Volume>>,
+    volumes: &mut Vec<VolumePlan>,
+) -> Result<Vec<Mount>> {
+    let mut mounts = Vec::new();
+    if c.volumes.is_empty() {
+        return Ok(mounts);
+    }
+    for v in mounts_of.get(c.name.as_str()).into_iter().flatten() {
+        let Some(path) = v.path.clone().filter(|p| !p.is_empty()) else {
+            continue;
+        };
+        // Kubernetes takes a relative mountPath from the root; the Engine wants it absolute.
+        let path = if path.starts_with('/') {
+            path
+        } else {
+            format!("/{path}")
+        };
+        let volume = volume_name(&v.volume_name, v.subpath.as_deref());
+        if !is_engine_name(&volume) {
+            return Err(Error::input(format!(
+                "service '{}': volume {volume:?} is not a valid Docker volume name",
+                c.name
+            )));
+        }
+        if !volumes.iter().any(|p| p.name == volume) {
+            volumes.push(VolumePlan {
+                name: volume.clone(),
+                claim: v.volume_name.clone(),
+                service: c.name.clone(),
+            });
+        }
+        mounts.push(Mount {
+            target: Some(path),
+            source: Some(volume),
+            typ: Some(MountType::VOLUME),
+            read_only: Some(v.read_only),
+            ..Default::default()
+        });
+    }
+    Ok(mounts)
+}
+
+/// A container's CPU and memory limits and memory reservation, in Engine units.
+struct Resources {
+    nano_cpus: Option<i64>,
+    memory: Option<i64>,
+    memory_reservation: Option<i64>,
+}
+
+/// The limits of container `c`: the compose file's, else the defaults.
+fn resources(c: &Container, settings: &DockerConfig) -> Result<Resources> {
+    let limits = &c.limits;
+    let defaults = &settings.default_limits;
+    let nano_cpus = if set(&limits.cpus) {
+        Some(
+            cpus_to_nano(&limits.cpus)
+                .map_err(|e| Error::input(format!("service '{}': limits.cpus {e}", c.name)))?,
+        )
+    } else {
+        defaults.nano_cpus()
+    };
+    let memory_reservation =
+        if set(&c.requests.memory) {
+            Some(memory_to_bytes(&c.requests.memory).map_err(|e| {
+                Error::input(format!("service '{}': reservations.memory {e}", c.name))
+            })?)
+        } else {
+            None
+        };
+    let memory = if set(&limits.memory) {
+        Some(
+            memory_to_bytes(&limits.memory)
+                .map_err(|e| Error::input(format!("service '{}': limits.memory {e}", c.name)))?,
+        )
+    } else {
+        defaults.memory_bytes(memory_reservation)
+    };
+    Ok(Resources {
+        nano_cpus,
+        memory,
+        memory_reservation,
+    })
+}
+
+/// The healthcheck of container `c` (its readiness probe, else its liveness probe),
+/// with the warnings for what of its probes the Engine does not do.
+fn container_healthcheck(c: &Container, warnings: &mut Warnings) -> Result<Option<HealthConfig>> {
+    if let (Some(_), Some(live)) = (&c.readiness_probe, &c.liveness_probe) {
+        warnings.push(
+            &c.name,
+            "livenessProbe",
+            format!(
+                "{} is not used on Docker: a container has one healthcheck, the readiness probe",
+                echo(&probe_text(live))
+            ),
+        );
+    }
+    let probe = c.readiness_probe.as_ref().or(c.liveness_probe.as_ref());
+    if let Some(headers) = probe
+        .and_then(|p| p.httpHeaders.as_ref())
+        .filter(|h| set(h))
+    {
+        let which = if c.readiness_probe.is_some() {
+            "readinessProbe"
+        } else {
+            "livenessProbe"
+        };
+        warnings.push(
+            &c.name,
+            &format!("{which}.httpGet.httpHeaders"),
+            format!(
+                "{} is not sent on Docker: the healthcheck's wget/curl asks without headers",
+                echo(&headers.to_string())
+            ),
+        );
+    }
+    match probe {
+        Some(p) => healthcheck(&c.name, p),
+        None => Ok(None),
+    }
+}
+
+/// The labels of container `c`: the system's, its service and the connection string.
+fn container_labels(
+    labels: &HashMap<String, String>,
+    system: &System,
+    c: &Container,
+) -> HashMap<String, String> {
+    let mut container_labels = labels.clone();
+    container_labels.insert(SERVICE_LABEL.into(), c.name.clone());
+    if let Value::String(s) = &system.conn_string {
+        container_labels.insert("conn_string".into(), s.clone());
+    }
+    container_labels
+}
+
+/// The host config of a container on `network`.
+fn host_config(
+    network: &str,
+    bindings: HashMap<String, Option<Vec<PortBinding>>>,
+    mounts: Vec<Mount>,
+    resources: &Resources,
+    settings: &DockerConfig,
+    device_requests: Option<Vec<DeviceRequest>>,
+) -> HostConfig {
+    HostConfig {
+        network_mode: Some(network.to_string()),
+        port_bindings: (!bindings.is_empty()).then_some(bindings),
+        mounts: (!mounts.is_empty()).then_some(mounts),
+        nano_cpus: resources.nano_cpus,
+        memory: resources.memory,
+        // No swap beyond the memory limit, as on Kubernetes.
+        memory_swap: resources.memory,
+        memory_reservation: resources.memory_reservation,
+        pids_limit: settings.default_limits.pids,
+        device_requests,
+        ..Default::default()
+    }
+}
+
+/// Container `c` on `network`, with its service name as its alias.
+fn networking_config(network: &str, c: &Container) -> NetworkingConfig {
+    let mut endpoints = HashMap::new();
+    endpoints.insert(
+        network.to_string(),
+        EndpointSettings {
+            aliases: Some(vec![c.name.clone()]),
+            ..Default::default()
+        },
+    );
+    NetworkingConfig {
+        endpoints_config: Some(endpoints),
+    }
 }
 
 #[cfg(test)]

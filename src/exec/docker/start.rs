@@ -260,7 +260,8 @@ fn split_reference(image: &str) -> (&str, &str) {
     }
 }
 
-// Long because: the three numbered stages of a start (images, network and volumes, containers), each recording what it created for the clean-up.
+/// The three numbered stages of a start (images, network and volumes, containers),
+/// each recording what it created for the clean-up.
 async fn run(
     docker: &Docker,
     settings: &DockerConfig,
@@ -269,6 +270,29 @@ async fn run(
     created: &mut Created,
 ) -> Result<Value> {
     // 1. Images.
+    ensure_images(docker, settings, plan).await?;
+    let image_users = image_users(docker, plan).await?;
+    let missing = missing_volumes(docker, settings, plan).await?;
+
+    // 2. Network and volumes.
+    create_network(docker, plan, created).await?;
+    create_volumes(docker, settings, missing, created).await?;
+
+    // 3. Containers.
+    create_containers(docker, plan, &image_users, created).await?;
+    start_containers(docker, plan).await?;
+    let containers = published_ports(docker, settings, plan).await?;
+    Ok(json!({
+        "name": system.name,
+        "sid": system.identifier,
+        "containers": containers,
+        "conn_string": system.conn_string,
+    }))
+}
+
+/// Each image of the plan present (concurrently), else pulled as the pull policy says;
+/// the error names every image that is not.
+async fn ensure_images(docker: &Docker, settings: &DockerConfig, plan: &Plan) -> Result<()> {
     let mut images: Vec<&str> = Vec::new();
     for c in &plan.containers {
         if !images.contains(&c.image.as_str()) {
@@ -288,7 +312,15 @@ async fn run(
     if !problems.is_empty() {
         return Err(failed(problems.join("; ")));
     }
-    // A gid without a uid goes with the image's user (as a pod's runAsGroup alone).
+    Ok(())
+}
+
+/// The user of each image whose container has a gid without a uid: that container goes
+/// with the image's user (as a pod's runAsGroup alone).
+async fn image_users<'p>(
+    docker: &Docker,
+    plan: &'p Plan,
+) -> Result<std::collections::HashMap<&'p str, String>> {
     let mut image_users: std::collections::HashMap<&str, String> = Default::default();
     for c in plan.containers.iter().filter(|c| c.group.is_some()) {
         if !image_users.contains_key(c.image.as_str()) {
@@ -304,7 +336,16 @@ async fn run(
             image_users.insert(&c.image, user);
         }
     }
-    // Volumes: tycho's own or allowed ones only; those missing are created below.
+    Ok(image_users)
+}
+
+/// The plan's volumes that do not exist yet; one that exists must be tycho's or an
+/// allowed one, else the error names it.
+async fn missing_volumes<'p>(
+    docker: &Docker,
+    settings: &DockerConfig,
+    plan: &'p Plan,
+) -> Result<Vec<&'p mapping::VolumePlan>> {
     let inspected = join_all(plan.volumes.iter().map(|v| async move {
         match docker.inspect_volume(&v.name).await {
             Ok(found) => admit(settings, v, &found.labels).map(|_| None),
@@ -329,8 +370,11 @@ async fn run(
     if !problems.is_empty() {
         return Err(failed(problems.join("; ")));
     }
+    Ok(missing)
+}
 
-    // 2. Network and volumes.
+/// Creates the system's network.
+async fn create_network(docker: &Docker, plan: &Plan, created: &mut Created) -> Result<()> {
     // Recorded first: a create whose answer is lost may still have happened.
     created.network = true;
     docker
@@ -349,6 +393,16 @@ async fn run(
             ))
             .caused_by(e)
         })?;
+    Ok(())
+}
+
+/// Creates the `missing` volumes.
+async fn create_volumes(
+    docker: &Docker,
+    settings: &DockerConfig,
+    missing: Vec<&mapping::VolumePlan>,
+    created: &mut Created,
+) -> Result<()> {
     for v in missing {
         let volume = &v.name;
         let made = docker
@@ -366,8 +420,16 @@ async fn run(
         admit(settings, v, &made.labels)?;
         created.volumes.push(volume.clone());
     }
+    Ok(())
+}
 
-    // 3. Containers.
+/// Creates the plan's containers, in compose order.
+async fn create_containers(
+    docker: &Docker,
+    plan: &Plan,
+    image_users: &std::collections::HashMap<&str, String>,
+    created: &mut Created,
+) -> Result<()> {
     for c in &plan.containers {
         let options = CreateContainerOptions {
             name: Some(c.name.clone()),
@@ -397,30 +459,15 @@ async fn run(
                 .caused_by(e)
             })?;
     }
+    Ok(())
+}
+
+/// Starts the plan's containers, in compose order; the error names the container's
+/// port bindings.
+async fn start_containers(docker: &Docker, plan: &Plan) -> Result<()> {
     for c in &plan.containers {
         docker.start_container(&c.name, None).await.map_err(|e| {
-            let ports: Vec<String> = c
-                .body
-                .host_config
-                .as_ref()
-                .and_then(|h| h.port_bindings.as_ref())
-                .map(|b| {
-                    b.iter()
-                        .flat_map(|(k, v)| {
-                            v.iter().flatten().map(move |pb| {
-                                format!(
-                                    "{}:{}->{k}",
-                                    pb.host_ip.clone().unwrap_or_default(),
-                                    pb.host_port
-                                        .clone()
-                                        .filter(|p| !p.is_empty())
-                                        .unwrap_or_else(|| "*".into())
-                                )
-                            })
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+            let ports = bindings_text(c);
             let ports = if ports.is_empty() {
                 String::new()
             } else {
@@ -436,6 +483,42 @@ async fn run(
             .caused_by(e)
         })?;
     }
+    Ok(())
+}
+
+/// Container `c`'s port bindings as `host ip:host port->container port/protocol`
+/// (`*` for a port the Engine picks).
+fn bindings_text(c: &mapping::ContainerPlan) -> Vec<String> {
+    c.body
+        .host_config
+        .as_ref()
+        .and_then(|h| h.port_bindings.as_ref())
+        .map(|b| {
+            b.iter()
+                .flat_map(|(k, v)| {
+                    v.iter().flatten().map(move |pb| {
+                        format!(
+                            "{}:{}->{k}",
+                            pb.host_ip.clone().unwrap_or_default(),
+                            pb.host_port
+                                .clone()
+                                .filter(|p| !p.is_empty())
+                                .unwrap_or_else(|| "*".into())
+                        )
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `{service: {"ip_address", "port-1": host port, ...}}` of the containers that publish
+/// ports, from one inspect each.
+async fn published_ports(
+    docker: &Docker,
+    settings: &DockerConfig,
+    plan: &Plan,
+) -> Result<Map<String, Value>> {
     let mut containers = Map::new();
     for c in plan.containers.iter().filter(|c| !c.published.is_empty()) {
         let inspected = docker.inspect_container(&c.name, None).await.map_err(|e| {
@@ -447,46 +530,53 @@ async fn run(
             .caused_by(e)
         })?;
         let inspected = serde_json::to_value(&inspected).unwrap_or_default();
-        let mut entry = Map::new();
-        let mut ip = Value::Null;
-        for (i, key) in c.published.iter().enumerate() {
-            let binding = inspected.pointer(&format!(
-                "/NetworkSettings/Ports/{}/0",
-                key.replace('/', "~1")
-            ));
-            let port = binding
-                .and_then(|b| b.get("HostPort"))
-                .and_then(Value::as_str)
-                .and_then(|p| p.parse::<u16>().ok());
-            if ip.is_null() {
-                ip = binding
-                    .and_then(|b| b.get("HostIp"))
-                    .and_then(Value::as_str)
-                    .map(|s| {
-                        Value::String(if s.is_empty() {
-                            settings.bind_address.clone()
-                        } else {
-                            s.to_string()
-                        })
-                    })
-                    .unwrap_or(Value::Null);
-            }
-            entry.insert(
-                format!("port-{}", i + 1),
-                port.map(Value::from).unwrap_or(Value::Null),
-            );
-        }
-        let mut ordered = Map::new();
-        ordered.insert("ip_address".into(), ip);
-        ordered.extend(entry);
-        containers.insert(c.service.clone(), Value::Object(ordered));
+        containers.insert(
+            c.service.clone(),
+            Value::Object(host_ports(settings, c, &inspected)),
+        );
     }
-    Ok(json!({
-        "name": system.name,
-        "sid": system.identifier,
-        "containers": containers,
-        "conn_string": system.conn_string,
-    }))
+    Ok(containers)
+}
+
+/// `{"ip_address", "port-1": host port, ...}` of container `c` from its inspect.
+fn host_ports(
+    settings: &DockerConfig,
+    c: &mapping::ContainerPlan,
+    inspected: &Value,
+) -> Map<String, Value> {
+    let mut entry = Map::new();
+    let mut ip = Value::Null;
+    for (i, key) in c.published.iter().enumerate() {
+        let binding = inspected.pointer(&format!(
+            "/NetworkSettings/Ports/{}/0",
+            key.replace('/', "~1")
+        ));
+        let port = binding
+            .and_then(|b| b.get("HostPort"))
+            .and_then(Value::as_str)
+            .and_then(|p| p.parse::<u16>().ok());
+        if ip.is_null() {
+            ip = binding
+                .and_then(|b| b.get("HostIp"))
+                .and_then(Value::as_str)
+                .map(|s| {
+                    Value::String(if s.is_empty() {
+                        settings.bind_address.clone()
+                    } else {
+                        s.to_string()
+                    })
+                })
+                .unwrap_or(Value::Null);
+        }
+        entry.insert(
+            format!("port-{}", i + 1),
+            port.map(Value::from).unwrap_or(Value::Null),
+        );
+    }
+    let mut ordered = Map::new();
+    ordered.insert("ip_address".into(), ip);
+    ordered.extend(entry);
+    ordered
 }
 
 /// Removes what a failed start created: its containers, its network and the volumes
