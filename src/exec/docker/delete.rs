@@ -169,20 +169,6 @@ pub(crate) async fn remove_containers(
     problems
 }
 
-/// [`remove_system_network`] with the problem as its message: the failed-start cleanup
-/// of `start.rs` collects problems as text.
-// Waiver until the split of start.rs lands; its cleanup then takes the `Error`.
-// layers: allow-string-error (start.rs is being split by another change)
-pub(crate) async fn remove_network_of(
-    docker: &Docker,
-    guid: &str,
-    name: &str,
-) -> std::result::Result<(), String> {
-    remove_system_network(docker, guid, name)
-        .await
-        .map_err(|e| e.message)
-}
-
 /// Removes network `name` when it carries the labels of system `guid` (not found, or
 /// someone else's network of that name, is success: nothing of the system is left).
 pub(crate) async fn remove_system_network(docker: &Docker, guid: &str, name: &str) -> Result<()> {

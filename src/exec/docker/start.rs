@@ -586,8 +586,8 @@ fn host_ports(
 async fn cleanup(docker: &Docker, guid: &str, network: &str, created: &Created) -> Vec<String> {
     let mut problems = super::delete::remove_containers(docker, guid, &created.containers).await;
     if created.network {
-        if let Err(e) = super::delete::remove_network_of(docker, guid, network).await {
-            problems.push(e);
+        if let Err(e) = super::delete::remove_system_network(docker, guid, network).await {
+            problems.push(e.message);
         }
     }
     for volume in &created.volumes {
