@@ -128,6 +128,7 @@ __all__ += [
     "kube_start_request",
     "kube_status",
     "kube_status_request",
+    "kube_status_object",
     "kube_delete",
     "kube_delete_request",
     "kube_modify",
@@ -150,6 +151,7 @@ def kube_status(
     name: Optional[str] = ..., username: Optional[str] = ..., *, namespace: Optional[str] = ...
 ) -> list[dict[str, Any]]: ...
 def kube_status_request(request: Any, *, namespace: Optional[str] = ...) -> list[dict[str, Any]]: ...
+def kube_status_object(request: Any, message: str, *, namespace: Optional[str] = ...) -> TychoStatus: ...
 def kube_delete(name: str, *, namespace: Optional[str] = ...) -> dict[str, Any]: ...
 def kube_delete_request(request: Any, *, namespace: Optional[str] = ...) -> dict[str, Any]: ...
 def kube_modify(
@@ -205,3 +207,80 @@ def system_touch(backplane: str, name: str, *, namespace: Optional[str] = ...) -
 def system_cull(
     backplane: str, options: Mapping[str, Any], *, namespace: Optional[str] = ...
 ) -> dict[str, Any]: ...
+
+# ---------------------------------------------------------------- tycho.client's classes
+# (src/bindings/results.rs, src/bindings/client.rs)
+
+class TychoService:
+    """A running service endpoint (a status row or a started container); ``sid`` is
+    kept as ``identifier``, ``total_util`` is :meth:`get_utilization` of ``utilization``."""
+
+    try_minikube: bool
+    name: Any
+    app_id: Any
+    ip_address: Any
+    port: Any
+    identifier: Any
+    creation_time: Any
+    username: Any
+    utilization: Any
+    total_util: Any
+    conn_string: Any
+    workspace_name: Any
+    is_ready: Any
+    reason: Any
+    def __init__(
+        self,
+        name: Any,
+        app_id: Any,
+        ip_address: Any,
+        port: Any,
+        sid: Any = None,
+        creation_time: Any = None,
+        username: Any = "",
+        utilization: Optional[Mapping[str, Any]] = None,
+        conn_string: Any = "",
+        workspace_name: Any = "",
+        is_ready: Any = False,
+    ) -> None: ...
+    def get_utilization(self, utilization: Optional[Mapping[str, Any]]) -> dict[str, Any]:
+        """Totals over the containers' limits: ``cpu`` in millicores, ``gpu`` 1000 per
+        GPU, ``memory`` and ``ephemeralStorage`` in GB as strings (binary suffixes read
+        as decimal, as tycho-api 1.17.3 did)."""
+
+class TychoStatus:
+    """A response to a status request; ``services`` holds one TychoService per row."""
+
+    status: Any
+    services: list[TychoService]
+    message: Any
+    def __init__(self, status: Any, result: Any, message: Any) -> None: ...
+
+class TychoSystem:
+    """A started system; the constructor raises StartException when ``status`` is ``error``."""
+
+    status: Any
+    name: Any
+    identifier: Any
+    services: list[TychoService]
+    conn_string: Any
+    message: Any
+    def __init__(self, status: Any, result: Any, message: Any) -> None: ...
+
+class TychoClient:
+    """The native base of :class:`tycho.client.TychoClient`."""
+
+    timeout: float
+    url: Any
+    actions: Any
+    def __init__(self, url: Any = "http://localhost:5000") -> None: ...
+    def request(self, service: Any, request: Any) -> Any: ...
+    def format_name(self, name: Any) -> Any: ...
+    def parse_env(self, environment: Optional[str]) -> dict[str, str]: ...
+    def start(self, request: Any) -> TychoSystem: ...
+    def status(self, request: Any) -> TychoStatus: ...
+    def delete(self, request: Any) -> Any: ...
+    def modify(self, request: Any) -> Any: ...
+    def stop(self, request: Any) -> Any: ...
+    def resume(self, request: Any) -> Any: ...
+    def touch(self, request: Any) -> Any: ...

@@ -143,6 +143,21 @@ class DeleteSystemResource(TychoResource):
 class StatusSystemResource(TychoResource):
     """Status of running systems: by GUID (``name``), by ``username``, or all."""
 
+    def status_object(self, request: Any) -> Any:
+        """The status as a :class:`tycho.client.TychoStatus` (what ``TychoClient.status``
+        returns in process). When :meth:`post` is this class's own, the compute builds it
+        from its rows without a response dict (``status_object`` of the compute);
+        otherwise it is ``TychoStatus(**self.post(request))``."""
+        if type(self).post is not _STATUS_POST:
+            return _native.TychoStatus(**self.post(request))
+        try:
+            logger.debug("list-request: %s", request)
+            message = f"Get status for system {request.get('name', None)}"
+            return tycho().get_compute().status_object(request, self.validate, message)
+        except Exception as e:
+            logger.error("failed to get status: %s", _message_of(e))
+            return _native.TychoStatus(**self.create_response(exception=e, message="Failed to get system status."))
+
     def post(self, request: Any) -> dict[str, Any]:
         try:
             logger.debug("list-request: %s", request)
@@ -152,6 +167,10 @@ class StatusSystemResource(TychoResource):
         except Exception as e:
             logger.error("failed to get status: %s", _message_of(e))
             return self.create_response(exception=e, message="Failed to get system status.")
+
+
+#: StatusSystemResource.post as defined here (a subclass or patch that replaces it is asked).
+_STATUS_POST = StatusSystemResource.post
 
 
 class ModifySystemResource(TychoResource):

@@ -1,9 +1,11 @@
 """Python client of the Tycho API.
 
 :class:`TychoClient` talks to a Tycho REST API when the environment variable
-``REST_API`` is ``true`` (POST ``{url}/system/<service>`` with urllib, bounded by
+``REST_API`` is ``true`` (POST ``{url}/system/<service>``, natively, bounded by
 :attr:`TychoClient.timeout`), and otherwise calls the request handlers of
-:mod:`tycho.actions` in process. Public methods call each other through attribute
+:mod:`tycho.actions` in process. The client and its result types (:class:`TychoSystem`,
+:class:`TychoStatus`, :class:`TychoService`) are native classes of ``tycho._native``;
+:class:`TychoClient` here subclasses the native one. Public methods call each other through attribute
 lookup, so ``mock.patch.object(TychoClient, "request", ...)`` intercepts everything.
 
 ``astart``/``astatus``/``adelete``/``amodify`` are awaitable variants for asyncio code:
@@ -17,7 +19,7 @@ import os
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 from tycho import _native
-from tycho.actions import (
+from tycho.actions import (  # noqa: F401 - the original module's names
     DeleteSystemResource,
     ModifySystemResource,
     ResumeSystemResource,
@@ -26,13 +28,15 @@ from tycho.actions import (
     StopSystemResource,
     TouchSystemResource,
 )
-from tycho.exceptions import StartException, TychoException
-from tycho.tycho_utils import TemplateUtils, brief, to_json
+from tycho.exceptions import StartException, TychoException  # noqa: F401 - the original module's names
+from tycho.tycho_utils import TemplateUtils
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["TychoService", "TychoStatus", "TychoSystem", "TychoClient", "TychoClientFactory", "TychoApps"]
 
+#: Multipliers of the decimal quantity suffixes (kept from tycho-api 1.17.3's module;
+#: ``TychoService.get_utilization`` applies the same rule natively).
 mem_converter: dict[str, Callable[[float], float]] = {
     "K": lambda v: v * 10**3,
     "M": lambda v: v * 10**6,
@@ -41,26 +45,6 @@ mem_converter: dict[str, Callable[[float], float]] = {
     "P": lambda v: v * 10**15,
     "E": lambda v: v * 10**18,
 }
-
-def _millicores(value):
-    text = str(value).strip()
-    if text.endswith("m"):
-        return int(float(text[:-1]))
-    return int(round(float(text) * 1000))
-
-
-def _bytes(value):
-    """Bytes in a Kubernetes quantity; binary suffixes are read as decimal ("1Gi" is 1e9),
-    as tycho-api 1.17.3 did."""
-    text = str(value).strip().replace("i", "")
-    if not text:
-        return 0
-    suffix = text[-1].upper()
-    if suffix in mem_converter:
-        number = float(text[:-1])
-        return mem_converter[suffix](number)
-    return float(text)
-
 
 # Imported on first use (they cost start-up time in every appstore process):
 # ``tycho.client.shutil`` and friends still resolve, e.g. for mock.patch.
@@ -73,242 +57,28 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class TychoService:
-    """A running service endpoint (a status row or a started container)."""
-
-    try_minikube: bool = True
-    #: Why the system is not ready (``TychoContext.status`` with ``"reasons": True``
-    #: fills it); None otherwise. Not a constructor argument, so rows keep the
-    #: original's keys.
-    reason: Optional[str] = None
-
-    def __init__(
-        self,
-        name: Any,
-        app_id: Any,
-        ip_address: Any,
-        port: Any,
-        sid: Any=None,
-        creation_time: Any=None,
-        username: Any="",
-        utilization: Optional[Mapping[str, Any]]=None,
-        conn_string: str="",
-        workspace_name: str="",
-        is_ready: bool=False,
-    ) -> None:
-        self.name = name
-        self.app_id = app_id
-        self.ip_address = ip_address
-        self.port = port
-        self.identifier = sid
-        self.creation_time = creation_time
-        self.username = username
-        self.utilization = utilization if utilization is not None else {}
-        self.total_util = self.get_utilization(self.utilization)
-        self.conn_string = conn_string
-        self.workspace_name = workspace_name
-        self.is_ready = is_ready
-
-    def get_utilization(self, utilization: Optional[Mapping[str, Any]]) -> dict[str, Any]:
-        """Totals over the containers' resource limits.
-
-        ``cpu`` in millicores (int), ``gpu`` as 1000 per GPU of any ``*nvidia*`` resource
-        (as tycho-api 1.17.3 counted), ``memory`` in GB as a string (``"1.5"``; binary
-        suffixes read as decimal, as before), ``ephemeralStorage`` in GB as a string when
-        any container limits it, else ``0``. Containers without limits (None) and limits
-        without a cpu or memory entry add nothing — tycho-api 1.17.3 raised on those.
-        """
-        total: dict[str, Any] = {"gpu": 0, "cpu": 0, "memory": 0, "ephemeralStorage": 0}
-        storage = None
-        for _container, limits in (utilization or {}).items():
-            if not isinstance(limits, dict):
-                continue
-            if limits.get("cpu") is not None:
-                total["cpu"] += _millicores(limits["cpu"])
-            for key, value in limits.items():
-                if "nvidia" in key and value is not None:
-                    total["gpu"] += int(value) * 1000
-            if limits.get("memory") is not None:
-                total["memory"] += _bytes(limits["memory"])
-            for key in ("ephemeral-storage", "ephemeralStorage"):
-                if limits.get(key) is not None:
-                    storage = (storage or 0) + _bytes(limits[key])
-                    break
-        total["memory"] = f"{total['memory'] / (10**9)}"
-        if storage is not None:
-            total["ephemeralStorage"] = f"{storage / (10**9)}"
-        return total
-
-    def __repr__(self):
-        b = f"id: {self.identifier} time: {self.creation_time} util: {self.utilization}"
-        return f"name: {self.name} ip: {self.ip_address} port: {self.port} user:{self.username} {b}"
+# The result types are native (src/bindings/results.rs): a status read in process goes
+# from the executor's rows straight into TychoService objects. Constructors, attributes
+# and repr are the original's; the classes can be subclassed.
+TychoService = _native.TychoService
+TychoStatus = _native.TychoStatus
+TychoSystem = _native.TychoSystem
 
 
-class TychoStatus:
-    """A response to a status request; ``services`` holds one TychoService per row."""
+class TychoClient(_native.TychoClient):
+    """Python client of the Tycho dynamic application deployment API.
 
-    def __init__(self, status: str, result: Any, message: Any) -> None:
-        self.status = status
-        rows = result if isinstance(result, list) else []
-        self.services = []
-        for row in rows:
-            # ``reason`` comes only with the opt-in ``"reasons": true`` of our server.
-            reason = row.get("reason") if isinstance(row, dict) else None
-            if isinstance(row, dict) and "reason" in row:
-                row = {k: v for k, v in row.items() if k != "reason"}
-            service = TychoService(**row)
-            if reason is not None:
-                service.reason = reason
-            self.services.append(service)
-        self.message = message
-
-    def __repr__(self):
-        return f"status: {self.status} svcs: {[str(s) for s in self.services]} msg: {self.message}"
-
-
-class TychoSystem:
-    """A started system. Raises StartException (a TychoException) when the start
-    response is an error."""
-
-    def __init__(self, status: str, result: Any, message: Any) -> None:
-        self.status = status
-        if status == "error":
-            raise StartException(f"status:{status} result:{result} message:{message}")
-        self.name = result["name"]
-        self.identifier = result["sid"]
-        self.services = []
-        for container, endpoint in (result.get("containers") or {}).items():
-            port = endpoint.get("port-1")
-            if port is None:
-                # The port entry is keyed by the Service port's name; take the first one.
-                port = next((v for k, v in endpoint.items() if k != "ip_address"), None)
-            self.services.append(
-                TychoService(name=container, app_id=result["name"], ip_address=endpoint.get("ip_address"), port=port)
-            )
-        self.conn_string = result.get("conn_string", "")
-        self.message = message
-
-    def __repr__(self):
-        return f"name: {self.name} sid: {self.identifier} services: {self.services}"
-
-
-def _refusal(error: Any) -> Optional[dict[str, Any]]:
-    """The JSON error answer (``{"status": "error", ...}``) of an HTTP error, or None."""
-    try:
-        body = json.loads(error.read(1 << 20).decode("utf-8", "replace"))
-    except (ValueError, OSError):
-        return None
-    if isinstance(body, dict) and body.get("status") == "error" and "message" in body:
-        return body
-    return None
-
-
-class TychoClient:
-    """Python client of the Tycho dynamic application deployment API."""
+    ``TychoClient(url="http://localhost:5000")``: ``url`` is where the REST API is
+    reached when ``REST_API=true`` (:attr:`url` is ``{url}/system``); otherwise each
+    request goes to the in-process handlers in :attr:`actions`. The operations
+    (:meth:`request`, :meth:`start`, :meth:`status`, :meth:`delete`, :meth:`modify`,
+    :meth:`stop`, :meth:`resume`, :meth:`touch`, :meth:`parse_env`,
+    :meth:`format_name`) are native (src/bindings/client.rs) and call each other through
+    attribute lookup, so patching :meth:`request` on this class intercepts them all.
+    """
 
     #: Seconds to wait for the REST API to answer one request.
     timeout: float = 300
-
-    def __init__(self, url: str="http://localhost:5000") -> None:
-        """
-        :param url: URL of the Tycho API endpoint (used when REST_API=true).
-        """
-        self.url = f"{url}/system"
-        self.actions = {
-            "start": StartSystemResource(),
-            "status": StatusSystemResource(),
-            "delete": DeleteSystemResource(),
-            "modify": ModifySystemResource(),
-            "stop": StopSystemResource(),
-            "resume": ResumeSystemResource(),
-            "touch": TouchSystemResource(),
-        }
-
-    def request(self, service: str, request: Any) -> dict[str, Any]:
-        """Send ``request`` to ``service`` (start, status, delete, modify, stop, resume,
-        touch); returns the response dict."""
-        if os.environ.get("REST_API", "false") == "true":
-            return self._post(service, request)
-        action = self.actions.get(service)
-        if action is None:
-            raise TychoException(f"unknown Tycho service {service!r}")
-        result = action.post(request)
-        logger.debug("TychoClient.request - status %s received from service: %s", result.get("status"), service)
-        return result
-
-    def _post(self, service, request):
-        import urllib.error
-        import urllib.request
-
-        url = f"{self.url}/{service}"
-        body = to_json(request, what="request").encode("utf-8")
-        req = urllib.request.Request(
-            url, data=body, method="POST", headers={"Content-Type": "application/json", "Accept": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as response:  # nosec B310 - configured API URL
-                code = response.status
-                text = response.read().decode("utf-8")
-        except urllib.error.HTTPError as e:
-            refusal = _refusal(e) if e.code == 400 else None
-            if refusal is not None:
-                # The request's fault (a policy refusal, a bad body): the server's answer
-                # says what, as an error response of the service.
-                return refusal
-            raise TychoException(f"Error: HTTP status {e.code} received from service: {service}", url) from e
-        except (urllib.error.URLError, OSError) as e:
-            reason = getattr(e, "reason", e)
-            raise TychoException(f"Error: cannot reach the Tycho API at {url}: {reason}", url) from e
-        logger.debug("TychoClient.request - HTTP status %s received from service: %s", code, service)
-        if code != 200:
-            raise TychoException(f"Error: HTTP status {code} received from service: {service}", url)
-        try:
-            return json.loads(text)
-        except ValueError as e:
-            raise TychoException(f"Error: the Tycho API at {url} did not answer JSON", text[:200]) from e
-
-    def format_name(self, name: str) -> str:
-        """``name`` with path separators replaced by ``-`` (a valid DNS label part)."""
-        return name.replace(os.sep, "-")
-
-    def parse_env(self, environment: Optional[str]) -> dict[str, str]:
-        """``{VAR: value}`` from ``VAR=value`` lines (lines without ``=`` are skipped)."""
-        return _native.parse_env(environment or "")
-
-    def start(self, request: Mapping[str, Any]) -> TychoSystem:
-        """Start a system; returns a :class:`TychoSystem` (TychoException on error).
-
-        ``request``: ``{"name", "principal" (JSON text), "serviceaccount", "env", "system", "services"}``.
-        """
-        response = self.request("start", request)
-        return TychoSystem(**response)
-
-    def delete(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """Delete a system: ``{"name": <GUID>}``. Returns the response dict."""
-        logger.debug("-- delete: %s", brief(request))
-        return self.request("delete", request)
-
-    def status(self, request: Mapping[str, Any]) -> TychoStatus:
-        """Status of systems: ``{}``, ``{"name": <GUID>}`` or ``{"username": u}``. Returns a TychoStatus."""
-        response = self.request("status", request)
-        return TychoStatus(**response)
-
-    def modify(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """Change a running system:
-        ``{"tycho-guid": <GUID>, "labels": {...}, "cpu": ..., "memory": ...}``. Returns the response dict."""
-        return self.request("modify", request)
-
-    def stop(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """Stop a system: ``{"name": <GUID>}`` (scaled to 0, everything else kept). Returns the response dict."""
-        return self.request("stop", request)
-
-    def resume(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """Resume a stopped system: ``{"name": <GUID>}``. Returns the response dict."""
-        return self.request("resume", request)
-
-    def touch(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """Record activity of a system now: ``{"name": <GUID>}``. Returns the response dict."""
-        return self.request("touch", request)
 
     # ---------------------------------------------------------------- asyncio
 

@@ -28,6 +28,14 @@ class Compute:
         validate(request, component="StatusRequest")
         return self.status(request.get("name", None), request.get("username", None))
 
+
+    def status_object(self, request: Any, validate: Callable[..., None], message: str) -> Any:
+        """The :class:`tycho.client.TychoStatus` of a status request (``TychoClient.status``
+        in process): :meth:`status_request`'s rows with ``message``. A backplane may
+        build it natively (``KubernetesCompute``)."""
+        from tycho import _native
+
+        return _native.TychoStatus(status="success", result=self.status_request(request, validate), message=message)
     def delete_request(self, request: Any, validate: Callable[..., None]) -> dict[str, Any]:
         """Delete the system of a delete request: ``validate(request, component="DeleteRequest")``,
         then :meth:`delete` of its ``name``."""

@@ -105,6 +105,14 @@ class KubernetesCompute(Compute):
             return super().status_request(request, validate)
         return _native.kube_status_request(request, namespace=self._namespace or None)
 
+
+    def status_object(self, request: Any, validate: Callable[..., None], message: str) -> Any:
+        """The TychoStatus of a status request in one native call
+        (``tycho._native.kube_status_object``): the rows become TychoService objects
+        natively, with no dict of them."""
+        if getattr(self.status, "__func__", None) is not _STATUS or type(self).status_request is not _STATUS_REQUEST:
+            return super().status_object(request, validate, message)
+        return _native.kube_status_object(request, message, namespace=self._namespace or None)
     def delete_request(self, request: Any, validate: Callable[..., None]) -> dict[str, Any]:
         """Check a delete request and delete its system in one native call
         (``tycho._native.kube_delete_request``)."""
@@ -158,5 +166,6 @@ class KubernetesCompute(Compute):
 # step-by-step path through it.
 _START = KubernetesCompute.start
 _STATUS = KubernetesCompute.status
+_STATUS_REQUEST = KubernetesCompute.status_request
 _DELETE = KubernetesCompute.delete
 _MODIFY = KubernetesCompute.modify

@@ -23,6 +23,7 @@ pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kube_start_request, m)?)?;
     m.add_function(wrap_pyfunction!(kube_status, m)?)?;
     m.add_function(wrap_pyfunction!(kube_status_request, m)?)?;
+    m.add_function(wrap_pyfunction!(kube_status_object, m)?)?;
     m.add_function(wrap_pyfunction!(kube_delete, m)?)?;
     m.add_function(wrap_pyfunction!(kube_delete_request, m)?)?;
     m.add_function(wrap_pyfunction!(kube_modify, m)?)?;
@@ -172,19 +173,15 @@ fn text_field(request: &Value, key: &str) -> Option<String> {
     request.get(key).and_then(Value::as_str).map(str::to_string)
 }
 
-/// Status rows for a status request in one crossing (`tycho.actions`'
-/// `StatusSystemResource`): `request` checked against the API schema's
+/// The rows of a status request: `request` checked against the API schema's
 /// `StatusRequest`, then the rows of its `name` (GUID), of its `username`, or all.
-/// `namespace` as [`kube_start_request`]'s.
-#[pyfunction]
-#[pyo3(signature = (request, *, namespace=None))]
-fn kube_status_request<'py>(
-    py: Python<'py>,
-    request: &Bound<'py, PyAny>,
+fn status_rows(
+    py: Python<'_>,
+    request: &Bound<'_, PyAny>,
     namespace: Option<String>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> PyResult<Vec<Value>> {
     let request = from_py(request, "request")?;
-    let rows = run(py, || {
+    run(py, || {
         crate::bindings::compile::checked("StatusRequest", &request)?;
         let name = text_field(&request, "name");
         let username = text_field(&request, "username");
@@ -197,8 +194,40 @@ fn kube_status_request<'py>(
             crate::metrics::systems(rows);
         }
         rows
-    })?;
+    })
+}
+
+/// Status rows for a status request in one crossing (`tycho.actions`'
+/// `StatusSystemResource`): `request` checked against the API schema's
+/// `StatusRequest`, then the rows of its `name` (GUID), of its `username`, or all.
+/// `namespace` as [`kube_start_request`]'s.
+#[pyfunction]
+#[pyo3(signature = (request, *, namespace=None))]
+fn kube_status_request<'py>(
+    py: Python<'py>,
+    request: &Bound<'py, PyAny>,
+    namespace: Option<String>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let rows = status_rows(py, request, namespace)?;
     to_py(py, &Value::Array(rows))
+}
+
+/// The `tycho.client.TychoStatus` of a status request in one crossing
+/// (`TychoClient.status` in process): as [`kube_status_request`], each row made a
+/// `TychoService` directly (no dict of it); `message` is the status's message.
+#[pyfunction]
+#[pyo3(signature = (request, message, *, namespace=None))]
+fn kube_status_object(
+    py: Python<'_>,
+    request: &Bound<'_, PyAny>,
+    message: &str,
+    namespace: Option<String>,
+) -> PyResult<Py<crate::bindings::results::TychoStatus>> {
+    let rows = status_rows(py, request, namespace)?;
+    Py::new(
+        py,
+        crate::bindings::results::TychoStatus::from_rows(py, &rows, message)?,
+    )
 }
 
 /// Deletes the system of a delete request in one crossing (`tycho.actions`'

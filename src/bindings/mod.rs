@@ -1,12 +1,15 @@
 //! Python bindings (`tycho._native`): the core's entry points as functions taking and
 //! returning plain dicts and lists, one file per area ([`compile`]: the compiler, the
 //! model's rules, templates and YAML; [`kube`], [`registry`], [`docker`], [`stopcull`]: stop, resume, touch, cull) and the
-//! conversions and error mapping in [`convert`]; [`lifecycle`] keeps the runtime's
+//! conversions and error mapping in [`convert`]; the classes of `tycho.client` in
+//! [`results`] (`TychoService`, `TychoStatus`, `TychoSystem`) and [`client`]
+//! (`TychoClient`); [`lifecycle`] keeps the runtime's
 //! threads out of the interpreter while it exits. Errors become `tycho.exceptions`
 //! classes; a Rust panic is caught and raised as `TychoException`, never as a crash.
 
 use pyo3::prelude::*;
 
+mod client;
 mod compile;
 mod convert;
 mod docker;
@@ -15,6 +18,7 @@ mod kube;
 mod lifecycle;
 mod plain;
 mod registry;
+mod results;
 mod stopcull;
 
 pub(crate) use convert::{config_value, from_py, run, to_py, to_pyerr, PlainWalk};
@@ -44,6 +48,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     docker::init(m)?;
     registry::init(m)?;
     stopcull::init(m)?;
+    results::init(m)?;
+    client::init(m)?;
     m.add_function(wrap_pyfunction!(metrics_text, m)?)?;
     m.add_function(wrap_pyfunction!(backplane_name, m)?)?;
     m.add(

@@ -6,10 +6,14 @@
 //! | `TYCHO_URL` | the Tycho API a `TychoContext`'s client talks to (default `http://localhost:5000`) |
 //! | `TYCHO_REGISTRY_CACHE_SECONDS` | seconds before a cached registry file is revalidated (default 60; not a number: 60) |
 //! | `TYCHO_ON_MINIKUBE` | set: `tycho.config.Config` asks `minikube ip` for the cluster's address |
-//!
-//! `REST_API` (`true`: `TychoClient` posts to the REST API instead of calling in
-//! process) is the one variable Python still reads itself, at each request as the
-//! original did: reading it here would cost every operation a second crossing.
+//! | `REST_API` | `true`: `TychoClient` posts to the REST API instead of calling in process (read at each request, as the original did: [`rest_api`]) |
+
+/// Whether `REST_API` is `true` (exactly, as the original compared): `TychoClient`
+/// (`crate::bindings::client`) then posts each request to the Tycho REST API. Read at
+/// each request, so a change between two requests takes effect.
+pub fn rest_api() -> bool {
+    super::var("REST_API").as_deref() == Some("true")
+}
 
 /// `TYCHO_URL` when unset.
 pub const DEFAULT_TYCHO_URL: &str = "http://localhost:5000";

@@ -3,6 +3,7 @@
 //! - [`kube`]: the Kubernetes executor (client, watch cache, operations);
 //! - [`docker`]: the Docker Engine backplane;
 //! - [`backplane`]: which back end runs a system, by the original's names;
+//! - [`remote`]: the REST API of another Tycho (`TychoClient` with `REST_API=true`);
 //! - [`cull`]: stopping or deleting idle and old systems (`tycho cull`, `--cull-every`);
 //! - here: the [`Executor`] trait that the routes of `tycho api` and the CLI call, so the
 //!   HTTP layer is independent of the executor (and testable with a stand-in), and its
@@ -12,6 +13,7 @@ pub mod backplane;
 pub mod cull;
 pub mod docker;
 pub mod kube;
+pub mod remote;
 
 use crate::error::{ErrorKind, Result};
 use serde_json::Value;

@@ -3,6 +3,9 @@ with a counter (restored after each test), then each public operation run agains
 parts (a registry served over HTTP, the kube emulator) and its calls into ``_native``
 counted, so the count stays where issue 23 put it.
 
+``TychoContext.status`` / ``TychoClient.status`` read the rows into native
+``TychoService`` objects in one call (``kube_status_object``), with no dict between.
+
 ``TychoContext.start`` makes two: the request (``registry_start_request``), then, after
 the named mock.patch point ``TychoContext._start`` / ``TychoClient.start`` /
 ``TychoClient.request`` of the original's suites, its check, compile and start
@@ -102,7 +105,10 @@ def test_context_status_update_and_delete_cross_once(cluster, registry_url, cros
     crossings.clear()
     status = context.status({"username": "bob"})
     assert [s.identifier for s in status.services] == [system.identifier]
-    assert crossings == {"kube_status_request": 1}
+    # The rows become TychoService objects natively: no response dict, no row dicts
+    # (kube_status_request, the dict-returning call, is not made).
+    assert crossings == {"kube_status_object": 1}
+    assert type(status) is _native.TychoStatus and type(status.services[0]) is _native.TychoService
     crossings.clear()
     updated = context.update({"tycho-guid": system.identifier, "labels": {"tier": "gold"}, "cpu": "1"})
     assert updated["status"] == "success" and updated["result"]["patches"], updated
@@ -121,7 +127,7 @@ def test_client_and_actions_cross_once(cluster, crossings):  # noqa: F811
     assert crossings == {"kube_start_request": 1}
     crossings.clear()
     assert [s.identifier for s in client.status({"name": started.identifier}).services] == [started.identifier]
-    assert crossings == {"kube_status_request": 1}
+    assert crossings == {"kube_status_object": 1}
     crossings.clear()
     response = StartSystemResource().post(start_request("dee"))
     assert response["status"] == "success", response
@@ -139,3 +145,24 @@ def test_a_bad_request_is_refused_in_the_same_crossing(crossings):
     response = StartSystemResource().post({"name": "x"})
     assert response["status"] == "error" and "required property" in response["message"]
     assert crossings == {"kube_start_request": 1}
+
+
+def test_status_keeps_the_request_patch_point(cluster, crossings, monkeypatch):  # noqa: F811
+    """With ``TychoClient.request`` patched (as the original's suites do), ``status`` asks
+    the patch and builds its TychoStatus from the response dict it returns."""
+    client = TychoClient()
+    started = client.start(start_request("eve"))
+    cluster.guids.append(started.identifier)
+    seen = []
+
+    def request(self, service, request):
+        seen.append(service)
+        return {"status": "success", "result": [{"name": "n", "app_id": "a", "ip_address": "1.2.3.4", "port": 80,
+                                                  "sid": "s1", "reason": "because"}], "message": "m"}
+
+    monkeypatch.setattr(TychoClient, "request", request)
+    crossings.clear()
+    status = client.status({"name": started.identifier})
+    assert seen == ["status"] and not crossings
+    assert [(s.identifier, s.ip_address, s.reason) for s in status.services] == [("s1", "1.2.3.4", "because")]
+    assert status.message == "m"

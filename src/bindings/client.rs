@@ -1,0 +1,309 @@
+//! `TychoClient`, native: the client of the Tycho API that `tycho.client.TychoClient`
+//! subclasses (so the original's suites can `mock.patch.object(TychoClient, "request",
+//! ...)` and subclass it). A request goes to the REST API when `REST_API=true`
+//! ([`crate::environment::python::rest_api`], read at each request; the HTTP exchange is
+//! [`crate::exec::remote`]), else to the in-process request handlers of
+//! `tycho.actions` in `self.actions`.
+//!
+//! Public methods call each other through attribute lookup, as the original's did, so a
+//! patch of `request` is honoured by `start`, `status` and the rest. `status` builds its
+//! [`TychoStatus`] from the executor's rows without a response dict when nothing
+//! between it and the executor is replaced (`StatusSystemResource.status_object`).
+
+use super::results::{Given, TychoStatus, TychoSystem};
+use crate::exec::remote::{self, Answer};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+use std::time::Duration;
+
+/// The URL of the Tycho API when none is given.
+const DEFAULT_URL: &str = "http://localhost:5000";
+
+/// The request handlers of `tycho.actions`, by service name.
+const ACTIONS: [(&str, &str); 7] = [
+    ("start", "StartSystemResource"),
+    ("status", "StatusSystemResource"),
+    ("delete", "DeleteSystemResource"),
+    ("modify", "ModifySystemResource"),
+    ("stop", "StopSystemResource"),
+    ("resume", "ResumeSystemResource"),
+    ("touch", "TouchSystemResource"),
+];
+
+/// Python client of the Tycho dynamic application deployment API.
+#[pyclass(subclass, dict, module = "tycho.client")]
+pub struct TychoClient {
+    /// `{url}/system`: where requests are posted when `REST_API=true`.
+    #[pyo3(get, set)]
+    url: Py<PyAny>,
+    /// The in-process request handlers by service name (`tycho.actions`).
+    #[pyo3(get, set)]
+    actions: Py<PyAny>,
+}
+
+/// `TychoException(message, details)` of `tycho.exceptions`.
+fn tycho_exception(py: Python<'_>, message: String, details: String) -> PyErr {
+    match py
+        .import("tycho.exceptions")
+        .and_then(|m| m.getattr("TychoException"))
+        .and_then(|c| c.call1((message.clone(), details)))
+    {
+        Ok(exc) => PyErr::from_value(exc),
+        Err(e) => e,
+    }
+}
+
+/// `cls(**response)`: a result type from a response dict, as the original built it.
+fn from_response<'py>(
+    class: Bound<'py, pyo3::types::PyType>,
+    response: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let kwargs = response.cast::<PyDict>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{}() argument after ** must be a mapping, not {}",
+            class.name().map(|n| n.to_string()).unwrap_or_default(),
+            response
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))
+    })?;
+    class.call((), Some(kwargs))
+}
+
+/// A DEBUG record on the `tycho.client` logger (the original's; appstore configures its
+/// handlers), made only when the logger is enabled for DEBUG.
+fn log_debug<'py>(py: Python<'py>, format: &str, args: &[Bound<'py, PyAny>]) -> PyResult<()> {
+    let logger = py
+        .import("logging")?
+        .getattr("getLogger")?
+        .call1(("tycho.client",))?;
+    if logger.call_method1("isEnabledFor", (10,))?.is_truthy()? {
+        let mut all = vec![PyString::new(py, format).into_any()];
+        all.extend(args.iter().cloned());
+        logger.call_method1("debug", pyo3::types::PyTuple::new(py, all)?)?;
+    }
+    Ok(())
+}
+
+/// Whether `method` of `slf` is this class's own: neither a subclass nor a patch (on the
+/// class or the instance) replaced it.
+fn is_own(slf: &Bound<'_, PyAny>, method: &str) -> PyResult<bool> {
+    let py = slf.py();
+    let own = py.get_type::<TychoClient>().getattr(method)?;
+    if !slf.get_type().getattr(method)?.is(&own) {
+        return Ok(false);
+    }
+    let dict = slf.getattr("__dict__")?;
+    Ok(!dict.contains(method)?)
+}
+
+impl TychoClient {
+    /// POSTs `request` to `{url}/{service}` (the REST API), bounded by `self.timeout`.
+    fn post<'py>(
+        slf: &Bound<'py, PyAny>,
+        service: &str,
+        request: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let url = format!("{}/{service}", slf.getattr("url")?.str()?);
+        let timeout: f64 = slf.getattr("timeout")?.extract()?;
+        let timeout = Duration::try_from_secs_f64(timeout).map_err(|_| {
+            PyTypeError::new_err(format!("timeout must be positive seconds, got {timeout}"))
+        })?;
+        let plain = super::plain::to_plain(request, "request")?;
+        let body = serde_json::to_vec(&super::from_py(&plain, "request")?).map_err(|e| {
+            tycho_exception(
+                py,
+                format!("request: cannot be written as JSON: {e}"),
+                String::new(),
+            )
+        })?;
+        let target = url.clone();
+        let answer = super::run(py, move || Ok(remote::post(&target, body, timeout)))?;
+        match answer {
+            Answer::Json(v) | Answer::Refused(v) => {
+                let status = v.get("status").and_then(serde_json::Value::as_str);
+                log_debug(
+                    py,
+                    "TychoClient.request - HTTP answer %s received from service: %s",
+                    &[
+                        status.into_pyobject(py)?.into_any(),
+                        PyString::new(py, service).into_any(),
+                    ],
+                )?;
+                super::to_py(py, &v)
+            }
+            Answer::Status(code) => Err(tycho_exception(
+                py,
+                format!("Error: HTTP status {code} received from service: {service}"),
+                url,
+            )),
+            Answer::Unreachable(reason) => Err(tycho_exception(
+                py,
+                format!("Error: cannot reach the Tycho API at {url}: {reason}"),
+                url,
+            )),
+            Answer::Unreadable(head) => Err(tycho_exception(
+                py,
+                format!("Error: the Tycho API at {url} did not answer JSON"),
+                head,
+            )),
+        }
+    }
+}
+
+#[pymethods]
+impl TychoClient {
+    /// A client of the Tycho API at `url` (used when `REST_API=true`).
+    #[new]
+    #[pyo3(signature = (url=Given::Missing), text_signature = "(url='http://localhost:5000')")]
+    fn new(py: Python<'_>, url: Given) -> PyResult<Self> {
+        let url = url.or(|| PyString::new(py, DEFAULT_URL).into_any().unbind());
+        let url = format!("{}/system", url.bind(py).str()?);
+        let module = py.import("tycho.actions")?;
+        let actions = PyDict::new(py);
+        for (service, class) in ACTIONS {
+            actions.set_item(service, module.getattr(class)?.call0()?)?;
+        }
+        Ok(TychoClient {
+            url: PyString::new(py, &url).into_any().unbind(),
+            actions: actions.into_any().unbind(),
+        })
+    }
+
+    /// Seconds to wait for the REST API to answer one request.
+    #[classattr]
+    fn timeout() -> f64 {
+        300.0
+    }
+
+    /// Send `request` to `service` (start, status, delete, modify, stop, resume,
+    /// touch); returns the response dict.
+    fn request<'py>(
+        slf: &Bound<'py, Self>,
+        service: &Bound<'py, PyAny>,
+        request: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        if crate::environment::python::rest_api() {
+            let name = service.str()?.to_string();
+            return Self::post(slf.as_any(), &name, request);
+        }
+        let action = slf.getattr("actions")?.call_method1("get", (service,))?;
+        if action.is_none() {
+            return Err(tycho_exception(
+                py,
+                format!("unknown Tycho service {}", service.repr()?),
+                String::new(),
+            ));
+        }
+        let result = action.call_method1("post", (request,))?;
+        let status = result
+            .cast::<PyDict>()
+            .ok()
+            .and_then(|d| d.get_item("status").ok().flatten());
+        log_debug(
+            py,
+            "TychoClient.request - status %s received from service: %s",
+            &[
+                status.unwrap_or_else(|| py.None().into_bound(py)),
+                service.clone(),
+            ],
+        )?;
+        Ok(result)
+    }
+
+    /// `name` with path separators replaced by `-` (a valid DNS label part).
+    fn format_name<'py>(&self, name: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        name.call_method1("replace", (std::path::MAIN_SEPARATOR_STR, "-"))
+    }
+
+    /// `{VAR: value}` from `VAR=value` lines (lines without `=` are skipped).
+    fn parse_env<'py>(
+        &self,
+        py: Python<'py>,
+        environment: Option<&str>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let parsed = crate::text::dotenv::parse_env(environment.unwrap_or(""));
+        super::to_py(py, &serde_json::Value::Object(parsed))
+    }
+
+    /// Start a system; returns a `TychoSystem` (TychoException on error).
+    ///
+    /// `request`: `{"name", "principal" (JSON text), "serviceaccount", "env", "system", "services"}`.
+    fn start<'py>(
+        slf: &Bound<'py, Self>,
+        request: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let response = slf.call_method1("request", ("start", request))?;
+        from_response(slf.py().get_type::<TychoSystem>(), &response)
+    }
+
+    /// Status of systems: `{}`, `{"name": <GUID>}` or `{"username": u}`. Returns a
+    /// TychoStatus, built from the executor's rows (no response dict) unless `request`
+    /// is replaced or the REST API answers.
+    fn status<'py>(
+        slf: &Bound<'py, Self>,
+        request: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        if !crate::environment::python::rest_api() && is_own(slf.as_any(), "request")? {
+            let action = slf.getattr("actions")?.call_method1("get", ("status",))?;
+            if let Ok(status_object) = action.getattr("status_object") {
+                return status_object.call1((request,));
+            }
+        }
+        let response = slf.call_method1("request", ("status", request))?;
+        from_response(py.get_type::<TychoStatus>(), &response)
+    }
+
+    /// Delete a system: `{"name": <GUID>}`. Returns the response dict.
+    fn delete<'py>(
+        slf: &Bound<'py, Self>,
+        request: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        slf.call_method1("request", ("delete", request))
+    }
+
+    /// Change a running system: `{"tycho-guid": <GUID>, "labels": {...}, "cpu": ...,
+    /// "memory": ...}`. Returns the response dict.
+    fn modify<'py>(
+        slf: &Bound<'py, Self>,
+        request: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        slf.call_method1("request", ("modify", request))
+    }
+
+    /// Stop a system: `{"name": <GUID>}` (scaled to 0, everything else kept). Returns
+    /// the response dict.
+    fn stop<'py>(
+        slf: &Bound<'py, Self>,
+        request: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        slf.call_method1("request", ("stop", request))
+    }
+
+    /// Resume a stopped system: `{"name": <GUID>}`. Returns the response dict.
+    fn resume<'py>(
+        slf: &Bound<'py, Self>,
+        request: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        slf.call_method1("request", ("resume", request))
+    }
+
+    /// Record activity of a system now: `{"name": <GUID>}`. Returns the response dict.
+    fn touch<'py>(
+        slf: &Bound<'py, Self>,
+        request: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        slf.call_method1("request", ("touch", request))
+    }
+}
+
+/// Adds `TychoClient` to `tycho._native`.
+pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<TychoClient>()
+}
