@@ -2,6 +2,8 @@
 
 from typing import Any, Awaitable, Callable, Mapping, Optional, Sequence, final
 
+from typing_extensions import Self, disjoint_base
+
 __all__ = [
     "compile_request",
     "parse_system",
@@ -208,9 +210,12 @@ def system_cull(
     backplane: str, options: Mapping[str, Any], *, namespace: Optional[str] = ...
 ) -> dict[str, Any]: ...
 
-# ---------------------------------------------------------------- tycho.client's classes
-# (src/bindings/results.rs, src/bindings/client.rs)
+# ---------------------------------------------------------------- tycho.client's and tycho.context's classes
+# (src/bindings/results.rs, src/bindings/client.rs, src/bindings/context.rs)
 
+__all__ += ["TychoService", "TychoStatus", "TychoSystem", "TychoClient", "TychoContext"]
+
+@disjoint_base
 class TychoService:
     """A running service endpoint (a status row or a started container); ``sid`` is
     kept as ``identifier``, ``total_util`` is :meth:`get_utilization` of ``utilization``."""
@@ -248,6 +253,7 @@ class TychoService:
         GPU, ``memory`` and ``ephemeralStorage`` in GB as strings (binary suffixes read
         as decimal, as tycho-api 1.17.3 did)."""
 
+@disjoint_base
 class TychoStatus:
     """A response to a status request; ``services`` holds one TychoService per row."""
 
@@ -256,6 +262,7 @@ class TychoStatus:
     message: Any
     def __init__(self, status: Any, result: Any, message: Any) -> None: ...
 
+@disjoint_base
 class TychoSystem:
     """A started system; the constructor raises StartException when ``status`` is ``error``."""
 
@@ -267,6 +274,7 @@ class TychoSystem:
     message: Any
     def __init__(self, status: Any, result: Any, message: Any) -> None: ...
 
+@disjoint_base
 class TychoClient:
     """The native base of :class:`tycho.client.TychoClient`."""
 
@@ -284,3 +292,25 @@ class TychoClient:
     def stop(self, request: Any) -> Any: ...
     def resume(self, request: Any) -> Any: ...
     def touch(self, request: Any) -> Any: ...
+
+@disjoint_base
+class TychoContext:
+    """The native base of :class:`tycho.context.TychoContext`: its operations."""
+
+    def __new__(cls, *_args: Any, **_kwargs: Any) -> Self: ...
+    def start(
+        self,
+        principal: Any,
+        app_id: Any,
+        resource_request: Any,
+        host: Any,
+        extra_container_env: Any = ...,
+    ) -> TychoSystem: ...
+    def _start(self, request: Any) -> TychoSystem: ...
+    def status(self, request: Any) -> TychoStatus: ...
+    def delete(self, request: Any) -> Any: ...
+    def update(self, request: Any) -> Any: ...
+    def _by_name(self, service: str, name: Any) -> Any: ...
+    def stop(self, name: Any) -> Any: ...
+    def resume(self, name: Any) -> Any: ...
+    def touch(self, name: Any) -> Any: ...

@@ -43,8 +43,8 @@ from typing import Any, AsyncIterator, Mapping, Optional
 
 from tycho import _native
 from tycho.client import TychoClient, TychoClientFactory, TychoStatus, TychoSystem  # noqa: F401 - re-exported
-from tycho.exceptions import ContextException, StartException, TychoException
-from tycho.tycho_utils import brief, to_json, to_plain
+from tycho.exceptions import ContextException, TychoException
+from tycho.tycho_utils import brief, to_json
 
 logger = logging.getLogger(__name__)
 
@@ -202,8 +202,17 @@ def _safe_principal(principal_params):
     return {k: v for k, v in principal_params.items() if k not in ("access_token", "refresh_token")}
 
 
-class TychoContext:
-    """Load, compile and use the app registry (see the module documentation)."""
+class TychoContext(_native.TychoContext):
+    """Load, compile and use the app registry (see the module documentation).
+
+    The operations (:meth:`start`, :meth:`_start`, :meth:`status`, :meth:`delete`,
+    :meth:`update`, :meth:`stop`, :meth:`resume`, :meth:`touch`) are native
+    (``tycho._native.TychoContext``, src/bindings/context.rs) and reach each other, the
+    file methods below and :attr:`client` through attribute lookup, so a subclass or a
+    ``mock.patch.object(TychoContext, "_start", ...)`` is honoured. ``start`` builds the
+    request with the core's one builder without returning to Python, then calls
+    ``self._start(request)``: the named patch point before its check, compile and start.
+    """
 
     def __init__(
         self,
@@ -352,25 +361,6 @@ class TychoContext:
 
     # ------------------------------------------------------------------ operations
 
-    def status(self, request: Mapping[str, Any]) -> TychoStatus:
-        """Status of systems (the original's call and result). Opt-in: ``"reasons": True``
-        in ``request`` also fills ``reason`` on each row's TychoService that is not ready
-        (from :meth:`readiness`; None when ready). The rows themselves keep the
-        original's keys, so ``TychoService(**row)`` of the original still works."""
-        reasons = isinstance(request, dict) and request.get("reasons") is True
-        if reasons and os.environ.get("REST_API", "false") == "true":
-            # The server (``tycho api``) fills ``reason`` on each row; TychoStatus moves it
-            # to the TychoService (an original server ignores the field: no reasons).
-            return self.client.status(request)
-        if reasons:
-            request = {k: v for k, v in request.items() if k != "reasons"}
-        result = self.client.status(request)
-        if reasons:
-            for service in getattr(result, "services", []):
-                if service.identifier and not service.is_ready:
-                    service.reason = self.readiness(service.identifier).get("reason")
-        return result
-
     def readiness(self, sid: Any) -> dict[str, Any]:
         """One progress event of system ``sid`` (its GUID), read from the cluster:
         ``{"sid", "progress" (0-100), "phase", "message", "ready", "failed", "reason"}``.
@@ -402,29 +392,6 @@ class TychoContext:
         finally:
             follower.close()
 
-    def delete(self, request: Mapping[str, Any]) -> Any:
-        return self.client.delete(request)
-
-    def _by_name(self, service: str, name: Any) -> dict[str, Any]:
-        response = self.client.request(service, {"name": str(name)})
-        if response.get("status") != "success":
-            raise TychoException(response.get("message") or f"{service} failed", response.get("result"))
-        return response.get("result") or {}
-
-    def stop(self, name: Any) -> dict[str, Any]:
-        """Stop system ``name`` (its GUID): its Deployment scaled to 0; Services, the token
-        Secret, claims and the NetworkPolicy are kept. Idempotent. Returns the result
-        (``{"name", "deployments": {name: replicas}}``); TychoException on failure."""
-        return self._by_name("stop", name)
-
-    def resume(self, name: Any) -> dict[str, Any]:
-        """Resume stopped system ``name`` with the replica count it had. Idempotent."""
-        return self._by_name("resume", name)
-
-    def touch(self, name: Any) -> dict[str, Any]:
-        """Record activity of system ``name`` now: culling counts its idle time from here."""
-        return self._by_name("touch", name)
-
     def cull(self, **options: Any) -> dict[str, Any]:
         """One culling pass on this process's compute backplane (not through the REST
         API): stop (``action="stop"``, the default) or delete the systems idle longer
@@ -435,77 +402,6 @@ class TychoContext:
         from tycho.actions import tycho
 
         return tycho().get_compute().cull(**options)
-
-    def update(self, request: Mapping[str, Any]) -> Any:
-        return self.client.patch(request)
-
-    def start(self, principal: Principal, app_id: str, resource_request: Optional[Mapping[str, Any]], host: Optional[str], extra_container_env: Optional[Mapping[str, Any]]={}) -> TychoSystem:
-        """Launch ``app_id`` for ``principal``; returns a :class:`tycho.client.TychoSystem`.
-
-        :param resource_request: ``{"deploy": {"resources": {"limits": {...}, "reservations": {...}}}}``.
-        :param host: The host name the user reached appstore by.
-        :param extra_container_env: Extra environment variables for every container.
-        """
-        logger.info("start: principal: %s app_id: %s resource_request: %s host: %s",
-                    principal, app_id, brief(resource_request), host)
-        app = self._app(app_id)
-        # The original's start called get_spec and get_settings: a subclass (or a patch)
-        # that replaces them is still asked; otherwise the native builder fetches both.
-        spec = settings = None
-        native_files = self._fetches_natively()
-        if not native_files:
-            spec = self.get_spec(app_id)
-            settings = self.get_settings(app_id)
-        principal_params: dict[str, Any] = {
-            "username": principal.username,
-            "access_token": principal.access_token,
-            "refresh_token": principal.refresh_token,
-            "host": host,
-        }
-        # Only when given, so the request is the original's otherwise.
-        if extra_container_env:
-            principal_params["extra_container_env"] = extra_container_env
-        if resource_request is not None and not isinstance(resource_request, Mapping):
-            raise ContextException(f"resource_request must be a mapping, got {type(resource_request).__name__}")
-        # Native crossing 1 of 2: the request, built by the core's one builder (shared with
-        # the command line's --registry): settings, services, securityContext, ext, the
-        # resource request (made literal), conn_string, proxy-rewrite, gitea-integration,
-        # placement and gpu_resource, the principal and count.
-        try:
-            request, fetched_spec, fetched_settings = _native.registry_start_request(
-                self.http_session._cache if native_files else None, self.registry, self.product, app_id, app,
-                principal_params,
-                resource_request, spec=spec, settings=settings, to_plain=to_plain,
-            )
-        except ContextException as e:
-            if getattr(e, "field", None) == "spec.services":
-                raise _UnknownApp(e.message) from None
-            raise
-        if native_files:
-            app["spec_obj"] = fetched_spec
-            app["env_obj"] = fetched_settings
-        logger.debug("start request for %s: principal %s", app_id, _safe_principal(principal_params))
-        # The named mock.patch point between the two native crossings (see _start).
-        system = self._start(request)
-        running = {v.name: v.port for v in system.services}
-        for name in request["services"]:
-            if name not in running:
-                raise StartException(
-                    f"service {name} of app {app_id} expected but only {list(running)} are running"
-                )
-        logger.info("  -- started app id:%s user:%s id:%s services:%s",
-                    app_id, principal.username, system.identifier, list(running.items()))
-        return system
-
-    def _start(self, request: Mapping[str, Any]) -> TychoSystem:
-        """Launch a start request (``self.client.start``); the anchor to mock in tests.
-
-        The mock.patch point between the two native crossings of :meth:`start`
-        (``TychoContext._start``, then ``TychoClient.start`` / ``TychoClient.request``, as
-        the original's suites patch them): the request is built by the first, then
-        checked, compiled and started by the second
-        (``tycho.kube.KubernetesCompute.start_request``)."""
-        return self.client.start(request)
 
     def _fetches_natively(self) -> bool:
         """Whether :meth:`start` may let the core fetch the spec and settings: neither

@@ -32,15 +32,12 @@ const ACTIONS: [(&str, &str); 7] = [
 ];
 
 /// Python client of the Tycho dynamic application deployment API.
+///
+/// Its attributes live in the instance's `__dict__`, as the original's: `url`
+/// (`{url}/system`, where requests are posted when `REST_API=true`) and `actions` (the
+/// in-process request handlers by service name, `tycho.actions`).
 #[pyclass(subclass, dict, module = "tycho.client")]
-pub struct TychoClient {
-    /// `{url}/system`: where requests are posted when `REST_API=true`.
-    #[pyo3(get, set)]
-    url: Py<PyAny>,
-    /// The in-process request handlers by service name (`tycho.actions`).
-    #[pyo3(get, set)]
-    actions: Py<PyAny>,
-}
+pub struct TychoClient;
 
 /// `TychoException(message, details)` of `tycho.exceptions`.
 fn tycho_exception(py: Python<'_>, message: String, details: String) -> PyErr {
@@ -73,26 +70,16 @@ fn from_response<'py>(
     class.call((), Some(kwargs))
 }
 
-/// A DEBUG record on the `tycho.client` logger (the original's; appstore configures its
-/// handlers), made only when the logger is enabled for DEBUG.
+/// A DEBUG record on the `tycho.client` logger.
 fn log_debug<'py>(py: Python<'py>, format: &str, args: &[Bound<'py, PyAny>]) -> PyResult<()> {
-    let logger = py
-        .import("logging")?
-        .getattr("getLogger")?
-        .call1(("tycho.client",))?;
-    if logger.call_method1("isEnabledFor", (10,))?.is_truthy()? {
-        let mut all = vec![PyString::new(py, format).into_any()];
-        all.extend(args.iter().cloned());
-        logger.call_method1("debug", pyo3::types::PyTuple::new(py, all)?)?;
-    }
-    Ok(())
+    super::pylog::log(py, "tycho.client", super::pylog::DEBUG, format, args)
 }
 
 /// Whether `method` of `slf` is this class's own: neither a subclass nor a patch (on the
 /// class or the instance) replaced it.
-fn is_own(slf: &Bound<'_, PyAny>, method: &str) -> PyResult<bool> {
+pub(crate) fn is_own<T: pyo3::PyTypeInfo>(slf: &Bound<'_, PyAny>, method: &str) -> PyResult<bool> {
     let py = slf.py();
-    let own = py.get_type::<TychoClient>().getattr(method)?;
+    let own = py.get_type::<T>().getattr(method)?;
     if !slf.get_type().getattr(method)?.is(&own) {
         return Ok(false);
     }
@@ -157,21 +144,25 @@ impl TychoClient {
 
 #[pymethods]
 impl TychoClient {
-    /// A client of the Tycho API at `url` (used when `REST_API=true`).
+    /// The object; `__init__` sets its attributes.
     #[new]
-    #[pyo3(signature = (url=Given::Missing), text_signature = "(url='http://localhost:5000')")]
-    fn new(py: Python<'_>, url: Given) -> PyResult<Self> {
+    #[pyo3(signature = (*_args, **_kwargs), text_signature = "(url='http://localhost:5000')")]
+    fn new(_args: &Bound<'_, pyo3::types::PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
+        TychoClient
+    }
+
+    /// A client of the Tycho API at `url` (used when `REST_API=true`).
+    #[pyo3(signature = (url=Given::Missing))]
+    fn __init__(slf: &Bound<'_, Self>, url: Given) -> PyResult<()> {
+        let py = slf.py();
         let url = url.or(|| PyString::new(py, DEFAULT_URL).into_any().unbind());
-        let url = format!("{}/system", url.bind(py).str()?);
+        slf.setattr("url", format!("{}/system", url.bind(py).str()?))?;
         let module = py.import("tycho.actions")?;
         let actions = PyDict::new(py);
         for (service, class) in ACTIONS {
             actions.set_item(service, module.getattr(class)?.call0()?)?;
         }
-        Ok(TychoClient {
-            url: PyString::new(py, &url).into_any().unbind(),
-            actions: actions.into_any().unbind(),
-        })
+        slf.setattr("actions", actions)
     }
 
     /// Seconds to wait for the REST API to answer one request.
@@ -250,7 +241,9 @@ impl TychoClient {
         request: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
-        if !crate::environment::python::rest_api() && is_own(slf.as_any(), "request")? {
+        if !crate::environment::python::rest_api()
+            && is_own::<TychoClient>(slf.as_any(), "request")?
+        {
             let action = slf.getattr("actions")?.call_method1("get", ("status",))?;
             if let Ok(status_object) = action.getattr("status_object") {
                 return status_object.call1((request,));

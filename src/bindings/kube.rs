@@ -217,17 +217,14 @@ fn kube_status_request<'py>(
 /// `TychoService` directly (no dict of it); `message` is the status's message.
 #[pyfunction]
 #[pyo3(signature = (request, message, *, namespace=None))]
-fn kube_status_object(
-    py: Python<'_>,
-    request: &Bound<'_, PyAny>,
+fn kube_status_object<'py>(
+    py: Python<'py>,
+    request: &Bound<'py, PyAny>,
     message: &str,
     namespace: Option<String>,
-) -> PyResult<Py<crate::bindings::results::TychoStatus>> {
+) -> PyResult<Bound<'py, crate::bindings::results::TychoStatus>> {
     let rows = status_rows(py, request, namespace)?;
-    Py::new(
-        py,
-        crate::bindings::results::TychoStatus::from_rows(py, &rows, message)?,
-    )
+    crate::bindings::results::TychoStatus::from_rows(py, &rows, message)
 }
 
 /// Deletes the system of a delete request in one crossing (`tycho.actions`'

@@ -3,7 +3,8 @@
 //! model's rules, templates and YAML; [`kube`], [`registry`], [`docker`], [`stopcull`]: stop, resume, touch, cull) and the
 //! conversions and error mapping in [`convert`]; the classes of `tycho.client` in
 //! [`results`] (`TychoService`, `TychoStatus`, `TychoSystem`) and [`client`]
-//! (`TychoClient`); [`lifecycle`] keeps the runtime's
+//! (`TychoClient`), [`context`] (`TychoContext`'s operations), logging to their loggers in
+//! [`pylog`]; [`lifecycle`] keeps the runtime's
 //! threads out of the interpreter while it exits. Errors become `tycho.exceptions`
 //! classes; a Rust panic is caught and raised as `TychoException`, never as a crash.
 
@@ -11,12 +12,14 @@ use pyo3::prelude::*;
 
 mod client;
 mod compile;
+mod context;
 mod convert;
 mod docker;
 mod error;
 mod kube;
 mod lifecycle;
 mod plain;
+mod pylog;
 mod registry;
 mod results;
 mod stopcull;
@@ -50,6 +53,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     stopcull::init(m)?;
     results::init(m)?;
     client::init(m)?;
+    context::init(m)?;
     m.add_function(wrap_pyfunction!(metrics_text, m)?)?;
     m.add_function(wrap_pyfunction!(backplane_name, m)?)?;
     m.add(

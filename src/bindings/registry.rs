@@ -297,7 +297,7 @@ fn fetch_settings(cache: &HttpCache, which: &StartApp<'_>) -> crate::Result<Stri
 #[pyfunction]
 #[pyo3(signature = (cache, registry, product, app_id, app, principal, resource_request, *, spec=None, settings=None, to_plain=None))]
 #[allow(clippy::too_many_arguments)]
-fn registry_start_request<'py>(
+pub(crate) fn registry_start_request<'py>(
     py: Python<'py>,
     cache: Option<&PyRegistryCache>,
     registry: &Bound<'py, PyAny>,

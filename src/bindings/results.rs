@@ -12,53 +12,14 @@
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString};
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use serde_json::{Map, Value};
 
-/// A running service endpoint (a status row or a started container).
+/// A running service endpoint (a status row or a started container). Its attributes
+/// live in the instance's `__dict__`, set by `__init__` in the original's order, so
+/// `vars(service)` is the original's.
 #[pyclass(subclass, dict, module = "tycho.client")]
-pub struct TychoService {
-    /// The container (or, in a status row, the system's) name.
-    #[pyo3(get, set)]
-    name: Py<PyAny>,
-    /// The app's system name (`<app>-<guid>`).
-    #[pyo3(get, set)]
-    app_id: Py<PyAny>,
-    /// The address the service is reached at.
-    #[pyo3(get, set)]
-    ip_address: Py<PyAny>,
-    /// The port the service is reached at.
-    #[pyo3(get, set)]
-    port: Py<PyAny>,
-    /// The system's GUID (the constructor's `sid`).
-    #[pyo3(get, set)]
-    identifier: Py<PyAny>,
-    /// When the system was created.
-    #[pyo3(get, set)]
-    creation_time: Py<PyAny>,
-    /// The owner.
-    #[pyo3(get, set)]
-    username: Py<PyAny>,
-    /// Resource limits by container.
-    #[pyo3(get, set)]
-    utilization: Py<PyAny>,
-    /// Totals over `utilization` (see `get_utilization`).
-    #[pyo3(get, set)]
-    total_util: Py<PyAny>,
-    /// The connection string of the app.
-    #[pyo3(get, set)]
-    conn_string: Py<PyAny>,
-    /// The workspace name of the app.
-    #[pyo3(get, set)]
-    workspace_name: Py<PyAny>,
-    /// Whether every replica is ready.
-    #[pyo3(get, set)]
-    is_ready: Py<PyAny>,
-    /// Why the system is not ready (`TychoContext.status` with `"reasons": True` fills
-    /// it); None otherwise. Not a constructor argument, so rows keep the original's keys.
-    #[pyo3(get, set)]
-    reason: Py<PyAny>,
-}
+pub struct TychoService;
 
 /// `float(text)` of Python (its exact rules and its ValueError).
 fn py_float(py: Python<'_>, text: &str) -> PyResult<f64> {
@@ -184,21 +145,73 @@ impl From<Option<Py<PyAny>>> for Given {
     }
 }
 
+/// Sets a service's attributes, in the original's order (`total_util` from the
+/// instance's own `get_utilization`, so a subclass's override is asked).
+#[allow(clippy::too_many_arguments)]
+fn init_service<'py>(
+    slf: &Bound<'py, PyAny>,
+    name: &Bound<'py, PyAny>,
+    app_id: &Bound<'py, PyAny>,
+    ip_address: &Bound<'py, PyAny>,
+    port: &Bound<'py, PyAny>,
+    sid: Given,
+    creation_time: Given,
+    username: Given,
+    utilization: Given,
+    conn_string: Given,
+    workspace_name: Given,
+    is_ready: Given,
+) -> PyResult<()> {
+    let py = slf.py();
+    let text = || PyString::new(py, "").into_any().unbind();
+    let utilization = utilization.or(|| py.None());
+    let utilization = if utilization.is_none(py) {
+        PyDict::new(py).into_any().unbind()
+    } else {
+        utilization
+    };
+    slf.setattr("name", name)?;
+    slf.setattr("app_id", app_id)?;
+    slf.setattr("ip_address", ip_address)?;
+    slf.setattr("port", port)?;
+    slf.setattr("identifier", sid.or(|| py.None()))?;
+    slf.setattr("creation_time", creation_time.or(|| py.None()))?;
+    slf.setattr("username", username.or(text))?;
+    slf.setattr("utilization", &utilization)?;
+    let total = slf.call_method1("get_utilization", (&utilization,))?;
+    slf.setattr("total_util", total)?;
+    slf.setattr("conn_string", conn_string.or(text))?;
+    slf.setattr("workspace_name", workspace_name.or(text))?;
+    let not_ready = || {
+        pyo3::types::PyBool::new(py, false)
+            .to_owned()
+            .into_any()
+            .unbind()
+    };
+    slf.setattr("is_ready", is_ready.or(not_ready))?;
+    Ok(())
+}
+
 #[pymethods]
 impl TychoService {
-    /// A service; `sid` becomes `identifier`, `total_util` is computed from `utilization`.
+    /// The object; `__init__` sets its attributes.
     #[new]
+    #[pyo3(signature = (*_args, **_kwargs), text_signature = "(name, app_id, ip_address, port, sid=None, creation_time=None, username='', utilization=None, conn_string='', workspace_name='', is_ready=False)")]
+    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
+        TychoService
+    }
+
+    /// A service; `sid` becomes `identifier`, `total_util` is computed from `utilization`.
     #[pyo3(
-        signature = (name, app_id, ip_address, port, sid=Given::Missing, creation_time=Given::Missing, username=Given::Missing, utilization=Given::Missing, conn_string=Given::Missing, workspace_name=Given::Missing, is_ready=Given::Missing),
-        text_signature = "(name, app_id, ip_address, port, sid=None, creation_time=None, username='', utilization=None, conn_string='', workspace_name='', is_ready=False)"
+        signature = (name, app_id, ip_address, port, sid=Given::Missing, creation_time=Given::Missing, username=Given::Missing, utilization=Given::Missing, conn_string=Given::Missing, workspace_name=Given::Missing, is_ready=Given::Missing)
     )]
     #[allow(clippy::too_many_arguments)]
-    fn new(
-        py: Python<'_>,
-        name: Py<PyAny>,
-        app_id: Py<PyAny>,
-        ip_address: Py<PyAny>,
-        port: Py<PyAny>,
+    fn __init__(
+        slf: &Bound<'_, Self>,
+        name: &Bound<'_, PyAny>,
+        app_id: &Bound<'_, PyAny>,
+        ip_address: &Bound<'_, PyAny>,
+        port: &Bound<'_, PyAny>,
         sid: Given,
         creation_time: Given,
         username: Given,
@@ -206,37 +219,29 @@ impl TychoService {
         conn_string: Given,
         workspace_name: Given,
         is_ready: Given,
-    ) -> PyResult<Self> {
-        let text = || PyString::new(py, "").into_any().unbind();
-        let utilization = utilization.or(|| py.None());
-        let utilization = if utilization.is_none(py) {
-            PyDict::new(py).into_any().unbind()
-        } else {
-            utilization
-        };
-        let total_util = utilization_totals(py, utilization.bind(py))?
-            .into_any()
-            .unbind();
-        Ok(TychoService {
+    ) -> PyResult<()> {
+        init_service(
+            slf.as_any(),
             name,
             app_id,
             ip_address,
             port,
-            identifier: sid.or(|| py.None()),
-            creation_time: creation_time.or(|| py.None()),
-            username: username.or(text),
+            sid,
+            creation_time,
+            username,
             utilization,
-            total_util,
-            conn_string: conn_string.or(text),
-            workspace_name: workspace_name.or(text),
-            is_ready: is_ready.or(|| {
-                pyo3::types::PyBool::new(py, false)
-                    .to_owned()
-                    .into_any()
-                    .unbind()
-            }),
-            reason: py.None(),
-        })
+            conn_string,
+            workspace_name,
+            is_ready,
+        )
+    }
+
+    /// Why the system is not ready (`TychoContext.status` with `"reasons": True` fills
+    /// it on the instance); None otherwise. Not a constructor argument, so rows keep the
+    /// original's keys.
+    #[classattr]
+    fn reason() -> Option<String> {
+        None
     }
 
     /// Whether a status row's address may be the minikube node's (a class attribute).
@@ -264,17 +269,17 @@ impl TychoService {
         }
     }
 
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        let s = |v: &Py<PyAny>| -> PyResult<String> { Ok(v.bind(py).str()?.to_string()) };
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let s = |key: &str| -> PyResult<String> { Ok(slf.getattr(key)?.str()?.to_string()) };
         Ok(format!(
             "name: {} ip: {} port: {} user:{} id: {} time: {} util: {}",
-            s(&self.name)?,
-            s(&self.ip_address)?,
-            s(&self.port)?,
-            s(&self.username)?,
-            s(&self.identifier)?,
-            s(&self.creation_time)?,
-            s(&self.utilization)?
+            s("name")?,
+            s("ip_address")?,
+            s("port")?,
+            s("username")?,
+            s("identifier")?,
+            s("creation_time")?,
+            s("utilization")?
         ))
     }
 }
@@ -297,7 +302,10 @@ const SERVICE_FIELDS: [&str; 11] = [
 impl TychoService {
     /// The service of one status row of the executor (an object with the constructor's
     /// keys, and `reason` where asked for), built without a Python dict of the row.
-    fn from_row(py: Python<'_>, row: &Map<String, Value>) -> PyResult<Self> {
+    fn from_row<'py>(
+        py: Python<'py>,
+        row: &Map<String, Value>,
+    ) -> PyResult<Bound<'py, TychoService>> {
         if let Some(key) = row
             .keys()
             .find(|k| *k != "reason" && !SERVICE_FIELDS.contains(&k.as_str()))
@@ -306,25 +314,28 @@ impl TychoService {
                 "TychoService.__init__() got an unexpected keyword argument '{key}'"
             )));
         }
-        let field = |key: &str| -> PyResult<Option<Py<PyAny>>> {
+        let field = |key: &str| -> PyResult<Option<Bound<'py, PyAny>>> {
             row.get(key)
-                .map(|v| crate::bindings::to_py(py, v).map(Bound::unbind))
+                .map(|v| crate::bindings::to_py(py, v))
                 .transpose()
         };
-        let given = |key: &str| -> PyResult<Given> { field(key).map(Given::from) };
-        let required = |key: &str| -> PyResult<Py<PyAny>> {
+        let given = |key: &str| -> PyResult<Given> {
+            field(key).map(|v| Given::from(v.map(Bound::unbind)))
+        };
+        let required = |key: &str| -> PyResult<Bound<'py, PyAny>> {
             field(key)?.ok_or_else(|| {
                 PyTypeError::new_err(format!(
                     "TychoService.__init__() missing 1 required positional argument: '{key}'"
                 ))
             })
         };
-        let mut service = TychoService::new(
-            py,
-            required("name")?,
-            required("app_id")?,
-            required("ip_address")?,
-            required("port")?,
+        let service = Bound::new(py, TychoService)?;
+        init_service(
+            service.as_any(),
+            &required("name")?,
+            &required("app_id")?,
+            &required("ip_address")?,
+            &required("port")?,
             given("sid")?,
             given("creation_time")?,
             given("username")?,
@@ -334,87 +345,89 @@ impl TychoService {
             given("is_ready")?,
         )?;
         if let Some(reason) = row.get("reason").filter(|r| !r.is_null()) {
-            service.reason = crate::bindings::to_py(py, reason)?.unbind();
+            service.setattr("reason", crate::bindings::to_py(py, reason)?)?;
         }
         Ok(service)
     }
 }
 
 /// A response to a status request; `services` holds one [`TychoService`] per row.
+/// Attributes (`status`, `services`, `message`) live in the instance's `__dict__`.
 #[pyclass(subclass, dict, module = "tycho.client")]
-pub struct TychoStatus {
-    /// `success` or `error`.
-    #[pyo3(get, set)]
-    status: Py<PyAny>,
-    /// One TychoService per row.
-    #[pyo3(get, set)]
-    services: Py<PyAny>,
-    /// The response's message.
-    #[pyo3(get, set)]
-    message: Py<PyAny>,
+pub struct TychoStatus;
+
+/// The services of a status response's rows: `TychoService(**row)` each (`reason`
+/// moved from the row to the service).
+fn services_of_rows<'py>(
+    py: Python<'py>,
+    result: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyList>> {
+    let services = PyList::empty(py);
+    let Ok(rows) = result.cast::<PyList>() else {
+        return Ok(services);
+    };
+    let class = py.get_type::<TychoService>();
+    for row in rows.iter() {
+        let kwargs = PyDict::new(py);
+        match row.cast::<PyDict>() {
+            Ok(d) => kwargs.update(d.as_mapping())?,
+            Err(_) => kwargs.update(row.cast::<pyo3::types::PyMapping>().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "TychoService() argument after ** must be a mapping, not {}",
+                    row.get_type()
+                        .name()
+                        .map(|n| n.to_string())
+                        .unwrap_or_default()
+                ))
+            })?)?,
+        }
+        // `reason` comes only with the opt-in `"reasons": true` of our server.
+        let reason = kwargs.get_item("reason")?;
+        if reason.is_some() {
+            kwargs.del_item("reason")?;
+        }
+        let service = class.call((), Some(&kwargs))?;
+        if let Some(reason) = reason.filter(|r| !r.is_none()) {
+            service.setattr("reason", reason)?;
+        }
+        services.append(service)?;
+    }
+    Ok(services)
 }
 
 #[pymethods]
 impl TychoStatus {
-    /// A status from a response's `status`, `result` (the rows; anything but a list
-    /// gives no services) and `message`.
+    /// The object; `__init__` sets its attributes.
     #[new]
-    fn new(
-        py: Python<'_>,
-        status: Py<PyAny>,
-        result: &Bound<'_, PyAny>,
-        message: Py<PyAny>,
-    ) -> PyResult<Self> {
-        let services = PyList::empty(py);
-        if let Ok(rows) = result.cast::<PyList>() {
-            let class = py.get_type::<TychoService>();
-            for row in rows.iter() {
-                let reason = match row.cast::<PyDict>() {
-                    Ok(d) => d.get_item("reason")?,
-                    Err(_) => None,
-                };
-                let kwargs = PyDict::new(py);
-                match row.cast::<PyDict>() {
-                    Ok(d) => kwargs.update(d.as_mapping())?,
-                    Err(_) => {
-                        kwargs.update(row.cast::<pyo3::types::PyMapping>().map_err(|_| {
-                            PyTypeError::new_err(format!(
-                                "TychoService() argument after ** must be a mapping, not {}",
-                                row.get_type()
-                                    .name()
-                                    .map(|n| n.to_string())
-                                    .unwrap_or_default()
-                            ))
-                        })?)?
-                    }
-                }
-                if kwargs.contains("reason")? {
-                    kwargs.del_item("reason")?;
-                }
-                let service = class.call((), Some(&kwargs))?;
-                if let Some(reason) = reason.filter(|r| !r.is_none()) {
-                    service.setattr("reason", reason)?;
-                }
-                services.append(service)?;
-            }
-        }
-        Ok(TychoStatus {
-            status,
-            services: services.into_any().unbind(),
-            message,
-        })
+    #[pyo3(signature = (*_args, **_kwargs), text_signature = "(status, result, message)")]
+    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
+        TychoStatus
     }
 
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+    /// A status from a response's `status`, `result` (the rows; anything but a list
+    /// gives no services) and `message`.
+    fn __init__(
+        slf: &Bound<'_, Self>,
+        status: &Bound<'_, PyAny>,
+        result: &Bound<'_, PyAny>,
+        message: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        slf.setattr("status", status)?;
+        slf.setattr("services", services_of_rows(slf.py(), result)?)?;
+        slf.setattr("message", message)
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let py = slf.py();
         let texts = PyList::empty(py);
-        for s in self.services.bind(py).try_iter()? {
+        for s in slf.getattr("services")?.try_iter()? {
             texts.append(s?.str()?)?;
         }
         Ok(format!(
             "status: {} svcs: {} msg: {}",
-            self.status.bind(py).str()?,
+            slf.getattr("status")?.str()?,
             texts.str()?,
-            self.message.bind(py).str()?
+            slf.getattr("message")?.str()?
         ))
     }
 }
@@ -422,7 +435,11 @@ impl TychoStatus {
 impl TychoStatus {
     /// A successful status of the executor's `rows`, each row straight into a
     /// [`TychoService`] (no Python dict of it is made).
-    pub(crate) fn from_rows(py: Python<'_>, rows: &[Value], message: &str) -> PyResult<Self> {
+    pub(crate) fn from_rows<'py>(
+        py: Python<'py>,
+        rows: &[Value],
+        message: &str,
+    ) -> PyResult<Bound<'py, TychoStatus>> {
         let services = PyList::empty(py);
         for row in rows {
             let Value::Object(row) = row else {
@@ -430,64 +447,70 @@ impl TychoStatus {
                     "TychoService() argument after ** must be a mapping",
                 ));
             };
-            services.append(Py::new(py, TychoService::from_row(py, row)?)?)?;
+            services.append(TychoService::from_row(py, row)?)?;
         }
-        Ok(TychoStatus {
-            status: PyString::new(py, "success").into_any().unbind(),
-            services: services.into_any().unbind(),
-            message: PyString::new(py, message).into_any().unbind(),
-        })
+        let status = Bound::new(py, TychoStatus)?;
+        status.setattr("status", "success")?;
+        status.setattr("services", services)?;
+        status.setattr("message", message)?;
+        Ok(status)
     }
 }
 
-/// A started system. The constructor raises `StartException` (a `TychoException`) when
-/// the start response is an error.
+/// A started system. `__init__` raises `StartException` (a `TychoException`) when the
+/// start response is an error. Attributes live in the instance's `__dict__`.
 #[pyclass(subclass, dict, module = "tycho.client")]
-pub struct TychoSystem {
-    /// The response's status.
-    #[pyo3(get, set)]
-    status: Py<PyAny>,
-    /// The system's name (`<app>-<guid>`).
-    #[pyo3(get, set)]
-    name: Py<PyAny>,
-    /// The system's GUID.
-    #[pyo3(get, set)]
-    identifier: Py<PyAny>,
-    /// One TychoService per container with an endpoint.
-    #[pyo3(get, set)]
-    services: Py<PyAny>,
-    /// The app's connection string.
-    #[pyo3(get, set)]
-    conn_string: Py<PyAny>,
-    /// The response's message.
-    #[pyo3(get, set)]
-    message: Py<PyAny>,
+pub struct TychoSystem;
+
+/// The port of a started container's endpoint: `port-1`, else the first entry that is
+/// not `ip_address` (the entry is keyed by the Service port's name).
+fn endpoint_port<'py>(endpoint: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let port = endpoint.call_method1("get", ("port-1",))?;
+    if !port.is_none() {
+        return Ok(port);
+    }
+    for pair in endpoint.call_method0("items")?.try_iter()? {
+        let (k, v): (Bound<'py, PyAny>, Bound<'py, PyAny>) = pair?.extract()?;
+        if !k.eq("ip_address")? {
+            return Ok(v);
+        }
+    }
+    Ok(port)
 }
 
 #[pymethods]
 impl TychoSystem {
+    /// The object; `__init__` sets its attributes.
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs), text_signature = "(status, result, message)")]
+    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
+        TychoSystem
+    }
+
     /// A started system from a start response's `status`, `result`
     /// (`{"name", "sid", "containers": {container: {"ip_address", <port name>: port}},
     /// "conn_string"}`) and `message`.
-    #[new]
-    fn new(
-        py: Python<'_>,
+    fn __init__(
+        slf: &Bound<'_, Self>,
         status: &Bound<'_, PyAny>,
         result: &Bound<'_, PyAny>,
-        message: Py<PyAny>,
-    ) -> PyResult<Self> {
+        message: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        slf.setattr("status", status)?;
         if status.eq("error")? {
             let text = format!(
                 "status:{} result:{} message:{}",
                 status.str()?,
                 result.str()?,
-                message.bind(py).str()?
+                message.str()?
             );
             let class = py.import("tycho.exceptions")?.getattr("StartException")?;
             return Err(PyErr::from_value(class.call1((text,))?));
         }
         let name = result.get_item("name")?;
-        let identifier = result.get_item("sid")?;
+        slf.setattr("name", &name)?;
+        slf.setattr("identifier", result.get_item("sid")?)?;
         let services = PyList::empty(py);
         let containers = result.call_method1("get", ("containers",))?;
         if containers.is_truthy()? {
@@ -495,42 +518,28 @@ impl TychoSystem {
             for item in containers.call_method0("items")?.try_iter()? {
                 let (container, endpoint): (Bound<'_, PyAny>, Bound<'_, PyAny>) =
                     item?.extract()?;
-                let mut port = endpoint.call_method1("get", ("port-1",))?;
-                if port.is_none() {
-                    // Keyed by the Service port's name: take the first one.
-                    for pair in endpoint.call_method0("items")?.try_iter()? {
-                        let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = pair?.extract()?;
-                        if !k.eq("ip_address")? {
-                            port = v;
-                            break;
-                        }
-                    }
-                }
                 let kwargs = PyDict::new(py);
                 kwargs.set_item("name", container)?;
                 kwargs.set_item("app_id", &name)?;
                 kwargs.set_item("ip_address", endpoint.call_method1("get", ("ip_address",))?)?;
-                kwargs.set_item("port", port)?;
+                kwargs.set_item("port", endpoint_port(&endpoint)?)?;
                 services.append(class.call((), Some(&kwargs))?)?;
             }
         }
-        let conn_string = result.call_method1("get", ("conn_string", ""))?;
-        Ok(TychoSystem {
-            status: status.clone().unbind(),
-            name: name.unbind(),
-            identifier: identifier.unbind(),
-            services: services.into_any().unbind(),
-            conn_string: conn_string.unbind(),
-            message,
-        })
+        slf.setattr("services", services)?;
+        slf.setattr(
+            "conn_string",
+            result.call_method1("get", ("conn_string", ""))?,
+        )?;
+        slf.setattr("message", message)
     }
 
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
         Ok(format!(
             "name: {} sid: {} services: {}",
-            self.name.bind(py).str()?,
-            self.identifier.bind(py).str()?,
-            self.services.bind(py).repr()?
+            slf.getattr("name")?.str()?,
+            slf.getattr("identifier")?.str()?,
+            slf.getattr("services")?.repr()?
         ))
     }
 }
