@@ -6,23 +6,20 @@
 //! counted in [`crate::metrics`] by outcome (`tycho.metrics()`).
 //!
 //! The executor logs through the `log` crate (target `tycho.kube`); [`init`] bridges it
-//! to Python's `logging` with pyo3-log.
+//! to Python's `logging` with pyo3-log (`bindings::lifecycle::bridge_logging`).
 
+use super::lifecycle::run;
 use super::stopcull::{model_value, operate, operate_request, Asked};
 use crate::bindings::to_py;
 use crate::exec::backplane::{Backplane, Operation};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use serde_json::Value;
-use std::sync::OnceLock;
 
 const KUBERNETES: Backplane = Backplane::Kubernetes;
 
-static LOG_RESET: OnceLock<pyo3_log::ResetHandle> = OnceLock::new();
-
-/// Registers the executor's functions on the native module and bridges `log` records
-/// (target `tycho.kube` and Rust paths under `tycho`, Debug and up; other
-/// crates Warn and up; Python's levels decide from there) to Python logging.
+/// Registers the executor's functions on the native module and bridges `log` records to
+/// Python logging (`bindings::lifecycle::bridge_logging`).
 pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kube_start, m)?)?;
     m.add_function(wrap_pyfunction!(kube_start_request, m)?)?;
@@ -38,47 +35,8 @@ pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kube_wait, m)?)?;
     m.add_function(wrap_pyfunction!(kube_follow, m)?)?;
     m.add_class::<ProgressFollower>()?;
-    if LOG_RESET.get().is_none() {
-        let logger = pyo3_log::Logger::new(m.py(), pyo3_log::Caching::LoggersAndLevels)?
-            .filter(log::LevelFilter::Warn)
-            .filter_target("tycho".to_string(), log::LevelFilter::Debug)
-            // pyo3-log matches targets by `::` segments: name dotted ones too.
-            .filter_target(
-                crate::exec::kube::LOG_TARGET.to_string(),
-                log::LevelFilter::Debug,
-            )
-            .filter_target(
-                crate::exec::docker::LOG_TARGET.to_string(),
-                log::LevelFilter::Debug,
-            )
-            .filter_target(
-                crate::exec::cull::LOG_TARGET.to_string(),
-                log::LevelFilter::Debug,
-            )
-            // kube-rs reports every failed request at ERROR (through tracing's log
-            // bridge), retried ones included; tycho.kube logs them with context instead.
-            .filter_target("kube_client".to_string(), log::LevelFilter::Off);
-        // Another logger may already be installed (then records go there). Records of
-        // the runtime's threads reach Python only while it is not exiting.
-        let handle = logger.reset_handle();
-        if log::set_boxed_logger(Box::new(super::lifecycle::GatedLogger(logger))).is_ok() {
-            log::set_max_level(log::LevelFilter::Debug);
-            let _ = LOG_RESET.set(handle);
-        }
-    }
+    super::lifecycle::bridge_logging(m.py())?;
     Ok(())
-}
-
-/// Runs `f` without the GIL, catching panics (see `python::run`). Python logging levels
-/// are re-read first (pyo3-log caches them), so a level set since the last call is honoured.
-pub(super) fn run<T: Send>(
-    py: Python<'_>,
-    f: impl FnOnce() -> crate::Result<T> + Send,
-) -> PyResult<T> {
-    if let Some(handle) = LOG_RESET.get() {
-        handle.reset();
-    }
-    crate::bindings::run(py, f)
 }
 
 // Every operation below is one `Target::run` on the Kubernetes backplane

@@ -45,7 +45,7 @@ pub(super) fn operate<'py>(
     make: impl FnOnce(&Value) -> crate::Result<Operation> + Send,
 ) -> PyResult<Bound<'py, PyAny>> {
     let config = config_value(config)?;
-    let result = super::kube::run(py, || {
+    let result = super::lifecycle::run(py, || {
         let operation = make(&config)?;
         let target = Target {
             backplane,
@@ -202,7 +202,7 @@ fn system_cull<'py>(
     namespace: Option<String>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let options = from_py(options, "options")?;
-    let result = super::kube::run(py, || {
+    let result = super::lifecycle::run(py, || {
         let backplane = Backplane::parse(backplane)?;
         let options = crate::exec::cull::CullOptions::from_value(&options)?;
         let config = crate::config::default_config();
