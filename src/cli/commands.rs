@@ -6,7 +6,7 @@ use super::request::{self, check_guid, RegistryApp};
 use super::{usage, Context};
 use crate::compile::{compile, CompileOptions};
 use crate::error::{Error, ErrorKind, Result};
-use crate::exec::backplane::{Backplane, Operation, Target};
+use crate::exec::backplane::{Backplane, Operation};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -347,14 +347,7 @@ pub fn up(args: &UpArgs, ctx: &Context) -> Result<i32> {
         .keys()
         .map(|c| (c.clone(), service_port(&system, c)))
         .collect();
-    if backplane == Backplane::Kubernetes {
-        check_cluster()?;
-    }
-    let target = Target {
-        backplane,
-        config,
-        namespace,
-    };
+    let target = ctx.target(backplane, config)?;
     let result = target.run(Operation::Start(Box::new(system)))?;
     let name = result
         .get("name")
@@ -538,15 +531,7 @@ pub fn status(args: &StatusArgs, ctx: &Context) -> Result<i32> {
         .guid
         .as_deref()
         .map(|g| g.replace(std::path::MAIN_SEPARATOR, "-"));
-    let backplane = Backplane::parse(&args.backplane)?;
-    if backplane == Backplane::Kubernetes {
-        check_cluster()?;
-    }
-    let target = Target {
-        backplane,
-        config: &ctx.config,
-        namespace: ctx.namespace.as_deref(),
-    };
+    let target = ctx.target(Backplane::parse(&args.backplane)?, &ctx.config)?;
     let rows = crate::exec::backplane::rows(target.run(Operation::Status {
         name: guid.clone(),
         username: args.username.clone(),
@@ -629,15 +614,7 @@ pub fn status(args: &StatusArgs, ctx: &Context) -> Result<i32> {
 /// all the same).
 pub fn down(args: &DownArgs, ctx: &Context) -> Result<i32> {
     let mut code = 0;
-    let backplane = Backplane::parse(&args.backplane)?;
-    if backplane == Backplane::Kubernetes {
-        check_cluster()?;
-    }
-    let target = Target {
-        backplane,
-        config: &ctx.config,
-        namespace: ctx.namespace.as_deref(),
-    };
+    let target = ctx.target(Backplane::parse(&args.backplane)?, &ctx.config)?;
     for guid in &args.guids {
         let guid = guid.replace(std::path::MAIN_SEPARATOR, "-");
         let outcome = if guid.is_empty() {
@@ -686,15 +663,7 @@ pub fn modify(args: &ModifyArgs, ctx: &Context) -> Result<i32> {
         return Ok(usage(format!("invalid modify request: {}", all.join("; "))));
     }
     let request = crate::model::request::modify_request(&request);
-    let backplane = Backplane::parse(&args.backplane)?;
-    if backplane == Backplane::Kubernetes {
-        check_cluster()?;
-    }
-    let target = Target {
-        backplane,
-        config: &ctx.config,
-        namespace: ctx.namespace.as_deref(),
-    };
+    let target = ctx.target(Backplane::parse(&args.backplane)?, &ctx.config)?;
     let result = target.run(Operation::Modify(request))?;
     print(&output::formatted(&result, true))?;
     Ok(0)

@@ -1,11 +1,10 @@
 //! `tycho stop`, `tycho resume`, `tycho touch` and `tycho cull`, and the culling options
 //! `tycho api --cull-every` shares ([`CullArgs`]).
 
-use super::connect::check_cluster;
 use super::output::{self, cell, print, table, Output};
 use super::Context;
 use crate::error::{Error, Result};
-use crate::exec::backplane::{Backplane, Operation, Target};
+use crate::exec::backplane::{Backplane, Operation};
 use crate::exec::cull::{CullAction, CullOptions};
 use serde_json::Value;
 
@@ -34,15 +33,7 @@ pub enum Verb {
 /// `tycho stop|resume|touch GUID...`: each GUID on its own line when done; a failure is
 /// one line on stderr (the other GUIDs are handled all the same) and exit code 1.
 pub fn by_guid(verb: Verb, args: &GuidArgs, ctx: &Context) -> Result<i32> {
-    let backplane = Backplane::parse(&args.backplane)?;
-    if backplane == Backplane::Kubernetes {
-        check_cluster()?;
-    }
-    let target = Target {
-        backplane,
-        config: &ctx.config,
-        namespace: ctx.namespace.as_deref(),
-    };
+    let target = ctx.target(Backplane::parse(&args.backplane)?, &ctx.config)?;
     let mut code = 0;
     for guid in &args.guids {
         let outcome = if guid.is_empty() {
@@ -161,15 +152,7 @@ pub fn cull(args: &CullCommand, ctx: &Context) -> Result<i32> {
             "tycho cull needs --max-age or --idle (or both)",
         ));
     };
-    let backplane = Backplane::parse(&args.backplane)?;
-    if backplane == Backplane::Kubernetes {
-        check_cluster()?;
-    }
-    let target = Target {
-        backplane,
-        config: &ctx.config,
-        namespace: ctx.namespace.as_deref(),
-    };
+    let target = ctx.target(Backplane::parse(&args.backplane)?, &ctx.config)?;
     let report = target.cull(&options)?;
     let rows: Vec<Value> = report["culled"].as_array().cloned().unwrap_or_default();
     match args.output {

@@ -154,7 +154,7 @@ impl Target<'_> {
                 docker::start_async(config, *system).await
             }
             (
-                Backplane::Kubernetes,
+                backplane,
                 Operation::Status {
                     name,
                     username,
@@ -162,22 +162,18 @@ impl Target<'_> {
                 },
             ) => {
                 let (name, username) = (name.as_deref(), username.as_deref());
-                let mut rows = kube::status_async(name, username, namespace).await?;
-                if reasons {
-                    kube::add_reasons(&mut rows, namespace).await;
-                }
-                Ok(Value::Array(rows))
-            }
-            (
-                Backplane::Docker,
-                Operation::Status {
-                    name,
-                    username,
-                    reasons,
-                },
-            ) => {
-                let (name, username) = (name.as_deref(), username.as_deref());
-                let rows = docker::status_async(config, name, username, reasons).await?;
+                let rows = match backplane {
+                    Backplane::Kubernetes => {
+                        let mut rows = kube::status_async(name, username, namespace).await?;
+                        if reasons {
+                            kube::add_reasons(&mut rows, namespace).await;
+                        }
+                        rows
+                    }
+                    Backplane::Docker => {
+                        docker::status_async(config, name, username, reasons).await?
+                    }
+                };
                 Ok(Value::Array(rows))
             }
             (Backplane::Kubernetes, Operation::Delete(guid)) => {
