@@ -343,3 +343,18 @@ def test_a_replaced_docker_method_gets_the_step_by_step_path(docker_image, docke
     docker_guids.append(response["result"]["sid"])
     assert seen == [f"web-{response['result']['sid']}"]
     assert crossings["docker_start"] == 1 and "docker_start_request" not in crossings
+
+
+def test_a_patched_kubernetes_method_gets_the_step_by_step_path(crossings):
+    """``mock.patch.object(KubernetesCompute, "status")`` (as the original's suites patch
+    the compute): the request is checked on the Python side, then the patched method runs."""
+    from unittest import mock
+
+    compute = tycho().get_compute()
+    assert isinstance(compute, KubernetesCompute)
+    crossings.clear()
+    with mock.patch.object(KubernetesCompute, "status", return_value=[{"sid": "x"}]) as status:
+        response = StatusSystemResource().post({"username": "zed"})
+    assert response["status"] == "success" and response["result"] == [{"sid": "x"}], response
+    status.assert_called_once_with(None, "zed")
+    assert crossings == {"validate_request": 1}
