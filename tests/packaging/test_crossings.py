@@ -76,8 +76,8 @@ def registry_url(tmp_path):
         yield url
 
 
-def start_request(username: str) -> dict:
-    compose = {"services": {"web": {"image": "nginx:1.25", "ports": ["8080"]}}}
+def start_request(username: str, compose: dict | None = None) -> dict:
+    compose = compose or {"services": {"web": {"image": "nginx:1.25", "ports": ["8080"]}}}
     return {
         "name": "web",
         "principal": json.dumps({"username": username}),
@@ -243,16 +243,9 @@ def docker_guids(monkeypatch, tmp_path):
 
 
 def docker_request(image: str, username: str) -> dict:
-    compose = {"services": {"web": {"image": image, "entrypoint": ["/httpd"], "command": ["serve", "8080"],
-                                    "ports": ["8080"]}}}
-    return {
-        "name": "web",
-        "principal": json.dumps({"username": username}),
-        "serviceaccount": "default",
-        "env": {},
-        "system": compose,
-        "services": {"web": {"port": "8080", "clients": []}},
-    }
+    """A start request of the test httpd image (serving port 8080)."""
+    web = {"image": image, "entrypoint": ["/httpd"], "command": ["serve", "8080"], "ports": ["8080"]}
+    return start_request(username, {"services": {"web": web}})
 
 
 def test_each_docker_compute_operation_crosses_once(docker_image, docker_guids, crossings):
