@@ -144,7 +144,12 @@ __all__ += [
 ]
 
 def kube_start(
-    system: Mapping[str, Any], *, config: Any = ..., namespace: Optional[str] = ...
+    system: Any,
+    *,
+    config: Any = ...,
+    namespace: Optional[str] = ...,
+    skip: Optional[dict[type, tuple[str, ...]]] = ...,
+    to_plain: Optional[Callable[..., Any]] = ...,
 ) -> dict[str, Any]: ...
 def kube_start_request(
     request: Any, *, config: Any = ..., namespace: Optional[str] = ...
@@ -157,7 +162,12 @@ def kube_status_object(request: Any, message: str, *, namespace: Optional[str] =
 def kube_delete(name: str, *, namespace: Optional[str] = ...) -> dict[str, Any]: ...
 def kube_delete_request(request: Any, *, namespace: Optional[str] = ...) -> dict[str, Any]: ...
 def kube_modify(
-    modify: Mapping[str, Any], *, config: Any = ..., namespace: Optional[str] = ...
+    modify: Any,
+    *,
+    config: Any = ...,
+    namespace: Optional[str] = ...,
+    skip: Optional[dict[type, tuple[str, ...]]] = ...,
+    to_plain: Optional[Callable[..., Any]] = ...,
 ) -> dict[str, Any]: ...
 def kube_modify_request(
     request: Any, *, config: Any = ..., namespace: Optional[str] = ...
@@ -179,25 +189,50 @@ def kube_follow(
 # ---- Docker backplane (src/bindings/docker.rs)
 __all__ += [
     "docker_start",
+    "docker_start_request",
     "docker_status",
+    "docker_status_request",
+    "docker_status_object",
     "docker_delete",
+    "docker_delete_request",
     "docker_modify",
+    "docker_modify_request",
 ]
 
-def docker_start(system: Mapping[str, Any], *, config: Any = ...) -> dict[str, Any]: ...
+def docker_start(
+    system: Any,
+    *,
+    config: Any = ...,
+    skip: Optional[dict[type, tuple[str, ...]]] = ...,
+    to_plain: Optional[Callable[..., Any]] = ...,
+) -> dict[str, Any]: ...
+def docker_start_request(request: Any, *, config: Any = ...) -> tuple[dict[str, Any], str]: ...
 def docker_status(
     name: Optional[str] = ..., username: Optional[str] = ..., *, config: Any = ..., reasons: bool = ...
 ) -> list[dict[str, Any]]: ...
+def docker_status_request(request: Any, *, config: Any = ...) -> list[dict[str, Any]]: ...
+def docker_status_object(request: Any, message: str, *, config: Any = ...) -> TychoStatus: ...
 def docker_delete(name: str, *, config: Any = ...) -> dict[str, Any]: ...
-def docker_modify(modify: Mapping[str, Any], *, config: Any = ...) -> dict[str, Any]: ...
+def docker_delete_request(request: Any, *, config: Any = ...) -> dict[str, Any]: ...
+def docker_modify(
+    modify: Any,
+    *,
+    config: Any = ...,
+    skip: Optional[dict[type, tuple[str, ...]]] = ...,
+    to_plain: Optional[Callable[..., Any]] = ...,
+) -> dict[str, Any]: ...
+def docker_modify_request(request: Any, *, config: Any = ...) -> dict[str, Any]: ...
 
-# ---- Stop, resume, touch, cull (src/bindings/stopcull.rs)
+# ---- Stop, resume, touch, cull, the modify request's rule (src/bindings/stopcull.rs)
 __all__ += [
     "system_stop",
     "system_resume",
     "system_touch",
     "system_cull",
+    "modify_model",
 ]
+
+def modify_model(request: Mapping[str, Any]) -> dict[str, Any]: ...
 
 def system_stop(
     backplane: str, name: str, *, config: Any = ..., namespace: Optional[str] = ...

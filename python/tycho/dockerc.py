@@ -18,22 +18,32 @@ the same System model and returns the Kubernetes backplane's result shapes:
   stopped and started again; everything else is kept). ``touch`` and ``cull`` run on the
   Kubernetes backplane only (a container's labels cannot record activity).
 
-Errors are :class:`tycho.exceptions.TychoException` subclasses.
+Each of these is one native call (``tycho._native.docker_*``, ``system_*``), and so is
+each request of ``tycho.actions`` on this backplane (``docker_start_request``,
+``docker_status_request``, ``docker_delete_request``, ``docker_modify_request``: checked
+against the API schema, parsed and run in the same call). Errors are
+:class:`tycho.exceptions.TychoException` subclasses.
 """
 
 import logging
 from typing import Any, Optional
 
 from tycho import _native
-from tycho.compute import Compute
+from tycho.compute import Compute, _native_requests, cull_options
+from tycho.model import _NATIVE_MODEL
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["DockerComposeCompute"]
 
 
+@_native_requests
 class DockerComposeCompute(Compute):
-    """Systems as containers on one Docker Engine (see the module documentation)."""
+    """Systems as containers on one Docker Engine (see the module documentation).
+
+    Every public operation is one native call; the requests of ``tycho.actions`` too
+    (checked, parsed and run in the same call) unless a subclass or a ``mock.patch``
+    replaces the method, which then gets the step-by-step path through it."""
 
     def __init__(self, config: Any) -> None:
         super().__init__()
@@ -47,7 +57,28 @@ class DockerComposeCompute(Compute):
 
         :raises StartException: a missing image, a taken port, an Engine failure; nothing is left.
         """
-        return _native.docker_start(system.to_dict(), config=self._conf())
+        return _native.docker_start(system, config=self._conf(), **_NATIVE_MODEL)
+
+    def _start_request(self, request: Any) -> tuple[dict[str, Any], str]:
+        """Check, parse, compile and start a start request (``tycho._native.docker_start_request``)."""
+        return _native.docker_start_request(request, config=self._conf())
+
+    def _status_request(self, request: Any) -> list[dict[str, Any]]:
+        """Check a status request and read its rows (``tycho._native.docker_status_request``)."""
+        return _native.docker_status_request(request, config=self._conf())
+
+    def _status_object(self, request: Any, message: str) -> Any:
+        """The TychoStatus of a status request (``tycho._native.docker_status_object``):
+        the rows become TychoService objects natively, with no dict of them."""
+        return _native.docker_status_object(request, message, config=self._conf())
+
+    def _delete_request(self, request: Any) -> dict[str, Any]:
+        """Check a delete request and delete its system (``tycho._native.docker_delete_request``)."""
+        return _native.docker_delete_request(request, config=self._conf())
+
+    def _modify_request(self, request: Any) -> dict[str, Any]:
+        """Check a modify request and apply it (``tycho._native.docker_modify_request``)."""
+        return _native.docker_modify_request(request, config=self._conf())
 
     def status(self, name: Optional[str]=None, username: Optional[str]=None, namespace: str="default", reasons: bool=False) -> list[dict[str, Any]]:
         """Status rows of tycho systems: by GUID ``name``, by ``username``, or all.
@@ -65,7 +96,7 @@ class DockerComposeCompute(Compute):
 
         :raises ModifyException: labels were given (the Engine cannot relabel a container).
         """
-        return _native.docker_modify(system_modify.to_dict(), config=self._conf())
+        return _native.docker_modify(system_modify, config=self._conf(), **_NATIVE_MODEL)
 
     def stop(self, name: str) -> dict[str, Any]:
         """Stop the containers of the system with GUID ``name`` (kept). Idempotent."""
@@ -81,6 +112,4 @@ class DockerComposeCompute(Compute):
 
     def cull(self, **options: Any) -> dict[str, Any]:
         """Refused: culling runs on the Kubernetes backplane (TychoException)."""
-        from tycho.compute import cull_options
-
         return _native.system_cull("docker-compose", cull_options(**options))

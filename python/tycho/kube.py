@@ -12,8 +12,10 @@ pod's service-account namespace, else the kubeconfig context's, else ``default``
 
 Native functions this adapter calls (keyword arguments after ``*``):
 
-* ``kube_start(system: dict, *, config, namespace) -> dict`` — ``system`` is
-  :meth:`tycho.model.System.to_dict`; returns ``{"name", "sid", "containers", "conn_string"}``.
+* ``kube_start(system, *, config, namespace, skip, to_plain) -> dict`` — ``system`` is
+  the :class:`tycho.model.System` itself, converted in the call as its ``to_dict()``
+  gives it (``skip``/``to_plain``: ``tycho.model._NATIVE_MODEL``), or that dict;
+  returns ``{"name", "sid", "containers", "conn_string"}``.
 * ``kube_start_request(request: dict, *, config, namespace) -> (dict, str)`` — a start
   request checked, parsed, compiled and started in one call; returns ``kube_start``'s
   result and the system's name.
@@ -22,33 +24,40 @@ Native functions this adapter calls (keyword arguments after ``*``):
   delete or modify request checked and run in one call.
 * ``kube_status(name: str|None, username: str|None, *, namespace) -> list[dict]``
 * ``kube_delete(name: str, *, namespace) -> dict``
-* ``kube_modify(modify: dict, *, config, namespace) -> dict`` — ``modify`` is
-  :meth:`tycho.model.ModifySystem.to_dict`; returns ``{"patches": [...]}``.
+* ``kube_modify(modify, *, config, namespace, skip, to_plain) -> dict`` — ``modify`` is
+  the :class:`tycho.model.ModifySystem` (or its ``to_dict()``); returns ``{"patches": [...]}``.
 * ``kube_namespace() -> str`` — the namespace used when none is given.
 * ``system_stop|system_resume("kubernetes", name, *, config, namespace) -> dict``,
   ``system_touch("kubernetes", name, *, namespace)``, ``system_cull("kubernetes",
   options, *, namespace)`` — stop, resume, touch and culling
   (docs/operations/stop-resume.md, docs/operations/culling.md).
 
-``namespace`` is None unless this adapter knows it (set explicitly, ``NAMESPACE`` or
-the service-account file: the core's rule, ``tycho._native.environment_namespace``);
-the executor then uses the kubeconfig context's.
+``namespace`` is the one set with ``compute.namespace = ...``, else None: the executor
+resolves it (``NAMESPACE``, the service-account file, the kubeconfig context's), so every
+public operation is one native call. A subclass or a ``mock.patch`` that replaces
+``start``, ``status``, ``delete`` or ``modify`` gets the step-by-step request path
+through it (:meth:`tycho.compute.Compute.start_request` and the others).
 """
 
 import logging
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from tycho import _native
-from tycho.compute import Compute, cull_options
-from tycho.model import ModifySystem, System
+from tycho.compute import Compute, _native_requests, cull_options
+from tycho.model import _NATIVE_MODEL, ModifySystem, System
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["KubernetesCompute"]
 
 
+@_native_requests
 class KubernetesCompute(Compute):
-    """A Kubernetes orchestrator implementation (see the module documentation)."""
+    """A Kubernetes orchestrator implementation (see the module documentation).
+
+    Every public operation is one native call. The namespace passed is the explicit one
+    (``compute.namespace = ...``) or None: the executor resolves it (NAMESPACE, the pod's
+    service-account namespace, the kubeconfig context's), the core's one rule."""
 
     def __init__(self, config: Any) -> None:
         super().__init__()
@@ -60,18 +69,15 @@ class KubernetesCompute(Compute):
     def namespace(self) -> str:
         """The namespace systems run in (see the module documentation). Reading it may
         load the cluster configuration; setting it overrides every other source."""
-        requested = self._requested_namespace()
-        if requested:
-            return requested
-        return _native.kube_namespace()
+        return self._namespace or _native.kube_namespace()
 
     @namespace.setter
     def namespace(self, value: Optional[str]) -> None:
         self._namespace = value
 
-    def _requested_namespace(self):
-        """The explicit namespace, else NAMESPACE, else the service-account file; else None."""
-        return _native.environment_namespace(self._namespace or None)
+    def _explicit(self) -> Optional[str]:
+        """The namespace set with ``compute.namespace = ...``, else None."""
+        return self._namespace or None
 
     def get_namespace(self, namespace: str="default") -> str:
         """The namespace of the service account mounted into this pod, else ``namespace``."""
@@ -88,84 +94,59 @@ class KubernetesCompute(Compute):
         :returns: ``{"name", "sid", "containers": {container: {"ip_address", <port name>: port}}, "conn_string"}``
         :raises StartException: when starting fails.
         """
-        return _native.kube_start(system.to_dict(), config=self._conf(), namespace=self._requested_namespace())
+        return _native.kube_start(system, config=self._conf(), namespace=self._explicit(), **_NATIVE_MODEL)
 
-    def start_request(self, request: Any, parse: Callable[[Any], Any]) -> tuple[dict[str, Any], str]:
-        """Check, parse, compile and start a start request in one native call
-        (``tycho._native.kube_start_request``); returns ``(result, system name)``. A
-        subclass that replaces :meth:`start` gets the parsed model instead."""
-        if getattr(self.start, "__func__", None) is not _START:
-            return super().start_request(request, parse)
-        return _native.kube_start_request(request, config=self._conf(), namespace=self._namespace or None)
+    def _start_request(self, request: Any) -> tuple[dict[str, Any], str]:
+        """Check, parse, compile and start a start request (``tycho._native.kube_start_request``)."""
+        return _native.kube_start_request(request, config=self._conf(), namespace=self._explicit())
 
-    def status_request(self, request: Any, validate: Callable[..., None]) -> list[dict[str, Any]]:
-        """Check a status request and read its rows in one native call
-        (``tycho._native.kube_status_request``)."""
-        if getattr(self.status, "__func__", None) is not _STATUS:
-            return super().status_request(request, validate)
-        return _native.kube_status_request(request, namespace=self._namespace or None)
+    def _status_request(self, request: Any) -> list[dict[str, Any]]:
+        """Check a status request and read its rows (``tycho._native.kube_status_request``)."""
+        return _native.kube_status_request(request, namespace=self._explicit())
 
+    def _status_object(self, request: Any, message: str) -> Any:
+        """The TychoStatus of a status request (``tycho._native.kube_status_object``): the
+        rows become TychoService objects natively, with no dict of them."""
+        return _native.kube_status_object(request, message, namespace=self._explicit())
 
-    def status_object(self, request: Any, validate: Callable[..., None], message: str) -> Any:
-        """The TychoStatus of a status request in one native call
-        (``tycho._native.kube_status_object``): the rows become TychoService objects
-        natively, with no dict of them."""
-        if getattr(self.status, "__func__", None) is not _STATUS or type(self).status_request is not _STATUS_REQUEST:
-            return super().status_object(request, validate, message)
-        return _native.kube_status_object(request, message, namespace=self._namespace or None)
-    def delete_request(self, request: Any, validate: Callable[..., None]) -> dict[str, Any]:
-        """Check a delete request and delete its system in one native call
-        (``tycho._native.kube_delete_request``)."""
-        if getattr(self.delete, "__func__", None) is not _DELETE:
-            return super().delete_request(request, validate)
-        return _native.kube_delete_request(request, namespace=self._namespace or None)
+    def _delete_request(self, request: Any) -> dict[str, Any]:
+        """Check a delete request and delete its system (``tycho._native.kube_delete_request``)."""
+        return _native.kube_delete_request(request, namespace=self._explicit())
+
+    def _modify_request(self, request: Any) -> dict[str, Any]:
+        """Check a modify request and apply it (``tycho._native.kube_modify_request``)."""
+        return _native.kube_modify_request(request, config=self._conf(), namespace=self._explicit())
 
     def delete(self, name: str, namespace: str="default") -> dict[str, Any]:
         """Delete every object labelled ``tycho-guid=<name>``. Returns ``{}``."""
-        return _native.kube_delete(name, namespace=self._requested_namespace())
+        return _native.kube_delete(name, namespace=self._explicit())
 
     def status(self, name: Optional[str]=None, username: Optional[str]=None, namespace: str="default") -> list[dict[str, Any]]:
         """Status rows of tycho systems: by GUID ``name``, by ``username``, or all."""
-        return _native.kube_status(name, username, namespace=self._requested_namespace())
-
-    def modify_request(self, request: Any, parse: Callable[[Any], Any]) -> dict[str, Any]:
-        """Check a modify request and apply it in one native call
-        (``tycho._native.kube_modify_request``)."""
-        if getattr(self.modify, "__func__", None) is not _MODIFY:
-            return super().modify_request(request, parse)
-        return _native.kube_modify_request(request, config=self._conf(), namespace=self._namespace or None)
+        return _native.kube_status(name, username, namespace=self._explicit())
 
     def modify(self, system_modify: ModifySystem) -> dict[str, Any]:
         """Patch labels and cpu/memory of a running system. Returns ``{"patches": [...]}``."""
-        return _native.kube_modify(system_modify.to_dict(), config=self._conf(), namespace=self._requested_namespace())
+        return _native.kube_modify(system_modify, config=self._conf(), namespace=self._explicit(), **_NATIVE_MODEL)
 
     def stop(self, name: str) -> dict[str, Any]:
         """Scale the system with GUID ``name`` to 0, keeping its Services, token Secret,
         claims and NetworkPolicy; the replica count is kept in an annotation. Idempotent.
         Returns ``{"name", "deployments": {name: replicas}}``."""
-        return _native.system_stop("kubernetes", name, config=self._conf(), namespace=self._requested_namespace())
+        return _native.system_stop("kubernetes", name, config=self._conf(), namespace=self._explicit())
 
     def resume(self, name: str) -> dict[str, Any]:
         """Scale the stopped system with GUID ``name`` back to the replica count it had
         (its last activity becomes now). Idempotent."""
-        return _native.system_resume("kubernetes", name, config=self._conf(), namespace=self._requested_namespace())
+        return _native.system_resume("kubernetes", name, config=self._conf(), namespace=self._explicit())
 
     def touch(self, name: str) -> dict[str, Any]:
         """Record activity of the system with GUID ``name`` now (``TYCHO_NOW`` when set)."""
-        return _native.system_touch("kubernetes", name, namespace=self._requested_namespace())
+        return _native.system_touch("kubernetes", name, namespace=self._explicit())
 
     def cull(self, **options: Any) -> dict[str, Any]:
         """One culling pass: stop (or delete, ``action="delete"``) the systems idle longer
         than ``idle`` or older than ``max_age``; keyword arguments as
         :func:`tycho.compute.cull_options`. Returns ``{"now", "action", "dry_run",
         "culled": [rows with reason], "kept"}``."""
-        return _native.system_cull("kubernetes", cull_options(**options), namespace=self._requested_namespace())
-
-
-# The methods as defined here: a subclass or a mock.patch that replaces one gets the
-# step-by-step path through it.
-_START = KubernetesCompute.start
-_STATUS = KubernetesCompute.status
-_STATUS_REQUEST = KubernetesCompute.status_request
-_DELETE = KubernetesCompute.delete
-_MODIFY = KubernetesCompute.modify
+        return _native.system_cull("kubernetes", cull_options(**options), namespace=self._explicit())

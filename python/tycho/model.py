@@ -547,15 +547,11 @@ class ModifySystem:
 
     @staticmethod
     def parse_modify(config: Any, guid: Optional[str], labels: Optional[dict[str, Any]], cpu: Any, memory: Any) -> "ModifySystem":
-        """A ModifySystem; ``patch`` is True when labels or resources are given."""
-        resources = {}
-        if cpu is not None:
-            resources["cpu"] = cpu
-        if memory is not None:
-            resources["memory"] = memory
-        labels = labels if labels is not None else {}
-        patch = len(resources) > 0 or len(labels) > 0
-        return ModifySystem(config, patch, guid, labels, resources)
+        """A ModifySystem; ``patch`` is True when labels or resources are given. The rule
+        is the core's, that of a modify request (``tycho._native.modify_model``): a None
+        ``cpu``/``memory`` is left out of ``resources``, None ``labels`` are ``{}``."""
+        model = _native.modify_model({"tycho-guid": guid, "labels": labels, "cpu": cpu, "memory": memory})
+        return ModifySystem(config, model["patch"], model["guid"], model["labels"], model["resources"])
 
     def to_dict(self) -> dict[str, Any]:
         return _public_attrs(self, skip=("config",))
@@ -604,6 +600,13 @@ _PLAIN_SKIP: dict[type, tuple[str, ...]] = {
     Limits: (), Probe: (), HttpProbe: (), TcpProbe: (), Container: (), Service: (),
     System: ("config",), ModifySystem: ("config",),
 }
+
+
+#: The keyword arguments with which a native operation takes a model object itself
+#: (``tycho._native.kube_start(system, **_NATIVE_MODEL)`` and the others): converted in
+#: that one call as its ``to_dict()`` gives it (the model classes natively, anything
+#: else by the core's :func:`to_plain` walk), so the call is the only crossing.
+_NATIVE_MODEL: dict[str, Any] = {"skip": _PLAIN_SKIP, "to_plain": to_plain}
 
 
 def _render_model(template: str, system: "System", extra: dict[str, Any], config: Any) -> Documents:

@@ -2,22 +2,24 @@
 //! `tycho.kube.KubernetesCompute`. Every call releases the GIL while it talks to the
 //! cluster; errors become `tycho.exceptions` classes (StartException, DeleteException,
 //! ModifyException, TychoException); a panic becomes TychoException. Each operation is
+//! one `crate::exec::backplane::Target::run` (through `bindings::stopcull::operate`),
 //! counted in [`crate::metrics`] by outcome (`tycho.metrics()`).
 //!
 //! The executor logs through the `log` crate (target `tycho.kube`); [`init`] bridges it
-//! to Python's `logging` with pyo3-log.
+//! to Python's `logging` with pyo3-log (`bindings::lifecycle::bridge_logging`).
 
-use crate::bindings::{config_value, from_py, to_py};
-use crate::metrics::Operation;
+use super::lifecycle::run;
+use super::stopcull::{model_value, operate, operate_request, request_value, Asked};
+use crate::bindings::to_py;
+use crate::exec::backplane::{Backplane, Operation};
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 use serde_json::Value;
-use std::sync::OnceLock;
 
-static LOG_RESET: OnceLock<pyo3_log::ResetHandle> = OnceLock::new();
+const KUBERNETES: Backplane = Backplane::Kubernetes;
 
-/// Registers the executor's functions on the native module and bridges `log` records
-/// (target `tycho.kube` and Rust paths under `tycho`, Debug and up; other
-/// crates Warn and up; Python's levels decide from there) to Python logging.
+/// Registers the executor's functions on the native module and bridges `log` records to
+/// Python logging (`bindings::lifecycle::bridge_logging`).
 pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kube_start, m)?)?;
     m.add_function(wrap_pyfunction!(kube_start_request, m)?)?;
@@ -34,74 +36,41 @@ pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kube_wait, m)?)?;
     m.add_function(wrap_pyfunction!(kube_follow, m)?)?;
     m.add_class::<ProgressFollower>()?;
-    if LOG_RESET.get().is_none() {
-        let logger = pyo3_log::Logger::new(m.py(), pyo3_log::Caching::LoggersAndLevels)?
-            .filter(log::LevelFilter::Warn)
-            .filter_target("tycho".to_string(), log::LevelFilter::Debug)
-            // pyo3-log matches targets by `::` segments: name dotted ones too.
-            .filter_target(
-                crate::exec::kube::LOG_TARGET.to_string(),
-                log::LevelFilter::Debug,
-            )
-            .filter_target(
-                crate::exec::docker::LOG_TARGET.to_string(),
-                log::LevelFilter::Debug,
-            )
-            .filter_target(
-                crate::exec::cull::LOG_TARGET.to_string(),
-                log::LevelFilter::Debug,
-            )
-            // kube-rs reports every failed request at ERROR (through tracing's log
-            // bridge), retried ones included; tycho.kube logs them with context instead.
-            .filter_target("kube_client".to_string(), log::LevelFilter::Off);
-        // Another logger may already be installed (then records go there). Records of
-        // the runtime's threads reach Python only while it is not exiting.
-        let handle = logger.reset_handle();
-        if log::set_boxed_logger(Box::new(super::lifecycle::GatedLogger(logger))).is_ok() {
-            log::set_max_level(log::LevelFilter::Debug);
-            let _ = LOG_RESET.set(handle);
-        }
-    }
+    super::lifecycle::bridge_logging(m.py())?;
     Ok(())
 }
 
-/// Runs `f` without the GIL, catching panics (see `python::run`). Python logging levels
-/// are re-read first (pyo3-log caches them), so a level set since the last call is honoured.
-fn run<T: Send>(py: Python<'_>, f: impl FnOnce() -> crate::Result<T> + Send) -> PyResult<T> {
-    if let Some(handle) = LOG_RESET.get() {
-        handle.reset();
-    }
-    crate::bindings::run(py, f)
-}
+// Every operation below is one `Target::run` on the Kubernetes backplane
+// (`bindings::stopcull::operate`). `namespace` is the explicit one; None lets the
+// executor resolve it: NAMESPACE, the pod's service-account namespace, else the
+// kubeconfig context's.
 
-/// Starts a system (`tycho.model.System.to_dict()`); returns
+/// Starts a system: `tycho.model.System.to_dict()`, or the `System` itself with
+/// `skip`/`to_plain` (`tycho.model._NATIVE_MODEL`: converted in this call, see
+/// [`model_value`]); a hand-built one included (the core's rule converts it). Returns
 /// `{"name", "sid", "containers": {container: {"ip_address", <port name>: port}}, "conn_string"}`.
 #[pyfunction]
-#[pyo3(signature = (system, *, config=None, namespace=None))]
+#[pyo3(signature = (system, *, config=None, namespace=None, skip=None, to_plain=None))]
 fn kube_start<'py>(
     py: Python<'py>,
     system: &Bound<'py, PyAny>,
     config: Option<&Bound<'py, PyAny>>,
     namespace: Option<String>,
+    skip: Option<&Bound<'py, PyDict>>,
+    to_plain: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let system = from_py(system, "system")?;
-    let config = config_value(config)?;
-    let result = run(py, || {
+    let system = model_value(system, "system", skip, to_plain)?;
+    operate(py, KUBERNETES, config, namespace, |_| {
         let system = crate::model::System::from_plain(system)?;
-        let result = crate::exec::kube::start(&config, system, namespace.as_deref());
-        crate::metrics::operation(Operation::Start, &result);
-        result
-    })?;
-    to_py(py, &result)
+        Ok(Operation::Start(Box::new(system)))
+    })
 }
 
 /// Starts the system of a start request in one crossing (`tycho.actions`'
 /// `StartSystemResource` through `tycho.kube.KubernetesCompute.start_request`): checks
 /// `request` against the API schema's `System` (as the REST server does), parses it into
-/// the model, compiles and starts it. `namespace` is the explicit one (None: NAMESPACE,
-/// the pod's service-account namespace, else the kubeconfig context's). Returns
-/// `(result, system name)`: the result as [`kube_start`]'s, the model's `name`
-/// (`<app>-<guid>`).
+/// the model, compiles and starts it. Returns `(result, system name)`: the result as
+/// [`kube_start`]'s, the model's `name` (`<app>-<guid>`).
 #[pyfunction]
 #[pyo3(signature = (request, *, config=None, namespace=None))]
 fn kube_start_request<'py>(
@@ -110,18 +79,8 @@ fn kube_start_request<'py>(
     config: Option<&Bound<'py, PyAny>>,
     namespace: Option<String>,
 ) -> PyResult<(Bound<'py, PyAny>, String)> {
-    let request = from_py(request, "request")?;
-    let config = config_value(config)?;
-    let (result, name) = run(py, || {
-        crate::bindings::compile::checked("System", &request)?;
-        let system = crate::compile::parse_system(&config, &request, None)?;
-        let name = system.name.clone();
-        let namespace = namespace_rule(namespace.as_deref());
-        let result = crate::exec::kube::start(&config, system, namespace.as_deref());
-        crate::metrics::operation(Operation::Start, &result);
-        Ok((result?, name))
-    })?;
-    Ok((to_py(py, &result)?, name))
+    let (result, name) = operate_request(py, KUBERNETES, Asked::Start, request, config, namespace)?;
+    Ok((result, name.unwrap_or_default()))
 }
 
 /// Status rows of the systems with GUID `name`, of `username`, or all.
@@ -133,17 +92,13 @@ fn kube_status<'py>(
     username: Option<String>,
     namespace: Option<String>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let rows = run(py, || {
-        let all = name.is_none() && username.is_none();
-        let rows =
-            crate::exec::kube::status(name.as_deref(), username.as_deref(), namespace.as_deref());
-        crate::metrics::operation(Operation::Status, &rows);
-        if let (true, Ok(rows)) = (all, &rows) {
-            crate::metrics::systems(rows);
-        }
-        rows
-    })?;
-    to_py(py, &Value::Array(rows))
+    operate(py, KUBERNETES, None, namespace, |_| {
+        Ok(Operation::Status {
+            name,
+            username,
+            reasons: false,
+        })
+    })
 }
 
 /// Deletes everything labelled `tycho-guid=<name>`; returns `{}`.
@@ -154,53 +109,14 @@ fn kube_delete<'py>(
     name: String,
     namespace: Option<String>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let result = run(py, || {
-        let result = crate::exec::kube::delete(&name, namespace.as_deref());
-        crate::metrics::operation(Operation::Delete, &result);
-        result
-    })?;
-    to_py(py, &result)
-}
-
-/// The namespace of an operation given `explicit` (None: NAMESPACE, the pod's
-/// service-account namespace; None again: the kubeconfig context's).
-fn namespace_rule(explicit: Option<&str>) -> Option<String> {
-    crate::text::names::namespace_from(explicit, crate::environment::var("NAMESPACE"))
-}
-
-/// A text field of a checked request (None when absent or null).
-fn text_field(request: &Value, key: &str) -> Option<String> {
-    request.get(key).and_then(Value::as_str).map(str::to_string)
-}
-
-/// The rows of a status request: `request` checked against the API schema's
-/// `StatusRequest`, then the rows of its `name` (GUID), of its `username`, or all.
-fn status_rows(
-    py: Python<'_>,
-    request: &Bound<'_, PyAny>,
-    namespace: Option<String>,
-) -> PyResult<Vec<Value>> {
-    let request = from_py(request, "request")?;
-    run(py, || {
-        crate::bindings::compile::checked("StatusRequest", &request)?;
-        let name = text_field(&request, "name");
-        let username = text_field(&request, "username");
-        let all = name.is_none() && username.is_none();
-        let namespace = namespace_rule(namespace.as_deref());
-        let rows =
-            crate::exec::kube::status(name.as_deref(), username.as_deref(), namespace.as_deref());
-        crate::metrics::operation(Operation::Status, &rows);
-        if let (true, Ok(rows)) = (all, &rows) {
-            crate::metrics::systems(rows);
-        }
-        rows
+    operate(py, KUBERNETES, None, namespace, |_| {
+        Ok(Operation::Delete(name))
     })
 }
 
 /// Status rows for a status request in one crossing (`tycho.actions`'
 /// `StatusSystemResource`): `request` checked against the API schema's
 /// `StatusRequest`, then the rows of its `name` (GUID), of its `username`, or all.
-/// `namespace` as [`kube_start_request`]'s.
 #[pyfunction]
 #[pyo3(signature = (request, *, namespace=None))]
 fn kube_status_request<'py>(
@@ -208,8 +124,7 @@ fn kube_status_request<'py>(
     request: &Bound<'py, PyAny>,
     namespace: Option<String>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let rows = status_rows(py, request, namespace)?;
-    to_py(py, &Value::Array(rows))
+    Ok(operate_request(py, KUBERNETES, Asked::Status, request, None, namespace)?.0)
 }
 
 /// The `tycho.client.TychoStatus` of a status request in one crossing
@@ -223,8 +138,9 @@ fn kube_status_object<'py>(
     message: &str,
     namespace: Option<String>,
 ) -> PyResult<Bound<'py, crate::bindings::results::TychoStatus>> {
-    let rows = status_rows(py, request, namespace)?;
-    crate::bindings::results::TychoStatus::from_rows(py, &rows, message)
+    let (rows, _) = request_value(py, KUBERNETES, Asked::Status, request, None, namespace)?;
+    let rows = rows.as_array().map(Vec::as_slice).unwrap_or_default();
+    crate::bindings::results::TychoStatus::from_rows(py, rows, message)
 }
 
 /// Deletes the system of a delete request in one crossing (`tycho.actions`'
@@ -237,36 +153,26 @@ fn kube_delete_request<'py>(
     request: &Bound<'py, PyAny>,
     namespace: Option<String>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let request = from_py(request, "request")?;
-    let result = run(py, || {
-        crate::bindings::compile::checked("DeleteRequest", &request)?;
-        let name = text_field(&request, "name").unwrap_or_default();
-        let namespace = namespace_rule(namespace.as_deref());
-        let result = crate::exec::kube::delete(&name, namespace.as_deref());
-        crate::metrics::operation(Operation::Delete, &result);
-        result
-    })?;
-    to_py(py, &result)
+    Ok(operate_request(py, KUBERNETES, Asked::Delete, request, None, namespace)?.0)
 }
 
-/// Patches labels and cpu/memory of a running system (`tycho.model.ModifySystem.to_dict()`);
-/// returns `{"patches": [...]}`.
+/// Patches labels and cpu/memory of a running system (`tycho.model.ModifySystem.to_dict()`,
+/// or the object itself with `skip`/`to_plain`, as [`kube_start`] takes it); returns
+/// `{"patches": [...]}`.
 #[pyfunction]
-#[pyo3(signature = (modify, *, config=None, namespace=None))]
+#[pyo3(signature = (modify, *, config=None, namespace=None, skip=None, to_plain=None))]
 fn kube_modify<'py>(
     py: Python<'py>,
     modify: &Bound<'py, PyAny>,
     config: Option<&Bound<'py, PyAny>>,
     namespace: Option<String>,
+    skip: Option<&Bound<'py, PyDict>>,
+    to_plain: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let modify = from_py(modify, "modify")?;
-    let config = config_value(config)?;
-    let result = run(py, || {
-        let result = crate::exec::kube::modify(&config, &modify, namespace.as_deref());
-        crate::metrics::operation(Operation::Modify, &result);
-        result
-    })?;
-    to_py(py, &result)
+    let modify = model_value(modify, "modify", skip, to_plain)?;
+    operate(py, KUBERNETES, config, namespace, |_| {
+        Ok(Operation::Modify(modify))
+    })
 }
 
 /// Applies a modify request in one crossing (`tycho.actions`' `ModifySystemResource`):
@@ -280,17 +186,7 @@ fn kube_modify_request<'py>(
     config: Option<&Bound<'py, PyAny>>,
     namespace: Option<String>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let request = from_py(request, "request")?;
-    let config = config_value(config)?;
-    let result = run(py, || {
-        crate::bindings::compile::checked("ModifyRequest", &request)?;
-        let modify = crate::model::request::modify_request(&request);
-        let namespace = namespace_rule(namespace.as_deref());
-        let result = crate::exec::kube::modify(&config, &modify, namespace.as_deref());
-        crate::metrics::operation(Operation::Modify, &result);
-        result
-    })?;
-    to_py(py, &result)
+    Ok(operate_request(py, KUBERNETES, Asked::Modify, request, config, namespace)?.0)
 }
 
 /// The namespace operations use when none is given: NAMESPACE, the pod's

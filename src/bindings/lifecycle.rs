@@ -15,6 +15,9 @@
 //! exit waits for its executor threads. After it, a refused bridge job leaves its
 //! awaitable unresolved (nobody awaits it any more), and a refused log record is
 //! dropped. A forked child starts with nothing entered and the gate open.
+//!
+//! The `log` bridge itself is installed here too ([`bridge_logging`]), and [`run`] is the
+//! GIL-free call of every executor operation, which refreshes the bridge's levels first.
 
 use pyo3::prelude::*;
 use std::sync::{Condvar, Mutex};
@@ -132,4 +135,53 @@ pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         .import("atexit")?
         .call_method1("register", (close,))?;
     Ok(())
+}
+
+/// The handle that makes pyo3-log read Python's logging levels again (see [`run`]).
+static LOG_RESET: std::sync::OnceLock<pyo3_log::ResetHandle> = std::sync::OnceLock::new();
+
+/// Bridges `log` records to Python's `logging` through pyo3-log, once per process:
+/// targets `tycho.kube`, `tycho.docker`, `tycho.cull` and Rust paths under `tycho` at
+/// Debug and up, other crates Warn and up (Python's levels decide from there). Records of
+/// the runtime's threads go through [`GatedLogger`].
+pub fn bridge_logging(py: Python<'_>) -> PyResult<()> {
+    if LOG_RESET.get().is_none() {
+        let logger = pyo3_log::Logger::new(py, pyo3_log::Caching::LoggersAndLevels)?
+            .filter(log::LevelFilter::Warn)
+            .filter_target("tycho".to_string(), log::LevelFilter::Debug)
+            // pyo3-log matches targets by `::` segments: name dotted ones too.
+            .filter_target(
+                crate::exec::kube::LOG_TARGET.to_string(),
+                log::LevelFilter::Debug,
+            )
+            .filter_target(
+                crate::exec::docker::LOG_TARGET.to_string(),
+                log::LevelFilter::Debug,
+            )
+            .filter_target(
+                crate::exec::cull::LOG_TARGET.to_string(),
+                log::LevelFilter::Debug,
+            )
+            // kube-rs reports every failed request at ERROR (through tracing's log
+            // bridge), retried ones included; tycho.kube logs them with context instead.
+            .filter_target("kube_client".to_string(), log::LevelFilter::Off);
+        // Another logger may already be installed (then records go there). Records of
+        // the runtime's threads reach Python only while it is not exiting.
+        let handle = logger.reset_handle();
+        if log::set_boxed_logger(Box::new(GatedLogger(logger))).is_ok() {
+            log::set_max_level(log::LevelFilter::Debug);
+            let _ = LOG_RESET.set(handle);
+        }
+    }
+    Ok(())
+}
+
+/// Runs `f` without the GIL, catching panics (`crate::bindings::run`), after making
+/// pyo3-log read Python's logging levels again (it caches them), so a level set since
+/// the last call is honoured. The operations of the executors run through here.
+pub fn run<T: Send>(py: Python<'_>, f: impl FnOnce() -> crate::Result<T> + Send) -> PyResult<T> {
+    if let Some(handle) = LOG_RESET.get() {
+        handle.reset();
+    }
+    crate::bindings::run(py, f)
 }

@@ -6,7 +6,7 @@ use super::request::{self, check_guid, RegistryApp};
 use super::{usage, Context};
 use crate::compile::{compile, CompileOptions};
 use crate::error::{Error, ErrorKind, Result};
-use crate::exec::backplane::Backplane;
+use crate::exec::backplane::{Backplane, Operation};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -347,10 +347,8 @@ pub fn up(args: &UpArgs, ctx: &Context) -> Result<i32> {
         .keys()
         .map(|c| (c.clone(), service_port(&system, c)))
         .collect();
-    if backplane == Backplane::Kubernetes {
-        check_cluster()?;
-    }
-    let result = crate::exec::backplane::start(backplane, config, system, namespace)?;
+    let target = ctx.target(backplane, config)?;
+    let result = target.run(Operation::Start(Box::new(system)))?;
     let name = result
         .get("name")
         .and_then(Value::as_str)
@@ -533,17 +531,12 @@ pub fn status(args: &StatusArgs, ctx: &Context) -> Result<i32> {
         .guid
         .as_deref()
         .map(|g| g.replace(std::path::MAIN_SEPARATOR, "-"));
-    let backplane = Backplane::parse(&args.backplane)?;
-    if backplane == Backplane::Kubernetes {
-        check_cluster()?;
-    }
-    let rows = crate::exec::backplane::status(
-        backplane,
-        &ctx.config,
-        guid.as_deref(),
-        args.username.as_deref(),
-        ctx.namespace.as_deref(),
-    )?;
+    let target = ctx.target(Backplane::parse(&args.backplane)?, &ctx.config)?;
+    let rows = crate::exec::backplane::rows(target.run(Operation::Status {
+        name: guid.clone(),
+        username: args.username.clone(),
+        reasons: false,
+    })?);
     if let (Some(g), true) = (&guid, rows.is_empty()) {
         return Err(Error::input(format!(
             "no system with GUID {}",
@@ -621,25 +614,24 @@ pub fn status(args: &StatusArgs, ctx: &Context) -> Result<i32> {
 /// all the same).
 pub fn down(args: &DownArgs, ctx: &Context) -> Result<i32> {
     let mut code = 0;
-    let backplane = Backplane::parse(&args.backplane)?;
-    if backplane == Backplane::Kubernetes {
-        check_cluster()?;
-    }
-    let config = &ctx.config;
-    let namespace = ctx.namespace.as_deref();
+    let target = ctx.target(Backplane::parse(&args.backplane)?, &ctx.config)?;
     for guid in &args.guids {
         let guid = guid.replace(std::path::MAIN_SEPARATOR, "-");
         let outcome = if guid.is_empty() {
             Err(Error::input("no GUID given"))
         } else {
-            crate::exec::backplane::status(backplane, config, Some(&guid), None, namespace)
-                .and_then(|rows| {
-                    if rows.is_empty() {
-                        Err(Error::input("no such system"))
-                    } else {
-                        crate::exec::backplane::delete(backplane, config, &guid, namespace)
-                    }
-                })
+            let status = Operation::Status {
+                name: Some(guid.clone()),
+                username: None,
+                reasons: false,
+            };
+            target.run(status).and_then(|rows| {
+                if crate::exec::backplane::rows(rows).is_empty() {
+                    Err(Error::input("no such system"))
+                } else {
+                    target.run(Operation::Delete(guid.clone()))
+                }
+            })
         };
         match outcome {
             Ok(_) => print(&format!("{guid}\n"))?,
@@ -670,14 +662,9 @@ pub fn modify(args: &ModifyArgs, ctx: &Context) -> Result<i32> {
         let all: Vec<String> = problems.iter().map(|p| p.describe()).collect();
         return Ok(usage(format!("invalid modify request: {}", all.join("; "))));
     }
-    let request = crate::exec::modify_request(&request);
-    let backplane = Backplane::parse(&args.backplane)?;
-    if backplane == Backplane::Kubernetes {
-        check_cluster()?;
-    }
-    let config = &ctx.config;
-    let result =
-        crate::exec::backplane::modify(backplane, config, &request, ctx.namespace.as_deref())?;
+    let request = crate::model::request::modify_request(&request);
+    let target = ctx.target(Backplane::parse(&args.backplane)?, &ctx.config)?;
+    let result = target.run(Operation::Modify(request))?;
     print(&output::formatted(&result, true))?;
     Ok(0)
 }
@@ -741,15 +728,12 @@ pub fn api(args: &ApiArgs, ctx: &Context) -> Result<i32> {
         metrics,
         cull,
     };
-    let executor: std::sync::Arc<dyn crate::exec::Executor> =
-        match Backplane::parse(&args.backplane)? {
-            Backplane::Docker => std::sync::Arc::new(crate::exec::backplane::DockerExecutor::new()),
-            Backplane::Kubernetes => {
-                let mut kube = crate::exec::Kubernetes::new(ctx.namespace.clone());
-                kube.config = ctx.config.clone();
-                std::sync::Arc::new(kube)
-            }
-        };
+    let mut executor = crate::exec::backplane::BackplaneExecutor::new(
+        Backplane::parse(&args.backplane)?,
+        ctx.namespace.clone(),
+    );
+    executor.config = ctx.config.clone();
+    let executor: std::sync::Arc<dyn crate::exec::Executor> = std::sync::Arc::new(executor);
     crate::server::serve(executor, options)?;
     Ok(0)
 }

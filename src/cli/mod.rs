@@ -136,6 +136,24 @@ fn max_input(flag: Option<&str>, env: &CliEnv) -> crate::Result<u64> {
 }
 
 impl Context {
+    /// Where a command's operations run: `backplane` with `config` and this context's
+    /// namespace. On Kubernetes the cluster is checked first (`connect::check_cluster`:
+    /// one line saying what is wrong).
+    pub fn target<'a>(
+        &'a self,
+        backplane: crate::exec::backplane::Backplane,
+        config: &'a serde_json::Value,
+    ) -> crate::error::Result<crate::exec::backplane::Target<'a>> {
+        if backplane == crate::exec::backplane::Backplane::Kubernetes {
+            connect::check_cluster()?;
+        }
+        Ok(crate::exec::backplane::Target {
+            backplane,
+            config,
+            namespace: self.namespace.as_deref(),
+        })
+    }
+
     /// Prints `e` as a failure (one line; with `--debug`, the kind and the whole message).
     pub fn report(&self, e: &Error) {
         if self.debug {

@@ -1,11 +1,10 @@
 //! `tycho stop`, `tycho resume`, `tycho touch` and `tycho cull`, and the culling options
 //! `tycho api --cull-every` shares ([`CullArgs`]).
 
-use super::connect::check_cluster;
 use super::output::{self, cell, print, table, Output};
 use super::Context;
 use crate::error::{Error, Result};
-use crate::exec::backplane::Backplane;
+use crate::exec::backplane::{Backplane, Operation};
 use crate::exec::cull::{CullAction, CullOptions};
 use serde_json::Value;
 
@@ -34,23 +33,17 @@ pub enum Verb {
 /// `tycho stop|resume|touch GUID...`: each GUID on its own line when done; a failure is
 /// one line on stderr (the other GUIDs are handled all the same) and exit code 1.
 pub fn by_guid(verb: Verb, args: &GuidArgs, ctx: &Context) -> Result<i32> {
-    let backplane = Backplane::parse(&args.backplane)?;
-    if backplane == Backplane::Kubernetes {
-        check_cluster()?;
-    }
-    let namespace = ctx.namespace.as_deref();
+    let target = ctx.target(Backplane::parse(&args.backplane)?, &ctx.config)?;
     let mut code = 0;
     for guid in &args.guids {
         let outcome = if guid.is_empty() {
             Err(Error::input("no GUID given"))
         } else {
-            match verb {
-                Verb::Stop => crate::exec::backplane::stop(backplane, &ctx.config, guid, namespace),
-                Verb::Resume => {
-                    crate::exec::backplane::resume(backplane, &ctx.config, guid, namespace)
-                }
-                Verb::Touch => crate::exec::backplane::touch(backplane, guid, namespace),
-            }
+            target.run(match verb {
+                Verb::Stop => Operation::Stop(guid.clone()),
+                Verb::Resume => Operation::Resume(guid.clone()),
+                Verb::Touch => Operation::Touch(guid.clone()),
+            })
         };
         match outcome {
             Ok(_) => print(&format!("{guid}\n"))?,
@@ -159,11 +152,8 @@ pub fn cull(args: &CullCommand, ctx: &Context) -> Result<i32> {
             "tycho cull needs --max-age or --idle (or both)",
         ));
     };
-    let backplane = Backplane::parse(&args.backplane)?;
-    if backplane == Backplane::Kubernetes {
-        check_cluster()?;
-    }
-    let report = crate::exec::backplane::cull(backplane, &options, ctx.namespace.as_deref())?;
+    let target = ctx.target(Backplane::parse(&args.backplane)?, &ctx.config)?;
+    let report = target.cull(&options)?;
     let rows: Vec<Value> = report["culled"].as_array().cloned().unwrap_or_default();
     match args.output {
         Output::Json => print(&output::formatted(&report, true))?,

@@ -4,7 +4,7 @@
 //! asks for the names (`tycho._native.BACKPLANES`, `tycho._native.backplane_name`) and
 //! maps them to its compute classes in `tycho.factory`.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::exec::{BoxFut, Executor};
 use crate::model::System;
 use serde_json::Value;
@@ -47,84 +47,181 @@ impl Backplane {
     }
 }
 
-/// Starts `system` on `backplane`.
-pub fn start(
-    backplane: Backplane,
-    config: &Value,
-    system: System,
-    namespace: Option<&str>,
-) -> Result<Value> {
-    match backplane {
-        Backplane::Kubernetes => crate::exec::kube::start(config, system, namespace),
-        Backplane::Docker => crate::exec::docker::start(config, system),
+/// One operation on the systems of a backplane (what [`Target::run`] dispatches).
+#[derive(Debug)]
+pub enum Operation {
+    /// Start a compiled system; the result is `{name, sid, containers, conn_string}`.
+    Start(Box<System>),
+    /// Status rows (an array): of system `name` (a GUID), of `username`'s, or of all;
+    /// with `reasons`, each row also says why it is not ready.
+    Status {
+        /// The system's GUID.
+        name: Option<String>,
+        /// The user whose systems are listed.
+        username: Option<String>,
+        /// Add `reason` to each row.
+        reasons: bool,
+    },
+    /// Delete system `guid`; the result is `{}`.
+    Delete(String),
+    /// Apply a modify request in the executor's form
+    /// ([`crate::model::request::modify_request`]); the result is `{"patches": [...]}`.
+    Modify(Value),
+    /// Stop system `guid`: its Deployments scaled to 0 (Kubernetes) or its containers
+    /// stopped (Docker); everything else is kept. Idempotent.
+    Stop(String),
+    /// Resume system `guid` (the replica count it had; the containers started). Idempotent.
+    Resume(String),
+    /// Record activity of system `guid` now (`TYCHO_NOW` when set: tests); Kubernetes only.
+    Touch(String),
+}
+
+impl Operation {
+    /// The operation's label in [`crate::metrics`].
+    pub fn metric(&self) -> crate::metrics::Operation {
+        use crate::metrics::Operation as M;
+        match self {
+            Operation::Start(_) => M::Start,
+            Operation::Status { .. } => M::Status,
+            Operation::Delete(_) => M::Delete,
+            Operation::Modify(_) => M::Modify,
+            Operation::Stop(_) => M::Stop,
+            Operation::Resume(_) => M::Resume,
+            Operation::Touch(_) => M::Touch,
+        }
+    }
+
+    /// The kind of the error when the operation cannot run at all.
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Operation::Start(_) => ErrorKind::Start,
+            Operation::Delete(_) => ErrorKind::Delete,
+            Operation::Modify(_) => ErrorKind::Modify,
+            _ => ErrorKind::Kube,
+        }
+    }
+
+    /// A status of every system (the systems-by-app gauge is set from its rows).
+    fn lists_all(&self) -> bool {
+        matches!(
+            self,
+            Operation::Status {
+                name: None,
+                username: None,
+                ..
+            }
+        )
     }
 }
 
-/// Status rows on `backplane`.
-pub fn status(
-    backplane: Backplane,
-    config: &Value,
-    name: Option<&str>,
-    username: Option<&str>,
-    namespace: Option<&str>,
-) -> Result<Vec<Value>> {
-    match backplane {
-        Backplane::Kubernetes => crate::exec::kube::status(name, username, namespace),
-        Backplane::Docker => crate::exec::docker::status(config, name, username, false),
+/// Where operations run: a backplane, the tycho configuration and (Kubernetes) the
+/// explicit namespace (None: NAMESPACE, the pod's service-account namespace, else the
+/// kubeconfig context's; the executor resolves it).
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// The back end.
+    pub backplane: Backplane,
+    /// The tycho configuration (templates, volumes, `tycho.docker`).
+    pub config: &'a Value,
+    /// The explicit namespace (Kubernetes).
+    pub namespace: Option<&'a str>,
+}
+
+impl Target<'_> {
+    /// Runs `operation` (blocking, on the executor's runtime) and counts it in
+    /// [`crate::metrics`] by outcome (a status of all systems also sets the
+    /// systems-by-app gauge). The CLI and the Python bindings call this.
+    pub fn run(&self, operation: Operation) -> Result<Value> {
+        let (kind, metric, all) = (operation.kind(), operation.metric(), operation.lists_all());
+        let result = crate::runtime::block_on(kind, self.run_async(operation));
+        crate::metrics::operation(metric, &result);
+        if let (true, Ok(Value::Array(rows))) = (all, &result) {
+            crate::metrics::systems(rows);
+        }
+        result
+    }
+
+    /// Runs `operation`, uncounted (`tycho api` counts at its routes): the one place
+    /// that picks the back end of an operation.
+    pub async fn run_async(&self, operation: Operation) -> Result<Value> {
+        use crate::exec::{docker, kube};
+        let (config, namespace) = (self.config, self.namespace);
+        match (self.backplane, operation) {
+            (Backplane::Kubernetes, Operation::Start(system)) => {
+                kube::start_async(config, *system, namespace).await
+            }
+            (Backplane::Docker, Operation::Start(system)) => {
+                docker::start_async(config, *system).await
+            }
+            (
+                backplane,
+                Operation::Status {
+                    name,
+                    username,
+                    reasons,
+                },
+            ) => {
+                let (name, username) = (name.as_deref(), username.as_deref());
+                let rows = match backplane {
+                    Backplane::Kubernetes => {
+                        let mut rows = kube::status_async(name, username, namespace).await?;
+                        if reasons {
+                            kube::add_reasons(&mut rows, namespace).await;
+                        }
+                        rows
+                    }
+                    Backplane::Docker => {
+                        docker::status_async(config, name, username, reasons).await?
+                    }
+                };
+                Ok(Value::Array(rows))
+            }
+            (Backplane::Kubernetes, Operation::Delete(guid)) => {
+                kube::delete_async(&guid, namespace).await
+            }
+            (Backplane::Docker, Operation::Delete(guid)) => {
+                docker::delete_async(config, &guid).await
+            }
+            (Backplane::Kubernetes, Operation::Modify(request)) => {
+                kube::modify_async(config, &request, namespace).await
+            }
+            (Backplane::Docker, Operation::Modify(request)) => {
+                docker::modify_async(config, &request).await
+            }
+            (Backplane::Kubernetes, Operation::Stop(guid)) => {
+                let now = chrono::Utc::now();
+                kube::scale::apply_async(kube::scale::Action::Stop, &guid, namespace, now).await
+            }
+            (Backplane::Kubernetes, Operation::Resume(guid)) => {
+                let now = clock()?;
+                kube::scale::apply_async(kube::scale::Action::Resume, &guid, namespace, now).await
+            }
+            (Backplane::Kubernetes, Operation::Touch(guid)) => {
+                let now = clock()?;
+                kube::scale::apply_async(kube::scale::Action::Touch, &guid, namespace, now).await
+            }
+            (Backplane::Docker, Operation::Stop(guid)) => docker::stop_async(config, &guid).await,
+            (Backplane::Docker, Operation::Resume(guid)) => {
+                docker::resume_async(config, &guid).await
+            }
+            (Backplane::Docker, Operation::Touch(_)) => Err(kubernetes_only("touch")),
+        }
+    }
+
+    /// One culling pass ([`crate::exec::cull`]); Kubernetes only.
+    pub fn cull(&self, options: &crate::exec::cull::CullOptions) -> Result<Value> {
+        match self.backplane {
+            Backplane::Kubernetes => crate::exec::cull::cull(options, self.namespace),
+            Backplane::Docker => Err(kubernetes_only("culling")),
+        }
     }
 }
 
-/// Deletes system `guid` on `backplane`.
-pub fn delete(
-    backplane: Backplane,
-    config: &Value,
-    guid: &str,
-    namespace: Option<&str>,
-) -> Result<Value> {
-    match backplane {
-        Backplane::Kubernetes => crate::exec::kube::delete(guid, namespace),
-        Backplane::Docker => crate::exec::docker::delete(config, guid),
-    }
-}
-
-/// Applies a modify request (executor form) on `backplane`.
-pub fn modify(
-    backplane: Backplane,
-    config: &Value,
-    request: &Value,
-    namespace: Option<&str>,
-) -> Result<Value> {
-    match backplane {
-        Backplane::Kubernetes => crate::exec::kube::modify(config, request, namespace),
-        Backplane::Docker => crate::exec::docker::modify(config, request),
-    }
-}
-
-/// Stops system `guid` on `backplane`: its Deployments scaled to 0 (Kubernetes) or its
-/// containers stopped (Docker); everything else is kept. Idempotent.
-pub fn stop(
-    backplane: Backplane,
-    config: &Value,
-    guid: &str,
-    namespace: Option<&str>,
-) -> Result<Value> {
-    match backplane {
-        Backplane::Kubernetes => crate::exec::kube::scale::stop(guid, namespace),
-        Backplane::Docker => crate::exec::docker::stop(config, guid),
-    }
-}
-
-/// Resumes system `guid` on `backplane` (the replica count it had; the containers
-/// started). Idempotent.
-pub fn resume(
-    backplane: Backplane,
-    config: &Value,
-    guid: &str,
-    namespace: Option<&str>,
-) -> Result<Value> {
-    match backplane {
-        Backplane::Kubernetes => crate::exec::kube::scale::resume(guid, namespace),
-        Backplane::Docker => crate::exec::docker::resume(config, guid),
+/// The status rows of a [`Operation::Status`] result.
+pub fn rows(result: Value) -> Vec<Value> {
+    match result {
+        Value::Array(rows) => rows,
+        _ => Vec::new(),
     }
 }
 
@@ -136,49 +233,9 @@ fn kubernetes_only(what: &str) -> Error {
     ))
 }
 
-/// Records activity of system `guid` now (`TYCHO_NOW` when set: tests).
-pub fn touch(backplane: Backplane, guid: &str, namespace: Option<&str>) -> Result<Value> {
-    match backplane {
-        Backplane::Kubernetes => crate::exec::kube::scale::touch(guid, namespace, clock()?),
-        Backplane::Docker => Err(kubernetes_only("touch")),
-    }
-}
-
-/// [`touch`], async.
-pub async fn touch_async(
-    backplane: Backplane,
-    guid: &str,
-    namespace: Option<&str>,
-) -> Result<Value> {
-    match backplane {
-        Backplane::Kubernetes => {
-            crate::exec::kube::scale::apply_async(
-                crate::exec::kube::scale::Action::Touch,
-                guid,
-                namespace,
-                clock()?,
-            )
-            .await
-        }
-        Backplane::Docker => Err(kubernetes_only("touch")),
-    }
-}
-
 /// Now: `TYCHO_NOW` when set (the injected clock of tests), else the system clock.
 pub fn clock() -> Result<chrono::DateTime<chrono::Utc>> {
     crate::environment::cull::clock()
-}
-
-/// One culling pass on `backplane` ([`crate::exec::cull`]).
-pub fn cull(
-    backplane: Backplane,
-    options: &crate::exec::cull::CullOptions,
-    namespace: Option<&str>,
-) -> Result<Value> {
-    match backplane {
-        Backplane::Kubernetes => crate::exec::cull::cull(options, namespace),
-        Backplane::Docker => Err(kubernetes_only("culling")),
-    }
 }
 
 /// Polls the Docker backplane's status of `guid` until it is ready (`tycho up --wait`),
@@ -216,33 +273,54 @@ pub fn wait_ready_docker(
     }
 }
 
-/// The Docker backplane behind `tycho api -b docker-compose`.
-pub struct DockerExecutor {
+/// The executor behind `tycho api -b <backplane>`: every operation through
+/// [`Target::run_async`].
+pub struct BackplaneExecutor {
+    /// The back end.
+    pub backplane: Backplane,
+    /// Namespace of every operation (Kubernetes; None: NAMESPACE, the pod's, the kubeconfig's).
+    pub namespace: Option<String>,
     /// The tycho configuration (templates, volumes, `tycho.docker`).
     pub config: Value,
 }
 
-impl DockerExecutor {
-    /// The executor with the built-in configuration.
-    pub fn new() -> Self {
-        DockerExecutor {
+impl BackplaneExecutor {
+    /// The executor of `backplane` with the built-in configuration.
+    pub fn new(backplane: Backplane, namespace: Option<String>) -> Self {
+        BackplaneExecutor {
+            backplane,
+            namespace,
             config: crate::config::default_config().clone(),
         }
     }
-}
 
-impl Default for DockerExecutor {
-    fn default() -> Self {
-        Self::new()
+    fn target(&self) -> Target<'_> {
+        Target {
+            backplane: self.backplane,
+            config: &self.config,
+            namespace: self.namespace.as_deref(),
+        }
+    }
+
+    fn run(&self, operation: Operation) -> BoxFut<'_, Value> {
+        Box::pin(async move { self.target().run_async(operation).await })
     }
 }
 
-impl Executor for DockerExecutor {
+impl Executor for BackplaneExecutor {
     fn start(&self, request: Value) -> BoxFut<'_, Value> {
         Box::pin(async move {
-            let request = crate::model::StartRequest::from_value(request)?;
-            let system = crate::compile::parse_request(&self.config, request, None, false, false)?;
-            crate::exec::docker::start_async(&self.config, system).await
+            // Parsing runs the compose and settings through the templates: CPU work,
+            // on the worker pool (the async threads keep serving).
+            let config = self.config.clone();
+            let system = crate::offload::run(ErrorKind::Start, "parsing the request", move || {
+                let request = crate::model::StartRequest::from_value(request)?;
+                crate::compile::parse_request(&config, request, None, false, false)
+            })
+            .await??;
+            self.target()
+                .run_async(Operation::Start(Box::new(system)))
+                .await
         })
     }
     fn status(
@@ -251,37 +329,54 @@ impl Executor for DockerExecutor {
         username: Option<String>,
         reasons: bool,
     ) -> BoxFut<'_, Value> {
-        Box::pin(async move {
-            let rows = crate::exec::docker::status_async(
-                &self.config,
-                name.as_deref(),
-                username.as_deref(),
-                reasons,
-            )
-            .await?;
-            Ok(Value::Array(rows))
+        self.run(Operation::Status {
+            name,
+            username,
+            reasons,
         })
     }
     fn delete(&self, name: String) -> BoxFut<'_, Value> {
-        Box::pin(async move { crate::exec::docker::delete_async(&self.config, &name).await })
+        self.run(Operation::Delete(name))
     }
     fn modify(&self, request: Value) -> BoxFut<'_, Value> {
-        Box::pin(async move {
-            let request = crate::exec::modify_request(&request);
-            crate::exec::docker::modify_async(&self.config, &request).await
-        })
+        let request = crate::model::request::modify_request(&request);
+        self.run(Operation::Modify(request))
     }
     fn stop(&self, name: String) -> BoxFut<'_, Value> {
-        Box::pin(async move { crate::exec::docker::stop_async(&self.config, &name).await })
+        self.run(Operation::Stop(name))
     }
     fn resume(&self, name: String) -> BoxFut<'_, Value> {
-        Box::pin(async move { crate::exec::docker::resume_async(&self.config, &name).await })
+        self.run(Operation::Resume(name))
     }
     fn touch(&self, name: String) -> BoxFut<'_, Value> {
-        Box::pin(async move { touch_async(Backplane::Docker, &name, None).await })
+        self.run(Operation::Touch(name))
     }
     fn ready(&self) -> BoxFut<'_, ()> {
-        Box::pin(async move { crate::exec::docker::ping(&self.config).await })
+        Box::pin(async move {
+            match self.backplane {
+                Backplane::Kubernetes => crate::exec::kube::api_ready().await,
+                Backplane::Docker => crate::exec::docker::ping(&self.config).await,
+            }
+        })
+    }
+    fn events(
+        &self,
+        name: Option<String>,
+        username: Option<String>,
+        timeout: std::time::Duration,
+    ) -> BoxFut<'_, crate::exec::kube::wait::Steps> {
+        Box::pin(async move {
+            if self.backplane == Backplane::Docker {
+                return Err(crate::exec::no_event_stream());
+            }
+            crate::exec::kube::wait::follow_async(
+                name.as_deref(),
+                username.as_deref(),
+                self.namespace.as_deref(),
+                timeout,
+            )
+            .await
+        })
     }
 }
 

@@ -24,7 +24,7 @@
 use crate::error::{Error, ErrorKind, Result};
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::time::Duration;
 
 /// Log target of culling.
@@ -510,141 +510,193 @@ fn seconds(now: DateTime<Utc>, t: Option<DateTime<Utc>>) -> Value {
 /// "action", "dry_run", "culled": [{sid, name, username, app_id, reason,
 /// last_activity, activity_source, age_seconds, idle_seconds, action, done, error}],
 /// "kept"}`. An action that fails is in its row (`done` false, `error`); the pass goes on.
-// Long because: one pass in its steps in order (select, probe with bounded concurrency, judge, act, report); to be split into named steps.
+/// The steps, in order: [`select`], [`judge_with_probes`], [`cull_one`] for each system
+/// that goes, [`report`].
 pub async fn cull_async(options: &CullOptions, namespace: Option<&str>) -> Result<Value> {
     options.check()?;
-    let env = crate::environment::cull::CullEnv::from_env();
     let now = match options.now {
         Some(t) => t,
         None => crate::environment::cull::clock()?,
     };
-    let host = options.activity_host.clone().or(env.activity_host.clone());
+    let (namespace, selected) = select(options, namespace).await?;
+    let concurrency = options.concurrency.clamp(1, 64);
+    let judged = judge_with_probes(selected, options, now, concurrency).await;
+    let kept = judged.iter().filter(|(_, _, r)| r.is_none()).count();
+    let ns = namespace.as_str();
+    let rows: Vec<(String, Value)> = stream::iter(
+        judged
+            .into_iter()
+            .filter_map(|(c, p, r)| r.map(|r| (c, p, r))),
+    )
+    .map(|(c, probed, reason)| cull_one(c, probed, reason, options, now, ns))
+    .buffer_unordered(concurrency)
+    .collect()
+    .await;
+    Ok(report(options, now, rows, kept))
+}
+
+/// The candidates of a pass: the systems of `namespace` (resolved: returned) that
+/// `options` selects by user and app; the probe's host is `options.activity_host`, else
+/// `TYCHO_ACTIVITY_HOST`.
+async fn select(
+    options: &CullOptions,
+    namespace: Option<&str>,
+) -> Result<(String, Vec<Candidate>)> {
+    let env = crate::environment::cull::CullEnv::from_env();
+    let host = options.activity_host.clone().or(env.activity_host);
     let (namespace, deployments, services) =
         crate::exec::kube::scale::systems_async(options.username.as_deref(), namespace).await?;
-    let all = candidates(&namespace, &deployments, &services, host.as_deref());
-    let selected: Vec<Candidate> = all
+    let selected = candidates(&namespace, &deployments, &services, host.as_deref())
         .into_iter()
         .filter(|c| {
-            options
-                .username
-                .as_deref()
-                .is_none_or(|u| c.username.as_deref() == Some(u))
-                && options
-                    .app
-                    .as_deref()
-                    .is_none_or(|a| c.app.as_deref() == Some(a))
+            let user = options.username.as_deref();
+            let app = options.app.as_deref();
+            user.is_none_or(|u| c.username.as_deref() == Some(u))
+                && app.is_none_or(|a| c.app.as_deref() == Some(a))
         })
         .collect();
-    let concurrency = options.concurrency.clamp(1, 64);
-    // Probes only where they can save a system: idle by the other sources.
-    let judged: Vec<(Candidate, Option<DateTime<Utc>>, Option<Reason>)> =
-        stream::iter(selected)
-            .map(|c| async move {
-                let first = judge(&c, options, now, None);
-                let probed = match (&first, &c.probe) {
-                    (Some(Reason::Idle), Some((p, url))) if !c.stopped => {
-                        match probe(url.clone(), p.field.clone()).await {
-                            Ok(t) => Some(t),
-                            Err(why) => {
-                                log::warn!(target: LOG_TARGET, "activity probe of system {} failed: {why}", c.guid);
-                                None
-                            }
+    Ok((namespace, selected))
+}
+
+/// Each candidate with its probe's answer and its [`Reason`] to go (None: it stays).
+/// Probes are asked only where they can save a system: idle by the other sources and
+/// running; at most `concurrency` at once. A failed probe is logged and ignored.
+async fn judge_with_probes(
+    selected: Vec<Candidate>,
+    options: &CullOptions,
+    now: DateTime<Utc>,
+    concurrency: usize,
+) -> Vec<(Candidate, Option<DateTime<Utc>>, Option<Reason>)> {
+    stream::iter(selected)
+        .map(|c| async move {
+            let first = judge(&c, options, now, None);
+            let probed = match (&first, &c.probe) {
+                (Some(Reason::Idle), Some((p, url))) if !c.stopped => {
+                    match probe(url.clone(), p.field.clone()).await {
+                        Ok(t) => Some(t),
+                        Err(why) => {
+                            log::warn!(target: LOG_TARGET, "activity probe of system {} failed: {why}", c.guid);
+                            None
                         }
                     }
-                    _ => None,
-                };
-                let reason = if probed.is_some() {
-                    judge(&c, options, now, probed)
-                } else {
-                    first
-                };
-                (c, probed, reason)
-            })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
-    let kept = judged.iter().filter(|(_, _, r)| r.is_none()).count();
-    let going: Vec<(Candidate, Option<DateTime<Utc>>, Reason)> = judged
-        .into_iter()
-        .filter_map(|(c, p, r)| r.map(|r| (c, p, r)))
-        .collect();
-    let ns = namespace.as_str();
-    let mut rows: Vec<(String, Value)> = stream::iter(going)
-        .map(|(c, probed, reason)| async move {
-            let (last, source) = last_activity(&c, probed)
-                .map(|(t, s)| (Some(t), s))
-                .unwrap_or((None, "none"));
-            let mut row = json!({
-                "sid": c.guid,
-                "name": c.name,
-                "username": c.username,
-                "app_id": c.app,
-                "reason": reason.name(),
-                "last_activity": last.map(crate::exec::kube::scale::timestamp),
-                "activity_source": source,
-                "age_seconds": seconds(now, c.created),
-                "idle_seconds": seconds(now, last),
-                "action": options.action.name(),
-                "done": false,
-            });
-            let why = format!(
-                "{}: started {}, last activity {} ({source})",
-                reason.name(),
-                c.created.map(crate::exec::kube::scale::timestamp).unwrap_or_else(|| "unknown".into()),
-                last.map(crate::exec::kube::scale::timestamp).unwrap_or_else(|| "unknown".into()),
-            );
-            let who = format!(
-                "system {} ({}, app {}, user {})",
-                c.guid,
-                c.name,
-                c.app.as_deref().unwrap_or("?"),
-                c.username.as_deref().unwrap_or("?")
-            );
-            if options.dry_run {
-                log::info!(target: LOG_TARGET, "dry run: would {} {who}: {why}", options.action.name());
-                return (c.guid, row);
-            }
-            let outcome = match options.action {
-                CullAction::Stop => crate::exec::kube::scale::apply_async(
-                    crate::exec::kube::scale::Action::Stop,
-                    &c.guid,
-                    Some(ns),
-                    now,
-                )
-                .await
-                .map(|_| ()),
-                CullAction::Delete => crate::exec::kube::delete_async(&c.guid, Some(ns)).await.map(|_| ()),
+                }
+                _ => None,
             };
-            match outcome {
-                Ok(()) => {
-                    log::info!(target: LOG_TARGET, "culled {who}: {} because {why}", options.action.name());
-                    crate::metrics::culled(reason.name());
-                    row["done"] = json!(true);
-                }
-                Err(e) => {
-                    log::warn!(target: LOG_TARGET, "culling {who} ({why}) failed: {}", e.message);
-                    row["error"] = json!(e.message);
-                }
-            }
-            (c.guid, row)
+            let reason = if probed.is_some() {
+                judge(&c, options, now, probed)
+            } else {
+                first
+            };
+            (c, probed, reason)
         })
         .buffer_unordered(concurrency)
         .collect()
-        .await;
+        .await
+}
+
+/// The report row of a system that goes, before its action (`done` false).
+fn culled_row(
+    c: &Candidate,
+    probed: Option<DateTime<Utc>>,
+    reason: Reason,
+    options: &CullOptions,
+    now: DateTime<Utc>,
+) -> Value {
+    let (last, source) = last_activity(c, probed)
+        .map(|(t, s)| (Some(t), s))
+        .unwrap_or((None, "none"));
+    json!({
+        "sid": c.guid,
+        "name": c.name,
+        "username": c.username,
+        "app_id": c.app,
+        "reason": reason.name(),
+        "last_activity": last.map(crate::exec::kube::scale::timestamp),
+        "activity_source": source,
+        "age_seconds": seconds(now, c.created),
+        "idle_seconds": seconds(now, last),
+        "action": options.action.name(),
+        "done": false,
+    })
+}
+
+/// Stops or deletes one system that goes (a dry run only logs it); returns its GUID and
+/// its report row (`done`, or `error` when the action failed).
+async fn cull_one(
+    c: Candidate,
+    probed: Option<DateTime<Utc>>,
+    reason: Reason,
+    options: &CullOptions,
+    now: DateTime<Utc>,
+    namespace: &str,
+) -> (String, Value) {
+    let mut row = culled_row(&c, probed, reason, options, now);
+    let time = |t: Option<DateTime<Utc>>| {
+        t.map(crate::exec::kube::scale::timestamp)
+            .unwrap_or_else(|| "unknown".into())
+    };
+    let why = format!(
+        "{}: started {}, last activity {} ({})",
+        reason.name(),
+        time(c.created),
+        time(last_activity(&c, probed).map(|(t, _)| t)),
+        row["activity_source"].as_str().unwrap_or("none"),
+    );
+    let who = format!(
+        "system {} ({}, app {}, user {})",
+        c.guid,
+        c.name,
+        c.app.as_deref().unwrap_or("?"),
+        c.username.as_deref().unwrap_or("?")
+    );
+    let action = options.action.name();
+    if options.dry_run {
+        log::info!(target: LOG_TARGET, "dry run: would {action} {who}: {why}");
+        return (c.guid, row);
+    }
+    let outcome = match options.action {
+        CullAction::Stop => crate::exec::kube::scale::apply_async(
+            crate::exec::kube::scale::Action::Stop,
+            &c.guid,
+            Some(namespace),
+            now,
+        )
+        .await
+        .map(|_| ()),
+        CullAction::Delete => crate::exec::kube::delete_async(&c.guid, Some(namespace))
+            .await
+            .map(|_| ()),
+    };
+    match outcome {
+        Ok(()) => {
+            log::info!(target: LOG_TARGET, "culled {who}: {action} because {why}");
+            crate::metrics::culled(reason.name());
+            row["done"] = json!(true);
+        }
+        Err(e) => {
+            log::warn!(target: LOG_TARGET, "culling {who} ({why}) failed: {}", e.message);
+            row["error"] = json!(e.message);
+        }
+    }
+    (c.guid, row)
+}
+
+/// The pass's report: its clock, action and dry-run flag, the rows of the systems that
+/// went (by GUID) and how many stayed.
+fn report(
+    options: &CullOptions,
+    now: DateTime<Utc>,
+    mut rows: Vec<(String, Value)>,
+    kept: usize,
+) -> Value {
     rows.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut report = Map::new();
-    report.insert(
-        "now".into(),
-        json!(crate::exec::kube::scale::timestamp(now)),
-    );
-    report.insert("action".into(), json!(options.action.name()));
-    report.insert("dry_run".into(), json!(options.dry_run));
-    report.insert(
-        "culled".into(),
-        Value::Array(rows.into_iter().map(|(_, r)| r).collect()),
-    );
-    report.insert("kept".into(), json!(kept));
-    Ok(Value::Object(report))
+    json!({
+        "now": crate::exec::kube::scale::timestamp(now),
+        "action": options.action.name(),
+        "dry_run": options.dry_run,
+        "culled": rows.into_iter().map(|(_, r)| r).collect::<Vec<_>>(),
+        "kept": kept,
+    })
 }
 
 /// [`cull_async`], blocking (on the executor's runtime).

@@ -149,7 +149,10 @@ impl StartRequest {
 }
 
 /// A modify request of the API (`tycho-guid`, `labels`, `cpu`, `memory`) in the
-/// executor's form (`guid`, `labels`, `resources`), as `ModifySystem.parse_modify` builds it.
+/// executor's form (`guid`, `labels`, `resources`, `patch`): `ModifySystem.parse_modify`
+/// calls this rule (`tycho._native.modify_model`). A null or absent `cpu`/`memory` is
+/// left out of `resources`, null or absent `labels` are `{}`; `patch` says whether
+/// anything is to change (resources, or labels that are not empty).
 pub fn modify_request(request: &Value) -> Value {
     let mut resources = Map::new();
     for key in ["cpu", "memory"] {
@@ -162,9 +165,43 @@ pub fn modify_request(request: &Value) -> Value {
         .filter(|v| !v.is_null())
         .cloned()
         .unwrap_or_else(|| serde_json::json!({}));
+    let some_labels = match &labels {
+        Value::Object(m) => !m.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::String(s) => !s.is_empty(),
+        _ => true,
+    };
     serde_json::json!({
         "guid": request.get("tycho-guid").cloned().unwrap_or(Value::Null),
         "labels": labels,
         "resources": resources,
+        "patch": some_labels || !resources.is_empty(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_modify_request_in_the_executors_form() {
+        let full = modify_request(&json!({
+            "tycho-guid": "g1", "labels": {"name": "x"}, "cpu": "1", "memory": "2G"
+        }));
+        assert_eq!(
+            full,
+            json!({"guid": "g1", "labels": {"name": "x"},
+                   "resources": {"cpu": "1", "memory": "2G"}, "patch": true})
+        );
+        let nothing = modify_request(&json!({"tycho-guid": "g1", "labels": null, "cpu": null}));
+        assert_eq!(
+            nothing,
+            json!({"guid": "g1", "labels": {}, "resources": {}, "patch": false})
+        );
+        let cpu_only = modify_request(&json!({"cpu": 2}));
+        assert_eq!(cpu_only["guid"], Value::Null);
+        assert_eq!(cpu_only["resources"], json!({"cpu": 2}));
+        assert_eq!(cpu_only["patch"], json!(true));
+    }
 }

@@ -11,9 +11,12 @@ core's builder, called in Rust: no ``registry_start_request`` from Python), then
 the named mock.patch point ``TychoContext._start`` / ``TychoClient.start`` /
 ``TychoClient.request`` of the original's suites, its check, compile and start
 (``kube_start_request``). Every other operation makes one call of a ``_native``
-function. (The counter wraps ``_native``'s functions; the methods of the native classes
-``TychoContext`` and ``TychoClient`` cannot be wrapped without replacing them, which
-would switch off their own-method checks.)
+function: each public operation of ``KubernetesCompute`` (on the kube emulator) and of
+``DockerComposeCompute`` (on this machine's Docker Engine, images built locally:
+tests/support/docker_engine.py), on a parsed or a hand-built ``System``, and each
+request of ``tycho.actions`` on either. (The counter wraps ``_native``'s functions; the
+methods of the native classes ``TychoContext`` and ``TychoClient`` cannot be wrapped
+without replacing them, which would switch off their own-method checks.)
 """
 
 from __future__ import annotations
@@ -21,18 +24,33 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import os
 import shutil
 import types
+import uuid
 from pathlib import Path
 
 import pytest
 from cluster import cluster_fixture  # noqa: F401 - the `cluster` fixture
+from docker_engine import Engine, build_httpd_image
 from kube_emulator import kube_emulator, kube_emulator_session  # noqa: F401 - pytest fixtures
 from static_site import serve
-from tycho import _native
-from tycho.actions import DeleteSystemResource, StartSystemResource, StatusSystemResource, tycho
+from tycho import _native, actions
+from tycho.actions import (
+    DeleteSystemResource,
+    ModifySystemResource,
+    StartSystemResource,
+    StatusSystemResource,
+    tycho,
+)
 from tycho.client import TychoClient, TychoSystem
+from tycho.config import Config
 from tycho.context import Principal, TychoContext
+from tycho.core import Tycho
+from tycho.dockerc import DockerComposeCompute
+from tycho.exceptions import ModifyException
+from tycho.kube import KubernetesCompute
+from tycho.model import Container, ModifySystem, System
 
 REGISTRY = Path(__file__).resolve().parents[1] / "registry-small"
 
@@ -65,8 +83,8 @@ def registry_url(tmp_path):
         yield url
 
 
-def start_request(username: str) -> dict:
-    compose = {"services": {"web": {"image": "nginx:1.25", "ports": ["8080"]}}}
+def start_request(username: str, compose: dict | None = None) -> dict:
+    compose = compose or {"services": {"web": {"image": "nginx:1.25", "ports": ["8080"]}}}
     return {
         "name": "web",
         "principal": json.dumps({"username": username}),
@@ -151,6 +169,200 @@ def test_a_bad_request_is_refused_in_the_same_crossing(crossings):
     response = StartSystemResource().post({"name": "x"})
     assert response["status"] == "error" and "required property" in response["message"]
     assert crossings == {"kube_start_request": 1}
+
+
+def hand_built(image: str, identifier: str, username: str, port: int = 80, command=None) -> System:
+    """A System made with the original's constructors (not parsed from a request)."""
+    container = Container(name="web", image=image, command=command, ports=[{"containerPort": port}],
+                          limits={"cpus": "0.5", "memory": "64M"})
+    return System(
+        config=Config(), name="web", principal={"username": username}, service_account="default",
+        conn_string="", proxy_rewrite={"enabled": False, "target": None}, containers=[container],
+        identifier=identifier, gitea_integration=False, services={"web": {"port": port}},
+    )
+
+
+def test_each_kubernetes_compute_operation_crosses_once(cluster, crossings, monkeypatch):  # noqa: F811
+    emu = cluster.control  # a second namespace exists only on the emulator for sure
+    monkeypatch.setenv("NAMESPACE", "team-x")  # the executor's rule, inside the one call
+    compute = KubernetesCompute(Config())
+    system = hand_built("nginx:1.27", uuid.uuid4().hex, "kay")
+
+    def namespaces():
+        return {o["metadata"]["namespace"] for o in emu.objects()
+                if (o["metadata"].get("labels") or {}).get("tycho-guid") == system.identifier}
+
+    crossings.clear()
+    started = compute.start(system)
+    assert started["sid"] == system.identifier
+    assert crossings == {"kube_start": 1}
+    assert namespaces() == {"team-x"}
+    modify = ModifySystem.parse_modify(Config(), system.identifier, {"tier": "gold"}, "1", None)
+    steps = [
+        ("status", lambda: compute.status(system.identifier), "kube_status"),
+        ("modify", lambda: compute.modify(modify), "kube_modify"),
+        ("stop", lambda: compute.stop(system.identifier), "system_stop"),
+        ("resume", lambda: compute.resume(system.identifier), "system_resume"),
+        ("touch", lambda: compute.touch(system.identifier), "system_touch"),
+        ("cull", lambda: compute.cull(idle="1h", dry_run=True), "system_cull"),
+        ("delete", lambda: compute.delete(system.identifier), "kube_delete"),
+    ]
+    for name, call, native in steps:
+        crossings.clear()
+        outcome = call()
+        assert crossings == {native: 1}, name
+        if name == "status":
+            assert [r["sid"] for r in outcome] == [system.identifier]
+        if name == "modify":
+            assert outcome["patches"]
+    assert namespaces() == set()
+
+
+def test_parse_modify_is_the_core_s_rule_in_one_crossing(crossings):
+    core = Tycho()
+    crossings.clear()
+    modify = core.parse_modify({"tycho-guid": "g", "labels": None, "cpu": "1"})
+    assert (modify.guid, modify.labels, modify.resources, modify.patch) == ("g", {}, {"cpu": "1"}, True)
+    assert crossings == {"modify_model": 1}
+
+
+# ------------------------------------------------------------------ the Docker backplane
+
+ENGINE = Engine()
+
+
+@pytest.fixture(scope="module")
+def docker_image(tmp_path_factory):
+    """The test httpd image, built on this machine's Engine (no registry)."""
+    if not ENGINE.reachable():
+        reason = f"no Docker Engine answers at {ENGINE.path}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}, and CI is set: the Docker crossings must be counted in CI")
+        pytest.skip(reason)
+    return build_httpd_image(ENGINE, tmp_path_factory.mktemp("httpd"))
+
+
+@pytest.fixture
+def docker_guids(monkeypatch, tmp_path):
+    """GUIDs a test starts on the Engine; everything labelled with them goes afterwards."""
+    monkeypatch.setenv("TYCHO_DOCKER_ENV_DIR", str(tmp_path))
+    for name in ("TYCHO_DOCKER_BIND_ADDRESS", "TYCHO_DOCKER_HOST_PORTS", "TYCHO_DOCKER_PULL", "REST_API"):
+        monkeypatch.delenv(name, raising=False)
+    guids: list[str] = []
+    yield guids
+    for guid in guids:
+        ENGINE.purge(guid)
+
+
+def docker_request(image: str, username: str) -> dict:
+    """A start request of the test httpd image (serving port 8080)."""
+    web = {"image": image, "entrypoint": ["/httpd"], "command": ["serve", "8080"], "ports": ["8080"]}
+    return start_request(username, {"services": {"web": web}})
+
+
+def test_each_docker_compute_operation_crosses_once(docker_image, docker_guids, crossings):
+    compute = DockerComposeCompute(Config())
+    user = f"tcross-{uuid.uuid4().hex[:8]}"
+    system = hand_built(docker_image, uuid.uuid4().hex, user, port=8080, command=["/httpd", "serve", "8080"])
+    docker_guids.append(system.identifier)
+    crossings.clear()
+    started = compute.start(system)
+    assert started["sid"] == system.identifier and set(started["containers"]) == {"web"}
+    assert crossings == {"docker_start": 1}
+    assert [c["Labels"]["tycho-guid"] for c in ENGINE.containers(f"tycho-guid={system.identifier}")] == [
+        system.identifier]
+    modify = ModifySystem.parse_modify(Config(), system.identifier, None, "0.25", None)
+    labelled = ModifySystem.parse_modify(Config(), system.identifier, {"team": "x"}, None, None)
+    steps = [
+        ("status", lambda: compute.status(system.identifier), "docker_status"),
+        ("status by user", lambda: compute.status(username=user), "docker_status"),
+        ("modify", lambda: compute.modify(modify), "docker_modify"),
+        ("stop", lambda: compute.stop(system.identifier), "system_stop"),
+        ("resume", lambda: compute.resume(system.identifier), "system_resume"),
+        ("delete", lambda: compute.delete(system.identifier), "docker_delete"),
+    ]
+    for name, call, native in steps:
+        crossings.clear()
+        outcome = call()
+        assert crossings == {native: 1}, name
+        if name.startswith("status"):
+            assert [r["sid"] for r in outcome] == [system.identifier]
+        if name == "modify":
+            assert len(outcome["patches"]) == 1
+            assert ENGINE.inspect(f"{system.name}-web")["HostConfig"]["NanoCpus"] == 250_000_000
+    assert ENGINE.leftovers(system.identifier)["containers"] == []
+    # A refusal is one crossing too.
+    crossings.clear()
+    with pytest.raises(ModifyException, match="cannot change labels"):
+        compute.modify(labelled)
+    assert crossings == {"docker_modify": 1}
+
+
+def test_each_docker_request_crosses_once(docker_image, docker_guids, crossings, monkeypatch):
+    monkeypatch.setattr(actions, "_tycho", Tycho(backplane="docker-compose"))
+    assert isinstance(tycho().get_compute(), DockerComposeCompute)
+    user = f"tcross-{uuid.uuid4().hex[:8]}"
+    crossings.clear()
+    response = StartSystemResource().post(docker_request(docker_image, user))
+    assert response["status"] == "success", response
+    guid = response["result"]["sid"]
+    docker_guids.append(guid)
+    assert response["message"] == f"Started system web-{guid}"
+    assert crossings == {"docker_start_request": 1}
+    crossings.clear()
+    status = StatusSystemResource().post({"username": user})
+    assert [r["sid"] for r in status["result"]] == [guid]
+    assert crossings == {"docker_status_request": 1}
+    crossings.clear()
+    modified = ModifySystemResource().post({"tycho-guid": guid, "memory": "96Mi"})
+    assert modified["status"] == "success" and len(modified["result"]["patches"]) == 1, modified
+    assert crossings == {"docker_modify_request": 1}
+    crossings.clear()
+    assert DeleteSystemResource().post({"name": guid})["status"] == "success"
+    assert crossings == {"docker_delete_request": 1}
+    assert ENGINE.leftovers(guid)["containers"] == []
+    # A request the API schema refuses is refused in the same crossing, before the Engine.
+    crossings.clear()
+    refused = StartSystemResource().post({"name": "x"})
+    assert refused["status"] == "error" and "required property" in refused["message"]
+    assert crossings == {"docker_start_request": 1}
+
+
+def test_a_replaced_docker_method_gets_the_step_by_step_path(docker_image, docker_guids, crossings, monkeypatch):
+    """A subclass (or a mock.patch) that replaces ``start`` is called with the parsed
+    model: the request is checked and parsed on the Python side, then handed to it."""
+    seen = []
+
+    class Recording(DockerComposeCompute):
+        def start(self, system, namespace="default"):
+            seen.append(system.name)
+            return super().start(system)
+
+    core = Tycho(backplane="docker-compose")
+    core.compute = Recording(core.config)
+    monkeypatch.setattr(actions, "_tycho", core)
+    user = f"tcross-{uuid.uuid4().hex[:8]}"
+    crossings.clear()
+    response = StartSystemResource().post(docker_request(docker_image, user))
+    assert response["status"] == "success", response
+    docker_guids.append(response["result"]["sid"])
+    assert seen == [f"web-{response['result']['sid']}"]
+    assert crossings["docker_start"] == 1 and "docker_start_request" not in crossings
+
+
+def test_a_patched_kubernetes_method_gets_the_step_by_step_path(crossings):
+    """``mock.patch.object(KubernetesCompute, "status")`` (as the original's suites patch
+    the compute): the request is checked on the Python side, then the patched method runs."""
+    from unittest import mock
+
+    compute = tycho().get_compute()
+    assert isinstance(compute, KubernetesCompute)
+    crossings.clear()
+    with mock.patch.object(KubernetesCompute, "status", return_value=[{"sid": "x"}]) as status:
+        response = StatusSystemResource().post({"username": "zed"})
+    assert response["status"] == "success" and response["result"] == [{"sid": "x"}], response
+    status.assert_called_once_with(None, "zed")
+    assert crossings == {"validate_request": 1}
 
 
 def test_status_keeps_the_request_patch_point(cluster, crossings, monkeypatch):  # noqa: F811

@@ -469,16 +469,21 @@ def test_core_and_lazy_compute(monkeypatch, tmp_path):
 
 
 def test_kube_delegates_to_native_executor(monkeypatch):
+    """Each operation of KubernetesCompute is one native call, with the system as the
+    model's dict and the explicit namespace only: NAMESPACE and the rest of the namespace
+    rule are the executor's (their outcome on a cluster: tests/kube/test_executor.py
+    ``test_namespace_rules``; the count with the real calls: tests/packaging/test_crossings.py)."""
     from tycho import _native
 
-    seen = {}
+    calls = []
 
-    def kube_start(system, config=None, namespace=None):
-        seen["start"] = (system, namespace)
-        return {"name": system["name"], "sid": system["identifier"], "containers": {}, "conn_string": ""}
+    def kube_start(system, config=None, namespace=None, skip=None, to_plain=None):
+        calls.append(("kube_start", system, namespace))
+        assert type(system) in skip  # the model itself, converted in the call
+        return {"name": system.name, "sid": system.identifier, "containers": {}, "conn_string": ""}
 
     def kube_status(name, username, config=None, namespace=None):
-        seen["status"] = (name, username)
+        calls.append(("kube_status", (name, username), namespace))
         return []
 
     monkeypatch.setattr(_native, "kube_start", kube_start, raising=False)
@@ -488,8 +493,12 @@ def test_kube_delegates_to_native_executor(monkeypatch):
     system = Tycho().parse(start_request())
     result = compute.start(system)
     assert result["sid"] == system.identifier
-    assert seen["start"][0]["containers"][0]["name"] == "jupyter-ds" and seen["start"][1] == "apps"
-    assert compute.status(username="jdoe") == [] and seen["status"] == (None, "jdoe")
+    ((name, sent, namespace),) = calls  # the one call: no namespace look-up beside it
+    assert name == "kube_start" and sent is system and namespace is None
+    calls.clear()
+    compute.namespace = "team"
+    assert compute.status(username="jdoe") == []
+    assert calls == [("kube_status", (None, "jdoe"), "team")]
 
 
 @pytest.mark.parametrize(
