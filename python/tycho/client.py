@@ -194,17 +194,6 @@ class TychoClient(_native.TychoClient):
 
             traceback.print_exc()
 
-    def patch(self, mod_items: Mapping[str, Any]) -> Optional[dict[str, Any]]:
-        """Modify a running system (CLI helper); returns the response dict, or None on failure."""
-        logger.info("System specifications and metadata to be modified: %s", mod_items)
-        try:
-            response = self.modify(mod_items)
-            logger.debug("TychoClient.patch - %s", response)
-            return response
-        except Exception as e:
-            logger.exception("Error in modifying system. %s", e)
-            return None
-
 
 class TychoClientFactory:
     """Locate a Tycho API instance.

@@ -8,10 +8,19 @@ logger = logging.getLogger(__name__)
 __all__ = ["Compute"]
 
 
+_SERVICES = ("start", "status", "delete", "modify")
+
+
 def _native_requests(cls: type) -> type:
     """Class decorator of a backplane whose requests run in one native call each: records
-    its own ``start``, ``status``, ``delete`` and ``modify`` (:meth:`Compute._own`)."""
-    cls._NATIVE_REQUESTS = {name: cls.__dict__[name] for name in ("start", "status", "delete", "modify")}  # type: ignore[attr-defined]
+    its own ``start``, ``status``, ``delete`` and ``modify`` (:meth:`Compute._own`) and
+    the methods the native client may run a request without (:meth:`Compute._native_target`)."""
+    cls._NATIVE_REQUESTS = {name: cls.__dict__[name] for name in _SERVICES}  # type: ignore[attr-defined]
+    cls._NATIVE_CALLS = {  # type: ignore[attr-defined]
+        name: getattr(cls, name)
+        for service in _SERVICES
+        for name in (f"{service}_request", f"_{service}_request", "_native_args")
+    }
     return cls
 
 
@@ -32,6 +41,27 @@ class Compute:
         else step by step, through the replacement."""
         own = self._NATIVE_REQUESTS.get(method)
         return own is not None and getattr(getattr(self, method), "__func__", None) is own
+
+    #: The backplane's name for ``tycho._native`` (None: its requests are not native).
+    _BACKPLANE: Optional[str] = None
+    _NATIVE_CALLS: dict[str, Any] = {}
+
+    def _native_args(self) -> tuple[Any, Optional[str]]:
+        """``(configuration, explicit namespace)`` of this backplane's native requests."""
+        return None, None
+
+    def _native_target(self, service: str) -> Optional[tuple[str, Any, Optional[str]]]:
+        """``(backplane, configuration, namespace)`` when the request of ``service``
+        (start, status, delete, modify) runs in one native call here and nothing on its
+        way is replaced (by a subclass, or a ``mock.patch`` on the class or this
+        object): then ``tycho.client.TychoClient`` runs it in its own crossing. Else None."""
+        if self._BACKPLANE is None or service not in _SERVICES or not self._own(service):
+            return None
+        for name in (f"{service}_request", f"_{service}_request", "_native_args"):
+            if name in vars(self) or getattr(type(self), name) is not self._NATIVE_CALLS.get(name):
+                return None
+        config, namespace = self._native_args()
+        return self._BACKPLANE, config, namespace
 
     def start_request(self, request: Any, parse: Callable[[Any], Any]) -> tuple[dict[str, Any], str]:
         """Start the system of a start request; returns ``(result, system name)``. In one

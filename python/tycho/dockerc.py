@@ -49,6 +49,12 @@ class DockerComposeCompute(Compute):
         super().__init__()
         self.config = config
 
+    _BACKPLANE = "docker-compose"
+
+    def _native_args(self) -> tuple[Any, Optional[str]]:
+        """The configuration of the native calls (no namespace on Docker)."""
+        return self._conf(), None
+
     def _conf(self):
         return getattr(self.config, "conf", self.config)
 

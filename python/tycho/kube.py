@@ -83,6 +83,12 @@ class KubernetesCompute(Compute):
         """The namespace of the service account mounted into this pod, else ``namespace``."""
         return _native.environment_namespace(None, variable=False) or namespace
 
+    _BACKPLANE = "kubernetes"
+
+    def _native_args(self) -> tuple[Any, Optional[str]]:
+        """The configuration and the explicit namespace of the native calls."""
+        return self._conf(), self._explicit()
+
     def _conf(self):
         return getattr(self.config, "conf", self.config)
 

@@ -11,6 +11,8 @@
 //! between it and the executor is replaced (`StatusSystemResource.status_object`).
 
 use super::results::{Given, TychoStatus, TychoSystem};
+use super::stopcull::{request_value, Asked};
+use crate::exec::backplane::Backplane;
 use crate::exec::remote::{self, Answer};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -85,6 +87,109 @@ pub(crate) fn is_own<T: pyo3::PyTypeInfo>(slf: &Bound<'_, PyAny>, method: &str) 
     }
     let dict = slf.getattr("__dict__")?;
     Ok(!dict.contains(method)?)
+}
+
+/// A request the in-process client runs itself, in its own crossing: its handler
+/// (`self.actions[service]`) and the compute are tycho's own (`tycho.actions._native_target`).
+struct Direct<'py> {
+    /// The handler, which words the answer (`create_response`).
+    action: Bound<'py, PyAny>,
+    /// The backplane that runs it.
+    backplane: Backplane,
+    /// The compute's configuration.
+    config: Bound<'py, PyAny>,
+    /// The compute's explicit namespace.
+    namespace: Option<String>,
+}
+
+/// The [`Direct`] way for `service`, or None when a request must take the handlers'
+/// way: `REST_API=true`, `request` replaced, or a handler or compute method replaced.
+fn direct<'py>(slf: &Bound<'py, PyAny>, service: &str) -> PyResult<Option<Direct<'py>>> {
+    let py = slf.py();
+    if crate::environment::python::rest_api() || !is_own::<TychoClient>(slf, "request")? {
+        return Ok(None);
+    }
+    let action = slf.getattr("actions")?.call_method1("get", (service,))?;
+    let target = py
+        .import("tycho.actions")?
+        .getattr("_native_target")?
+        .call1((service, &action))?;
+    if target.is_none() {
+        return Ok(None);
+    }
+    let (name, config, namespace): (String, Bound<'py, PyAny>, Option<String>) =
+        target.extract()?;
+    let Ok(backplane) = Backplane::parse(&name) else {
+        return Ok(None);
+    };
+    Ok(Some(Direct {
+        action,
+        backplane,
+        config,
+        namespace,
+    }))
+}
+
+impl<'py> Direct<'py> {
+    /// The core's result of `request` for `asked`, with a started system's name.
+    fn run(
+        &self,
+        asked: Asked,
+        request: &Bound<'py, PyAny>,
+    ) -> PyResult<(serde_json::Value, Option<String>)> {
+        let py = request.py();
+        request_value(
+            py,
+            self.backplane,
+            asked,
+            request,
+            Some(&self.config),
+            self.namespace.clone(),
+        )
+    }
+
+    /// The handler's success response (`create_response(result=..., message=...)`).
+    fn success(&self, result: Bound<'py, PyAny>, message: String) -> PyResult<Bound<'py, PyAny>> {
+        let kwargs = PyDict::new(self.action.py());
+        kwargs.set_item("result", result)?;
+        kwargs.set_item("message", message)?;
+        self.action
+            .call_method("create_response", (), Some(&kwargs))
+    }
+
+    /// The handler's error response to `error` (an Exception; anything else is raised),
+    /// logged on `tycho.actions` as the handler logs it: `log` with the message last.
+    fn failure(
+        &self,
+        error: PyErr,
+        log: &str,
+        mut log_args: Vec<Bound<'py, PyAny>>,
+        message: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = self.action.py();
+        if !error.is_instance_of::<pyo3::exceptions::PyException>(py) {
+            return Err(error);
+        }
+        let actions = py.import("tycho.actions")?;
+        let exception = error.value(py).clone().into_any();
+        log_args.push(actions.getattr("_message_of")?.call1((&exception,))?);
+        super::pylog::log(py, "tycho.actions", super::pylog::ERROR, log, &log_args)?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("exception", exception)?;
+        kwargs.set_item("message", message)?;
+        self.action
+            .call_method("create_response", (), Some(&kwargs))
+    }
+}
+
+/// `request.get("name")` of a dict request (None otherwise), as the handlers name a system.
+fn system_name<'py>(request: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    match request.cast::<PyDict>() {
+        Ok(d) => Ok(d
+            .get_item("name")?
+            .unwrap_or_else(|| request.py().None().into_bound(request.py()))),
+        Err(_) => Ok(request.py().None().into_bound(request.py())),
+    }
 }
 
 impl TychoClient {
@@ -229,8 +334,23 @@ impl TychoClient {
         slf: &Bound<'py, Self>,
         request: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let response = slf.call_method1("request", ("start", request))?;
-        from_response(slf.py().get_type::<TychoSystem>(), &response)
+        let py = slf.py();
+        let response = match direct(slf.as_any(), "start")? {
+            Some(d) => match d.run(Asked::Start, request) {
+                Ok((result, name)) => d.success(
+                    super::to_py(py, &result)?,
+                    format!("Started system {}", name.unwrap_or_default()),
+                )?,
+                Err(e) => d.failure(
+                    e,
+                    "failed to start system: %s",
+                    vec![],
+                    "Failed to create system.".to_string(),
+                )?,
+            },
+            None => slf.call_method1("request", ("start", request))?,
+        };
+        from_response(py.get_type::<TychoSystem>(), &response)
     }
 
     /// Status of systems: `{}`, `{"name": <GUID>}` or `{"username": u}`. Returns a
@@ -241,6 +361,22 @@ impl TychoClient {
         request: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
+        if let Some(d) = direct(slf.as_any(), "status")? {
+            let response = match d.run(Asked::Status, request) {
+                Ok((rows, _)) => {
+                    let message = format!("Get status for system {}", system_name(request)?.str()?);
+                    let rows = rows.as_array().map(Vec::as_slice).unwrap_or_default();
+                    return Ok(TychoStatus::from_rows(py, rows, &message)?.into_any());
+                }
+                Err(e) => d.failure(
+                    e,
+                    "failed to get status: %s",
+                    vec![],
+                    "Failed to get system status.".to_string(),
+                )?,
+            };
+            return from_response(py.get_type::<TychoStatus>(), &response);
+        }
         if !crate::environment::python::rest_api()
             && is_own::<TychoClient>(slf.as_any(), "request")?
         {
@@ -258,7 +394,23 @@ impl TychoClient {
         slf: &Bound<'py, Self>,
         request: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        slf.call_method1("request", ("delete", request))
+        let py = slf.py();
+        let Some(d) = direct(slf.as_any(), "delete")? else {
+            return slf.call_method1("request", ("delete", request));
+        };
+        let name = system_name(request)?;
+        match d.run(Asked::Delete, request) {
+            Ok((result, _)) => d.success(
+                super::to_py(py, &result)?,
+                format!("Deleted system {}", name.str()?),
+            ),
+            Err(e) => d.failure(
+                e,
+                "failed to delete system %s: %s",
+                vec![name.clone()],
+                format!("Failed to delete system {}.", name.str()?),
+            ),
+        }
     }
 
     /// Change a running system: `{"tycho-guid": <GUID>, "labels": {...}, "cpu": ...,
@@ -267,7 +419,63 @@ impl TychoClient {
         slf: &Bound<'py, Self>,
         request: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        slf.call_method1("request", ("modify", request))
+        let py = slf.py();
+        let Some(d) = direct(slf.as_any(), "modify")? else {
+            return slf.call_method1("request", ("modify", request));
+        };
+        match d.run(Asked::Modify, request) {
+            Ok((result, _)) => d.success(
+                super::to_py(py, &result)?,
+                "Modified the system".to_string(),
+            ),
+            Err(e) => d.failure(
+                e,
+                "failed to modify system: %s",
+                vec![],
+                "Failed to modify system status.".to_string(),
+            ),
+        }
+    }
+
+    /// Modify a running system (CLI helper); returns the response dict, or None on
+    /// failure (logged).
+    fn patch<'py>(
+        slf: &Bound<'py, Self>,
+        mod_items: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        super::pylog::log(
+            py,
+            "tycho.client",
+            super::pylog::INFO,
+            "System specifications and metadata to be modified: %s",
+            std::slice::from_ref(mod_items),
+        )?;
+        match slf.call_method1("modify", (mod_items,)) {
+            Ok(response) => {
+                log_debug(
+                    py,
+                    "TychoClient.patch - %s",
+                    std::slice::from_ref(&response),
+                )?;
+                Ok(response)
+            }
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyException>(py) => {
+                let logger = py
+                    .import("logging")?
+                    .getattr("getLogger")?
+                    .call1(("tycho.client",))?;
+                let kwargs = PyDict::new(py);
+                kwargs.set_item("exc_info", e.value(py))?;
+                logger.call_method(
+                    "exception",
+                    ("Error in modifying system. %s", e.value(py)),
+                    Some(&kwargs),
+                )?;
+                Ok(py.None().into_bound(py))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Stop a system: `{"name": <GUID>}` (scaled to 0, everything else kept). Returns

@@ -9,6 +9,8 @@ use pyo3::types::{PyString, PyTuple};
 pub(crate) const DEBUG: u8 = 10;
 /// `logging.INFO`.
 pub(crate) const INFO: u8 = 20;
+/// `logging.ERROR`.
+pub(crate) const ERROR: u8 = 40;
 
 /// `logging.getLogger(logger).log(level, format, *args)` when enabled for `level`.
 pub(crate) fn log<'py>(

@@ -83,7 +83,7 @@ pub(super) fn model_value(
 
 /// What an API request asks for (the component of the API schema it is checked against).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Asked {
+pub(crate) enum Asked {
     /// A start request (`System`).
     Start,
     /// A status request (`StatusRequest`).
@@ -145,7 +145,7 @@ pub(super) fn operate_request<'py>(
 }
 
 /// [`operate_request`]'s result as the core's value, with the started system's name.
-pub(super) fn request_value<'py>(
+pub(crate) fn request_value<'py>(
     py: Python<'py>,
     backplane: Backplane,
     asked: Asked,

@@ -1,22 +1,21 @@
-"""Native crossings per public operation: every callable of ``tycho._native`` wrapped
-with a counter (restored after each test), then each public operation run against real
-parts (a registry served over HTTP, the kube emulator) and its calls into ``_native``
-counted, so the count stays where issue 23 put it.
+"""Native crossings per public operation, counted two ways while each operation runs
+against real parts (a registry served over HTTP, the kube emulator, the Docker Engine):
+``crossings`` wraps every function of ``tycho._native`` with a counter; ``entries``
+sees every entry from Python into the core, the methods of the native classes
+(``TychoContext``, ``TychoClient``) included (``sys.setprofile``).
 
-``TychoContext.status`` / ``TychoClient.status`` read the rows into native
-``TychoService`` objects in one call (``kube_status_object``), with no dict between.
+Each public operation of ``TychoContext`` and ``TychoClient`` is one entry. ``start``
+builds the request with the core's builder, then calls ``self._start`` (the named
+mock.patch point of the original's suites), whose client checks, compiles and starts it
+without returning to Python while ``_start``, ``TychoClient.start`` / ``request``, the
+handlers of ``tycho.actions`` and the compute's methods are tycho's own; a replaced one
+is asked (the step-by-step way, with a second crossing after it). A status reads the
+rows into native ``TychoService`` objects, with no dict between.
 
-``TychoContext.start`` makes two: the native method itself builds the request (the
-core's builder, called in Rust: no ``registry_start_request`` from Python), then, after
-the named mock.patch point ``TychoContext._start`` / ``TychoClient.start`` /
-``TychoClient.request`` of the original's suites, its check, compile and start
-(``kube_start_request``). Every other operation makes one call of a ``_native``
-function: each public operation of ``KubernetesCompute`` (on the kube emulator) and of
-``DockerComposeCompute`` (on this machine's Docker Engine, images built locally:
-tests/support/docker_engine.py), on a parsed or a hand-built ``System``, and each
-request of ``tycho.actions`` on either. (The counter wraps ``_native``'s functions; the
-methods of the native classes ``TychoContext`` and ``TychoClient`` cannot be wrapped
-without replacing them, which would switch off their own-method checks.)
+Every other operation makes one call of a ``_native`` function: each public operation
+of ``KubernetesCompute`` (on the kube emulator) and of ``DockerComposeCompute`` (images
+built locally: tests/support/docker_engine.py), on a parsed or a hand-built ``System``,
+and each request of ``tycho.actions`` on either.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ import collections
 import json
 import os
 import shutil
+import sys
 import types
 import uuid
 from pathlib import Path
@@ -48,7 +48,7 @@ from tycho.config import Config
 from tycho.context import Principal, TychoContext
 from tycho.core import Tycho
 from tycho.dockerc import DockerComposeCompute
-from tycho.exceptions import ModifyException
+from tycho.exceptions import ModifyException, StartException
 from tycho.kube import KubernetesCompute
 from tycho.model import Container, ModifySystem, System
 
@@ -72,6 +72,30 @@ def crossings(monkeypatch):
         if isinstance(function, types.BuiltinFunctionType):
             monkeypatch.setattr(_native, name, counted(name, function))
     return counts
+
+
+@pytest.fixture
+def entries():
+    """A Counter of every entry from Python into the native core while the test runs: a
+    ``_native`` function, or a method of a native class (``TychoContext.start``), by name
+    (``sys.setprofile``'s ``c_call`` events of this thread). Calls the core makes itself
+    (a native method calling another through attribute lookup) are not entries."""
+    native = tuple(v for v in vars(_native).values() if isinstance(v, type))
+    counts: collections.Counter[str] = collections.Counter()
+
+    def profile(frame, event, arg):
+        if event != "c_call":
+            return
+        if getattr(arg, "__module__", None) == "tycho._native":
+            counts[arg.__name__] += 1
+        elif isinstance(getattr(arg, "__self__", None), native):
+            counts[arg.__qualname__] += 1
+
+    sys.setprofile(profile)
+    try:
+        yield counts
+    finally:
+        sys.setprofile(None)
 
 
 @pytest.fixture
@@ -100,18 +124,19 @@ def test_the_counter_sees_every_native_function(crossings):
     assert crossings == {"parse_env": 1}
 
 
-def test_context_start_crosses_twice(cluster, registry_url, crossings):  # noqa: F811
+def test_context_start_crosses_once(cluster, registry_url, crossings, entries):  # noqa: F811
     context = TychoContext(product="shop", tycho_config_url=registry_url)
     first = context.start(Principal("ann"), "hello", None, "h.example.org")  # cold: fills the caches
     cluster.guids.append(first.identifier)
     crossings.clear()
+    entries.clear()
     system = context.start(Principal("ann"), "hello", None, "h.example.org", {"COURSE": "bio101"})
     cluster.guids.append(system.identifier)
     assert isinstance(system, TychoSystem) and [s.name for s in system.services] == ["hello"]
-    # TychoContext.start is native (the first crossing): it builds the request with the
-    # core's builder without returning to Python, then, behind TychoContext._start (the
-    # mock.patch point), the request is checked, compiled and started (the second).
-    assert crossings == {"kube_start_request": 1}
+    # TychoContext.start is native: it builds the request with the core's builder, then
+    # (through TychoContext._start, the mock.patch point, and the client) checks,
+    # compiles and starts it, without returning to Python: no _native function is called.
+    assert entries == {"TychoContext.start": 1} and not crossings
     (deployment,) = cluster.of_kind(system.identifier, "Deployment")
     env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["FROM_REGISTRY"] == "yes" and env["COURSE"] == "bio101"
@@ -119,39 +144,38 @@ def test_context_start_crosses_twice(cluster, registry_url, crossings):  # noqa:
     crossings.clear()
     awaited = asyncio.run(context.astart(Principal("ann"), "hello", None, "h.example.org"))
     cluster.guids.append(awaited.identifier)
-    assert crossings == {"aio_call": 1, "kube_start_request": 1}
+    assert crossings == {"aio_call": 1}
 
 
-def test_context_status_update_and_delete_cross_once(cluster, registry_url, crossings):  # noqa: F811
+def test_context_status_update_and_delete_cross_once(cluster, registry_url, entries):  # noqa: F811
     context = TychoContext(product="shop", tycho_config_url=registry_url)
     system = context.start(Principal("bob"), "hello", None, "h")
     cluster.guids.append(system.identifier)
-    crossings.clear()
+    entries.clear()
     status = context.status({"username": "bob"})
     assert [s.identifier for s in status.services] == [system.identifier]
-    # The rows become TychoService objects natively: no response dict, no row dicts
-    # (kube_status_request, the dict-returning call, is not made).
-    assert crossings == {"kube_status_object": 1}
+    # The rows become TychoService objects natively: no response dict, no row dicts.
+    assert entries == {"TychoContext.status": 1}
     assert type(status) is _native.TychoStatus and type(status.services[0]) is _native.TychoService
-    crossings.clear()
+    entries.clear()
     updated = context.update({"tycho-guid": system.identifier, "labels": {"tier": "gold"}, "cpu": "1"})
     assert updated["status"] == "success" and updated["result"]["patches"], updated
-    assert crossings == {"kube_modify_request": 1}
-    crossings.clear()
+    assert entries == {"TychoContext.update": 1}
+    entries.clear()
     assert context.delete({"name": system.identifier})["status"] == "success"
-    assert crossings == {"kube_delete_request": 1}
+    assert entries == {"TychoContext.delete": 1}
 
 
-def test_client_and_actions_cross_once(cluster, crossings):  # noqa: F811
+def test_client_and_actions_cross_once(cluster, crossings, entries):  # noqa: F811
     client = TychoClient()
     tycho().get_compute()  # the shared Tycho and its configuration, made on first use
-    crossings.clear()
+    entries.clear()
     started = client.start(start_request("cyd"))
     cluster.guids.append(started.identifier)
-    assert crossings == {"kube_start_request": 1}
-    crossings.clear()
+    assert entries == {"TychoClient.start": 1}
+    entries.clear()
     assert [s.identifier for s in client.status({"name": started.identifier}).services] == [started.identifier]
-    assert crossings == {"kube_status_object": 1}
+    assert entries == {"TychoClient.status": 1}
     crossings.clear()
     response = StartSystemResource().post(start_request("dee"))
     assert response["status"] == "success", response
@@ -384,3 +408,62 @@ def test_status_keeps_the_request_patch_point(cluster, crossings, monkeypatch): 
     assert seen == ["status"] and not crossings
     assert [(s.identifier, s.ip_address, s.reason) for s in status.services] == [("s1", "1.2.3.4", "because")]
     assert status.message == "m"
+
+
+def test_each_public_operation_enters_the_core_once(cluster, registry_url, entries):  # noqa: F811
+    """Counted at the boundary itself: the context's and the client's operations are
+    native methods that run the request in the same crossing when nothing on the way
+    (``_start``, ``TychoClient.start`` / ``request``, the handlers of ``tycho.actions``,
+    the compute's methods) is replaced."""
+    context = TychoContext(product="shop", tycho_config_url=registry_url)
+    cluster.guids.append(context.start(Principal("fay"), "hello", None, "h").identifier)  # cold
+    entries.clear()
+    system = context.start(Principal("fay"), "hello", None, "h")
+    cluster.guids.append(system.identifier)
+    assert entries == {"TychoContext.start": 1}
+    entries.clear()
+    assert [s.identifier for s in context.status({"name": system.identifier}).services] == [system.identifier]
+    assert entries == {"TychoContext.status": 1}
+    entries.clear()
+    assert context.update({"tycho-guid": system.identifier, "labels": {"tier": "b"}})["status"] == "success"
+    assert entries == {"TychoContext.update": 1}
+    entries.clear()
+    assert context.delete({"name": system.identifier})["status"] == "success"
+    assert entries == {"TychoContext.delete": 1}
+
+    client = TychoClient()
+    entries.clear()
+    started = client.start(start_request("gus"))
+    cluster.guids.append(started.identifier)
+    assert entries == {"TychoClient.start": 1}
+    for operation, request in (("status", {"username": "gus"}),
+                               ("modify", {"tycho-guid": started.identifier, "cpu": "1"}),
+                               ("delete", {"name": started.identifier})):
+        entries.clear()
+        getattr(client, operation)(request)
+        assert entries == {f"TychoClient.{operation}": 1}, operation
+    # A refused request answers as the handler does, in the same single crossing.
+    entries.clear()
+    with pytest.raises(StartException, match="required property"):
+        client.start({"name": "x"})
+    assert entries == {"TychoClient.start": 1}
+    entries.clear()
+    refused = client.delete({})
+    assert refused["status"] == "error" and refused["message"], refused
+    assert entries == {"TychoClient.delete": 1}
+
+
+def test_a_replaced_handler_takes_the_handlers_way(cluster, entries, monkeypatch):  # noqa: F811
+    """With a handler method patched (as a test suite may), the client asks the handler."""
+    seen = []
+    original = StartSystemResource.post
+
+    def post(self, request):
+        seen.append(request["name"])
+        return original(self, request)
+
+    monkeypatch.setattr(StartSystemResource, "post", post)
+    client = TychoClient()
+    started = client.start(start_request("hal"))
+    cluster.guids.append(started.identifier)
+    assert seen == ["web"] and started.services
