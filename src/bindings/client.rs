@@ -100,11 +100,13 @@ struct Direct<'py> {
     config: Bound<'py, PyAny>,
     /// The compute's explicit namespace.
     namespace: Option<String>,
+    /// The service (start, status, delete, modify).
+    service: &'static str,
 }
 
 /// The [`Direct`] way for `service`, or None when a request must take the handlers'
 /// way: `REST_API=true`, `request` replaced, or a handler or compute method replaced.
-fn direct<'py>(slf: &Bound<'py, PyAny>, service: &str) -> PyResult<Option<Direct<'py>>> {
+fn direct<'py>(slf: &Bound<'py, PyAny>, service: &'static str) -> PyResult<Option<Direct<'py>>> {
     let py = slf.py();
     if crate::environment::python::rest_api() || !is_own::<TychoClient>(slf, "request")? {
         return Ok(None);
@@ -127,6 +129,7 @@ fn direct<'py>(slf: &Bound<'py, PyAny>, service: &str) -> PyResult<Option<Direct
         backplane,
         config,
         namespace,
+        service,
     }))
 }
 
@@ -153,8 +156,25 @@ impl<'py> Direct<'py> {
         let kwargs = PyDict::new(self.action.py());
         kwargs.set_item("result", result)?;
         kwargs.set_item("message", message)?;
-        self.action
-            .call_method("create_response", (), Some(&kwargs))
+        let response = self
+            .action
+            .call_method("create_response", (), Some(&kwargs))?;
+        self.answered("success")?;
+        Ok(response)
+    }
+
+    /// The client's DEBUG record of an answer (on `tycho.client`, as for a request
+    /// through the handler).
+    fn answered(&self, status: &str) -> PyResult<()> {
+        let py = self.action.py();
+        log_debug(
+            py,
+            "TychoClient.request - status %s received from service: %s",
+            &[
+                PyString::new(py, status).into_any(),
+                PyString::new(py, self.service).into_any(),
+            ],
+        )
     }
 
     /// The handler's error response to `error` (an Exception; anything else is raised),
@@ -177,8 +197,11 @@ impl<'py> Direct<'py> {
         let kwargs = PyDict::new(py);
         kwargs.set_item("exception", exception)?;
         kwargs.set_item("message", message)?;
-        self.action
-            .call_method("create_response", (), Some(&kwargs))
+        let response = self
+            .action
+            .call_method("create_response", (), Some(&kwargs))?;
+        self.answered("error")?;
+        Ok(response)
     }
 }
 
@@ -366,7 +389,9 @@ impl TychoClient {
                 Ok((rows, _)) => {
                     let message = format!("Get status for system {}", system_name(request)?.str()?);
                     let rows = rows.as_array().map(Vec::as_slice).unwrap_or_default();
-                    return Ok(TychoStatus::from_rows(py, rows, &message)?.into_any());
+                    let status = TychoStatus::from_rows(py, rows, &message)?;
+                    d.answered("success")?;
+                    return Ok(status.into_any());
                 }
                 Err(e) => d.failure(
                     e,
