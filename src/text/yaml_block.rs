@@ -402,7 +402,6 @@ fn single_quoted(text: &str) -> Option<(String, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
 
     fn generic(text: &str) -> Option<Vec<Value>> {
         super::super::yaml::load_all(text)
@@ -434,65 +433,93 @@ mod tests {
         }
     }
 
-    /// Lines made of the pieces block YAML is made of, in random order and indentation.
-    fn line() -> impl Strategy<Value = String> {
-        let indent = 0usize..7;
-        let key = prop::sample::select(vec![
-            "a", "b", "k-1", "\"q k\"", "'s'", "1", "yes", "~", "x y", "<<", "a:b", "-a", "? c",
-        ]);
-        let value = prop::sample::select(vec![
-            "",
-            "1",
-            "0600",
-            "yes",
-            "x",
-            "\"a\\nb\\u00e9\"",
-            "'it''s'",
-            "[]",
-            "{}",
-            "- z",
-            "1:30",
-            "1e5",
-            ".5",
-            "a b",
-            "a: b",
-            "\"x\": 1",
-            "-",
-            "- ",
-            "-1",
-            "&a x",
-            "*a",
-            "!!str 1",
-            "|",
-            "#c",
-            "a #c",
-            "null",
-            "\"unterminated",
-            "'",
-            "\"\\q\"",
-            "é",
-        ]);
-        let shape = prop::sample::select(vec!["key", "item", "itemkey", "scalar", "doc"]);
-        (indent, key, value, shape).prop_map(|(i, k, v, s)| {
-            let pad = " ".repeat(i);
-            match s {
-                "key" => format!("{pad}{k}:{}{v}", if v.is_empty() { "" } else { " " }),
-                "item" => format!("{pad}- {v}"),
-                "itemkey" => format!("{pad}- {k}: {v}"),
-                "doc" => "---".to_string(),
-                _ => format!("{pad}{v}"),
-            }
-        })
+    const KEYS: &[&str] = &[
+        "a", "b", "k-1", "\"q k\"", "'s'", "1", "yes", "~", "x y", "<<", "a:b", "-a", "? c",
+        "\"a\":b", "é", "1.5", "0x1F", "08",
+    ];
+    const VALUES: &[&str] = &[
+        "",
+        "1",
+        "0600",
+        "yes",
+        "x",
+        "\"a\\nb\\u00e9\"",
+        "'it''s'",
+        "[]",
+        "{}",
+        "- z",
+        "1:30",
+        "1e5",
+        ".5",
+        "a b",
+        "a: b",
+        "\"x\": 1",
+        "-",
+        "- ",
+        "-1",
+        "&a x",
+        "*a",
+        "!!str 1",
+        "|",
+        "#c",
+        "a #c",
+        "null",
+        "\"unterminated",
+        "'",
+        "\"\\q\"",
+        "é",
+        "---",
+        "...",
+        "\"\\x41\\t\"",
+        "x  ",
+        "\"\" ",
+        "a,b",
+        "[1]",
+        "~",
+        "Off",
+        "+1",
+        "0b11",
+        ".inf",
+        "1_000",
+    ];
+
+    /// A text of block YAML pieces (keys, items, scalars, markers) in pseudo-random
+    /// order and indentation: valid YAML often, invalid or outside the subset often.
+    fn text_of(mut seed: u64) -> String {
+        let mut next = |n: usize| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 33) % n as u64) as usize
+        };
+        let mut out = String::new();
+        for _ in 0..1 + next(8) {
+            let pad = " ".repeat(2 * next(4) + usize::from(next(10) == 0));
+            let (k, v) = (KEYS[next(KEYS.len())], VALUES[next(VALUES.len())]);
+            let line = match next(10) {
+                0..=3 => format!("{pad}{k}:{}{v}", if v.is_empty() { "" } else { " " }),
+                4 | 5 => format!("{pad}- {v}"),
+                6 | 7 => format!("{pad}- {k}: {v}"),
+                8 => format!("{pad}{v}"),
+                _ => "---".to_string(),
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
     }
 
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(5_000))]
-        #[test]
-        fn what_it_reads_the_full_reader_reads_the_same(lines in prop::collection::vec(line(), 1..8)) {
-            let text = lines.join("\n") + "\n";
+    #[test]
+    fn what_it_reads_the_full_reader_reads_the_same() {
+        let mut read = 0;
+        for seed in 0..100_000u64 {
+            let text = text_of(seed);
             if let Some(fast) = load_non_null(&text) {
-                prop_assert_eq!(Some(fast), generic(&text), "{}", text);
+                read += 1;
+                assert_eq!(Some(fast), generic(&text), "{text}");
             }
         }
+        // the comparison is worth something only if many texts are in the subset
+        assert!(read > 10_000, "only {read} texts read");
     }
 }
