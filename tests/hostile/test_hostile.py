@@ -310,15 +310,18 @@ def test_any_small_input_fails_in_bounded_time_and_memory(attack):
 # only for the built-in templates and short texts without statements (src/limits,
 # STACK_BASE_RED_ZONE); these must end in an answer or a clean error, never a crash.
 DEEP_TEMPLATES = [
-    "{% set ns = namespace(x=[]) %}{% for i in range(1000000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x|length }}",
-    "{% set ns = namespace(x={}) %}{% for i in range(1000000) %}{% set ns.x = {'a': ns.x} %}{% endfor %}{{ ns.x }}",
+    "{% set ns = namespace(x=[]) %}{% for i in range(100000) %}{% for j in range(100000) %}"
+    "{% set ns.x = [ns.x] %}{% endfor %}{% endfor %}{{ ns.x|length }}",
+    "{% set ns = namespace(x={}) %}{% for i in range(100000) %}{% for j in range(100000) %}"
+    "{% set ns.x = {'a': ns.x} %}{% endfor %}{% endfor %}{{ ns.x }}",
+    "{% set ns = namespace(x=[]) %}{% for i in range(100000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x }}",
     "{{ [1]" + "|batch(1)" * 450 + " }}",
     "{{ [1]" + "|batch(1)" * 5000 + " }}",
 ]
 
 
 @pytest.mark.parametrize("stack_kib", [0, 512])
-@pytest.mark.parametrize("template", DEEP_TEMPLATES, ids=["loop-list", "loop-dict", "flat-chain", "long-chain"])
+@pytest.mark.parametrize("template", DEEP_TEMPLATES, ids=["loop-list", "loop-dict", "loop-print", "flat-chain", "long-chain"])
 def test_deep_values_built_by_templates_end_cleanly(template, stack_kib):
     code = f"""
     import threading
