@@ -22,8 +22,24 @@ pub const MAX_DEPTH: usize = 128;
 /// Stack size of the threads tycho starts that run Python code or the compiler.
 pub const THREAD_STACK: usize = 16 << 20;
 
-/// Stack a request's template work needs left; less and it moves to a new segment.
+/// Stack the evaluation of a template that may build values nested without bound (one
+/// with statements: a loop can wrap a value in itself as often as its fuel allows, and
+/// dropping or printing such a value recurses) needs left, and the compilation of a
+/// template text not seen before; less and it moves to a new segment.
 pub const STACK_RED_ZONE: usize = 32 << 20;
+
+/// Stack the rest of a request needs left (less and it moves to a new segment): the
+/// model, reading YAML, the built-in templates (their values nest no deeper than their
+/// input, itself at most [`MAX_DEPTH`] levels) and template texts without statements of
+/// at most [`FLAT_TEMPLATE_LEN`] bytes (each expression runs once, so a value nests no
+/// deeper than the input plus a few hundred levels). Less than the 8 MiB of Python's
+/// main thread or the [`THREAD_STACK`] of tycho's threads, so a request there stays on
+/// its thread's stack.
+pub const STACK_BASE_RED_ZONE: usize = 4 << 20;
+
+/// Longest template text without statements that is evaluated within
+/// [`STACK_BASE_RED_ZONE`]; a longer one gets [`STACK_RED_ZONE`].
+pub const FLAT_TEMPLATE_LEN: usize = 4096;
 
 /// Size of the stack segment a request moves to (reserved, used pages only).
 pub const STACK_GROWTH: usize = 256 << 20;

@@ -77,15 +77,35 @@ pub fn with_total_budget<T>(f: impl FnOnce() -> T) -> T {
         return f();
     }
     TOTAL_FUEL.with(|t| t.set(Some(crate::limits::template_budgets().total_fuel)));
-    // Values a template builds may nest as deep as its fuel allows; dropping them
-    // recurses, so the request runs with ample stack whatever thread it is on.
+    // The request's own work needs a few MiB at most; the evaluations that may need
+    // more ask for it themselves (`evaluate`, `with_deep_stack`).
     let out = stacker::maybe_grow(
-        crate::limits::STACK_RED_ZONE,
+        crate::limits::STACK_BASE_RED_ZONE,
         crate::limits::STACK_GROWTH,
         f,
     );
     TOTAL_FUEL.with(|t| t.set(None));
     out
+}
+
+/// Runs `f` with [`crate::limits::STACK_RED_ZONE`] of stack left, on a new segment when
+/// the thread has less: for the evaluation of a template that may build values nested as
+/// deep as its fuel allows (dropping and printing them recurses), and for compiling a
+/// template text not seen before.
+fn with_deep_stack<T>(f: impl FnOnce() -> T) -> T {
+    stacker::maybe_grow(
+        crate::limits::STACK_RED_ZONE,
+        crate::limits::STACK_GROWTH,
+        f,
+    )
+}
+
+/// Whether a template text may build values nested deeper than its input: it has
+/// statements (a loop or a `set` can wrap a value in itself again and again), or it is
+/// long enough to chain many nesting expressions. Such a template is evaluated with
+/// [`with_deep_stack`]; the others within the request's own stack.
+fn may_nest(source: &str) -> bool {
+    source.len() > crate::limits::FLAT_TEMPLATE_LEN || source.contains("{%")
 }
 
 /// An output that refuses to grow past its cap instead of allocating.
@@ -109,8 +129,23 @@ impl std::io::Write for CappedWriter {
     }
 }
 
-/// Evaluates `tmpl` within the budgets; errors name the template (`name`).
+/// Evaluates `tmpl` within the budgets; errors name the template (`name`). `deep`: the
+/// template may build values nested deeper than its input ([`may_nest`]), so it runs
+/// with [`with_deep_stack`].
 fn evaluate(
+    tmpl: &minijinja::Template<'_, '_>,
+    ctx: MjValue,
+    name: &dyn std::fmt::Display,
+    deep: bool,
+) -> Result<String> {
+    if deep {
+        with_deep_stack(|| evaluate_in(tmpl, ctx, name))
+    } else {
+        evaluate_in(tmpl, ctx, name)
+    }
+}
+
+fn evaluate_in(
     tmpl: &minijinja::Template<'_, '_>,
     ctx: MjValue,
     name: &dyn std::fmt::Display,
@@ -209,20 +244,21 @@ fn render_text_in(paths: &[String], name: &str, context: MjValue) -> Result<Stri
                     .0
                     .get_template(&key)
                     .map_err(|e| format_error(name, e))?;
-                return evaluate(&tmpl, context, &name);
+                return evaluate(&tmpl, context, &name, true);
             }
         }
         let text = std::fs::read_to_string(&path).map_err(|e| {
             Error::template(format!("cannot read template {}: {e}", path.display()))
         })?;
         let mut guard = override_env().write().unwrap_or_else(|p| p.into_inner());
-        add_guarded(&mut guard.0, key.clone(), &text).map_err(|e| format_error(name, e))?;
+        with_deep_stack(|| add_guarded(&mut guard.0, key.clone(), &text))
+            .map_err(|e| format_error(name, e))?;
         guard.1.insert(path.clone(), (path.clone(), mtime));
         let tmpl = guard
             .0
             .get_template(&key)
             .map_err(|e| format_error(name, e))?;
-        return evaluate(&tmpl, context, &name);
+        return evaluate(&tmpl, context, &name, true);
     }
     let tmpl = builtin_env().get_template(name).map_err(|_| {
         Error::template(format!(
@@ -234,15 +270,15 @@ fn render_text_in(paths: &[String], name: &str, context: MjValue) -> Result<Stri
                 .join(", ")
         ))
     })?;
-    evaluate(&tmpl, context, &name)
+    // The built-in templates are tycho's own: their values nest as deep as their input.
+    evaluate(&tmpl, context, &name, false)
 }
 
 /// Renders template `name` and reads the output as YAML documents (null documents dropped).
 pub fn render(paths: &[String], name: &str, context: MjValue) -> Result<Vec<Value>> {
     let text = render_text(paths, name, context)?;
-    let docs = crate::text::yaml::load_all(&text)
-        .map_err(|e| Error::template(format!("template {name} produced invalid YAML: {e}")))?;
-    Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
+    crate::text::yaml_block::read_non_null(&text)
+        .map_err(|e| Error::template(format!("template {name} produced invalid YAML: {e}")))
 }
 
 /// Renders a template given as text (Jinja2 semantics, Python value printing).
@@ -315,17 +351,17 @@ fn render_string_in(source: &str, context: &Value) -> Result<String> {
     {
         let guard = cache.read().unwrap_or_else(|p| p.into_inner());
         if let Ok(tmpl) = guard.0.get_template(source) {
-            return evaluate(&tmpl, ctx, &label);
+            return evaluate(&tmpl, ctx, &label, may_nest(source));
         }
     }
     let mut guard = cache.write().unwrap_or_else(|p| p.into_inner());
     if guard.1 >= 4096 {
         *guard = (new_environment(), 0);
     }
-    add_guarded(&mut guard.0, source.to_string(), source).map_err(err)?;
+    with_deep_stack(|| add_guarded(&mut guard.0, source.to_string(), source)).map_err(err)?;
     guard.1 += 1;
     let tmpl = guard.0.get_template(source).map_err(err)?;
-    evaluate(&tmpl, ctx, &label)
+    evaluate(&tmpl, ctx, &label, may_nest(source))
 }
 
 /// The top-level variables `source` reads that neither `context` nor the environment's
@@ -361,10 +397,10 @@ fn undeclared_of(source: &str) -> std::sync::Arc<[String]> {
         return names.clone();
     }
     let env = ENV.get_or_init(plain_environment);
-    let names: std::sync::Arc<[String]> = match env.template_from_str(source) {
+    let names: std::sync::Arc<[String]> = with_deep_stack(|| match env.template_from_str(source) {
         Ok(tmpl) => tmpl.undeclared_variables(false).into_iter().collect(),
         Err(_) => std::sync::Arc::from(Vec::new()),
-    };
+    });
     let mut guard = seen.write().unwrap_or_else(|p| p.into_inner());
     if guard.len() >= 4096 {
         guard.clear();

@@ -226,6 +226,23 @@ fn key_string(v: &Value) -> String {
     crate::text::pyfmt::py_str(v)
 }
 
+/// The key a scalar value makes in a mapping (a non-string key as Python's `str()`).
+pub(crate) fn key_value(v: Value) -> String {
+    match v {
+        Value::String(s) => s,
+        other => key_string(&other),
+    }
+}
+
+/// The value of an untagged scalar: resolved as YAML 1.1 when `plain`, else a string.
+pub(crate) fn scalar_from(text: String, plain: bool) -> Value {
+    if plain {
+        resolve_plain_owned(text)
+    } else {
+        Value::String(text)
+    }
+}
+
 fn scalar_value(text: String, style: ScalarStyle, tag: Option<&str>) -> Value {
     match tag {
         Some("str") => return Value::String(text),
@@ -543,6 +560,14 @@ fn scalar_text(v: &Value) -> String {
 pub fn double_quoted(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
+    // The usual case, nothing to escape: copied whole.
+    if s.bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push_str(s);
+        out.push('"');
+        return out;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),

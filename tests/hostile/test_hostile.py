@@ -305,6 +305,48 @@ def test_any_small_input_fails_in_bounded_time_and_memory(attack):
     assert peak is not None and peak < 100, (peak, out)
 
 
+# Values a template nests as deep as its fuel allows, and a flat text chaining nesting
+# filters: dropping or printing them recurses. The request stays on its thread's stack
+# only for the built-in templates and short texts without statements (src/limits,
+# STACK_BASE_RED_ZONE); these must end in an answer or a clean error, never a crash.
+DEEP_TEMPLATES = [
+    "{% set ns = namespace(x=[]) %}{% for i in range(100000) %}{% for j in range(100000) %}"
+    "{% set ns.x = [ns.x] %}{% endfor %}{% endfor %}{{ ns.x|length }}",
+    "{% set ns = namespace(x={}) %}{% for i in range(100000) %}{% for j in range(100000) %}"
+    "{% set ns.x = {'a': ns.x} %}{% endfor %}{% endfor %}{{ ns.x }}",
+    "{% set ns = namespace(x=[]) %}{% for i in range(100000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x }}",
+    "{{ [1]" + "|batch(1)" * 450 + " }}",
+    "{{ [1]" + "|batch(1)" * 5000 + " }}",
+]
+
+
+@pytest.mark.parametrize("stack_kib", [0, 512])
+@pytest.mark.parametrize("template", DEEP_TEMPLATES, ids=["loop-list", "loop-dict", "loop-print", "flat-chain", "long-chain"])
+def test_deep_values_built_by_templates_end_cleanly(template, stack_kib):
+    code = f"""
+    import threading
+    from tycho import _native
+    from tycho.exceptions import TychoException
+    out = []
+    def run():
+        try:
+            out.append("RENDERED %d" % len(_native.render_string({template!r}, {{}})))
+        except TychoException as e:
+            out.append("REFUSED " + str(e)[:200])
+    if {stack_kib}:
+        threading.stack_size({stack_kib} * 1024)
+        t = threading.Thread(target=run)
+        t.start()
+        t.join()
+    else:
+        run()
+    print(out[0])
+    """
+    rc, out, err, _ = run_isolated(code, timeout=120)
+    assert rc == 0, err[-2000:]
+    assert out.startswith(("RENDERED", "REFUSED")), out
+
+
 def test_budget_errors_name_the_template_and_the_field():
     req = base_request(env={"big": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"})
     req["system"]["services"]["nginx"]["environment"] = ["A={{ big }}", "B={{ 'x' * 100000000 }}"]
