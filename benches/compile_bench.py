@@ -1,12 +1,20 @@
 """Compile-time benchmark: ours vs the original tycho-api 1.17.3, same inputs, one run.
 
-For every valid parity case (tests/support/cases.py) both implementations parse the start
-request and render every object of the system (Deployment, NetworkPolicy, Services):
-ours through tycho._native.compile_request, the original through System.parse and
-KubernetesCompute.start on an in-memory stand-in of the cluster (tests/support/oracle.py).
-Prints the mean time per system of each and the ratio.
+Two sets of start requests, each compiled by both implementations in the same run:
 
-    python benches/compile_bench.py [--rounds N]
+- ``parity``: every valid parity case (tests/support/cases.py);
+- ``helx``: the HeLx app catalogue (``TYCHO_HELX_CORPUS``, else ``../shared/corpus/helx-apps``
+  beside the clone; the set is left out, and says so, when it is absent): every app spec
+  compose file as the registry context would send it, its settings being the registry's
+  ``settings`` and the app's ``.env``.
+
+Both implementations parse the start request and render every object of the system
+(Deployment, NetworkPolicy, Services): ours through tycho._native.compile_request, the
+original through System.parse and KubernetesCompute.start on an in-memory stand-in of the
+cluster (tests/support/oracle.py). Prints the mean and median time per system of each and
+the ratios.
+
+    python benches/compile_bench.py [--rounds N] [--set parity|helx|all]
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -52,6 +61,41 @@ print(json.dumps(times))
 """
 
 
+PRINCIPAL = {"username": "jdoe", "access_token": "tok", "refresh_token": "ref", "host": "h.example.org"}
+
+
+def helx_cases() -> list[dict]:
+    """The HeLx catalogue's apps as start requests (empty when the corpus is absent)."""
+    import yaml
+
+    corpus = Path(os.environ.get("TYCHO_HELX_CORPUS") or ROOT.parent / "shared" / "corpus" / "helx-apps")
+    registry = corpus / "app-registry.yaml"
+    if not registry.is_file():
+        print(f"HeLx corpus not found at {corpus} (set TYCHO_HELX_CORPUS): the helx set is left out",
+              file=sys.stderr)
+        return []
+    settings = {k: v for k, v in (yaml.safe_load(registry.read_text()).get("settings") or {}).items()
+                if isinstance(v, str) and "{{" not in v}
+    cases = []
+    for path in sorted((corpus / "app-specs").glob("*/docker-compose.yaml")):
+        compose = yaml.safe_load(path.read_text())
+        env = dict(settings)
+        dotenv = path.parent / ".env"
+        if dotenv.is_file():
+            for line in dotenv.read_text().splitlines():
+                key, sep, value = line.partition("=")
+                if sep and key.strip() and not key.lstrip().startswith("#"):
+                    env[key.strip()] = value.strip()
+        services = {}
+        for name, svc in (compose.get("services") or {}).items():
+            if (svc or {}).get("ports"):
+                services[name] = {"port": str(svc["ports"][-1]).rsplit(":", 1)[-1], "clients": []}
+        request = {"name": path.parent.name, "principal": json.dumps(PRINCIPAL), "serviceaccount": "default",
+                   "env": env, "system": compose, "services": services}
+        cases.append({"name": path.parent.name, "request": request, "environ": {"DEV_PHASE": "prod"}})
+    return cases
+
+
 def time_ours(cases, rounds):
     from tycho import _native
 
@@ -81,32 +125,48 @@ def time_original(cases, rounds):
     return json.loads(proc.stdout)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=5)
-    args = ap.parse_args()
-    from tycho import _native
-
+def compilable(candidates):
+    """The cases ours compiles (ours refuses some on purpose: COMPATIBILITY.md)."""
     cases = []
-    for c in CASES:
+    for c in candidates:
         if c.get("expect_error"):
             continue
         try:
             time_ours([c], 1)
             cases.append(c)
-        except Exception:  # cases ours refuses on purpose (COMPATIBILITY.md)
+        except Exception:
             pass
-    del _native
-    ours = time_ours(cases, args.rounds * 20)
-    orig = time_original(cases, args.rounds)
+    return cases
+
+
+def compare(label, cases, rounds):
+    ours = time_ours(cases, rounds * 20)
+    orig = time_original(cases, rounds)
     m_ours, m_orig = statistics.mean(ours), statistics.mean(orig)
-    print(f"systems: {len(cases)} cases; ours {len(ours)} compiles, original {len(orig)} compiles")
+    print(f"== {label}: {len(cases)} systems; ours {len(ours)} compiles, original {len(orig)} compiles")
     print(f"{'':10} {'mean':>10} {'median':>10} {'p95':>10}")
     for name, t in (("original", orig), ("ours", ours)):
         p95 = sorted(t)[int(len(t) * 0.95) - 1]
         print(f"{name:10} {statistics.mean(t) * 1e3:9.3f}ms {statistics.median(t) * 1e3:9.3f}ms {p95 * 1e3:9.3f}ms")
     print(f"ratio (original / ours, mean per system): {m_orig / m_ours:.0f}x")
     print(f"ratio (original / ours, median per system): {statistics.median(orig) / statistics.median(ours):.0f}x")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--set", choices=("parity", "helx", "all"), default="all")
+    args = ap.parse_args()
+    logging.disable(logging.CRITICAL)  # as the original's timer does: no log output timed
+    sets = []
+    if args.set in ("parity", "all"):
+        sets.append(("parity cases", compilable(CASES)))
+    if args.set in ("helx", "all"):
+        helx = compilable(helx_cases())
+        if helx:
+            sets.append(("HeLx catalogue", helx))
+    for label, cases in sets:
+        compare(label, cases, args.rounds)
     return 0
 
 

@@ -4,7 +4,7 @@
 //! `tycho.model.System` reads, the request schema check of the REST server, the
 //! registry's deep merge, `parse_env` and the namespace rule.
 
-use crate::bindings::{config_value, from_py, run, to_py, to_pyerr, PlainWalk};
+use crate::bindings::{config_value, from_py, run, to_py, to_pyerr, PlainWalk, Trace};
 use crate::compile::{self, CompileOptions};
 use crate::environment::var;
 use crate::error::Error;
@@ -100,12 +100,43 @@ struct LastSystem {
     container_env: minijinja::Value,
 }
 
+impl LastSystem {
+    /// `system` made ready for the templates under `config` (container variables in `mode`).
+    fn new(
+        config: &Value,
+        system: Value,
+        mode: crate::config::AccessTokenEnv,
+    ) -> crate::Result<Self> {
+        let mut parts = Map::new();
+        parts.insert("system".into(), system.clone());
+        let mut parts = Value::Object(parts);
+        compile::add_container_env(config, &mut parts)?;
+        let container_env = parts
+            .get("container_env")
+            .map(|e| minijinja::Value::from(minijinja::value::Serde(e)))
+            .unwrap_or_default();
+        let converted = minijinja::Value::from(minijinja::value::Serde(&system));
+        Ok(LastSystem {
+            system,
+            mode,
+            converted,
+            container_env,
+        })
+    }
+}
+
 thread_local! {
-    static LAST_SYSTEM: std::cell::RefCell<Option<LastSystem>> = const { std::cell::RefCell::new(None) };
+    /// The last system rendered on this thread, with the trace of its Python objects
+    /// ([`crate::bindings::convert::Trace`]; `None` when part of it went through
+    /// `to_plain`): the next render of the same, unchanged objects skips the conversion.
+    static LAST_SYSTEM: std::cell::RefCell<Option<(Option<Trace>, LastSystem)>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 /// Renders template `name` with `system` (a `tycho.model.System`, converted natively:
 /// see [`PlainWalk`]) as `system` plus `context` (a dict of values `to_plain` takes).
+/// The system's conversion is kept for the next call on this thread: when that call
+/// gets the same objects, unchanged ([`PlainWalk::unchanged`]), it is not converted again.
 #[pyfunction]
 #[pyo3(signature = (name, system, context, skip, to_plain, config=None))]
 fn render_model<'py>(
@@ -121,36 +152,27 @@ fn render_model<'py>(
         skip: Some(skip),
         to_plain: Some(to_plain),
     };
-    let system = walk.convert(system, "system")?;
+    // Taken out while Python runs (a key's `__eq__` may render again on this thread).
+    let last = LAST_SYSTEM.with(|l| l.borrow_mut().take());
+    let (trace, system) = match last {
+        Some((Some(trace), last)) if walk.unchanged(system, &trace).unwrap_or(false) => {
+            (Some(trace), Ok(last))
+        }
+        _ => {
+            let mut trace = Some(Vec::new());
+            let value = walk.convert_traced(system, "system", &mut trace)?;
+            (trace, Err(value))
+        }
+    };
     let context = walk.convert(context, "context")?;
     let config = config_value(config)?;
-    let docs = run(py, || {
+    let (docs, last) = run(py, || {
         let mode = crate::config::access_token_env(&config)?;
-        let (converted, container_env) = LAST_SYSTEM.with(|last| -> crate::Result<_> {
-            let mut last = last.borrow_mut();
-            if let Some(l) = last
-                .as_ref()
-                .filter(|l| l.mode == mode && l.system == system)
-            {
-                return Ok((l.converted.clone(), l.container_env.clone()));
-            }
-            let mut parts = Map::new();
-            parts.insert("system".into(), system.clone());
-            let mut parts = Value::Object(parts);
-            compile::add_container_env(&config, &mut parts)?;
-            let env = parts
-                .get("container_env")
-                .map(|e| minijinja::Value::from(minijinja::value::Serde(e)))
-                .unwrap_or_default();
-            let converted = minijinja::Value::from(minijinja::value::Serde(&system));
-            *last = Some(LastSystem {
-                system,
-                mode,
-                converted: converted.clone(),
-                container_env: env.clone(),
-            });
-            Ok((converted, env))
-        })?;
+        let last = match system {
+            Ok(last) if last.mode == mode => last,
+            Ok(last) => LastSystem::new(&config, last.system, mode)?,
+            Err(value) => LastSystem::new(&config, value, mode)?,
+        };
         let mut ctx: std::collections::BTreeMap<String, minijinja::Value> = context
             .as_object()
             .into_iter()
@@ -162,13 +184,15 @@ fn render_model<'py>(
                 )
             })
             .collect();
-        ctx.insert("system".into(), converted);
-        if !container_env.is_undefined() && !ctx.contains_key("container_env") {
-            ctx.insert("container_env".into(), container_env);
+        ctx.insert("system".into(), last.converted.clone());
+        if !last.container_env.is_undefined() && !ctx.contains_key("container_env") {
+            ctx.insert("container_env".into(), last.container_env.clone());
         }
         let paths = crate::config::template_paths(&config);
-        crate::render::render(&paths, &name, minijinja::Value::from(ctx))
+        let docs = crate::render::render(&paths, &name, minijinja::Value::from(ctx))?;
+        Ok((docs, last))
     })?;
+    LAST_SYSTEM.with(|l| *l.borrow_mut() = Some((trace, last)));
     to_py(py, &Value::Array(docs))
 }
 

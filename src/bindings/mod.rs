@@ -24,7 +24,7 @@ mod registry;
 mod results;
 mod stopcull;
 
-pub(crate) use convert::{config_value, from_py, run, to_py, to_pyerr, PlainWalk};
+pub(crate) use convert::{config_value, from_py, run, to_py, to_pyerr, PlainWalk, Trace};
 
 /// The process's metrics in the OpenMetrics text format (`tycho.metrics()`).
 #[pyfunction]

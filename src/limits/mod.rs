@@ -165,15 +165,17 @@ fn too_big(what: &str, limit: u64, hint: &str) -> Error {
 pub fn check_depth(v: &Value, what: &str) -> Result<()> {
     let mut stack: Vec<(&Value, usize)> = vec![(v, 1)];
     while let Some((node, depth)) = stack.pop() {
-        let children: Box<dyn Iterator<Item = &Value>> = match node {
-            Value::Array(a) => Box::new(a.iter()),
-            Value::Object(m) => Box::new(m.values()),
-            _ => continue,
-        };
+        if !matches!(node, Value::Array(_) | Value::Object(_)) {
+            continue;
+        }
         if depth > MAX_DEPTH {
             return Err(depth_error(what));
         }
-        stack.extend(children.map(|c| (c, depth + 1)));
+        match node {
+            Value::Array(a) => stack.extend(a.iter().map(|c| (c, depth + 1))),
+            Value::Object(m) => stack.extend(m.values().map(|c| (c, depth + 1))),
+            _ => {}
+        }
     }
     Ok(())
 }
