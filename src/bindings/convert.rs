@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 use serde_json::Value;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 pub(crate) use super::error::to_pyerr;
 
@@ -246,14 +247,55 @@ fn to_py_at<'py>(py: Python<'py>, v: &Value, depth: usize) -> PyResult<Bound<'py
     })
 }
 
-/// The configuration a call names, or the built-in one (borrowed, not copied).
-pub(crate) fn config_value(
-    config: Option<&Bound<'_, PyAny>>,
-) -> PyResult<std::borrow::Cow<'static, Value>> {
-    use std::borrow::Cow;
+/// The built-in configuration, shared.
+fn default_config() -> Arc<Value> {
+    static DEFAULT: std::sync::OnceLock<Arc<Value>> = std::sync::OnceLock::new();
+    DEFAULT
+        .get_or_init(|| Arc::new(crate::config::default_config().clone()))
+        .clone()
+}
+
+thread_local! {
+    /// The configuration dict last converted on this thread, with the trace of its
+    /// objects ([`Trace`]): a call with the same, unchanged dict (a `tycho.config.Config`
+    /// lives as long as its context) shares the conversion.
+    static LAST_CONFIG: std::cell::RefCell<Option<(Trace, Arc<Value>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// [`config_parts`] of `config`, or the last conversion when `config` is the same dict,
+/// unchanged ([`PlainWalk::unchanged`]).
+fn shared_config_parts(config: &Bound<'_, PyDict>) -> PyResult<Arc<Value>> {
+    let walk = PlainWalk {
+        skip: None,
+        to_plain: None,
+    };
+    // Taken out while Python runs (a key's `__eq__` may convert again on this thread).
+    if let Some((trace, value)) = LAST_CONFIG.with(|l| l.borrow_mut().take()) {
+        if walk.unchanged(config.as_any(), &trace).unwrap_or(false) {
+            let shared = value.clone();
+            LAST_CONFIG.with(|l| *l.borrow_mut() = Some((trace, value)));
+            return Ok(shared);
+        }
+    }
+    let value = Arc::new(config_parts(config)?);
+    let mut trace = Some(Vec::new());
+    if walk
+        .convert_traced(config.as_any(), "config", &mut trace)
+        .is_ok()
+    {
+        if let Some(trace) = trace {
+            LAST_CONFIG.with(|l| *l.borrow_mut() = Some((trace, value.clone())));
+        }
+    }
+    Ok(value)
+}
+
+/// The configuration a call names, or the built-in one (shared, not copied).
+pub(crate) fn config_value(config: Option<&Bound<'_, PyAny>>) -> PyResult<Arc<Value>> {
     match config {
-        None => Ok(Cow::Borrowed(crate::config::default_config())),
-        Some(c) if c.is_none() => Ok(Cow::Borrowed(crate::config::default_config())),
+        None => Ok(default_config()),
+        Some(c) if c.is_none() => Ok(default_config()),
         Some(c) => {
             // tycho.config.Config keeps its mapping in `.conf`.
             // (A dict first: `hasattr` on a dict raises and catches an AttributeError.)
@@ -263,8 +305,8 @@ pub(crate) fn config_value(
                 c.clone()
             };
             match inner.cast::<PyDict>() {
-                Ok(dict) => config_parts(dict).map(Cow::Owned),
-                Err(_) => from_py(&inner, "config").map(Cow::Owned),
+                Ok(dict) => shared_config_parts(dict),
+                Err(_) => from_py(&inner, "config").map(Arc::new),
             }
         }
     }
@@ -423,6 +465,8 @@ impl<'py> PlainWalk<'_, 'py> {
         Ok(self.same(obj, trace, &mut pos, 0)? && pos == trace.len())
     }
 
+    // Long because: it mirrors `walk` case by case, in the same order, so the two read
+    // side by side.
     fn same(
         &self,
         obj: &Bound<'py, PyAny>,
@@ -511,11 +555,19 @@ impl<'py> PlainWalk<'_, 'py> {
             let Ok(key) = k.cast::<PyString>() else {
                 continue;
             };
-            if key.to_cow()?.starts_with('_') || names.contains(key)? {
-                continue;
+            // The name converted next, met again: converted again (the same name and
+            // the same names left out decide the same). Any other name must be one
+            // left out (spelled out only then: few are).
+            let expected = trace.get(*pos).is_some_and(|(t, _)| t.bind(py).is(&k));
+            if !expected {
+                if key.to_cow()?.starts_with('_') || names.contains(key)? {
+                    continue;
+                }
+                return Ok(false);
             }
+            *pos += 1;
             seen += 1;
-            if next(&k, pos).is_none() || !self.same(&v, trace, pos, depth + 1)? {
+            if !self.same(&v, trace, pos, depth + 1)? {
                 return Ok(false);
             }
         }
