@@ -133,7 +133,7 @@ struct Reader<'a> {
 /// A line's start: a sequence item, a key (with the rest of the line after `:`), or a
 /// lone scalar.
 enum Start<'a> {
-    Item(&'a str),
+    Item,
     Key(String, &'a str),
     Scalar(Value),
 }
@@ -149,9 +149,12 @@ impl<'a> Reader<'a> {
             return None;
         }
         let line = self.peek()?;
+        if is_item(line.text) {
+            return self.sequence(indent, depth);
+        }
         match start_of(line.text)? {
-            Start::Item(_) => self.sequence(indent, depth),
-            Start::Key(..) => self.mapping(indent, depth),
+            Start::Item => self.sequence(indent, depth),
+            Start::Key(key, rest) => self.mapping(indent, depth, Some((key, rest))),
             Start::Scalar(v) => {
                 self.pos += 1;
                 // a following deeper line would continue the scalar
@@ -172,10 +175,11 @@ impl<'a> Reader<'a> {
             if line.indent > indent {
                 return None;
             }
-            let Start::Item(rest) = start_of(line.text)? else {
+            // (A line that is no item ends the sequence; what it is, its reader says.)
+            if !is_item(line.text) {
                 break;
-            };
-            let inner = rest.trim_start_matches(' ');
+            }
+            let inner = line.text[1..].trim_start_matches(' ');
             if inner.is_empty() {
                 self.pos += 1;
                 items.push(self.nested(indent, depth, false)?);
@@ -192,7 +196,14 @@ impl<'a> Reader<'a> {
         Some(Value::Array(items))
     }
 
-    fn mapping(&mut self, indent: usize, depth: usize) -> Option<Value> {
+    /// The mapping whose first line is the current one (its key and value text already
+    /// read: `first`), at `indent`.
+    fn mapping(
+        &mut self,
+        indent: usize,
+        depth: usize,
+        mut first: Option<(String, &'a str)>,
+    ) -> Option<Value> {
         let mut map = Map::new();
         while let Some(line) = self.peek() {
             if line.indent < indent {
@@ -201,8 +212,12 @@ impl<'a> Reader<'a> {
             if line.indent > indent {
                 return None;
             }
-            let Start::Key(key, rest) = start_of(line.text)? else {
-                return None;
+            let (key, rest) = match first.take() {
+                Some(read) => read,
+                None => match start_of(line.text)? {
+                    Start::Key(key, rest) => (key, rest),
+                    _ => return None,
+                },
             };
             self.pos += 1;
             let value = if rest.is_empty() {
@@ -224,11 +239,7 @@ impl<'a> Reader<'a> {
     fn nested(&mut self, indent: usize, depth: usize, of_key: bool) -> Option<Value> {
         match self.peek() {
             Some(next) if next.indent > indent => self.node(next.indent, depth + 1),
-            Some(next)
-                if of_key
-                    && next.indent == indent
-                    && matches!(start_of(next.text)?, Start::Item(_)) =>
-            {
+            Some(next) if of_key && next.indent == indent && is_item(next.text) => {
                 self.sequence(indent, depth + 1)
             }
             _ => Some(Value::Null),
@@ -236,10 +247,15 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Whether a line is a sequence item (`-` alone or followed by a space).
+fn is_item(text: &str) -> bool {
+    text == "-" || text.starts_with("- ")
+}
+
 /// What a line starts with; `None` for anything outside the subset.
 fn start_of(text: &str) -> Option<Start<'_>> {
-    if text == "-" || text.starts_with("- ") {
-        return Some(Start::Item(&text[1..]));
+    if is_item(text) {
+        return Some(Start::Item);
     }
     let (scalar, rest) = match text.as_bytes()[0] {
         b'"' => double_quoted(text)?,
