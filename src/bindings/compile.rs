@@ -107,14 +107,16 @@ impl LastSystem {
         system: Value,
         mode: crate::config::AccessTokenEnv,
     ) -> crate::Result<Self> {
+        // The system lent to the context (not copied) and taken back after.
         let mut parts = Map::new();
-        parts.insert("system".into(), system.clone());
+        parts.insert("system".into(), system);
         let mut parts = Value::Object(parts);
         compile::add_container_env(config, &mut parts)?;
         let container_env = parts
             .get("container_env")
             .map(|e| minijinja::Value::from(minijinja::value::Serde(e)))
             .unwrap_or_default();
+        let system = parts.get_mut("system").map(Value::take).unwrap_or_default();
         let converted = minijinja::Value::from(minijinja::value::Serde(&system));
         Ok(LastSystem {
             system,
