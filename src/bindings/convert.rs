@@ -507,26 +507,10 @@ impl<'py> PlainWalk<'_, 'py> {
             return Ok(true);
         }
         if let Ok(l) = obj.cast::<PyList>() {
-            if l.len() != len {
-                return Ok(false);
-            }
-            for v in l.iter() {
-                if !self.same(&v, trace, pos, depth + 1)? {
-                    return Ok(false);
-                }
-            }
-            return Ok(true);
+            return self.same_items(l.len() == len, l.iter(), trace, pos, depth);
         }
         if let Ok(t) = obj.cast::<PyTuple>() {
-            if t.len() != len {
-                return Ok(false);
-            }
-            for v in t.iter() {
-                if !self.same(&v, trace, pos, depth + 1)? {
-                    return Ok(false);
-                }
-            }
-            return Ok(true);
+            return self.same_items(t.len() == len, t.iter(), trace, pos, depth);
         }
         // A model object: its type, its names left out, its attribute dict, then the
         // attributes converted (the count at the end).
@@ -572,6 +556,27 @@ impl<'py> PlainWalk<'_, 'py> {
             }
         }
         Ok(seen == count)
+    }
+
+    /// [`Self::same`] of a list's or tuple's items (`same_len`: its length is the one
+    /// recorded).
+    fn same_items(
+        &self,
+        same_len: bool,
+        items: impl Iterator<Item = Bound<'py, PyAny>>,
+        trace: &Trace,
+        pos: &mut usize,
+        depth: usize,
+    ) -> PyResult<bool> {
+        if !same_len {
+            return Ok(false);
+        }
+        for v in items {
+            if !self.same(&v, trace, pos, depth + 1)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     fn generic(&self, obj: &Bound<'py, PyAny>, what: &str, path: &[Step<'py>]) -> PyResult<Value> {
